@@ -1,0 +1,30 @@
+/*
+ * chain.h: completing a child image with its parents.
+ *
+ * A child records its parent by path (qcow2 backing file, VMDK
+ * parentFileNameHint, VHD parent locators) or only by identifier (VDI
+ * uuidLinkage).  chain_open_parents() finds each parent, in this order:
+ *
+ *   1. --parent CHILD=PARENT naming this layer (how = "--parent");
+ *   2. the recorded path, relative to the child's directory, when it
+ *      exists (how = "recorded");
+ *   3. the recorded file name in each --parent-dir (how = "--parent-dir"),
+ *      and for identifier-only parents every image in the child's
+ *      directory and each --parent-dir whose identity matches.
+ *
+ * It never guesses: no candidate, or two different files, is an error
+ * listing where it looked.  Before a byte is read through a parent, the
+ * child's driver checks the parent's identity (check_parent); a loop in
+ * the chain or a chain deeper than CHAIN_MAX_DEPTH is refused.
+ */
+#ifndef DF_CHAIN_H
+#define DF_CHAIN_H
+
+#include "image/image.h"
+
+#define CHAIN_MAX_DEPTH 64
+
+int chain_open_parents(struct image *img, const struct image_open_opts *opts,
+                       struct df_error *err);
+
+#endif

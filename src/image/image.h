@@ -1,0 +1,217 @@
+/*
+ * image.h: the image driver interface and the calls the rest of
+ * diskferry makes on an image.
+ *
+ * One driver per format (raw.c, qcow2.c, vmdk.c, vdi.c, vhd.c, vhdx.c)
+ * fills a const struct image_driver; image.c probes, allocates the
+ * driver's private state, checks each request before the driver sees it
+ * and each answer after; chain.c layers a child on its parents.
+ *
+ * Contract between image.c and a driver:
+ *  1. open() runs the driver's whole validation ladder: after it returns
+ *     0, img->size is set and every offset the driver will follow has
+ *     been or will be bounds-checked before use.  Nothing is written
+ *     anywhere before open() succeeded on every chain member.
+ *  2. map(off, len) describes [off, off+len) of THIS layer: extents in
+ *     ascending order, contiguous, starting at off.  It may stop early
+ *     (the list cap, or a driver-chosen limit) but must describe at
+ *     least one byte; image.c loops.  Where the layer defers to its
+ *     parent it says EXT_PARENT, never EXT_ZERO.  Without a parent the
+ *     driver may still say EXT_PARENT: image.c turns it into EXT_HOLE.
+ *  3. read(buf, len, off) fills [off, off+len) of THIS layer: data as
+ *     stored; EXT_ZERO/EXT_HOLE ranges as zeros.  image.c never asks a
+ *     driver to read a range it mapped EXT_PARENT while a parent exists
+ *     (it splits the request by map() first).
+ *  4. image.c clamps every request to [0, img->size) and serialises
+ *     calls on one image with img->lock unless the driver sets
+ *     IMG_THREAD_SAFE.
+ *  5. write/zero are called with offsets ascending when the driver sets
+ *     IMG_SEQUENTIAL_WRITE (the qcow2 writer): the engine's sinks
+ *     deliver in order.
+ */
+#ifndef DF_IMAGE_H
+#define DF_IMAGE_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/extent.h"
+#include "util/file.h"
+
+struct image;
+
+/* What probe() sees: the first and last bytes of the file. */
+struct image_probe {
+    const uint8_t *head;    /* up to IMAGE_PROBE_HEAD bytes from 0 */
+    size_t head_len;
+    const uint8_t *tail;    /* up to IMAGE_PROBE_TAIL bytes before EOF */
+    size_t tail_len;
+    uint64_t file_size;
+};
+#define IMAGE_PROBE_HEAD (64 * 1024)
+#define IMAGE_PROBE_TAIL (64 * 1024)
+
+enum image_caps {
+    IMG_CAN_WRITE = 1u << 0,        /* write/zero/flush work */
+    IMG_CAN_CREATE = 1u << 1,       /* create() makes a new image */
+    IMG_THREAD_SAFE = 1u << 2,      /* map/read may run concurrently */
+    IMG_SEQUENTIAL_WRITE = 1u << 3, /* writes must come in offset order */
+};
+
+struct image_driver {
+    const char *name;       /* "qcow2": -f/-O value, messages */
+    size_t priv_size;       /* per-image state image.c allocates (zeroed) */
+    unsigned caps;
+
+    /* 0 = not mine .. 100 = certain.  Must not read beyond p. */
+    int (*probe)(const struct image_probe *p);
+    /*
+     * Validate all metadata (contract 1).  img->file is open; fill
+     * img->size, and img->parent_name when the image records a parent
+     * by path (img->parent_by_id when only by an identifier).
+     */
+    int (*open)(struct image *img, struct df_error *err);
+    /* Contract 2. */
+    int (*map)(struct image *img, uint64_t off, uint64_t len,
+               struct extent_list *out, struct df_error *err);
+    /* Contract 3. */
+    int (*read)(struct image *img, void *buf, size_t len, uint64_t off,
+                struct df_error *err);
+    /* IMG_CAN_WRITE: store data / make a range read as zeros. */
+    int (*write)(struct image *img, const void *buf, size_t len,
+                 uint64_t off, struct df_error *err);
+    int (*zero)(struct image *img, uint64_t off, uint64_t len,
+                struct df_error *err);
+    /* Write out metadata, fsync.  NULL = nothing to do but fsync. */
+    int (*flush)(struct image *img, struct df_error *err);
+    /* IMG_CAN_CREATE: img->file is a new, empty, writable file. */
+    int (*create)(struct image *img, uint64_t size, struct df_error *err);
+    /*
+     * Is `parent` the image `child` was made on?  Compare identity
+     * fields (CID, UUID, unique id, timestamps) and fail with
+     * DF_CORRUPT naming both files and the field.  NULL: no identity
+     * recorded (image.c checks sizes for every format).
+     */
+    int (*check_parent)(struct image *child, struct image *parent,
+                        struct df_error *err);
+    /* Free priv's contents and any files the driver opened. */
+    void (*close)(struct image *img);
+};
+
+/* Identity and layout facts a driver wants `info` to show. */
+#define IMAGE_MAX_PROPS 16
+struct image_prop {
+    char key[32];
+    char val[128];
+};
+
+struct image {
+    const struct image_driver *drv;
+    void *priv;
+    struct df_file file;        /* the image's own file */
+    char name[PATH_MAX];        /* as named by the user or the chain */
+    char path[PATH_MAX];        /* the path opened (relative names resolve
+                                   against its directory) */
+    uint64_t size;              /* virtual size in bytes */
+    bool writable;
+
+    /* The parent as recorded in this image (set by open). */
+    char parent_name[PATH_MAX]; /* "" = none recorded by path */
+    bool parent_by_id;          /* recorded only by identifier (VDI) */
+    bool has_parent_ref;        /* the image is a child layer */
+    /* Set by chain.c when it opened the parent. */
+    struct image *parent;
+    char parent_how[24];        /* "recorded", "--parent-dir", "--parent" */
+    unsigned depth;             /* 0 for the top layer */
+
+    struct image_prop props[IMAGE_MAX_PROPS];
+    unsigned nprops;
+
+    pthread_mutex_t lock;       /* contract 4 */
+};
+
+/* How to open an image and complete its chain. */
+struct parent_override {
+    const char *child;          /* file name or path of the child layer */
+    const char *parent;         /* path to use as its parent */
+};
+struct image_open_opts {
+    const char *format;         /* -f FMT, NULL = probe */
+    bool writable;
+    bool no_parents;            /* open only this layer */
+    const char *const *parent_dirs;     /* --parent-dir, repeatable */
+    size_t n_parent_dirs;
+    const struct parent_override *parent_overrides;   /* --parent */
+    size_t n_parent_overrides;
+};
+
+/* Record a property for `info` (silently dropped past IMAGE_MAX_PROPS). */
+void image_set_prop(struct image *img, const char *key, const char *fmt,
+                    ...) __attribute__((format(printf, 3, 4)));
+const char *image_get_prop(const struct image *img, const char *key);
+
+/* The drivers image.c knows, in probe order; NULL-terminated. */
+extern const struct image_driver *const image_drivers[];
+const struct image_driver *image_driver_by_name(const char *name);
+
+/*
+ * Open `path` and, unless opts->no_parents, its whole chain (chain.c).
+ * On failure *out is NULL and err says which member and why.
+ */
+int image_open(const char *path, const struct image_open_opts *opts,
+               struct image **out, struct df_error *err);
+/* Open a single layer over an already-open file (takes f's contents). */
+int image_open_file(struct df_file *f, const char *name, const char *path,
+                    const struct image_open_opts *opts, struct image **out,
+                    struct df_error *err);
+/* Create a new image of `format` at path (O_EXCL). */
+int image_create(const char *path, const char *format, uint64_t size,
+                 struct image **out, struct df_error *err);
+/* Close the image and its parents.  NULL is a no-op. */
+void image_close(struct image *img);
+
+/*
+ * Probe the file's content: the driver that claims it, or NULL for raw
+ * content; *unsupported is set to the name of a recognised container
+ * diskferry does not read (QED, Parallels, ...) or NULL.
+ */
+const struct image_driver *image_probe_file(struct df_file *f,
+                                            const char **unsupported,
+                                            struct df_error *err);
+
+/*
+ * Map [off, off+len) through the whole chain: EXT_DATA, EXT_ZERO or
+ * EXT_HOLE only (parents resolved; beyond a shorter parent reads as
+ * EXT_HOLE).  Appends to out until len is covered or out is at its cap.
+ */
+int image_map(struct image *img, uint64_t off, uint64_t len,
+              struct extent_list *out, struct df_error *err);
+/* Map only this layer (EXT_PARENT kept): change sources use this. */
+int image_map_layer(struct image *img, uint64_t off, uint64_t len,
+                    struct extent_list *out, struct df_error *err);
+/* Read through the chain. */
+int image_read(struct image *img, void *buf, size_t len, uint64_t off,
+               struct df_error *err);
+int image_write(struct image *img, const void *buf, size_t len, uint64_t off,
+                struct df_error *err);
+int image_zero(struct image *img, uint64_t off, uint64_t len,
+               struct df_error *err);
+int image_flush(struct image *img, struct df_error *err);
+
+/*
+ * Open a file named inside an image (a VMDK extent, a parent):
+ * relative names resolve against the directory of img->path.  Fails for
+ * images held in memory.  resolved (may be NULL) receives the path.
+ */
+int image_open_related(struct image *img, const char *rel, int flags,
+                       struct df_file *f, char *resolved, size_t rlen,
+                       struct df_error *err);
+
+/* Bytes the image occupies on its storage (st_blocks, or size). */
+uint64_t image_allocated_bytes(const struct image *img);
+
+#endif

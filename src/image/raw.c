@@ -1,0 +1,141 @@
+/*
+ * raw.c: raw images: regular files (sparse or not) and block devices.
+ *
+ * The virtual disk is the file's bytes.  map() answers from the file
+ * system: SEEK_DATA/SEEK_HOLE for regular files (a hole is EXT_HOLE),
+ * and all EXT_DATA for block devices, which have no holes to report.
+ * zero() never writes zero bytes when the storage can do better:
+ * fallocate(PUNCH_HOLE) on files (ZERO_RANGE where punching is not
+ * supported), BLKZEROOUT on block devices, and only then a loop of
+ * zero writes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "image/image.h"
+#include "util/overflow.h"
+
+static int raw_probe(const struct image_probe *p)
+{
+    (void)p;
+    return 1;       /* anything; image.c tries raw only when nothing else */
+}
+
+static int raw_open(struct image *img, struct df_error *err)
+{
+    (void)err;
+    img->size = img->file.size;
+    return 0;
+}
+
+static int raw_map(struct image *img, uint64_t off, uint64_t len,
+                   struct extent_list *out, struct df_error *err)
+{
+    uint64_t end = off + len;
+
+    if (!img->file.is_regular || img->file.fd < 0)
+        return extent_list_append(out, off, len, EXT_DATA, img->name, err) < 0
+                   ? -1 : 0;
+    while (off < end) {
+        off_t data = lseek(img->file.fd, (off_t)off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            data = (off_t)end;           /* only a hole till EOF */
+        else if (data < 0)
+            /* No SEEK_DATA here (old file system): all data. */
+            return extent_list_append(out, off, end - off, EXT_DATA,
+                                      img->name, err) < 0 ? -1 : 0;
+        uint64_t d = min_u64((uint64_t)data, end);
+        if (d > off) {
+            int r = extent_list_append(out, off, d - off, EXT_HOLE,
+                                       img->name, err);
+            if (r)
+                return r < 0 ? -1 : 0;
+            off = d;
+            if (off >= end)
+                break;
+        }
+        off_t hole = lseek(img->file.fd, (off_t)off, SEEK_HOLE);
+        uint64_t h = hole < 0 ? end : min_u64((uint64_t)hole, end);
+        if (h <= off)
+            h = end;
+        int r = extent_list_append(out, off, h - off, EXT_DATA, img->name,
+                                   err);
+        if (r)
+            return r < 0 ? -1 : 0;
+        off = h;
+    }
+    return 0;
+}
+
+static int raw_read(struct image *img, void *buf, size_t len, uint64_t off,
+                    struct df_error *err)
+{
+    /* The file may have shrunk under us: read what is there, zero-fill
+     * nothing silently: a short file is an I/O error on a raw source. */
+    return df_file_pread(&img->file, buf, len, off, err);
+}
+
+static int raw_write(struct image *img, const void *buf, size_t len,
+                     uint64_t off, struct df_error *err)
+{
+    return df_file_pwrite(&img->file, buf, len, off, err);
+}
+
+static int raw_write_zeros(struct image *img, uint64_t off, uint64_t len,
+                           struct df_error *err)
+{
+    static const uint8_t zeros[64 * 1024];
+    while (len) {
+        size_t n = (size_t)min_u64(len, sizeof(zeros));
+        if (df_file_pwrite(&img->file, zeros, n, off, err) < 0)
+            return -1;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int raw_zero(struct image *img, uint64_t off, uint64_t len,
+                    struct df_error *err)
+{
+    int fd = img->file.fd;
+    if (img->file.is_blockdev) {
+        uint64_t range[2] = { off, len };
+        if (ioctl(fd, BLKZEROOUT, range) == 0)
+            return 0;
+    } else if (img->file.is_regular) {
+        if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      (off_t)off, (off_t)len) == 0)
+            return 0;
+        if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0)
+            return 0;
+    }
+    return raw_write_zeros(img, off, len, err);
+}
+
+static int raw_create(struct image *img, uint64_t size, struct df_error *err)
+{
+    if (ftruncate(img->file.fd, (off_t)size) < 0)
+        return df_io(err, img->name, errno, "cannot set size");
+    img->file.size = size;
+    return 0;
+}
+
+const struct image_driver raw_driver = {
+    .name = "raw",
+    .caps = IMG_CAN_WRITE | IMG_CAN_CREATE | IMG_THREAD_SAFE,
+    .probe = raw_probe,
+    .open = raw_open,
+    .map = raw_map,
+    .read = raw_read,
+    .write = raw_write,
+    .zero = raw_zero,
+    .create = raw_create,
+};

@@ -1,0 +1,229 @@
+/*
+ * file.c: pread/pwrite that never return short, over fds or memory.
+ */
+#define _GNU_SOURCE
+#include "file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void df_file_init(struct df_file *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+}
+
+static int file_stat(struct df_file *f, struct df_error *err)
+{
+    struct stat st;
+    if (fstat(f->fd, &st) < 0)
+        return df_io(err, f->name, errno, "cannot stat");
+    if (S_ISDIR(st.st_mode))
+        return df_fail(err, DF_USAGE, 0, f->name, -1, "is a directory");
+    f->is_regular = S_ISREG(st.st_mode);
+    f->is_blockdev = S_ISBLK(st.st_mode);
+    f->is_stream = !f->is_regular && !f->is_blockdev;
+    f->dev = f->is_blockdev ? st.st_rdev : st.st_dev;
+    f->ino = f->is_blockdev ? 0 : st.st_ino;
+    if (f->is_regular) {
+        f->size = (uint64_t)st.st_size;
+    } else if (f->is_blockdev) {
+        uint64_t sz = 0;
+        if (ioctl(f->fd, BLKGETSIZE64, &sz) < 0)
+            return df_io(err, f->name, errno, "cannot get device size");
+        f->size = sz;
+    } else {
+        f->size = 0;
+    }
+    return 0;
+}
+
+int df_file_open(struct df_file *f, const char *path, int flags,
+                 struct df_error *err)
+{
+    df_file_init(f);
+    snprintf(f->name, sizeof(f->name), "%s", path);
+    f->fd = open(path, flags | O_CLOEXEC, 0666);
+    if (f->fd < 0) {
+        int e = errno;
+        if (e == EISDIR)
+            return df_fail(err, DF_USAGE, 0, path, -1, "is a directory");
+        return df_io(err, path, e, "cannot open");
+    }
+    f->owns_fd = true;
+    f->writable = (flags & O_ACCMODE) != O_RDONLY;
+    if (file_stat(f, err) < 0) {
+        df_file_close(f);
+        return -1;
+    }
+    return 0;
+}
+
+int df_file_from_fd(struct df_file *f, int fd, const char *name,
+                    bool owns_fd, struct df_error *err)
+{
+    df_file_init(f);
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->fd = fd;
+    f->owns_fd = owns_fd;
+    int fl = fcntl(fd, F_GETFL);
+    f->writable = fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
+    if (file_stat(f, err) < 0) {
+        f->owns_fd = false;
+        f->fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+void df_file_init_mem(struct df_file *f, const char *name, const void *mem,
+                      size_t size)
+{
+    df_file_init(f);
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->mem = mem;
+    f->size = size;
+    f->is_regular = true;
+}
+
+void df_file_close(struct df_file *f)
+{
+    if (f->fd >= 0 && f->owns_fd)
+        close(f->fd);
+    f->fd = -1;
+    f->mem = NULL;
+}
+
+int df_file_pread(struct df_file *f, void *buf, size_t len, uint64_t off,
+                  struct df_error *err)
+{
+    if (off > f->size || len > f->size - off)
+        return df_corrupt(err, f->name, (int64_t)off,
+                          "truncated: %zu bytes wanted, file ends at %llu",
+                          len, (unsigned long long)f->size);
+    if (f->mem) {
+        memcpy(buf, f->mem + off, len);
+        return 0;
+    }
+    uint8_t *p = buf;
+    while (len) {
+        ssize_t r = pread(f->fd, p, len, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return df_fail(err, DF_IO, errno, f->name, (int64_t)off,
+                           "read failed");
+        }
+        if (r == 0)
+            return df_corrupt(err, f->name, (int64_t)off,
+                              "truncated: file ended while reading");
+        p += r;
+        off += (uint64_t)r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+int df_file_pread_zfill(struct df_file *f, void *buf, size_t len,
+                        uint64_t off, struct df_error *err)
+{
+    size_t have = 0;
+    if (off < f->size)
+        have = f->size - off < len ? (size_t)(f->size - off) : len;
+    if (have && df_file_pread(f, buf, have, off, err) < 0)
+        return -1;
+    memset((uint8_t *)buf + have, 0, len - have);
+    return 0;
+}
+
+int df_file_pwrite(struct df_file *f, const void *buf, size_t len,
+                   uint64_t off, struct df_error *err)
+{
+    const uint8_t *p = buf;
+    if (f->fd < 0)
+        return df_io(err, f->name, EBADF, "not open for writing");
+    while (len) {
+        ssize_t r = pwrite(f->fd, p, len, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return df_fail(err, DF_IO, errno, f->name, (int64_t)off,
+                           "write failed");
+        }
+        p += r;
+        off += (uint64_t)r;
+        len -= (size_t)r;
+    }
+    if (f->is_regular && off > f->size)
+        f->size = off;
+    return 0;
+}
+
+long df_file_read_stream(struct df_file *f, void *buf, size_t len,
+                         struct df_error *err)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(f->fd, (uint8_t *)buf + got, len - got);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return df_io(err, f->name, errno, "read failed");
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (long)got;
+}
+
+int df_file_write_stream(struct df_file *f, const void *buf, size_t len,
+                         struct df_error *err)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t r = write(f->fd, p, len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return df_io(err, f->name, errno, "write failed");
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+void path_dirname(const char *path, char *dir, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, len, ".");
+    } else if (slash == path) {
+        snprintf(dir, len, "/");
+    } else {
+        snprintf(dir, len, "%.*s", (int)(slash - path), path);
+    }
+}
+
+int path_join(char *out, size_t len, const char *dir, const char *name)
+{
+    int w;
+    if (name[0] == '/' || !dir[0] || !strcmp(dir, "."))
+        w = snprintf(out, len, "%s", name);
+    else
+        w = snprintf(out, len, "%s/%s", dir, name);
+    return (w < 0 || (size_t)w >= len) ? -1 : 0;
+}
+
+const char *path_basename(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}

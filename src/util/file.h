@@ -1,0 +1,71 @@
+/*
+ * file.h: the byte store under an image: a file descriptor (regular file
+ * or block device) or a buffer in memory (fuzzing and unit tests).
+ *
+ * Drivers read their metadata with df_file_pread(), which either returns
+ * every byte asked for or fails: a read that runs past the end of the
+ * file is DF_CORRUPT ("truncated"), an errno is DF_IO.  No driver sees a
+ * short read.
+ */
+#ifndef DF_FILE_H
+#define DF_FILE_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+struct df_file {
+    int fd;                 /* -1 when in memory or closed */
+    const uint8_t *mem;     /* borrowed, not freed */
+    uint64_t size;          /* bytes (block devices: BLKGETSIZE64) */
+    bool is_blockdev;
+    bool is_regular;
+    bool is_stream;         /* pipe, socket or tty: no pread, no size */
+    bool writable;
+    bool owns_fd;
+    uint64_t dev;           /* st_dev, or st_rdev for block devices */
+    uint64_t ino;
+    char name[PATH_MAX];    /* for messages */
+};
+
+void df_file_init(struct df_file *f);
+
+/*
+ * Open `path` with open(2) `flags` (O_CLOEXEC added).  Fails with
+ * DF_IO naming the path, or DF_USAGE for a directory.
+ */
+int df_file_open(struct df_file *f, const char *path, int flags,
+                 struct df_error *err);
+/* Adopt an fd (e.g. 0 or 1); name is for messages. */
+int df_file_from_fd(struct df_file *f, int fd, const char *name,
+                    bool owns_fd, struct df_error *err);
+/* A read-only file over memory the caller keeps alive. */
+void df_file_init_mem(struct df_file *f, const char *name, const void *mem,
+                      size_t size);
+void df_file_close(struct df_file *f);
+
+/* Exactly len bytes at off, or -1 (DF_CORRUPT past EOF, DF_IO errno). */
+int df_file_pread(struct df_file *f, void *buf, size_t len, uint64_t off,
+                  struct df_error *err);
+/* As df_file_pread, but bytes past EOF read as zeros. */
+int df_file_pread_zfill(struct df_file *f, void *buf, size_t len,
+                        uint64_t off, struct df_error *err);
+int df_file_pwrite(struct df_file *f, const void *buf, size_t len,
+                   uint64_t off, struct df_error *err);
+/* Streams: read up to len; returns bytes read (0 at EOF) or -1. */
+long df_file_read_stream(struct df_file *f, void *buf, size_t len,
+                         struct df_error *err);
+int df_file_write_stream(struct df_file *f, const void *buf, size_t len,
+                         struct df_error *err);
+
+/* Directory part of path into dir (".") for resolving relative names. */
+void path_dirname(const char *path, char *dir, size_t len);
+/* Join dir and name unless name is absolute. Returns -1 if too long. */
+int path_join(char *out, size_t len, const char *dir, const char *name);
+/* Last path component (pointer into path). */
+const char *path_basename(const char *path);
+
+#endif

@@ -1,0 +1,107 @@
+"""Shared fixtures for the end-to-end tests of the real binary.
+
+DISKFERRY and DF_IMGCAT name the binaries under test (the Makefile and
+meson set them; by default build/diskferry and build/imgcat).  DF_VG can
+prefix a command such as "valgrind -q --error-exitcode=99".
+"""
+import contextlib
+import hashlib
+import os
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("DF_BUILD", os.path.join(ROOT, "build"))
+DISKFERRY = os.environ.get("DISKFERRY", os.path.join(BUILD, "diskferry"))
+IMGCAT = os.environ.get("DF_IMGCAT", os.path.join(BUILD, "imgcat"))
+VG = shlex.split(os.environ.get("DF_VG", ""))
+
+
+def run(argv, input=None, env=None, timeout=600, cwd=None):
+    """Run a command; a negative return code (a signal) always fails."""
+    p = subprocess.run(argv, input=input, capture_output=True, env=env,
+                       timeout=timeout, cwd=cwd)
+    assert p.returncode >= 0, "%s killed by signal %d: %s" % (
+        argv, -p.returncode, p.stderr.decode(errors="replace"))
+    return p
+
+
+def df(*args, **kw):
+    """Run diskferry with args; returns CompletedProcess (stdout bytes)."""
+    return run(VG + [DISKFERRY] + [str(a) for a in args], **kw)
+
+
+def imgcat(*args, **kw):
+    return run(VG + [IMGCAT] + [str(a) for a in args], **kw)
+
+
+def sh(cmd, **kw):
+    """Run a helper command (qemu-img, mkfs...) that must succeed."""
+    p = subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True,
+                       timeout=kw.pop("timeout", 600), **kw)
+    if p.returncode != 0:
+        raise AssertionError("%s failed (%d): %s" % (
+            cmd, p.returncode, p.stderr.decode(errors="replace")))
+    return p.stdout
+
+
+def sha256_file(path, length=None):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = length
+        while True:
+            n = 1 << 20 if left is None else min(1 << 20, left)
+            if n == 0:
+                break
+            b = f.read(n)
+            if not b:
+                break
+            h.update(b)
+            if left is not None:
+                left -= len(b)
+    return h.hexdigest()
+
+
+def qemu_raw(img, out, fmt=None):
+    """Reference conversion of img to raw with qemu-img."""
+    cmd = ["qemu-img", "convert", "-O", "raw"]
+    if fmt:
+        cmd += ["-f", fmt]
+    sh(cmd + [str(img), str(out)])
+    return out
+
+
+def files_equal(a, b):
+    return sha256_file(a) == sha256_file(b)
+
+
+@contextlib.contextmanager
+def loop_device(path, readonly=False):
+    """Attach a loop device over a file we created; always detached."""
+    args = ["losetup", "--find", "--show"]
+    if readonly:
+        args.append("--read-only")
+    dev = sh(args + [str(path)]).decode().strip()
+    try:
+        yield dev
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def have(tool):
+    return shutil.which(tool) is not None
+
+
+@pytest.fixture
+def loop():
+    """A factory: loop(path) -> context manager yielding /dev/loopN."""
+    return loop_device
+
+
+def write_at(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)

@@ -227,8 +227,10 @@ int image_open(const char *path, const struct image_open_opts *opts,
 }
 
 int image_create(const char *path, const char *format, uint64_t size,
-                 struct image **out, struct df_error *err)
+                 const struct image_create_opts *copts, struct image **out,
+                 struct df_error *err)
 {
+    static const struct image_create_opts no_copts;
     const struct image_driver *drv = image_driver_by_name(format);
     struct image *img = NULL;
     struct df_file f;
@@ -256,7 +258,7 @@ int image_create(const char *path, const char *format, uint64_t size,
     snprintf(img->name, sizeof(img->name), "%s", path);
     snprintf(img->path, sizeof(img->path), "%s", path);
     img->writable = true;
-    if (drv->create(img, size, err) < 0) {
+    if (drv->create(img, size, copts ? copts : &no_copts, err) < 0) {
         image_free_one(img);
         unlink(path);
         return -1;

@@ -44,6 +44,12 @@
 
 struct image;
 
+/* Options for a new image (-O FMT, -c). */
+struct image_create_opts {
+    bool compress;              /* compress data (qcow2: zstd clusters) */
+    unsigned cluster_bits;      /* 0 = the format's default */
+};
+
 /* What probe() sees: the first and last bytes of the file. */
 struct image_probe {
     const uint8_t *head;    /* up to IMAGE_PROBE_HEAD bytes from 0 */
@@ -88,8 +94,11 @@ struct image_driver {
                 struct df_error *err);
     /* Write out metadata, fsync.  NULL = nothing to do but fsync. */
     int (*flush)(struct image *img, struct df_error *err);
-    /* IMG_CAN_CREATE: img->file is a new, empty, writable file. */
-    int (*create)(struct image *img, uint64_t size, struct df_error *err);
+    /* IMG_CAN_CREATE: img->file is a new, empty, writable file; copts
+     * is never NULL. */
+    int (*create)(struct image *img, uint64_t size,
+                  const struct image_create_opts *copts,
+                  struct df_error *err);
     /*
      * Is `parent` the image `child` was made on?  Compare identity
      * fields (CID, UUID, unique id, timestamps) and fail with
@@ -168,9 +177,11 @@ int image_open(const char *path, const struct image_open_opts *opts,
 int image_open_file(struct df_file *f, const char *name, const char *path,
                     const struct image_open_opts *opts, struct image **out,
                     struct df_error *err);
-/* Create a new image of `format` at path (O_EXCL). */
+/* Create a new image of `format` at path (O_EXCL); copts may be NULL.
+ * A file that exists is refused (DF_REFUSED) and left alone. */
 int image_create(const char *path, const char *format, uint64_t size,
-                 struct image **out, struct df_error *err);
+                 const struct image_create_opts *copts, struct image **out,
+                 struct df_error *err);
 /* Close the image and its parents.  NULL is a no-op. */
 void image_close(struct image *img);
 

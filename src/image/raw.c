@@ -120,8 +120,11 @@ static int raw_zero(struct image *img, uint64_t off, uint64_t len,
     return raw_write_zeros(img, off, len, err);
 }
 
-static int raw_create(struct image *img, uint64_t size, struct df_error *err)
+static int raw_create(struct image *img, uint64_t size,
+                      const struct image_create_opts *copts,
+                      struct df_error *err)
 {
+    (void)copts;
     if (ftruncate(img->file.fd, (off_t)size) < 0)
         return df_io(err, img->name, errno, "cannot set size");
     img->file.size = size;

@@ -1,0 +1,59 @@
+/*
+ * sink.h: where the engine's pipeline delivers a disk: a local image
+ * (raw file or device, a new qcow2), stdout, or a remote `serve`.
+ *
+ * Contract (the engine keeps it, every sink may rely on it):
+ *  1. write() and zero() calls come from one thread, in ascending offset
+ *     order, never overlapping, and together they cover every byte of
+ *     [0, disk size) that the destination must hold.  Ranges the plan
+ *     skips (unchanged since the last sync) are simply not delivered.
+ *  2. zero(off, len): afterwards [off, off+len) must read as zeros.  A
+ *     sink whose destination is known to be zero there (freshly created,
+ *     sink->dst_is_zero) does nothing; others punch, BLKZEROOUT, send a
+ *     zero message, or write zeros (a stream).
+ *  3. finish() makes everything durable; digest() then computes the
+ *     verification digest (util/hash.h) of [0, size) from what the
+ *     destination holds, read back where it lives.
+ *  4. A sink that fails keeps its error; the engine stops at once and
+ *     calls abort_job() (may be NULL) before free().
+ */
+#ifndef DF_SINK_H
+#define DF_SINK_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/hash.h"
+
+struct sink;
+
+struct sink_ops {
+    const char *name;
+    int (*write)(struct sink *s, uint64_t off, const void *buf, size_t len,
+                 struct df_error *err);
+    int (*zero)(struct sink *s, uint64_t off, uint64_t len,
+                struct df_error *err);
+    int (*finish)(struct sink *s, struct df_error *err);
+    /* NULL: the sink cannot be read back (stdout): no verification. */
+    int (*digest)(struct sink *s, uint64_t size, enum digest_alg alg,
+                  unsigned threads, struct digest *out, struct df_error *err);
+    void (*abort_job)(struct sink *s);
+    void (*free)(struct sink *s);
+};
+
+struct sink {
+    const struct sink_ops *ops;
+    void *priv;
+    char name[PATH_MAX];        /* for messages: path or host:path */
+    uint64_t size;              /* destination size in bytes */
+    bool dst_is_zero;           /* destination known to read all zeros */
+    /* Counters the sink keeps for the report. */
+    uint64_t bytes_written;     /* payload bytes written or sent */
+    uint64_t bytes_wire;        /* bytes on the wire (remote), else 0 */
+    uint64_t bytes_zeroed;      /* bytes zeroed explicitly */
+};
+
+#endif

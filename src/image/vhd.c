@@ -122,21 +122,33 @@ static uint32_t vhd_checksum(const uint8_t *b, size_t len, size_t csum_off)
     return ~sum;
 }
 
+/* A footer at the end is less certain than a magic at offset 0 (guest
+ * data can end with anything): 80 with a valid checksum, else 50, so
+ * that a driver matching the head wins. */
+static int vhd_probe_footer(const uint8_t *f, size_t len)
+{
+    uint8_t buf[VHD_FOOTER_LEN] = { 0 };
+    memcpy(buf, f, len);
+    if (memcmp(buf, VHD_FOOTER_COOKIE, strlen(VHD_FOOTER_COOKIE)))
+        return 0;
+    return get_be32(buf + VHD_OFF_F_CHECKSUM) ==
+                   vhd_checksum(buf, sizeof(buf), VHD_OFF_F_CHECKSUM)
+               ? 80 : 50;
+}
+
 static int vhd_probe(const struct image_probe *p)
 {
-    size_t c = strlen(VHD_FOOTER_COOKIE);
     if (p->head_len >= VHD_FOOTER_LEN &&
-        !memcmp(p->head, VHD_FOOTER_COOKIE, c))
+        !memcmp(p->head, VHD_FOOTER_COOKIE, strlen(VHD_FOOTER_COOKIE)))
         return 100;
-    if (p->tail_len >= VHD_FOOTER_LEN &&
-        !memcmp(p->tail + p->tail_len - VHD_FOOTER_LEN, VHD_FOOTER_COOKIE,
-                c))
-        return 100;
-    if (p->tail_len >= VHD_FOOTER_LEN &&
-        !memcmp(p->tail + p->tail_len - VHD_OLD_FOOTER_LEN,
-                VHD_FOOTER_COOKIE, c))
-        return 90;
-    return 0;
+    if (p->tail_len < VHD_FOOTER_LEN)
+        return 0;
+    int s = vhd_probe_footer(p->tail + p->tail_len - VHD_FOOTER_LEN,
+                             VHD_FOOTER_LEN);
+    if (!s)
+        s = vhd_probe_footer(p->tail + p->tail_len - VHD_OLD_FOOTER_LEN,
+                             VHD_OLD_FOOTER_LEN);
+    return s;
 }
 
 /* A GUID as 8-4-4-4-12 hex digits, bytes in stored order. */

@@ -519,3 +519,18 @@ def test_corrupt_locator_past_eof(chain, tmp_path):
     struct.pack_into(">Q", h, H_LOC + 16, 2 ** 40)
     write_at(child, ho, bytes(seal(h, H_CSUM)))
     assert b"locator" in expect_corrupt(child).stderr
+
+
+def test_fixed_with_511_byte_footer(tmp_path):
+    """Pre-2004 Virtual PC wrote a 511-byte footer (the spec's note):
+    the last (reserved, zero) byte of a qemu footer cut off."""
+    img = tmp_path / "old.vhd"
+    sh(["qemu-img", "create", "-f", "vpc", "-o", "subformat=fixed",
+        str(img), "4M"])
+    qemu_io(img, ["write -P 0x4f %d 4096" % (4 * MiB - 4096)])
+    ref = qemu_raw(img, tmp_path / "ref.raw", fmt="vpc")
+    with open(img, "r+b") as f:
+        f.truncate(os.path.getsize(img) - 1)
+    p = imgcat(img)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == open(ref, "rb").read()

@@ -50,6 +50,12 @@ static const char copy_usage[] =
     "      --overwrite         write into an existing file or device\n"
     "      --yes               do not ask before overwriting\n"
     "      --no-verify         skip the read-back verification\n"
+    "      --fsync             wait until DST is on stable storage before "
+    "verifying\n"
+    "                          (and report write-back errors); without it, "
+    "as cp,\n"
+    "                          dd and qemu-img, DST may still be in the "
+    "page cache\n"
     "      --digest ALG        xxh128 (default) or sha256 (a "
     "cryptographic digest)\n"
     "      --threads N         reader threads (default: cores)\n"
@@ -74,6 +80,7 @@ struct copy_opts {
     bool overwrite;
     bool yes;
     bool json;
+    bool fsync;
     int progress;
     struct job_opts jo;
 };
@@ -81,6 +88,7 @@ struct copy_opts {
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
     OPT_PARENT_DIR, OPT_PARENT, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
+    OPT_FSYNC,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
@@ -92,6 +100,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "overwrite", no_argument, NULL, OPT_OVERWRITE },
         { "yes", no_argument, NULL, OPT_YES },
         { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+        { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
         { "parent-dir", required_argument, NULL, OPT_PARENT_DIR },
@@ -116,6 +125,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_OVERWRITE: o->overwrite = true; break;
         case OPT_YES: o->yes = true; break;
         case OPT_NO_VERIFY: o->jo.verify = false; break;
+        case OPT_FSYNC: o->fsync = true; break;
         case OPT_DIGEST:
             if (digest_alg_parse(optarg, &o->jo.digest) < 0)
                 return cli_usage(c, "--digest: unknown algorithm '%s' "
@@ -343,6 +353,7 @@ int cmd_copy(int argc, char **argv)
     }
     if (copy_open_dst(&o, src, dst_path, &d, &err) < 0)
         goto fail;
+    d.sink->durable = o.fsync;
     rc = src ? engine_copy(src, d.sink, &o.jo, &st, &err)
              : engine_copy_stream(&in, d.sink, &o.jo, &st, &err);
     if (rc < 0)

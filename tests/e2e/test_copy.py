@@ -129,7 +129,7 @@ def test_copy_to_loop_device_and_back(tmp_path):
     with open(backing, "wb") as f:
         f.write(os.urandom(16 << 20))
     with loop_device(backing) as dev:
-        p = df("copy", "--overwrite", "--yes", "--json", src, dev)
+        p = df("copy", "--overwrite", "--yes", "--fsync", "--json", src, dev)
         assert p.returncode == 0, p.stderr
         assert report(p)["verified"]
         out = tmp_path / "back.img"

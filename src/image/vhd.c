@@ -382,6 +382,8 @@ static int vhd_parent_name(struct image *img, const uint8_t *h,
             continue;       /* a broken hint: the others may do */
         if (k == 1)
             vhd_strip_drive(cand[k]);
+        while (k == 0 && !strncmp(cand[k], "./", 2) && cand[k][2])
+            memmove(cand[k], cand[k] + 2, strlen(cand[k] + 2) + 1);
         have[k] = true;
     }
     if (vhd_utf16_to_path(h + VHD_OFF_H_PARENT_NAME, VHD_PARENT_NAME_LEN,
@@ -541,9 +543,12 @@ static int vhd_open(struct image *img, struct df_error *err)
 
     char s[40];
     const uint8_t *c = f + VHD_OFF_F_CREATOR;
-    for (int i = 0; i < 4; i++)
+    int len = 4;
+    while (len > 0 && (c[len - 1] == ' ' || c[len - 1] == '\0'))
+        len--;          /* "win ", "tap\0", "wa\0\0" */
+    for (int i = 0; i < len; i++)
         s[i] = c[i] >= 0x20 && c[i] < 0x7f ? (char)c[i] : '.';
-    s[4] = '\0';
+    s[len] = '\0';
     uint32_t cver = get_be32(f + VHD_OFF_F_CREATOR_VER);
     image_set_prop(img, "type", "%s", v->disk_type == VHD_TYPE_FIXED ?
                    "fixed" : v->disk_type == VHD_TYPE_DYNAMIC ? "dynamic" :

@@ -235,6 +235,31 @@ def test_diff_parent_via_parent_dir(chain, tmp_path):
     p = imgcat("--parent-dir", tmp_path, moved)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
+    if os.path.exists(DISKFERRY):
+        out = tmp_path / "out.raw"
+        r = df("copy", "--parent-dir", tmp_path, moved, out)
+        assert r.returncode == 0, r.stderr
+        assert open(out, "rb").read() == want
+        r = df("info", "--parent-dir", tmp_path, moved)
+        assert r.returncode == 0, r.stderr
+        assert b"found by: --parent-dir" in r.stdout
+
+
+def test_info_properties(chain):
+    if not os.path.exists(DISKFERRY):
+        pytest.skip("no diskferry binary yet")
+    parent, child, want = chain
+    ph, ch = header(parent), header(child)
+    r = df("info", child)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "type: diff" in out and "type: dynamic" in out
+    for key, h, off in [("uuid", ch, O_UUID_CREATE),
+                        ("modify_uuid", ch, O_UUID_MODIFY),
+                        ("parent_uuid", ch, O_UUID_LINK),
+                        ("uuid", ph, O_UUID_CREATE)]:
+        assert "%s: %s" % (key, uuid_text(h[off:off + 16])) in out
+    assert "block_size: 1048576" in out
 
 
 def test_diff_copy_with_diskferry(chain, tmp_path):

@@ -379,6 +379,29 @@ def test_diff_parent_timestamp_mismatch_is_not_refused(chain, tmp_path):
     p = imgcat(child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
+    if os.path.exists(DISKFERRY):
+        r = df("info", child)
+        assert r.returncode == 0, r.stderr
+        assert b"parent_timestamp_mismatch: child records" in r.stdout
+        assert b"parent has 12345" in r.stdout
+
+
+def test_info_properties(chain, tmp_path):
+    if not os.path.exists(DISKFERRY):
+        pytest.skip("no diskferry binary yet")
+    parent, child, want, sectors = chain
+    uid = build_vhd_diff(child, parent, sectors)
+    pid = footer_of(parent)[F_UID:F_UID + 16]
+    r = df("info", child)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "type: differencing" in out and "type: dynamic" in out
+    assert "creator: win 10.0" in out and "creator: qemu " in out
+    assert "unique_id: %s" % uuid.UUID(bytes=uid) in out
+    assert "parent_unique_id: %s" % uuid.UUID(bytes=bytes(pid)) in out
+    assert "block_size: 2097152" in out
+    assert "parent_timestamp_mismatch" not in out
+    assert "recorded as: parent.vhd" in out
 
 
 def test_diff_copy_with_diskferry(chain, tmp_path):

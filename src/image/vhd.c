@@ -40,6 +40,11 @@
  * power of two in 512 B..256 MiB, a BAT that does not cover the disk,
  * more than VHD_MAX_ENTRIES BAT entries, any table or block outside the
  * file.
+ *
+ * NEEDSWORK: blktap images with creator "tap\0" version 0x00000001 keep
+ * their bitmaps as little-endian u32 words (formats.md 5.3); they are
+ * read MSB first like every other, which is wrong for their
+ * differencing images.  A sample from an old XenServer would settle it.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -393,3 +393,17 @@ def test_truncated_file_is_not_probed_as_vdi(good, tmp_path):
         f.write(data)
     p = imgcat(img)
     assert p.returncode == 0 and p.stdout == data
+
+
+def test_three_layer_chain(chain, tmp_path):
+    """A diff of a diff: each layer's parent found by UUID in turn."""
+    parent, child, want = chain
+    grand = tmp_path / "grand.vdi"
+    block = pattern(11, MiB)
+    make_diff(tmp_path, child, grand, {5: block, 2: "zero"})
+    want = bytearray(want)
+    want[5 * MiB:6 * MiB] = block
+    want[2 * MiB:3 * MiB] = bytes(MiB)
+    p = imgcat(grand)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == bytes(want)

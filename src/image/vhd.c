@@ -447,6 +447,72 @@ static int vhd_load_bat(struct image *img, uint64_t table_off,
     return 0;
 }
 
+static int vhd_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * No block may overlap the footer copy, the dynamic header, the BAT or
+ * another block: writers never do that, and a file that does would
+ * show its metadata, or one block's data, as disk content.  Sorts
+ * (sector << 32 | entry) for the blocks the disk uses.
+ */
+static int vhd_check_overlaps(struct image *img, uint64_t hoff,
+                              uint64_t toff, struct df_error *err)
+{
+    struct vhd *v = img->priv;
+    uint64_t nblocks = div_round_up(img->size, v->block_size);
+    uint64_t span = (uint64_t)v->bitmap_len + v->block_size;
+    const uint64_t meta[3][2] = {
+        { 0, VHD_FOOTER_LEN },
+        { hoff, hoff + VHD_HEADER_LEN },
+        { toff, toff + (uint64_t)v->n_entries * 4 },
+    };
+    static const char *const meta_name[3] = { "footer copy",
+                                              "dynamic header", "BAT" };
+    uint64_t *blk = NULL;
+    size_t n = 0;
+    int ret = -1;
+
+    blk = malloc((size_t)nblocks * sizeof(*blk) + 1);
+    if (!blk)
+        return df_io(err, img->name, ENOMEM, "cannot allocate %" PRIu64
+                     " block offsets", nblocks);
+    for (uint64_t b = 0; b < nblocks; b++) {
+        uint64_t e = v->bat[b];
+        if (e == VHD_BAT_FREE)
+            continue;
+        uint64_t start = e * VHD_SECTOR;
+        for (int m = 0; m < 3; m++) {
+            if (start < meta[m][1] && meta[m][0] < start + span) {
+                df_corrupt(err, img->name, (int64_t)(toff + b * 4),
+                           "BAT entry %" PRIu64 ": block at sector %"
+                           PRIu64 " overlaps the %s", b, e, meta_name[m]);
+                goto out;
+            }
+        }
+        blk[n++] = e << 32 | b;
+    }
+    qsort(blk, n, sizeof(*blk), vhd_cmp_u64);
+    for (size_t i = 1; i < n; i++) {
+        uint64_t prev = (blk[i - 1] >> 32) * VHD_SECTOR;
+        uint64_t cur = (blk[i] >> 32) * VHD_SECTOR;
+        if (prev + span > cur) {
+            df_corrupt(err, img->name, -1, "BAT entries %" PRIu64 " and %"
+                       PRIu64 ": blocks at sectors %" PRIu64 " and %" PRIu64
+                       " overlap", blk[i - 1] & 0xffffffff,
+                       blk[i] & 0xffffffff, blk[i - 1] >> 32, blk[i] >> 32);
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    free(blk);
+    return ret;
+}
+
 static int vhd_open_dynamic(struct image *img, const uint8_t *f,
                             struct df_error *err)
 {
@@ -504,7 +570,8 @@ static int vhd_open_dynamic(struct image *img, const uint8_t *f,
                           PRIu64 " (%" PRIu32 " entries) past the end of "
                           "the file (%" PRIu64 " bytes)", toff,
                           v->n_entries, img->file.size);
-    if (vhd_load_bat(img, toff, err) < 0)
+    if (vhd_load_bat(img, toff, err) < 0 ||
+        vhd_check_overlaps(img, hoff, toff, err) < 0)
         return -1;
 
     image_set_prop(img, "block_size", "%" PRIu32, v->block_size);

@@ -524,6 +524,17 @@ def test_corrupt_bat_entry(good, tmp_path, entry, val):
     expect_corrupt(img)
 
 
+@pytest.mark.parametrize("val,what", [
+    (0, b"footer copy"), (1, b"dynamic header"), (3, b"BAT"),
+    (4, b"overlap")])
+def test_corrupt_bat_overlap(good, tmp_path, val, what):
+    """Entry 0 pointing into metadata, or at block 1's sector (4)."""
+    img = copy_of(good[0], tmp_path)
+    write_at(img, 1536, struct.pack(">I", val))
+    p = expect_corrupt(img)
+    assert what in p.stderr and b"overlap" in p.stderr
+
+
 @pytest.mark.parametrize("cut", [0, 1, 100, 511, 512, 1000, 1536, 1540,
                                  2048, 2048 + 512 + 4096, 2048 + 2 * MiB])
 def test_truncated(good, tmp_path, cut):

@@ -267,8 +267,8 @@ def test_destination_on_full_filesystem(tmp_path, small_fs):
     p = df("copy", src, dst)
     assert p.returncode == 4, p.stderr
     assert b"No space left on device" in p.stderr
-    # Nothing half-written left looking complete.
-    assert not dst.exists()
+    # Nothing half-written left looking complete, no temporary either.
+    assert sorted(os.listdir(small_fs)) == ["lost+found"]
 
 
 def test_huge_sparse_disk_bounded_memory(tmp_path):
@@ -301,3 +301,33 @@ def test_progress_flag(tmp_path):
     assert p.returncode == 0, p.stderr
     p = df("copy", "--no-progress", src, tmp_path / "o2.img")
     assert p.returncode == 0 and p.stderr == b""
+
+
+def test_killed_copy_leaves_no_file_under_the_name(tmp_path):
+    """kill -9 mid-copy: the destination name never holds a partial copy
+    (it is written as a hidden temporary and renamed when verified)."""
+    dst = tmp_path / "dst.img"
+    binary = os.path.join(os.environ.get("DF_BUILD", "build"), "diskferry")
+    proc = subprocess.Popen([binary, "copy", "-", str(dst)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(os.urandom(4 << 20))
+    proc.stdin.flush()
+    import time
+    for _ in range(100):
+        if any(n.startswith(".dst.img.diskferry-") for n in os.listdir(tmp_path)):
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert not dst.exists()
+    names = os.listdir(tmp_path)
+    assert len(names) == 1 and names[0].startswith(".dst.img.diskferry-")
+
+
+def test_new_file_is_renamed_into_place(tmp_path):
+    src = make_mixed(tmp_path / "src.img", 1 << 20)
+    out = tmp_path / "out"
+    out.mkdir()
+    p = df("copy", src, out / "a.img")
+    assert p.returncode == 0, p.stderr
+    assert os.listdir(out) == ["a.img"]

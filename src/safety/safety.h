@@ -35,7 +35,7 @@
  *     it), named by command and pid.
  *  4. Locked by QEMU: the OFD lock bytes 100..104 / 200..204
  *     (formats.md section 7), probed with F_OFD_GETLK.
- *  5. Too small: smaller than req->need_size (an empty regular file is
+ *  5. Too small (op SAFETY_OP_WRITE only): smaller than req->need_size (an empty regular file is
  *     allowed: it grows).  Larger is allowed with a warning: the tail
  *     beyond need_size is left alone.
  *  6. Not empty (op SAFETY_OP_WRITE only): a partition table or a
@@ -112,12 +112,14 @@ struct sink *dryrun_sink_new(const char *name, uint64_t size, FILE *out,
  * be the only way back) and made durable before the range is forwarded
  * to `inner`.  `dst` is the destination image inner writes to
  * (borrowed: it must outlive the sink); old contents are read from it.
+ * `orig_size` is the destination's size before the job (a regular
+ * file the caller grew to hold the copy is cut back to it by undo).
  * `dst_path` is recorded for `diskferry undo JOURNAL` without a DST.
  * The journal format and its guarantees are at the top of undo.c.
  */
 struct sink *undo_sink_wrap(struct sink *inner, struct image *dst,
-                            const char *dst_path, const char *journal_path,
-                            struct df_error *err);
+                            uint64_t orig_size, const char *dst_path,
+                            const char *journal_path, struct df_error *err);
 
 struct undo_opts {
     bool dry_run;           /* check and print, write nothing */

@@ -122,7 +122,8 @@ static int sig_window(const struct df_file *f, uint8_t *buf, uint64_t off,
         return 0;
     if (len > f->size - off)
         len = f->size - off;
-    if (df_file_pread(f, buf, (size_t)len, off, err) < 0)
+    /* df_file_pread does not change f; it just is not declared const. */
+    if (df_file_pread((struct df_file *)f, buf, (size_t)len, off, err) < 0)
         return -1;
     if (zero_is_zero(buf, (size_t)len))
         return 0;

@@ -27,6 +27,10 @@
  *           4    4  type: 1 DATA (payload: the old bytes of the range)
  *                         2 ZERO (the old bytes were all zero; no payload)
  *                         3 END  (the job finished; no range)
+ *                         4 NEW  (payload: the bytes the job writes
+ *                                 over a range of the first id_len
+ *                                 bytes; written just before its DATA
+ *                                 or ZERO record)
  *           8    8  offset in the destination
  *           16   8  length of the range (1..1 MiB; 0 for END)
  *           24   8  sequence number: 0, 1, 2, ...
@@ -58,11 +62,15 @@
  *     and running undo again (after an interrupted undo) gives the same
  *     result.  The journal is never modified by undo.
  *  7. The destination matches the journal when its size is the recorded
- *     size (a regular file: at least that) and its first id_len bytes,
- *     with the records laid over them newest first, hash to the header's
- *     SHA-256: true after the job, after an interrupted job, after a
- *     partial undo and after a full one (by 2, 3, 6), false for a disk
- *     that was reformatted or swapped since.  Undo refuses otherwise.
+ *     size (a regular file: at least that), its first id_len bytes with
+ *     the old contents laid over them hash to the header's SHA-256, and
+ *     each 4 KiB sector of them that a record covers holds either its
+ *     old bytes or the job's new bytes (NEW records): true after the
+ *     job, after an interrupted job (a torn data write leaves each page
+ *     old or new), after a partial undo and after a full one (by 2, 3,
+ *     6); false for a disk that was reformatted or swapped since, even
+ *     when the job overwrote all of the first MiB.  Undo refuses
+ *     otherwise.
  *
  * States of a journal:
  *
@@ -89,6 +97,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "util/bytes.h"
@@ -129,6 +138,8 @@
 #define UNDO_REC_DATA 1
 #define UNDO_REC_ZERO 2
 #define UNDO_REC_END 3
+#define UNDO_REC_NEW 4
+#define UNDO_SECTOR 4096
 #define UNDO_REC_MAX (1024 * 1024)
 /* Old contents are compared and classified in blocks of this size. */
 #define UNDO_BLOCK (64 * 1024)
@@ -201,6 +212,8 @@ struct undo_sink {
     size_t nops;
     uint64_t batch_bytes;
     uint8_t *old;           /* UNDO_REC_MAX: old contents being saved */
+    uint8_t *zeros;         /* UNDO_ID_MAX: NEW payload of a zero op */
+    uint64_t id_len;        /* min(orig_size, UNDO_ID_MAX) */
     uint64_t forwarded;     /* ops forwarded to inner */
     uint64_t kill_after;    /* test hook, 0 = off (undo_sink_wrap) */
 };
@@ -210,7 +223,8 @@ static int undo_emit(struct undo_sink *u, uint32_t type, uint64_t off,
                      struct df_error *err)
 {
     uint8_t h[UNDO_REC_HDR] = { 0 };
-    size_t plen = type == UNDO_REC_DATA ? (size_t)len : 0;
+    size_t plen = type == UNDO_REC_DATA || type == UNDO_REC_NEW ? (size_t)len
+                                                                : 0;
     memcpy(h, UNDO_REC_MAGIC, 4);
     put_le32(h + UNDO_ROFF_TYPE, type);
     put_le64(h + UNDO_ROFF_OFFSET, off);
@@ -231,6 +245,37 @@ static int undo_emit(struct undo_sink *u, uint32_t type, uint64_t off,
 
 enum undo_class { UNDO_SKIP, UNDO_ZERO, UNDO_DATA };
 
+/* A block needs no record when writing it changes nothing. */
+static enum undo_class undo_classify(const uint8_t *old, const uint8_t *new,
+                                     size_t len)
+{
+    bool ozero = zero_is_zero(old, len);
+    if (new ? !memcmp(old, new, len) : ozero)
+        return UNDO_SKIP;
+    return ozero ? UNDO_ZERO : UNDO_DATA;
+}
+
+/* Emit one run; in the first id_len bytes, its NEW record first. */
+static int undo_emit_run(struct undo_sink *u, enum undo_class cls,
+                         uint64_t off, uint64_t len, const uint8_t *old,
+                         const uint8_t *new, struct df_error *err)
+{
+    if (cls == UNDO_SKIP || len == 0)
+        return 0;
+    if (off < u->id_len) {
+        uint64_t n = u->id_len - off < len ? u->id_len - off : len;
+        const uint8_t *p = new;
+        if (!p) {
+            memset(u->zeros, 0, (size_t)n);
+            p = u->zeros;
+        }
+        if (undo_emit(u, UNDO_REC_NEW, off, n, p, err) < 0)
+            return -1;
+    }
+    return undo_emit(u, cls == UNDO_ZERO ? UNDO_REC_ZERO : UNDO_REC_DATA,
+                     off, len, old, err);
+}
+
 /*
  * Save the old contents of [off, off+len) (invariant 2), clipped to the
  * original size (invariant 5).  new_data: what will be written there,
@@ -248,34 +293,25 @@ static int undo_save_range(struct undo_sink *u, uint64_t off, uint64_t len,
         if (image_read(u->dst, u->old, chunk, pos, err) < 0)
             return -1;
         /* Classify each block, emit each run of one class. */
+#define NEW_AT(b) (new_data ? new_data + (pos - off) + (b) : NULL)
         size_t run = 0;
         enum undo_class run_cls = UNDO_SKIP;
-        for (size_t b = 0; b <= chunk; b += UNDO_BLOCK) {
-            enum undo_class cls = UNDO_SKIP;
-            size_t blen = 0;
-            if (b < chunk) {
-                blen = chunk - b < UNDO_BLOCK ? chunk - b : UNDO_BLOCK;
-                const uint8_t *o = u->old + b;
-                const uint8_t *n = new_data ? new_data + (pos - off) + b
-                                            : NULL;
-                bool ozero = zero_is_zero(o, blen);
-                if (n ? !memcmp(o, n, blen) : ozero)
-                    cls = UNDO_SKIP;
-                else
-                    cls = ozero ? UNDO_ZERO : UNDO_DATA;
-            }
-            if (b == chunk || cls != run_cls) {
-                if (run_cls != UNDO_SKIP &&
-                    undo_emit(u, run_cls == UNDO_ZERO ? UNDO_REC_ZERO
-                                                      : UNDO_REC_DATA,
-                              pos + run, b - run, u->old + run, err) < 0)
+        for (size_t b = 0; b < chunk;) {
+            size_t blen = chunk - b < UNDO_BLOCK ? chunk - b : UNDO_BLOCK;
+            enum undo_class cls = undo_classify(u->old + b, NEW_AT(b), blen);
+            if (cls != run_cls) {
+                if (undo_emit_run(u, run_cls, pos + run, b - run,
+                                  u->old + run, NEW_AT(run), err) < 0)
                     return -1;
                 run = b;
                 run_cls = cls;
             }
-            if (b == chunk)
-                break;
+            b += blen;
         }
+        if (undo_emit_run(u, run_cls, pos + run, chunk - run, u->old + run,
+                          NEW_AT(run), err) < 0)
+            return -1;
+#undef NEW_AT
         pos += chunk;
     }
     return 0;
@@ -444,6 +480,7 @@ static void undo_free(struct sink *s)
         if (u->jfd >= 0)
             close(u->jfd);
         free(u->old);
+        free(u->zeros);
         free(u);
     }
     free(s);
@@ -526,8 +563,8 @@ out:
 }
 
 struct sink *undo_sink_wrap(struct sink *inner, struct image *dst,
-                            const char *dst_path, const char *journal_path,
-                            struct df_error *err)
+                            uint64_t orig_size, const char *dst_path,
+                            const char *journal_path, struct df_error *err)
 {
     struct sink *s = calloc(1, sizeof(*s));
     struct undo_sink *u = calloc(1, sizeof(*u));
@@ -543,7 +580,7 @@ struct sink *undo_sink_wrap(struct sink *inner, struct image *dst,
     inner = NULL;
     u->jfd = -1;
     u->dst = dst;
-    u->orig_size = dst->size;
+    u->orig_size = orig_size < dst->size ? orig_size : dst->size;
     snprintf(u->jpath, sizeof(u->jpath), "%s", journal_path);
     snprintf(s->name, sizeof(s->name), "%s", u->inner->name);
     s->size = u->inner->size;
@@ -551,8 +588,10 @@ struct sink *undo_sink_wrap(struct sink *inner, struct image *dst,
     const char *hook = getenv("DF_TEST_UNDO_KILL_AFTER");
     if (hook)
         u->kill_after = strtoull(hook, NULL, 10);
+    u->id_len = u->orig_size < UNDO_ID_MAX ? u->orig_size : UNDO_ID_MAX;
     u->old = malloc(UNDO_REC_MAX);
-    if (!u->old) {
+    u->zeros = malloc(UNDO_ID_MAX);
+    if (!u->old || !u->zeros) {
         df_io(err, journal_path, ENOMEM, "cannot start the undo journal");
         goto fail;
     }
@@ -600,6 +639,7 @@ struct undo_journal {
     struct undo_rec *recs;
     size_t nrecs;
     bool complete;
+    size_t nrestore;        /* DATA and ZERO records */
     uint64_t torn;          /* bytes ignored at the tail (invariant 4) */
 };
 
@@ -654,6 +694,12 @@ static int undo_read_header(struct undo_journal *j, struct df_error *err)
     return 0;
 }
 
+static size_t undo_payload_len(const struct undo_rec *r)
+{
+    return r->type == UNDO_REC_DATA || r->type == UNDO_REC_NEW
+               ? (size_t)r->len : 0;
+}
+
 /* Why the record at pos is not valid (invariant 4), or NULL if it is;
  * rec is filled when valid.  buf has room for UNDO_REC_MAX. */
 static const char *undo_check_rec(struct undo_journal *j, uint64_t pos,
@@ -678,15 +724,18 @@ static const char *undo_check_rec(struct undo_journal *j, uint64_t pos,
     if (rec->type == UNDO_REC_END) {
         if (rec->off || rec->len)
             return "end record with a range";
-    } else if (rec->type == UNDO_REC_DATA || rec->type == UNDO_REC_ZERO) {
+    } else if (rec->type == UNDO_REC_DATA || rec->type == UNDO_REC_ZERO ||
+               rec->type == UNDO_REC_NEW) {
         if (rec->len == 0 || rec->len > UNDO_REC_MAX)
             return "record length out of range";
-        if (!range_within(rec->off, rec->len, j->h.size))
+        if (!range_within(rec->off, rec->len,
+                          rec->type == UNDO_REC_NEW ? j->h.id_len
+                                                    : j->h.size))
             return "range past the destination size";
     } else {
         return "unknown record type";
     }
-    size_t plen = rec->type == UNDO_REC_DATA ? (size_t)rec->len : 0;
+    size_t plen = undo_payload_len(rec);
     if (plen > j->f.size - rec->joff)
         return "short payload";
     if (plen && df_file_pread(&j->f, buf, plen, rec->joff, err) < 0)
@@ -713,12 +762,14 @@ static int undo_scan(struct undo_journal *j, uint8_t *buf,
             return -1;
         if (why)
             break;
-        pos = rec.joff + (rec.type == UNDO_REC_DATA ? rec.len : 0);
+        pos = rec.joff + undo_payload_len(&rec);
         seq++;
         if (rec.type == UNDO_REC_END)
             j->complete = true;
         else
             j->recs[j->nrecs++] = rec;
+        if (rec.type == UNDO_REC_DATA || rec.type == UNDO_REC_ZERO)
+            j->nrestore++;
     }
     j->torn = j->f.size - pos;
     return 0;
@@ -736,45 +787,76 @@ static int undo_rec_data(struct undo_journal *j, const struct undo_rec *r,
     return df_file_pread(&j->f, buf, (size_t)r->len, r->joff, err);
 }
 
+/* Lay the payloads of `type` records over buf = [0, id_len), marking
+ * each sector they touch in `mark` (may be NULL).  Newest first, so the
+ * oldest contents win (invariant 6). */
+static int undo_overlay(struct undo_journal *j, uint32_t type, uint8_t *buf,
+                        uint8_t *tmp, bool *mark, struct df_error *err)
+{
+    for (size_t i = j->nrecs; i-- > 0;) {
+        const struct undo_rec *r = &j->recs[i];
+        bool is_old = r->type == UNDO_REC_DATA || r->type == UNDO_REC_ZERO;
+        if ((type == UNDO_REC_NEW) != (r->type == UNDO_REC_NEW) ||
+            (type != UNDO_REC_NEW && !is_old) || r->off >= j->h.id_len)
+            continue;
+        if (undo_rec_data(j, r, tmp, err) < 0)
+            return -1;
+        uint64_t n = min_u64(r->len, j->h.id_len - r->off);
+        memcpy(buf + r->off, tmp, (size_t)n);
+        for (uint64_t s = r->off / UNDO_SECTOR;
+             mark && s <= (r->off + n - 1) / UNDO_SECTOR; s++)
+            mark[s] = true;
+    }
+    return 0;
+}
+
 /* Invariant 7. */
 static int undo_check_identity(struct undo_journal *j, struct image *img,
-                               const char *dst, uint8_t *buf,
+                               const char *dst, uint8_t *tmp,
                                struct df_error *err)
 {
-    uint8_t *first = NULL, sha[32];
+    uint8_t *cur = NULL, *old = NULL, *new = NULL, sha[32];
+    bool covered[UNDO_ID_MAX / UNDO_SECTOR] = { false };
     bool grown_ok = (j->h.flags & UNDO_FLAG_REGULAR) && img->file.is_regular;
+    size_t n = (size_t)j->h.id_len;
     int ret = -1;
 
     if (img->size < j->h.size || (img->size > j->h.size && !grown_ok))
         return df_refuse(err, dst, "refusing to write: the journal is for "
                          "a destination of %" PRIu64 " bytes, this one has "
                          "%" PRIu64, j->h.size, img->size);
-    first = malloc(j->h.id_len ? (size_t)j->h.id_len : 1);
-    if (!first)
-        return df_io(err, dst, ENOMEM, "cannot check the destination");
-    if (j->h.id_len && image_read(img, first, (size_t)j->h.id_len, 0,
-                                  err) < 0)
+    cur = malloc(n + 1);
+    old = malloc(n + 1);
+    new = malloc(n + 1);
+    if (!cur || !old || !new) {
+        df_io(err, dst, ENOMEM, "cannot check the destination");
         goto out;
-    for (size_t i = j->nrecs; i-- > 0;) {
-        const struct undo_rec *r = &j->recs[i];
-        if (r->off >= j->h.id_len)
-            continue;
-        if (undo_rec_data(j, r, buf, err) < 0)
-            goto out;
-        uint64_t n = r->len;
-        if (n > j->h.id_len - r->off)
-            n = j->h.id_len - r->off;
-        memcpy(first + r->off, buf, (size_t)n);
     }
-    digest_buf(DIGEST_SHA256, first, (size_t)j->h.id_len, sha);
-    if (memcmp(sha, j->h.id_sha, 32) != 0) {
+    if (n && image_read(img, cur, n, 0, err) < 0)
+        goto out;
+    memcpy(old, cur, n);
+    memcpy(new, cur, n);
+    if (undo_overlay(j, UNDO_REC_DATA, old, tmp, covered, err) < 0 ||
+        undo_overlay(j, UNDO_REC_NEW, new, tmp, NULL, err) < 0)
+        goto out;
+    digest_buf(DIGEST_SHA256, old, n, sha);
+    bool ok = !memcmp(sha, j->h.id_sha, 32);
+    for (size_t sct = 0; ok && sct * UNDO_SECTOR < n; sct++) {
+        size_t at = sct * UNDO_SECTOR, len = min_u64(UNDO_SECTOR, n - at);
+        ok = !covered[sct] || !memcmp(cur + at, old + at, len) ||
+             !memcmp(cur + at, new + at, len);
+    }
+    if (!ok) {
         df_refuse(err, dst, "refusing to write: does not match the undo "
-                  "journal (its first MiB was changed by something else)");
+                  "journal (its first MiB holds neither the old nor the "
+                  "copied data)");
         goto out;
     }
     ret = 0;
 out:
-    free(first);
+    free(cur);
+    free(old);
+    free(new);
     return ret;
 }
 
@@ -784,6 +866,8 @@ static void undo_print_plan(const struct undo_journal *j, uint64_t cur_size,
     char sz[32];
     for (size_t i = j->nrecs; i-- > 0;) {
         const struct undo_rec *r = &j->recs[i];
+        if (r->type == UNDO_REC_NEW)
+            continue;
         size_format(r->len, sz, sizeof(sz));
         fprintf(out, "would restore %" PRIu64 "..%" PRIu64 " (%s%s)\n",
                 r->off, r->off + r->len, sz,
@@ -845,7 +929,7 @@ int undo_apply(const char *journal, const char *dst,
 
     st.complete = j.complete;
     st.torn_bytes = j.torn;
-    st.records = j.nrecs;
+    st.records = j.nrestore;
     if (j.torn)
         fprintf(msgs, "diskferry: undo: %s: ignoring the last %" PRIu64
                 " bytes of the journal (a write the job never finished)\n",
@@ -858,6 +942,8 @@ int undo_apply(const char *journal, const char *dst,
     /* Invariant 6: newest first. */
     for (size_t i = j.nrecs; i-- > 0;) {
         const struct undo_rec *r = &j.recs[i];
+        if (r->type == UNDO_REC_NEW)
+            continue;
         if (undo_rec_data(&j, r, buf, err) < 0 ||
             image_write(img, buf, (size_t)r->len, r->off, err) < 0)
             goto out;

@@ -320,6 +320,7 @@ static int undo_save_range(struct undo_sink *u, uint64_t off, uint64_t len,
 static void undo_sync_counters(struct sink *s)
 {
     struct undo_sink *u = s->priv;
+    s->size = u->inner->size;
     s->bytes_written = u->inner->bytes_written;
     s->bytes_wire = u->inner->bytes_wire;
     s->bytes_zeroed = u->inner->bytes_zeroed;

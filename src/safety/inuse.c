@@ -274,9 +274,12 @@ static void inuse_family_release(struct inuse_family *f)
 /* ------------------------------------------------------------------ */
 /* Check 1: the same object as the source.                             */
 
+/* d and s are the members where the two families meet; src_name names
+ * the source itself. */
 static int inuse_refuse_same(const struct inuse_member *d,
                              const struct inuse_member *s,
-                             struct df_error *err, const char *dst_path)
+                             const char *src_name, const char *dst_path,
+                             struct df_error *err)
 {
     if (d->rel == REL_SELF && s->rel == REL_SELF)
         return df_refuse(err, dst_path, "refusing to write: same %s as "
@@ -289,7 +292,7 @@ static int inuse_refuse_same(const struct inuse_member *d,
         (d->rel == REL_SELF && s->rel == REL_BACKING))
         return df_refuse(err, dst_path, "refusing to write: the backing "
                          "file of the source (loop device %s)",
-                         d->rel == REL_LOOP_OVER ? d->name : s->name);
+                         d->rel == REL_LOOP_OVER ? d->name : src_name);
     if (d->rel == REL_SELF && s->rel == REL_PARTITION)
         return df_refuse(err, dst_path, "refusing to write: the source "
                          "%s is a partition of it", s->name);
@@ -311,8 +314,8 @@ static int inuse_against(const struct inuse_family *dst,
     for (size_t i = 0; i < dst->n && !ret; i++)
         for (size_t j = 0; j < sf.n; j++)
             if (safety_id_eq(&dst->v[i].id, &sf.v[j].id)) {
-                ret = inuse_refuse_same(&dst->v[i], &sf.v[j], err,
-                                        dst_path);
+                ret = inuse_refuse_same(&dst->v[i], &sf.v[j], sname,
+                                        dst_path, err);
                 break;
             }
     inuse_family_release(&sf);

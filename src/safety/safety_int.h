@@ -55,4 +55,13 @@ int confirm_by_name(const struct safety_req *req, const char *desc,
 /* The name the user must type: the last component of path. */
 const char *confirm_expected_name(const char *path);
 
+/*
+ * undo.c: what `undo` checks before writing, on a journal and a
+ * destination held in memory (the fuzz target, tests): header, records,
+ * identity (invariant 7).  0 when undo would go ahead; stats may be NULL.
+ */
+int undo_check_mem(const uint8_t *journal, size_t jlen, const uint8_t *dst,
+                   size_t dlen, struct undo_stats *stats,
+                   struct df_error *err);
+
 #endif

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "engine/job.h"
-#include "safety/safety.h"
+#include "safety/safety_int.h"
 #include "test.h"
 #include "util/bytes.h"
 
@@ -143,6 +143,25 @@ static void test_roundtrip(void)
     s->ops->free(s);
     image_close(img);
     CHECK(dst_equals(after, DISK));
+
+    /* The same checks on the files held in memory. */
+    {
+        static uint8_t jbuf[8 * MIB];
+        int fd = open(journal, O_RDONLY);
+        ssize_t jlen = read(fd, jbuf, sizeof(jbuf));
+        close(fd);
+        CHECK(jlen > 512);
+        df_error_init(&err);
+        CHECK(undo_check_mem(jbuf, (size_t)jlen, after, DISK, &st,
+                             &err) == 0);
+        CHECK(st.complete && st.bytes == 3 * MIB + MIB / 2);
+        CHECK(undo_check_mem(jbuf, (size_t)jlen, orig, DISK, &st,
+                             &err) == 0);
+        after[7] ^= 1;
+        CHECK(undo_check_mem(jbuf, (size_t)jlen, after, DISK, &st,
+                             &err) < 0 && err.cat == DF_REFUSED);
+        after[7] ^= 1;
+    }
 
     /* Dry run: nothing changes. */
     CHECK(undo(NULL, true, &st, NULL) == DF_OK);

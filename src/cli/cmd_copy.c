@@ -187,6 +187,7 @@ struct copy_dst {
     struct sink *sink;
     bool created;               /* we made the file: remove it on failure */
     const char *path;
+    int claim_fd;               /* safety_claim(): O_EXCL on a device */
 };
 
 /* The one safety gate (safety/safety.h): dst NULL for a new file. */
@@ -225,6 +226,8 @@ static int copy_open_existing(struct copy_opts *o, struct image *src,
                                   o->json ? stderr : stdout, err);
         return d->sink ? 0 : -1;
     }
+    if (safety_claim(&d->img->file, &d->claim_fd, err) < 0)
+        return -1;
     if (need_known && d->img->size < need) {
         /* Only an empty regular file gets here (safety check 5): it
          * grows to hold the copy. */
@@ -346,7 +349,7 @@ static void copy_report_line(const struct copy_opts *o,
 int cmd_copy(int argc, char **argv)
 {
     struct copy_opts o;
-    struct copy_dst d = { 0 };
+    struct copy_dst d = { .claim_fd = -1 };
     struct endpoint src_ep;
     struct image *src = NULL;
     struct df_file in;
@@ -397,6 +400,8 @@ fail:
 out:
     sink_free(d.sink);
     image_close(d.img);
+    if (d.claim_fd >= 0)
+        close(d.claim_fd);
     image_close(src);
     return rc;
 }

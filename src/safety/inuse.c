@@ -733,3 +733,36 @@ out:
     inuse_family_release(&f);
     return ret;
 }
+
+/* ------------------------------------------------------------------ */
+/* Holding the destination for the job.                                */
+
+int safety_claim(const struct df_file *dst, int *claim_fd,
+                 struct df_error *err)
+{
+    static const int qemu_bytes[] = { 100, 101, 201 };
+    *claim_fd = -1;
+    if (!dst || dst->fd < 0 || dst->is_stream)
+        return 0;
+    if (dst->is_blockdev) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", dst->fd);
+        *claim_fd = open(path, O_RDONLY | O_EXCL | O_CLOEXEC);
+        if (*claim_fd < 0 && errno == EBUSY)
+            return df_refuse(err, dst->name, "refusing to write: device "
+                             "is claimed exclusively (busy: mounted "
+                             "elsewhere or in use by the kernel)");
+        if (*claim_fd < 0)
+            return df_io(err, dst->name, errno, "cannot claim the device");
+    }
+    /* As QEMU does for a writer that shares no writes (formats.md
+     * section 7): shared locks, which conflict with QEMU's exclusive
+     * probes.  Advisory: a failure here (NFS without lock support) does
+     * not stop the job. */
+    for (size_t i = 0; i < sizeof(qemu_bytes) / sizeof(qemu_bytes[0]); i++) {
+        struct flock fl = { .l_type = F_RDLCK, .l_whence = SEEK_SET,
+                            .l_start = qemu_bytes[i], .l_len = 1 };
+        (void)fcntl(dst->fd, F_OFD_SETLK, &fl);
+    }
+    return 0;
+}

@@ -96,6 +96,19 @@ int safety_check_destination(const struct safety_req *req,
                              struct df_error *err);
 
 /*
+ * Hold the destination for the job, after the check passed and before
+ * the first write, so nothing takes it in between: a block device is
+ * opened O_EXCL (a mount, md or device-mapper cannot claim it while the
+ * fd is open; *claim_fd, close it when the job is done, -1 for files),
+ * and QEMU's lock bytes for "a writer that shares no writes" are taken
+ * on dst's open file description (a QEMU started meanwhile refuses the
+ * image; they go when dst is closed).  DF_REFUSED when the device is
+ * claimed by someone else.
+ */
+int safety_claim(const struct df_file *dst, int *claim_fd,
+                 struct df_error *err);
+
+/*
  * A sink that writes nothing and prints what would be written: merged
  * ranges "would write OFF..END (SIZE)" / "would zero ...", then a total,
  * on `out` (borrowed).  It has no digest (nothing to verify).  `size` is

@@ -895,6 +895,7 @@ int undo_apply(const char *journal, const char *dst,
     struct image *img = NULL;
     struct undo_stats st = { 0 };
     uint8_t *buf = NULL;
+    int claim_fd = -1;
     int ret = -1;
 
     if (!opts)
@@ -932,6 +933,8 @@ int undo_apply(const char *journal, const char *dst,
         .msgs = opts->msgs,
     };
     if (safety_check_destination(&req, err) < 0)
+        goto out;
+    if (!opts->dry_run && safety_claim(&img->file, &claim_fd, err) < 0)
         goto out;
     if (undo_check_identity(&j, img, dst, buf, err) < 0)
         goto out;
@@ -977,6 +980,8 @@ out:
     if (stats)
         *stats = st;
     image_close(img);
+    if (claim_fd >= 0)
+        close(claim_fd);
     df_file_close(&j.f);
     free(j.recs);
     free(buf);

@@ -450,3 +450,36 @@ def test_dry_run_writes_nothing(tmp_path):
     assert p.returncode == 0, p.stderr
     assert b"would write" in p.stdout
     assert not (tmp_path / "new.img").exists()
+
+
+@pytest.mark.skipif(not have("unshare"), reason="unshare missing")
+def test_mounted_in_another_namespace_is_claimed(tmp_path):
+    """A mount we cannot see in our mountinfo (another mount namespace, a
+    container) still claims the device: the O_EXCL probe finds it."""
+    src = make_src(tmp_path / "src.img", 32 * MIB)
+    disk = make_zero(tmp_path / "disk.img", 32 * MIB)
+    sh(["mkfs.ext4", "-q", str(disk)])
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with loop(disk) as dev:
+        p = subprocess.Popen(["unshare", "-m", "--propagation", "private",
+                              "sh", "-c", 'mount "$0" "$1" && echo ok && '
+                              'exec cat', dev, str(mnt)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            if p.stdout.readline() != b"ok\n":
+                pytest.skip("cannot mount in a new namespace here")
+            refused(["copy", "--overwrite", "--yes", src, dev], disk,
+                    "device is claimed exclusively (busy: mounted "
+                    "elsewhere or in use by the kernel)")
+        finally:
+            p.stdin.close()
+            p.wait()
+
+
+def test_loop_device_over_the_destination_device(tmp_path):
+    """Another loop device stacked on the destination device."""
+    src = make_src(tmp_path / "src.img")
+    disk = make_zero(tmp_path / "disk.img", 16 * MIB)
+    with loop(disk) as dev, loop(dev) as upper:
+        refused(["copy", src, dev], disk, "open by loop device %s" % upper)

@@ -334,6 +334,19 @@ static void test_holders(void)
     CHECK(strstr(msg, "locked by QEMU (read lock held, writers refused)"));
     release(pid, wfd);
     CHECK(inuse_qemu_locks(f.fd) == 0);
+
+    /* Our claim: QEMU's writer bytes, seen from another open file
+     * description (which is how QEMU itself probes). */
+    int claim = 0;
+    struct df_error err;
+    df_error_init(&err);
+    CHECK(safety_claim(&f, &claim, &err) == 0 && claim == -1);
+    int other = open(p, O_RDONLY);
+    CHECK(inuse_qemu_locks(other) == (INUSE_LOCK_PERM(0) |
+                                      INUSE_LOCK_PERM(1) |
+                                      INUSE_LOCK_SHARED(1)));
+    CHECK(inuse_qemu_locks(f.fd) == 0);     /* not against ourselves */
+    close(other);
     df_file_close(&f);
 }
 

@@ -35,9 +35,9 @@
  *     it), named by command and pid.
  *  4. Locked by QEMU: the OFD lock bytes 100..104 / 200..204
  *     (formats.md section 7), probed with F_OFD_GETLK.
- *  5. Too small (op SAFETY_OP_WRITE only): smaller than req->need_size (an empty regular file is
- *     allowed: it grows).  Larger is allowed with a warning: the tail
- *     beyond need_size is left alone.
+ *  5. Too small (op SAFETY_OP_WRITE only): smaller than req->need_size
+ *     (an empty regular file is allowed: it grows).  Larger is allowed
+ *     with a warning: the tail beyond need_size is left alone.
  *  6. Not empty (op SAFETY_OP_WRITE only): a partition table or a
  *     filesystem / LVM / RAID / swap / crypto signature (libblkid), or
  *     non-zero bytes in the sampled regions (signature.c says which);
@@ -48,6 +48,12 @@
  * Checks 2-4 read /proc and /sys of this host: a process of another
  * user is only visible to root, and a host sharing the disk over a
  * network is not visible at all, so a pass is not a proof of non-use.
+ * A check is a snapshot: safety_claim() then holds the destination
+ * until the job ends.
+ *
+ * NEEDSWORK: a file mapped (mmap) by a process that closed its fd is
+ * not seen (/proc/PID/maps would show it); nested loop devices are
+ * followed one level.
  */
 #ifndef DF_SAFETY_H
 #define DF_SAFETY_H

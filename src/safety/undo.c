@@ -36,7 +36,7 @@
  *           24   8  sequence number: 0, 1, 2, ...
  *           32  16  journal uuid (as in the header)
  *           48  16  XXH3-128 of bytes 0..47 of the record, then payload
- *           64      payload (DATA: `length` bytes)
+ *           64      payload (DATA, NEW: `length` bytes)
  *
  * Invariants (cited by number below):
  *  1. The header is written and fsynced, and so is the journal's
@@ -82,8 +82,13 @@
  *                                   state, destination restored
  *
  * Hostile journals: every field is checked before use (range inside
- * the recorded size, length <= UNDO_REC_MAX, payload inside the file),
- * allocation is bounded by UNDO_REC_MAX and the journal's size.
+ * the recorded size, length <= UNDO_REC_MAX, payload inside the file);
+ * buffers are UNDO_REC_MAX, the record index grows with the records
+ * actually found (each takes at least UNDO_REC_HDR journal bytes).
+ *
+ * Test hook: DF_TEST_UNDO_KILL_AFTER=N makes the writer raise SIGKILL
+ * right after forwarding its Nth write or zero, to test invariants 3-4
+ * with a real kill -9 at a known point (tests/e2e/test_undo.py).
  */
 #define _GNU_SOURCE
 #include "safety/safety_int.h"
@@ -759,11 +764,7 @@ static int undo_scan(struct undo_journal *j, uint8_t *buf,
                      struct df_error *err)
 {
     uint64_t pos = UNDO_HDR_LEN, seq = 0;
-    /* Every record takes at least UNDO_REC_HDR bytes of the journal. */
-    size_t cap = (size_t)((j->f.size - UNDO_HDR_LEN) / UNDO_REC_HDR) + 1;
-    j->recs = calloc(cap, sizeof(*j->recs));
-    if (!j->recs)
-        return df_io(err, j->f.name, ENOMEM, "cannot read the journal");
+    size_t cap = 0;
     while (pos < j->f.size && !j->complete) {
         struct undo_rec rec;
         const char *why = undo_check_rec(j, pos, seq, buf, &rec, err);
@@ -771,6 +772,15 @@ static int undo_scan(struct undo_journal *j, uint8_t *buf,
             return -1;
         if (why)
             break;
+        if (j->nrecs == cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            struct undo_rec *v = realloc(j->recs, ncap * sizeof(*v));
+            if (!v)
+                return df_io(err, j->f.name, ENOMEM,
+                             "cannot read the journal");
+            j->recs = v;
+            cap = ncap;
+        }
         pos = rec.joff + undo_payload_len(&rec);
         seq++;
         if (rec.type == UNDO_REC_END)

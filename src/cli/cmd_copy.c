@@ -9,11 +9,14 @@
  *
  * Order of work (DESIGN.md promise 1 and 5): the source is opened and
  * validated, chain and all, before the destination is created or
- * opened; then safety_check_destination() (safety/safety.h) runs on the
- * destination before anything is written to it; a destination we
- * created is removed again if the copy fails, so nothing half-written
- * is left looking complete.  --dry-run swaps the real sink for one that
- * prints; --undo wraps the real sink in the journal writer.
+ * opened.  A new file is written under a hidden temporary name in the
+ * destination's directory (.NAME.diskferry-XXXXXX) and renamed to NAME
+ * (never replacing a file that appeared meanwhile) only after the copy
+ * verified; a failed or killed copy never leaves a file that looks
+ * complete under the name the user gave.  Before that, and before any
+ * byte goes into an existing destination, safety_check_destination()
+ * (safety/safety.h) runs on it.  --dry-run swaps the real sink for one
+ * that prints; --undo wraps the real sink in the journal writer.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +31,7 @@
 #include "cli/endpoint.h"
 #include "engine/job.h"
 #include "safety/safety.h"
+#include "util/progress.h"
 #include "util/size.h"
 
 static const char copy_usage[] =
@@ -61,6 +65,12 @@ static const char copy_usage[] =
     "FILE first\n"
     "                          ('diskferry undo FILE' puts it back)\n"
     "      --no-verify         skip the read-back verification\n"
+    "      --fsync             wait until DST is on stable storage before "
+    "verifying\n"
+    "                          (and report write-back errors); without it, "
+    "as cp,\n"
+    "                          dd and qemu-img, DST may still be in the "
+    "page cache\n"
     "      --digest ALG        xxh128 (default) or sha256 (a "
     "cryptographic digest)\n"
     "      --threads N         reader threads (default: cores)\n"
@@ -87,6 +97,7 @@ struct copy_opts {
     bool dry_run;
     const char *undo;           /* --undo journal, or NULL */
     bool json;
+    bool fsync;
     int progress;
     struct job_opts jo;
 };
@@ -94,7 +105,7 @@ struct copy_opts {
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
     OPT_PARENT_DIR, OPT_PARENT, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
-    OPT_DRY_RUN, OPT_UNDO,
+    OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
@@ -108,6 +119,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "dry-run", no_argument, NULL, OPT_DRY_RUN },
         { "undo", required_argument, NULL, OPT_UNDO },
         { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+        { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
         { "parent-dir", required_argument, NULL, OPT_PARENT_DIR },
@@ -134,6 +146,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_DRY_RUN: o->dry_run = true; break;
         case OPT_UNDO: o->undo = optarg; break;
         case OPT_NO_VERIFY: o->jo.verify = false; break;
+        case OPT_FSYNC: o->fsync = true; break;
         case OPT_DIGEST:
             if (digest_alg_parse(optarg, &o->jo.digest) < 0)
                 return cli_usage(c, "--digest: unknown algorithm '%s' "
@@ -185,10 +198,65 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
 struct copy_dst {
     struct image *img;
     struct sink *sink;
-    bool created;               /* we made the file: remove it on failure */
+    bool created;               /* we made tmp_path: rename or remove it */
     const char *path;
+    char tmp_path[PATH_MAX];
     int claim_fd;               /* safety_claim(): O_EXCL on a device */
 };
+
+/* Create the new destination under a hidden temporary name. */
+static int copy_create_tmp(struct copy_opts *o, struct copy_dst *d,
+                           const char *fmt, uint64_t size,
+                           struct df_error *err)
+{
+    char dir[PATH_MAX];
+    path_dirname(d->path, dir, sizeof(dir));
+    for (unsigned i = 0; i < 100; i++) {
+        unsigned r = (unsigned)getpid() * 2654435761u ^
+                     (unsigned)time_now_ns() ^ i * 40503u;
+        if (snprintf(d->tmp_path, sizeof(d->tmp_path),
+                     "%s/.%s.diskferry-%06x", dir, path_basename(d->path),
+                     r & 0xffffff) >= (int)sizeof(d->tmp_path))
+            return df_fail(err, DF_USAGE, 0, d->path, -1, "path too long");
+        if (image_create(d->tmp_path, fmt, size, &o->copts, &d->img,
+                         err) == 0) {
+            d->created = true;
+            snprintf(d->img->name, sizeof(d->img->name), "%s", d->path);
+            return 0;
+        }
+        if (err->cat != DF_REFUSED)     /* not "exists": a real error */
+            break;
+        df_error_reset(err);
+    }
+    if (err->cat == DF_OK)
+        df_io(err, d->path, EEXIST, "cannot create a temporary file");
+    if (err->what[0] && !strcmp(err->what, d->tmp_path))
+        snprintf(err->what, sizeof(err->what), "%s", d->path);
+    return -1;
+}
+
+/* Give the verified copy its name, never replacing a file. */
+static int copy_commit(struct copy_dst *d, struct df_error *err)
+{
+    if (renameat2(AT_FDCWD, d->tmp_path, AT_FDCWD, d->path,
+                  RENAME_NOREPLACE) == 0)
+        goto done;
+    if (errno == EEXIST) {
+        d->created = false;             /* keep it: the message names it */
+        return df_refuse(err, d->path, "refusing to write: it appeared "
+                         "while copying (the copy is left in %s)",
+                         d->tmp_path);
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return df_io(err, d->path, errno, "cannot rename %s", d->tmp_path);
+    /* No RENAME_NOREPLACE here: link() refuses to replace too. */
+    if (link(d->tmp_path, d->path) < 0)
+        return df_io(err, d->path, errno, "cannot link %s", d->tmp_path);
+    unlink(d->tmp_path);
+done:
+    d->created = false;
+    return 0;
+}
 
 /* The one safety gate (safety/safety.h): dst NULL for a new file. */
 static int copy_check(const struct copy_opts *o, struct image *src,
@@ -287,9 +355,8 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
     if (o->undo)
         cli_warn(&o->c, "--undo: %s is new: there is nothing to save (to "
                  "undo, delete it)", path);
-    if (image_create(path, fmt, need, &o->copts, &d->img, err) < 0)
+    if (copy_create_tmp(o, d, fmt, need, err) < 0)
         return -1;
-    d->created = true;
     d->sink = stream_src ? sink_image_new_growing(d->img, err)
                          : sink_image_new(d->img, true, err);
     return d->sink ? 0 : -1;
@@ -380,9 +447,10 @@ int cmd_copy(int argc, char **argv)
     }
     if (copy_open_dst(&o, src, dst_path, &d, &err) < 0)
         goto fail;
+    d.sink->durable = o.fsync;
     rc = src ? engine_copy(src, d.sink, &o.jo, &st, &err)
              : engine_copy_stream(&in, d.sink, &o.jo, &st, &err);
-    if (rc < 0)
+    if (rc < 0 || (d.created && copy_commit(&d, &err) < 0))
         goto fail;
     if (o.json)
         copy_report_json(&o, src_path, dst_path,
@@ -395,8 +463,8 @@ int cmd_copy(int argc, char **argv)
 fail:
     rc = err.cat;
     cli_print_error(&o.c, &err);
-    if (d.created && err.cat != DF_VERIFY)
-        unlink(dst_path);
+    if (d.created)
+        unlink(d.tmp_path);
 out:
     sink_free(d.sink);
     image_close(d.img);

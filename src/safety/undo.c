@@ -448,6 +448,7 @@ static int undo_finish(struct sink *s, struct df_error *err)
     struct undo_sink *u = s->priv;
     if (undo_flush_batch(s, err) < 0)
         return -1;
+    u->inner->durable = s->durable;
     int r = u->inner->ops->finish(u->inner, err);
     undo_sync_counters(s);
     if (r < 0)
@@ -979,12 +980,8 @@ int undo_apply(const char *journal, const char *dst,
         }
         st.truncated = true;
     }
-    if (image_flush(img, err) < 0)
+    if (image_flush(img, true, err) < 0)
         goto out;
-    if (fsync(img->file.fd) < 0) {
-        df_io(err, dst, errno, "cannot sync");
-        goto out;
-    }
     ret = 0;
 out:
     if (stats)

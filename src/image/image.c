@@ -33,6 +33,9 @@ const struct image_driver *const image_drivers[] = {
 
 const struct image_driver *image_driver_by_name(const char *name)
 {
+    /* qemu-img's names for the same formats. */
+    if (!strcmp(name, "vpc"))
+        name = "vhd";
     for (size_t i = 0; image_drivers[i]; i++)
         if (!strcmp(image_drivers[i]->name, name))
             return image_drivers[i];

@@ -63,8 +63,10 @@
 #define QCOW2_COPIED (1ull << 63)
 #define QCOW2_COMPRESSED (1ull << 62)
 #define QCOW2_ZERO (1ull << 0)
-#define QCOW2_L1_RESERVED UINT64_C(0x7f000000000001ff)     /* bits 0..8, 56..62 */
-#define QCOW2_L2_RESERVED UINT64_C(0x3f000000000001fe)     /* bits 1..8, 56..61 */
+/* bits 0..8 and 56..62 */
+#define QCOW2_L1_RESERVED UINT64_C(0x7f000000000001ff)
+/* bits 1..8 and 56..61 */
+#define QCOW2_L2_RESERVED UINT64_C(0x3f000000000001fe)
 
 /* Limits QEMU also applies; nothing larger is allocated from a header. */
 #define QCOW2_MAX_L1_BYTES (32u << 20)

@@ -279,7 +279,8 @@ def test_refuse_encryption(tmp_path):
     img = tmp_path / "enc.qcow2"
     sh(["qemu-img", "create", "-f", "qcow2", "--object",
         "secret,id=sec0,data=abc123", "-o",
-        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", str(img), "1M"])
+        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
+        str(img), "1M"])
     expect_corrupt(img, "encrypted", "luks")
 
 
@@ -379,7 +380,8 @@ HEADER_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", HEADER_CASES, ids=[c[0] for c in HEADER_CASES])
+@pytest.mark.parametrize("case", HEADER_CASES,
+                         ids=[c[0] for c in HEADER_CASES])
 def test_corrupt_header_field(tmp_path, case):
     name, off, fmt, value, rc, words = case
     src = base_image(tmp_path)
@@ -554,7 +556,8 @@ def raw_source(path, size=32 * MiB, seed=5):
     write_at(path, 5 * MiB, b"\x00" * MiB)                  # explicit zeros
     for _ in range(20):
         off = rnd.randrange(0, size - 70000)
-        write_at(path, off, bytes([rnd.randrange(256)]) * rnd.randrange(1, 70000))
+        byte = bytes([rnd.randrange(256)])
+        write_at(path, off, byte * rnd.randrange(1, 70000))
     write_at(path, size - 1000, b"tail" * 250)              # last cluster
     return path
 

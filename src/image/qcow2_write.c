@@ -51,7 +51,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zstd.h>
 
 #include "image/qcow2_int.h"
@@ -350,9 +349,7 @@ int qcow2_flush(struct image *img, struct df_error *err)
                                       w->l1_off, err) < 0) ||
         qcow2_w_pwrite(img, h, sizeof(h), 0, err) < 0)
         return -1;
-    if (img->file.fd >= 0 && fsync(img->file.fd) < 0 && errno != EINVAL &&
-        errno != EROFS)
-        return df_io(err, img->name, errno, "fsync failed");
+    /* image_flush() fsyncs when durability is asked for. */
     return qcow2_load(img, err);
 }
 

@@ -56,12 +56,12 @@ static int imgwrite_copy(struct image *src, struct image *dst,
             since_flush += n;
             if (o->flush_every && since_flush >= o->flush_every) {
                 since_flush = 0;
-                if (image_flush(dst, err) < 0)
+                if (image_flush(dst, false, err) < 0)
                     goto out;
             }
         }
     }
-    ret = image_flush(dst, err);
+    ret = image_flush(dst, true, err);
 out:
     free(buf);
     extent_list_release(&l);

@@ -6,7 +6,9 @@
  * 3.3).  What we write: version 3 (compat 1.1), refcount_order 4 (16-bit
  * refcounts), header_length 112, compression_type 1 (zstd, incompatible
  * bit 3) when compressing, no backing file, no extensions but the end
- * marker.
+ * marker.  The header's size is rounded up to a multiple of 512 bytes
+ * (as qemu-img does: QEMU sees whole sectors only); this handle keeps
+ * the exact size it was created with.
  *
  * Layout of the file (c = cluster size, R = c / 2 refcounts per block,
  * "window" w = host clusters [w*R, (w+1)*R), the range one refcount block
@@ -314,7 +316,7 @@ static void qcow2_w_header(const struct qcow2_writer *w, uint8_t *h)
     put_be32(h + QCOW2_OFF_MAGIC, QCOW2_MAGIC);
     put_be32(h + QCOW2_OFF_VERSION, 3);
     put_be32(h + QCOW2_OFF_CLUSTER_BITS, w->bits);
-    put_be64(h + QCOW2_OFF_SIZE, w->size);
+    put_be64(h + QCOW2_OFF_SIZE, div_round_up(w->size, 512) * 512);
     put_be32(h + QCOW2_OFF_L1_SIZE, w->l1_size);
     put_be64(h + QCOW2_OFF_L1_OFFSET, w->l1_off);
     put_be64(h + QCOW2_OFF_REFTABLE_OFFSET, w->rt_off);
@@ -350,13 +352,16 @@ int qcow2_flush(struct image *img, struct df_error *err)
         qcow2_w_pwrite(img, h, sizeof(h), 0, err) < 0)
         return -1;
     /* image_flush() fsyncs when durability is asked for. */
-    return qcow2_load(img, err);
+    if (qcow2_load(img, err) < 0)
+        return -1;
+    img->size = w->size;        /* the header rounds up to a sector */
+    return 0;
 }
 
 /* Refcount table clusters for the largest file `w` can produce. */
 static uint64_t qcow2_w_rt_clusters(const struct qcow2_writer *w)
 {
-    uint64_t l1c = max_u64(1, div_round_up((uint64_t)w->l1_size * 8, w->cs));
+    uint64_t l1c = div_round_up((uint64_t)w->l1_size * 8, w->cs);
     uint64_t data = div_round_up(w->size, w->cs);
     uint64_t fixed = 1 + l1c + w->l1_size + data;
     uint64_t rt = 1;
@@ -378,12 +383,12 @@ static uint64_t qcow2_w_rt_clusters(const struct qcow2_writer *w)
 static int qcow2_w_layout(struct image *img, struct qcow2_writer *w,
                           struct df_error *err)
 {
-    uint64_t l1c = max_u64(1, div_round_up((uint64_t)w->l1_size * 8, w->cs));
+    uint64_t l1c = div_round_up((uint64_t)w->l1_size * 8, w->cs);
     uint64_t meta = 1 + l1c + w->rt_clusters;      /* clusters 0..meta-1 */
     uint64_t first_win = meta / w->rpb;
     uint64_t off;
 
-    w->l1_off = w->cs;
+    w->l1_off = l1c ? w->cs : 0;       /* an empty disk has no L1 */
     w->rt_off = (1 + l1c) * w->cs;
     w->win = first_win;
     memset(w->rb, 0, w->cs);
@@ -435,7 +440,8 @@ int qcow2_create(struct image *img, uint64_t size,
     w->l2_idx = UINT64_MAX;
     w->compress = copts->compress;
 
-    uint64_t l1 = div_round_up(size, w->l2_entries * w->cs);
+    uint64_t l1 = div_round_up(div_round_up(size, 512) * 512,
+                               w->l2_entries * w->cs);
     if (l1 * 8 > QCOW2_MAX_L1_BYTES)
         return df_usage(err, "%" PRIu64 " bytes is too large for a qcow2 "
                         "image with %" PRIu64 "-byte clusters", size, w->cs);

@@ -609,13 +609,13 @@ def test_write(tmp_path, args):
 
 
 def test_write_sparse_large(tmp_path):
-    """A mostly empty 3 GiB disk with 512-byte clusters: metadata spans
-    several refcount windows; data near the end."""
+    """A mostly empty 1 GiB disk with 512-byte clusters: the L1 table
+    alone (256 KiB) spans two refcount windows (128 KiB each)."""
     src = tmp_path / "src.raw"
     with open(src, "wb") as f:
-        f.truncate(3 << 30)
-    write_at(src, 1 << 30, b"middle" * 1000)
-    write_at(src, (3 << 30) - 4096, b"end!" * 1024)
+        f.truncate(1 << 30)
+    write_at(src, 1 << 29, b"middle" * 1000)
+    write_at(src, (1 << 30) - 4096, b"end!" * 1024)
     out = tmp_path / "out.qcow2"
     p = run([IMGWRITE, "--cluster-bits", "9", str(src), str(out)])
     assert p.returncode == 0, p.stderr
@@ -654,3 +654,20 @@ def test_cli_copy_to_qcow2(tmp_path, compress):
     p = df(*args)
     assert p.returncode == 0, p.stderr
     check_written(src, out)
+
+
+@pytest.mark.parametrize("size", [0, 512, 65536, 65537, 1000000])
+def test_write_odd_sizes(tmp_path, size):
+    """Sizes qemu-img rounds up to a sector: our header does the same."""
+    src = tmp_path / "src.raw"
+    src.write_bytes(os.urandom(size))
+    for args in ([], ["-c"]):
+        out = tmp_path / "out.qcow2"
+        if out.exists():
+            out.unlink()
+        p = run([IMGWRITE] + args + [str(src), str(out)])
+        assert p.returncode == 0, p.stderr
+        check_written(src, out)
+        info = json.loads(sh(["qemu-img", "info", "--output=json",
+                              str(out)]))
+        assert info["virtual-size"] == (size + 511) // 512 * 512

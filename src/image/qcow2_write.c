@@ -21,17 +21,18 @@
  *   then                 refcount blocks of the windows the metadata
  *                        above fills, and the current window's block
  *   then, append only    L2 tables and data clusters in write order; a
- *                        compressed cluster takes only its bytes (it may
- *                        share host clusters with its neighbours); the
- *                        first cluster of every later window is that
- *                        window's refcount block
+ *                        compressed cluster takes only its bytes in the
+ *                        compressed area (invariant 5), sharing host
+ *                        clusters with its neighbours; the first cluster
+ *                        of every later window is that window's refcount
+ *                        block
  *
  * Invariants (the writer relies on them; cited by number):
  *  1. write()/zero() come in ascending, non-overlapping order (sink.h
  *     contract 1, IMG_SEQUENTIAL_WRITE); anything else is refused.
- *  2. Host space is only ever appended at w->next; nothing written is
- *     moved or freed, so a cluster's refcount is final once w->next has
- *     left its window.  Only the current window's refcounts, the current
+ *  2. Whole clusters are only ever appended at w->next; nothing written
+ *     is moved or freed, so a cluster's refcount is final once w->next
+ *     has left its window.  Only the current window's refcounts, the current
  *     L2 table and one partial cluster are in memory (plus L1 and the
  *     refcount table, both bounded by QEMU's limits: 32 MiB and 8 MiB).
  *  3. An L2 table is written out when the writes move past its range and
@@ -39,9 +40,14 @@
  *     refcount block are written by flush().
  *  4. A cluster that is all zeros is never allocated: it reads as zeros
  *     with no parent.  zero() therefore has nothing to do.
- *  5. A compressed extent never crosses into a window it does not start
- *     in (the next window's first cluster is its refcount block), and no
- *     host cluster is counted more than 0xffff times.
+ *  5. Compressed clusters are packed byte after byte into the
+ *     "compressed area" [cnext, cend): whole clusters taken from w->next
+ *     (uncounted at allocation; each compressed extent counts one
+ *     reference on every host cluster it touches).  The area grows in
+ *     place while it is the end of the file, else a new one starts, so
+ *     plain clusters in between waste nothing.  It never spans two
+ *     windows (moving to the next window retires it), so its counts are
+ *     always in memory, and no host cluster is counted past 0xffff.
  *
  * State of the image: created -> (writes) -> flush() -> readable (the
  * reader state is loaded from the file) -> a write makes it unreadable
@@ -79,6 +85,8 @@ struct qcow2_writer {
     uint64_t rt_entries;
 
     uint64_t next;              /* append pointer (invariant 2) */
+    uint64_t cnext;             /* compressed area: next free byte, */
+    uint64_t cend;              /* and its end (0 = none) */
     uint64_t win;               /* current window */
     uint8_t *rb;                /* its refcounts, u16 big endian */
 
@@ -143,33 +151,69 @@ static int qcow2_w_next_window(struct image *img, struct qcow2_writer *w,
     put_be16(w->rb, 1);
     put_be64(w->rt + w->win * 8, w->win * w->rpb * w->cs);
     w->next = (w->win * w->rpb + 1) * w->cs;
+    w->cnext = w->cend = 0;     /* retire the compressed area */
     return 0;
 }
 
-/* Take len bytes of host space (a whole cluster when aligned); counts
- * one reference on every host cluster the bytes touch. */
+/* Take n whole clusters at the end of the file; count one reference on
+ * each unless the compressed area will count them (invariant 5). */
 static int qcow2_w_alloc(struct image *img, struct qcow2_writer *w,
-                         uint64_t len, bool aligned, uint64_t *out,
+                         uint64_t n, bool count, uint64_t *out,
                          struct df_error *err)
 {
-    uint64_t start = w->next;
+    if (w->next + n * w->cs > (w->win + 1) * w->rpb * w->cs &&
+        qcow2_w_next_window(img, w, err) < 0)
+        return -1;
     uint64_t base = w->win * w->rpb;
-    uint64_t c0 = start / w->cs;
+    for (uint64_t c = w->next / w->cs; count && c < w->next / w->cs + n; c++)
+        put_be16(w->rb + (c - base) * 2, 1);
+    *out = w->next;
+    w->next += n * w->cs;
+    return 0;
+}
 
-    if (aligned || (start % w->cs &&
-                    get_be16(w->rb + (c0 - base) * 2) == 0xffff))
-        start = div_round_up(start, w->cs) * w->cs;
-    if (start + len > (w->win + 1) * w->rpb * w->cs) {
-        if (qcow2_w_next_window(img, w, err) < 0)
+/* Refcount of host cluster c (in the current window). */
+static uint16_t qcow2_w_count(const struct qcow2_writer *w, uint64_t c)
+{
+    return get_be16(w->rb + (c - w->win * w->rpb) * 2);
+}
+
+/*
+ * Take len bytes for a compressed cluster in the compressed area
+ * (invariant 5), growing it at the end of the file or starting a new
+ * one; counts one reference on every host cluster the bytes touch.
+ */
+static int qcow2_w_alloc_bytes(struct image *img, struct qcow2_writer *w,
+                               uint64_t len, uint64_t *out,
+                               struct df_error *err)
+{
+    uint64_t cs = w->cs;
+    uint64_t start = w->cnext;
+    bool ok = w->cend != 0;
+
+    if (ok && start % cs && qcow2_w_count(w, start / cs) == 0xffff)
+        ok = false;
+    if (ok && start + len > w->cend) {
+        uint64_t extra = div_round_up(start + len - w->cend, cs);
+        uint64_t wend = (w->win + 1) * w->rpb * cs;
+        uint64_t got;
+        if (w->cend != w->next || w->cend + extra * cs > wend)
+            ok = false;
+        else if (qcow2_w_alloc(img, w, extra, false, &got, err) < 0)
             return -1;
-        base = w->win * w->rpb;
-        start = w->next;
+        else
+            w->cend += extra * cs;
     }
-    for (uint64_t c = start / w->cs; c <= (start + len - 1) / w->cs; c++) {
-        uint8_t *p = w->rb + (c - base) * 2;
-        put_be16(p, (uint16_t)(get_be16(p) + 1));
+    if (!ok) {
+        uint64_t k = div_round_up(len, cs);
+        if (qcow2_w_alloc(img, w, k, false, &start, err) < 0)
+            return -1;
+        w->cend = start + k * cs;
     }
-    w->next = start + len;
+    uint64_t base = w->win * w->rpb;
+    for (uint64_t c = start / cs; c <= (start + len - 1) / cs; c++)
+        put_be16(w->rb + (c - base) * 2, (uint16_t)(qcow2_w_count(w, c) + 1));
+    w->cnext = start + len;
     *out = start;
     return 0;
 }
@@ -189,7 +233,7 @@ static int qcow2_w_l2(struct image *img, struct qcow2_writer *w, uint64_t ci,
         w->l2_idx = l2i;
     }
     if (!w->l2_off) {
-        if (qcow2_w_alloc(img, w, w->cs, true, &w->l2_off, err) < 0)
+        if (qcow2_w_alloc(img, w, 1, true, &w->l2_off, err) < 0)
             return -1;
         put_be64(w->l1 + l2i * 8, w->l2_off | QCOW2_COPIED);
     }
@@ -220,13 +264,13 @@ static int qcow2_w_commit(struct image *img, struct qcow2_writer *w,
             clen = 0;                           /* store it raw */
     }
     if (clen) {
-        if (qcow2_w_alloc(img, w, clen, false, &host, err) < 0 ||
+        if (qcow2_w_alloc_bytes(img, w, clen, &host, err) < 0 ||
             qcow2_w_pwrite(img, w->zbuf, clen, host, err) < 0)
             return -1;
         uint64_t nsect = (host + clen - 1) / 512 - host / 512;
         entry = QCOW2_COMPRESSED | nsect << (62 - (w->bits - 8)) | host;
     } else {
-        if (qcow2_w_alloc(img, w, w->cs, true, &host, err) < 0 ||
+        if (qcow2_w_alloc(img, w, 1, true, &host, err) < 0 ||
             qcow2_w_pwrite(img, data, w->cs, host, err) < 0)
             return -1;
         entry = host | QCOW2_COPIED;
@@ -405,7 +449,7 @@ static int qcow2_w_layout(struct image *img, struct qcow2_writer *w,
             return df_io(err, img->name, ENOMEM, "cannot allocate");
         for (uint64_t i = 0; i < w->rpb; i++)
             put_be16(ones + i * 2, 1);
-        int r = qcow2_w_alloc(img, w, w->cs, true, &off, err);
+        int r = qcow2_w_alloc(img, w, 1, true, &off, err);
         if (r == 0)
             r = qcow2_w_pwrite(img, ones, w->cs, off, err);
         free(ones);

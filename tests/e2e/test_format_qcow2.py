@@ -270,9 +270,12 @@ def test_missing_backing_file(tmp_path):
     p = imgcat(img)
     assert p.returncode == 4, p.stderr
     assert b"not found" in p.stderr
-    # this layer alone is still readable
-    p = imgcat("--map", "--layer", img)
-    assert p.returncode != 0      # imgcat opens the chain even for --layer
+
+
+def test_refuse_qcow_v1(tmp_path):
+    img = tmp_path / "v1.qcow"
+    sh(["qemu-img", "create", "-f", "qcow", str(img), "1M"])
+    expect_corrupt(img, "qcow version 1")
 
 
 def test_refuse_encryption(tmp_path):
@@ -654,6 +657,13 @@ def test_cli_copy_to_qcow2(tmp_path, compress):
     p = df(*args)
     assert p.returncode == 0, p.stderr
     check_written(src, out)
+    p = df("verify", src, out)
+    assert p.returncode == 0, p.stderr
+    # and back to raw through the CLI
+    back = tmp_path / "back.raw"
+    p = df("copy", out, back)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(back, src)
 
 
 @pytest.mark.parametrize("size", [0, 512, 65536, 65537, 1000000])

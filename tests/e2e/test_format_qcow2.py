@@ -699,3 +699,37 @@ def test_write_compressed_packing(tmp_path):
     sh(["qemu-img", "convert", "-c", "-O", "qcow2", "-o",
         "compression_type=zstd", str(src), str(ref)])
     assert os.path.getsize(out) <= os.path.getsize(ref) + 128 * 1024
+
+
+SEEDS = int(os.environ.get("DF_QCOW2_SEEDS", "4"))   # more: a longer soak
+
+
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_write_random(tmp_path, seed):
+    """Random runs of random, compressible and zero data, random write
+    sizes, small clusters (many refcount windows), some flushes."""
+    rnd = random.Random(seed)
+    src = tmp_path / "src.raw"
+    size = 8 * MiB
+    with open(src, "wb") as f:
+        f.truncate(size)
+    for _ in range(60):
+        off = rnd.randrange(0, size - 1)
+        n = min(rnd.choice([1, 511, 513, 4096, 30000, 200000]), size - off)
+        kind = rnd.randrange(3)
+        data = (os.urandom(n) if kind == 0 else
+                compressible(n, rnd.randrange(99)) if kind == 1 else
+                bytes(n))
+        write_at(src, off, data)
+    args = ["--cluster-bits", str(rnd.choice([9, 10, 12, 16])),
+            "--chunk", str(rnd.choice([512, 777, 65536, 1 << 20]))]
+    if rnd.randrange(2):
+        args.append("-c")
+    if rnd.randrange(2):
+        args += ["--flush-every", str(rnd.randrange(10000, 2 * MiB))]
+    if rnd.randrange(2):
+        args.append("--no-zero")
+    out = tmp_path / "out.qcow2"
+    p = run([IMGWRITE] + args + [str(src), str(out)])
+    assert p.returncode == 0, (args, p.stderr)
+    check_written(src, out)

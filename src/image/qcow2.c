@@ -24,11 +24,20 @@
  * Only the active L1 table is read: internal snapshots are ignored.
  * Refcounts are not read (nothing here writes to an existing image).
  *
- * Refused with exit 5: versions other than 2 and 3, cluster_bits outside
- * 9..21, encryption, external data files, unknown incompatible feature
- * bits, json:/protocol backing names; any L1/L2 entry with reserved bits
- * set, an unaligned offset or one past the end of the file, naming the
- * table and the index.  Dirty and corrupt images are read as they are.
+ * Refused with exit 5: versions other than 2 and 3 (qcow v1 included),
+ * cluster_bits outside 9..21, encryption, external data files, unknown
+ * incompatible feature bits (named from the feature table when it has
+ * them), json:/protocol backing names, a backing file whose format is not
+ * the recorded backing format; any L1/L2 entry with reserved bits set, an
+ * unaligned offset or one past the end of the file, naming the table and
+ * the index; a compressed cluster that does not inflate to a whole
+ * cluster.  Dirty and corrupt-flagged images are read as they are (the
+ * L1/L2 tables stay valid; only refcounts may be stale).
+ *
+ * Memory: the active L1 table (at most 32 MiB, as QEMU), an LRU cache of
+ * at most 32 L2 tables (and at most 32 MiB), one compressed and one
+ * decompressed cluster.  Calls are serialised by image.c (no
+ * IMG_THREAD_SAFE: the cache and the inflate state are shared).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -1,0 +1,989 @@
+/*
+ * qcow2.c: QCOW2 v2/v3: probe, open, map, read; the driver table.  The
+ * writer for new images is qcow2_write.c.
+ *
+ * Spec: qemu docs/interop/qcow2.rst (summary: formats.md section 3).
+ *   cluster 0   header, big endian (72 bytes in v2, header_length in
+ *               v3), then extensions (u32 type, u32 len, data padded to
+ *               8) up to the backing file name or the end of cluster 0
+ *   L1 table    l1_size u64 at l1_table_offset: L2 table offsets
+ *               (bits 9..55), bit 63 COPIED
+ *   L2 table    one cluster; u64 entries, or 128-bit ones with extended
+ *               L2 (second word: subcluster bitmap, bits 0..31 allocated,
+ *               32..63 reads as zeros, 32 subclusters per cluster)
+ *   L2 entry    bit 62 compressed: bits 0..x-1 host byte offset, x..61
+ *               additional 512-byte sectors, x = 62 - (cluster_bits - 8);
+ *               else bits 9..55 host cluster, bit 0 (v3) reads as zeros
+ *
+ * What a virtual cluster reads as: offset 0 = this layer defers to its
+ * backing file (EXT_PARENT); zero flag = zeros even over a backing file
+ * (EXT_ZERO); host cluster = data; compressed = data, one raw deflate
+ * stream (compression type 0) or zstd frame (type 1, header byte 104)
+ * that must inflate to at least one whole cluster.
+ *
+ * Only the active L1 table is read: internal snapshots are ignored.
+ * Refcounts are not read (nothing here writes to an existing image).
+ *
+ * Refused with exit 5: versions other than 2 and 3 (qcow v1 included),
+ * cluster_bits outside 9..21, encryption, external data files, unknown
+ * incompatible feature bits (named from the feature table when it has
+ * them), json:/protocol backing names, a backing file whose format is not
+ * the recorded backing format; any L1/L2 entry with reserved bits set, an
+ * unaligned offset or one past the end of the file, naming the table and
+ * the index; a compressed cluster that does not inflate to a whole
+ * cluster.  Dirty and corrupt-flagged images are read as they are (the
+ * L1/L2 tables stay valid; only refcounts may be stale).
+ *
+ * Memory: the active L1 table (at most 32 MiB, as QEMU), an LRU cache of
+ * at most 32 L2 tables (and at most 32 MiB), one compressed and one
+ * decompressed cluster.  Calls are serialised by image.c (no
+ * IMG_THREAD_SAFE: the cache and the inflate state are shared).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "image/qcow2_int.h"
+#include "util/bytes.h"
+#include "util/overflow.h"
+
+/* Largest zstd window accepted from a compressed cluster (2 MiB clusters
+ * need 2^21; a larger window only costs memory). */
+#define QCOW2_ZSTD_WINDOW_LOG_MAX 24
+
+/* Header facts needed only while opening. */
+struct qcow2_hdr {
+    uint64_t backing_off;
+    uint32_t backing_len;
+    uint32_t header_length;
+    uint32_t crypt;
+    uint64_t reftable_off;
+    uint32_t reftable_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_off;
+    uint32_t refcount_order;
+    const uint8_t *features;        /* feature name table, or NULL */
+    uint32_t features_len;
+    bool has_data_file_ext;
+};
+
+enum qcow2_cl_type {
+    QCOW2_CL_UNALLOC,       /* defer to the backing file */
+    QCOW2_CL_ZERO,
+    QCOW2_CL_DATA,
+    QCOW2_CL_COMPRESSED,
+    QCOW2_CL_SUB,           /* extended L2: see alloc/zero bitmaps */
+};
+
+/* One decoded L2 entry. */
+struct qcow2_cl {
+    enum qcow2_cl_type type;
+    uint64_t host;          /* host cluster (DATA, SUB) */
+    uint64_t desc;          /* compressed descriptor (COMPRESSED) */
+    uint32_t alloc;         /* SUB: subclusters stored at host */
+    uint32_t zero;          /* SUB: subclusters reading as zeros */
+};
+
+static int qcow2_probe(const struct image_probe *p)
+{
+    if (p->head_len >= 4 && get_be32(p->head) == QCOW2_MAGIC)
+        return 100;
+    return 0;
+}
+
+/* The name of incompatible feature `bit` from the feature table. */
+static void qcow2_feature_name(const struct qcow2_hdr *h, unsigned bit,
+                               char *name, size_t len)
+{
+    snprintf(name, len, "unnamed");
+    for (uint32_t i = 0; h->features && i + 48 <= h->features_len;
+         i += 48) {
+        const uint8_t *e = h->features + i;
+        if (e[0] != 0 || e[1] != bit)
+            continue;
+        size_t n = 0;
+        for (; n < 46 && n + 1 < len && e[2 + n]; n++)
+            name[n] = (e[2 + n] >= 0x20 && e[2 + n] < 0x7f) ? (char)e[2 + n]
+                                                             : '?';
+        name[n] = '\0';
+        return;
+    }
+}
+
+/*
+ * Walk the header extensions in [start, end) of cluster 0 (hdr holds
+ * `have` bytes of it).  Unknown types are skipped.
+ */
+static int qcow2_parse_extensions(struct image *img, struct qcow2 *q,
+                                  struct qcow2_hdr *h, const uint8_t *hdr,
+                                  uint64_t have, uint64_t start,
+                                  uint64_t end, struct df_error *err)
+{
+    uint64_t off = start;
+
+    while (off + 8 <= end) {
+        if (off + 8 > have)
+            return df_corrupt(err, img->name, (int64_t)off,
+                              "header extension runs past end of file");
+        uint32_t type = get_be32(hdr + off);
+        uint32_t len = get_be32(hdr + off + 4);
+        if (type == QCOW2_EXT_END)
+            return 0;
+        uint64_t data = off + 8;
+        if (len > end - data)
+            return df_corrupt(err, img->name, (int64_t)off,
+                              "header extension 0x%08" PRIx32 " length %"
+                              PRIu32 " runs past %" PRIu64, type, len, end);
+        if (data + len > have)
+            return df_corrupt(err, img->name, (int64_t)off,
+                              "header extension runs past end of file");
+        switch (type) {
+        case QCOW2_EXT_BACKING_FORMAT:
+            if (len >= sizeof(q->backing_fmt))
+                return df_corrupt(err, img->name, (int64_t)off,
+                                  "backing format name of %" PRIu32
+                                  " bytes (at most %zu)", len,
+                                  sizeof(q->backing_fmt) - 1);
+            for (uint32_t i = 0; i < len; i++) {
+                uint8_t c = hdr[data + i];
+                if (c < 0x20 || c >= 0x7f)
+                    return df_corrupt(err, img->name, (int64_t)(data + i),
+                                      "backing format name is not "
+                                      "printable");
+            }
+            memcpy(q->backing_fmt, hdr + data, len);
+            q->backing_fmt[len] = '\0';
+            break;
+        case QCOW2_EXT_FEATURE_TABLE:
+            h->features = hdr + data;
+            h->features_len = len;
+            break;
+        case QCOW2_EXT_DATA_FILE:
+            h->has_data_file_ext = true;
+            break;
+        default:
+            break;          /* bitmaps, crypto header, unknown: skip */
+        }
+        uint64_t next = data + ((uint64_t)len + 7) / 8 * 8;
+        if (next <= off)
+            break;
+        off = next;
+    }
+    return 0;
+}
+
+/* Fields every version has, up to and including the v3 tail. */
+static int qcow2_parse_fixed(struct image *img, struct qcow2 *q,
+                             struct qcow2_hdr *h, const uint8_t *hdr,
+                             uint64_t have, struct df_error *err)
+{
+    const char *n = img->name;
+
+    h->backing_off = get_be64(hdr + QCOW2_OFF_BACKING_OFFSET);
+    h->backing_len = get_be32(hdr + QCOW2_OFF_BACKING_SIZE);
+    h->crypt = get_be32(hdr + QCOW2_OFF_CRYPT_METHOD);
+    h->reftable_off = get_be64(hdr + QCOW2_OFF_REFTABLE_OFFSET);
+    h->reftable_clusters = get_be32(hdr + QCOW2_OFF_REFTABLE_CLUSTERS);
+    h->nb_snapshots = get_be32(hdr + QCOW2_OFF_NB_SNAPSHOTS);
+    h->snapshots_off = get_be64(hdr + QCOW2_OFF_SNAPSHOTS_OFFSET);
+    q->l1_size = get_be32(hdr + QCOW2_OFF_L1_SIZE);
+    q->l1_offset = get_be64(hdr + QCOW2_OFF_L1_OFFSET);
+    img->size = get_be64(hdr + QCOW2_OFF_SIZE);
+
+    if (q->version == 2) {
+        h->header_length = QCOW2_V2_HEADER_LEN;
+        h->refcount_order = 4;
+        return 0;
+    }
+    if (have < QCOW2_V3_HEADER_MIN)
+        return df_corrupt(err, n, 0, "version 3 header truncated (%" PRIu64
+                          " bytes, need %d)", have, QCOW2_V3_HEADER_MIN);
+    q->incompat = get_be64(hdr + QCOW2_OFF_INCOMPAT);
+    h->refcount_order = get_be32(hdr + QCOW2_OFF_REFCOUNT_ORDER);
+    h->header_length = get_be32(hdr + QCOW2_OFF_HEADER_LENGTH);
+    if (h->header_length < QCOW2_V3_HEADER_MIN ||
+        h->header_length % 8 != 0)
+        return df_corrupt(err, n, QCOW2_OFF_HEADER_LENGTH,
+                          "header_length %" PRIu32 " (must be a multiple "
+                          "of 8, at least %d)", h->header_length,
+                          QCOW2_V3_HEADER_MIN);
+    if (h->header_length > q->cluster_size)
+        return df_corrupt(err, n, QCOW2_OFF_HEADER_LENGTH,
+                          "header_length %" PRIu32 " larger than a cluster"
+                          " (%" PRIu64 ")", h->header_length,
+                          q->cluster_size);
+    if (h->header_length > have)
+        return df_corrupt(err, n, QCOW2_OFF_HEADER_LENGTH,
+                          "header_length %" PRIu32 " runs past end of "
+                          "file (%" PRIu64 ")", h->header_length, have);
+    if (h->refcount_order > 6)
+        return df_corrupt(err, n, QCOW2_OFF_REFCOUNT_ORDER,
+                          "refcount_order %" PRIu32 " outside 0..6",
+                          h->refcount_order);
+    if (h->header_length > QCOW2_OFF_COMPRESSION_TYPE)
+        q->compression = hdr[QCOW2_OFF_COMPRESSION_TYPE];
+    return 0;
+}
+
+/* Feature bits, compression type, encryption. */
+static int qcow2_check_features(struct image *img, struct qcow2 *q,
+                                const struct qcow2_hdr *h,
+                                struct df_error *err)
+{
+    const char *n = img->name;
+    uint64_t unknown = q->incompat & ~QCOW2_INCOMPAT_KNOWN;
+
+    if (unknown) {
+        char name[48];
+        unsigned bit = (unsigned)__builtin_ctzll(unknown);
+        qcow2_feature_name(h, bit, name, sizeof(name));
+        return df_corrupt(err, n, QCOW2_OFF_INCOMPAT,
+                          "unknown incompatible feature bit %u (%s): not "
+                          "supported", bit, name);
+    }
+    if (h->crypt != 0)
+        return df_corrupt(err, n, QCOW2_OFF_CRYPT_METHOD,
+                          "encrypted image (crypt_method %" PRIu32 ", %s): "
+                          "not supported", h->crypt,
+                          h->crypt == 1 ? "aes" : h->crypt == 2 ? "luks"
+                                                                : "unknown");
+    if ((q->incompat & QCOW2_INCOMPAT_DATA_FILE) || h->has_data_file_ext)
+        return df_corrupt(err, n, QCOW2_OFF_INCOMPAT,
+                          "image keeps its data in an external data file "
+                          "(incompatible bit 2): not supported");
+    if (q->incompat & QCOW2_INCOMPAT_COMPRESSION) {
+        if (q->compression == QCOW2_COMPRESS_ZLIB)
+            return df_corrupt(err, n, QCOW2_OFF_INCOMPAT,
+                              "compression type bit set but "
+                              "compression_type is zlib");
+    } else if (q->compression != QCOW2_COMPRESS_ZLIB) {
+        return df_corrupt(err, n, QCOW2_OFF_COMPRESSION_TYPE,
+                          "compression_type %" PRIu32 " without the "
+                          "compression type bit", q->compression);
+    }
+    if (q->compression > QCOW2_COMPRESS_ZSTD)
+        return df_corrupt(err, n, QCOW2_OFF_COMPRESSION_TYPE,
+                          "unknown compression_type %" PRIu32,
+                          q->compression);
+    q->extl2 = (q->incompat & QCOW2_INCOMPAT_EXTL2) != 0;
+    if (q->extl2 && q->cluster_bits < 14)
+        return df_corrupt(err, n, QCOW2_OFF_CLUSTER_BITS,
+                          "cluster_bits %" PRIu32 " below 14 with extended "
+                          "L2 entries", q->cluster_bits);
+    return 0;
+}
+
+/* The backing file name: img->parent_name, refusing non-file names. */
+static int qcow2_parse_backing(struct image *img, const struct qcow2_hdr *h,
+                               const uint8_t *hdr, uint64_t have,
+                               struct df_error *err)
+{
+    const char *n = img->name;
+    char name[QCOW2_BACKING_NAME_MAX + 1];
+
+    if (h->backing_off == 0 || h->backing_len == 0)
+        return 0;
+    if (h->backing_len > QCOW2_BACKING_NAME_MAX)
+        return df_corrupt(err, n, QCOW2_OFF_BACKING_SIZE,
+                          "backing_file_size %" PRIu32 " (at most %d)",
+                          h->backing_len, QCOW2_BACKING_NAME_MAX);
+    if (!range_within(h->backing_off, h->backing_len, have))
+        return df_corrupt(err, n, QCOW2_OFF_BACKING_OFFSET,
+                          "backing file name at %" PRIu64 " (%" PRIu32
+                          " bytes) outside cluster 0 or the file",
+                          h->backing_off, h->backing_len);
+    memcpy(name, hdr + h->backing_off, h->backing_len);
+    name[h->backing_len] = '\0';
+    if (strlen(name) != h->backing_len)
+        return df_corrupt(err, n, (int64_t)h->backing_off,
+                          "backing file name contains a NUL byte");
+    const char *p = name;
+    if (!strncmp(p, "json:", 5))
+        return df_corrupt(err, n, (int64_t)h->backing_off,
+                          "backing file is a json: specification, not a "
+                          "file name: not supported");
+    if (!strncmp(p, "file:", 5))
+        p += 5;
+    const char *colon = strchr(p, ':');
+    const char *slash = strchr(p, '/');
+    if (colon && (!slash || colon < slash))
+        return df_corrupt(err, n, (int64_t)h->backing_off,
+                          "backing file '%.200s' names a protocol (%.*s): "
+                          "not supported", name, (int)(colon - p), p);
+    if (!*p)
+        return df_corrupt(err, n, (int64_t)h->backing_off,
+                          "empty backing file name");
+    snprintf(img->parent_name, sizeof(img->parent_name), "%s", p);
+    img->has_parent_ref = true;
+    return 0;
+}
+
+/* Refcount table and snapshot table: only their placement is checked. */
+static int qcow2_check_tables(struct image *img, const struct qcow2 *q,
+                              const struct qcow2_hdr *h,
+                              struct df_error *err)
+{
+    const char *n = img->name;
+    uint64_t fsize = img->file.size;
+    uint64_t rt_bytes = (uint64_t)h->reftable_clusters * q->cluster_size;
+
+    if (h->reftable_off == 0 || h->reftable_off % q->cluster_size)
+        return df_corrupt(err, n, QCOW2_OFF_REFTABLE_OFFSET,
+                          "refcount_table_offset 0x%" PRIx64 " not a "
+                          "cluster after the header", h->reftable_off);
+    if (h->reftable_clusters == 0 || rt_bytes > QCOW2_MAX_REFTABLE_BYTES)
+        return df_corrupt(err, n, QCOW2_OFF_REFTABLE_CLUSTERS,
+                          "refcount_table_clusters %" PRIu32 " outside 1.."
+                          "%" PRIu64, h->reftable_clusters,
+                          QCOW2_MAX_REFTABLE_BYTES / q->cluster_size);
+    if (h->reftable_off >= fsize)
+        return df_corrupt(err, n, QCOW2_OFF_REFTABLE_OFFSET,
+                          "refcount_table_offset 0x%" PRIx64 " past end "
+                          "of file (%" PRIu64 ")", h->reftable_off, fsize);
+    if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
+        return df_corrupt(err, n, QCOW2_OFF_NB_SNAPSHOTS,
+                          "nb_snapshots %" PRIu32 " (at most %u)",
+                          h->nb_snapshots, QCOW2_MAX_SNAPSHOTS);
+    if (h->nb_snapshots &&
+        (h->snapshots_off == 0 || h->snapshots_off % q->cluster_size ||
+         h->snapshots_off >= fsize))
+        return df_corrupt(err, n, QCOW2_OFF_SNAPSHOTS_OFFSET,
+                          "snapshots_offset 0x%" PRIx64 " not a cluster "
+                          "inside the file (%" PRIu64 " bytes)",
+                          h->snapshots_off, fsize);
+    return 0;
+}
+
+/* Read the active L1 table and check every entry that maps the disk. */
+static int qcow2_load_l1(struct image *img, struct qcow2 *q,
+                         struct df_error *err)
+{
+    const char *n = img->name;
+    uint64_t fsize = img->file.size;
+    uint64_t cover = q->l2_entries * q->cluster_size;
+    uint64_t need = div_round_up(img->size, cover);
+    uint64_t bytes = (uint64_t)q->l1_size * 8;
+
+    if (q->l1_size < need)
+        return df_corrupt(err, n, QCOW2_OFF_L1_SIZE,
+                          "l1_size %" PRIu32 " too small for a %" PRIu64
+                          "-byte disk (need %" PRIu64 ")", q->l1_size,
+                          img->size, need);
+    if (bytes > QCOW2_MAX_L1_BYTES)
+        return df_corrupt(err, n, QCOW2_OFF_L1_SIZE,
+                          "l1_size %" PRIu32 " above %u entries",
+                          q->l1_size, QCOW2_MAX_L1_BYTES / 8);
+    if (q->l1_size == 0)
+        return 0;
+    if (q->l1_offset == 0 || q->l1_offset % q->cluster_size)
+        return df_corrupt(err, n, QCOW2_OFF_L1_OFFSET,
+                          "l1_table_offset 0x%" PRIx64 " not a cluster "
+                          "after the header", q->l1_offset);
+    if (!range_within(q->l1_offset, bytes, fsize))
+        return df_corrupt(err, n, QCOW2_OFF_L1_OFFSET,
+                          "L1 table at 0x%" PRIx64 " (%" PRIu64 " bytes) "
+                          "runs past end of file (%" PRIu64 ")",
+                          q->l1_offset, bytes, fsize);
+    q->l1 = malloc(bytes);
+    if (!q->l1)
+        return df_io(err, n, ENOMEM, "cannot allocate L1 table");
+    if (df_file_pread(&img->file, q->l1, bytes, q->l1_offset, err) < 0)
+        return -1;
+    for (uint64_t i = 0; i < need; i++) {
+        uint64_t e = get_be64(q->l1 + i * 8);
+        uint64_t at = q->l1_offset + i * 8;
+        uint64_t l2 = e & QCOW2_OFFSET_MASK;
+        if (e & QCOW2_L1_RESERVED)
+            return df_corrupt(err, n, (int64_t)at,
+                              "L1 table entry %" PRIu64 ": reserved bits "
+                              "0x%" PRIx64 " set", i,
+                              (uint64_t)(e & QCOW2_L1_RESERVED));
+        if (l2 % q->cluster_size)
+            return df_corrupt(err, n, (int64_t)at,
+                              "L1 table entry %" PRIu64 ": L2 table offset "
+                              "0x%" PRIx64 " not cluster aligned", i, l2);
+        if (l2 && !range_within(l2, q->cluster_size, fsize))
+            return df_corrupt(err, n, (int64_t)at,
+                              "L1 table entry %" PRIu64 ": L2 table at 0x%"
+                              PRIx64 " past end of file (%" PRIu64 ")", i,
+                              l2, fsize);
+    }
+    return 0;
+}
+
+static void qcow2_set_props(struct image *img, const struct qcow2 *q)
+{
+    image_set_prop(img, "version", "%" PRIu32, q->version);
+    image_set_prop(img, "cluster_size", "%" PRIu64, q->cluster_size);
+    if (q->version >= 3)
+        image_set_prop(img, "compression", "%s",
+                       q->compression == QCOW2_COMPRESS_ZSTD ? "zstd"
+                                                             : "zlib");
+    if (q->backing_fmt[0])
+        image_set_prop(img, "backing_format", "%s", q->backing_fmt);
+    if (q->extl2)
+        image_set_prop(img, "extended_l2", "yes");
+    if (q->incompat & QCOW2_INCOMPAT_DIRTY)
+        image_set_prop(img, "dirty", "yes");
+    if (q->incompat & QCOW2_INCOMPAT_CORRUPT)
+        image_set_prop(img, "corrupt", "yes");
+}
+
+void qcow2_unload(struct qcow2 *q)
+{
+    free(q->l1);
+    q->l1 = NULL;
+    for (unsigned i = 0; i < q->l2c_n; i++)
+        free(q->l2c[i].tbl);
+    memset(q->l2c, 0, sizeof(q->l2c));
+    q->l2c_n = 0;
+    free(q->cbuf);
+    q->cbuf = NULL;
+    free(q->dbuf);
+    q->dbuf = NULL;
+    q->dbuf_valid = false;
+    if (q->zs) {
+        inflateEnd(q->zs);
+        free(q->zs);
+        q->zs = NULL;
+    }
+    ZSTD_freeDCtx(q->zd);
+    q->zd = NULL;
+    q->can_read = false;
+}
+
+int qcow2_load(struct image *img, struct df_error *err)
+{
+    struct qcow2 *q = img->priv;
+    struct qcow2_hdr h;
+    const char *n = img->name;
+    uint64_t fsize = img->file.size;
+    uint8_t fixed[QCOW2_V2_HEADER_LEN];
+    uint8_t *hdr = NULL;
+    int ret = -1;
+
+    qcow2_unload(q);
+    memset(&h, 0, sizeof(h));
+    q->backing_fmt[0] = '\0';
+    q->incompat = 0;
+    q->compression = QCOW2_COMPRESS_ZLIB;
+    img->parent_name[0] = '\0';
+    img->has_parent_ref = false;
+
+    if (fsize < QCOW2_V2_HEADER_LEN)
+        return df_corrupt(err, n, 0, "header truncated (%" PRIu64 " bytes,"
+                          " need %d)", fsize, QCOW2_V2_HEADER_LEN);
+    if (df_file_pread(&img->file, fixed, sizeof(fixed), 0, err) < 0)
+        return -1;
+    if (get_be32(fixed + QCOW2_OFF_MAGIC) != QCOW2_MAGIC)
+        return df_corrupt(err, n, 0, "not a qcow2 image (bad magic)");
+    q->version = get_be32(fixed + QCOW2_OFF_VERSION);
+    if (q->version != 2 && q->version != 3)
+        return df_corrupt(err, n, QCOW2_OFF_VERSION,
+                          "qcow version %" PRIu32 ": only 2 and 3 are "
+                          "supported", q->version);
+    q->cluster_bits = get_be32(fixed + QCOW2_OFF_CLUSTER_BITS);
+    if (q->cluster_bits < 9 || q->cluster_bits > 21)
+        return df_corrupt(err, n, QCOW2_OFF_CLUSTER_BITS,
+                          "cluster_bits %" PRIu32 " outside 9..21",
+                          q->cluster_bits);
+    q->cluster_size = 1ull << q->cluster_bits;
+
+    /* Cluster 0 holds the header, its extensions and the backing name. */
+    uint64_t have = min_u64(q->cluster_size, fsize);
+    hdr = calloc(1, q->cluster_size);
+    if (!hdr) {
+        df_io(err, n, ENOMEM, "cannot allocate header buffer");
+        goto out;
+    }
+    if (df_file_pread(&img->file, hdr, have, 0, err) < 0 ||
+        qcow2_parse_fixed(img, q, &h, hdr, have, err) < 0)
+        goto out;
+    uint64_t ext_end = q->cluster_size;
+    if (h.backing_off && h.backing_off < ext_end)
+        ext_end = h.backing_off;
+    if (qcow2_parse_extensions(img, q, &h, hdr, have, h.header_length,
+                               ext_end, err) < 0 ||
+        qcow2_check_features(img, q, &h, err) < 0 ||
+        qcow2_parse_backing(img, &h, hdr, have, err) < 0 ||
+        qcow2_check_tables(img, q, &h, err) < 0)
+        goto out;
+
+    q->l2_entries = q->cluster_size / (q->extl2 ? 16 : 8);
+    q->sub_size = q->cluster_size / 32;
+    q->csize_shift = 62 - (q->cluster_bits - 8);
+    q->coff_mask = (1ull << q->csize_shift) - 1;
+    q->csect_mask = (1ull << (q->cluster_bits - 8)) - 1;
+    if (qcow2_load_l1(img, q, err) < 0)
+        goto out;
+
+    q->dbuf = malloc(q->cluster_size);
+    q->cbuf_len = (size_t)(q->csect_mask + 1) * 512;
+    q->cbuf = malloc(q->cbuf_len);
+    if (!q->dbuf || !q->cbuf) {
+        df_io(err, n, ENOMEM, "cannot allocate cluster buffers");
+        goto out;
+    }
+    qcow2_set_props(img, q);
+    q->can_read = true;
+    ret = 0;
+out:
+    free(hdr);
+    if (ret < 0)
+        qcow2_unload(q);
+    return ret;
+}
+
+static int qcow2_open(struct image *img, struct df_error *err)
+{
+    if (img->writable)
+        return df_fail(err, DF_USAGE, 0, img->name, -1,
+                       "diskferry writes qcow2 only as a new image");
+    return qcow2_load(img, err);
+}
+
+/*
+ * The L2 table L1 entry l1i points at, through the cache: *tbl is NULL
+ * when the entry is unallocated.  *tbl stays valid until the next call.
+ */
+static int qcow2_l2_get(struct image *img, struct qcow2 *q, uint64_t l1i,
+                        const uint8_t **tbl, uint64_t *toff,
+                        struct df_error *err)
+{
+    uint64_t off = get_be64(q->l1 + l1i * 8) & QCOW2_OFFSET_MASK;
+    unsigned cap = (unsigned)min_u64(QCOW2_L2_CACHE_MAX,
+                                     max_u64(1, QCOW2_L2_CACHE_BYTES /
+                                                    q->cluster_size));
+    struct qcow2_l2_slot *s = NULL;
+
+    *tbl = NULL;
+    *toff = off;
+    if (!off)
+        return 0;
+    for (unsigned i = 0; i < q->l2c_n; i++) {
+        if (q->l2c[i].off == off) {
+            q->l2c[i].used = ++q->tick;
+            *tbl = q->l2c[i].tbl;
+            return 0;
+        }
+    }
+    if (q->l2c_n < cap) {
+        uint8_t *t = malloc(q->cluster_size);
+        if (!t)
+            return df_io(err, img->name, ENOMEM, "cannot allocate L2 cache");
+        s = &q->l2c[q->l2c_n++];
+        s->tbl = t;
+    } else {
+        s = &q->l2c[0];
+        for (unsigned i = 1; i < q->l2c_n; i++)
+            if (q->l2c[i].used < s->used)
+                s = &q->l2c[i];
+    }
+    s->off = 0;
+    if (df_file_pread(&img->file, s->tbl, q->cluster_size, off, err) < 0)
+        return -1;
+    s->off = off;
+    s->used = ++q->tick;
+    *tbl = s->tbl;
+    return 0;
+}
+
+/* Decode and check entry idx of the L2 table at toff (virtual cluster
+ * ci, for messages). */
+static int qcow2_decode(struct image *img, const struct qcow2 *q,
+                        const uint8_t *tbl, uint64_t toff, uint64_t idx,
+                        struct qcow2_cl *cl, struct df_error *err)
+{
+    unsigned esz = q->extl2 ? 16 : 8;
+    uint64_t e = get_be64(tbl + idx * esz);
+    int64_t at = (int64_t)(toff + idx * esz);
+    uint64_t fsize = img->file.size;
+    const char *n = img->name;
+
+    memset(cl, 0, sizeof(*cl));
+    if (e & QCOW2_COMPRESSED) {
+        uint64_t coff = e & q->coff_mask;
+        uint64_t nsect = (e >> q->csize_shift) & q->csect_mask;
+        uint64_t sect_end = (coff >> 9) + nsect + 1;
+        if (coff < q->cluster_size || sect_end > div_round_up(fsize, 512))
+            return df_corrupt(err, n, at,
+                              "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                              ": compressed data at 0x%" PRIx64 " (%" PRIu64
+                              " sectors) outside the file (%" PRIu64 ")",
+                              toff, idx, coff, nsect + 1, fsize);
+        cl->type = QCOW2_CL_COMPRESSED;
+        cl->desc = e;
+        return 0;
+    }
+    if (e & QCOW2_L2_RESERVED)
+        return df_corrupt(err, n, at,
+                          "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                          ": reserved bits 0x%" PRIx64 " set", toff, idx,
+                          (uint64_t)(e & QCOW2_L2_RESERVED));
+    uint64_t host = e & QCOW2_OFFSET_MASK;
+    if (host % q->cluster_size)
+        return df_corrupt(err, n, at,
+                          "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                          ": host offset 0x%" PRIx64 " not cluster aligned",
+                          toff, idx, host);
+    cl->host = host;
+    if (q->extl2) {
+        uint64_t bm = get_be64(tbl + idx * esz + 8);
+        cl->alloc = (uint32_t)bm;
+        cl->zero = (uint32_t)(bm >> 32);
+        if (e & QCOW2_ZERO)
+            return df_corrupt(err, n, at,
+                              "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                              ": zero flag set in an extended L2 entry",
+                              toff, idx);
+        if (cl->alloc & cl->zero)
+            return df_corrupt(err, n, at + 8,
+                              "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                              ": subclusters 0x%08" PRIx32 " both allocated"
+                              " and zero", toff, idx, cl->alloc & cl->zero);
+        if (cl->alloc && !host)
+            return df_corrupt(err, n, at + 8,
+                              "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                              ": allocated subclusters without a host "
+                              "cluster", toff, idx);
+    } else if (e & QCOW2_ZERO) {
+        if (q->version < 3)
+            return df_corrupt(err, n, at,
+                              "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                              ": zero flag in a version 2 image", toff, idx);
+        cl->type = QCOW2_CL_ZERO;
+        return 0;
+    }
+    if (host && host >= fsize && (!q->extl2 || cl->alloc))
+        return df_corrupt(err, n, at,
+                          "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                          ": data cluster 0x%" PRIx64 " past end of file (%"
+                          PRIu64 ")", toff, idx, host, fsize);
+    if (q->extl2)
+        cl->type = QCOW2_CL_SUB;
+    else
+        cl->type = host ? QCOW2_CL_DATA : QCOW2_CL_UNALLOC;
+    return 0;
+}
+
+static enum extent_state qcow2_state(enum qcow2_cl_type t)
+{
+    switch (t) {
+    case QCOW2_CL_ZERO:
+        return EXT_ZERO;
+    case QCOW2_CL_DATA:
+    case QCOW2_CL_COMPRESSED:
+        return EXT_DATA;
+    default:
+        return EXT_PARENT;
+    }
+}
+
+static enum extent_state qcow2_sub_state(const struct qcow2_cl *cl,
+                                         unsigned s)
+{
+    if (cl->alloc & (1u << s))
+        return EXT_DATA;
+    if (cl->zero & (1u << s))
+        return EXT_ZERO;
+    return EXT_PARENT;
+}
+
+/*
+ * Call fn for each cluster piece [off, end) of [off, off+len) in order,
+ * with the cluster's decoded entry and its first byte; a whole
+ * unallocated L2 range comes as one piece.  fn returns 0 to go on, 1 to
+ * stop (not an error) or -1.
+ */
+typedef int qcow2_walk_fn(struct image *img, struct qcow2 *q,
+                          const struct qcow2_cl *cl, uint64_t cstart,
+                          uint64_t off, uint64_t end, void *ctx,
+                          struct df_error *err);
+
+static int qcow2_walk(struct image *img, uint64_t off, uint64_t len,
+                      qcow2_walk_fn *fn, void *ctx, struct df_error *err)
+{
+    struct qcow2 *q = img->priv;
+    uint64_t end = off + len;
+    uint64_t cover = q->l2_entries * q->cluster_size;
+    static const struct qcow2_cl unalloc = { .type = QCOW2_CL_UNALLOC };
+
+    if (!q->can_read)
+        return df_fail(err, DF_IO, EINVAL, img->name, -1,
+                       "qcow2 image being written: flush it before reading");
+    while (off < end) {
+        uint64_t l1i = off / cover;
+        uint64_t l2end = min_u64(end, (l1i + 1) * cover);
+        const uint8_t *tbl;
+        uint64_t toff;
+        int r;
+
+        if (qcow2_l2_get(img, q, l1i, &tbl, &toff, err) < 0)
+            return -1;
+        if (!tbl) {
+            r = fn(img, q, &unalloc, off, off, l2end, ctx, err);
+            if (r)
+                return r < 0 ? -1 : 0;
+            off = l2end;
+            continue;
+        }
+        while (off < l2end) {
+            uint64_t ci = off >> q->cluster_bits;
+            uint64_t cstart = ci << q->cluster_bits;
+            uint64_t cend = min_u64(l2end, cstart + q->cluster_size);
+            struct qcow2_cl cl;
+            if (qcow2_decode(img, q, tbl, toff, ci % q->l2_entries, &cl,
+                             err) < 0)
+                return -1;
+            r = fn(img, q, &cl, cstart, off, cend, ctx, err);
+            if (r)
+                return r < 0 ? -1 : 0;
+            off = cend;
+        }
+    }
+    return 0;
+}
+
+/* qcow2_walk_fn: append the piece to the extent list ctx. */
+static int qcow2_map_piece(struct image *img, struct qcow2 *q,
+                           const struct qcow2_cl *cl, uint64_t cstart,
+                           uint64_t off, uint64_t end, void *ctx,
+                           struct df_error *err)
+{
+    struct extent_list *out = ctx;
+
+    if (cl->type != QCOW2_CL_SUB)
+        return extent_list_append(out, off, end - off, qcow2_state(cl->type),
+                                  img->name, err);
+    while (off < end) {
+        unsigned s = (unsigned)((off - cstart) / q->sub_size);
+        uint64_t send = min_u64(end, cstart + (s + 1) * q->sub_size);
+        int r = extent_list_append(out, off, send - off,
+                                   qcow2_sub_state(cl, s), img->name, err);
+        if (r)
+            return r;
+        off = send;
+    }
+    return 0;
+}
+
+static int qcow2_map(struct image *img, uint64_t off, uint64_t len,
+                     struct extent_list *out, struct df_error *err)
+{
+    return qcow2_walk(img, off, len, qcow2_map_piece, out, err);
+}
+
+/* Inflate the compressed cluster `desc` into q->dbuf. */
+static int qcow2_decompress(struct image *img, struct qcow2 *q,
+                            uint64_t desc, struct df_error *err)
+{
+    uint64_t coff = desc & q->coff_mask;
+    uint64_t nsect = (desc >> q->csize_shift) & q->csect_mask;
+    size_t clen = (size_t)((nsect + 1) * 512 - (coff & 511));
+    size_t got = 0;
+    const char *n = img->name;
+
+    if (q->dbuf_valid && q->dbuf_desc == desc)
+        return 0;
+    q->dbuf_valid = false;
+    /* The last sector of the last compressed cluster may end past EOF. */
+    if (df_file_pread_zfill(&img->file, q->cbuf, clen, coff, err) < 0)
+        return -1;
+    if (q->compression == QCOW2_COMPRESS_ZLIB) {
+        z_stream *zs = q->zs;
+        if (!zs) {
+            zs = calloc(1, sizeof(*zs));
+            if (!zs || inflateInit2(zs, -15) != Z_OK) {
+                free(zs);
+                return df_io(err, n, ENOMEM, "cannot set up zlib");
+            }
+            q->zs = zs;
+        } else if (inflateReset(zs) != Z_OK) {
+            return df_io(err, n, ENOMEM, "cannot reset zlib");
+        }
+        zs->next_in = q->cbuf;
+        zs->avail_in = (uInt)clen;
+        zs->next_out = q->dbuf;
+        zs->avail_out = (uInt)q->cluster_size;
+        int r = inflate(zs, Z_FINISH);
+        got = q->cluster_size - zs->avail_out;
+        if (r != Z_STREAM_END && r != Z_BUF_ERROR && r != Z_OK)
+            return df_corrupt(err, n, (int64_t)coff,
+                              "compressed cluster: deflate data invalid "
+                              "(%s)", zs->msg ? zs->msg : "zlib error");
+    } else {
+        if (!q->zd) {
+            q->zd = ZSTD_createDCtx();
+            if (!q->zd)
+                return df_io(err, n, ENOMEM, "cannot set up zstd");
+            ZSTD_DCtx_setParameter(q->zd, ZSTD_d_windowLogMax,
+                                   QCOW2_ZSTD_WINDOW_LOG_MAX);
+        }
+        ZSTD_DCtx_reset(q->zd, ZSTD_reset_session_only);
+        ZSTD_inBuffer in = { q->cbuf, clen, 0 };
+        ZSTD_outBuffer o = { q->dbuf, (size_t)q->cluster_size, 0 };
+        while (o.pos < o.size) {
+            size_t in0 = in.pos, out0 = o.pos;
+            size_t r = ZSTD_decompressStream(q->zd, &o, &in);
+            if (ZSTD_isError(r))
+                return df_corrupt(err, n, (int64_t)coff,
+                                  "compressed cluster: zstd data invalid "
+                                  "(%s)", ZSTD_getErrorName(r));
+            if (in.pos == in0 && o.pos == out0)
+                break;      /* input used up */
+        }
+        got = o.pos;
+    }
+    if (got != q->cluster_size)
+        return df_corrupt(err, n, (int64_t)coff,
+                          "compressed cluster inflates to %zu bytes, not "
+                          "one cluster (%" PRIu64 ")", got, q->cluster_size);
+    q->dbuf_desc = desc;
+    q->dbuf_valid = true;
+    return 0;
+}
+
+/* A run of reads from contiguous host bytes into contiguous memory. */
+struct qcow2_run {
+    uint8_t *dst;
+    uint64_t host;
+    size_t len;
+};
+
+static int qcow2_run_flush(struct image *img, struct qcow2_run *run,
+                           struct df_error *err)
+{
+    int r = 0;
+    if (run->len)
+        r = df_file_pread(&img->file, run->dst, run->len, run->host, err);
+    run->len = 0;
+    return r;
+}
+
+static int qcow2_run_add(struct image *img, struct qcow2_run *run,
+                         uint8_t *dst, uint64_t host, size_t len,
+                         struct df_error *err)
+{
+    if (run->len && run->dst + run->len == dst &&
+        run->host + run->len == host) {
+        run->len += len;
+        return 0;
+    }
+    if (qcow2_run_flush(img, run, err) < 0)
+        return -1;
+    run->dst = dst;
+    run->host = host;
+    run->len = len;
+    return 0;
+}
+
+/* What qcow2_read_piece fills: buf holds [off0, ...). */
+struct qcow2_read_ctx {
+    uint8_t *buf;
+    uint64_t off0;
+    struct qcow2_run run;
+};
+
+/* qcow2_walk_fn: fill the piece into the read buffer. */
+static int qcow2_read_piece(struct image *img, struct qcow2 *q,
+                            const struct qcow2_cl *cl, uint64_t cstart,
+                            uint64_t off, uint64_t end, void *ctx,
+                            struct df_error *err)
+{
+    struct qcow2_read_ctx *rc = ctx;
+    uint8_t *dst = rc->buf + (off - rc->off0);
+    size_t n = (size_t)(end - off);
+    uint64_t in = off - cstart;
+
+    switch (cl->type) {
+    case QCOW2_CL_DATA:
+        return qcow2_run_add(img, &rc->run, dst, cl->host + in, n, err);
+    case QCOW2_CL_COMPRESSED:
+        if (qcow2_decompress(img, q, cl->desc, err) < 0)
+            return -1;
+        memcpy(dst, q->dbuf + in, n);
+        return 0;
+    case QCOW2_CL_SUB:
+        while (off < end) {
+            unsigned s = (unsigned)((off - cstart) / q->sub_size);
+            uint64_t send = min_u64(end, cstart + (s + 1) * q->sub_size);
+            size_t sn = (size_t)(send - off);
+            if (cl->alloc & (1u << s)) {
+                if (qcow2_run_add(img, &rc->run, dst,
+                                  cl->host + (off - cstart), sn, err) < 0)
+                    return -1;
+            } else {
+                memset(dst, 0, sn);
+            }
+            dst += sn;
+            off = send;
+        }
+        return 0;
+    default:
+        memset(dst, 0, n);  /* zero, or unallocated (contract 3) */
+        return 0;
+    }
+}
+
+static int qcow2_read(struct image *img, void *buf, size_t len, uint64_t off,
+                      struct df_error *err)
+{
+    struct qcow2_read_ctx rc = { buf, off, { NULL, 0, 0 } };
+
+    if (qcow2_walk(img, off, len, qcow2_read_piece, &rc, err) < 0)
+        return -1;
+    return qcow2_run_flush(img, &rc.run, err);
+}
+
+/*
+ * qcow2 records no identity of its backing file, only its name and
+ * optionally its format: a parent of another format than recorded is
+ * refused (QEMU would read it as the recorded format, not probe it).
+ * Size differences are allowed: past a shorter parent's end reads zeros.
+ */
+static int qcow2_check_parent(struct image *child, struct image *parent,
+                              struct df_error *err)
+{
+    const struct qcow2 *q = child->priv;
+    const char *fmt = q->backing_fmt;
+
+    if (!fmt[0])
+        return 0;
+    if (!strcmp(fmt, "file") || !strcmp(fmt, "host_device"))
+        fmt = "raw";
+    if (strcmp(fmt, parent->drv->name))
+        return df_corrupt(err, child->name, -1,
+                          "backing file %s is a %s image but the backing "
+                          "format recorded is '%s'", parent->name,
+                          parent->drv->name, q->backing_fmt);
+    return 0;
+}
+
+static void qcow2_close(struct image *img)
+{
+    struct qcow2 *q = img->priv;
+    qcow2_unload(q);
+    qcow2_writer_free(q->w);
+    q->w = NULL;
+}
+
+const struct image_driver qcow2_driver = {
+    .name = "qcow2",
+    .priv_size = sizeof(struct qcow2),
+    .caps = IMG_CAN_WRITE | IMG_CAN_CREATE | IMG_SEQUENTIAL_WRITE,
+    .probe = qcow2_probe,
+    .open = qcow2_open,
+    .map = qcow2_map,
+    .read = qcow2_read,
+    .write = qcow2_write,
+    .zero = qcow2_zero,
+    .flush = qcow2_flush,
+    .create = qcow2_create,
+    .check_parent = qcow2_check_parent,
+    .close = qcow2_close,
+};

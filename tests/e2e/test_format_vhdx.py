@@ -10,7 +10,9 @@ import uuid
 
 import pytest
 
-from conftest import IMGCAT, VG, imgcat, qemu_raw, sh, write_at, files_equal
+import json
+
+from conftest import IMGCAT, VG, df, files_equal, imgcat, qemu_raw, sh
 import vhdxgen as g
 
 MIB = g.MIB
@@ -623,3 +625,67 @@ def test_probe_not_vhdx(tmp_path):
     t = tmp_path / "x.vhdx"
     t.write_bytes(b"vhdxfilX" + bytes(MIB))
     expect_corrupt(t, "not 'vhdxfile'", args=("-f", "vhdx"))
+
+
+# ----------------------------------------------------------------------------
+# Through the diskferry CLI
+
+
+@pytest.mark.parametrize("opts", ["block_size=1M", "block_size=32M",
+                                  "subformat=fixed,block_size=8M"])
+def test_cli_copy(tmp_path, opts):
+    img = tmp_path / "a.vhdx"
+    sh(["qemu-img", "create", "-q", "-f", "vhdx", "-o", opts, str(img),
+        "48M"])
+    qemu_io(img, "write -P 0x31 0 100k", "write -P 0x32 20M 3M",
+            "write -z 21M 64k", "write -P 0x33 %d 4k" % (48 * MIB - 4096))
+    ref = qemu_raw(img, tmp_path / "ref.raw", fmt="vhdx")
+    out = tmp_path / "out.raw"
+    p = df("copy", img, out)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(out, ref)
+    p = df("info", "--json", img)
+    assert p.returncode == 0, p.stderr
+    props = json.loads(p.stdout)["properties"]
+    assert props["type"] == ("fixed" if "fixed" in opts else "dynamic")
+    assert props["block_size"] == str(parse_size(opts.split("=")[-1]))
+
+
+def test_cli_differencing(tmp_path):
+    parent, want = make_parent(tmp_path)
+    pguid = g.data_write_guid(parent)
+    child = make_child(tmp_path, pguid, want)
+    out = tmp_path / "out.raw"
+    p = df("copy", child, out)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == want
+    p = df("info", "--json", child)
+    assert p.returncode == 0, p.stderr
+    info = json.loads(p.stdout)
+    props = info["properties"]
+    assert props["type"] == "differencing"
+    assert props["logical_sector_size"] == "512"
+    assert props["block_size"] == str(MIB)
+    assert props["parent_linkage"] == g.guid_str(pguid)
+    assert info["chain"][1]["properties"]["data_write_guid"] == \
+        g.guid_str(pguid)
+    # A parent that changed since: refused before anything is written.
+    child = make_child(tmp_path, uuid.uuid4().bytes_le, bytearray(want),
+                       name="bad.vhdx")
+    out2 = tmp_path / "out2.raw"
+    p = df("copy", child, out2)
+    assert p.returncode == 5, p.stderr
+    assert b"parent_linkage" in p.stderr
+    assert not out2.exists()
+
+
+def test_cli_dirty_log(tmp_path):
+    img = g.build(8 * MIB, log_guid=uuid.uuid4().bytes_le)
+    img = img.write(tmp_path / "d.vhdx")
+    out = tmp_path / "out.raw"
+    p = df("copy", img, out)
+    assert p.returncode == 5
+    assert p.stderr.decode().startswith(
+        "diskferry: copy: %s: offset 131120: vhdx log is dirty: replay it "
+        "with Hyper-V or qemu-img check -r all first" % img)
+    assert not out.exists()

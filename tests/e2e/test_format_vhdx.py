@@ -353,36 +353,203 @@ def test_partial_without_bitmap(tmp_path):
 # The log
 
 
-def test_dirty_log(tmp_path):
-    base = g.build(16 * MIB, blocks={0: (g.FULLY_PRESENT, pattern(1, MIB))})
-    lg = uuid.uuid4().bytes_le
-    write = bytes(range(256)) * 16
-    entry = g.log_entry(1, lg, len(base.buf),
-                        [(base.offsets["payload"][0] + 8192, write)])
-    img = g.build(16 * MIB, blocks={0: (g.FULLY_PRESENT, pattern(1, MIB))},
-                  log_guid=lg, log=entry).write(tmp_path / "d.vhdx")
-    before = open(img, "rb").read()
-    expect_corrupt(img, "vhdx log is dirty: replay it with Hyper-V or "
-                   "qemu-img check -r all first")
-    assert open(img, "rb").read() == before       # never written
-    # qemu agrees the log needs replay, and replays it as advised.
-    p = subprocess.run(["qemu-img", "info", str(img)], capture_output=True)
-    assert p.returncode != 0 and b"replay" in p.stderr
-    sh(["qemu-img", "check", "-q", "-r", "all", str(img)])
-    assert g.log_guid(img) == b"\0" * 16
+LOG_GUID = uuid.UUID("0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b").bytes_le
+DWG = uuid.UUID("11111111-2222-4333-8444-555555555555").bytes_le
+
+
+def dirty(tmp_path, make_log, name="d.vhdx", qemu=True, **kw):
+    """A 16 MiB image with blocks 0 and 1 stored and a log made by
+    make_log(base) -> (log region bytes, log guid); checks that the
+    in-memory replay reads as qemu reads the file after `qemu-img check
+    -r all` replayed it (unless qemu=False), and that the file is left
+    as it was."""
+    blocks = {0: (g.FULLY_PRESENT, pattern(1, MIB)),
+              1: (g.FULLY_PRESENT, pattern(2, MIB)), 2: (g.ZERO, None)}
+    base = g.build(16 * MIB, blocks=blocks, data_write_guid=DWG)
+    log, lg = make_log(base)
+    img = g.build(16 * MIB, blocks=blocks, data_write_guid=DWG, log_guid=lg,
+                  log=log, **kw).write(tmp_path / name)
+    before = img.read_bytes()
     p = imgcat(img)
+    assert img.read_bytes() == before       # never written
     assert p.returncode == 0, p.stderr
-    want = bytearray(pattern(1, MIB)) + bytes(15 * MIB)
-    want[8192:8192 + 4096] = write
-    assert p.stdout == want
-    assert p.stdout == qemu_raw(img, tmp_path / "r.raw").read_bytes()
+    if not qemu:
+        return img, base, p.stdout
+    copy = tmp_path / ("q-" + name)
+    copy.write_bytes(before)
+    q = subprocess.run(["qemu-img", "info", str(copy)], capture_output=True)
+    assert q.returncode != 0 and b"replay" in q.stderr, q.stderr
+    sh(["qemu-img", "check", "-q", "-r", "all", str(copy)])
+    assert g.log_guid(copy) == b"\0" * 16
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == qemu_raw(copy, tmp_path / "r.raw").read_bytes()
+    return img, base, p.stdout
 
 
-def test_log_guid_only(tmp_path):
-    """A non-zero LogGuid with an empty log is refused too ([MS-VHDX]
-    calls it corrupt; qemu would open it)."""
-    img = g.build(8 * MIB, log_guid=uuid.uuid4().bytes_le)
-    expect_corrupt(img.write(tmp_path / "a.vhdx"), "vhdx log is dirty")
+def page(seed):
+    return pattern(seed, 4096)
+
+
+def test_log_replay_one_entry(tmp_path):
+    def make(base):
+        off = base.offsets["payload"][0]
+        e = g.log_entry(1, LOG_GUID, len(base.buf), [(off + 8192, page(9))])
+        return g.log_region([(0, e)]), LOG_GUID
+    img, base, out = dirty(tmp_path, make)
+    assert out[8192:12288] == page(9)
+    p = df("info", "--json", img)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["properties"]["log"].startswith(
+        "replayed in memory (1 entries, 1 writes)")
+
+
+def test_log_replay_sequence_zero_and_order(tmp_path):
+    """Two entries: the second overwrites part of the first and zeroes a
+    range; data and zero descriptors apply in order."""
+    def make(base):
+        b0, b1 = base.offsets["payload"][:2]
+        e1 = g.log_entry(7, LOG_GUID, len(base.buf),
+                         [(b0, page(3)), (b0 + 4096, page(4)),
+                          (b1, 65536), (b1 + 8192, page(5))])
+        e2 = g.log_entry(8, LOG_GUID, len(base.buf),
+                         [(b0 + 4096, 8192), (b0 + 4096, page(6))], tail=0)
+        return g.log_region([(0, e1), (len(e1), e2)]), LOG_GUID
+    _, _, out = dirty(tmp_path, make)
+    assert out[0:4096] == page(3)
+    assert out[4096:8192] == page(6)
+    assert out[8192:12288] == bytes(4096)
+    assert out[MIB:MIB + 8192] == bytes(8192)
+    assert out[MIB + 8192:MIB + 12288] == page(5)
+
+
+def test_log_replay_wrapping_entry(tmp_path):
+    """One entry whose data sectors wrap around the end of the log."""
+    def make(base):
+        b0 = base.offsets["payload"][0]
+        e = g.log_entry(40, LOG_GUID, len(base.buf),
+                        [(b0, page(7)), (b0 + 8192, page(8))],
+                        tail=g.LOG_LEN - 4096)
+        assert len(e) == 12288
+        return g.log_region([(g.LOG_LEN - 4096, e)]), LOG_GUID
+    _, _, out = dirty(tmp_path, make)
+    assert out[0:4096] == page(7) and out[8192:12288] == page(8)
+
+
+def test_log_replay_sequence_wraps(tmp_path):
+    """A sequence that wraps: tail entry at the end of the log, head at
+    its start.  qemu 7.2 replays only the head here (it takes the first
+    run it meets with the highest sequence number and does not check
+    that the head's tail lies in the run, [MS-VHDX] 2.3.3), so the
+    expected content is computed here."""
+    def make(base):
+        b0 = base.offsets["payload"][0]
+        e1 = g.log_entry(40, LOG_GUID, len(base.buf), [(b0, page(7))],
+                         tail=g.LOG_LEN - 8192)
+        e2 = g.log_entry(41, LOG_GUID, len(base.buf),
+                         [(b0 + 4096, page(8)), (b0 + 12288, page(9))],
+                         tail=g.LOG_LEN - 8192)
+        assert len(e1) == 8192 and len(e2) == 12288
+        return g.log_region([(g.LOG_LEN - 8192, e1), (0, e2)]), LOG_GUID
+    _, _, out = dirty(tmp_path, make, qemu=False)
+    want = bytearray(pattern(1, MIB) + pattern(2, MIB)) + bytes(14 * MIB)
+    want[0:4096] = page(7)
+    want[4096:8192] = page(8)
+    want[12288:16384] = page(9)
+    assert out == want
+
+
+def test_log_replay_picks_active_sequence(tmp_path):
+    """A stale older sequence, entries of another LogGuid, a newer run
+    whose head has a bad checksum, and a newest entry whose tail is not
+    in its run: the active sequence is the newest complete one.  (qemu
+    7.2 replays the last, so the expected content is computed here.)"""
+    def make(base):
+        b0 = base.offsets["payload"][0]
+        n = len(base.buf)
+        old = g.log_entry(3, LOG_GUID, n, [(b0, page(1))], tail=0)
+        stale_guid = g.log_entry(90, uuid.uuid4().bytes_le, n,
+                                 [(b0, page(2))], tail=65536)
+        a1 = g.log_entry(20, LOG_GUID, n, [(b0, page(3))], tail=131072)
+        a2 = g.log_entry(21, LOG_GUID, n, [(b0 + 4096, page(4))],
+                         tail=131072)
+        bad = bytearray(g.log_entry(22, LOG_GUID, n, [(b0, page(5))],
+                                    tail=131072))
+        bad[100] ^= 1
+        # Seq 30 whose tail is outside its run: not a valid sequence.
+        orphan = g.log_entry(30, LOG_GUID, n, [(b0, page(6))], tail=0)
+        return g.log_region([(0, old), (65536, stale_guid),
+                             (131072, a1), (131072 + len(a1), a2),
+                             (131072 + 2 * len(a1), bytes(bad)),
+                             (524288, orphan)]), LOG_GUID
+    _, _, out = dirty(tmp_path, make, qemu=False)
+    want = bytearray(pattern(1, MIB) + pattern(2, MIB)) + bytes(14 * MIB)
+    want[0:4096] = page(3)
+    want[4096:8192] = page(4)
+    assert out == want
+
+
+def extend_log(last_write):
+    """A log that allocates block 3 past the end of the file: the BAT
+    page and sectors of the new block are in the log, LastFileOffset
+    covers the block."""
+    def make(base):
+        n = len(base.buf)
+        bat = bytearray(base.buf[g.BAT_OFF:g.BAT_OFF + 4096])
+        struct.pack_into("<Q", bat, 8 * 3, n | g.FULLY_PRESENT)
+        writes = [(g.BAT_OFF, bytes(bat)), (n + 4096, page(12))]
+        if last_write:
+            writes.append((n + MIB - 4096, page(13)))
+        e = g.log_entry(5, LOG_GUID, n, writes, last=n + MIB)
+        return g.log_region([(0, e)]), LOG_GUID
+    return make
+
+
+def test_log_replay_extends_file(tmp_path):
+    _, _, out = dirty(tmp_path, extend_log(True))
+    assert out[3 * MIB:3 * MIB + 4096] == bytes(4096)
+    assert out[3 * MIB + 4096:3 * MIB + 8192] == page(12)
+    assert out[4 * MIB - 4096:4 * MIB] == page(13)
+
+
+def test_log_replay_last_file_offset(tmp_path):
+    """Only LastFileOffset reaches the end of the new block.  qemu 7.2
+    extends the file only as far as the log's writes and then finds the
+    block truncated; [MS-VHDX] 2.3.3 extends it to LastFileOffset."""
+    _, _, out = dirty(tmp_path, extend_log(False), qemu=False)
+    want = bytearray(pattern(1, MIB) + pattern(2, MIB)) + bytes(14 * MIB)
+    want[3 * MIB + 4096:3 * MIB + 8192] = page(12)
+    assert out == want
+
+
+@pytest.mark.parametrize("case", ["no-entry", "log-version", "past-eof",
+                                  "flushed", "write-far"])
+def test_log_refused(tmp_path, case):
+    base = g.build(8 * MIB, data_write_guid=DWG)
+    n = len(base.buf)
+    entry = g.log_entry(1, LOG_GUID, n, [(n - 4096, page(1))])
+    if case == "flushed":
+        entry = g.log_entry(1, LOG_GUID, n + MIB, [(n - 4096, page(1))])
+    if case == "write-far":
+        entry = g.log_entry(1, LOG_GUID, n, [(1 << 50, page(1))])
+    log = None if case == "no-entry" else g.log_region([(0, entry)])
+    img = g.build(8 * MIB, data_write_guid=DWG, log_guid=LOG_GUID, log=log)
+    img = img.write(tmp_path / "a.vhdx")
+    if case == "log-version":
+        for h in (g.HEADER1, g.HEADER2):
+            patch(img, h + 64, struct.pack("<H", 1), crc=(h, 4096))
+    if case == "past-eof":
+        for h in (g.HEADER1, g.HEADER2):
+            patch(img, h + 72, struct.pack("<Q", n), crc=(h, 4096))
+    words = {"no-entry": "no valid sequence of entries",
+             "log-version": "log version 1 is not 0",
+             "past-eof": "is not 4 KiB-aligned, past the header section",
+             "flushed": "shorter than the",
+             "write-far": "beyond 128 TiB"}[case]
+    err = expect_corrupt(img, words)
+    if case in ("no-entry", "log-version", "past-eof"):
+        assert ("vhdx log is dirty and cannot be replayed here" in err and
+                "replay it with Hyper-V or qemu-img check -r all first"
+                in err), err
 
 
 # ----------------------------------------------------------------------------
@@ -444,6 +611,9 @@ def test_header_sequence(tmp_path):
     assert imgcat(img).returncode == 0
     patch(img, g.HEADER1 + 48, lg, crc=(g.HEADER1, 4096))
     expect_corrupt(img, "log is dirty")
+    # Equal sequence numbers: neither header is current.
+    img = g.build(8 * MIB, seqs=(5, 5)).write(tmp_path / "b.vhdx")
+    expect_corrupt(img, "both headers have sequence number 5")
 
 
 @pytest.mark.parametrize("version", [0, 2, 0xFFFF])
@@ -686,6 +856,7 @@ def test_cli_dirty_log(tmp_path):
     p = df("copy", img, out)
     assert p.returncode == 5
     assert p.stderr.decode().startswith(
-        "diskferry: copy: %s: offset 131120: vhdx log is dirty: replay it "
-        "with Hyper-V or qemu-img check -r all first" % img)
+        "diskferry: copy: %s: offset 131120: vhdx log is dirty and cannot be "
+        "replayed here (no valid sequence of entries): replay it with "
+        "Hyper-V or qemu-img check -r all first" % img)
     assert not out.exists()

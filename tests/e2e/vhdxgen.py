@@ -219,7 +219,8 @@ def build(vsize, block_size=1 * MIB, lss=512, pss=4096, blocks=None,
                (META_GUID, meta_off, meta_len, 1)] + list(extra_regions)
     out = bytearray(next_off)
     out[0:8] = b"vhdxfile"
-    out[8:8 + 20] = utf16("diskferry test")
+    creator = utf16("diskferry test")
+    out[8:8 + len(creator)] = creator
     lg = log_guid or b"\0" * 16
     out[HEADER1:HEADER1 + 4 * KIB] = header(seqs[0], data_write_guid, lg)
     out[HEADER2:HEADER2 + 4 * KIB] = header(seqs[1], data_write_guid, lg)
@@ -240,24 +241,40 @@ def build(vsize, block_size=1 * MIB, lss=512, pss=4096, blocks=None,
     return b
 
 
-def log_entry(seq, log_guid, file_size, writes):
-    """One log entry carrying 4 KiB data writes [(file offset, 4 KiB)]."""
-    n = len(writes)
-    hdr_len = -(-(64 + 32 * n) // 4096) * 4096
-    entry = bytearray(hdr_len + 4096 * n)
-    struct.pack_into("<4sIIIQII16sQQ", entry, 0, b"loge", 0, len(entry), 0,
-                     seq, n, 0, log_guid, file_size, file_size)
-    for i, (off, data) in enumerate(writes):
-        assert len(data) == 4096 and off % 4096 == 0
+def log_entry(seq, log_guid, file_size, writes, tail=0, last=None):
+    """One log entry.  writes, in order: (file offset, 4 KiB bytes) for
+    a data descriptor, or (file offset, length) for a zero descriptor."""
+    ndata = sum(1 for _, w in writes if not isinstance(w, int))
+    hdr_len = -(-(64 + 32 * len(writes)) // 4096) * 4096
+    entry = bytearray(hdr_len + 4096 * ndata)
+    struct.pack_into("<4sIIIQII16sQQ", entry, 0, b"loge", 0, len(entry), tail,
+                     seq, len(writes), 0, log_guid, file_size,
+                     file_size if last is None else last)
+    s = hdr_len
+    for i, (off, w) in enumerate(writes):
+        if isinstance(w, int):
+            struct.pack_into("<4sIQQQ", entry, 64 + 32 * i, b"zero", 0, w,
+                             off, seq)
+            continue
+        assert len(w) == 4096 and off % 4096 == 0
         struct.pack_into("<4sI8sQQ", entry, 64 + 32 * i, b"desc",
-                         struct.unpack("<I", data[4092:4096])[0],
-                         data[0:8], off, seq)
-        s = hdr_len + 4096 * i
+                         struct.unpack("<I", w[4092:4096])[0], w[0:8], off,
+                         seq)
         struct.pack_into("<4sI", entry, s, b"data", seq >> 32)
-        entry[s + 8:s + 4092] = data[8:4092]
+        entry[s + 8:s + 4092] = w[8:4092]
         struct.pack_into("<I", entry, s + 4092, seq & 0xFFFFFFFF)
+        s += 4096
     set_crc(entry, 0, len(entry))
     return bytes(entry)
+
+
+def log_region(entries, length=LOG_LEN):
+    """A log region with entries [(position, bytes)], wrapping around."""
+    region = bytearray(length)
+    for pos, e in entries:
+        for i in range(len(e)):
+            region[(pos + i) % length] = e[i]
+    return bytes(region)
 
 
 def current_header(buf):

@@ -78,6 +78,14 @@ def main():
     seeds["built-dirty-log"] = g.build(
         4 * MIB, blocks={0: (g.FULLY_PRESENT, small)}, log_guid=lg,
         log=entry).buf
+    off = base.offsets["payload"][0]
+    e1 = g.log_entry(9, lg, len(base.buf), [(off, small), (off + 8192, 4096)],
+                     tail=g.LOG_LEN - 8192)
+    e2 = g.log_entry(10, lg, len(base.buf), [(off + 4096, small)],
+                     tail=g.LOG_LEN - 8192, last=len(base.buf) + MIB)
+    seeds["built-log-wrap"] = g.build(
+        4 * MIB, blocks={0: (g.FULLY_PRESENT, small)}, log_guid=lg,
+        log=g.log_region([(g.LOG_LEN - 8192, e1), (0, e2)])).buf
     for name, buf in seeds.items():
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(records(buf))

@@ -3,14 +3,13 @@ make (differencing, 4096-byte sectors, dirty logs, corruption) built
 here from the layout (vhdxgen.py) and checked against the expected raw
 content computed in Python, or against qemu where qemu reads it.
 """
+import json
 import os
 import struct
 import subprocess
 import uuid
 
 import pytest
-
-import json
 
 from conftest import IMGCAT, VG, df, files_equal, imgcat, qemu_raw, sh
 import vhdxgen as g
@@ -61,7 +60,8 @@ QEMU_CASES = [
      ["write -P 0x11 0 4k", "write -P 0x22 1536k 700k", "write -P 0x33 63M 1M",
       "write -z 1540k 8k"]),
     ("dynamic-8M", "64M", "block_size=8M",
-     ["write -P 0x44 5M 64k", "write -P 0x55 17M 9M", "write -P 0x66 67108352 512"]),
+     ["write -P 0x44 5M 64k", "write -P 0x55 17M 9M",
+      "write -P 0x66 67108352 512"]),
     ("dynamic-32M", "100M", "block_size=32M",
      ["write -P 0x77 31M 2M", "write -P 0x78 99M 1M"]),
     ("fixed-1M", "16M", "subformat=fixed,block_size=1M",
@@ -162,10 +162,10 @@ def test_logical_sector_4096(tmp_path):
     p = imgcat(img)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
-    assert layer_map(img) == [(0, MIB, "data"), (MIB, 2 * MIB, "hole"),
-                              (3 * MIB, MIB, "zero"), (4 * MIB, MIB, "hole"),
-                              (5 * MIB, MIB, "data"), (6 * MIB, 9 * MIB, "hole"),
-                              (15 * MIB, MIB, "data")]
+    assert layer_map(img) == [
+        (0, MIB, "data"), (MIB, 2 * MIB, "hole"), (3 * MIB, MIB, "zero"),
+        (4 * MIB, MIB, "hole"), (5 * MIB, MIB, "data"),
+        (6 * MIB, 9 * MIB, "hole"), (15 * MIB, MIB, "data")]
 
 
 def test_built_matches_qemu(tmp_path):

@@ -248,6 +248,36 @@ def test_differencing(tmp_path):
     assert (12 * MIB + 64 * 512, MIB - 64 * 512, "data") in m
 
 
+def test_checkpoint_chain(tmp_path):
+    """Hyper-V checkpoints: .avhdx differencing layers on a differencing
+    layer; each linkage checked against its own parent."""
+    parent, want = make_parent(tmp_path)
+    mid = make_child(tmp_path, g.data_write_guid(parent), want,
+                     name="disk_A1.avhdx")
+    top_guid = g.data_write_guid(mid)
+    kv = [("parent_linkage", "{%s}" % g.guid_str(top_guid)),
+          ("relative_path", ".\\disk_A1.avhdx")]
+    bits = sector_bits(range(10, 20), MIB // 512)
+    top = g.build(DIFF_SIZE, parent_kv=kv, blocks={
+        1: (g.FULLY_PRESENT, pattern(30, MIB)),
+        2: (g.PARTIALLY_PRESENT, pattern(31, MIB)),
+        5: (g.FULLY_PRESENT, pattern(32, MIB))}, bitmaps={2: bits})
+    top = top.write(tmp_path / "disk_A2.avhdx")
+    want[MIB:2 * MIB] = pattern(30, MIB)
+    want[2 * MIB + 10 * 512:2 * MIB + 20 * 512] = \
+        pattern(31, MIB)[10 * 512:20 * 512]
+    want[5 * MIB:6 * MIB] = pattern(32, MIB)
+    out = tmp_path / "out.raw"
+    p = df("copy", top, out)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == want
+    # The middle layer replaced by another: its DataWriteGuid differs.
+    make_child(tmp_path, g.data_write_guid(parent), bytearray(want),
+               name="disk_A1.avhdx")
+    err = expect_corrupt(top, "parent_linkage", "disk_A1.avhdx")
+    assert "disk_A2.avhdx" in err
+
+
 def test_differencing_4096(tmp_path):
     """Both layers with 4096-byte logical sectors (built)."""
     pblocks = {b: (g.FULLY_PRESENT, pattern(20 + b, MIB)) for b in range(16)}

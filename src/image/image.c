@@ -23,11 +23,13 @@ extern const struct image_driver raw_driver;
 extern const struct image_driver qcow2_driver;
 extern const struct image_driver vdi_driver;
 extern const struct image_driver vhd_driver;
+extern const struct image_driver vhdx_driver;
 
 /* Probe order: formats with a certain magic first, raw last. */
 const struct image_driver *const image_drivers[] = {
     &qcow2_driver,
     &vdi_driver,
+    &vhdx_driver,
     &vhd_driver,
     &raw_driver,
     NULL,

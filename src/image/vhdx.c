@@ -1,0 +1,1476 @@
+/*
+ * vhdx.c: VHDX (Hyper-V) images, fixed, dynamic and differencing:
+ * probe, open, map, read.  Read-only.
+ *
+ * Spec: Microsoft [MS-VHDX] (summary: formats.md section 5.4).  All
+ * little endian; checksums are CRC-32C over the structure with its
+ * checksum field zeroed.
+ *
+ *   0         file identifier "vhdxfile" (+ UTF-16 creator)
+ *   64 KiB    header 1  "head", 4 KiB checksummed: sequence number,
+ *   128 KiB   header 2  FileWriteGuid, DataWriteGuid, LogGuid, Version
+ *   192 KiB   region table "regi", 64 KiB checksummed, 32-byte entries:
+ *   256 KiB   its copy      GUID, u64 file offset, u32 length, u32 required
+ *   >= 1 MiB  log, BAT and metadata regions, payload blocks
+ *
+ *   metadata region: table "metadata" (64 KiB) of 32-byte entries naming
+ *     items by GUID: file parameters (block size, LeaveBlockAllocated,
+ *     HasParent), virtual disk size, virtual disk id, logical and
+ *     physical sector size, parent locator (UTF-16LE key/value pairs)
+ *   BAT: u64 entries, bits 0..2 state, bits 20..63 file offset in MiB.
+ *     Payload block b is entry b + b / chunk_ratio; every chunk_ratio
+ *     payload entries are followed by the sector bitmap entry of that
+ *     chunk (differencing images: one bit per logical sector, LSB first,
+ *     1 = in this file, 0 = in the parent).
+ *   log region: a ring of 4 KiB sectors; an entry is a "loge" header
+ *     and 32-byte descriptors ("desc": one 4 KiB write, "zero": a
+ *     range), then one "data" sector per "desc"; all carry the entry's
+ *     sequence number, the entry a CRC-32C.
+ *
+ * The current header is the valid one (signature, checksum) with the
+ * higher sequence number; the region table is the first valid copy.
+ *
+ * A non-zero LogGuid means the log holds metadata writes that may not
+ * have reached their place ([MS-VHDX] 2.3.3).  diskferry never writes
+ * to a source, so it replays the log into memory: it finds the active
+ * sequence (valid entries with consecutive sequence numbers whose head
+ * has the highest number and whose head's tail lies in the run), keeps
+ * its data and zero writes as ops, and lays them over every read of the
+ * file (vhdx_pread), which also grows to LastFileOffset.  A log it
+ * cannot replay (no valid sequence, log version not 0, a log region
+ * outside the file or above 32 MiB, a file shorter than the log's
+ * FlushedFileOffset) is refused with exit 5, advising a replay.
+ *
+ * Also refused with exit 5: Version != 1, unknown regions or metadata
+ * items flagged required, parent locators of a type other than VHDX's,
+ * BAT states outside the spec, anything that points outside the file.
+ *
+ * The BAT is not loaded whole (64 TiB at 1 MiB blocks is 512 MiB of
+ * BAT): map and read go through a one-page cache of BAT entries and a
+ * cache of one payload block's sector bitmap, which sequential access
+ * (the engine's) keeps warm.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image/image.h"
+#include "util/bytes.h"
+#include "util/crc32c.h"
+#include "util/overflow.h"
+
+#define VHDX_KIB 1024u
+#define VHDX_MIB (1024u * 1024)
+
+#define VHDX_SIGNATURE "vhdxfile"
+#define VHDX_SIGNATURE_LEN 8
+
+/* Headers. */
+#define VHDX_HEADER1_OFF (64 * VHDX_KIB)
+#define VHDX_HEADER2_OFF (128 * VHDX_KIB)
+#define VHDX_HEADER_LEN (4 * VHDX_KIB)
+#define VHDX_HDR_OFF_CRC 4
+#define VHDX_HDR_OFF_SEQ 8
+#define VHDX_HDR_OFF_FILE_WRITE_GUID 16
+#define VHDX_HDR_OFF_DATA_WRITE_GUID 32
+#define VHDX_HDR_OFF_LOG_GUID 48
+#define VHDX_HDR_OFF_LOG_VERSION 64
+#define VHDX_HDR_OFF_VERSION 66
+#define VHDX_HDR_OFF_LOG_LENGTH 68
+#define VHDX_HDR_OFF_LOG_OFFSET 72
+#define VHDX_VERSION 1
+
+/* Region tables. */
+#define VHDX_RT1_OFF (192 * VHDX_KIB)
+#define VHDX_RT2_OFF (256 * VHDX_KIB)
+#define VHDX_RT_LEN (64 * VHDX_KIB)
+#define VHDX_RT_OFF_CRC 4
+#define VHDX_RT_OFF_COUNT 8
+#define VHDX_RT_HEADER_LEN 16
+#define VHDX_RT_ENTRY_LEN 32
+#define VHDX_RT_MAX_ENTRIES 2047
+#define VHDX_RTE_OFF_FILE_OFF 16
+#define VHDX_RTE_OFF_LENGTH 24
+#define VHDX_RTE_OFF_REQUIRED 28
+/* Where regions and payload blocks may start: past the header section. */
+#define VHDX_HEADER_SECTION (1 * VHDX_MIB)
+
+/* Metadata region. */
+#define VHDX_META_SIGNATURE "metadata"
+#define VHDX_META_TABLE_LEN (64 * VHDX_KIB)
+#define VHDX_META_OFF_COUNT 10
+#define VHDX_META_HEADER_LEN 32
+#define VHDX_META_ENTRY_LEN 32
+#define VHDX_META_MAX_ENTRIES 2047
+#define VHDX_ME_OFF_OFFSET 16
+#define VHDX_ME_OFF_LENGTH 20
+#define VHDX_ME_OFF_FLAGS 24
+#define VHDX_ME_FLAG_REQUIRED (1u << 2)
+#define VHDX_META_ITEM_MIN_OFF (64 * VHDX_KIB)
+#define VHDX_META_ITEM_MAX_LEN (1 * VHDX_MIB)
+
+/* File parameters item. */
+#define VHDX_FP_LEAVE_ALLOCATED (1u << 0)
+#define VHDX_FP_HAS_PARENT (1u << 1)
+#define VHDX_MIN_BLOCK_SIZE (1 * VHDX_MIB)
+#define VHDX_MAX_BLOCK_SIZE (256 * VHDX_MIB)
+#define VHDX_MAX_SIZE (64ull << 40)     /* [MS-VHDX] 2.6.2.2: 64 TiB */
+
+/* Parent locator item. */
+#define VHDX_PL_OFF_COUNT 18
+#define VHDX_PL_HEADER_LEN 20
+#define VHDX_PL_ENTRY_LEN 12
+
+/* BAT entries. */
+#define VHDX_BAT_STATE_MASK 7u
+#define VHDX_BAT_OFF_MASK 0xFFFFFFFFFFF00000ull
+#define VHDX_PAYLOAD_NOT_PRESENT 0
+#define VHDX_PAYLOAD_UNDEFINED 1
+#define VHDX_PAYLOAD_ZERO 2
+#define VHDX_PAYLOAD_UNMAPPED 3
+#define VHDX_PAYLOAD_UNMAPPED_V095 5    /* the v0.95 draft's UNMAPPED */
+#define VHDX_PAYLOAD_FULLY_PRESENT 6
+#define VHDX_PAYLOAD_PARTIALLY_PRESENT 7
+#define VHDX_SB_NOT_PRESENT 0
+#define VHDX_SB_PRESENT 6
+#define VHDX_SB_BLOCK_LEN (1 * VHDX_MIB)
+#define VHDX_CHUNK_SECTORS (1ull << 23)  /* sectors one bitmap block covers */
+
+#define VHDX_BAT_PAGE_ENTRIES 4096       /* one 32 KiB page of the BAT */
+
+/* Log ([MS-VHDX] 2.3): entries of 4 KiB sectors in a circular region. */
+#define VHDX_LOG_SECTOR 4096u
+#define VHDX_LOG_MAX_LEN (32 * VHDX_MIB)  /* held in memory (twice) */
+/* No VHDX file is larger (64 TiB of blocks plus metadata). */
+#define VHDX_MAX_FILE_SIZE (1ull << 47)
+#define VHDX_LOG_ADVICE "replay it with Hyper-V or qemu-img check -r all first"
+#define VHDX_LE_OFF_CRC 4
+#define VHDX_LE_OFF_LENGTH 8
+#define VHDX_LE_OFF_TAIL 12
+#define VHDX_LE_OFF_SEQ 16
+#define VHDX_LE_OFF_DESC_COUNT 24
+#define VHDX_LE_OFF_LOG_GUID 32
+#define VHDX_LE_OFF_FLUSHED 48
+#define VHDX_LE_OFF_LAST 56
+#define VHDX_LE_HEADER_LEN 64
+#define VHDX_LD_LEN 32                  /* a zero or data descriptor */
+#define VHDX_LD_OFF_TRAILING 4          /* data: last 4 bytes of the sector */
+#define VHDX_LD_OFF_LEADING 8           /* data: first 8 bytes */
+#define VHDX_LD_OFF_ZERO_LEN 8          /* zero: bytes to zero */
+#define VHDX_LD_OFF_FILE_OFF 16
+#define VHDX_LD_OFF_SEQ 24
+#define VHDX_LS_OFF_SEQ_HIGH 4          /* data sector */
+#define VHDX_LS_OFF_SEQ_LOW 4092
+#define VHDX_LS_DATA_LEN 4084           /* bytes 8..4091 of the write */
+
+/* A GUID in its on-disk (mixed endian) byte order. */
+#define VHDX_GUID(a, b, c, d0, d1, d2, d3, d4, d5, d6, d7)                 \
+    { (a) & 0xff, ((a) >> 8) & 0xff, ((a) >> 16) & 0xff, (a) >> 24,        \
+      (b) & 0xff, (b) >> 8, (c) & 0xff, (c) >> 8,                          \
+      d0, d1, d2, d3, d4, d5, d6, d7 }
+
+static const uint8_t vhdx_guid_bat[16] = VHDX_GUID(0x2DC27766u, 0xF623,
+    0x4200, 0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08);
+static const uint8_t vhdx_guid_metadata[16] = VHDX_GUID(0x8B7CA206u, 0x4790,
+    0x4B9A, 0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E);
+static const uint8_t vhdx_guid_parent_type[16] = VHDX_GUID(0xB04AEFB7u,
+    0xD19E, 0x4A81, 0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13);
+
+enum vhdx_item {
+    VHDX_ITEM_FILE_PARAMS,
+    VHDX_ITEM_DISK_SIZE,
+    VHDX_ITEM_DISK_ID,
+    VHDX_ITEM_LOGICAL_SECTOR,
+    VHDX_ITEM_PHYSICAL_SECTOR,
+    VHDX_ITEM_PARENT_LOCATOR,
+    VHDX_NITEMS
+};
+
+static const struct vhdx_item_desc {
+    const char *name;
+    uint8_t guid[16];
+    uint32_t len;           /* exact length; 0 = variable */
+    bool required;          /* must be present in every image */
+} vhdx_items[VHDX_NITEMS] = {
+    [VHDX_ITEM_FILE_PARAMS] = { "file parameters", VHDX_GUID(0xCAA16737u,
+        0xFA36, 0x4D43, 0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B),
+        8, true },
+    [VHDX_ITEM_DISK_SIZE] = { "virtual disk size", VHDX_GUID(0x2FA54224u,
+        0xCD1B, 0x4876, 0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8),
+        8, true },
+    [VHDX_ITEM_DISK_ID] = { "virtual disk id", VHDX_GUID(0xBECA12ABu,
+        0xB2E6, 0x4523, 0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46),
+        16, true },
+    [VHDX_ITEM_LOGICAL_SECTOR] = { "logical sector size", VHDX_GUID(
+        0x8141BF1Du, 0xA96F, 0x4709, 0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA,
+        0xAB, 0x5F), 4, true },
+    [VHDX_ITEM_PHYSICAL_SECTOR] = { "physical sector size", VHDX_GUID(
+        0xCDA348C7u, 0x445D, 0x4471, 0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51,
+        0xC5, 0x56), 4, true },
+    [VHDX_ITEM_PARENT_LOCATOR] = { "parent locator", VHDX_GUID(0xA8D35F2Du,
+        0xB30B, 0x454D, 0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C),
+        0, false },
+};
+
+/* Where a metadata item lies inside the metadata region. */
+struct vhdx_item_loc {
+    bool found;
+    uint32_t off;
+    uint32_t len;
+    uint64_t entry_off;     /* file offset of its table entry (messages) */
+    enum vhdx_item item;
+};
+
+/* One write of the replayed log, applied over the file as it is read. */
+struct vhdx_log_op {
+    uint64_t off;
+    uint64_t len;
+    const uint8_t *data;            /* len bytes, or NULL: zeros */
+};
+
+struct vhdx_priv {
+    uint64_t file_size;             /* the file's size after log replay */
+    struct vhdx_log_op *ops;        /* the replayed log, in order */
+    size_t nops;
+    uint8_t *op_pages;              /* the data the ops point into */
+
+    uint8_t data_write_guid[16];
+    uint8_t linkage[16];            /* parent_linkage (differencing) */
+    uint8_t linkage2[16];
+    bool has_linkage2;
+    bool has_parent;
+    bool is_fixed;
+    uint32_t block_size;
+    uint32_t logical_sector;
+    uint32_t physical_sector;
+    uint64_t chunk_ratio;           /* payload blocks per bitmap block */
+    uint64_t data_blocks;
+    uint64_t bat_off;               /* BAT region in the file */
+    uint64_t bat_entries;
+
+    uint64_t *bat_page;             /* VHDX_BAT_PAGE_ENTRIES entries */
+    uint64_t bat_page_no;           /* UINT64_MAX: none cached */
+    uint8_t *bitmap;                /* one payload block's sector bits */
+    uint64_t bitmap_block;          /* UINT64_MAX: none cached */
+};
+
+/* What one virtual offset maps to: a run inside one payload block. */
+struct vhdx_run {
+    enum extent_state state;
+    uint64_t len;
+    uint64_t file_off;              /* EXT_DATA: where the bytes are */
+};
+
+static int vhdx_probe(const struct image_probe *p)
+{
+    if (p->head_len >= VHDX_SIGNATURE_LEN &&
+        !memcmp(p->head, VHDX_SIGNATURE, VHDX_SIGNATURE_LEN))
+        return 100;
+    return 0;
+}
+
+static bool vhdx_guid_is_zero(const uint8_t *g)
+{
+    for (int i = 0; i < 16; i++)
+        if (g[i])
+            return false;
+    return true;
+}
+
+/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lowercase, into buf[37]. */
+static void vhdx_guid_format(const uint8_t *g, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "%08" PRIx32 "-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             get_le32(g), get_le16(g + 4), get_le16(g + 6), g[8], g[9],
+             g[10], g[11], g[12], g[13], g[14], g[15]);
+}
+
+static int vhdx_hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Parse "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" (braces optional) into
+ * on-disk byte order.  Returns false when s is not such a GUID.
+ */
+static bool vhdx_guid_parse(const char *s, uint8_t *g)
+{
+    static const int groups[5] = { 8, 4, 4, 4, 12 };
+    uint8_t raw[16];
+    size_t n = strlen(s), k = 0;
+    bool braced = n && s[0] == '{';
+
+    if (braced) {
+        if (n < 2 || s[n - 1] != '}')
+            return false;
+        s++;
+        n -= 2;
+    }
+    if (n != 36)
+        return false;
+    for (int gi = 0; gi < 5; gi++) {
+        for (int i = 0; i < groups[gi]; i += 2) {
+            int hi = vhdx_hex(*s++), lo = vhdx_hex(*s++);
+            if (hi < 0 || lo < 0)
+                return false;
+            raw[k++] = (uint8_t)(hi << 4 | lo);
+        }
+        if (gi < 4 && *s++ != '-')
+            return false;
+    }
+    /* Text is big endian throughout; disk has the first three LE. */
+    uint8_t d[16] = { raw[3], raw[2], raw[1], raw[0], raw[5], raw[4],
+                      raw[7], raw[6] };
+    memcpy(d + 8, raw + 8, 8);
+    memcpy(g, d, 16);
+    return true;
+}
+
+/* Is the structure at buf (len bytes) intact: signature and CRC-32C? */
+static bool vhdx_crc_ok(const uint8_t *buf, size_t len, size_t crc_off)
+{
+    static const uint8_t zero[4];
+    uint32_t c = crc32c(0, buf, crc_off);
+    c = crc32c(c, zero, 4);
+    c = crc32c(c, buf + crc_off + 4, len - crc_off - 4);
+    return c == get_le32(buf + crc_off);
+}
+
+/*
+ * Read len bytes at off of the file as the replayed log leaves it: the
+ * file's bytes (zeros between its end and the size the log extends it
+ * to), then each log write over them, in log order.
+ */
+static int vhdx_pread(struct image *img, void *buf, size_t len, uint64_t off,
+                      struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    uint8_t *p = buf;
+
+    if (!s->nops && s->file_size == img->file.size)
+        return df_file_pread(&img->file, buf, len, off, err);
+    if (!range_within(off, len, s->file_size))
+        return df_corrupt(err, img->name, (int64_t)off,
+                          "truncated: %zu bytes wanted, file ends at %"
+                          PRIu64 " after log replay", len, s->file_size);
+    uint64_t in_file = off < img->file.size ?
+                       min_u64(len, img->file.size - off) : 0;
+    if (in_file && df_file_pread(&img->file, p, in_file, off, err) < 0)
+        return -1;
+    memset(p + in_file, 0, len - in_file);
+    for (size_t i = 0; i < s->nops; i++) {
+        const struct vhdx_log_op *op = &s->ops[i];
+        uint64_t lo = max_u64(op->off, off);
+        uint64_t hi = min_u64(op->off + op->len, off + len);
+        if (lo >= hi)
+            continue;
+        if (op->data)
+            memcpy(p + (lo - off), op->data + (lo - op->off), hi - lo);
+        else
+            memset(p + (lo - off), 0, hi - lo);
+    }
+    return 0;
+}
+
+/* What the scan of the log learnt about the entry at one position. */
+struct vhdx_log_entry {
+    bool valid;
+    uint32_t len;
+    uint32_t tail;
+    uint64_t seq;
+};
+
+/*
+ * Is there a valid log entry at e (the log is mapped twice in a row, so
+ * an entry that wraps around its end is contiguous)?  Valid: signature,
+ * length, LogGuid, CRC-32C, and every descriptor and data sector
+ * carrying the entry's sequence number ([MS-VHDX] 2.3.1).
+ */
+static bool vhdx_log_entry_ok(const uint8_t *e, uint64_t log_len,
+                              const uint8_t *log_guid,
+                              struct vhdx_log_entry *out)
+{
+    uint32_t len = get_le32(e + VHDX_LE_OFF_LENGTH);
+    uint32_t tail = get_le32(e + VHDX_LE_OFF_TAIL);
+    uint64_t seq = get_le64(e + VHDX_LE_OFF_SEQ);
+    uint32_t ndesc = get_le32(e + VHDX_LE_OFF_DESC_COUNT);
+
+    if (memcmp(e, "loge", 4) || !seq || !len || len % VHDX_LOG_SECTOR ||
+        len > log_len || tail % VHDX_LOG_SECTOR || tail >= log_len ||
+        memcmp(e + VHDX_LE_OFF_LOG_GUID, log_guid, 16))
+        return false;
+    uint64_t desc_area = (uint64_t)VHDX_LE_HEADER_LEN +
+                         (uint64_t)ndesc * VHDX_LD_LEN;
+    desc_area = div_round_up(desc_area, VHDX_LOG_SECTOR) * VHDX_LOG_SECTOR;
+    if (desc_area > len || !vhdx_crc_ok(e, len, VHDX_LE_OFF_CRC))
+        return false;
+    uint64_t ndata = 0;
+    for (uint32_t i = 0; i < ndesc; i++) {
+        const uint8_t *d = e + VHDX_LE_HEADER_LEN + (uint64_t)i * VHDX_LD_LEN;
+        uint64_t foff = get_le64(d + VHDX_LD_OFF_FILE_OFF);
+        if (get_le64(d + VHDX_LD_OFF_SEQ) != seq ||
+            foff % VHDX_LOG_SECTOR)
+            return false;
+        if (!memcmp(d, "zero", 4)) {
+            uint64_t zlen = get_le64(d + VHDX_LD_OFF_ZERO_LEN);
+            uint64_t end;
+            if (zlen % VHDX_LOG_SECTOR || ovf_add(foff, zlen, &end))
+                return false;
+            continue;
+        }
+        if (memcmp(d, "desc", 4))
+            return false;
+        const uint8_t *sec = e + desc_area + ndata * VHDX_LOG_SECTOR;
+        if (desc_area + (ndata + 1) * VHDX_LOG_SECTOR > len ||
+            memcmp(sec, "data", 4) ||
+            get_le32(sec + VHDX_LS_OFF_SEQ_HIGH) != (uint32_t)(seq >> 32) ||
+            get_le32(sec + VHDX_LS_OFF_SEQ_LOW) != (uint32_t)seq)
+            return false;
+        ndata++;
+    }
+    if (desc_area + ndata * VHDX_LOG_SECTOR != len)
+        return false;
+    *out = (struct vhdx_log_entry){ true, len, tail, seq };
+    return true;
+}
+
+/*
+ * Turn the entries of the active sequence, tail to head, into ops
+ * (pos: their positions in the log, n of them); grow s->file_size to
+ * cover them.
+ */
+static int vhdx_log_make_ops(struct image *img, const uint8_t *log,
+                             const uint64_t *pos, size_t n,
+                             struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    size_t nops = 0, npages = 0;
+
+    for (size_t k = 0; k < n; k++) {
+        const uint8_t *e = log + pos[k];
+        uint32_t ndesc = get_le32(e + VHDX_LE_OFF_DESC_COUNT);
+        nops += ndesc;
+        for (uint32_t i = 0; i < ndesc; i++)
+            npages += !memcmp(e + VHDX_LE_HEADER_LEN + i * VHDX_LD_LEN,
+                              "desc", 4);
+    }
+    /* Bounded by the log's length (each op is 32 bytes of it). */
+    s->ops = calloc(nops ? nops : 1, sizeof(*s->ops));
+    s->op_pages = malloc(npages ? npages * VHDX_LOG_SECTOR : 1);
+    if (!s->ops || !s->op_pages)
+        return df_io(err, img->name, ENOMEM, "cannot allocate log replay");
+    uint8_t *page = s->op_pages;
+    for (size_t k = 0; k < n; k++) {
+        const uint8_t *e = log + pos[k];
+        uint32_t ndesc = get_le32(e + VHDX_LE_OFF_DESC_COUNT);
+        uint64_t desc_area = div_round_up(VHDX_LE_HEADER_LEN +
+                                          (uint64_t)ndesc * VHDX_LD_LEN,
+                                          VHDX_LOG_SECTOR) * VHDX_LOG_SECTOR;
+        const uint8_t *sec = e + desc_area;
+        for (uint32_t i = 0; i < ndesc; i++) {
+            const uint8_t *d = e + VHDX_LE_HEADER_LEN + i * VHDX_LD_LEN;
+            struct vhdx_log_op *op = &s->ops[s->nops];
+            op->off = get_le64(d + VHDX_LD_OFF_FILE_OFF);
+            if (!memcmp(d, "zero", 4)) {
+                op->len = get_le64(d + VHDX_LD_OFF_ZERO_LEN);
+                op->data = NULL;
+            } else {
+                /* The sector: 8 leading bytes, 4084 logged, 4 trailing. */
+                memcpy(page, d + VHDX_LD_OFF_LEADING, 8);
+                memcpy(page + 8, sec + 8, VHDX_LS_DATA_LEN);
+                memcpy(page + 8 + VHDX_LS_DATA_LEN, d + VHDX_LD_OFF_TRAILING,
+                       4);
+                op->len = VHDX_LOG_SECTOR;
+                op->data = page;
+                page += VHDX_LOG_SECTOR;
+                sec += VHDX_LOG_SECTOR;
+            }
+            /* Writes past the end extend the file ([MS-VHDX] 2.3.3). */
+            if (!range_within(op->off, op->len, VHDX_MAX_FILE_SIZE))
+                return df_corrupt(err, img->name, -1,
+                                  "log entry %" PRIu64 " writes [%" PRIu64
+                                  ", +%" PRIu64 ") beyond 128 TiB",
+                                  get_le64(e + VHDX_LE_OFF_SEQ), op->off,
+                                  op->len);
+            s->file_size = max_u64(s->file_size, op->off + op->len);
+            s->nops++;
+        }
+    }
+    return 0;
+}
+
+/*
+ * Replay the log into memory ([MS-VHDX] 2.3.3): find the active
+ * sequence, the run of valid entries with consecutive sequence numbers
+ * whose head has the highest sequence number and whose head's tail
+ * points into the run, and keep its writes as ops that vhdx_pread()
+ * lays over the file.  The file itself is never written.
+ */
+static int vhdx_replay_log(struct image *img, const uint8_t *hd,
+                           uint64_t hoff, struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    const uint8_t *log_guid = hd + VHDX_HDR_OFF_LOG_GUID;
+    uint64_t log_len = get_le32(hd + VHDX_HDR_OFF_LOG_LENGTH);
+    uint64_t log_off = get_le64(hd + VHDX_HDR_OFF_LOG_OFFSET);
+    uint8_t *log = NULL;
+    struct vhdx_log_entry *ents = NULL;
+    uint64_t *run = NULL, *best = NULL;
+    size_t best_n = 0;
+    uint64_t best_seq = 0;
+    int ret = -1;
+
+    if (get_le16(hd + VHDX_HDR_OFF_LOG_VERSION) != 0) {
+        df_corrupt(err, img->name, (int64_t)(hoff + VHDX_HDR_OFF_LOG_VERSION),
+                   "vhdx log is dirty and cannot be replayed here (log "
+                   "version %u is not 0): " VHDX_LOG_ADVICE,
+                   get_le16(hd + VHDX_HDR_OFF_LOG_VERSION));
+        goto out;
+    }
+    if (!log_len || log_len % VHDX_LOG_SECTOR ||
+        log_len > VHDX_LOG_MAX_LEN || log_off < VHDX_HEADER_SECTION ||
+        log_off % VHDX_LOG_SECTOR ||
+        !range_within(log_off, log_len, img->file.size)) {
+        df_corrupt(err, img->name, (int64_t)(hoff + VHDX_HDR_OFF_LOG_LENGTH),
+                   "vhdx log is dirty and cannot be replayed here (log "
+                   "[%" PRIu64 ", +%" PRIu64 ") is not 4 KiB-aligned, past "
+                   "the header section, inside the file and at most "
+                   "32 MiB): " VHDX_LOG_ADVICE, log_off, log_len);
+        goto out;
+    }
+    size_t nsec = log_len / VHDX_LOG_SECTOR;
+    log = malloc(2 * log_len);
+    ents = calloc(nsec, sizeof(*ents));
+    run = malloc(nsec * sizeof(*run));
+    best = malloc(nsec * sizeof(*best));
+    if (!log || !ents || !run || !best) {
+        df_io(err, img->name, ENOMEM, "cannot allocate the log");
+        goto out;
+    }
+    if (df_file_pread(&img->file, log, log_len, log_off, err) < 0)
+        goto out;
+    memcpy(log + log_len, log, log_len);
+    for (size_t i = 0; i < nsec; i++)
+        vhdx_log_entry_ok(log + i * VHDX_LOG_SECTOR, log_len, log_guid,
+                          &ents[i]);
+
+    /* Each valid entry starts a run; keep the best complete one. */
+    for (size_t start = 0; start < nsec; start++) {
+        size_t n = 0, i = start;
+        uint64_t total = 0;
+        while (ents[i].valid && total + ents[i].len <= log_len &&
+               (n == 0 || ents[i].seq == ents[run[n - 1]].seq + 1)) {
+            run[n++] = i;
+            total += ents[i].len;
+            i = (i + ents[i].len / VHDX_LOG_SECTOR) % nsec;
+        }
+        if (!n || (best_n && ents[run[n - 1]].seq <= best_seq))
+            continue;
+        /* The head's tail must be one of the run's entries. */
+        size_t t = 0;
+        uint64_t tail = ents[run[n - 1]].tail / VHDX_LOG_SECTOR;
+        while (t < n && run[t] != tail)
+            t++;
+        if (t == n)
+            continue;
+        best_n = n - t;
+        best_seq = ents[run[n - 1]].seq;
+        for (size_t k = 0; k < best_n; k++)
+            best[k] = run[t + k] * VHDX_LOG_SECTOR;
+    }
+    if (!best_n) {
+        df_corrupt(err, img->name, (int64_t)(hoff + VHDX_HDR_OFF_LOG_GUID),
+                   "vhdx log is dirty and cannot be replayed here (no "
+                   "valid sequence of entries): " VHDX_LOG_ADVICE);
+        goto out;
+    }
+
+    const uint8_t *head = log + best[best_n - 1];
+    uint64_t flushed = get_le64(head + VHDX_LE_OFF_FLUSHED);
+    uint64_t last = get_le64(head + VHDX_LE_OFF_LAST);
+    if (flushed > img->file.size) {
+        df_corrupt(err, img->name, (int64_t)(log_off + best[best_n - 1]),
+                   "file is %" PRIu64 " bytes, shorter than the %" PRIu64
+                   " its log says were flushed (truncated copy?)",
+                   img->file.size, flushed);
+        goto out;
+    }
+    /* The file as replay leaves it: at least LastFileOffset long. */
+    s->file_size = max_u64(img->file.size, min_u64(last, VHDX_MAX_FILE_SIZE));
+    if (vhdx_log_make_ops(img, log, best, best_n, err) < 0)
+        goto out;
+    image_set_prop(img, "log", "replayed in memory (%zu entries, %zu "
+                   "writes)", best_n, s->nops);
+    ret = 0;
+out:
+    free(log);
+    free(ents);
+    free(run);
+    free(best);
+    return ret;
+}
+
+/*
+ * Read a header or region table copy at off; says in *why what is wrong
+ * with it, or returns true when its signature and checksum are good.
+ */
+static int vhdx_read_checked(struct image *img, uint8_t *buf, size_t len,
+                             uint64_t off, const char *sig, size_t crc_off,
+                             const char **why, struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+
+    *why = NULL;
+    if (!range_within(off, len, s->file_size)) {
+        *why = "truncated";
+        return 0;
+    }
+    if (vhdx_pread(img, buf, len, off, err) < 0)
+        return -1;
+    if (memcmp(buf, sig, 4))
+        *why = "bad signature";
+    else if (!vhdx_crc_ok(buf, len, crc_off))
+        *why = "checksum mismatch";
+    return 0;
+}
+
+/* Pick the current header (module comment); refuse a dirty log. */
+static int vhdx_open_header(struct image *img, struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    uint8_t *h[2] = { NULL, NULL };
+    const char *why[2];
+    static const uint64_t offs[2] = { VHDX_HEADER1_OFF, VHDX_HEADER2_OFF };
+    int ret = -1, cur = -1;
+
+    for (int i = 0; i < 2; i++) {
+        h[i] = malloc(VHDX_HEADER_LEN);
+        if (!h[i]) {
+            df_io(err, img->name, ENOMEM, "cannot allocate header");
+            goto out;
+        }
+        if (vhdx_read_checked(img, h[i], VHDX_HEADER_LEN, offs[i], "head",
+                              VHDX_HDR_OFF_CRC, &why[i], err) < 0)
+            goto out;
+    }
+    if (why[0] && why[1]) {
+        df_corrupt(err, img->name, VHDX_HEADER1_OFF,
+                   "no valid header (header 1: %s, header 2: %s)", why[0],
+                   why[1]);
+        goto out;
+    }
+    if (why[0]) {
+        cur = 1;
+    } else if (why[1]) {
+        cur = 0;
+    } else {
+        uint64_t seq1 = get_le64(h[0] + VHDX_HDR_OFF_SEQ);
+        uint64_t seq2 = get_le64(h[1] + VHDX_HDR_OFF_SEQ);
+        /* [MS-VHDX] 2.2.2: then neither is current. */
+        if (seq1 == seq2) {
+            df_corrupt(err, img->name, VHDX_HEADER1_OFF + VHDX_HDR_OFF_SEQ,
+                       "both headers have sequence number %" PRIu64, seq1);
+            goto out;
+        }
+        cur = seq2 > seq1 ? 1 : 0;
+    }
+
+    const uint8_t *hd = h[cur];
+    uint64_t hoff = offs[cur];
+    uint16_t version = get_le16(hd + VHDX_HDR_OFF_VERSION);
+    if (version != VHDX_VERSION) {
+        df_corrupt(err, img->name, (int64_t)(hoff + VHDX_HDR_OFF_VERSION),
+                   "header %d: version %u is not 1", cur + 1, version);
+        goto out;
+    }
+    if (!vhdx_guid_is_zero(hd + VHDX_HDR_OFF_LOG_GUID) &&
+        vhdx_replay_log(img, hd, hoff, err) < 0)
+        goto out;
+    memcpy(s->data_write_guid, hd + VHDX_HDR_OFF_DATA_WRITE_GUID, 16);
+    ret = 0;
+out:
+    free(h[0]);
+    free(h[1]);
+    return ret;
+}
+
+/* Check a region's placement: past the header section, inside the file. */
+static int vhdx_check_region(struct image *img, const char *what,
+                             uint64_t entry_off, uint64_t off, uint64_t len,
+                             uint64_t min_len, struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+
+    if (off < VHDX_HEADER_SECTION)
+        return df_corrupt(err, img->name, (int64_t)entry_off,
+                          "%s region at offset %" PRIu64 " is inside the "
+                          "header section (first 1 MiB)", what, off);
+    if (len < min_len)
+        return df_corrupt(err, img->name, (int64_t)entry_off,
+                          "%s region length %" PRIu64 " is below %" PRIu64,
+                          what, len, min_len);
+    if (!range_within(off, len, s->file_size))
+        return df_corrupt(err, img->name, (int64_t)entry_off,
+                          "%s region [%" PRIu64 ", +%" PRIu64 ") runs past "
+                          "end of file (%" PRIu64 " bytes)", what, off, len,
+                          s->file_size);
+    return 0;
+}
+
+/* Find the BAT and metadata regions in the first valid region table. */
+static int vhdx_open_regions(struct image *img, uint64_t *meta_off,
+                             uint64_t *meta_len, uint64_t *bat_len,
+                             struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    static const uint64_t offs[2] = { VHDX_RT1_OFF, VHDX_RT2_OFF };
+    uint8_t *rt = NULL;
+    const char *why[2] = { NULL, NULL };
+    bool have_bat = false, have_meta = false;
+    int ret = -1, cur = -1;
+
+    rt = malloc(VHDX_RT_LEN);
+    if (!rt) {
+        df_io(err, img->name, ENOMEM, "cannot allocate region table");
+        goto out;
+    }
+    for (int i = 0; i < 2 && cur < 0; i++) {
+        if (vhdx_read_checked(img, rt, VHDX_RT_LEN, offs[i], "regi",
+                              VHDX_RT_OFF_CRC, &why[i], err) < 0)
+            goto out;
+        if (!why[i])
+            cur = i;
+    }
+    if (cur < 0) {
+        df_corrupt(err, img->name, VHDX_RT1_OFF,
+                   "no valid region table (table 1: %s, table 2: %s)",
+                   why[0], why[1]);
+        goto out;
+    }
+    uint32_t count = get_le32(rt + VHDX_RT_OFF_COUNT);
+    if (count > VHDX_RT_MAX_ENTRIES) {
+        df_corrupt(err, img->name, (int64_t)(offs[cur] + VHDX_RT_OFF_COUNT),
+                   "region table entry count %" PRIu32 " above %d", count,
+                   VHDX_RT_MAX_ENTRIES);
+        goto out;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *e = rt + VHDX_RT_HEADER_LEN + i * VHDX_RT_ENTRY_LEN;
+        uint64_t eoff = offs[cur] + VHDX_RT_HEADER_LEN +
+                        (uint64_t)i * VHDX_RT_ENTRY_LEN;
+        uint64_t off = get_le64(e + VHDX_RTE_OFF_FILE_OFF);
+        uint64_t len = get_le32(e + VHDX_RTE_OFF_LENGTH);
+        bool is_bat = !memcmp(e, vhdx_guid_bat, 16);
+        bool is_meta = !memcmp(e, vhdx_guid_metadata, 16);
+        char gs[40];
+
+        if (!is_bat && !is_meta) {
+            if (get_le32(e + VHDX_RTE_OFF_REQUIRED) & 1) {
+                vhdx_guid_format(e, gs, sizeof(gs));
+                df_corrupt(err, img->name, (int64_t)eoff,
+                           "unknown required region %s", gs);
+                goto out;
+            }
+            continue;
+        }
+        if ((is_bat && have_bat) || (is_meta && have_meta)) {
+            df_corrupt(err, img->name, (int64_t)eoff,
+                       "region table lists the %s region twice",
+                       is_bat ? "BAT" : "metadata");
+            goto out;
+        }
+        if (vhdx_check_region(img, is_bat ? "BAT" : "metadata", eoff, off,
+                              len, is_bat ? 8 : VHDX_META_TABLE_LEN,
+                              err) < 0)
+            goto out;
+        if (is_bat) {
+            have_bat = true;
+            s->bat_off = off;
+            *bat_len = len;
+        } else {
+            have_meta = true;
+            *meta_off = off;
+            *meta_len = len;
+        }
+    }
+    if (!have_bat || !have_meta) {
+        df_corrupt(err, img->name, (int64_t)offs[cur],
+                   "region table has no %s region",
+                   have_bat ? "metadata" : "BAT");
+        goto out;
+    }
+    ret = 0;
+out:
+    free(rt);
+    return ret;
+}
+
+/*
+ * UTF-16LE (len bytes) to UTF-8 in out (olen bytes, NUL-terminated).
+ * Returns false on an odd length, a lone surrogate or no room.
+ */
+static bool vhdx_utf16_to_utf8(const uint8_t *in, size_t len, char *out,
+                               size_t olen)
+{
+    size_t o = 0;
+
+    if (len % 2)
+        return false;
+    for (size_t i = 0; i < len; i += 2) {
+        uint32_t c = get_le16(in + i);
+        if (c >= 0xD800 && c <= 0xDBFF) {
+            if (i + 4 > len)
+                return false;
+            uint32_t lo = get_le16(in + i + 2);
+            if (lo < 0xDC00 || lo > 0xDFFF)
+                return false;
+            c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
+            i += 2;
+        } else if (c >= 0xDC00 && c <= 0xDFFF) {
+            return false;
+        }
+        if (c == 0)
+            return false;
+        uint8_t b[4];
+        size_t n;
+        if (c < 0x80) {
+            b[0] = (uint8_t)c;
+            n = 1;
+        } else if (c < 0x800) {
+            b[0] = (uint8_t)(0xC0 | c >> 6);
+            b[1] = (uint8_t)(0x80 | (c & 0x3F));
+            n = 2;
+        } else if (c < 0x10000) {
+            b[0] = (uint8_t)(0xE0 | c >> 12);
+            b[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+            b[2] = (uint8_t)(0x80 | (c & 0x3F));
+            n = 3;
+        } else {
+            b[0] = (uint8_t)(0xF0 | c >> 18);
+            b[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
+            b[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
+            b[3] = (uint8_t)(0x80 | (c & 0x3F));
+            n = 4;
+        }
+        if (o + n >= olen)
+            return false;
+        memcpy(out + o, b, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* Keys of the VHDX parent locator ([MS-VHDX] 2.6.2.6.3). */
+enum vhdx_pl_key {
+    VHDX_PL_LINKAGE,
+    VHDX_PL_LINKAGE2,
+    VHDX_PL_RELATIVE,
+    VHDX_PL_VOLUME,
+    VHDX_PL_ABSOLUTE,
+    VHDX_PL_NKEYS
+};
+static const char *const vhdx_pl_keys[VHDX_PL_NKEYS] = {
+    "parent_linkage", "parent_linkage2", "relative_path", "volume_path",
+    "absolute_win32_path",
+};
+
+/*
+ * Parse the parent locator item (buf, len bytes, read from file offset
+ * foff): linkage GUIDs into priv, the parent's path into
+ * img->parent_name.
+ */
+static int vhdx_parse_locator(struct image *img, const uint8_t *buf,
+                              uint32_t len, uint64_t foff,
+                              struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    char *vals[VHDX_PL_NKEYS] = { NULL };
+    char key[64];
+    int ret = -1;
+
+    if (len < VHDX_PL_HEADER_LEN) {
+        df_corrupt(err, img->name, (int64_t)foff,
+                   "parent locator length %" PRIu32 " below %d", len,
+                   VHDX_PL_HEADER_LEN);
+        goto out;
+    }
+    if (memcmp(buf, vhdx_guid_parent_type, 16)) {
+        char gs[40];
+        vhdx_guid_format(buf, gs, sizeof(gs));
+        df_corrupt(err, img->name, (int64_t)foff,
+                   "parent locator type %s is not VHDX's", gs);
+        goto out;
+    }
+    uint32_t count = get_le16(buf + VHDX_PL_OFF_COUNT);
+    if (!range_within(VHDX_PL_HEADER_LEN,
+                      (uint64_t)count * VHDX_PL_ENTRY_LEN, len)) {
+        df_corrupt(err, img->name, (int64_t)(foff + VHDX_PL_OFF_COUNT),
+                   "parent locator: %" PRIu32 " entries do not fit in "
+                   "%" PRIu32 " bytes", count, len);
+        goto out;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *e = buf + VHDX_PL_HEADER_LEN + i * VHDX_PL_ENTRY_LEN;
+        uint64_t eoff = foff + VHDX_PL_HEADER_LEN +
+                        (uint64_t)i * VHDX_PL_ENTRY_LEN;
+        uint32_t koff = get_le32(e), voff = get_le32(e + 4);
+        uint32_t klen = get_le16(e + 8), vlen = get_le16(e + 10);
+        char val[PATH_MAX];
+
+        if (!klen || !range_within(koff, klen, len) ||
+            !range_within(voff, vlen, len)) {
+            df_corrupt(err, img->name, (int64_t)eoff,
+                       "parent locator entry %" PRIu32 ": key or value "
+                       "outside the item (%" PRIu32 " bytes)", i, len);
+            goto out;
+        }
+        if (!vhdx_utf16_to_utf8(buf + koff, klen, key, sizeof(key)))
+            continue;       /* a key longer than ours is not ours */
+        int k = -1;
+        for (int j = 0; j < VHDX_PL_NKEYS; j++)
+            if (!strcmp(key, vhdx_pl_keys[j]))
+                k = j;
+        if (k < 0)
+            continue;
+        if (vals[k]) {
+            df_corrupt(err, img->name, (int64_t)eoff,
+                       "parent locator: key %s appears twice", key);
+            goto out;
+        }
+        if (!vhdx_utf16_to_utf8(buf + voff, vlen, val, sizeof(val))) {
+            df_corrupt(err, img->name, (int64_t)(foff + voff),
+                       "parent locator: %s is not valid UTF-16 or longer "
+                       "than %d bytes", key, PATH_MAX - 1);
+            goto out;
+        }
+        vals[k] = strdup(val);
+        if (!vals[k]) {
+            df_io(err, img->name, ENOMEM, "cannot allocate locator");
+            goto out;
+        }
+    }
+    if (!vals[VHDX_PL_LINKAGE]) {
+        df_corrupt(err, img->name, (int64_t)foff,
+                   "parent locator has no parent_linkage");
+        goto out;
+    }
+    if (!vhdx_guid_parse(vals[VHDX_PL_LINKAGE], s->linkage)) {
+        df_corrupt(err, img->name, (int64_t)foff,
+                   "parent_linkage '%.64s' is not a GUID",
+                   vals[VHDX_PL_LINKAGE]);
+        goto out;
+    }
+    if (vals[VHDX_PL_LINKAGE2]) {
+        if (!vhdx_guid_parse(vals[VHDX_PL_LINKAGE2], s->linkage2)) {
+            df_corrupt(err, img->name, (int64_t)foff,
+                       "parent_linkage2 '%.64s' is not a GUID",
+                       vals[VHDX_PL_LINKAGE2]);
+            goto out;
+        }
+        s->has_linkage2 = true;
+    }
+    /*
+     * The relative path first (it survives moving the pair together),
+     * then the Windows absolute and volume paths, which on Linux only
+     * lend their last component to --parent-dir.
+     */
+    static const int order[3] = { VHDX_PL_RELATIVE, VHDX_PL_ABSOLUTE,
+                                  VHDX_PL_VOLUME };
+    for (int j = 0; j < 3 && !img->parent_name[0]; j++) {
+        const char *v = vals[order[j]];
+        if (!v || !v[0])
+            continue;
+        snprintf(img->parent_name, sizeof(img->parent_name), "%s", v);
+        for (char *c = img->parent_name; *c; c++)
+            if (*c == '\\')
+                *c = '/';
+    }
+    /* No usable path: find the parent by its DataWriteGuid. */
+    img->parent_by_id = !img->parent_name[0];
+    ret = 0;
+out:
+    for (int j = 0; j < VHDX_PL_NKEYS; j++)
+        free(vals[j]);
+    return ret;
+}
+
+/* Read a (small, fixed-length) metadata item into buf. */
+static int vhdx_read_item(struct image *img, uint64_t meta_off,
+                          const struct vhdx_item_loc *loc, void *buf,
+                          struct df_error *err)
+{
+    return vhdx_pread(img, buf, loc->len, meta_off + loc->off,
+                         err);
+}
+
+/* A sector size item: 512 or 4096. */
+static int vhdx_read_sector_size(struct image *img, uint64_t meta_off,
+                                 const struct vhdx_item_loc *loc,
+                                 uint32_t *out, struct df_error *err)
+{
+    uint8_t item[4];
+
+    if (vhdx_read_item(img, meta_off, loc, item, err) < 0)
+        return -1;
+    *out = get_le32(item);
+    if (*out != 512 && *out != 4096)
+        return df_corrupt(err, img->name, (int64_t)(meta_off + loc->off),
+                          "%s %" PRIu32 " is not 512 or 4096",
+                          vhdx_items[loc->item].name, *out);
+    return 0;
+}
+
+/* The metadata table and the items diskferry needs. */
+static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
+                              uint64_t meta_len, struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    struct vhdx_item_loc loc[VHDX_NITEMS];
+    uint8_t *tab = NULL, *pl = NULL;
+    uint8_t item[16];
+    int ret = -1;
+
+    memset(loc, 0, sizeof(loc));
+    tab = malloc(VHDX_META_TABLE_LEN);
+    if (!tab) {
+        df_io(err, img->name, ENOMEM, "cannot allocate metadata table");
+        goto out;
+    }
+    if (vhdx_pread(img, tab, VHDX_META_TABLE_LEN, meta_off,
+                      err) < 0)
+        goto out;
+    if (memcmp(tab, VHDX_META_SIGNATURE, 8)) {
+        df_corrupt(err, img->name, (int64_t)meta_off,
+                   "metadata table signature is not 'metadata'");
+        goto out;
+    }
+    uint32_t count = get_le16(tab + VHDX_META_OFF_COUNT);
+    if (count > VHDX_META_MAX_ENTRIES) {
+        df_corrupt(err, img->name, (int64_t)(meta_off + VHDX_META_OFF_COUNT),
+                   "metadata entry count %" PRIu32 " above %d", count,
+                   VHDX_META_MAX_ENTRIES);
+        goto out;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *e = tab + VHDX_META_HEADER_LEN +
+                           i * VHDX_META_ENTRY_LEN;
+        uint64_t eoff = meta_off + VHDX_META_HEADER_LEN +
+                        (uint64_t)i * VHDX_META_ENTRY_LEN;
+        uint32_t off = get_le32(e + VHDX_ME_OFF_OFFSET);
+        uint32_t len = get_le32(e + VHDX_ME_OFF_LENGTH);
+        uint32_t flags = get_le32(e + VHDX_ME_OFF_FLAGS);
+        char gs[40];
+        int k = -1;
+
+        for (int j = 0; j < VHDX_NITEMS; j++)
+            if (!memcmp(e, vhdx_items[j].guid, 16))
+                k = j;
+        if (k < 0) {
+            if (flags & VHDX_ME_FLAG_REQUIRED) {
+                vhdx_guid_format(e, gs, sizeof(gs));
+                df_corrupt(err, img->name, (int64_t)eoff,
+                           "unknown required metadata item %s", gs);
+                goto out;
+            }
+            continue;
+        }
+        const struct vhdx_item_desc *d = &vhdx_items[k];
+        if (loc[k].found) {
+            df_corrupt(err, img->name, (int64_t)eoff,
+                       "metadata item '%s' appears twice", d->name);
+            goto out;
+        }
+        if (len > VHDX_META_ITEM_MAX_LEN ||
+            (len && off < VHDX_META_ITEM_MIN_OFF) ||
+            !range_within(off, len, meta_len)) {
+            df_corrupt(err, img->name, (int64_t)eoff,
+                       "metadata item '%s' [%" PRIu32 ", +%" PRIu32 ") "
+                       "outside the metadata region (%" PRIu64 " bytes)",
+                       d->name, off, len, meta_len);
+            goto out;
+        }
+        if (d->len && len != d->len) {
+            df_corrupt(err, img->name, (int64_t)eoff,
+                       "metadata item '%s' length %" PRIu32 " is not %"
+                       PRIu32, d->name, len, d->len);
+            goto out;
+        }
+        loc[k] = (struct vhdx_item_loc){ true, off, len, eoff, k };
+    }
+    for (int j = 0; j < VHDX_NITEMS; j++)
+        if (vhdx_items[j].required && !loc[j].found) {
+            df_corrupt(err, img->name, (int64_t)meta_off,
+                       "metadata item '%s' missing", vhdx_items[j].name);
+            goto out;
+        }
+
+    /* File parameters. */
+    const struct vhdx_item_loc *l = &loc[VHDX_ITEM_FILE_PARAMS];
+    if (vhdx_read_item(img, meta_off, l, item, err) < 0)
+        goto out;
+    uint64_t foff = meta_off + l->off;
+    s->block_size = get_le32(item);
+    uint32_t fp = get_le32(item + 4);
+    if (!is_pow2(s->block_size) || s->block_size < VHDX_MIN_BLOCK_SIZE ||
+        s->block_size > VHDX_MAX_BLOCK_SIZE) {
+        df_corrupt(err, img->name, (int64_t)foff,
+                   "block size %" PRIu32 " is not a power of two in "
+                   "1 MiB..256 MiB", s->block_size);
+        goto out;
+    }
+    s->is_fixed = fp & VHDX_FP_LEAVE_ALLOCATED;
+    s->has_parent = fp & VHDX_FP_HAS_PARENT;
+
+    l = &loc[VHDX_ITEM_DISK_SIZE];
+    if (vhdx_read_item(img, meta_off, l, item, err) < 0)
+        goto out;
+    img->size = get_le64(item);
+    if (img->size > VHDX_MAX_SIZE) {
+        df_corrupt(err, img->name, (int64_t)(meta_off + l->off),
+                   "virtual disk size %" PRIu64 " above 64 TiB", img->size);
+        goto out;
+    }
+
+    if (vhdx_read_sector_size(img, meta_off, &loc[VHDX_ITEM_LOGICAL_SECTOR],
+                              &s->logical_sector, err) < 0 ||
+        vhdx_read_sector_size(img, meta_off,
+                              &loc[VHDX_ITEM_PHYSICAL_SECTOR],
+                              &s->physical_sector, err) < 0)
+        goto out;
+
+    l = &loc[VHDX_ITEM_PARENT_LOCATOR];
+    if (s->has_parent) {
+        if (!l->found) {
+            df_corrupt(err, img->name, (int64_t)meta_off,
+                       "differencing image without a parent locator");
+            goto out;
+        }
+        pl = malloc(l->len ? l->len : 1);
+        if (!pl) {
+            df_io(err, img->name, ENOMEM, "cannot allocate locator");
+            goto out;
+        }
+        if (vhdx_pread(img, pl, l->len, meta_off + l->off,
+                          err) < 0 ||
+            vhdx_parse_locator(img, pl, l->len, meta_off + l->off, err) < 0)
+            goto out;
+        img->has_parent_ref = true;
+    }
+    ret = 0;
+out:
+    free(tab);
+    free(pl);
+    return ret;
+}
+
+static int vhdx_open(struct image *img, struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    uint64_t meta_off = 0, meta_len = 0, bat_len = 0;
+    uint8_t ident[VHDX_SIGNATURE_LEN];
+    char gs[40];
+
+    s->bat_page_no = UINT64_MAX;
+    s->bitmap_block = UINT64_MAX;
+    s->file_size = img->file.size;
+    if (vhdx_pread(img, ident, sizeof(ident), 0, err) < 0)
+        return -1;
+    if (memcmp(ident, VHDX_SIGNATURE, VHDX_SIGNATURE_LEN))
+        return df_corrupt(err, img->name, 0,
+                          "file identifier is not 'vhdxfile'");
+    if (vhdx_open_header(img, err) < 0 ||
+        vhdx_open_regions(img, &meta_off, &meta_len, &bat_len, err) < 0 ||
+        vhdx_open_metadata(img, meta_off, meta_len, err) < 0)
+        return -1;
+
+    /* The BAT's shape ([MS-VHDX] 2.5). */
+    s->chunk_ratio = VHDX_CHUNK_SECTORS * s->logical_sector / s->block_size;
+    s->data_blocks = div_round_up(img->size, s->block_size);
+    if (s->has_parent)
+        s->bat_entries = div_round_up(s->data_blocks, s->chunk_ratio) *
+                         (s->chunk_ratio + 1);
+    else
+        s->bat_entries = s->data_blocks +
+                         (s->data_blocks ? (s->data_blocks - 1) /
+                                           s->chunk_ratio : 0);
+    /* bat_entries <= 64 TiB / 1 MiB * 2: no overflow below. */
+    if (s->bat_entries * 8 > bat_len)
+        return df_corrupt(err, img->name, (int64_t)s->bat_off,
+                          "BAT region of %" PRIu64 " bytes is smaller than "
+                          "its %" PRIu64 " entries", bat_len,
+                          s->bat_entries);
+
+    s->bat_page = malloc(VHDX_BAT_PAGE_ENTRIES * sizeof(uint64_t));
+    s->bitmap = malloc(s->block_size / s->logical_sector / 8);
+    if (!s->bat_page || !s->bitmap)
+        return df_io(err, img->name, ENOMEM, "cannot allocate BAT cache");
+
+    image_set_prop(img, "type", "%s", s->has_parent ? "differencing" :
+                   s->is_fixed ? "fixed" : "dynamic");
+    image_set_prop(img, "block_size", "%" PRIu32, s->block_size);
+    image_set_prop(img, "logical_sector_size", "%" PRIu32,
+                   s->logical_sector);
+    image_set_prop(img, "physical_sector_size", "%" PRIu32,
+                   s->physical_sector);
+    vhdx_guid_format(s->data_write_guid, gs, sizeof(gs));
+    image_set_prop(img, "data_write_guid", "%s", gs);
+    if (s->has_parent) {
+        vhdx_guid_format(s->linkage, gs, sizeof(gs));
+        image_set_prop(img, "parent_linkage", "%s", gs);
+    }
+    return 0;
+}
+
+/* BAT entry idx (< bat_entries), through the one-page cache. */
+static int vhdx_bat_get(struct image *img, uint64_t idx, uint64_t *entry,
+                        struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    uint64_t page = idx / VHDX_BAT_PAGE_ENTRIES;
+
+    if (idx >= s->bat_entries)
+        return df_corrupt(err, img->name, -1,
+                          "internal: BAT index %" PRIu64 " past %" PRIu64,
+                          idx, s->bat_entries);
+    if (page != s->bat_page_no) {
+        uint64_t first = page * VHDX_BAT_PAGE_ENTRIES;
+        uint64_t n = min_u64(VHDX_BAT_PAGE_ENTRIES, s->bat_entries - first);
+        s->bat_page_no = UINT64_MAX;
+        if (vhdx_pread(img, s->bat_page, n * 8,
+                          s->bat_off + first * 8, err) < 0)
+            return -1;
+        for (uint64_t i = 0; i < n; i++)
+            s->bat_page[i] = get_le64((uint8_t *)s->bat_page + i * 8);
+        s->bat_page_no = page;
+    }
+    *entry = s->bat_page[idx % VHDX_BAT_PAGE_ENTRIES];
+    return 0;
+}
+
+/* Check that len bytes at the file offset of BAT entry idx are in the
+ * file, past the header section. */
+static int vhdx_check_block(struct image *img, const char *what,
+                            uint64_t idx, uint64_t off, uint64_t len,
+                            struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    int64_t eoff = (int64_t)(s->bat_off + idx * 8);
+
+    if (off < VHDX_HEADER_SECTION)
+        return df_corrupt(err, img->name, eoff,
+                          "BAT entry %" PRIu64 ": %s at offset %" PRIu64
+                          " is inside the header section", idx, what, off);
+    if (!range_within(off, len, s->file_size))
+        return df_corrupt(err, img->name, eoff,
+                          "BAT entry %" PRIu64 ": %s [%" PRIu64 ", +%"
+                          PRIu64 ") runs past end of file (%" PRIu64
+                          " bytes)", idx, what, off, len, s->file_size);
+    return 0;
+}
+
+/* Load the sector bitmap bits of payload block b (partially present). */
+static int vhdx_load_bitmap(struct image *img, uint64_t b,
+                            struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    uint64_t chunk = b / s->chunk_ratio;
+    uint64_t idx = chunk * (s->chunk_ratio + 1) + s->chunk_ratio;
+    uint64_t entry;
+    uint64_t nbytes = s->block_size / s->logical_sector / 8;
+
+    if (s->bitmap_block == b)
+        return 0;
+    if (vhdx_bat_get(img, idx, &entry, err) < 0)
+        return -1;
+    unsigned state = entry & VHDX_BAT_STATE_MASK;
+    uint64_t off = entry & VHDX_BAT_OFF_MASK;
+    if (state != VHDX_SB_PRESENT)
+        return df_corrupt(err, img->name, (int64_t)(s->bat_off + idx * 8),
+                          "BAT entry %" PRIu64 ": sector bitmap state %u "
+                          "(block %" PRIu64 " is partially present)", idx,
+                          state, b);
+    if (vhdx_check_block(img, "sector bitmap", idx, off, VHDX_SB_BLOCK_LEN,
+                         err) < 0)
+        return -1;
+    s->bitmap_block = UINT64_MAX;
+    if (vhdx_pread(img, s->bitmap, nbytes,
+                      off + (b % s->chunk_ratio) * nbytes, err) < 0)
+        return -1;
+    s->bitmap_block = b;
+    return 0;
+}
+
+static bool vhdx_bit(const uint8_t *bm, uint64_t sector)
+{
+    return bm[sector / 8] >> (sector % 8) & 1;
+}
+
+/*
+ * What [off, off+len) of this layer starts with: the longest run of one
+ * state inside one payload block.  off + len <= img->size.
+ */
+static int vhdx_lookup(struct image *img, uint64_t off, uint64_t len,
+                       struct vhdx_run *run, struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    uint64_t b = off / s->block_size;
+    uint64_t in = off % s->block_size;
+    uint64_t idx = b + b / s->chunk_ratio;
+    uint64_t entry;
+
+    run->len = min_u64(len, s->block_size - in);
+    run->file_off = 0;
+    if (vhdx_bat_get(img, idx, &entry, err) < 0)
+        return -1;
+    unsigned state = entry & VHDX_BAT_STATE_MASK;
+    uint64_t boff = entry & VHDX_BAT_OFF_MASK;
+    /* The bytes of the block the virtual disk uses (the last is short). */
+    uint64_t used = min_u64(s->block_size, img->size - b * s->block_size);
+
+    switch (state) {
+    case VHDX_PAYLOAD_NOT_PRESENT:
+        run->state = s->has_parent ? EXT_PARENT : EXT_HOLE;
+        return 0;
+    case VHDX_PAYLOAD_UNDEFINED:
+    case VHDX_PAYLOAD_ZERO:
+    case VHDX_PAYLOAD_UNMAPPED:
+    case VHDX_PAYLOAD_UNMAPPED_V095:
+        run->state = EXT_ZERO;
+        return 0;
+    case VHDX_PAYLOAD_FULLY_PRESENT:
+        if (vhdx_check_block(img, "block", idx, boff, used, err) < 0)
+            return -1;
+        run->state = EXT_DATA;
+        run->file_off = boff + in;
+        return 0;
+    case VHDX_PAYLOAD_PARTIALLY_PRESENT:
+        if (!s->has_parent)
+            break;
+        if (vhdx_check_block(img, "block", idx, boff, used, err) < 0 ||
+            vhdx_load_bitmap(img, b, err) < 0)
+            return -1;
+        uint64_t ss = s->logical_sector;
+        bool bit = vhdx_bit(s->bitmap, in / ss);
+        uint64_t end = (in / ss + 1) * ss;
+        while (end < in + run->len && vhdx_bit(s->bitmap, end / ss) == bit)
+            end += ss;
+        run->len = min_u64(end, in + run->len) - in;
+        run->state = bit ? EXT_DATA : EXT_PARENT;
+        run->file_off = boff + in;
+        return 0;
+    default:
+        break;
+    }
+    return df_corrupt(err, img->name, (int64_t)(s->bat_off + idx * 8),
+                      "BAT entry %" PRIu64 ": payload state %u is not "
+                      "valid in a %s image", idx, state,
+                      s->has_parent ? "differencing" : "non-differencing");
+}
+
+static int vhdx_map(struct image *img, uint64_t off, uint64_t len,
+                    struct extent_list *out, struct df_error *err)
+{
+    uint64_t end = off + len;
+
+    while (off < end) {
+        struct vhdx_run run;
+        if (vhdx_lookup(img, off, end - off, &run, err) < 0)
+            return -1;
+        int r = extent_list_append(out, off, run.len, run.state, img->name,
+                                   err);
+        if (r)
+            return r < 0 ? -1 : 0;
+        off += run.len;
+    }
+    return 0;
+}
+
+static int vhdx_read(struct image *img, void *buf, size_t len, uint64_t off,
+                     struct df_error *err)
+{
+    uint8_t *p = buf;
+
+    while (len) {
+        struct vhdx_run run;
+        if (vhdx_lookup(img, off, len, &run, err) < 0)
+            return -1;
+        if (run.state == EXT_DATA) {
+            if (vhdx_pread(img, p, run.len, run.file_off,
+                              err) < 0)
+                return -1;
+        } else {
+            memset(p, 0, run.len);
+        }
+        p += run.len;
+        off += run.len;
+        len -= run.len;
+    }
+    return 0;
+}
+
+extern const struct image_driver vhdx_driver;
+
+static int vhdx_check_parent(struct image *child, struct image *parent,
+                             struct df_error *err)
+{
+    struct vhdx_priv *c = child->priv;
+    char want[40], got[40];
+
+    if (parent->drv != &vhdx_driver)
+        return df_corrupt(err, child->name, -1,
+                          "parent %s is a %s image, not VHDX", parent->name,
+                          parent->drv->name);
+    struct vhdx_priv *p = parent->priv;
+    if (memcmp(p->data_write_guid, c->linkage, 16) &&
+        !(c->has_linkage2 && !memcmp(p->data_write_guid, c->linkage2, 16))) {
+        vhdx_guid_format(c->linkage, want, sizeof(want));
+        vhdx_guid_format(p->data_write_guid, got, sizeof(got));
+        return df_corrupt(err, child->name, -1,
+                          "parent %s has DataWriteGuid %s but the child's "
+                          "parent_linkage is %s (the parent changed after "
+                          "the child was made)", parent->name, got, want);
+    }
+    if (p->logical_sector != c->logical_sector)
+        return df_corrupt(err, child->name, -1,
+                          "parent %s has logical sector size %" PRIu32
+                          ", the child %" PRIu32, parent->name,
+                          p->logical_sector, c->logical_sector);
+    if (parent->size != child->size)
+        return df_corrupt(err, child->name, -1,
+                          "parent %s has virtual size %" PRIu64 ", the "
+                          "child %" PRIu64, parent->name, parent->size,
+                          child->size);
+    return 0;
+}
+
+static void vhdx_close(struct image *img)
+{
+    struct vhdx_priv *s = img->priv;
+    free(s->bat_page);
+    free(s->bitmap);
+    free(s->ops);
+    free(s->op_pages);
+}
+
+const struct image_driver vhdx_driver = {
+    .name = "vhdx",
+    .priv_size = sizeof(struct vhdx_priv),
+    .caps = 0,
+    .probe = vhdx_probe,
+    .open = vhdx_open,
+    .map = vhdx_map,
+    .read = vhdx_read,
+    .check_parent = vhdx_check_parent,
+    .close = vhdx_close,
+};

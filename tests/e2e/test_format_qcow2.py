@@ -288,8 +288,9 @@ def test_refuse_encryption(tmp_path):
 
 
 def test_refuse_external_data_file(tmp_path):
+    # qemu-img creates a relative data file in its working directory.
     img = create(tmp_path / "d.qcow2", size="1M",
-                 opts="data_file=d.raw,data_file_raw=on")
+                 opts="data_file=%s,data_file_raw=on" % (tmp_path / "d.raw"))
     expect_corrupt(img, "external data file")
 
 

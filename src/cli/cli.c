@@ -13,7 +13,7 @@
 
 void cli_print_error(const struct cli *c, const struct df_error *err)
 {
-    char msg[PATH_MAX + 512];
+    char msg[PATH_MAX + 2400];
     df_error_format(err, msg, sizeof(msg));
     fprintf(stderr, "diskferry: %s: %s\n", c->cmd, msg);
     if (c->verbose >= 2 && err->src_file)

@@ -38,7 +38,7 @@ struct df_error {
     int errnum;             /* errno, or 0 */
     char what[PATH_MAX];    /* file, device or host:path; may be "" */
     int64_t offset;         /* offset in `what`, or -1 */
-    char msg[256];          /* lowercase, no full stop */
+    char msg[2048];         /* lowercase, no full stop; may name paths */
     const char *src_file;   /* where raised; shown with -vv */
     int src_line;
 };

@@ -20,9 +20,11 @@
 #include "util/overflow.h"
 
 extern const struct image_driver raw_driver;
+extern const struct image_driver vmdk_driver;
 
 /* Probe order: formats with a certain magic first, raw last. */
 const struct image_driver *const image_drivers[] = {
+    &vmdk_driver,
     &raw_driver,
     NULL,
 };

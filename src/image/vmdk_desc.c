@@ -114,7 +114,7 @@ static bool vmdk_parse_dec(const char *s, size_t n, uint64_t max,
         if (!isdigit((unsigned char)s[i]))
             return false;
         unsigned dgt = (unsigned)(s[i] - '0');
-        if (v > (max - dgt) / 10)
+        if (dgt > max || v > (max - dgt) / 10)
             return false;
         v = v * 10 + dgt;
     }

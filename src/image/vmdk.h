@@ -121,6 +121,7 @@ struct vmdk_gt_cache {
     struct vmdk_gt_slot slot[VMDK_GT_CACHE_SLOTS];
     size_t buf_size;            /* bytes per slot (largest GT) */
     uint64_t clock;
+    struct vmdk_gt_slot *last;  /* most recent hit: map walks one GT */
 };
 
 /* The last decompressed grain of a streamOptimized extent. */

@@ -466,10 +466,15 @@ static const uint8_t *vmdk_gt_get(struct vmdk_gt_cache *c,
     size_t gt_bytes = (size_t)e->gt_entries * e->gte_size;
 
     c->clock++;
+    if (c->last && c->last->ext == e && c->last->gti == gti) {
+        c->last->stamp = c->clock;
+        return c->last->buf;
+    }
     for (size_t i = 0; i < VMDK_GT_CACHE_SLOTS; i++) {
         struct vmdk_gt_slot *s = &c->slot[i];
         if (s->ext == e && s->gti == gti) {
             s->stamp = c->clock;
+            c->last = s;
             return s->buf;
         }
         if (s->stamp < victim->stamp)
@@ -497,6 +502,7 @@ static const uint8_t *vmdk_gt_get(struct vmdk_gt_cache *c,
     victim->ext = e;
     victim->gti = gti;
     victim->stamp = c->clock;
+    c->last = victim;
     return victim->buf;
 }
 

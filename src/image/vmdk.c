@@ -313,9 +313,14 @@ static int vmdk_open(struct image *img, struct df_error *err)
         return -1;
 
     if (p->has_desc && p->desc.parent_hint) {
+        /* VMware on Windows records C:\VMs\base.vmdk: only its last
+         * component can name a file here (next to the child or in a
+         * --parent-dir); the CID check still guards the match. */
+        const char *hint = p->desc.parent_hint;
+        const char *bs = strrchr(hint, '\\');
         img->has_parent_ref = true;
         snprintf(img->parent_name, sizeof(img->parent_name), "%s",
-                 p->desc.parent_hint);
+                 bs ? bs + 1 : hint);
     }
     bool compressed = false;
     for (size_t i = 0; i < p->n_ext; i++)

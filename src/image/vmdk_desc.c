@@ -199,6 +199,8 @@ static int vmdk_parse_extent(struct vmdk_line *l, enum vmdk_access acc,
                             &x.start))
             return vmdk_bad(l, err, "unexpected text after the file name "
                             "(only FLAT extents take a start sector)");
+    } else if (x.type == VMDK_T_FLAT) {
+        return vmdk_bad(l, err, "FLAT extent without a start sector");
     }
     if (!vmdk_at_end(l))
         return vmdk_bad(l, err, "unexpected text after the extent");

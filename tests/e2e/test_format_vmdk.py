@@ -335,7 +335,10 @@ def build_cowd(path, sectors, grains, grain=1, gd_entries=None):
 def build_vmfs_base(tmp_path, sectors, cid=0xb0b0b0b0, fill=0xa5):
     flat = tmp_path / "base-flat.vmdk"
     with open(flat, "wb") as f:
-        f.write(bytes([fill]) * (sectors * SECTOR))
+        if fill is None:
+            f.truncate(sectors * SECTOR)
+        else:
+            f.write(bytes([fill]) * (sectors * SECTOR))
     base = tmp_path / "base.vmdk"
     base.write_bytes(descriptor("vmfs", ['RW %d VMFS "base-flat.vmdk"'
                                          % sectors], cid=cid))
@@ -343,9 +346,9 @@ def build_vmfs_base(tmp_path, sectors, cid=0xb0b0b0b0, fill=0xa5):
 
 
 def build_vmfs_sparse_child(tmp_path, parent_cid=0xb0b0b0b0, grain=1,
-                            gd_entries=None):
+                            gd_entries=None, fill=0xa5):
     sectors = 8 * 4096 + 1000           # three GTs at grain 1, last partial
-    base = build_vmfs_base(tmp_path, sectors)
+    base = build_vmfs_base(tmp_path, sectors, fill=fill)
     gb = grain * SECTOR
     grains = {0: b"\x01" * gb, 7: b"\x02" * gb, 4097 // grain: b"\x03" * gb,
               (sectors - 1) // grain: b"\x04" * gb}
@@ -378,8 +381,23 @@ def test_vmfs_sparse_wrong_parent_cid(tmp_path):
     assert "does not match" in msg
 
 
+def test_windows_parent_hint(tmp_path):
+    """A hint recorded by VMware on Windows finds base.vmdk beside the
+    child by its last component (qemu-img cannot follow it)."""
+    _, child, sectors, grains = build_vmfs_sparse_child(tmp_path)
+    child.write_bytes(child.read_bytes().replace(
+        b'"base.vmdk"', b'"C:\\Virtual Machines\\vm1\\base.vmdk"'))
+    want = bytearray(b"\xa5" * (sectors * SECTOR))
+    for g, b in grains.items():
+        want[g * SECTOR:(g + 1) * SECTOR] = b
+    p = imgcat(child)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == bytes(want)
+
+
 def test_cowd_gd_too_small(tmp_path):
-    _, child, _, _ = build_vmfs_sparse_child(tmp_path, gd_entries=2)
+    _, child, _, _ = build_vmfs_sparse_child(tmp_path, gd_entries=2,
+                                             fill=None)
     expect_fail(child, 5, ["numGDEntries 2"])
 
 
@@ -431,9 +449,9 @@ def build_sesparse(path, sectors, gtes, dirty=False):
     f.close()
 
 
-def build_sesparse_child(tmp_path, dirty=False):
+def build_sesparse_child(tmp_path, dirty=False, fill=0x5a):
     sectors = 131072                    # 64 MiB: four GTs of 16 MiB
-    base = build_vmfs_base(tmp_path, sectors, fill=0x5a)
+    base = build_vmfs_base(tmp_path, sectors, fill=fill)
     gtes = {
         0: (se_gte_alloc(3), b"\x31" * 4096),
         1: (se_gte_alloc(5000), b"\x32" * 4096),    # index above 4095
@@ -461,7 +479,7 @@ def test_sesparse_child(tmp_path):
 
 
 def test_sesparse_dirty_journal(tmp_path):
-    child, _, _ = build_sesparse_child(tmp_path, dirty=True)
+    child, _, _ = build_sesparse_child(tmp_path, dirty=True, fill=None)
     expect_fail(child, 5, ["journal"])
 
 
@@ -499,6 +517,7 @@ def test_zero_and_rdonly_extents(tmp_path):
     ('RW 4096 FLAT "a.raw" 0', ["past the end"]),
     ('RW 2048 FLAT "a.raw" 0 junk', ["unexpected text"]),
     ('RW 2048 FLAT a.raw 0', ["file name"]),
+    ('RW 2048 FLAT "a.raw"', ["without a start sector"]),
     ('RW 2048 FLAT "a.raw', ["unterminated"]),
     ('RW 20x48 FLAT "a.raw" 0', ["sector count"]),
     ('RW 2048 SPARSE "a.raw"', ["KDMV or COWD"]),
@@ -700,3 +719,41 @@ def test_copy_refuses_wrong_parent_cid(tmp_path):
     assert p.returncode == 5, p.stderr
     assert b"parentCID 1234abcd does not match CID b0b0b0b0" in p.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("off,fmt,val,words", [
+    (4, "<I", 2, "COWD version 2"),
+    (16, "<I", 0, "grainSize 0"),
+    (16, "<I", 3, "grainSize 3"),
+    (16, "<I", 1 << 30, "grainSize"),
+    (20, "<I", 1 << 30, "grain directory"),
+    (20, "<I", 0, "gdOffset is 0"),
+    (12, "<I", 0xffffffff, "numGDEntries"),
+    (24, "<I", 0, "numGDEntries 0"),
+    (4 * 512, "<I", 0x7fffffff, "grain table"),
+    (5 * 512, "<I", 0x7fffffff, "past the end"),
+])
+def test_cowd_header_fields(tmp_path, off, fmt, val, words):
+    _, child, _, _ = build_vmfs_sparse_child(tmp_path, fill=None)
+    write_at(tmp_path / "child-delta.vmdk", off, struct.pack(fmt, val))
+    expect_fail(child, 5, [words])
+
+
+@pytest.mark.parametrize("off,fmt,val,words", [
+    (0, "<Q", 0xcafebabf, "seSparse"),
+    (24, "<Q", 16, "grain size"),
+    (32, "<Q", 128, "grain table size"),
+    (40, "<Q", 1, "flags"),
+    (16, "<Q", 1 << 50, "capacity"),
+    (80, "<Q", 1 << 40, "volatile header"),
+    (128, "<Q", 1 << 40, "grain directory"),
+    (136, "<Q", 0, "grain directory"),
+    (152, "<Q", 1, "grain table index"),
+    (192, "<Q", 1 << 40, "grains offset"),
+    (512, "<Q", 0xcafecafd, "volatile header"),
+    (4 * 512, "<Q", 0x2000000000000001, "unknown type"),
+])
+def test_sesparse_header_fields(tmp_path, off, fmt, val, words):
+    child, _, _ = build_sesparse_child(tmp_path, fill=None)
+    write_at(tmp_path / "child-sesparse.vmdk", off, struct.pack(fmt, val))
+    expect_fail(child, 5, [words])

@@ -34,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "image/vmdk.h"
 #include "util/bytes.h"
@@ -362,39 +361,18 @@ static int vmdk_map_flat(struct image *img, const struct vmdk_extent *e,
                          struct df_error *err)
 {
     uint64_t h = e->file_off + (off - e->vstart), hend = h + len;
-    int fd = e->file->fd;
 
-    if (fd < 0 || !e->file->is_regular)
-        return extent_list_append(out, off, len, EXT_DATA, img->name, err);
     while (h < hend) {
-        off_t d = lseek(fd, (off_t)h, SEEK_DATA);
-        uint64_t data;
-        if (d < 0 && errno == ENXIO)
-            data = hend;
-        else if (d < 0)
-            data = h;           /* no SEEK_DATA: all data */
-        else
-            data = min_u64((uint64_t)d, hend);
-        if (data > h) {
-            int r = extent_list_append(out, off, data - h, EXT_ZERO,
-                                       img->name, err);
-            if (r)
-                return r;
-            off += data - h;
-            h = data;
-            if (h >= hend)
-                break;
-        }
-        off_t ho = d < 0 ? -1 : lseek(fd, (off_t)h, SEEK_HOLE);
-        uint64_t he = ho < 0 ? hend : min_u64((uint64_t)ho, hend);
-        if (he <= h)
-            he = hend;
-        int r = extent_list_append(out, off, he - h, EXT_DATA, img->name,
+        bool data;
+        uint64_t next;
+        df_file_data_run(e->file, h, hend, &data, &next);
+        int r = extent_list_append(out, off, next - h,
+                                   data ? EXT_DATA : EXT_ZERO, img->name,
                                    err);
         if (r)
             return r;
-        off += he - h;
-        h = he;
+        off += next - h;
+        h = next;
     }
     return 0;
 }

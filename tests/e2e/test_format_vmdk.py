@@ -757,3 +757,40 @@ def test_sesparse_header_fields(tmp_path, off, fmt, val, words):
     child, _, _ = build_sesparse_child(tmp_path, fill=None)
     write_at(tmp_path / "child-sesparse.vmdk", off, struct.pack(fmt, val))
     expect_fail(child, 5, [words])
+
+
+def test_parent_must_be_vmdk_of_same_size(tmp_path):
+    _, child, sectors, _ = build_vmfs_sparse_child(tmp_path, fill=None)
+    raw = tmp_path / "base.raw"
+    raw.write_bytes(b"\x01" * 4096 + bytes(sectors * SECTOR - 4096))
+    child.write_bytes(child.read_bytes().replace(b'"base.vmdk"',
+                                                 b'"base.raw"'))
+    expect_fail(child, 5, ["base.raw is a raw image, not vmdk"])
+    child.write_bytes(child.read_bytes().replace(b'"base.raw"',
+                                                 b'"small.vmdk"'))
+    (tmp_path / "small.vmdk").write_bytes(descriptor(
+        "vmfs", ['RW %d VMFS "base-flat.vmdk"' % (sectors - 8)],
+        cid=0xb0b0b0b0))
+    expect_fail(child, 5, ["virtual size", "small.vmdk"])
+
+
+def test_cid_check_through_qemu_child(tmp_path):
+    """qemu-made monolithicSparse child whose base was rewritten with a
+    new CID: refused before any byte is read, naming both files."""
+    base = tmp_path / "base.vmdk"
+    sh(["qemu-img", "create", "-q", "-f", "vmdk", str(base), "64M"])
+    child = tmp_path / "child.vmdk"
+    sh(["qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F",
+        "vmdk", str(child)])
+    data = bytearray(base.read_bytes())
+    i = data.index(b"\nCID=") + 5
+    j = data.index(b"\n", i)
+    grow = 8 - (j - i)                  # qemu may write fewer digits
+    nul = data.index(b"\0", j)          # keep the padded area's size
+    del data[nul:nul + grow]
+    data[i:j] = b"5678ef01"
+    assert len(data) == base.stat().st_size
+    base.write_bytes(bytes(data))
+    msg = expect_fail(child, 5, ["does not match CID 5678ef01",
+                                 "base.vmdk", "child.vmdk"])
+    assert "parentCID" in msg

@@ -13,11 +13,12 @@
  *   RW 16384 SPARSE "base.vmdk"           ACCESS SECTORS TYPE "FILE" [START]
  *   ddb.adapterType = "ide"               other keys: ignored
  *
- * Lines end in LF or CR LF.  Refused (exit 5, naming the line): text
- * over 1 MiB, a line over 4 KiB, more than 4096 extents, NUL inside the
- * text, any line that is not a comment, key=value or extent line, an
- * unknown ACCESS or TYPE, a bad number, and a repeated or malformed
- * version / CID / parentCID / createType / parentFileNameHint.
+ * Lines end in LF or CR LF; a UTF-8 byte order mark is skipped.
+ * Refused (exit 5, naming the line): text over 1 MiB, a line over 4 KiB,
+ * more than 4096 extents, NUL inside the text, any line that is not a
+ * comment, key=value or extent line, an unknown ACCESS or TYPE, a bad
+ * number, a FLAT extent without its start sector, and a repeated or
+ * malformed version / CID / parentCID / createType / parentFileNameHint.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -345,6 +346,8 @@ int vmdk_desc_parse(const char *buf, size_t len, const char *what,
         len = (size_t)(nul - buf);
     }
     size_t pos = 0;
+    if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3))
+        pos = 3;                /* a UTF-8 byte order mark */
     while (pos < len) {
         const char *nl = memchr(buf + pos, '\n', len - pos);
         size_t n = nl ? (size_t)(nl - (buf + pos)) : len - pos;

@@ -794,3 +794,14 @@ def test_cid_check_through_qemu_child(tmp_path):
     msg = expect_fail(child, 5, ["does not match CID 5678ef01",
                                  "base.vmdk", "child.vmdk"])
     assert "parentCID" in msg
+
+
+def test_descriptor_with_bom_and_tabs(tmp_path):
+    (tmp_path / "a.raw").write_bytes(pattern(MiB, 5))
+    img = tmp_path / "d.vmdk"
+    img.write_bytes(b"\xef\xbb\xbf\r\n" + descriptor(
+        "monolithicFlat", ['RW\t2048\tFLAT\t"a.raw"\t0'], crlf=True)
+        .replace(b"version=1", b"version = 1"))
+    p = imgcat(img)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == pattern(MiB, 5)

@@ -24,12 +24,14 @@ extern const struct image_driver qcow2_driver;
 extern const struct image_driver vdi_driver;
 extern const struct image_driver vhd_driver;
 extern const struct image_driver vhdx_driver;
+extern const struct image_driver vmdk_driver;
 
 /* Probe order: formats with a certain magic first, raw last. */
 const struct image_driver *const image_drivers[] = {
     &qcow2_driver,
     &vdi_driver,
     &vhdx_driver,
+    &vmdk_driver,
     &vhd_driver,
     &raw_driver,
     NULL,

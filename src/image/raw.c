@@ -40,36 +40,16 @@ static int raw_map(struct image *img, uint64_t off, uint64_t len,
 {
     uint64_t end = off + len;
 
-    if (!img->file.is_regular || img->file.fd < 0)
-        return extent_list_append(out, off, len, EXT_DATA, img->name, err) < 0
-                   ? -1 : 0;
     while (off < end) {
-        off_t data = lseek(img->file.fd, (off_t)off, SEEK_DATA);
-        if (data < 0 && errno == ENXIO)
-            data = (off_t)end;           /* only a hole till EOF */
-        else if (data < 0)
-            /* No SEEK_DATA here (old file system): all data. */
-            return extent_list_append(out, off, end - off, EXT_DATA,
-                                      img->name, err) < 0 ? -1 : 0;
-        uint64_t d = min_u64((uint64_t)data, end);
-        if (d > off) {
-            int r = extent_list_append(out, off, d - off, EXT_HOLE,
-                                       img->name, err);
-            if (r)
-                return r < 0 ? -1 : 0;
-            off = d;
-            if (off >= end)
-                break;
-        }
-        off_t hole = lseek(img->file.fd, (off_t)off, SEEK_HOLE);
-        uint64_t h = hole < 0 ? end : min_u64((uint64_t)hole, end);
-        if (h <= off)
-            h = end;
-        int r = extent_list_append(out, off, h - off, EXT_DATA, img->name,
+        bool data;
+        uint64_t next;
+        df_file_data_run(&img->file, off, end, &data, &next);
+        int r = extent_list_append(out, off, next - off,
+                                   data ? EXT_DATA : EXT_HOLE, img->name,
                                    err);
         if (r)
             return r < 0 ? -1 : 0;
-        off = h;
+        off = next;
     }
     return 0;
 }

@@ -227,3 +227,26 @@ const char *path_basename(const char *path)
     const char *slash = strrchr(path, '/');
     return slash ? slash + 1 : path;
 }
+
+void df_file_data_run(const struct df_file *f, uint64_t off, uint64_t end,
+                      bool *is_data, uint64_t *run_end)
+{
+    *is_data = true;
+    *run_end = end;
+    if (f->fd < 0 || !f->is_regular)
+        return;
+    off_t d = lseek(f->fd, (off_t)off, SEEK_DATA);
+    if (d < 0) {
+        /* ENXIO: only a hole till EOF; else no SEEK_DATA: all data. */
+        *is_data = errno != ENXIO;
+        return;
+    }
+    if ((uint64_t)d > off) {
+        *is_data = false;
+        *run_end = (uint64_t)d < end ? (uint64_t)d : end;
+        return;
+    }
+    off_t h = lseek(f->fd, (off_t)off, SEEK_HOLE);
+    if (h > 0 && (uint64_t)h > off && (uint64_t)h < end)
+        *run_end = (uint64_t)h;
+}

@@ -61,6 +61,14 @@ long df_file_read_stream(struct df_file *f, void *buf, size_t len,
 int df_file_write_stream(struct df_file *f, const void *buf, size_t len,
                          struct df_error *err);
 
+/*
+ * The run of data or hole that starts at off in a regular file, by
+ * SEEK_DATA/SEEK_HOLE: *is_data, and *run_end (off < *run_end <= end).
+ * Devices, memory and file systems without SEEK_DATA: all data.
+ */
+void df_file_data_run(const struct df_file *f, uint64_t off, uint64_t end,
+                      bool *is_data, uint64_t *run_end);
+
 /* Directory part of path into dir (".") for resolving relative names. */
 void path_dirname(const char *path, char *dir, size_t len);
 /* Join dir and name unless name is absolute. Returns -1 if too long. */

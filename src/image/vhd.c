@@ -58,6 +58,7 @@
 #include "image/runs.h"
 #include "util/bytes.h"
 #include "util/overflow.h"
+#include "util/utf16.h"
 
 #define VHD_FOOTER_LEN 512
 #define VHD_OLD_FOOTER_LEN 511      /* pre-2004 Virtual PC */
@@ -223,57 +224,19 @@ static uint64_t vhd_virtual_size(const uint8_t *f)
 /*
  * Decode a UTF-16 string (big or little endian, len bytes, stops at
  * NUL) into UTF-8 with '\' turned into '/'.  Returns 0, or -1 when it
- * is not valid UTF-16 or does not fit.
+ * is empty, not valid UTF-16 or does not fit.
  */
 static int vhd_utf16_to_path(const uint8_t *s, size_t len, bool be,
                              char *out, size_t olen)
 {
-    size_t o = 0;
-    for (size_t i = 0; i + 1 < len; i += 2) {
-        uint32_t c = be ? get_be16(s + i) : get_le16(s + i);
-        if (c == 0)
-            break;
-        if (c >= 0xdc00 && c <= 0xdfff)
-            return -1;
-        if (c >= 0xd800 && c <= 0xdbff) {
-            if (i + 3 >= len)
-                return -1;
-            uint32_t lo = be ? get_be16(s + i + 2) : get_le16(s + i + 2);
-            if (lo < 0xdc00 || lo > 0xdfff)
-                return -1;
-            c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
-            i += 2;
-        }
-        if (c == '\\')
-            c = '/';
-        uint8_t u[4];
-        size_t k;
-        if (c < 0x80) {
-            u[0] = (uint8_t)c;
-            k = 1;
-        } else if (c < 0x800) {
-            u[0] = (uint8_t)(0xc0 | c >> 6);
-            u[1] = (uint8_t)(0x80 | (c & 0x3f));
-            k = 2;
-        } else if (c < 0x10000) {
-            u[0] = (uint8_t)(0xe0 | c >> 12);
-            u[1] = (uint8_t)(0x80 | (c >> 6 & 0x3f));
-            u[2] = (uint8_t)(0x80 | (c & 0x3f));
-            k = 3;
-        } else {
-            u[0] = (uint8_t)(0xf0 | c >> 18);
-            u[1] = (uint8_t)(0x80 | (c >> 12 & 0x3f));
-            u[2] = (uint8_t)(0x80 | (c >> 6 & 0x3f));
-            u[3] = (uint8_t)(0x80 | (c & 0x3f));
-            k = 4;
-        }
-        if (o + k >= olen)
-            return -1;
-        memcpy(out + o, u, k);
-        o += k;
-    }
-    out[o] = '\0';
-    return o ? 0 : -1;
+    long n = utf16_to_utf8(s, len, UTF16_STOP_AT_NUL |
+                                   (be ? UTF16_BIG_ENDIAN : 0), out, olen);
+    if (n <= 0)
+        return -1;
+    for (char *c = out; *c; c++)
+        if (*c == '\\')
+            *c = '/';
+    return 0;
 }
 
 static int vhd_hex(char c)

@@ -60,6 +60,7 @@
 #include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/overflow.h"
+#include "util/utf16.h"
 
 #define VHDX_KIB 1024u
 #define VHDX_MIB (1024u * 1024)
@@ -817,58 +818,12 @@ out:
 
 /*
  * UTF-16LE (len bytes) to UTF-8 in out (olen bytes, NUL-terminated).
- * Returns false on an odd length, a lone surrogate or no room.
+ * Returns false on an odd length, a lone surrogate, a NUL or no room.
  */
 static bool vhdx_utf16_to_utf8(const uint8_t *in, size_t len, char *out,
                                size_t olen)
 {
-    size_t o = 0;
-
-    if (len % 2)
-        return false;
-    for (size_t i = 0; i < len; i += 2) {
-        uint32_t c = get_le16(in + i);
-        if (c >= 0xD800 && c <= 0xDBFF) {
-            if (i + 4 > len)
-                return false;
-            uint32_t lo = get_le16(in + i + 2);
-            if (lo < 0xDC00 || lo > 0xDFFF)
-                return false;
-            c = 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00);
-            i += 2;
-        } else if (c >= 0xDC00 && c <= 0xDFFF) {
-            return false;
-        }
-        if (c == 0)
-            return false;
-        uint8_t b[4];
-        size_t n;
-        if (c < 0x80) {
-            b[0] = (uint8_t)c;
-            n = 1;
-        } else if (c < 0x800) {
-            b[0] = (uint8_t)(0xC0 | c >> 6);
-            b[1] = (uint8_t)(0x80 | (c & 0x3F));
-            n = 2;
-        } else if (c < 0x10000) {
-            b[0] = (uint8_t)(0xE0 | c >> 12);
-            b[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-            b[2] = (uint8_t)(0x80 | (c & 0x3F));
-            n = 3;
-        } else {
-            b[0] = (uint8_t)(0xF0 | c >> 18);
-            b[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3F));
-            b[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3F));
-            b[3] = (uint8_t)(0x80 | (c & 0x3F));
-            n = 4;
-        }
-        if (o + n >= olen)
-            return false;
-        memcpy(out + o, b, n);
-        o += n;
-    }
-    out[o] = '\0';
-    return true;
+    return utf16_to_utf8(in, len, 0, out, olen) >= 0;
 }
 
 /* Keys of the VHDX parent locator ([MS-VHDX] 2.6.2.6.3). */

@@ -55,7 +55,7 @@ struct job_stats {
     bool verified;
 };
 
-#define JOB_DEFAULT_UNIT (2u << 20)
+#define JOB_DEFAULT_UNIT (1u << 20)
 
 void job_opts_init(struct job_opts *o);
 

@@ -11,7 +11,10 @@
  *  3. A SKIP item covers only whole leaves that the source map says are
  *     zero or holes: nothing is read for it.
  *  4. Only the writer (the thread that called engine_*) touches the
- *     sink and the digest tree, in item order (sink.h contract 1).
+ *     digest tree and calls the sink's zero(), in item order (sink.h
+ *     contract 1); write() too, unless the sink takes parallel writes:
+ *     then the worker that read a block writes its data runs itself
+ *     (slot->written) and the writer only accounts for them.
  *  5. The first error stops everything: workers stop taking items, the
  *     writer stops delivering, the error is returned once.
  */
@@ -45,6 +48,7 @@ struct slot {
     uint8_t *is_zero;           /* one flag per leaf */
     uint8_t *hashes;            /* one hash per leaf */
     bool failed;
+    bool written;               /* data runs already written by the worker */
     struct df_error err;
 };
 
@@ -206,6 +210,33 @@ static int process_data(struct pipeline *p, struct slot *s,
     return 0;
 }
 
+/* Call fn on each maximal run of zero (or non-zero) leaves of s. */
+static int for_each_run(struct slot *s, bool zero,
+                        int (*fn)(struct pipeline *p, struct slot *s,
+                                  uint64_t a, uint64_t b,
+                                  struct df_error *err),
+                        struct pipeline *p, struct df_error *err)
+{
+    uint64_t nleaves = div_round_up(s->len, LEAF);
+    for (uint64_t i = 0; i < nleaves;) {
+        uint64_t j = i;
+        while (j < nleaves && (bool)s->is_zero[j] == (bool)s->is_zero[i])
+            j++;
+        if ((bool)s->is_zero[i] == zero &&
+            fn(p, s, i * LEAF, min_u64(j * LEAF, s->len), err) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+static int write_run(struct pipeline *p, struct slot *s, uint64_t a,
+                     uint64_t b, struct df_error *err)
+{
+    return p->sink->ops->write(p->sink, s->off + a, s->buf + a,
+                               (size_t)(b - a), err);
+}
+
 static void *worker_main(void *arg)
 {
     struct pipeline *p = arg;
@@ -255,8 +286,14 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->lock);
 
         df_error_init(&s->err);
+        s->written = false;
         if (s->kind == ITEM_DATA && process_data(p, s, &s->err) < 0)
             s->failed = true;
+        else if (s->kind == ITEM_DATA && p->sink &&
+                 p->sink->parallel_write) {
+            s->failed = for_each_run(s, false, write_run, p, &s->err) < 0;
+            s->written = true;
+        }
 
         pthread_mutex_lock(&p->lock);
         s->state = SLOT_DONE;
@@ -295,8 +332,7 @@ static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
                 return -1;
         } else {
             st->bytes_written += b - a;
-            if (k && k->ops->write(k, s->off + a, s->buf + a,
-                                   (size_t)(b - a), err) < 0)
+            if (k && !s->written && write_run(p, s, a, b, err) < 0)
                 return -1;
         }
         i = j;

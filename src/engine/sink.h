@@ -7,6 +7,11 @@
  *     order, never overlapping, and together they cover every byte of
  *     [0, disk size) that the destination must hold.  Ranges the plan
  *     skips (unchanged since the last sync) are simply not delivered.
+ *     Exception: a sink that sets parallel_write receives write() calls
+ *     from the worker threads, concurrently and in any order (still
+ *     never overlapping); its zero() calls keep the rule above.  Local
+ *     files and devices take this: the thread that read a block writes
+ *     it while it is still in that core's cache.
  *  2. zero(off, len): afterwards [off, off+len) must read as zeros.  A
  *     sink whose destination is known to be zero there (freshly created,
  *     sink->dst_is_zero) does nothing; others punch, BLKZEROOUT, send a
@@ -52,7 +57,9 @@ struct sink {
     uint64_t size;              /* destination size in bytes */
     bool dst_is_zero;           /* destination known to read all zeros */
     bool durable;               /* finish() waits for stable storage */
-    /* Counters the sink keeps for the report. */
+    bool parallel_write;        /* write() may run concurrently (rule 1) */
+    /* Counters the sink keeps for the report (parallel writers add with
+     * __atomic builtins). */
     uint64_t bytes_written;     /* payload bytes written or sent */
     uint64_t bytes_wire;        /* bytes on the wire (remote), else 0 */
     uint64_t bytes_zeroed;      /* bytes zeroed explicitly */

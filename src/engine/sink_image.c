@@ -28,7 +28,7 @@ static int sink_image_write(struct sink *s, uint64_t off, const void *buf,
     struct sink_image *si = s->priv;
     if (image_write(si->img, buf, len, off, err) < 0)
         return -1;
-    s->bytes_written += len;
+    __atomic_fetch_add(&s->bytes_written, len, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -109,6 +109,10 @@ static struct sink *sink_image_alloc(struct image *img, bool dst_is_zero,
     }
     si->img = img;
     si->growing = growing;
+    /* Drivers that may be written concurrently (raw) take writes from the
+     * workers; a sequential writer (qcow2) keeps the ordered thread. */
+    s->parallel_write = (img->drv->caps & IMG_THREAD_SAFE) &&
+                        !(img->drv->caps & IMG_SEQUENTIAL_WRITE);
     s->ops = &sink_image_ops;
     s->priv = si;
     s->size = img->size;

@@ -6,6 +6,7 @@
  * delivered bytes; a failing sink stops the job with its error.
  * Run under TSan as well (make check).
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "engine/job.h"
@@ -20,20 +21,28 @@ struct rec {
     uint64_t written, zeroed;
     int fail_after;         /* fail the Nth write (0 = never) */
     int writes;
+    bool parallel;          /* writes come from workers, any order */
+    pthread_mutex_t lock;
 };
 
 static int rec_write(struct sink *s, uint64_t off, const void *buf,
                      size_t len, struct df_error *err)
 {
     struct rec *r = s->priv;
-    if (off != r->next)
+    int ret = 0;
+    pthread_mutex_lock(&r->lock);
+    if (!r->parallel && off != r->next)
         r->order_errors++;
-    if (r->fail_after && ++r->writes == r->fail_after)
-        return df_io(err, "rec", 5, "injected write failure");
-    memcpy(r->disk + off, buf, len);
-    r->next = off + len;
-    r->written += len;
-    return 0;
+    if (r->fail_after && ++r->writes == r->fail_after) {
+        ret = df_io(err, "rec", 5, "injected write failure");
+    } else {
+        memcpy(r->disk + off, buf, len);
+        if (!r->parallel)
+            r->next = off + len;
+        r->written += len;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return ret;
 }
 
 static int rec_zero(struct sink *s, uint64_t off, uint64_t len,
@@ -41,11 +50,14 @@ static int rec_zero(struct sink *s, uint64_t off, uint64_t len,
 {
     struct rec *r = s->priv;
     (void)err;
-    if (off != r->next)
+    pthread_mutex_lock(&r->lock);
+    if (!r->parallel && off != r->next)
         r->order_errors++;
     memset(r->disk + off, 0, len);
-    r->next = off + len;
+    if (!r->parallel)
+        r->next = off + len;
     r->zeroed += len;
+    pthread_mutex_unlock(&r->lock);
     return 0;
 }
 
@@ -100,13 +112,16 @@ int main(void)
     unsigned threads[] = { 1, 2, 3, 8 };
     uint64_t units[] = { LEAF, 3 * LEAF, JOB_DEFAULT_UNIT };
     for (size_t t = 0; t < 4; t++) {
-        for (size_t u = 0; u < 3; u++) {
+        for (size_t u = 0; u < 6; u++) {
+            bool par = u >= 3;
             struct df_file f;
             struct image *img = NULL;
             struct df_error err;
             struct image_open_opts oo = { .format = "raw" };
-            struct rec r = { .disk = out };
-            struct sink s = { .ops = &rec_ops, .priv = &r };
+            struct rec r = { .disk = out, .parallel = par,
+                             .lock = PTHREAD_MUTEX_INITIALIZER };
+            struct sink s = { .ops = &rec_ops, .priv = &r,
+                              .parallel_write = par };
             struct job_opts o;
             struct job_stats st;
 
@@ -117,11 +132,11 @@ int main(void)
             CHECK(image_open_file(&f, "mem", "mem", &oo, &img, &err) == 0);
             job_opts_init(&o);
             o.threads = threads[t];
-            o.unit = units[u];
+            o.unit = units[u % 3];
             o.verify = false;
             CHECK(engine_copy(img, &s, &o, &st, &err) == 0);
             CHECK(r.order_errors == 0);
-            CHECK(r.next == size);
+            CHECK(r.parallel || r.next == size);
             CHECK(!memcmp(out, disk, size));
             CHECK(st.disk_size == size);
             CHECK(st.bytes_written == r.written);
@@ -141,7 +156,8 @@ int main(void)
             image_close(img2);
 
             /* A failing sink stops the job with its error. */
-            struct rec r2 = { .disk = out, .fail_after = 2 };
+            struct rec r2 = { .disk = out, .fail_after = 2, .parallel = par,
+                              .lock = PTHREAD_MUTEX_INITIALIZER };
             s.priv = &r2;
             memset(&st, 0, sizeof(st));
             CHECK(engine_copy(img, &s, &o, &st, &err) == -1);

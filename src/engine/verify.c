@@ -2,17 +2,19 @@
  * verify.c: comparing two disks (`diskferry verify A B`).
  *
  * The pipeline reads A with its workers (hole-aware, hashing as it
- * goes) and delivers A's data runs and zero runs, in order, to a
- * comparing sink that reads the same range of B and records where they
- * differ.  B's holes are not read: a zero run of A against a hole of B
- * is equal without I/O.
+ * goes) and delivers A's data runs and zero runs to a comparing sink
+ * that reads the same range of B and records where they differ.  Data
+ * runs arrive concurrently from the workers (parallel_write), so B is
+ * read by as many threads as A; zero runs arrive in order, and B's
+ * holes under them are not read at all.  Differing ranges are gathered
+ * unordered and sorted once at the end.
  *
- * NEEDSWORK: B is read by the writer thread alone; a second pipeline
- * over B in lockstep would read both at full speed.  For remote B the
- * comparison descends a hash tree instead (sync's compare mode).
+ * For a remote B the comparison will descend a hash tree instead
+ * (sync's compare mode): only hashes of what differs cross the wire.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,41 +24,62 @@
 #include "util/overflow.h"
 #include "util/zero.h"
 
-#define CMP_BUF (1u << 20)
+#define CMP_CHUNK (64u * 1024)   /* compared per read of B */
+#define CMP_GRAIN 4096u          /* granularity of reported ranges */
 
 struct cmp_sink {
     struct image *b;
     struct extent_list *differ;
-    uint8_t *buf;
+    pthread_mutex_t lock;
+    struct extent *found;       /* unordered, under lock */
+    size_t nfound, afound;
+    bool overflow;              /* more ranges than differ->cap */
     uint64_t ndiff_bytes;
 };
 
 static int cmp_note(struct cmp_sink *c, uint64_t off, uint64_t len,
                     struct df_error *err)
 {
+    int ret = 0;
+    pthread_mutex_lock(&c->lock);
     c->ndiff_bytes += len;
-    struct extent_list *l = c->differ;
-    if (l->n && l->v[l->n - 1].off + l->v[l->n - 1].len == off) {
-        l->v[l->n - 1].len += len;
-        return 0;
+    struct extent *last = c->nfound ? &c->found[c->nfound - 1] : NULL;
+    if (last && last->off + last->len == off) {
+        last->len += len;
+    } else if (c->nfound >= c->differ->cap) {
+        c->overflow = true;
+    } else {
+        if (c->nfound == c->afound) {
+            size_t na = c->afound ? 2 * c->afound : 64;
+            struct extent *nv = realloc(c->found, na * sizeof(*nv));
+            if (!nv) {
+                ret = df_io(err, c->b->name, ENOMEM, "out of memory");
+                goto out;
+            }
+            c->found = nv;
+            c->afound = na;
+        }
+        c->found[c->nfound++] = (struct extent){ off, len, EXT_DATA };
     }
-    return extent_list_append(l, off, len, EXT_DATA, c->b->name, err) < 0
-               ? -1 : 0;
+out:
+    pthread_mutex_unlock(&c->lock);
+    return ret;
 }
 
-/* Compare a's bytes (or zeros when abuf is NULL) with b's, 4 KiB at a
- * time so the reported ranges are tight. */
+/* Compare a's bytes (or zeros when abuf is NULL) with b's, CMP_GRAIN at
+ * a time so the reported ranges are tight. */
 static int cmp_range(struct cmp_sink *c, uint64_t off, const uint8_t *abuf,
                      uint64_t len, struct df_error *err)
 {
+    uint8_t bbuf[CMP_CHUNK];
     while (len) {
-        size_t n = (size_t)min_u64(len, CMP_BUF);
-        if (image_read(c->b, c->buf, n, off, err) < 0)
+        size_t n = (size_t)min_u64(len, CMP_CHUNK);
+        if (image_read(c->b, bbuf, n, off, err) < 0)
             return -1;
-        for (size_t i = 0; i < n; i += 4096) {
-            size_t m = n - i < 4096 ? n - i : 4096;
-            bool same = abuf ? !memcmp(abuf + i, c->buf + i, m)
-                             : zero_is_zero(c->buf + i, m);
+        for (size_t i = 0; i < n; i += CMP_GRAIN) {
+            size_t m = n - i < CMP_GRAIN ? n - i : CMP_GRAIN;
+            bool same = abuf ? !memcmp(abuf + i, bbuf + i, m)
+                             : zero_is_zero(bbuf + i, m);
             if (!same && cmp_note(c, off + i, m, err) < 0)
                 return -1;
         }
@@ -64,6 +87,30 @@ static int cmp_range(struct cmp_sink *c, uint64_t off, const uint8_t *abuf,
         len -= n;
         if (abuf)
             abuf += n;
+    }
+    return 0;
+}
+
+static int cmp_extent_order(const void *x, const void *y)
+{
+    const struct extent *a = x, *b = y;
+    return a->off < b->off ? -1 : a->off > b->off;
+}
+
+/* Sort what the threads found into the caller's list, merging. */
+static int cmp_collect(struct cmp_sink *c, struct df_error *err)
+{
+    qsort(c->found, c->nfound, sizeof(*c->found), cmp_extent_order);
+    for (size_t i = 0; i < c->nfound; i++) {
+        struct extent_list *l = c->differ;
+        struct extent e = c->found[i];
+        if (l->n && l->v[l->n - 1].off + l->v[l->n - 1].len == e.off) {
+            l->v[l->n - 1].len += e.len;
+            continue;
+        }
+        if (extent_list_append(l, e.off, e.len, EXT_DATA, c->b->name,
+                               err) < 0)
+            return -1;
     }
     return 0;
 }
@@ -128,15 +175,12 @@ int engine_compare(struct image *a, struct image *b,
                    struct job_stats *st, struct df_error *err)
 {
     struct cmp_sink c = { .b = b, .differ = differ };
-    struct sink s = { .ops = &cmp_ops, .priv = &c, .size = b->size };
+    struct sink s = { .ops = &cmp_ops, .priv = &c, .size = b->size,
+                      .parallel_write = true };
     int ret = -1;
 
+    pthread_mutex_init(&c.lock, NULL);
     snprintf(s.name, sizeof(s.name), "%s", b->name);
-    c.buf = malloc(CMP_BUF);
-    if (!c.buf) {
-        df_io(err, b->name, ENOMEM, "cannot allocate compare buffer");
-        goto out;
-    }
     if (engine_compare_run(a, &s, opts, st, err) < 0)
         goto out;
     if (a->size != b->size) {
@@ -145,10 +189,13 @@ int engine_compare(struct image *a, struct image *b,
         if (cmp_note(&c, lo, hi - lo, err) < 0)
             goto out;
     }
+    if (cmp_collect(&c, err) < 0)
+        goto out;
     if (!c.ndiff_bytes)
         st->dst_digest = st->src_digest;
     ret = c.ndiff_bytes ? 1 : 0;
 out:
-    free(c.buf);
+    free(c.found);
+    pthread_mutex_destroy(&c.lock);
     return ret;
 }

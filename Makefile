@@ -1,0 +1,83 @@
+# diskferry: the top-level entry points.  Meson does the building; this
+# file installs what a fresh Debian 12 machine lacks, then builds, tests
+# and demonstrates.  Run as root (apt-get, loop devices, sshd in tests).
+#
+#   make demo      install deps, build, copy a sample VM disk for real
+#   make check     install deps, build, run every test (also under ASan+UBSan)
+#   make install   PREFIX=/usr/local DESTDIR=
+#   make bench     the benchmarks in bench/ (minutes; not part of check)
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+PYTEST ?= pytest-3
+PYTEST_ARGS ?= -q -ra
+
+# Debian packages: build, libraries, and the real tools the tests use.
+DEB_BUILD = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
+	libzstd-dev liblz4-dev libxxhash-dev libssl-dev libblkid-dev \
+	libnbd-dev zlib1g-dev
+DEB_TEST = python3-pytest qemu-utils e2fsprogs openssh-server \
+	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
+	util-linux psmisc zstd lz4 bzip2 procps kmod
+DEB_BENCH = hyperfine
+
+.PHONY: all deps build asan check unit e2e check-asan demo install bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_BUILD) $(DEB_TEST); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --prefix=$(PREFIX)
+
+$(ASAN_BUILD)/build.ninja:
+	CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined \
+	  -Db_lundef=false -Dbuildtype=debug
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+# Sanitizers: fail on any report, including UBSan's.
+SAN_ENV = ASAN_OPTIONS=abort_on_error=0:detect_leaks=1:exitcode=86 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=87
+
+unit: build
+	meson test -C $(BUILD) --print-errorlogs
+
+e2e: build
+	DF_BUILD=$(abspath $(BUILD)) $(PYTEST) $(PYTEST_ARGS) tests/e2e
+
+check-asan: asan
+	$(SAN_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs
+	$(SAN_ENV) DF_BUILD=$(abspath $(ASAN_BUILD)) DF_SANITIZED=1 \
+	  $(PYTEST) $(PYTEST_ARGS) tests/e2e
+
+check: unit e2e check-asan
+
+demo: build
+	bash tests/demo.sh $(BUILD)
+
+install: build
+	meson configure $(BUILD) --prefix=$(PREFIX) >/dev/null
+	DESTDIR=$(DESTDIR) meson install -C $(BUILD) --no-rebuild
+
+bench: build
+	@command -v hyperfine >/dev/null || apt-get install -y -qq $(DEB_BENCH)
+	bash bench/copy_vs_peers.sh $(BUILD)
+	bash bench/zero_detect.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) demo

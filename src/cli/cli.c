@@ -1,0 +1,208 @@
+/*
+ * cli.c: messages, option parsing and JSON shared by the subcommands.
+ */
+#include "cli/cli.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/size.h"
+
+void cli_print_error(const struct cli *c, const struct df_error *err)
+{
+    char msg[PATH_MAX + 512];
+    df_error_format(err, msg, sizeof(msg));
+    fprintf(stderr, "diskferry: %s: %s\n", c->cmd, msg);
+    if (c->verbose >= 2 && err->src_file)
+        fprintf(stderr, "diskferry: %s: (raised at %s:%d)\n", c->cmd,
+                err->src_file, err->src_line);
+}
+
+int cli_usage(const struct cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "diskferry: %s: ", c->cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\ndiskferry: try 'diskferry %s --help'\n", c->cmd);
+    return DF_USAGE;
+}
+
+void cli_warn(const struct cli *c, const char *fmt, ...)
+{
+    va_list ap;
+    if (c->quiet)
+        return;
+    fprintf(stderr, "diskferry: %s: warning: ", c->cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int cli_parse_size(const struct cli *c, const char *opt, const char *arg,
+                   uint64_t *out)
+{
+    if (size_parse(arg, out) < 0)
+        return cli_usage(c, "%s: invalid size '%s' (examples: 4096, 64K, "
+                         "20M, 1.5G)", opt, arg);
+    return 0;
+}
+
+int cli_parse_uint(const struct cli *c, const char *opt, const char *arg,
+                   unsigned min, unsigned max, unsigned *out)
+{
+    char *end;
+    if (!*arg || *arg < '0' || *arg > '9')
+        goto bad;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (*end || v < min || v > max)
+        goto bad;
+    *out = (unsigned)v;
+    return 0;
+bad:
+    return cli_usage(c, "%s: expected a number from %u to %u, got '%s'", opt,
+                     min, max, arg);
+}
+
+void cli_image_opts_init(struct cli_image_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->open.parent_dirs = o->dirs;
+    o->open.parent_overrides = o->overrides;
+}
+
+int cli_add_parent_dir(const struct cli *c, struct cli_image_opts *o,
+                       const char *dir)
+{
+    if (o->open.n_parent_dirs == CLI_MAX_PARENTS)
+        return cli_usage(c, "--parent-dir: at most %d", CLI_MAX_PARENTS);
+    o->dirs[o->open.n_parent_dirs++] = dir;
+    return 0;
+}
+
+int cli_add_parent(const struct cli *c, struct cli_image_opts *o, char *arg)
+{
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1])
+        return cli_usage(c, "--parent: expected CHILD=PARENT, got '%s'",
+                         arg);
+    if (o->open.n_parent_overrides == CLI_MAX_PARENTS)
+        return cli_usage(c, "--parent: at most %d", CLI_MAX_PARENTS);
+    *eq = '\0';
+    o->overrides[o->open.n_parent_overrides].child = arg;
+    o->overrides[o->open.n_parent_overrides].parent = eq + 1;
+    o->open.n_parent_overrides++;
+    return 0;
+}
+
+bool cli_progress_enabled(int mode)
+{
+    if (mode >= 0)
+        return mode == 1;
+    return isatty(STDERR_FILENO);
+}
+
+/* ---- JSON ---- */
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\r': fputs("\\r", f); break;
+        case '\t': fputs("\\t", f); break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+static void json_key(struct json *j, const char *key)
+{
+    if (!j->first[j->depth])
+        fputc(',', j->f);
+    j->first[j->depth] = false;
+    if (key) {
+        json_string(j->f, key);
+        fputc(':', j->f);
+    }
+}
+
+void json_begin(struct json *j, FILE *f)
+{
+    memset(j, 0, sizeof(*j));
+    j->f = f;
+    fputc('{', f);
+    j->first[0] = true;
+}
+
+void json_end(struct json *j)
+{
+    fputs("}\n", j->f);
+    fflush(j->f);
+}
+
+void json_obj(struct json *j, const char *key)
+{
+    json_key(j, key);
+    fputc('{', j->f);
+    j->first[++j->depth] = true;
+}
+
+void json_arr(struct json *j, const char *key)
+{
+    json_key(j, key);
+    fputc('[', j->f);
+    j->first[++j->depth] = true;
+}
+
+void json_close_obj(struct json *j)
+{
+    fputc('}', j->f);
+    j->depth--;
+}
+
+void json_close_arr(struct json *j)
+{
+    fputc(']', j->f);
+    j->depth--;
+}
+
+void json_str(struct json *j, const char *key, const char *val)
+{
+    json_key(j, key);
+    if (val)
+        json_string(j->f, val);
+    else
+        fputs("null", j->f);
+}
+
+void json_u64(struct json *j, const char *key, uint64_t val)
+{
+    json_key(j, key);
+    fprintf(j->f, "%llu", (unsigned long long)val);
+}
+
+void json_dbl(struct json *j, const char *key, double val)
+{
+    json_key(j, key);
+    fprintf(j->f, "%.3f", val);
+}
+
+void json_bool(struct json *j, const char *key, bool val)
+{
+    json_key(j, key);
+    fputs(val ? "true" : "false", j->f);
+}

@@ -1,0 +1,77 @@
+/*
+ * cli.h: what the subcommands share: the command table entry, error
+ * and usage printing, strict option parsing, the JSON report writer.
+ *
+ * Subcommands know options and reports; the core knows disks (they use
+ * engine/job.h and image/image.h, never a driver).
+ */
+#ifndef DF_CLI_H
+#define DF_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "image/image.h"
+#include "util/error.h"
+
+struct cli {
+    const char *cmd;            /* "copy": prefix of every message */
+    int verbose;
+    bool quiet;
+};
+
+/* Print "diskferry: CMD: <error>" once (with -vv, where it was raised). */
+void cli_print_error(const struct cli *c, const struct df_error *err);
+/* A usage error: one line plus the --help hint; returns DF_USAGE. */
+int cli_usage(const struct cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void cli_warn(const struct cli *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Strict numbers: return 0 or a usage error naming the option. */
+int cli_parse_size(const struct cli *c, const char *opt, const char *arg,
+                   uint64_t *out);
+int cli_parse_uint(const struct cli *c, const char *opt, const char *arg,
+                   unsigned min, unsigned max, unsigned *out);
+
+/* --parent-dir / --parent / -f collected for image_open(). */
+#define CLI_MAX_PARENTS 32
+struct cli_image_opts {
+    struct image_open_opts open;
+    const char *dirs[CLI_MAX_PARENTS];
+    struct parent_override overrides[CLI_MAX_PARENTS];
+};
+void cli_image_opts_init(struct cli_image_opts *o);
+int cli_add_parent_dir(const struct cli *c, struct cli_image_opts *o,
+                       const char *dir);
+int cli_add_parent(const struct cli *c, struct cli_image_opts *o,
+                   char *arg);
+
+/* Should progress be drawn?  mode: -1 auto (stderr is a tty), 0, 1. */
+bool cli_progress_enabled(int mode);
+
+/* A minimal JSON writer for --json reports, to a FILE. */
+struct json {
+    FILE *f;
+    int depth;
+    bool first[16];
+};
+void json_begin(struct json *j, FILE *f);
+void json_end(struct json *j);          /* closes the top object, "\n" */
+void json_obj(struct json *j, const char *key);   /* key NULL in arrays */
+void json_arr(struct json *j, const char *key);
+void json_close_obj(struct json *j);
+void json_close_arr(struct json *j);
+void json_str(struct json *j, const char *key, const char *val);
+void json_u64(struct json *j, const char *key, uint64_t val);
+void json_dbl(struct json *j, const char *key, double val);
+void json_bool(struct json *j, const char *key, bool val);
+
+/* Subcommands: argc/argv start at the subcommand name. */
+int cmd_info(int argc, char **argv);
+int cmd_create(int argc, char **argv);
+int cmd_copy(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+
+#endif

@@ -1,0 +1,368 @@
+/*
+ * cmd_copy.c: `diskferry copy SRC DST`: full copy or conversion, zero-
+ * and hole-aware, verified end to end.
+ *
+ * SRC: an image file or block device (any format diskferry reads, its
+ * chain flattened) or `-` (a raw stream on stdin).  DST: a new file
+ * (created O_EXCL: raw, or qcow2 with -O qcow2), an existing file or
+ * device with --overwrite, or `-` (raw bytes on stdout).
+ *
+ * Order of work (DESIGN.md promise 1 and 5): the source is opened and
+ * validated, chain and all, before the destination is created or
+ * opened; a destination we created is removed again if the copy fails,
+ * so nothing half-written is left looking complete.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/endpoint.h"
+#include "engine/job.h"
+#include "util/size.h"
+
+static const char copy_usage[] =
+    "usage: diskferry copy [OPTIONS] SRC DST\n"
+    "\n"
+    "Copy the disk SRC to DST, converting the format if asked.  Holes and "
+    "zero\nblocks are neither read (where the format says so) nor "
+    "written; the copy is\nverified end to end: a hash tree of what was "
+    "read is compared with one of\nwhat DST holds afterwards (exit 7 on "
+    "a mismatch).\n"
+    "\n"
+    "SRC  an image file or block device (raw, qcow2, vmdk, vdi, vhd, "
+    "vhdx; the\n     format is probed from the content), or - for a raw "
+    "stream on stdin\n"
+    "DST  a new file (never replaces one), an existing file or device "
+    "with\n     --overwrite, or - for raw bytes on stdout\n"
+    "\n"
+    "options:\n"
+    "  -f, --format FMT        read SRC as FMT instead of probing "
+    "(-f raw copies\n"
+    "                          the bytes of any file as they are)\n"
+    "  -O, --output-format FMT raw (default) or qcow2 (new files only)\n"
+    "  -c, --compress-image    qcow2 output: compress clusters (zstd)\n"
+    "      --overwrite         write into an existing file or device\n"
+    "      --yes               do not ask before overwriting\n"
+    "      --no-verify         skip the read-back verification\n"
+    "      --digest ALG        xxh128 (default) or sha256 (a "
+    "cryptographic digest)\n"
+    "      --threads N         reader threads (default: cores)\n"
+    "      --parent-dir DIR    look for moved parents by name in DIR "
+    "(repeatable)\n"
+    "      --parent C=P        use P as the parent of layer C "
+    "(repeatable)\n"
+    "      --json              one JSON report on stdout at the end\n"
+    "      --progress          draw progress (default: when stderr is a "
+    "terminal)\n"
+    "      --no-progress       never draw progress\n"
+    "  -q, --quiet             no warnings\n"
+    "  -v, --verbose           a summary line at the end; -vv: where "
+    "errors arose\n"
+    "  -h, --help              this text\n";
+
+struct copy_opts {
+    struct cli c;
+    struct cli_image_opts src_io;
+    const char *out_format;
+    struct image_create_opts copts;
+    bool overwrite;
+    bool yes;
+    bool json;
+    int progress;
+    struct job_opts jo;
+};
+
+enum {
+    OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
+    OPT_PARENT_DIR, OPT_PARENT, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
+};
+
+static int copy_parse(int argc, char **argv, struct copy_opts *o)
+{
+    static const struct option longopts[] = {
+        { "format", required_argument, NULL, 'f' },
+        { "output-format", required_argument, NULL, 'O' },
+        { "compress-image", no_argument, NULL, 'c' },
+        { "overwrite", no_argument, NULL, OPT_OVERWRITE },
+        { "yes", no_argument, NULL, OPT_YES },
+        { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+        { "digest", required_argument, NULL, OPT_DIGEST },
+        { "threads", required_argument, NULL, OPT_THREADS },
+        { "parent-dir", required_argument, NULL, OPT_PARENT_DIR },
+        { "parent", required_argument, NULL, OPT_PARENT },
+        { "json", no_argument, NULL, OPT_JSON },
+        { "progress", no_argument, NULL, OPT_PROGRESS },
+        { "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+        { "quiet", no_argument, NULL, 'q' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct cli *c = &o->c;
+    int opt;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "f:O:cqvh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'f': o->src_io.open.format = optarg; break;
+        case 'O': o->out_format = optarg; break;
+        case 'c': o->copts.compress = true; break;
+        case OPT_OVERWRITE: o->overwrite = true; break;
+        case OPT_YES: o->yes = true; break;
+        case OPT_NO_VERIFY: o->jo.verify = false; break;
+        case OPT_DIGEST:
+            if (digest_alg_parse(optarg, &o->jo.digest) < 0)
+                return cli_usage(c, "--digest: unknown algorithm '%s' "
+                                 "(xxh128, sha256)", optarg);
+            break;
+        case OPT_THREADS:
+            if (cli_parse_uint(c, "--threads", optarg, 1, 64,
+                               &o->jo.threads))
+                return DF_USAGE;
+            break;
+        case OPT_PARENT_DIR:
+            if (cli_add_parent_dir(c, &o->src_io, optarg))
+                return DF_USAGE;
+            break;
+        case OPT_PARENT:
+            if (cli_add_parent(c, &o->src_io, optarg))
+                return DF_USAGE;
+            break;
+        case OPT_JSON: o->json = true; break;
+        case OPT_PROGRESS: o->progress = 1; break;
+        case OPT_NO_PROGRESS: o->progress = 0; break;
+        case 'q': c->quiet = true; break;
+        case 'v': c->verbose++; break;
+        case 'h': fputs(copy_usage, stdout); return -1;
+        default: return cli_usage(c, "unknown option");
+        }
+    }
+    if (argc - optind != 2)
+        return cli_usage(c, "expected SRC and DST");
+    if (o->out_format && !image_driver_by_name(o->out_format))
+        return cli_usage(c, "-O: unknown format '%s'", o->out_format);
+    if (o->out_format) {
+        const struct image_driver *d = image_driver_by_name(o->out_format);
+        if (!(d->caps & IMG_CAN_CREATE))
+            return cli_usage(c, "-O: diskferry does not write %s images "
+                             "(raw, qcow2)", o->out_format);
+    }
+    if (o->copts.compress && (!o->out_format ||
+                              strcmp(o->out_format, "qcow2")))
+        return cli_usage(c, "-c compresses qcow2 output: give -O qcow2");
+    o->jo.progress = cli_progress_enabled(o->progress);
+    return 0;
+}
+
+/* The destination end of a local copy. */
+struct copy_dst {
+    struct image *img;
+    struct sink *sink;
+    bool created;               /* we made the file: remove it on failure */
+    const char *path;
+};
+
+/* Same file or device as the source? */
+static bool copy_same_as_source(const struct image *src,
+                                const struct df_file *dst)
+{
+    for (const struct image *m = src; m; m = m->parent)
+        if (m->file.fd >= 0 && m->file.dev == dst->dev &&
+            m->file.ino == dst->ino)
+            return true;
+    return false;
+}
+
+static int copy_open_existing(struct copy_opts *o, struct image *src,
+                              uint64_t need, bool need_known,
+                              struct copy_dst *d, struct df_error *err)
+{
+    struct image_open_opts oo = { .format = "raw", .writable = true,
+                                  .no_parents = true };
+
+    if (!o->overwrite)
+        return df_refuse(err, d->path, "refusing to write: it exists "
+                         "(give --overwrite to write into it)");
+    if (o->out_format && strcmp(o->out_format, "raw"))
+        return df_fail(err, DF_USAGE, 0, d->path, -1,
+                       "-O %s writes only new files: this one exists",
+                       o->out_format);
+    if (image_open(d->path, &oo, &d->img, err) < 0)
+        return -1;
+    if (src && copy_same_as_source(src, &d->img->file))
+        return df_refuse(err, d->path,
+                         "refusing to write: same file as the source");
+    if (need_known && d->img->size < need) {
+        if (!d->img->file.is_regular) {
+            char a[32], b[32];
+            size_format(d->img->size, a, sizeof(a));
+            size_format(need, b, sizeof(b));
+            return df_refuse(err, d->path, "refusing to write: %s is "
+                             "smaller than the source (%s)", a, b);
+        }
+        /* A regular file grows to hold the copy. */
+        if (ftruncate(d->img->file.fd, (off_t)need) < 0)
+            return df_io(err, d->path, errno, "cannot grow to %llu bytes",
+                         (unsigned long long)need);
+        d->img->file.size = d->img->size = need;
+    } else if (need_known && d->img->size > need) {
+        cli_warn(&o->c, "%s is larger than the source: bytes past %llu "
+                 "are left as they are", d->path, (unsigned long long)need);
+    }
+    d->sink = sink_image_new(d->img, false, err);
+    if (d->sink && need_known)
+        d->sink->size = need;
+    return d->sink ? 0 : -1;
+}
+
+static int copy_open_dst(struct copy_opts *o, struct image *src,
+                         const char *path, struct copy_dst *d,
+                         struct df_error *err)
+{
+    struct stat st;
+    bool stream_src = !src;
+    uint64_t need = src ? src->size : 0;
+
+    d->path = path;
+    if (!strcmp(path, "-")) {
+        if (o->json)
+            return df_usage(err, "--json cannot share stdout with the disk "
+                            "data (DST is -)");
+        if (o->out_format && strcmp(o->out_format, "raw"))
+            return df_usage(err, "DST - is a raw stream: -O %s needs a file",
+                            o->out_format);
+        d->sink = sink_stream_new(STDOUT_FILENO, "-", err);
+        return d->sink ? 0 : -1;
+    }
+    if (lstat(path, &st) == 0 || errno != ENOENT) {
+        /* A dangling symlink is not a file we may create through. */
+        return copy_open_existing(o, src, need, !stream_src, d, err);
+    }
+    const char *fmt = o->out_format ? o->out_format : "raw";
+    if (stream_src && strcmp(fmt, "raw"))
+        return df_usage(err, "a stream on stdin has no size known in "
+                        "advance: -O %s needs a file or device as SRC", fmt);
+    if (endpoint_check_new_path(path, err) < 0)
+        return -1;
+    if (image_create(path, fmt, need, &o->copts, &d->img, err) < 0)
+        return -1;
+    d->created = true;
+    d->sink = stream_src ? sink_image_new_growing(d->img, err)
+                         : sink_image_new(d->img, true, err);
+    return d->sink ? 0 : -1;
+}
+
+static void copy_report_json(const struct copy_opts *o, const char *src,
+                             const char *dst, const char *src_fmt,
+                             const char *dst_fmt,
+                             const struct job_stats *st)
+{
+    struct json j;
+    char hex[2 * DIGEST_MAX_LEN + 1];
+    json_begin(&j, stdout);
+    json_str(&j, "command", "copy");
+    json_str(&j, "source", src);
+    json_str(&j, "destination", dst);
+    json_str(&j, "source_format", src_fmt);
+    json_str(&j, "destination_format", dst_fmt);
+    json_u64(&j, "disk_size", st->disk_size);
+    json_u64(&j, "bytes_read", st->bytes_read);
+    json_u64(&j, "bytes_written", st->bytes_written);
+    json_u64(&j, "bytes_sent", st->bytes_wire);
+    json_u64(&j, "bytes_zeroed", st->bytes_zeroed);
+    json_obj(&j, "skipped");
+    json_u64(&j, "unallocated", st->skipped_unallocated);
+    json_u64(&j, "zero", st->skipped_zero);
+    json_close_obj(&j);
+    json_dbl(&j, "seconds", st->seconds);
+    json_dbl(&j, "verify_seconds", st->verify_seconds);
+    json_bool(&j, "verified", st->verified);
+    json_obj(&j, "digest");
+    json_str(&j, "algorithm", digest_alg_name(o->jo.digest));
+    digest_hex(&st->src_digest, hex);
+    json_str(&j, "source", hex);
+    if (st->verified) {
+        digest_hex(&st->dst_digest, hex);
+        json_str(&j, "destination", hex);
+    }
+    json_close_obj(&j);
+    json_end(&j);
+}
+
+static void copy_report_line(const struct copy_opts *o,
+                             const struct job_stats *st)
+{
+    char size[32], written[32], skipped[32];
+    size_format(st->disk_size, size, sizeof(size));
+    size_format(st->bytes_written, written, sizeof(written));
+    size_format(st->skipped_unallocated + st->skipped_zero, skipped,
+                sizeof(skipped));
+    fprintf(stderr, "diskferry: copy: %s disk, %s written, %s of zeros and "
+            "holes skipped, %.2f s%s\n", size, written, skipped, st->seconds,
+            st->verified ? ", verified" : o->jo.verify ? "" :
+            ", not verified (--no-verify)");
+}
+
+int cmd_copy(int argc, char **argv)
+{
+    struct copy_opts o;
+    struct copy_dst d = { 0 };
+    struct endpoint src_ep;
+    struct image *src = NULL;
+    struct df_file in;
+    struct job_stats st;
+    struct df_error err;
+    int rc;
+
+    memset(&o, 0, sizeof(o));
+    o.c.cmd = "copy";
+    o.progress = -1;
+    cli_image_opts_init(&o.src_io);
+    job_opts_init(&o.jo);
+    o.jo.title = "copy";
+    if ((rc = copy_parse(argc, argv, &o)) != 0)
+        return rc < 0 ? 0 : rc;      /* -1: --help was printed */
+    const char *src_path = argv[optind], *dst_path = argv[optind + 1];
+
+    memset(&st, 0, sizeof(st));
+    df_error_init(&err);
+    df_file_init(&in);
+    if (endpoint_parse(src_path, &src_ep, &err) < 0)
+        goto fail;
+    if (src_ep.kind == EP_STREAM) {
+        if (df_file_from_fd(&in, STDIN_FILENO, "-", false, &err) < 0)
+            goto fail;
+    } else if (image_open(src_path, &o.src_io.open, &src, &err) < 0) {
+        goto fail;
+    }
+    if (copy_open_dst(&o, src, dst_path, &d, &err) < 0)
+        goto fail;
+    rc = src ? engine_copy(src, d.sink, &o.jo, &st, &err)
+             : engine_copy_stream(&in, d.sink, &o.jo, &st, &err);
+    if (rc < 0)
+        goto fail;
+    if (o.json)
+        copy_report_json(&o, src_path, dst_path,
+                         src ? src->drv->name : "raw",
+                         d.img ? d.img->drv->name : "raw", &st);
+    if (o.c.verbose)
+        copy_report_line(&o, &st);
+    rc = 0;
+    goto out;
+fail:
+    rc = err.cat;
+    cli_print_error(&o.c, &err);
+    if (d.created && err.cat != DF_VERIFY)
+        unlink(dst_path);
+out:
+    sink_free(d.sink);
+    image_close(d.img);
+    image_close(src);
+    return rc;
+}

@@ -1,0 +1,73 @@
+/*
+ * cmd_create.c: `diskferry create --size SIZE DST`: a new empty disk.
+ * It never replaces anything: the file is created O_EXCL.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/endpoint.h"
+
+static const char create_usage[] =
+    "usage: diskferry create --size SIZE [-O FMT] DST\n"
+    "\n"
+    "Create DST as a new, empty (all zero) disk of SIZE bytes.  DST must "
+    "not exist:\ncreate never replaces a file, and refuses a path under "
+    "/dev that is not a device.\n"
+    "\n"
+    "options:\n"
+    "  -s, --size SIZE         virtual size: 4096, 64K, 20M, 10G, 1.5T\n"
+    "  -O, --output-format FMT raw (default, a sparse file) or qcow2\n"
+    "  -h, --help              this text\n";
+
+int cmd_create(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "size", required_argument, NULL, 's' },
+        { "output-format", required_argument, NULL, 'O' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct cli c = { .cmd = "create" };
+    const char *fmt = "raw";
+    const char *size_arg = NULL;
+    uint64_t size = 0;
+    int opt;
+
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "s:O:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 's': size_arg = optarg; break;
+        case 'O': fmt = optarg; break;
+        case 'h': fputs(create_usage, stdout); return 0;
+        default: return cli_usage(&c, "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage(&c, "expected one DST");
+    if (!size_arg)
+        return cli_usage(&c, "--size is required");
+    if (cli_parse_size(&c, "--size", size_arg, &size))
+        return DF_USAGE;
+    if (!image_driver_by_name(fmt))
+        return cli_usage(&c, "-O: unknown format '%s'", fmt);
+
+    struct df_error err;
+    struct image *img = NULL;
+    const char *dst = argv[optind];
+    df_error_init(&err);
+    if (endpoint_check_new_path(dst, &err) < 0 ||
+        image_create(dst, fmt, size, NULL, &img, &err) < 0 ||
+        image_flush(img, &err) < 0) {
+        cli_print_error(&c, &err);
+        if (img) {
+            image_close(img);
+            unlink(dst);
+        }
+        return err.cat;
+    }
+    image_close(img);
+    return 0;
+}

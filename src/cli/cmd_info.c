@@ -1,0 +1,187 @@
+/*
+ * cmd_info.c: `diskferry info IMAGE`: format, virtual size, allocation,
+ * the chain with each layer's identity.
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "util/size.h"
+
+static const char info_usage[] =
+    "usage: diskferry info [OPTIONS] IMAGE\n"
+    "\n"
+    "Show what IMAGE is: its format (probed from the content), virtual "
+    "size,\nbytes allocated on storage, how much of the disk is data, "
+    "zeros or holes,\nand every layer of its backing chain with the "
+    "identity fields checked.\n"
+    "\n"
+    "options:\n"
+    "  -f, --format FMT        read IMAGE as FMT instead of probing "
+    "(raw, qcow2, ...)\n"
+    "      --parent-dir DIR    look for moved parents by name in DIR "
+    "(repeatable)\n"
+    "      --parent C=P        use P as the parent of layer C "
+    "(repeatable)\n"
+    "      --json              one JSON object on stdout\n"
+    "  -h, --help              this text\n";
+
+struct info_counts {
+    uint64_t data, zero, hole;
+};
+
+static int info_map(struct image *img, struct info_counts *c,
+                    struct df_error *err)
+{
+    struct extent_list l;
+    uint64_t off = 0;
+    int ret = -1;
+
+    extent_list_init(&l, 65536);
+    while (off < img->size) {
+        extent_list_clear(&l);
+        if (image_map(img, off, img->size - off, &l, err) < 0)
+            goto out;
+        c->data += extent_list_bytes(&l, EXT_DATA);
+        c->zero += extent_list_bytes(&l, EXT_ZERO);
+        c->hole += extent_list_bytes(&l, EXT_HOLE);
+        off = extent_list_end(&l, img->size);
+    }
+    ret = 0;
+out:
+    extent_list_release(&l);
+    return ret;
+}
+
+static void print_human(const struct image *img, const struct info_counts *c)
+{
+    char a[32], b[32];
+    size_format(img->size, a, sizeof(a));
+    printf("image: %s\nformat: %s\nvirtual size: %s (%llu bytes)\n",
+           img->name, img->drv->name, a, (unsigned long long)img->size);
+    size_format(image_allocated_bytes(img), b, sizeof(b));
+    printf("allocated: %s\n", b);
+    size_format(c->data, a, sizeof(a));
+    printf("data: %s", a);
+    size_format(c->zero, a, sizeof(a));
+    size_format(c->hole, b, sizeof(b));
+    printf(", zero: %s, holes: %s\n", a, b);
+    for (unsigned i = 0; i < img->nprops; i++)
+        printf("%s: %s\n", img->props[i].key, img->props[i].val);
+    if (!img->parent)
+        return;
+    printf("backing chain:\n");
+    for (const struct image *m = img; m; m = m->parent) {
+        size_format(m->size, a, sizeof(a));
+        printf("  [%u] %s (%s, %s)\n", m->depth, m->name, m->drv->name, a);
+        if (m->depth) {
+            const struct image *child = m;
+            for (child = img; child->parent != m; child = child->parent)
+                ;
+            printf("      recorded as: %s\n      found by: %s\n",
+                   child->parent_name[0] ? child->parent_name
+                                         : "(identifier)",
+                   child->parent_how);
+            for (unsigned i = 0; i < m->nprops; i++)
+                printf("      %s: %s\n", m->props[i].key, m->props[i].val);
+        }
+    }
+}
+
+static void json_props(struct json *j, const struct image *img)
+{
+    json_obj(j, "properties");
+    for (unsigned i = 0; i < img->nprops; i++)
+        json_str(j, img->props[i].key, img->props[i].val);
+    json_close_obj(j);
+}
+
+static void print_json(const struct image *img, const struct info_counts *c)
+{
+    struct json j;
+    json_begin(&j, stdout);
+    json_str(&j, "filename", img->name);
+    json_str(&j, "format", img->drv->name);
+    json_u64(&j, "virtual_size", img->size);
+    json_u64(&j, "allocated_bytes", image_allocated_bytes(img));
+    json_u64(&j, "data_bytes", c->data);
+    json_u64(&j, "zero_bytes", c->zero);
+    json_u64(&j, "hole_bytes", c->hole);
+    json_props(&j, img);
+    json_arr(&j, "chain");
+    const struct image *child = NULL;
+    for (const struct image *m = img; m; child = m, m = m->parent) {
+        json_obj(&j, NULL);
+        json_u64(&j, "depth", m->depth);
+        json_str(&j, "path", m->name);
+        json_str(&j, "format", m->drv->name);
+        json_u64(&j, "virtual_size", m->size);
+        json_u64(&j, "allocated_bytes", image_allocated_bytes(m));
+        if (child) {
+            json_str(&j, "recorded_as",
+                     child->parent_name[0] ? child->parent_name : NULL);
+            json_str(&j, "found_by", child->parent_how);
+        }
+        json_props(&j, m);
+        json_close_obj(&j);
+    }
+    json_close_arr(&j);
+    json_end(&j);
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "format", required_argument, NULL, 'f' },
+        { "parent-dir", required_argument, NULL, 'D' },
+        { "parent", required_argument, NULL, 'P' },
+        { "json", no_argument, NULL, 'j' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct cli c = { .cmd = "info" };
+    struct cli_image_opts io;
+    bool json = false;
+    int opt;
+
+    cli_image_opts_init(&io);
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "f:vh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'f': io.open.format = optarg; break;
+        case 'D':
+            if (cli_add_parent_dir(&c, &io, optarg))
+                return DF_USAGE;
+            break;
+        case 'P':
+            if (cli_add_parent(&c, &io, optarg))
+                return DF_USAGE;
+            break;
+        case 'j': json = true; break;
+        case 'v': c.verbose++; break;
+        case 'h': fputs(info_usage, stdout); return 0;
+        default: return cli_usage(&c, "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage(&c, "expected one IMAGE");
+
+    struct df_error err;
+    struct image *img = NULL;
+    struct info_counts counts = { 0 };
+    df_error_init(&err);
+    if (image_open(argv[optind], &io.open, &img, &err) < 0 ||
+        info_map(img, &counts, &err) < 0) {
+        cli_print_error(&c, &err);
+        image_close(img);
+        return err.cat;
+    }
+    if (json)
+        print_json(img, &counts);
+    else
+        print_human(img, &counts);
+    image_close(img);
+    return 0;
+}

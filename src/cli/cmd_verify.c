@@ -1,0 +1,182 @@
+/*
+ * cmd_verify.c: `diskferry verify A B`: are two disks identical?
+ */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "engine/job.h"
+#include "util/size.h"
+
+#define VERIFY_MAX_RANGES 100000
+#define VERIFY_PRINT_RANGES 1000
+
+static const char verify_usage[] =
+    "usage: diskferry verify [OPTIONS] A B\n"
+    "\n"
+    "Compare the disks A and B as a guest sees them (any formats, chains "
+    "flattened).\nExit 0 when identical; exit 1 when they differ, "
+    "printing the differing ranges.\n"
+    "\n"
+    "options:\n"
+    "  -f, --format FMT        read A as FMT\n"
+    "  -F, --other-format FMT  read B as FMT\n"
+    "      --parent-dir DIR    look for moved parents by name in DIR\n"
+    "      --parent C=P        use P as the parent of layer C\n"
+    "      --threads N         reader threads (default: cores)\n"
+    "      --digest ALG        xxh128 (default) or sha256\n"
+    "      --json              one JSON report on stdout\n"
+    "      --progress          draw progress (default: when stderr is a "
+    "terminal)\n"
+    "      --no-progress       never draw progress\n"
+    "  -q, --quiet             print nothing; the exit code answers\n"
+    "  -h, --help              this text\n";
+
+static void report_json(const char *a, const char *b,
+                        const struct job_stats *st,
+                        const struct extent_list *differ, int identical)
+{
+    struct json j;
+    char hex[2 * DIGEST_MAX_LEN + 1];
+    json_begin(&j, stdout);
+    json_str(&j, "command", "verify");
+    json_str(&j, "a", a);
+    json_str(&j, "b", b);
+    json_bool(&j, "identical", identical);
+    json_u64(&j, "disk_size", st->disk_size);
+    json_u64(&j, "bytes_read", st->bytes_read);
+    json_dbl(&j, "seconds", st->seconds);
+    json_str(&j, "digest_algorithm", digest_alg_name(st->src_digest.alg));
+    digest_hex(&st->src_digest, hex);
+    json_str(&j, "digest", hex);
+    json_arr(&j, "differ");
+    for (size_t i = 0; i < differ->n; i++) {
+        json_obj(&j, NULL);
+        json_u64(&j, "offset", differ->v[i].off);
+        json_u64(&j, "length", differ->v[i].len);
+        json_close_obj(&j);
+    }
+    json_close_arr(&j);
+    json_end(&j);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        { "format", required_argument, NULL, 'f' },
+        { "other-format", required_argument, NULL, 'F' },
+        { "parent-dir", required_argument, NULL, 'D' },
+        { "parent", required_argument, NULL, 'P' },
+        { "threads", required_argument, NULL, 't' },
+        { "digest", required_argument, NULL, 'd' },
+        { "json", no_argument, NULL, 'j' },
+        { "progress", no_argument, NULL, 'p' },
+        { "no-progress", no_argument, NULL, 'n' },
+        { "quiet", no_argument, NULL, 'q' },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct cli c = { .cmd = "verify" };
+    struct cli_image_opts io;
+    struct job_opts jo;
+    const char *fmt_b = NULL;
+    bool json = false;
+    int progress = -1;
+    int opt;
+
+    cli_image_opts_init(&io);
+    job_opts_init(&jo);
+    jo.title = "verify";
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "f:F:qvh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'f': io.open.format = optarg; break;
+        case 'F': fmt_b = optarg; break;
+        case 'D':
+            if (cli_add_parent_dir(&c, &io, optarg))
+                return DF_USAGE;
+            break;
+        case 'P':
+            if (cli_add_parent(&c, &io, optarg))
+                return DF_USAGE;
+            break;
+        case 't':
+            if (cli_parse_uint(&c, "--threads", optarg, 1, 64, &jo.threads))
+                return DF_USAGE;
+            break;
+        case 'd':
+            if (digest_alg_parse(optarg, &jo.digest) < 0)
+                return cli_usage(&c, "--digest: unknown algorithm '%s' "
+                                 "(xxh128, sha256)", optarg);
+            break;
+        case 'j': json = true; break;
+        case 'p': progress = 1; break;
+        case 'n': progress = 0; break;
+        case 'q': c.quiet = true; progress = 0; break;
+        case 'v': c.verbose++; break;
+        case 'h': fputs(verify_usage, stdout); return 0;
+        default: return cli_usage(&c, "unknown option");
+        }
+    }
+    if (argc - optind != 2)
+        return cli_usage(&c, "expected two disks A and B");
+    jo.progress = cli_progress_enabled(progress);
+
+    const char *pa = argv[optind], *pb = argv[optind + 1];
+    struct df_error err;
+    struct image *a = NULL, *b = NULL;
+    struct extent_list differ;
+    struct job_stats st;
+    int rc;
+
+    memset(&st, 0, sizeof(st));
+    df_error_init(&err);
+    extent_list_init(&differ, VERIFY_MAX_RANGES);
+    struct image_open_opts ob = io.open;
+    ob.format = fmt_b;
+    if (image_open(pa, &io.open, &a, &err) < 0 ||
+        image_open(pb, &ob, &b, &err) < 0) {
+        rc = err.cat;
+        cli_print_error(&c, &err);
+        goto out;
+    }
+    int r = engine_compare(a, b, &jo, &differ, &st, &err);
+    if (r < 0) {
+        rc = err.cat;
+        cli_print_error(&c, &err);
+        goto out;
+    }
+    rc = r ? DF_DIFFER : DF_OK;
+    if (json) {
+        report_json(pa, pb, &st, &differ, r == 0);
+    } else if (!c.quiet && r == 0) {
+        char hex[2 * DIGEST_MAX_LEN + 1];
+        digest_hex(&st.src_digest, hex);
+        printf("identical (%s %s)\n", digest_alg_name(jo.digest), hex);
+    } else if (!c.quiet) {
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < differ.n; i++)
+            bytes += differ.v[i].len;
+        if (a->size != b->size)
+            printf("sizes differ: %s is %llu bytes, %s is %llu bytes\n", pa,
+                   (unsigned long long)a->size, pb,
+                   (unsigned long long)b->size);
+        printf("differ: %zu range%s, %llu bytes%s\n", differ.n,
+               differ.n == 1 ? "" : "s", (unsigned long long)bytes,
+               differ.n == differ.cap ? " (list truncated)" : "");
+        for (size_t i = 0; i < differ.n && i < VERIFY_PRINT_RANGES; i++)
+            printf("  offset %llu, %llu bytes\n",
+                   (unsigned long long)differ.v[i].off,
+                   (unsigned long long)differ.v[i].len);
+        if (differ.n > VERIFY_PRINT_RANGES)
+            printf("  ... (%zu more; --json lists all)\n",
+                   differ.n - VERIFY_PRINT_RANGES);
+    }
+out:
+    extent_list_release(&differ);
+    image_close(a);
+    image_close(b);
+    return rc;
+}

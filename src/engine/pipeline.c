@@ -1,0 +1,528 @@
+/*
+ * pipeline.c: the threaded copy pipeline (picture in job.h).
+ *
+ * Invariants:
+ *  1. Items are numbered in disk order; item seq lives in slot
+ *     seq % nslots, and the cursor issues seq only when
+ *     seq < write_seq + nslots, so the slot is free when issued.
+ *  2. Items start and end on DIGEST_LEAF_SIZE boundaries (or the end of
+ *     the disk): a leaf is never split between two items, so the writer
+ *     can feed the digest tree leaf by leaf.
+ *  3. A SKIP item covers only whole leaves that the source map says are
+ *     zero or holes: nothing is read for it.
+ *  4. Only the writer (the thread that called engine_*) touches the
+ *     sink and the digest tree, in item order (sink.h contract 1).
+ *  5. The first error stops everything: workers stop taking items, the
+ *     writer stops delivering, the error is returned once.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/job.h"
+#include "engine/pipeline.h"
+#include "util/overflow.h"
+#include "util/progress.h"
+#include "util/zero.h"
+
+#define LEAF DIGEST_LEAF_SIZE
+/* Map the source this much at a time (bounded plan memory). */
+#define PLAN_WINDOW (64ull << 30)
+#define PLAN_MAX_EXTENTS 65536
+
+enum item_kind { ITEM_DATA, ITEM_SKIP, ITEM_END };
+enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_DONE };
+
+struct slot {
+    enum slot_state state;
+    enum item_kind kind;
+    uint64_t seq;
+    uint64_t off, len;
+    uint8_t *buf;               /* unit bytes, 4 KiB aligned */
+    uint8_t *is_zero;           /* one flag per leaf */
+    uint8_t *hashes;            /* one hash per leaf */
+    bool failed;
+    struct df_error err;
+};
+
+struct pipeline {
+    struct image *src;          /* or: */
+    struct df_file *stream;
+    struct sink *sink;          /* NULL: digest only */
+    const struct job_opts *o;
+    struct job_stats *st;
+    size_t hlen;
+    uint64_t unit;
+    unsigned nslots;
+    struct slot *slots;
+
+    pthread_mutex_t lock;
+    pthread_cond_t cond_free;   /* a slot was freed (workers wait) */
+    pthread_cond_t cond_done;   /* a slot was filled (writer waits) */
+
+    /* Cursor (under lock). */
+    uint64_t size;              /* disk size; streams: grows */
+    uint64_t pos;
+    uint64_t next_seq;
+    bool eof;
+    struct extent_list plan;    /* leaf-aligned DATA regions */
+    size_t plan_i;
+    uint64_t plan_end;          /* the plan describes [.., plan_end) */
+
+    /* Writer. */
+    uint64_t write_seq;
+    bool stop;
+    struct df_error err;        /* first error (invariant 5) */
+    struct digest_tree tree;
+    struct progress *progress;
+    uint64_t bytes_read;        /* atomic: workers add */
+};
+
+void job_opts_init(struct job_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->digest = DIGEST_XXH128;
+    o->verify = true;
+}
+
+static unsigned default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+}
+
+/* Fail the pipeline (under lock). */
+static void pipe_fail(struct pipeline *p, const struct df_error *e)
+{
+    if (!p->stop) {
+        df_error_copy(&p->err, e);
+        p->stop = true;
+    }
+    pthread_cond_broadcast(&p->cond_free);
+    pthread_cond_broadcast(&p->cond_done);
+}
+
+/* Map the next window of the source into leaf-aligned data regions. */
+static int plan_refill(struct pipeline *p, struct df_error *err)
+{
+    struct extent_list raw;
+    uint64_t wend = min_u64(p->size, p->pos + PLAN_WINDOW);
+    int ret = -1;
+
+    extent_list_init(&raw, PLAN_MAX_EXTENTS);
+    extent_list_clear(&p->plan);
+    p->plan_i = 0;
+    if (image_map(p->src, p->pos, wend - p->pos, &raw, err) < 0)
+        goto out;
+    uint64_t mapped = extent_list_end(&raw, p->pos);
+    if (mapped < wend) {
+        /* The list filled up: stop at a leaf boundary. */
+        wend = mapped & ~(uint64_t)(LEAF - 1);
+        if (wend <= p->pos)
+            wend = min_u64(p->size, p->pos + LEAF);
+    }
+    for (size_t i = 0; i < raw.n; i++) {
+        struct extent e = raw.v[i];
+        if (e.state != EXT_DATA || e.off >= wend)
+            continue;
+        uint64_t a = e.off & ~(uint64_t)(LEAF - 1);
+        uint64_t b = min_u64(e.off + e.len, wend);
+        b = min_u64(div_round_up(b, LEAF) * LEAF, p->size);
+        if (a < p->pos)
+            a = p->pos;
+        struct extent *last = p->plan.n ? &p->plan.v[p->plan.n - 1] : NULL;
+        if (last && a <= last->off + last->len) {
+            if (b > last->off + last->len)
+                last->len = b - last->off;
+            continue;
+        }
+        if (extent_list_append(&p->plan, a, b - a, EXT_DATA, p->src->name,
+                               err) != 0)
+            goto out;
+    }
+    p->plan_end = wend;
+    ret = 0;
+out:
+    extent_list_release(&raw);
+    return ret;
+}
+
+/* Next item from the cursor (under lock). */
+static int cursor_next(struct pipeline *p, struct slot *s,
+                       struct df_error *err)
+{
+    if (p->stream) {
+        if (p->eof) {
+            s->kind = ITEM_END;
+            return 0;
+        }
+        s->kind = ITEM_DATA;
+        s->off = p->pos;
+        s->len = p->unit;
+        return 0;
+    }
+    if (p->pos >= p->size) {
+        s->kind = ITEM_END;
+        return 0;
+    }
+    if (p->pos >= p->plan_end && plan_refill(p, err) < 0)
+        return -1;
+    while (p->plan_i < p->plan.n &&
+           p->plan.v[p->plan_i].off + p->plan.v[p->plan_i].len <= p->pos)
+        p->plan_i++;
+    struct extent *r = p->plan_i < p->plan.n ? &p->plan.v[p->plan_i] : NULL;
+    s->off = p->pos;
+    if (r && r->off <= p->pos) {
+        s->kind = ITEM_DATA;
+        s->len = min_u64(p->unit, r->off + r->len - p->pos);
+    } else {
+        s->kind = ITEM_SKIP;
+        s->len = (r ? r->off : p->plan_end) - p->pos;
+    }
+    p->pos += s->len;
+    return 0;
+}
+
+/* Read and analyse one DATA item (outside the lock). */
+static int process_data(struct pipeline *p, struct slot *s,
+                        struct df_error *err)
+{
+    if (!p->stream) {
+        if (image_read(p->src, s->buf, s->len, s->off, err) < 0)
+            return -1;
+        __atomic_fetch_add(&p->bytes_read, s->len, __ATOMIC_RELAXED);
+    }
+    uint64_t nleaves = div_round_up(s->len, LEAF);
+    for (uint64_t i = 0; i < nleaves; i++) {
+        const uint8_t *leaf = s->buf + i * LEAF;
+        size_t n = (size_t)min_u64(LEAF, s->len - i * LEAF);
+        s->is_zero[i] = zero_is_zero(leaf, n);
+        if (!s->is_zero[i])
+            digest_leaf(p->o->digest, leaf, n, s->hashes + i * p->hlen);
+    }
+    return 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct pipeline *p = arg;
+
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        if (p->stop || p->eof)
+            break;
+        if (p->next_seq >= p->write_seq + p->nslots) {
+            pthread_cond_wait(&p->cond_free, &p->lock);
+            continue;
+        }
+        struct slot *s = &p->slots[p->next_seq % p->nslots];
+        struct df_error e;
+        df_error_init(&e);
+        if (cursor_next(p, s, &e) < 0) {
+            pipe_fail(p, &e);
+            break;
+        }
+        if (s->kind == ITEM_END) {
+            p->eof = true;
+            pthread_cond_broadcast(&p->cond_done);
+            pthread_cond_broadcast(&p->cond_free);
+            break;
+        }
+        if (p->stream) {
+            /* Streams are read in order, under the lock. */
+            long n = df_file_read_stream(p->stream, s->buf, s->len, &e);
+            if (n < 0) {
+                pipe_fail(p, &e);
+                break;
+            }
+            p->bytes_read += (uint64_t)n;
+            if ((uint64_t)n < s->len)
+                p->eof = true;
+            if (n == 0) {
+                pthread_cond_broadcast(&p->cond_done);
+                break;
+            }
+            s->len = (uint64_t)n;
+            p->pos += (uint64_t)n;
+            p->size = p->pos;
+        }
+        s->seq = p->next_seq++;
+        s->state = SLOT_BUSY;
+        s->failed = false;
+        pthread_mutex_unlock(&p->lock);
+
+        df_error_init(&s->err);
+        if (s->kind == ITEM_DATA && process_data(p, s, &s->err) < 0)
+            s->failed = true;
+
+        pthread_mutex_lock(&p->lock);
+        s->state = SLOT_DONE;
+        pthread_cond_broadcast(&p->cond_done);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+/* Deliver one finished item to the digest tree and the sink. */
+static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
+{
+    struct job_stats *st = p->st;
+    struct sink *k = p->sink;
+
+    if (s->kind == ITEM_SKIP) {
+        digest_tree_add_zero_leaves(&p->tree, div_round_up(s->len, LEAF));
+        st->skipped_unallocated += s->len;
+        return k ? k->ops->zero(k, s->off, s->len, err) : 0;
+    }
+    uint64_t nleaves = div_round_up(s->len, LEAF);
+    const uint8_t *z0 = digest_zero_node(p->o->digest, 0);
+    uint64_t i = 0;
+    while (i < nleaves) {
+        uint64_t j = i;
+        bool zero = s->is_zero[i];
+        while (j < nleaves && s->is_zero[j] == zero) {
+            digest_tree_add_leaf(&p->tree,
+                                 zero ? z0 : s->hashes + j * p->hlen);
+            j++;
+        }
+        uint64_t a = i * LEAF, b = min_u64(j * LEAF, s->len);
+        if (zero) {
+            st->skipped_zero += b - a;
+            if (k && k->ops->zero(k, s->off + a, b - a, err) < 0)
+                return -1;
+        } else {
+            st->bytes_written += b - a;
+            if (k && k->ops->write(k, s->off + a, s->buf + a,
+                                   (size_t)(b - a), err) < 0)
+                return -1;
+        }
+        i = j;
+    }
+    return 0;
+}
+
+static void writer_loop(struct pipeline *p)
+{
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        struct slot *s = &p->slots[p->write_seq % p->nslots];
+        if (p->stop)
+            break;
+        if (s->state == SLOT_DONE && s->seq == p->write_seq) {
+            pthread_mutex_unlock(&p->lock);
+            struct df_error e;
+            df_error_init(&e);
+            int r = 0;
+            if (s->failed) {
+                df_error_copy(&e, &s->err);
+                r = -1;
+            } else {
+                r = deliver(p, s, &e);
+            }
+            progress_update(p->progress, s->off + s->len,
+                            p->sink ? p->sink->bytes_wire
+                                          ? p->sink->bytes_wire
+                                          : p->sink->bytes_written
+                                    : 0,
+                            p->st->skipped_unallocated +
+                                p->st->skipped_zero);
+            pthread_mutex_lock(&p->lock);
+            if (r < 0) {
+                pipe_fail(p, &e);
+                break;
+            }
+            s->state = SLOT_FREE;
+            p->write_seq++;
+            pthread_cond_broadcast(&p->cond_free);
+            continue;
+        }
+        if (p->eof && p->write_seq == p->next_seq)
+            break;
+        pthread_cond_wait(&p->cond_done, &p->lock);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void pipeline_release(struct pipeline *p)
+{
+    for (unsigned i = 0; p->slots && i < p->nslots; i++) {
+        free(p->slots[i].buf);
+        free(p->slots[i].is_zero);
+        free(p->slots[i].hashes);
+    }
+    free(p->slots);
+    extent_list_release(&p->plan);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->cond_free);
+    pthread_cond_destroy(&p->cond_done);
+    progress_free(p->progress);
+}
+
+/*
+ * Run the pipeline over src (or stream) into sink (NULL = digest only);
+ * the source digest lands in *digest.
+ */
+static int pipeline_run(struct image *src, struct df_file *stream,
+                        struct sink *sink, const struct job_opts *o,
+                        struct job_stats *st, struct digest *digest,
+                        struct df_error *err)
+{
+    struct pipeline p;
+    pthread_t *tids = NULL;
+    unsigned threads = o->threads ? o->threads : default_threads();
+    unsigned started = 0;
+    int ret = -1;
+
+    memset(&p, 0, sizeof(p));
+    p.src = src;
+    p.stream = stream;
+    p.sink = sink;
+    p.o = o;
+    p.st = st;
+    p.hlen = digest_len(o->digest);
+    p.unit = o->unit ? o->unit : JOB_DEFAULT_UNIT;
+    p.unit = max_u64(LEAF, p.unit / LEAF * LEAF);
+    p.size = src ? src->size : 0;
+    p.nslots = 2 * threads + 2;
+    df_error_init(&p.err);
+    digest_tree_init(&p.tree, o->digest);
+    extent_list_init(&p.plan, PLAN_MAX_EXTENTS);
+    pthread_mutex_init(&p.lock, NULL);
+    pthread_cond_init(&p.cond_free, NULL);
+    pthread_cond_init(&p.cond_done, NULL);
+    p.progress = progress_new(o->title ? o->title : "copy", p.size,
+                              o->progress);
+
+    p.slots = calloc(p.nslots, sizeof(*p.slots));
+    tids = calloc(threads, sizeof(*tids));
+    if (!p.slots || !tids) {
+        df_io(err, "", ENOMEM, "cannot allocate pipeline");
+        goto out;
+    }
+    size_t nleaves = (size_t)(p.unit / LEAF);
+    for (unsigned i = 0; i < p.nslots; i++) {
+        struct slot *s = &p.slots[i];
+        if (posix_memalign((void **)&s->buf, 4096, (size_t)p.unit) != 0)
+            s->buf = NULL;
+        s->is_zero = calloc(nleaves, 1);
+        s->hashes = calloc(nleaves, p.hlen);
+        if (!s->buf || !s->is_zero || !s->hashes) {
+            df_io(err, "", ENOMEM, "cannot allocate pipeline buffers");
+            goto out;
+        }
+    }
+    /* A stream is read in order under the lock: one reader suffices. */
+    if (stream)
+        threads = threads > 2 ? 2 : threads;
+    for (; started < threads; started++) {
+        if (pthread_create(&tids[started], NULL, worker_main, &p) != 0) {
+            df_io(err, "", errno, "cannot start worker thread");
+            pthread_mutex_lock(&p.lock);
+            p.stop = true;
+            pthread_cond_broadcast(&p.cond_free);
+            pthread_mutex_unlock(&p.lock);
+            goto join;
+        }
+    }
+    writer_loop(&p);
+join:
+    pthread_mutex_lock(&p.lock);
+    if (!p.stop && !(p.eof && p.write_seq == p.next_seq))
+        p.stop = true;
+    pthread_cond_broadcast(&p.cond_free);
+    pthread_mutex_unlock(&p.lock);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+    if (err->cat != DF_OK)
+        goto out;
+    if (p.err.cat != DF_OK) {
+        df_error_copy(err, &p.err);
+        goto out;
+    }
+    st->disk_size = p.size;
+    st->bytes_read += p.bytes_read;
+    digest_tree_final(&p.tree, p.size, digest);
+    progress_finish(p.progress);
+    ret = 0;
+out:
+    free(tids);
+    pipeline_release(&p);
+    return ret;
+}
+
+static int copy_finish(struct sink *dst, const struct job_opts *opts,
+                       struct job_stats *st, double t0,
+                       struct df_error *err)
+{
+    if (dst->ops->finish(dst, err) < 0)
+        return -1;
+    st->bytes_wire = dst->bytes_wire;
+    st->bytes_zeroed = dst->bytes_zeroed;
+    if (opts->verify && dst->ops->digest) {
+        double tv = time_now();
+        if (dst->ops->digest(dst, st->disk_size, opts->digest, opts->threads,
+                             &st->dst_digest, err) < 0)
+            return -1;
+        st->verify_seconds = time_now() - tv;
+        if (st->dst_digest.len != st->src_digest.len ||
+            memcmp(st->dst_digest.bytes, st->src_digest.bytes,
+                   st->src_digest.len)) {
+            st->seconds = time_now() - t0;
+            return df_fail(err, DF_VERIFY, 0, dst->name, -1,
+                           "verification failed: destination digest "
+                           "differs from the source's");
+        }
+        st->verified = true;
+    }
+    st->seconds = time_now() - t0;
+    return 0;
+}
+
+int engine_copy(struct image *src, struct sink *dst,
+                const struct job_opts *opts, struct job_stats *st,
+                struct df_error *err)
+{
+    double t0 = time_now();
+    if (pipeline_run(src, NULL, dst, opts, st, &st->src_digest, err) < 0) {
+        if (dst->ops->abort_job)
+            dst->ops->abort_job(dst);
+        return -1;
+    }
+    return copy_finish(dst, opts, st, t0, err);
+}
+
+int engine_copy_stream(struct df_file *in, struct sink *dst,
+                       const struct job_opts *opts, struct job_stats *st,
+                       struct df_error *err)
+{
+    double t0 = time_now();
+    if (pipeline_run(NULL, in, dst, opts, st, &st->src_digest, err) < 0) {
+        if (dst->ops->abort_job)
+            dst->ops->abort_job(dst);
+        return -1;
+    }
+    dst->size = st->disk_size;
+    return copy_finish(dst, opts, st, t0, err);
+}
+
+int engine_digest(struct image *img, const struct job_opts *opts,
+                  struct digest *out, struct job_stats *st,
+                  struct df_error *err)
+{
+    struct job_stats local;
+    memset(&local, 0, sizeof(local));
+    return pipeline_run(img, NULL, NULL, opts, st ? st : &local, out, err);
+}
+
+int engine_compare_run(struct image *a, struct sink *cmp,
+                       const struct job_opts *opts, struct job_stats *st,
+                       struct df_error *err)
+{
+    double t0 = time_now();
+    int r = pipeline_run(a, NULL, cmp, opts, st, &st->src_digest, err);
+    st->seconds = time_now() - t0;
+    return r;
+}

@@ -1,0 +1,54 @@
+"""Command line: --help, usage errors, strict numbers, exit codes."""
+import pytest
+
+from conftest import df
+
+
+@pytest.mark.parametrize("cmd", ["info", "create", "copy", "verify"])
+def test_help(cmd):
+    p = df(cmd, "--help")
+    assert p.returncode == 0
+    assert p.stdout.startswith(b"usage: diskferry " + cmd.encode())
+    assert p.stderr == b""
+
+
+def test_top_help_and_unknown_command():
+    p = df("--help")
+    assert p.returncode == 0 and b"commands:" in p.stdout
+    p = df("frobnicate")
+    assert p.returncode == 2
+    assert p.stderr == (b"diskferry: unknown command 'frobnicate'\n"
+                        b"diskferry: try 'diskferry --help'\n")
+    p = df()
+    assert p.returncode == 2
+
+
+@pytest.mark.parametrize("args,line", [
+    (["copy", "a"], "expected SRC and DST"),
+    (["copy", "--threads", "0", "a", "b"],
+     "--threads: expected a number from 1 to 64, got '0'"),
+    (["copy", "--threads", "4x", "a", "b"],
+     "--threads: expected a number from 1 to 64, got '4x'"),
+    (["copy", "--digest", "md5", "a", "b"],
+     "--digest: unknown algorithm 'md5' (xxh128, sha256)"),
+    (["copy", "-O", "vmdk9", "a", "b"], "-O: unknown format 'vmdk9'"),
+    (["copy", "-c", "a", "b"], "-c compresses qcow2 output: give -O qcow2"),
+    (["copy", "--parent", "noequals", "a", "b"],
+     "--parent: expected CHILD=PARENT, got 'noequals'"),
+    (["create", "--size", "4GB2", "x"],
+     "--size: invalid size '4GB2' (examples: 4096, 64K, 20M, 1.5G)"),
+    (["create", "--size", "-1", "x"],
+     "--size: invalid size '-1' (examples: 4096, 64K, 20M, 1.5G)"),
+    (["create", "--size", "", "x"],
+     "--size: invalid size '' (examples: 4096, 64K, 20M, 1.5G)"),
+    (["create", "--size", "0x10", "x"],
+     "--size: invalid size '0x10' (examples: 4096, 64K, 20M, 1.5G)"),
+    (["create", "x"], "--size is required"),
+    (["verify", "a"], "expected two disks A and B"),
+    (["info"], "expected one IMAGE"),
+])
+def test_usage_errors(args, line):
+    p = df(*args)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.decode() == "diskferry: %s: %s\ndiskferry: try " \
+        "'diskferry %s --help'\n" % (args[0], line, args[0])

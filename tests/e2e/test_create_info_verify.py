@@ -1,0 +1,106 @@
+"""create, info and verify on raw images."""
+import json
+import os
+
+from conftest import df, loop_device, write_at
+
+
+def test_create_sparse_raw(tmp_path):
+    dst = tmp_path / "new.img"
+    p = df("create", "--size", "1G", dst)
+    assert p.returncode == 0, p.stderr
+    assert os.path.getsize(dst) == 1 << 30
+    assert os.stat(dst).st_blocks == 0
+
+
+def test_create_never_replaces(tmp_path):
+    dst = tmp_path / "exists.img"
+    dst.write_bytes(b"keep me")
+    p = df("create", "--size", "1M", dst)
+    assert p.returncode == 3
+    assert b"refusing to write" in p.stderr
+    assert dst.read_bytes() == b"keep me"
+
+
+def test_create_under_dev_refused():
+    p = df("create", "--size", "1M", "/dev/diskferry-nonexistent-test")
+    assert p.returncode == 3
+    assert not os.path.exists("/dev/diskferry-nonexistent-test")
+
+
+def test_info_raw_sparse_json(tmp_path):
+    img = tmp_path / "a.img"
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    write_at(img, 10 << 20, os.urandom(1 << 20))
+    p = df("info", "--json", img)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["format"] == "raw"
+    assert r["virtual_size"] == 64 << 20
+    assert r["data_bytes"] == 1 << 20
+    assert r["hole_bytes"] == 63 << 20
+    assert len(r["chain"]) == 1
+    p = df("info", img)
+    assert p.returncode == 0
+    assert b"format: raw" in p.stdout
+    assert b"virtual size: 64.0 MiB (67108864 bytes)" in p.stdout
+
+
+def test_info_block_device(tmp_path):
+    img = tmp_path / "dev.img"
+    img.write_bytes(b"\0" * (4 << 20))
+    with loop_device(img) as dev:
+        p = df("info", "--json", dev)
+        assert p.returncode == 0, p.stderr
+        r = json.loads(p.stdout)
+        assert r["virtual_size"] == 4 << 20
+        assert r["data_bytes"] == 4 << 20      # devices report no holes
+
+
+def test_verify_identical_and_different(tmp_path):
+    a = tmp_path / "a.img"
+    b = tmp_path / "b.img"
+    data = os.urandom(3 << 20)
+    a.write_bytes(data)
+    with open(b, "wb") as f:          # same content, sparse where zero
+        f.write(data)
+    p = df("verify", a, b)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(b"identical")
+    write_at(b, (1 << 20) + 4096 * 3, b"X")
+    write_at(b, 2 << 20, b"Y" * 10000)
+    p = df("verify", a, b)
+    assert p.returncode == 1
+    out = p.stdout.decode()
+    assert "differ: 2 ranges, 16384 bytes" in out
+    assert "offset 1060864, 4096 bytes" in out
+    assert "offset 2097152, 12288 bytes" in out
+    p = df("verify", "--json", a, b)
+    r = json.loads(p.stdout)
+    assert r["identical"] is False
+    assert r["differ"][0] == {"offset": 1060864, "length": 4096}
+
+
+def test_verify_zero_vs_hole(tmp_path):
+    a = tmp_path / "a.img"
+    b = tmp_path / "b.img"
+    a.write_bytes(b"\0" * (2 << 20))
+    with open(b, "wb") as f:
+        f.truncate(2 << 20)
+    p = df("verify", a, b)
+    assert p.returncode == 0
+    write_at(b, 100, b"\1")
+    p = df("verify", a, b)
+    assert p.returncode == 1
+    assert b"offset 0, 4096 bytes" in p.stdout
+
+
+def test_verify_size_differs(tmp_path):
+    a = tmp_path / "a.img"
+    b = tmp_path / "b.img"
+    a.write_bytes(b"\0" * 8192)
+    b.write_bytes(b"\0" * 4096)
+    p = df("verify", a, b)
+    assert p.returncode == 1
+    assert b"sizes differ" in p.stdout

@@ -73,5 +73,6 @@ int cmd_info(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 #endif

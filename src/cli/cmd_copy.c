@@ -24,6 +24,7 @@
 #include "cli/cli.h"
 #include "cli/endpoint.h"
 #include "engine/job.h"
+#include "proto/remote.h"
 #include "util/size.h"
 
 static const char copy_usage[] =
@@ -58,6 +59,24 @@ static const char copy_usage[] =
     "      --parent C=P        use P as the parent of layer C "
     "(repeatable)\n"
     "      --json              one JSON report on stdout at the end\n"
+    "\n"
+    "remote endpoints ([user@]host:PATH; one side only):\n"
+    "      --rsh CMD           how to reach the host (default ssh; split "
+    "like\n"
+    "                          rsync's -e: 'ssh -p 2222 -i key')\n"
+    "      --remote-path P     diskferry on the remote host (default "
+    "diskferry)\n"
+    "      --compress MODE     auto (default), zstd, zstd:LEVEL, lz4, none\n"
+    "      --bwlimit RATE      at most RATE bytes/s on the wire (20M, "
+    "500K)\n"
+    "      --transport T       ssh (default) or tcp: data on --streams "
+    "TCP\n"
+    "                          connections, AES-256-GCM, key sent over "
+    "ssh\n"
+    "      --streams N         TCP streams (default 4)\n"
+    "      --resume            continue an interrupted copy to host:PATH "
+    "from\n"
+    "                          the server's journal; verified in full\n"
     "      --progress          draw progress (default: when stderr is a "
     "terminal)\n"
     "      --no-progress       never draw progress\n"
@@ -76,11 +95,16 @@ struct copy_opts {
     bool json;
     int progress;
     struct job_opts jo;
+    struct remote_opts ro;
+    uint64_t remote_size;       /* copy host:SRC DST: the source's size */
+    bool remote_src;
 };
 
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
     OPT_PARENT_DIR, OPT_PARENT, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
+    OPT_RSH, OPT_REMOTE_PATH, OPT_COMPRESS, OPT_BWLIMIT, OPT_TRANSPORT,
+    OPT_STREAMS, OPT_RESUME,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
@@ -99,6 +123,13 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "json", no_argument, NULL, OPT_JSON },
         { "progress", no_argument, NULL, OPT_PROGRESS },
         { "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+        { "rsh", required_argument, NULL, OPT_RSH },
+        { "remote-path", required_argument, NULL, OPT_REMOTE_PATH },
+        { "compress", required_argument, NULL, OPT_COMPRESS },
+        { "bwlimit", required_argument, NULL, OPT_BWLIMIT },
+        { "transport", required_argument, NULL, OPT_TRANSPORT },
+        { "streams", required_argument, NULL, OPT_STREAMS },
+        { "resume", no_argument, NULL, OPT_RESUME },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -137,6 +168,35 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_JSON: o->json = true; break;
         case OPT_PROGRESS: o->progress = 1; break;
         case OPT_NO_PROGRESS: o->progress = 0; break;
+        case OPT_RSH: o->ro.rsh = optarg; break;
+        case OPT_REMOTE_PATH: o->ro.remote_path = optarg; break;
+        case OPT_COMPRESS:
+            if (comp_mode_parse(optarg, &o->ro.comp, &o->ro.level) < 0)
+                return cli_usage(c, "--compress: expected auto, zstd, "
+                                 "zstd:1..19, lz4 or none, got '%s'",
+                                 optarg);
+            break;
+        case OPT_BWLIMIT:
+            if (cli_parse_size(c, "--bwlimit", optarg, &o->ro.bwlimit))
+                return DF_USAGE;
+            if (o->ro.bwlimit && o->ro.bwlimit < 1024)
+                return cli_usage(c, "--bwlimit: at least 1K per second");
+            break;
+        case OPT_TRANSPORT:
+            if (!strcmp(optarg, "tcp"))
+                o->ro.tcp = true;
+            else if (!strcmp(optarg, "ssh"))
+                o->ro.tcp = false;
+            else
+                return cli_usage(c, "--transport: expected ssh or tcp, "
+                                 "got '%s'", optarg);
+            break;
+        case OPT_STREAMS:
+            if (cli_parse_uint(c, "--streams", optarg, 1, 64,
+                               &o->ro.streams))
+                return DF_USAGE;
+            break;
+        case OPT_RESUME: o->ro.resume = true; break;
         case 'q': c->quiet = true; break;
         case 'v': c->verbose++; break;
         case 'h': fputs(copy_usage, stdout); return -1;
@@ -226,8 +286,8 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
                          struct df_error *err)
 {
     struct stat st;
-    bool stream_src = !src;
-    uint64_t need = src ? src->size : 0;
+    bool stream_src = !src && !o->remote_src;
+    uint64_t need = src ? src->size : o->remote_size;
 
     d->path = path;
     if (!strcmp(path, "-")) {
@@ -261,7 +321,8 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
 static void copy_report_json(const struct copy_opts *o, const char *src,
                              const char *dst, const char *src_fmt,
                              const char *dst_fmt,
-                             const struct job_stats *st)
+                             const struct job_stats *st,
+                             const struct remote_stats *rs)
 {
     struct json j;
     char hex[2 * DIGEST_MAX_LEN + 1];
@@ -279,7 +340,22 @@ static void copy_report_json(const struct copy_opts *o, const char *src,
     json_obj(&j, "skipped");
     json_u64(&j, "unallocated", st->skipped_unallocated);
     json_u64(&j, "zero", st->skipped_zero);
+    if (rs)
+        json_u64(&j, "resumed", rs->skipped_resumed);
     json_close_obj(&j);
+    if (rs) {
+        json_obj(&j, "remote");
+        json_str(&j, "transport", o->ro.tcp ? "tcp" : "ssh");
+        json_str(&j, "compression", comp_mode_name(o->ro.comp));
+        json_u64(&j, "bytes_wire", rs->bytes_wire);
+        json_u64(&j, "payload_bytes", rs->raw_in);
+        json_u64(&j, "payload_bytes_compressed", rs->comp_out);
+        json_dbl(&j, "compression_ratio", rs->comp_out
+                 ? (double)rs->raw_in / (double)rs->comp_out : 1.0);
+        if (rs->zstd_level_max)
+            json_u64(&j, "zstd_level_max", (uint64_t)rs->zstd_level_max);
+        json_close_obj(&j);
+    }
     json_dbl(&j, "seconds", st->seconds);
     json_dbl(&j, "verify_seconds", st->verify_seconds);
     json_bool(&j, "verified", st->verified);
@@ -309,11 +385,98 @@ static void copy_report_line(const struct copy_opts *o,
             ", not verified (--no-verify)");
 }
 
+/*
+ * One side is [user@]host:PATH.  Copying between two remote hosts is
+ * refused (exit 2): diskferry moves a disk between the host it runs on
+ * and one other; run it on one of the two hosts instead.
+ */
+static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
+                       const struct endpoint *dep, const char *src_path,
+                       const char *dst_path)
+{
+    struct remote *r = NULL;
+    struct image *src = NULL;
+    struct copy_dst d = { 0 };
+    struct job_stats st;
+    struct remote_stats rs;
+    struct df_error err;
+    struct sink *sink;
+    char fmt[64] = "raw";
+    int rc;
+    const struct endpoint *rep = dep->kind == EP_REMOTE ? dep : sep;
+
+    memset(&st, 0, sizeof(st));
+    df_error_init(&err);
+    o->ro.user = rep->has_user ? rep->user : NULL;
+    o->ro.host = rep->host;
+    o->ro.path = rep->rpath;
+    o->ro.overwrite = o->overwrite;
+    o->ro.verbose = o->c.verbose;
+    if (dep->kind == EP_REMOTE) {
+        if (sep->kind == EP_STREAM) {
+            df_usage(&err, "a stream on stdin cannot go to a remote host "
+                     "yet: give a file or device as SRC");
+            goto fail;
+        }
+        o->ro.format = o->out_format;
+        if (image_open(src_path, &o->src_io.open, &src, &err) < 0 ||
+            remote_connect(&o->ro, &r, &err) < 0 ||
+            remote_open_dst(r, src->size,
+                            remote_src_id(src->path, src->size), &sink,
+                            &err) < 0 ||
+            engine_copy(src, sink, &o->jo, &st, &err) < 0 ||
+            remote_done(r, st.verified, &err) < 0)
+            goto fail;
+    } else {
+        if (o->ro.resume) {
+            df_usage(&err, "--resume continues a copy to a remote host; "
+                     "from one it is not supported yet");
+            goto fail;
+        }
+        o->ro.format = o->src_io.open.format;
+        if (remote_connect(&o->ro, &r, &err) < 0 ||
+            remote_open_src(r, &o->remote_size, fmt, sizeof(fmt),
+                            &err) < 0)
+            goto fail;
+        o->remote_src = true;
+        if (copy_open_dst(o, NULL, dst_path, &d, &err) < 0 ||
+            remote_copy_from(r, d.sink, &o->jo, &st, &err) < 0 ||
+            remote_done(r, st.verified, &err) < 0)
+            goto fail;
+    }
+    remote_get_stats(r, &rs);
+    st.bytes_wire = rs.bytes_wire;
+    if (o->json)
+        copy_report_json(o, src_path, dst_path, src ? src->drv->name : fmt,
+                         d.img ? d.img->drv->name : o->out_format
+                         ? o->out_format : "raw", &st, &rs);
+    if (o->c.verbose) {
+        copy_report_line(o, &st);
+        fprintf(stderr, "diskferry: copy: %llu bytes on the wire, "
+                "compression %.2fx%s\n", (unsigned long long)rs.bytes_wire,
+                rs.comp_out ? (double)rs.raw_in / (double)rs.comp_out : 1.0,
+                rs.skipped_resumed ? ", resumed" : "");
+    }
+    rc = 0;
+    goto out;
+fail:
+    rc = err.cat;
+    cli_print_error(&o->c, &err);
+    if (d.created && err.cat != DF_VERIFY)
+        unlink(dst_path);
+out:
+    remote_close(r);
+    sink_free(d.sink);
+    image_close(d.img);
+    image_close(src);
+    return rc;
+}
+
 int cmd_copy(int argc, char **argv)
 {
     struct copy_opts o;
     struct copy_dst d = { 0 };
-    struct endpoint src_ep;
+    struct endpoint src_ep, dst_ep;
     struct image *src = NULL;
     struct df_file in;
     struct job_stats st;
@@ -333,8 +496,17 @@ int cmd_copy(int argc, char **argv)
     memset(&st, 0, sizeof(st));
     df_error_init(&err);
     df_file_init(&in);
-    if (endpoint_parse(src_path, &src_ep, &err) < 0)
+    if (endpoint_parse(src_path, &src_ep, &err) < 0 ||
+        endpoint_parse(dst_path, &dst_ep, &err) < 0)
         goto fail;
+    if (src_ep.kind == EP_REMOTE && dst_ep.kind == EP_REMOTE)
+        return cli_usage(&o.c, "both SRC and DST are remote: run "
+                         "diskferry on one of the two hosts");
+    if (src_ep.kind == EP_REMOTE || dst_ep.kind == EP_REMOTE)
+        return copy_remote(&o, &src_ep, &dst_ep, src_path, dst_path);
+    if (o.ro.resume || o.ro.tcp || o.ro.bwlimit)
+        return cli_usage(&o.c, "--resume, --transport and --bwlimit apply "
+                         "to a remote SRC or DST");
     if (src_ep.kind == EP_STREAM) {
         if (df_file_from_fd(&in, STDIN_FILENO, "-", false, &err) < 0)
             goto fail;
@@ -350,7 +522,7 @@ int cmd_copy(int argc, char **argv)
     if (o.json)
         copy_report_json(&o, src_path, dst_path,
                          src ? src->drv->name : "raw",
-                         d.img ? d.img->drv->name : "raw", &st);
+                         d.img ? d.img->drv->name : "raw", &st, NULL);
     if (o.c.verbose)
         copy_report_line(&o, &st);
     rc = 0;

@@ -86,6 +86,20 @@ size_t comp_bound(size_t len)
     return a > b ? a : b;
 }
 
+/* A cheap look at incompressible-marked data: does a sample of the
+ * block shrink at the fastest level? */
+static bool comp_probe(struct comp_worker *w, const uint8_t *src,
+                       size_t len, void *dst, size_t dst_cap)
+{
+    size_t n = len < COMP_SAMPLE ? len : COMP_SAMPLE;
+    if (!w->zc && !(w->zc = ZSTD_createCCtx()))
+        return false;
+    ZSTD_CCtx_setParameter(w->zc, ZSTD_c_compressionLevel, 1);
+    size_t r = ZSTD_compress2(w->zc, dst, dst_cap, src + len / 2 - n / 2,
+                              n);
+    return !ZSTD_isError(r) && r < n - n * COMP_MIN_GAIN_PCT / 100;
+}
+
 int comp_block(struct comp_ctl *ctl, struct comp_worker *w, const void *src,
                size_t len, void *dst, size_t dst_cap, size_t *out_len)
 {
@@ -94,7 +108,8 @@ int comp_block(struct comp_ctl *ctl, struct comp_worker *w, const void *src,
     if (ctl->mode == COMPRESS_NONE || len < 512)
         goto raw;
     if (ctl->mode == COMPRESS_AUTO && ctl->incompressible &&
-        ++ctl->skipped % COMP_PROBE_EVERY != 0)
+        ++ctl->skipped % COMP_PROBE_EVERY != 0 &&
+        !comp_probe(w, src, len, dst, dst_cap))
         goto raw;
     size_t limit = len - len * COMP_MIN_GAIN_PCT / 100;
     size_t n;

@@ -4,9 +4,11 @@
  *
  * auto: zstd at a fast level, per block.  A block that does not shrink
  *   by at least COMP_MIN_GAIN_PCT percent is sent raw and marks the data
- *   incompressible; while it is, only every COMP_PROBE_EVERY-th block is
- *   tried (a probe), so random or already compressed data costs almost
- *   no CPU.  The level follows the bottleneck: comp_ctl_adjust() raises
+ *   incompressible; while it is, every block gets only a probe (a
+ *   COMP_SAMPLE-byte sample from its middle at the fastest level), and
+ *   every COMP_PROBE_EVERY-th block a full try, so random or already
+ *   compressed data costs little CPU and compressible data is noticed
+ *   again at once.  The level follows the bottleneck: comp_ctl_adjust() raises
  *   it when the link is the bottleneck (the sender's queue of compressed
  *   frames is full while workers wait) and lowers it when the CPU is
  *   (the link waits for compressed frames), within 1..COMP_AUTO_MAX.
@@ -30,6 +32,7 @@ enum comp_mode { COMPRESS_AUTO, COMPRESS_ZSTD, COMPRESS_LZ4, COMPRESS_NONE };
 
 #define COMP_MIN_GAIN_PCT 3
 #define COMP_PROBE_EVERY 16
+#define COMP_SAMPLE (16u * 1024)
 #define COMP_AUTO_MAX 15
 
 struct comp_ctl {

@@ -35,8 +35,8 @@
 #include "util/file.h"
 #include "util/progress.h"
 
-#define SERVE_COMMIT_BYTES (64ull << 20)
-#define SERVE_COMMIT_SECONDS 2.0
+#define SERVE_COMMIT_BYTES (32ull << 20)
+#define SERVE_COMMIT_SECONDS 1.0
 #define SERVE_MAX_BLOCK (1u << 20)
 
 struct serve {

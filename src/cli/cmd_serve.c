@@ -28,10 +28,12 @@ static const char serve_usage[] =
     "      --state-dir DIR   resume journals of devices (default "
     "/var/tmp)\n"
     "      --threads N       digest and read threads (default: cores)\n"
+    "      --no-tcp          refuse --transport tcp (data only over "
+    "ssh)\n"
     "  -v, --verbose         also print errors on stderr\n"
     "  -h, --help            this text\n";
 
-enum { OPT_ROOT = 256, OPT_ALLOW, OPT_STATE_DIR, OPT_THREADS };
+enum { OPT_ROOT = 256, OPT_ALLOW, OPT_STATE_DIR, OPT_THREADS, OPT_NO_TCP };
 
 int cmd_serve(int argc, char **argv)
 {
@@ -40,6 +42,7 @@ int cmd_serve(int argc, char **argv)
         { "allow", required_argument, NULL, OPT_ALLOW },
         { "state-dir", required_argument, NULL, OPT_STATE_DIR },
         { "threads", required_argument, NULL, OPT_THREADS },
+        { "no-tcp", no_argument, NULL, OPT_NO_TCP },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -61,6 +64,7 @@ int cmd_serve(int argc, char **argv)
             o.allow[o.nallow++] = optarg;
             break;
         case OPT_STATE_DIR: o.state_dir = optarg; break;
+        case OPT_NO_TCP: o.no_tcp = true; break;
         case OPT_THREADS:
             if (cli_parse_uint(&c, "--threads", optarg, 1, 64, &o.threads))
                 return DF_USAGE;

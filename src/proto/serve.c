@@ -417,6 +417,11 @@ static int serve_dst(struct serve *sv, const struct msg *open,
             goto out;
         switch (f->m.type) {
         case MSG_TCP_REQ:
+            if (sv->o->no_tcp) {
+                df_refuse(err, "", "this server does not offer the TCP "
+                          "transport (serve --no-tcp)");
+                goto out;
+            }
             if (session_tcp_server(&sv->s, &f->m, err) < 0 ||
                 session_start(&sv->s, err) < 0)
                 goto out;
@@ -560,6 +565,11 @@ static int serve_src(struct serve *sv, const struct msg *open,
             goto out;
         switch (f->m.type) {
         case MSG_TCP_REQ:
+            if (sv->o->no_tcp) {
+                df_refuse(err, "", "this server does not offer the TCP "
+                          "transport (serve --no-tcp)");
+                goto out;
+            }
             if (session_tcp_server(&sv->s, &f->m, err) < 0 ||
                 session_start(&sv->s, err) < 0)
                 goto out;

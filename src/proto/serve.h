@@ -37,6 +37,7 @@ struct serve_opts {
     size_t nallow;
     const char *state_dir;      /* journals of devices; NULL: /var/tmp */
     unsigned threads;           /* digest / read threads; 0: cores */
+    bool no_tcp;                /* --no-tcp: refuse TCP_REQ */
     /* Tests and fuzzing: open the destination here instead (returns a
      * sink the server frees). */
     struct sink *(*open_dst_hook)(const char *path, uint64_t size,

@@ -129,6 +129,8 @@ static void *session_reader(void *arg)
     struct reader_arg *ra = arg;
     struct session *s = ra->s;
     struct df_error err;
+    uint64_t next_seq = 0, last_seq = 0;
+    bool seen = false;
     df_error_init(&err);
     for (;;) {
         struct rx_frame *f = NULL;
@@ -149,6 +151,21 @@ static void *session_reader(void *arg)
         }
         uint8_t t = f->m.type;
         if (msg_is_data(t)) {
+            /* Each channel carries ascending seqs (sender.h invariant 1);
+             * the only data channel carries every seq, consecutively. */
+            bool only = ra->is_ctl && s->nstreams == 0;
+            if ((only && f->m.seq != next_seq) ||
+                (!only && seen && f->m.seq <= last_seq)) {
+                df_net(&err, s->peer, "protocol error: %s with sequence "
+                       "%llu out of place", msg_type_name(t),
+                       (unsigned long long)f->m.seq);
+                rx_frame_free(f);
+                session_fail(s, &err);
+                break;
+            }
+            seen = true;
+            last_seq = f->m.seq;
+            next_seq = f->m.seq + 1;
             if (session_put_data(s, f, &err) < 0) {
                 session_fail(s, &err);
                 break;

@@ -460,6 +460,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     rc = 0;
     goto out;
 fail:
+    remote_explain(r, &err);
     rc = err.cat;
     cli_print_error(&o->c, &err);
     if (d.created && err.cat != DF_VERIFY)

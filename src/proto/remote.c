@@ -450,6 +450,12 @@ int remote_done(struct remote *r, bool verified, struct df_error *err)
     return ret;
 }
 
+void remote_explain(struct remote *r, struct df_error *err)
+{
+    if (r && r->has_session)
+        session_explain(&r->s, err, 3.0);
+}
+
 void remote_get_stats(const struct remote *r, struct remote_stats *st)
 {
     memset(st, 0, sizeof(*st));

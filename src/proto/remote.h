@@ -71,6 +71,8 @@ int remote_copy_from(struct remote *r, struct sink *dst,
                      struct df_error *err);
 /* Tell the server the job is over (it removes its resume journal). */
 int remote_done(struct remote *r, bool verified, struct df_error *err);
+/* Prefer the remote's own ERROR over a local "connection closed". */
+void remote_explain(struct remote *r, struct df_error *err);
 void remote_get_stats(const struct remote *r, struct remote_stats *st);
 /* Close the session and reap ssh.  NULL is a no-op. */
 void remote_close(struct remote *r);

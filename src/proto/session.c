@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "sender.h"
 #include "transport/bwlimit.h"
+#include "util/progress.h"
 
 void rx_frame_free(struct rx_frame *f)
 {
@@ -80,6 +82,12 @@ static int session_read_frame(struct session *s, struct chan *c,
                                                          : s->peer);
         df_fail(err, (enum df_cat)f->m.cat, 0, what, -1, "%s", f->m.s2);
         rx_frame_free(f);
+        pthread_mutex_lock(&s->lock);
+        if (!s->has_peer_err)
+            df_error_copy(&s->peer_err, err);
+        s->has_peer_err = true;
+        pthread_cond_broadcast(&s->cond);
+        pthread_mutex_unlock(&s->lock);
         return -1;
     }
     *out = f;
@@ -140,12 +148,19 @@ static void *session_reader(void *arg)
                 break;      /* a stream may end; FLUSH/END say if early */
             pthread_mutex_lock(&s->lock);
             s->ctl_eof = true;
+            pthread_cond_broadcast(&s->cond);
             pthread_mutex_unlock(&s->lock);
             df_net(&err, s->peer, "connection closed by the remote side");
             session_fail(s, &err);
             break;
         }
         if (r < 0) {
+            if (ra->is_ctl) {
+                pthread_mutex_lock(&s->lock);
+                s->ctl_dead = true;
+                pthread_cond_broadcast(&s->cond);
+                pthread_mutex_unlock(&s->lock);
+            }
             session_fail(s, &err);
             break;
         }
@@ -377,6 +392,31 @@ int session_recv_data(struct session *s, struct rx_frame **out,
     }
     pthread_mutex_unlock(&s->lock);
     return session_ret_err(s, err);
+}
+
+void session_explain(struct session *s, struct df_error *err,
+                     double timeout)
+{
+    if (!s->started || err->cat != DF_NET)
+        return;
+    double end = time_now() + timeout;
+    pthread_mutex_lock(&s->lock);
+    while (!s->has_peer_err && !s->ctl_eof && !s->ctl_dead &&
+           time_now() < end) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    }
+    if (s->has_peer_err) {
+        df_error_init(err);
+        df_error_copy(err, &s->peer_err);
+    }
+    pthread_mutex_unlock(&s->lock);
 }
 
 uint64_t session_bytes_out(const struct session *s)

@@ -69,7 +69,10 @@ struct session {
     bool has_end;
     struct msg end;             /* STREAM_END */
     bool ctl_eof;
+    bool ctl_dead;              /* the control reader stopped on an error */
     struct df_error err;
+    bool has_peer_err;          /* an ERROR message arrived: */
+    struct df_error peer_err;   /* the remote's own account */
     struct sender *ack_sender;  /* receives ACKs; may be NULL */
 
     pthread_t readers[SESSION_MAX_STREAMS + 1];
@@ -106,6 +109,14 @@ int session_recv_data(struct session *s, struct rx_frame **out,
                       struct df_error *err);
 /* Fail the session (wakes everyone; the first error wins). */
 void session_fail(struct session *s, const struct df_error *e);
+/*
+ * A local failure (a send that found the connection closed) often has a
+ * cause the peer is about to tell: wait up to timeout seconds for the
+ * control channel to deliver an ERROR or end, and if an ERROR came,
+ * replace err (DF_NET only) with the peer's account.
+ */
+void session_explain(struct session *s, struct df_error *err,
+                     double timeout);
 /* Send an ERROR to the peer (best effort). */
 void session_send_error(struct session *s, const struct df_error *e);
 /* Total bytes sent/received on all channels. */

@@ -11,6 +11,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 PYTEST ?= pytest-3
 PYTEST_ARGS ?= -q -ra
 
@@ -23,7 +24,7 @@ DEB_TEST = python3-pytest qemu-utils e2fsprogs openssh-server \
 	util-linux psmisc zstd lz4 bzip2 procps kmod
 DEB_BENCH = hyperfine
 
-.PHONY: all deps build asan check unit e2e check-asan demo install bench clean
+.PHONY: all deps build asan check unit e2e check-asan check-tsan demo install bench clean
 
 all: build
 
@@ -43,6 +44,9 @@ $(BUILD)/build.ninja:
 $(ASAN_BUILD)/build.ninja:
 	CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined \
 	  -Db_lundef=false -Dbuildtype=debug
+
+$(TSAN_BUILD)/build.ninja:
+	CC=clang meson setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false
 
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -65,7 +69,13 @@ check-asan: asan
 	$(SAN_ENV) DF_BUILD=$(abspath $(ASAN_BUILD)) DF_SANITIZED=1 \
 	  $(PYTEST) $(PYTEST_ARGS) tests/e2e
 
-check: unit e2e check-asan
+# The threaded engine under ThreadSanitizer (unit tests only).
+check-tsan: deps $(TSAN_BUILD)/build.ninja
+	ninja -C $(TSAN_BUILD)
+	TSAN_OPTIONS=halt_on_error=1:exitcode=88 \
+	  meson test -C $(TSAN_BUILD) --suite unit --print-errorlogs
+
+check: unit e2e check-asan check-tsan
 
 demo: build
 	bash tests/demo.sh $(BUILD)
@@ -80,4 +90,4 @@ bench: build
 	bash bench/zero_detect.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) demo
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo

@@ -9,8 +9,11 @@
  *
  * Order of work (DESIGN.md promise 1 and 5): the source is opened and
  * validated, chain and all, before the destination is created or
- * opened; a destination we created is removed again if the copy fails,
- * so nothing half-written is left looking complete.
+ * opened.  A new file is written under a hidden temporary name in the
+ * destination's directory (.NAME.diskferry-XXXXXX) and renamed to NAME
+ * (never replacing a file that appeared meanwhile) only after the copy
+ * verified; a failed or killed copy never leaves a file that looks
+ * complete under the name the user gave.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -25,6 +28,7 @@
 #include "cli/endpoint.h"
 #include "engine/job.h"
 #include "proto/remote.h"
+#include "util/progress.h"
 #include "util/size.h"
 
 static const char copy_usage[] =
@@ -51,6 +55,12 @@ static const char copy_usage[] =
     "      --overwrite         write into an existing file or device\n"
     "      --yes               do not ask before overwriting\n"
     "      --no-verify         skip the read-back verification\n"
+    "      --fsync             wait until DST is on stable storage before "
+    "verifying\n"
+    "                          (and report write-back errors); without it, "
+    "as cp,\n"
+    "                          dd and qemu-img, DST may still be in the "
+    "page cache\n"
     "      --digest ALG        xxh128 (default) or sha256 (a "
     "cryptographic digest)\n"
     "      --threads N         reader threads (default: cores)\n"
@@ -93,6 +103,7 @@ struct copy_opts {
     bool overwrite;
     bool yes;
     bool json;
+    bool fsync;
     int progress;
     struct job_opts jo;
     struct remote_opts ro;
@@ -105,6 +116,7 @@ enum {
     OPT_PARENT_DIR, OPT_PARENT, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
     OPT_RSH, OPT_REMOTE_PATH, OPT_COMPRESS, OPT_BWLIMIT, OPT_TRANSPORT,
     OPT_STREAMS, OPT_RESUME,
+    OPT_FSYNC,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
@@ -116,6 +128,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "overwrite", no_argument, NULL, OPT_OVERWRITE },
         { "yes", no_argument, NULL, OPT_YES },
         { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+        { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
         { "parent-dir", required_argument, NULL, OPT_PARENT_DIR },
@@ -147,6 +160,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_OVERWRITE: o->overwrite = true; break;
         case OPT_YES: o->yes = true; break;
         case OPT_NO_VERIFY: o->jo.verify = false; break;
+        case OPT_FSYNC: o->fsync = true; break;
         case OPT_DIGEST:
             if (digest_alg_parse(optarg, &o->jo.digest) < 0)
                 return cli_usage(c, "--digest: unknown algorithm '%s' "
@@ -224,9 +238,64 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
 struct copy_dst {
     struct image *img;
     struct sink *sink;
-    bool created;               /* we made the file: remove it on failure */
+    bool created;               /* we made tmp_path: rename or remove it */
     const char *path;
+    char tmp_path[PATH_MAX];
 };
+
+/* Create the new destination under a hidden temporary name. */
+static int copy_create_tmp(struct copy_opts *o, struct copy_dst *d,
+                           const char *fmt, uint64_t size,
+                           struct df_error *err)
+{
+    char dir[PATH_MAX];
+    path_dirname(d->path, dir, sizeof(dir));
+    for (unsigned i = 0; i < 100; i++) {
+        unsigned r = (unsigned)getpid() * 2654435761u ^
+                     (unsigned)time_now_ns() ^ i * 40503u;
+        if (snprintf(d->tmp_path, sizeof(d->tmp_path),
+                     "%s/.%s.diskferry-%06x", dir, path_basename(d->path),
+                     r & 0xffffff) >= (int)sizeof(d->tmp_path))
+            return df_fail(err, DF_USAGE, 0, d->path, -1, "path too long");
+        if (image_create(d->tmp_path, fmt, size, &o->copts, &d->img,
+                         err) == 0) {
+            d->created = true;
+            snprintf(d->img->name, sizeof(d->img->name), "%s", d->path);
+            return 0;
+        }
+        if (err->cat != DF_REFUSED)     /* not "exists": a real error */
+            break;
+        df_error_reset(err);
+    }
+    if (err->cat == DF_OK)
+        df_io(err, d->path, EEXIST, "cannot create a temporary file");
+    if (err->what[0] && !strcmp(err->what, d->tmp_path))
+        snprintf(err->what, sizeof(err->what), "%s", d->path);
+    return -1;
+}
+
+/* Give the verified copy its name, never replacing a file. */
+static int copy_commit(struct copy_dst *d, struct df_error *err)
+{
+    if (renameat2(AT_FDCWD, d->tmp_path, AT_FDCWD, d->path,
+                  RENAME_NOREPLACE) == 0)
+        goto done;
+    if (errno == EEXIST) {
+        d->created = false;             /* keep it: the message names it */
+        return df_refuse(err, d->path, "refusing to write: it appeared "
+                         "while copying (the copy is left in %s)",
+                         d->tmp_path);
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        return df_io(err, d->path, errno, "cannot rename %s", d->tmp_path);
+    /* No RENAME_NOREPLACE here: link() refuses to replace too. */
+    if (link(d->tmp_path, d->path) < 0)
+        return df_io(err, d->path, errno, "cannot link %s", d->tmp_path);
+    unlink(d->tmp_path);
+done:
+    d->created = false;
+    return 0;
+}
 
 /* Same file or device as the source? */
 static bool copy_same_as_source(const struct image *src,
@@ -310,9 +379,8 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
                         "advance: -O %s needs a file or device as SRC", fmt);
     if (endpoint_check_new_path(path, err) < 0)
         return -1;
-    if (image_create(path, fmt, need, &o->copts, &d->img, err) < 0)
+    if (copy_create_tmp(o, d, fmt, need, err) < 0)
         return -1;
-    d->created = true;
     d->sink = stream_src ? sink_image_new_growing(d->img, err)
                          : sink_image_new(d->img, true, err);
     return d->sink ? 0 : -1;
@@ -439,8 +507,11 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
                             &err) < 0)
             goto fail;
         o->remote_src = true;
-        if (copy_open_dst(o, NULL, dst_path, &d, &err) < 0 ||
-            remote_copy_from(r, d.sink, &o->jo, &st, &err) < 0 ||
+        if (copy_open_dst(o, NULL, dst_path, &d, &err) < 0)
+            goto fail;
+        d.sink->durable = o->fsync;
+        if (remote_copy_from(r, d.sink, &o->jo, &st, &err) < 0 ||
+            (d.created && copy_commit(&d, &err) < 0) ||
             remote_done(r, st.verified, &err) < 0)
             goto fail;
     }
@@ -463,8 +534,8 @@ fail:
     remote_explain(r, &err);
     rc = err.cat;
     cli_print_error(&o->c, &err);
-    if (d.created && err.cat != DF_VERIFY)
-        unlink(dst_path);
+    if (d.created)
+        unlink(d.tmp_path);
 out:
     remote_close(r);
     sink_free(d.sink);
@@ -516,9 +587,10 @@ int cmd_copy(int argc, char **argv)
     }
     if (copy_open_dst(&o, src, dst_path, &d, &err) < 0)
         goto fail;
+    d.sink->durable = o.fsync;
     rc = src ? engine_copy(src, d.sink, &o.jo, &st, &err)
              : engine_copy_stream(&in, d.sink, &o.jo, &st, &err);
-    if (rc < 0)
+    if (rc < 0 || (d.created && copy_commit(&d, &err) < 0))
         goto fail;
     if (o.json)
         copy_report_json(&o, src_path, dst_path,
@@ -531,8 +603,8 @@ int cmd_copy(int argc, char **argv)
 fail:
     rc = err.cat;
     cli_print_error(&o.c, &err);
-    if (d.created && err.cat != DF_VERIFY)
-        unlink(dst_path);
+    if (d.created)
+        unlink(d.tmp_path);
 out:
     sink_free(d.sink);
     image_close(d.img);

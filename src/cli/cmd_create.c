@@ -60,7 +60,7 @@ int cmd_create(int argc, char **argv)
     df_error_init(&err);
     if (endpoint_check_new_path(dst, &err) < 0 ||
         image_create(dst, fmt, size, NULL, &img, &err) < 0 ||
-        image_flush(img, &err) < 0) {
+        image_flush(img, true, &err) < 0) {
         cli_print_error(&c, &err);
         if (img) {
             image_close(img);

@@ -11,7 +11,8 @@
  *     sink whose destination is known to be zero there (freshly created,
  *     sink->dst_is_zero) does nothing; others punch, BLKZEROOUT, send a
  *     zero message, or write zeros (a stream).
- *  3. finish() makes everything durable; digest() then computes the
+ *  3. finish() hands everything to the destination (and with durable,
+ *     waits until it is on stable storage); digest() then computes the
  *     verification digest (util/hash.h) of [0, size) from what the
  *     destination holds, read back where it lives.
  *  4. A sink that fails keeps its error; the engine stops at once and
@@ -50,6 +51,7 @@ struct sink {
     char name[PATH_MAX];        /* for messages: path or host:path */
     uint64_t size;              /* destination size in bytes */
     bool dst_is_zero;           /* destination known to read all zeros */
+    bool durable;               /* finish() waits for stable storage */
     /* Counters the sink keeps for the report. */
     uint64_t bytes_written;     /* payload bytes written or sent */
     uint64_t bytes_wire;        /* bytes on the wire (remote), else 0 */

@@ -54,7 +54,7 @@ static int sink_image_finish(struct sink *s, struct df_error *err)
         si->img->size = s->size;
         si->growing = false;
     }
-    return image_flush(si->img, err);
+    return image_flush(si->img, s->durable, err);
 }
 
 static int sink_image_digest(struct sink *s, uint64_t size,
@@ -167,8 +167,12 @@ static int sink_stream_zero(struct sink *s, uint64_t off, uint64_t len,
 
 static int sink_stream_finish(struct sink *s, struct df_error *err)
 {
-    (void)s;
-    (void)err;
+    struct sink_stream *ss = s->priv;
+    /* fsync works on a file or device redirected to stdout; a pipe
+     * says EINVAL, which is fine. */
+    if (s->durable && fsync(ss->f.fd) < 0 && errno != EINVAL &&
+        errno != EROFS)
+        return df_io(err, s->name, errno, "fsync failed");
     return 0;
 }
 

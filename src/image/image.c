@@ -445,14 +445,14 @@ int image_zero(struct image *img, uint64_t off, uint64_t len,
     return r;
 }
 
-int image_flush(struct image *img, struct df_error *err)
+int image_flush(struct image *img, bool durable, struct df_error *err)
 {
     int r = 0;
     image_lock(img);
     if (img->drv->flush)
         r = img->drv->flush(img, err);
-    else if (img->file.fd >= 0 && fsync(img->file.fd) < 0 &&
-             errno != EINVAL && errno != EROFS)
+    if (r == 0 && durable && img->file.fd >= 0 && fsync(img->file.fd) < 0 &&
+        errno != EINVAL && errno != EROFS)
         r = df_io(err, img->name, errno, "fsync failed");
     image_unlock(img);
     return r;

@@ -92,7 +92,8 @@ struct image_driver {
                  uint64_t off, struct df_error *err);
     int (*zero)(struct image *img, uint64_t off, uint64_t len,
                 struct df_error *err);
-    /* Write out metadata, fsync.  NULL = nothing to do but fsync. */
+    /* Write out buffered data and metadata (no fsync: image_flush does
+     * that when asked for durability).  NULL = nothing buffered. */
     int (*flush)(struct image *img, struct df_error *err);
     /* IMG_CAN_CREATE: img->file is a new, empty, writable file; copts
      * is never NULL. */
@@ -211,7 +212,9 @@ int image_write(struct image *img, const void *buf, size_t len, uint64_t off,
                 struct df_error *err);
 int image_zero(struct image *img, uint64_t off, uint64_t len,
                struct df_error *err);
-int image_flush(struct image *img, struct df_error *err);
+/* Write out what the driver buffers; with durable, also fsync the file
+ * (reporting write-back errors). */
+int image_flush(struct image *img, bool durable, struct df_error *err);
 
 /*
  * Open a file named inside an image (a VMDK extent, a parent):

@@ -44,7 +44,9 @@ struct serve {
     struct session s;
     struct image *img;
     struct sink *sink;
-    char path[PATH_MAX];
+    char path[PATH_MAX];        /* the destination as named, resolved */
+    char work[PATH_MAX];        /* the file written: path or a partial */
+    bool renaming;              /* work is renamed to path at DONE */
 
     struct rjournal j;
     bool journaling;
@@ -145,14 +147,46 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     bool exists = lstat(sv->path, &st) == 0;
     bool regular = !exists || S_ISREG(st.st_mode);
     bool raw = !strcmp(fmt, "raw");
-    rjournal_path(sv->path, regular, sv->o->state_dir, jpath,
-                  sizeof(jpath));
-    if (exists && resume && raw &&
-        rjournal_load(jpath, m->size, m->src_id, done, err) == 0)
-        *resumed = true;
-    if (err->cat != DF_OK)
-        return -1;
-    if (exists) {
+    if (!exists) {
+        /* A new file is written as .NAME.diskferry-partial and renamed
+         * at DONE: no half-written file under the name the user gave;
+         * an interrupted one is what --resume continues. */
+        char dir[PATH_MAX];
+        path_dirname(sv->path, dir, sizeof(dir));
+        if (snprintf(sv->work, sizeof(sv->work), "%s/.%s.diskferry-partial",
+                     dir, path_basename(sv->path)) >= (int)sizeof(sv->work))
+            return df_refuse(err, sv->path, "path too long");
+        bool partial = lstat(sv->work, &st) == 0 && S_ISREG(st.st_mode);
+        rjournal_path(sv->work, true, NULL, jpath, sizeof(jpath));
+        if (partial && resume && raw &&
+            rjournal_load(jpath, m->size, m->src_id, done, err) == 0)
+            *resumed = true;
+        else if (partial && !(m->flags & OPEN_DRY_RUN))
+            unlink(sv->work);       /* ours, stale: start again */
+        if (err->cat != DF_OK)
+            return -1;
+    } else {
+        snprintf(sv->work, sizeof(sv->work), "%s", sv->path);
+        rjournal_path(sv->path, regular, sv->o->state_dir, jpath,
+                      sizeof(jpath));
+        if (resume && raw &&
+            rjournal_load(jpath, m->size, m->src_id, done, err) == 0)
+            *resumed = true;
+        if (err->cat != DF_OK)
+            return -1;
+    }
+    if (*resumed && !exists) {
+        struct image_open_opts oo = {.format = "raw", .writable = true,
+                                     .no_parents = true};
+        if (image_open(sv->work, &oo, &sv->img, err) < 0)
+            return -1;
+        if (sv->img->size != m->size)
+            return df_refuse(err, sv->work, "refusing to resume: %llu "
+                             "bytes, the copy has %llu",
+                             (unsigned long long)sv->img->size,
+                             (unsigned long long)m->size);
+        sv->renaming = true;
+    } else if (exists) {
         struct image_open_opts oo = {.format = "raw", .writable = true,
                                      .no_parents = true};
         if (!(m->flags & OPEN_OVERWRITE) && !*resumed)
@@ -187,9 +221,11 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         if (m->flags & OPEN_DRY_RUN)
             return 0;
         struct image_create_opts co = {0};
-        if (image_create(sv->path, fmt, m->size, &co, &sv->img, err) < 0)
+        if (image_create(sv->work, fmt, m->size, &co, &sv->img, err) < 0)
             return -1;
+        snprintf(sv->img->name, sizeof(sv->img->name), "%s", sv->path);
         *dst_is_zero = true;
+        sv->renaming = true;
     }
     sv->sink = sink_image_new(sv->img, *dst_is_zero, err);
     if (!sv->sink)
@@ -360,6 +396,24 @@ static int serve_digest(struct serve *sv, const struct msg *m,
     return r;
 }
 
+/* The partial file takes the name the user gave, never replacing a file
+ * that appeared there meanwhile. */
+static int serve_rename(struct serve *sv, struct df_error *err)
+{
+    if (renameat2(AT_FDCWD, sv->work, AT_FDCWD, sv->path,
+                  RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return df_refuse(err, sv->path, "refusing to replace: it appeared "
+                         "during the copy (the copy is in %s)", sv->work);
+    if (errno != EINVAL && errno != ENOSYS)
+        return df_io(err, sv->path, errno, "cannot rename %s", sv->work);
+    if (link(sv->work, sv->path) < 0)
+        return df_io(err, sv->path, errno, "cannot link %s", sv->work);
+    unlink(sv->work);
+    return 0;
+}
+
 static int serve_send_ranges(struct serve *sv, const struct extent_list *l,
                              struct df_error *err)
 {
@@ -436,6 +490,8 @@ static int serve_dst(struct serve *sv, const struct msg *open,
                 goto out;
             break;
         case MSG_DONE:
+            if (sv->renaming && serve_rename(sv, err) < 0)
+                goto out;
             if (sv->journaling)
                 rjournal_remove(&sv->j);
             sv->journaling = false;

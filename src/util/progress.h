@@ -26,5 +26,7 @@ void progress_free(struct progress *p);
 
 /* Seconds since an arbitrary start (CLOCK_MONOTONIC). */
 double time_now(void);
+/* Nanoseconds since an arbitrary start (CLOCK_MONOTONIC). */
+uint64_t time_now_ns(void);
 
 #endif

@@ -66,6 +66,8 @@ def test_copy_to_remote_file_and_back(tmp_path, disk):
     assert files_equal(disk, back)
     assert r["verified"]
     assert not os.path.exists(str(dst) + ".diskferry-resume")
+    assert sorted(os.listdir(tmp_path)) == ["back.img", "remote.img",
+                                            "src.img"]
 
 
 def test_qcow2_source_to_remote(tmp_path, disk):
@@ -264,7 +266,8 @@ def test_kill_and_resume(tmp_path, victim):
     src = tmp_path / "src.img"
     src.write_bytes(os.urandom(24 << 20))
     dst = tmp_path / "dst.img"
-    jpath = str(dst) + ".diskferry-resume"
+    partial = tmp_path / ".dst.img.diskferry-partial"
+    jpath = str(partial) + ".diskferry-resume"
     proc = subprocess.Popen(
         [DISKFERRY, "copy", "--rsh", RSH, "--remote-path", DISKFERRY,
          "--bwlimit", "6M", "--compress", "none", str(src),
@@ -284,7 +287,9 @@ def test_kill_and_resume(tmp_path, victim):
             proc.kill()
             proc.wait()
     time.sleep(0.5)     # the orphaned server commits and exits
-    assert not files_equal(src, dst)
+    # nothing half-written under the name given; the partial file stays
+    assert not os.path.exists(dst)
+    assert os.path.exists(partial)
     r = report(rdf("copy", "--json", "--resume", "--compress", "none", src,
                    "localhost:%s" % dst))
     assert files_equal(src, dst)
@@ -292,6 +297,7 @@ def test_kill_and_resume(tmp_path, victim):
     assert r["skipped"]["resumed"] > 0
     assert r["remote"]["bytes_wire"] < os.path.getsize(src)
     assert not os.path.exists(jpath)
+    assert not os.path.exists(partial)
 
 
 def test_resume_without_journal_needs_overwrite(tmp_path, disk):

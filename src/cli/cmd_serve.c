@@ -5,6 +5,8 @@
  * administrator can pin it in authorized_keys:
  *   command="diskferry serve --root /srv/vms" ssh-ed25519 AAAA...
  */
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,6 +83,9 @@ int cmd_serve(int argc, char **argv)
                          "stdin/stdout; it is started by `diskferry copy "
                          "host:PATH`, not by hand");
     df_error_init(&err);
+    /* Bigger pipes to and from sshd (no-op on a socket). */
+    fcntl(STDIN_FILENO, F_SETPIPE_SZ, 1 << 20);
+    fcntl(STDOUT_FILENO, F_SETPIPE_SZ, 1 << 20);
     /* stdout carries the protocol: nothing else may print there. */
     int out = dup(STDOUT_FILENO);
     if (out < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0)

@@ -53,15 +53,30 @@ void comp_ctl_init(struct comp_ctl *ctl, enum comp_mode mode, int level)
     ctl->level_max_seen = level;
 }
 
-void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound)
+void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound,
+                     double rate)
 {
     if (ctl->mode != COMPRESS_AUTO)
         return;
     int l = ctl->level;
-    if (link_bound && l < COMP_AUTO_MAX)
+    if (ctl->last_dir > 0 && rate < ctl->last_rate * 0.97) {
+        l--;                            /* it did not pay: back, hold */
+        ctl->hold = COMP_HOLD_PERIODS;
+        ctl->last_dir = 0;
+    } else if (link_bound && !ctl->hold && l < COMP_AUTO_MAX) {
         l++;
-    else if (cpu_bound && l > 1)
+        ctl->last_dir = 1;
+    } else if (cpu_bound && l > 1) {
         l--;
+        ctl->last_dir = -1;
+    } else {
+        ctl->last_dir = 0;
+    }
+    if (ctl->hold)
+        ctl->hold--;
+    if (l < 1)
+        l = 1;
+    ctl->last_rate = rate;
     ctl->level = l;
     if (l > ctl->level_max_seen)
         ctl->level_max_seen = l;

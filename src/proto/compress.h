@@ -43,16 +43,28 @@ struct comp_ctl {
     _Atomic uint64_t raw_in;        /* bytes offered */
     _Atomic uint64_t comp_out;      /* bytes after compression (or raw) */
     _Atomic int level_max_seen;
+    /* controller state (one thread: the producer) */
+    double last_rate;
+    int last_dir;
+    int hold;
 };
+#define COMP_HOLD_PERIODS 8
 
 /* "auto", "zstd", "zstd:5", "lz4", "none"; -1 when unknown. */
 int comp_mode_parse(const char *s, enum comp_mode *mode, int *level);
 const char *comp_mode_name(enum comp_mode mode);
 
 void comp_ctl_init(struct comp_ctl *ctl, enum comp_mode mode, int level);
-/* link_bound: the link waited less than the CPU did over the last
- * period (see comp_ctl_adjust's caller in sender.c). */
-void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound);
+/*
+ * One control period is over (sender.c): link_bound / cpu_bound say who
+ * waited, rate is the payload bytes per second taken in.  Hill climbing
+ * on rate: a level raised because the link looked like the bottleneck
+ * is taken back, and not tried again for COMP_HOLD_PERIODS, when the
+ * rate fell: on loopback or a slow host the "link" is ssh's CPU, which
+ * a higher level starves.
+ */
+void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound,
+                     double rate);
 
 struct comp_worker {
     void *zc, *zd;          /* ZSTD_CCtx, ZSTD_DCtx */

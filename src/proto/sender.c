@@ -59,6 +59,8 @@ struct sender {
     /* auto level (invariant 4) */
     double wait_cpu, wait_link;
     uint64_t jobs_since_adjust;
+    double period_start;
+    uint64_t period_bytes;
 
     struct sender_thread *workers, *outs;
     unsigned nworkers;
@@ -226,15 +228,25 @@ nomem:
     return NULL;
 }
 
-static void sender_adjust(struct sender *s)
+static void sender_adjust(struct sender *s, size_t n)
 {
-    if (++s->jobs_since_adjust < SENDER_ADJUST_EVERY)
+    double now = time_now();
+    s->period_bytes += n;
+    if (!s->period_start)
+        s->period_start = now;
+    if (++s->jobs_since_adjust < SENDER_ADJUST_EVERY &&
+        now - s->period_start < SENDER_PERIOD)
         return;
-    bool link = s->wait_link > 2 * s->wait_cpu && s->wait_link > 0.005;
-    bool cpu = s->wait_cpu > 2 * s->wait_link && s->wait_cpu > 0.005;
-    comp_ctl_adjust(s->ctl, link, cpu);
+    double dt = now - s->period_start;
+    if (dt < SENDER_PERIOD / 4)
+        return;
+    bool link = s->wait_link > 2 * s->wait_cpu && s->wait_link > 0.05 * dt;
+    bool cpu = s->wait_cpu > 2 * s->wait_link && s->wait_cpu > 0.05 * dt;
+    comp_ctl_adjust(s->ctl, link, cpu, (double)s->period_bytes / dt);
     s->wait_cpu = s->wait_link = 0;
     s->jobs_since_adjust = 0;
+    s->period_bytes = 0;
+    s->period_start = now;
 }
 
 /* Wait for the slot of next_seq (and the ack window); lock held. */
@@ -282,7 +294,8 @@ int sender_write(struct sender *s, uint64_t off, const void *buf,
         }
         s->next_seq++;
         s->bytes_in += n;
-        sender_adjust(s);
+        if (s->compress)
+            sender_adjust(s, n);
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
         p += n;

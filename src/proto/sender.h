@@ -15,10 +15,11 @@
  *     sent and not yet acknowledged; sender_ack() moves the window.
  *  3. The first error (a send failure, or sender_fail() from the ack
  *     reader) stops everything: later calls return -1 with it.
- *  4. Auto compression (compress.h): every SENDER_ADJUST_EVERY jobs the
- *     time the output threads waited for compressed jobs (CPU-bound)
- *     is compared with the time the producer waited for a free slot
- *     whose job was already compressed (link-bound).
+ *  4. Auto compression (compress.h): every control period (about
+ *     SENDER_PERIOD seconds) the time the output threads waited for
+ *     compressed jobs (CPU-bound) is compared with the time the producer
+ *     waited for a free slot whose job was already compressed, or for
+ *     the ack window (link-bound), and the payload rate is measured.
  */
 #ifndef DF_SENDER_H
 #define DF_SENDER_H
@@ -33,7 +34,8 @@
 struct chan;
 struct sender;
 
-#define SENDER_ADJUST_EVERY 32
+#define SENDER_ADJUST_EVERY 64      /* jobs, or: */
+#define SENDER_PERIOD 0.5           /* seconds per control period */
 
 /* chans are borrowed; nworkers compression threads (0: compress in the
  * output threads). */

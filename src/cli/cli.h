@@ -74,5 +74,6 @@ int cmd_create(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_undo(int argc, char **argv);
 
 #endif

@@ -13,7 +13,10 @@
  * destination's directory (.NAME.diskferry-XXXXXX) and renamed to NAME
  * (never replacing a file that appeared meanwhile) only after the copy
  * verified; a failed or killed copy never leaves a file that looks
- * complete under the name the user gave.
+ * complete under the name the user gave.  Before that, and before any
+ * byte goes into an existing destination, safety_check_destination()
+ * (safety/safety.h) runs on it.  --dry-run swaps the real sink for one
+ * that prints; --undo wraps the real sink in the journal writer.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +31,7 @@
 #include "cli/endpoint.h"
 #include "engine/job.h"
 #include "proto/remote.h"
+#include "safety/safety.h"
 #include "util/progress.h"
 #include "util/size.h"
 
@@ -52,8 +56,15 @@ static const char copy_usage[] =
     "                          the bytes of any file as they are)\n"
     "  -O, --output-format FMT raw (default) or qcow2 (new files only)\n"
     "  -c, --compress-image    qcow2 output: compress clusters (zstd)\n"
-    "      --overwrite         write into an existing file or device\n"
+    "      --overwrite         write over a disk that holds data or a "
+    "signature\n"
     "      --yes               do not ask before overwriting\n"
+    "      --dry-run           run every check, print what would be "
+    "written,\n"
+    "                          write nothing\n"
+    "      --undo FILE         save what is overwritten in the journal "
+    "FILE first\n"
+    "                          ('diskferry undo FILE' puts it back)\n"
     "      --no-verify         skip the read-back verification\n"
     "      --fsync             wait until DST is on stable storage before "
     "verifying\n"
@@ -102,6 +113,8 @@ struct copy_opts {
     struct image_create_opts copts;
     bool overwrite;
     bool yes;
+    bool dry_run;
+    const char *undo;           /* --undo journal, or NULL */
     bool json;
     bool fsync;
     int progress;
@@ -116,7 +129,7 @@ enum {
     OPT_PARENT_DIR, OPT_PARENT, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
     OPT_RSH, OPT_REMOTE_PATH, OPT_COMPRESS, OPT_BWLIMIT, OPT_TRANSPORT,
     OPT_STREAMS, OPT_RESUME,
-    OPT_FSYNC,
+    OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
@@ -127,6 +140,8 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "compress-image", no_argument, NULL, 'c' },
         { "overwrite", no_argument, NULL, OPT_OVERWRITE },
         { "yes", no_argument, NULL, OPT_YES },
+        { "dry-run", no_argument, NULL, OPT_DRY_RUN },
+        { "undo", required_argument, NULL, OPT_UNDO },
         { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
         { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
@@ -159,6 +174,8 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case 'c': o->copts.compress = true; break;
         case OPT_OVERWRITE: o->overwrite = true; break;
         case OPT_YES: o->yes = true; break;
+        case OPT_DRY_RUN: o->dry_run = true; break;
+        case OPT_UNDO: o->undo = optarg; break;
         case OPT_NO_VERIFY: o->jo.verify = false; break;
         case OPT_FSYNC: o->fsync = true; break;
         case OPT_DIGEST:
@@ -230,6 +247,9 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
     if (o->copts.compress && (!o->out_format ||
                               strcmp(o->out_format, "qcow2")))
         return cli_usage(c, "-c compresses qcow2 output: give -O qcow2");
+    if (o->dry_run && o->undo)
+        return cli_usage(c, "--dry-run writes nothing: --undo has nothing "
+                         "to save");
     o->jo.progress = cli_progress_enabled(o->progress);
     return 0;
 }
@@ -241,6 +261,7 @@ struct copy_dst {
     bool created;               /* we made tmp_path: rename or remove it */
     const char *path;
     char tmp_path[PATH_MAX];
+    int claim_fd;               /* safety_claim(): O_EXCL on a device */
 };
 
 /* Create the new destination under a hidden temporary name. */
@@ -297,56 +318,58 @@ done:
     return 0;
 }
 
-/* Same file or device as the source? */
-static bool copy_same_as_source(const struct image *src,
-                                const struct df_file *dst)
+/* The one safety gate (safety/safety.h): dst NULL for a new file. */
+static int copy_check(const struct copy_opts *o, struct image *src,
+                      const char *path, const struct df_file *dst,
+                      uint64_t need, struct df_error *err)
 {
-    for (const struct image *m = src; m; m = m->parent)
-        if (m->file.fd >= 0 && m->file.dev == dst->dev &&
-            m->file.ino == dst->ino)
-            return true;
-    return false;
+    struct safety_req req = {
+        .dst_path = path, .dst = dst, .src_image = src,
+        .need_size = need, .op = SAFETY_OP_WRITE,
+        .overwrite = o->overwrite, .yes = o->yes, .dry_run = o->dry_run,
+        .interactive = isatty(STDIN_FILENO) && isatty(STDERR_FILENO),
+    };
+    return safety_check_destination(&req, err);
 }
 
 static int copy_open_existing(struct copy_opts *o, struct image *src,
                               uint64_t need, bool need_known,
                               struct copy_dst *d, struct df_error *err)
 {
-    struct image_open_opts oo = { .format = "raw", .writable = true,
+    struct image_open_opts oo = { .format = "raw", .writable = !o->dry_run,
                                   .no_parents = true };
 
-    if (!o->overwrite)
-        return df_refuse(err, d->path, "refusing to write: it exists "
-                         "(give --overwrite to write into it)");
     if (o->out_format && strcmp(o->out_format, "raw"))
         return df_fail(err, DF_USAGE, 0, d->path, -1,
                        "-O %s writes only new files: this one exists",
                        o->out_format);
     if (image_open(d->path, &oo, &d->img, err) < 0)
         return -1;
-    if (src && copy_same_as_source(src, &d->img->file))
-        return df_refuse(err, d->path,
-                         "refusing to write: same file as the source");
+    uint64_t orig_size = d->img->size;
+    if (copy_check(o, src, d->path, &d->img->file,
+                   need_known ? need : orig_size, err) < 0)
+        return -1;
+    if (o->dry_run) {
+        d->sink = dryrun_sink_new(d->path, need_known ? need : orig_size,
+                                  o->json ? stderr : stdout, err);
+        return d->sink ? 0 : -1;
+    }
+    if (safety_claim(&d->img->file, &d->claim_fd, err) < 0)
+        return -1;
     if (need_known && d->img->size < need) {
-        if (!d->img->file.is_regular) {
-            char a[32], b[32];
-            size_format(d->img->size, a, sizeof(a));
-            size_format(need, b, sizeof(b));
-            return df_refuse(err, d->path, "refusing to write: %s is "
-                             "smaller than the source (%s)", a, b);
-        }
-        /* A regular file grows to hold the copy. */
+        /* Only an empty regular file gets here (safety check 5): it
+         * grows to hold the copy. */
         if (ftruncate(d->img->file.fd, (off_t)need) < 0)
             return df_io(err, d->path, errno, "cannot grow to %llu bytes",
                          (unsigned long long)need);
         d->img->file.size = d->img->size = need;
-    } else if (need_known && d->img->size > need) {
-        cli_warn(&o->c, "%s is larger than the source: bytes past %llu "
-                 "are left as they are", d->path, (unsigned long long)need);
     }
     d->sink = sink_image_new(d->img, false, err);
     if (d->sink && need_known)
         d->sink->size = need;
+    if (d->sink && o->undo)
+        d->sink = undo_sink_wrap(d->sink, d->img, orig_size, d->path,
+                                 o->undo, err);
     return d->sink ? 0 : -1;
 }
 
@@ -366,6 +389,9 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
         if (o->out_format && strcmp(o->out_format, "raw"))
             return df_usage(err, "DST - is a raw stream: -O %s needs a file",
                             o->out_format);
+        if (o->undo)
+            return df_usage(err, "--undo: DST - is a stream: nothing to "
+                            "save");
         d->sink = sink_stream_new(STDOUT_FILENO, "-", err);
         return d->sink ? 0 : -1;
     }
@@ -377,8 +403,18 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
     if (stream_src && strcmp(fmt, "raw"))
         return df_usage(err, "a stream on stdin has no size known in "
                         "advance: -O %s needs a file or device as SRC", fmt);
-    if (endpoint_check_new_path(path, err) < 0)
+    if (copy_check(o, src, path, NULL, need, err) < 0)
         return -1;
+    if (o->dry_run) {
+        d->sink = dryrun_sink_new(path, need, o->json ? stderr : stdout,
+                                  err);
+        if (d->sink)
+            d->sink->dst_is_zero = true;
+        return d->sink ? 0 : -1;
+    }
+    if (o->undo)
+        cli_warn(&o->c, "--undo: %s is new: there is nothing to save (to "
+                 "undo, delete it)", path);
     if (copy_create_tmp(o, d, fmt, need, err) < 0)
         return -1;
     d->sink = stream_src ? sink_image_new_growing(d->img, err)
@@ -464,7 +500,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
 {
     struct remote *r = NULL;
     struct image *src = NULL;
-    struct copy_dst d = { 0 };
+    struct copy_dst d = { .claim_fd = -1 };
     struct job_stats st;
     struct remote_stats rs;
     struct df_error err;
@@ -480,6 +516,11 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     o->ro.path = rep->rpath;
     o->ro.overwrite = o->overwrite;
     o->ro.verbose = o->c.verbose;
+    o->ro.dry_run = o->dry_run;
+    if (o->undo) {
+        df_usage(&err, "--undo with a remote DST is not supported yet");
+        goto fail;
+    }
     if (dep->kind == EP_REMOTE) {
         if (sep->kind == EP_STREAM) {
             df_usage(&err, "a stream on stdin cannot go to a remote host "
@@ -491,10 +532,19 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
             remote_connect(&o->ro, &r, &err) < 0 ||
             remote_open_dst(r, src->size,
                             remote_src_id(src->path, src->size), &sink,
-                            &err) < 0 ||
-            engine_copy(src, sink, &o->jo, &st, &err) < 0 ||
-            remote_done(r, st.verified, &err) < 0)
+                            &err) < 0)
             goto fail;
+        if (o->dry_run) {
+            /* The remote host ran its checks; show what would travel. */
+            d.sink = dryrun_sink_new(dst_path, src->size,
+                                     o->json ? stderr : stdout, &err);
+            o->jo.verify = false;
+            if (!d.sink || engine_copy(src, d.sink, &o->jo, &st, &err) < 0)
+                goto fail;
+        } else if (engine_copy(src, sink, &o->jo, &st, &err) < 0 ||
+                   remote_done(r, st.verified, &err) < 0) {
+            goto fail;
+        }
     } else {
         if (o->ro.resume) {
             df_usage(&err, "--resume continues a copy to a remote host; "
@@ -540,6 +590,8 @@ out:
     remote_close(r);
     sink_free(d.sink);
     image_close(d.img);
+    if (d.claim_fd >= 0)
+        close(d.claim_fd);
     image_close(src);
     return rc;
 }
@@ -547,7 +599,7 @@ out:
 int cmd_copy(int argc, char **argv)
 {
     struct copy_opts o;
-    struct copy_dst d = { 0 };
+    struct copy_dst d = { .claim_fd = -1 };
     struct endpoint src_ep, dst_ep;
     struct image *src = NULL;
     struct df_file in;
@@ -608,6 +660,8 @@ fail:
 out:
     sink_free(d.sink);
     image_close(d.img);
+    if (d.claim_fd >= 0)
+        close(d.claim_fd);
     image_close(src);
     return rc;
 }

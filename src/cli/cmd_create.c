@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/endpoint.h"
+#include "safety/safety.h"
 
 static const char create_usage[] =
     "usage: diskferry create --size SIZE [-O FMT] DST\n"
@@ -57,8 +58,10 @@ int cmd_create(int argc, char **argv)
     struct df_error err;
     struct image *img = NULL;
     const char *dst = argv[optind];
+    struct safety_req req = { .dst_path = dst, .dst = NULL,
+                              .need_size = size };
     df_error_init(&err);
-    if (endpoint_check_new_path(dst, &err) < 0 ||
+    if (safety_check_destination(&req, &err) < 0 ||
         image_create(dst, fmt, size, NULL, &img, &err) < 0 ||
         image_flush(img, true, &err) < 0) {
         cli_print_error(&c, &err);

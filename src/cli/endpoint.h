@@ -28,10 +28,4 @@ struct endpoint {
 int endpoint_parse(const char *arg, struct endpoint *ep,
                    struct df_error *err);
 
-/*
- * A path diskferry is about to create: refuse a path under /dev (a
- * mistyped device name would become a regular file on the devtmpfs).
- */
-int endpoint_check_new_path(const char *path, struct df_error *err);
-
 #endif

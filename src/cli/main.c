@@ -22,6 +22,7 @@ static const struct command commands[] = {
     { "copy", cmd_copy, "copy or convert a disk, verified end to end" },
     { "verify", cmd_verify, "are two disks identical?" },
     { "serve", cmd_serve, "the remote end (started over ssh)" },
+    { "undo", cmd_undo, "put back what a copy --undo JOURNAL overwrote" },
 };
 
 static void usage(FILE *f)

@@ -74,6 +74,9 @@ static int find_by_id(struct image *child, const struct image_open_opts *opts,
     char looked[512] = "";
     struct image *found = NULL;
     char found_path[PATH_MAX] = "";
+    struct df_error near;       /* a candidate named but refused (-2) */
+
+    df_error_init(&near);
 
     path_dirname(child->path, dirs[ndirs++], PATH_MAX);
     for (size_t i = 0; opts && i < opts->n_parent_dirs && ndirs < 17; i++)
@@ -102,8 +105,11 @@ static int find_by_id(struct image *child, const struct image_open_opts *opts,
             if (open_candidate(path, &cand, &e2) < 0)
                 continue;
             df_error_init(&e2);
-            if (cand->drv != child->drv ||
-                child->drv->check_parent(child, cand, &e2) < 0) {
+            int r = cand->drv != child->drv ? -1 :
+                    child->drv->check_parent(child, cand, &e2);
+            if (r == -2 && near.cat == DF_OK)
+                df_error_copy(&near, &e2);
+            if (r < 0) {
                 image_close(cand);
                 continue;
             }
@@ -125,6 +131,10 @@ static int find_by_id(struct image *child, const struct image_open_opts *opts,
             *how = d == 0 ? "identifier" : "--parent-dir";
         }
         closedir(dir);
+    }
+    if (!found && near.cat != DF_OK) {
+        df_error_copy(err, &near);
+        return -1;
     }
     if (!found)
         return df_fail(err, DF_IO, ENOENT, child->name, -1,

@@ -20,9 +20,13 @@
 #include "util/overflow.h"
 
 extern const struct image_driver raw_driver;
+extern const struct image_driver vdi_driver;
+extern const struct image_driver vhd_driver;
 
 /* Probe order: formats with a certain magic first, raw last. */
 const struct image_driver *const image_drivers[] = {
+    &vdi_driver,
+    &vhd_driver,
     &raw_driver,
     NULL,
 };

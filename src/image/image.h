@@ -104,7 +104,11 @@ struct image_driver {
      * Is `parent` the image `child` was made on?  Compare identity
      * fields (CID, UUID, unique id, timestamps) and fail with
      * DF_CORRUPT naming both files and the field.  NULL: no identity
-     * recorded (image.c checks sizes for every format).
+     * recorded (image.c checks sizes for every format).  Return -1 when
+     * `parent` is not the image the child names, -2 when it is (its
+     * identifier matches) but a later check fails (modified since,
+     * other size): an identifier search then reports that error
+     * instead of "not found".
      */
     int (*check_parent)(struct image *child, struct image *parent,
                         struct df_error *err);

@@ -285,6 +285,11 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
     snprintf(r->sink.name, sizeof(r->sink.name), "%s", r->name);
     if ((f->m.flags & OPENED_RESUMED) && remote_recv_ranges(r, err) < 0)
         goto out;
+    if (r->o.dry_run) {             /* the server checked; nothing more */
+        *out = &r->sink;
+        ret = 0;
+        goto out;
+    }
     if (remote_data_channels(r, err) < 0)
         goto out;
     pthread_mutex_lock(&r->s.lock);

@@ -30,6 +30,7 @@
 #include "engine/job.h"
 #include "image/image.h"
 #include "journal.h"
+#include "safety/safety.h"
 #include "sender.h"
 #include "session.h"
 #include "util/file.h"
@@ -47,6 +48,7 @@ struct serve {
     char path[PATH_MAX];        /* the destination as named, resolved */
     char work[PATH_MAX];        /* the file written: path or a partial */
     bool renaming;              /* work is renamed to path at DONE */
+    int claim_fd;               /* safety_claim() on a device, or -1 */
 
     struct rjournal j;
     bool journaling;
@@ -187,37 +189,45 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
                              (unsigned long long)m->size);
         sv->renaming = true;
     } else if (exists) {
-        struct image_open_opts oo = {.format = "raw", .writable = true,
+        bool dry = m->flags & OPEN_DRY_RUN;
+        struct image_open_opts oo = {.format = "raw", .writable = !dry,
                                      .no_parents = true};
-        if (!(m->flags & OPEN_OVERWRITE) && !*resumed)
-            return df_refuse(err, sv->path, "refusing to write: it exists "
-                             "(give --overwrite to write into it%s)",
-                             resume ? "; no resume journal matches" : "");
         if (!raw)
             return df_usage(err, "-O %s writes only new files: %s exists",
                             fmt, sv->path);
-        if (m->flags & OPEN_DRY_RUN)
-            return 0;
         if (image_open(sv->path, &oo, &sv->img, err) < 0)
             return -1;
+        /* The one safety gate, on this host (safety.h).  A destination
+         * the journal vouches for is ours: resuming needs no
+         * --overwrite. */
+        struct safety_req req = {
+            .dst_path = sv->path, .dst = &sv->img->file,
+            .need_size = m->size, .op = SAFETY_OP_WRITE,
+            .overwrite = (m->flags & OPEN_OVERWRITE) || *resumed,
+            .yes = true, .dry_run = dry, .interactive = false,
+        };
+        if (safety_check_destination(&req, err) < 0)
+            return -1;
+        if (dry)
+            return 0;
+        if (safety_claim(&sv->img->file, &sv->claim_fd, err) < 0)
+            return -1;
         if (sv->img->size < m->size) {
-            if (!sv->img->file.is_regular)
-                return df_refuse(err, sv->path, "refusing to write: "
-                                 "%llu bytes, smaller than the source "
-                                 "(%llu)",
-                                 (unsigned long long)sv->img->size,
-                                 (unsigned long long)m->size);
+            /* only an empty regular file passes check 5: it grows */
             if (ftruncate(sv->img->file.fd, (off_t)m->size) < 0)
                 return df_io(err, sv->path, errno, "cannot grow");
             sv->img->file.size = sv->img->size = m->size;
         }
     } else {
+        struct safety_req req = {
+            .dst_path = sv->path, .need_size = m->size,
+            .op = SAFETY_OP_WRITE, .yes = true,
+            .dry_run = m->flags & OPEN_DRY_RUN,
+        };
         if (!(m->flags & OPEN_CREATE))
             return df_io(err, sv->path, ENOENT, "cannot open");
-        if (!strncmp(sv->path, "/dev/", 5))
-            return df_refuse(err, sv->path, "refusing to write: no such "
-                             "device (diskferry does not create files "
-                             "under /dev)");
+        if (safety_check_destination(&req, err) < 0)
+            return -1;
         if (m->flags & OPEN_DRY_RUN)
             return 0;
         struct image_create_opts co = {0};
@@ -658,6 +668,7 @@ int serve_run(int rfd, int wfd, const struct serve_opts *o,
     memset(&sv, 0, sizeof(sv));
     sv.o = o;
     sv.j.fd = -1;
+    sv.claim_fd = -1;
     pthread_mutex_init(&sv.sink_lock, NULL);
     pthread_mutex_init(&sv.lock, NULL);
     pthread_cond_init(&sv.cond, NULL);
@@ -697,6 +708,8 @@ out:
     session_release(&sv.s);
     sink_free(sv.sink);
     image_close(sv.img);
+    if (sv.claim_fd >= 0)
+        close(sv.claim_fd);
     pthread_mutex_destroy(&sv.sink_lock);
     pthread_mutex_destroy(&sv.lock);
     pthread_cond_destroy(&sv.cond);

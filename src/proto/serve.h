@@ -13,12 +13,8 @@
  * Without either, serve may touch what its user may (as ssh would).
  * Refusals are DF_REFUSED and travel back as an ERROR message.
  *
- * Destination checks on this host, before the first write: an existing
- * file or device needs OPEN_OVERWRITE (or OPEN_RESUME with a journal
- * that matches the copy); the source of this host is not the target;
- * a device must be large enough; a regular file grows to the size.
- * NEEDSWORK: call safety_check_destination() (src/safety/) here once it
- * is on main: mounted, held, open by a VM, locked by QEMU.
+ * Destination checks on this host, before the first write (serve.c):
+ * safety_check_destination() and safety_claim() (safety/safety.h).
  */
 #ifndef DF_SERVE_H
 #define DF_SERVE_H

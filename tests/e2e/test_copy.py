@@ -94,13 +94,13 @@ def test_copy_threads_give_same_digest(tmp_path):
 def test_copy_refuses_existing_without_overwrite(tmp_path):
     src = make_mixed(tmp_path / "src.img", 1 << 20)
     dst = tmp_path / "dst.img"
-    dst.write_bytes(b"precious" * 1000)
+    dst.write_bytes(b"precious" * (1 << 17))        # 1 MiB, as the source
     before = sha256_file(dst)
     p = df("copy", src, dst)
     assert p.returncode == 3
     assert p.stderr.decode() == (
-        "diskferry: copy: %s: refusing to write: it exists "
-        "(give --overwrite to write into it)\n" % dst)
+        "diskferry: copy: %s: refusing to write: holds non-zero data at "
+        "offset 0 (give --overwrite)\n" % dst)
     assert sha256_file(dst) == before
 
 
@@ -114,11 +114,19 @@ def test_copy_overwrite_existing_file_punches_zeros(tmp_path):
     assert report(p)["bytes_zeroed"] > 0
 
 
-def test_copy_overwrite_grows_smaller_file(tmp_path):
+def test_copy_overwrite_refuses_smaller_file(tmp_path):
+    # Issue 3, check 5: a smaller destination is refused even with
+    # --overwrite (it is likely not the disk meant); an empty one grows.
     src = make_mixed(tmp_path / "src.img", 4 << 20)
     dst = tmp_path / "dst.img"
     dst.write_bytes(b"x" * 1000)
     p = df("copy", "--overwrite", "--yes", src, dst)
+    assert p.returncode == 3, p.stderr
+    assert b"refusing to write: 1000 B is smaller than the source " \
+        b"(4.0 MiB)" in p.stderr
+    assert dst.read_bytes() == b"x" * 1000
+    dst.write_bytes(b"")
+    p = df("copy", src, dst)
     assert p.returncode == 0, p.stderr
     assert files_equal(src, dst)
 

@@ -152,12 +152,17 @@ def test_both_remote_refused(tmp_path):
 def test_remote_refusal_printed_with_host(tmp_path, disk):
     dst = tmp_path / "exists.img"
     dst.write_bytes(b"precious" * 1000)
+    os.truncate(dst, os.path.getsize(disk))
     before = sha256_file(dst)
     p = rdf("copy", disk, "localhost:%s" % dst)
     assert p.returncode == 3
-    assert p.stderr.decode().strip() == (
-        "diskferry: copy: localhost:%s: refusing to write: it exists "
-        "(give --overwrite to write into it)" % dst)
+    # the remote host runs the same safety check: the same line, with
+    # the host in front of the path
+    local = df("copy", disk, dst)
+    assert local.returncode == 3
+    assert p.stderr.decode() == local.stderr.decode().replace(
+        "copy: %s:" % dst, "copy: localhost:%s:" % dst)
+    assert "refusing to write" in p.stderr.decode()
     assert sha256_file(dst) == before
     p = rdf("copy", "--overwrite", disk, "localhost:%s" % dst)
     assert p.returncode == 0, p.stderr
@@ -305,7 +310,20 @@ def test_resume_without_journal_needs_overwrite(tmp_path, disk):
     dst.write_bytes(b"x" * 4096)
     p = rdf("copy", "--resume", disk, "localhost:%s" % dst)
     assert p.returncode == 3
-    assert b"no resume journal matches" in p.stderr
+    assert b"refusing to write" in p.stderr
+    assert dst.read_bytes() == b"x" * 4096
+
+
+def test_remote_dry_run_writes_nothing(tmp_path, disk):
+    dst = tmp_path / "dst.img"
+    p = rdf("copy", "--dry-run", disk, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert b"would write" in p.stdout
+    assert os.listdir(tmp_path) == ["src.img"]
+    busy = tmp_path / "busy.img"
+    busy.write_bytes(b"data" * 1024)
+    p = rdf("copy", "--dry-run", disk, "localhost:%s" % busy)
+    assert p.returncode == 3
 
 
 @pytest.mark.parametrize("mode,msg", [

@@ -1,0 +1,46 @@
+/*
+ * runs.c: map() and read() over a driver's locate function (runs.h).
+ */
+#include "image/runs.h"
+
+#include <string.h>
+
+int runs_map(struct image *img, uint64_t off, uint64_t len,
+             struct extent_list *out, runs_locate_fn locate,
+             struct df_error *err)
+{
+    uint64_t end = off + len;
+    while (off < end) {
+        enum extent_state st;
+        uint64_t run_end, foff = 0;
+        if (locate(img, off, end, &st, &run_end, &foff, err) < 0)
+            return -1;
+        int r = extent_list_append(out, off, run_end - off, st, img->name,
+                                   err);
+        if (r)
+            return r < 0 ? -1 : 0;
+        off = run_end;
+    }
+    return 0;
+}
+
+int runs_read(struct image *img, void *buf, size_t len, uint64_t off,
+              runs_locate_fn locate, struct df_error *err)
+{
+    uint8_t *p = buf;
+    uint64_t end = off + len;
+    while (off < end) {
+        enum extent_state st;
+        uint64_t run_end, foff = 0;
+        if (locate(img, off, end, &st, &run_end, &foff, err) < 0)
+            return -1;
+        size_t n = (size_t)(run_end - off);
+        if (st != EXT_DATA)
+            memset(p, 0, n);
+        else if (df_file_pread(&img->file, p, n, foff, err) < 0)
+            return -1;
+        p += n;
+        off = run_end;
+    }
+    return 0;
+}

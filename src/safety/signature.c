@@ -1,0 +1,178 @@
+/*
+ * signature.c: does the destination hold anything? (safety.h check 6)
+ *
+ * Two looks, the first that finds something wins:
+ *  1. libblkid, partitions and superblocks chains: a partition table
+ *     (PTTYPE: gpt, dos, ...) or a filesystem / LVM PV / md member /
+ *     swap / LUKS signature (TYPE, USAGE).  libblkid knows far more
+ *     signatures than we would (and knows where each lives: the LVM2
+ *     label in sectors 0-3, md 1.0 at the end, GPT's backup header).
+ *  2. Non-zero bytes in sampled regions (a raw disk with data and no
+ *     signature: a database on a bare device, an image of a disk whose
+ *     first sector was wiped):
+ *       - the first and the last MiB (partition tables, boot code,
+ *         GPT backup, md 0.9/1.0 superblocks, ZFS labels);
+ *       - SIG_SPREAD windows of 64 KiB spread evenly over the device;
+ *       - regular files only: the first 64 KiB of each of the first
+ *         SIG_SPREAD data extents found with SEEK_DATA (a sparse file
+ *         with a few written blocks anywhere is found for the price of
+ *         a few reads; a fully sparse file reads nothing).
+ *     A miss is possible (data between samples on a device without a
+ *     signature); --overwrite is about signatures and obvious data, the
+ *     undo journal is the net for the rest.
+ */
+#define _GNU_SOURCE
+#include "safety/safety_int.h"
+
+#include <blkid/blkid.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/zero.h"
+
+#define SIG_EDGE (1024 * 1024)
+#define SIG_WINDOW (64 * 1024)
+#define SIG_SPREAD 16
+
+/* "a" or "an" before a type spoken as letters or as a word. */
+static const char *sig_article(const char *word)
+{
+    return strchr("aefhilmnorsxAEFHILMNORSX", word[0]) ? "an" : "a";
+}
+
+static void sig_describe(const char *type, const char *usage, char *desc,
+                         size_t len)
+{
+    static const struct {
+        const char *type, *desc;
+    } known[] = {
+        { "LVM2_member", "an LVM physical volume" },
+        { "LVM1_member", "an LVM physical volume" },
+        { "linux_raid_member", "an md RAID member" },
+        { "isw_raid_member", "an Intel RAID member" },
+        { "ddf_raid_member", "a DDF RAID member" },
+        { "crypto_LUKS", "a LUKS volume" },
+        { "swap", "a swap area" },
+        { "zfs_member", "a ZFS pool member" },
+        { "BitLocker", "a BitLocker volume" },
+    };
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (!strcmp(type, known[i].type)) {
+            snprintf(desc, len, "%s", known[i].desc);
+            return;
+        }
+    const char *what = "signature";
+    if (usage && !strcmp(usage, "filesystem"))
+        what = "filesystem";
+    else if (usage && !strcmp(usage, "raid"))
+        what = "RAID member";
+    else if (usage && !strcmp(usage, "crypto"))
+        what = "encrypted volume";
+    snprintf(desc, len, "%s %s %s", sig_article(type), type, what);
+}
+
+/* 1 with desc set when libblkid finds a signature, 0 if none, -1 on
+ * error (libblkid could not start: reported as DF_IO). */
+static int sig_blkid(const struct df_file *f, char *desc, size_t len,
+                     struct df_error *err)
+{
+    blkid_probe pr = blkid_new_probe();
+    const char *val = NULL;
+    int found = 0;
+    if (!pr)
+        return df_io(err, f->name, ENOMEM, "cannot probe signatures");
+    if (blkid_probe_set_device(pr, f->fd, 0, 0) < 0) {
+        blkid_free_probe(pr);
+        return df_io(err, f->name, EIO, "cannot probe signatures");
+    }
+    blkid_probe_enable_partitions(pr, 1);
+    blkid_probe_set_partitions_flags(pr, BLKID_PARTS_MAGIC);
+    blkid_probe_enable_superblocks(pr, 1);
+    blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE |
+                                      BLKID_SUBLKS_USAGE |
+                                      BLKID_SUBLKS_MAGIC);
+    /* Each call reports the next thing found, until 1 (done) or -1. */
+    while (!found && blkid_do_probe(pr) == 0) {
+        if (blkid_probe_lookup_value(pr, "PTTYPE", &val, NULL) == 0 &&
+            val) {
+            snprintf(desc, len, "%s %s partition table", sig_article(val),
+                     val);
+            found = 1;
+        } else if (blkid_probe_lookup_value(pr, "TYPE", &val, NULL) == 0 &&
+                   val) {
+            const char *usage = NULL;
+            blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
+            sig_describe(val, usage, desc, len);
+            found = 1;
+        }
+    }
+    blkid_free_probe(pr);
+    return found;
+}
+
+/* 1 with desc when [off, off+len) holds a non-zero byte. */
+static int sig_window(const struct df_file *f, uint8_t *buf, uint64_t off,
+                      uint64_t len, char *desc, size_t dlen,
+                      struct df_error *err)
+{
+    if (off >= f->size)
+        return 0;
+    if (len > f->size - off)
+        len = f->size - off;
+    /* df_file_pread does not change f; it just is not declared const. */
+    if (df_file_pread((struct df_file *)f, buf, (size_t)len, off, err) < 0)
+        return -1;
+    if (zero_is_zero(buf, (size_t)len))
+        return 0;
+    uint64_t at = off;
+    while (!buf[at - off])
+        at++;
+    snprintf(desc, dlen, "non-zero data at offset %llu",
+             (unsigned long long)at);
+    return 1;
+}
+
+int sig_probe_content(const struct df_file *f, char *desc, size_t len,
+                      struct df_error *err)
+{
+    uint8_t *buf = NULL;
+    int r = 0;
+
+    if (f->is_stream || f->size == 0)
+        return 0;
+    if (f->fd >= 0) {
+        r = sig_blkid(f, desc, len, err);
+        if (r != 0)
+            return r;
+    }
+    buf = malloc(SIG_EDGE);
+    if (!buf)
+        return df_io(err, f->name, ENOMEM, "cannot check contents");
+    r = sig_window(f, buf, 0, SIG_EDGE, desc, len, err);
+    if (r == 0 && f->size > SIG_EDGE)
+        r = sig_window(f, buf, f->size - SIG_EDGE, SIG_EDGE, desc, len,
+                       err);
+    for (uint64_t i = 1; r == 0 && i <= SIG_SPREAD; i++) {
+        uint64_t off = f->size / (SIG_SPREAD + 1) * i;
+        r = sig_window(f, buf, off - off % 4096, SIG_WINDOW, desc, len,
+                       err);
+    }
+    /* Regular files: the start of each of the first few data extents. */
+    off_t pos = 0;
+    for (int i = 0; r == 0 && f->fd >= 0 && f->is_regular && i < SIG_SPREAD;
+         i++) {
+        off_t data = lseek(f->fd, pos, SEEK_DATA);
+        if (data < 0)
+            break;          /* ENXIO: no more data; EINVAL: unsupported */
+        r = sig_window(f, buf, (uint64_t)data, SIG_WINDOW, desc, len, err);
+        off_t hole = lseek(f->fd, data, SEEK_HOLE);
+        if (hole <= data)
+            break;
+        pos = hole;
+    }
+    free(buf);
+    return r;
+}

@@ -9,6 +9,7 @@ while [ $# -gt 0 ]; do
         *) break ;;
     esac
 done
+[ -n "$DF_RSH_LOG" ] && printf 'host=%s\n' "$1" >> "$DF_RSH_LOG"
 shift   # the host
 [ -n "$DF_RSH_LOG" ] && printf '%s\n' "$*" >> "$DF_RSH_LOG"
 exec sh -c "$*"

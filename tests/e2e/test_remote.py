@@ -143,6 +143,34 @@ def test_local_path_with_colon_is_local(tmp_path, disk):
     assert files_equal(disk, tmp_path / "a:b.img")
 
 
+@pytest.mark.parametrize("form,host", [
+    ("localhost:%s", "localhost"),
+    ("root@localhost:%s", "root@localhost"),
+    ("[::1]:%s", "::1"),
+    ("admin@[fe80::1%%eth0]:%s", "admin@fe80::1%eth0"),
+])
+def test_endpoint_forms(tmp_path, disk, form, host):
+    log = tmp_path / "rsh.log"
+    env = dict(os.environ, DF_RSH_LOG=str(log))
+    dst = tmp_path / "d.img"
+    p = rdf("copy", disk, form % dst, env=env)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(disk, dst)
+    assert log.read_text().splitlines()[0] == "host=" + host
+
+
+@pytest.mark.parametrize("arg,msg", [
+    ("-oProxyCommand=x:/a.img", b"cannot start with '-'"),
+    ("[::1/a.img", b"expected [IPv6-address]:PATH"),
+    ("host:", b"no path after the host name"),
+    ("@host:/a", b"bad user name"),
+])
+def test_endpoint_errors(tmp_path, disk, arg, msg):
+    p = rdf("copy", "--", disk, arg)
+    assert p.returncode == 2, p.stderr
+    assert msg in p.stderr
+
+
 def test_both_remote_refused(tmp_path):
     p = rdf("copy", "h1:/a.img", "h2:/b.img")
     assert p.returncode == 2

@@ -30,6 +30,7 @@
 #include "cli/cli.h"
 #include "cli/endpoint.h"
 #include "engine/job.h"
+#include "proto/journal.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
 #include "util/progress.h"
@@ -490,6 +491,54 @@ static void copy_report_line(const struct copy_opts *o,
 }
 
 /*
+ * A remote source into a new raw file: written as .NAME.diskferry-partial
+ * with a resume journal beside it (proto/journal.h), so that a broken
+ * link or a kill of either side leaves something --resume continues.
+ */
+static int copy_open_partial(struct copy_opts *o, const char *path,
+                             const char *src_name, char *part,
+                             struct copy_dst *d, struct rjournal *j,
+                             struct extent_list *done, bool *resumed,
+                             struct df_error *err)
+{
+    char jpath[PATH_MAX];
+    struct stat st;
+    uint64_t size = o->remote_size, id = remote_src_id(src_name, size);
+
+    *resumed = false;
+    if (copy_check(o, NULL, path, NULL, size, err) < 0 ||
+        partial_path(path, part, PATH_MAX, err) < 0)
+        return -1;
+    rjournal_path(part, true, NULL, jpath, sizeof(jpath));
+    bool have = lstat(part, &st) == 0 && S_ISREG(st.st_mode);
+    if (have && o->ro.resume &&
+        rjournal_load(jpath, size, id, done, err) == 0) {
+        struct image_open_opts oo = { .format = "raw", .writable = true,
+                                      .no_parents = true };
+        if (image_open(part, &oo, &d->img, err) < 0)
+            return -1;
+        if (d->img->size != size)
+            return df_refuse(err, part, "refusing to resume: %llu bytes, "
+                             "the source has %llu",
+                             (unsigned long long)d->img->size,
+                             (unsigned long long)size);
+        *resumed = true;
+    } else {
+        if (err->cat != DF_OK)
+            return -1;
+        if (have)
+            unlink(part);       /* ours, stale: start again */
+        if (image_create(part, "raw", size, &o->copts, &d->img, err) < 0)
+            return -1;
+    }
+    snprintf(d->img->name, sizeof(d->img->name), "%s", path);
+    d->sink = sink_image_new(d->img, !*resumed, err);
+    if (!d->sink)
+        return -1;
+    return rjournal_open(j, jpath, size, id, *resumed, err);
+}
+
+/*
  * One side is [user@]host:PATH.  Copying between two remote hosts is
  * refused (exit 2): diskferry moves a disk between the host it runs on
  * and one other; run it on one of the two hosts instead.
@@ -506,8 +555,14 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     struct df_error err;
     struct sink *sink;
     char fmt[64] = "raw";
+    char part[PATH_MAX];
+    struct rjournal j = { .fd = -1 };
+    struct extent_list done;
+    bool resumed = false;
     int rc;
     const struct endpoint *rep = dep->kind == EP_REMOTE ? dep : sep;
+
+    extent_list_init(&done, EXTENT_LIST_DEFAULT_CAP);
 
     memset(&st, 0, sizeof(st));
     df_error_init(&err);
@@ -546,24 +601,35 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
             goto fail;
         }
     } else {
-        if (o->ro.resume) {
-            df_usage(&err, "--resume continues a copy to a remote host; "
-                     "from one it is not supported yet");
-            goto fail;
-        }
         o->ro.format = o->src_io.open.format;
         if (remote_connect(&o->ro, &r, &err) < 0 ||
             remote_open_src(r, &o->remote_size, fmt, sizeof(fmt),
                             &err) < 0)
             goto fail;
         o->remote_src = true;
-        if (copy_open_dst(o, NULL, dst_path, &d, &err) < 0)
+        struct stat lst;
+        bool partial = !o->dry_run && strcmp(dst_path, "-") &&
+                       lstat(dst_path, &lst) < 0 && errno == ENOENT &&
+                       (!o->out_format || !strcmp(o->out_format, "raw"));
+        if (o->ro.resume && !partial) {
+            df_usage(&err, "--resume from a remote host continues into a "
+                     "new raw file: %s exists or is not one", dst_path);
+            goto fail;
+        }
+        if (partial ? copy_open_partial(o, dst_path, src_path, part, &d, &j,
+                                        &done, &resumed, &err) < 0
+                    : copy_open_dst(o, NULL, dst_path, &d, &err) < 0)
             goto fail;
         d.sink->durable = o->fsync;
-        if (remote_copy_from(r, d.sink, &o->jo, &st, &err) < 0 ||
+        if (remote_copy_from(r, d.sink, partial ? &j : NULL,
+                             resumed ? &done : NULL, &o->jo, &st,
+                             &err) < 0 ||
             (d.created && copy_commit(&d, &err) < 0) ||
+            (partial && partial_commit(part, dst_path, &err) < 0) ||
             remote_done(r, st.verified, &err) < 0)
             goto fail;
+        if (partial)
+            rjournal_remove(&j);
     }
     remote_get_stats(r, &rs);
     st.bytes_wire = rs.bytes_wire;
@@ -587,6 +653,8 @@ fail:
     if (d.created)
         unlink(d.tmp_path);
 out:
+    rjournal_close(&j);
+    extent_list_release(&done);
     remote_close(r);
     sink_free(d.sink);
     image_close(d.img);

@@ -1,6 +1,7 @@
 /*
  * journal.c: the receiver's resume journal (see journal.h).
  */
+#define _GNU_SOURCE
 #include "journal.h"
 
 #include <errno.h>
@@ -11,6 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#include "util/file.h"
+#include "util/overflow.h"
 
 #define RJOURNAL_MAX_LOAD (1u << 20)     /* ranges read back, a ceiling */
 
@@ -174,4 +178,62 @@ void rjournal_remove(struct rjournal *j)
     rjournal_close(j);
     if (j->path[0])
         unlink(j->path);
+}
+
+int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
+               const uint8_t *buf, rskip_fn fn, void *ctx,
+               struct df_error *err)
+{
+    const uint64_t start = off, end = off + len;
+    const struct extent_list *d = k->done;
+    while (off < end) {
+        /* Ascending delivery: the cursor only moves forward. */
+        while (d && k->i < d->n && d->v[k->i].off + d->v[k->i].len <= off)
+            k->i++;
+        uint64_t next = end;
+        if (d && k->i < d->n) {
+            const struct extent *e = &d->v[k->i];
+            if (e->off <= off) {
+                uint64_t skip_end = min_u64(e->off + e->len, end);
+                k->skipped += skip_end - off;
+                off = skip_end;
+                continue;
+            }
+            next = min_u64(e->off, end);
+        }
+        if (fn(ctx, off, next - off, buf ? buf + (off - start) : NULL,
+               err) < 0)
+            return -1;
+        off = next;
+    }
+    return 0;
+}
+
+int partial_path(const char *path, char *out, size_t len,
+                 struct df_error *err)
+{
+    char dir[PATH_MAX];
+    path_dirname(path, dir, sizeof(dir));
+    if (snprintf(out, len, "%s/.%s.diskferry-partial", dir,
+                 path_basename(path)) >= (int)len)
+        return df_fail(err, DF_USAGE, 0, path, -1, "path too long");
+    return 0;
+}
+
+int partial_commit(const char *partial, const char *path,
+                   struct df_error *err)
+{
+    if (renameat2(AT_FDCWD, partial, AT_FDCWD, path,
+                  RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return df_refuse(err, path, "refusing to write: it appeared "
+                         "while copying (the copy is left in %s)", partial);
+    if (errno != EINVAL && errno != ENOSYS)
+        return df_io(err, path, errno, "cannot rename %s", partial);
+    /* No RENAME_NOREPLACE here: link() refuses to replace too. */
+    if (link(partial, path) < 0)
+        return df_io(err, path, errno, "cannot link %s", partial);
+    unlink(partial);
+    return 0;
 }

@@ -64,4 +64,29 @@ int rjournal_commit(struct rjournal *j, struct df_error *err);
 void rjournal_close(struct rjournal *j);
 void rjournal_remove(struct rjournal *j);
 
+/*
+ * The ranges a resumed copy skips, walked by a writer that delivers in
+ * ascending order (sink.h contract 1): rskip_each() calls fn for each
+ * piece of [off, off+len) not in done (buf, if not NULL, is the data of
+ * [off, off+len)) and counts the rest in skipped.  done may be NULL.
+ */
+struct rskip {
+    const struct extent_list *done;
+    size_t i;
+    uint64_t skipped;
+};
+typedef int (*rskip_fn)(void *ctx, uint64_t off, uint64_t len,
+                        const uint8_t *p, struct df_error *err);
+int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
+               const uint8_t *buf, rskip_fn fn, void *ctx,
+               struct df_error *err);
+
+/* A new destination is written as .NAME.diskferry-partial next to NAME
+ * (partial_path) and renamed into place only when complete
+ * (partial_commit), never replacing a file that appeared meanwhile. */
+int partial_path(const char *path, char *out, size_t len,
+                 struct df_error *err);
+int partial_commit(const char *partial, const char *path,
+                   struct df_error *err);
+
 #endif

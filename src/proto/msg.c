@@ -254,13 +254,14 @@ void msg_enc_digest(struct msg_buf *b, uint8_t type, uint64_t seq,
 }
 
 void msg_enc_read_stream(struct msg_buf *b, uint32_t flags, uint8_t comp,
-                         uint8_t level, uint32_t streams)
+                         uint8_t level, uint32_t streams, uint64_t bwlimit)
 {
     msg_buf_reset(b);
     msg_put_u32(b, flags);
     msg_put_u8(b, comp);
     msg_put_u8(b, level);
     msg_put_u32(b, streams);
+    msg_put_u64(b, bwlimit);
 }
 
 void msg_enc_tcp_offer(struct msg_buf *b, uint16_t port,
@@ -478,8 +479,11 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         m->comp = rd_u8(&r, "compression");
         m->level = rd_u8(&r, "level");
         m->streams = rd_u32(&r, "streams");
+        m->size = rd_u64(&r, "bwlimit");
         if (!r.bad && m->comp > COMP_LZ4 + 1)   /* +1: auto */
             r.bad = "compression";
+        if (!r.bad && m->level > 19)
+            r.bad = "level";
         break;
     case MSG_TCP_REQ:
         m->streams = rd_u32(&r, "streams");

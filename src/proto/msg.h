@@ -51,8 +51,10 @@
  *   FLUSHED      (empty)
  *   DIGEST_REQ   alg u8, threads u32, size u64
  *   DIGEST       alg u8, len u8, bytes[len]
- *   READ_STREAM  flags u32, comp u8, level u8, streams u32, then the
- *                resume ranges to skip come as RESUME_RANGES first
+ *   READ_STREAM  flags u32 (bits 0-7: digest algorithm), comp u8 (3 =
+ *                auto), level u8, streams u32, bwlimit u64 (bytes/s
+ *                for the server's sending, 0 = none); the ranges to
+ *                skip (resume) come as RESUME_RANGES before it
  *   STREAM_END   seq u64 (data frames sent), digest: alg u8, len u8, bytes
  *   TCP_REQ      streams u32
  *   TCP_OFFER    port u16, key[32]
@@ -277,7 +279,7 @@ void msg_enc_digest_req(struct msg_buf *b, uint8_t alg, uint32_t threads,
 void msg_enc_digest(struct msg_buf *b, uint8_t type, uint64_t seq,
                     uint8_t alg, const uint8_t *d, uint8_t len);
 void msg_enc_read_stream(struct msg_buf *b, uint32_t flags, uint8_t comp,
-                         uint8_t level, uint32_t streams);
+                         uint8_t level, uint32_t streams, uint64_t bwlimit);
 void msg_enc_tcp_offer(struct msg_buf *b, uint16_t port,
                        const uint8_t key[32]);
 

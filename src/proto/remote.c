@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "journal.h"
 #include "sender.h"
 #include "session.h"
 #include "transport/bwlimit.h"
@@ -21,6 +22,8 @@
 
 #define REMOTE_MAX_BLOCK (1u << 20)
 #define REMOTE_ACK_WINDOW (64ull << 20)
+#define REMOTE_COMMIT_BYTES (32ull << 20)
+#define REMOTE_COMMIT_SECONDS 1.0
 
 struct remote {
     struct remote_opts o;
@@ -32,8 +35,7 @@ struct remote {
     struct sender *snd;
     struct sink sink;
     struct extent_list done;    /* resume: ranges already there */
-    size_t done_i;
-    uint64_t skipped_resumed;
+    struct rskip skip;
 };
 
 uint64_t remote_src_id(const char *path, uint64_t size)
@@ -57,6 +59,7 @@ int remote_connect(const struct remote_opts *o, struct remote **out,
     r->o = *o;
     r->ssh.pid = -1;
     extent_list_init(&r->done, EXTENT_LIST_DEFAULT_CAP);
+    r->skip.done = &r->done;
     snprintf(r->name, sizeof(r->name), "%s:%s", o->host, o->path);
     comp_ctl_init(&r->ctl, o->comp, o->level);
     signal(SIGPIPE, SIG_IGN);
@@ -81,50 +84,17 @@ fail:
 
 /* ---- the remote sink ---- */
 
-/* Send [off, off+len) minus the resume ranges: each piece goes to fn. */
-static int remote_each_missing(struct remote *r, uint64_t off, uint64_t len,
-                               int (*fn)(struct remote *r, uint64_t off,
-                                         uint64_t len, const uint8_t *p,
-                                         struct df_error *err),
-                               const uint8_t *buf, struct df_error *err)
-{
-    uint64_t end = off + len;
-    while (off < end) {
-        /* The engine delivers in ascending order: the cursor only
-         * moves forward. */
-        while (r->done_i < r->done.n &&
-               r->done.v[r->done_i].off + r->done.v[r->done_i].len <= off)
-            r->done_i++;
-        uint64_t next = end;
-        if (r->done_i < r->done.n) {
-            const struct extent *e = &r->done.v[r->done_i];
-            if (e->off <= off) {
-                uint64_t skip_end = e->off + e->len < end ? e->off + e->len
-                                                          : end;
-                r->skipped_resumed += skip_end - off;
-                off = skip_end;
-                continue;
-            }
-            if (e->off < end)
-                next = e->off;
-        }
-        if (fn(r, off, next - off, buf ? buf + (off - (end - len)) : NULL,
-               err) < 0)
-            return -1;
-        off = next;
-    }
-    return 0;
-}
-
-static int remote_send_data(struct remote *r, uint64_t off, uint64_t len,
+static int remote_send_data(void *ctx, uint64_t off, uint64_t len,
                             const uint8_t *p, struct df_error *err)
 {
+    struct remote *r = ctx;
     return sender_write(r->snd, off, p, (size_t)len, err);
 }
 
-static int remote_send_zero(struct remote *r, uint64_t off, uint64_t len,
+static int remote_send_zero(void *ctx, uint64_t off, uint64_t len,
                             const uint8_t *p, struct df_error *err)
 {
+    struct remote *r = ctx;
     (void)p;
     return sender_zero(r->snd, MSG_ZERO, off, len, err);
 }
@@ -133,7 +103,7 @@ static int remote_sink_write(struct sink *s, uint64_t off, const void *buf,
                              size_t len, struct df_error *err)
 {
     struct remote *r = s->priv;
-    if (remote_each_missing(r, off, len, remote_send_data, buf, err) < 0)
+    if (rskip_each(&r->skip, off, len, buf, remote_send_data, r, err) < 0)
         return -1;
     s->bytes_written += len;
     s->bytes_wire = session_bytes_out(&r->s);
@@ -146,7 +116,7 @@ static int remote_sink_zero(struct sink *s, uint64_t off, uint64_t len,
     struct remote *r = s->priv;
     if (s->dst_is_zero)
         return 0;
-    if (remote_each_missing(r, off, len, remote_send_zero, NULL, err) < 0)
+    if (rskip_each(&r->skip, off, len, NULL, remote_send_zero, r, err) < 0)
         return -1;
     s->bytes_zeroed += len;
     return 0;
@@ -339,10 +309,31 @@ static uint8_t remote_comp_code(enum comp_mode m)
     }
 }
 
-int remote_copy_from(struct remote *r, struct sink *dst,
+/* Tell the server which ranges the local journal already holds. */
+static int remote_send_skip(struct remote *r, const struct extent_list *l,
+                            struct df_error *err)
+{
+    struct msg_buf b;
+    int ret = 0;
+    msg_buf_init(&b);
+    for (size_t i = 0; ret == 0 && i < l->n;) {
+        size_t n = l->n - i < MSG_MAX_RANGES_PER_MSG ? l->n - i
+                                                     : MSG_MAX_RANGES_PER_MSG;
+        msg_enc_ranges(&b, l, i, n, i + n == l->n, false);
+        ret = session_send(&r->s, MSG_RESUME_RANGES, &b, err);
+        i += n;
+    }
+    msg_buf_release(&b);
+    return ret;
+}
+
+int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
+                     const struct extent_list *skip,
                      const struct job_opts *opts, struct job_stats *st,
                      struct df_error *err)
 {
+    uint64_t covered = 0, since_commit = 0;
+    double last_commit = time_now();
     struct msg_buf b;
     struct comp_worker cw;
     struct progress *pg = NULL;
@@ -358,8 +349,10 @@ int remote_copy_from(struct remote *r, struct sink *dst,
     }
     if (remote_data_channels(r, err) < 0)
         goto out;
+    if (skip && skip->n && remote_send_skip(r, skip, err) < 0)
+        goto out;
     msg_enc_read_stream(&b, alg, remote_comp_code(r->o.comp),
-                        (uint8_t)r->o.level, r->s.ndata);
+                        (uint8_t)r->o.level, r->s.ndata, r->o.bwlimit);
     if (session_send(&r->s, MSG_READ_STREAM, &b, err) < 0)
         goto out;
     pg = progress_new(opts->title ? opts->title : "copy", dst->size,
@@ -374,7 +367,9 @@ int remote_copy_from(struct remote *r, struct sink *dst,
             break;
         const struct msg *m = &f->m;
         int w = 0;
-        if (m->off != done || m->len > dst->size - m->off) {
+        if (m->off < done || m->off > dst->size ||
+            m->len > dst->size - m->off ||
+            (!(skip && skip->n) && m->off != done)) {
             w = df_net(err, r->s.peer, "protocol error: %s at %llu, "
                        "expected %llu", msg_type_name(m->type),
                        (unsigned long long)m->off,
@@ -394,17 +389,33 @@ int remote_copy_from(struct remote *r, struct sink *dst,
             w = dst->ops->zero(dst, m->off, m->len, err);
         }
         done = m->off + m->len;
+        covered += m->len;
+        if (w == 0 && j) {
+            /* journal.h invariant 1: flush, then record */
+            rjournal_note(j, m->off, m->len);
+            since_commit += m->len;
+            if (since_commit >= REMOTE_COMMIT_BYTES || rjournal_full(j) ||
+                time_now() - last_commit > REMOTE_COMMIT_SECONDS) {
+                w = dst->ops->finish(dst, err);
+                if (w == 0)
+                    w = rjournal_commit(j, err);
+                since_commit = 0;
+                last_commit = time_now();
+            }
+        }
         rx_frame_free(f);
         if (w < 0)
             goto out;
         progress_update(pg, done, session_bytes_in(&r->s), 0);
     }
-    if (done != dst->size) {
-        df_net(err, r->s.peer, "protocol error: stream ended at %llu of "
-               "%llu bytes", (unsigned long long)done,
+    uint64_t skipped = skip ? extent_list_bytes(skip, EXT_DATA) : 0;
+    if (covered + skipped != dst->size) {
+        df_net(err, r->s.peer, "protocol error: stream ended with %llu of "
+               "%llu bytes", (unsigned long long)(covered + skipped),
                (unsigned long long)dst->size);
         goto out;
     }
+    r->skip.skipped = skipped;
     progress_finish(pg);
     st->disk_size = dst->size;
     st->src_digest.alg = (enum digest_alg)r->s.end.alg;
@@ -415,7 +426,7 @@ int remote_copy_from(struct remote *r, struct sink *dst,
                "wrong kind");
         goto out;
     }
-    if (dst->ops->finish(dst, err) < 0)
+    if (dst->ops->finish(dst, err) < 0 || (j && rjournal_commit(j, err) < 0))
         goto out;
     st->bytes_written = dst->bytes_written;
     st->bytes_zeroed = dst->bytes_zeroed;
@@ -437,6 +448,13 @@ int remote_copy_from(struct remote *r, struct sink *dst,
     }
     ret = 0;
 out:
+    if (ret < 0 && j) {
+        /* what arrived in order counts for the next --resume */
+        struct df_error ignored;
+        df_error_init(&ignored);
+        if (dst->ops->finish(dst, &ignored) == 0)
+            rjournal_commit(j, &ignored);
+    }
     st->seconds = time_now() - t0;
     progress_free(pg);
     comp_worker_release(&cw);
@@ -469,7 +487,7 @@ void remote_get_stats(const struct remote *r, struct remote_stats *st)
                          session_bytes_in(&r->s);
     st->raw_in = r->ctl.raw_in;
     st->comp_out = r->ctl.comp_out;
-    st->skipped_resumed = r->skipped_resumed;
+    st->skipped_resumed = r->skip.skipped;
     st->zstd_level_max = r->ctl.mode == COMPRESS_AUTO ||
                                  r->ctl.mode == COMPRESS_ZSTD
                              ? r->ctl.level_max_seen

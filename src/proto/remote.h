@@ -11,8 +11,10 @@
  * zeros inside them (the engine still reads and hashes everything, so
  * the final verification covers the whole disk), and counts them as
  * skipped_resumed.
- * NEEDSWORK: resume of a remote source into a local destination needs
- * a journal in the local sink (engine/); not done.
+ * Resume (remote -> local): a new local file is written as
+ * .NAME.diskferry-partial with a journal beside it (journal.h); with
+ * --resume the journal's ranges are sent to the server, which drops
+ * them from its stream.
  */
 #ifndef DF_REMOTE_H
 #define DF_REMOTE_H
@@ -64,9 +66,16 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
 /* Open the remote source: its size and format. */
 int remote_open_src(struct remote *r, uint64_t *size, char *format,
                     size_t flen, struct df_error *err);
-/* Stream the remote source into dst, then finish and (opts->verify)
- * compare dst's digest with the source digest the server sent. */
-int remote_copy_from(struct remote *r, struct sink *dst,
+/*
+ * Stream the remote source into dst, then finish and (opts->verify)
+ * compare dst's digest with the source digest the server sent.  With a
+ * journal j (may be NULL) the ranges written are recorded (journal.h);
+ * skip (may be NULL) lists ranges dst already holds from an interrupted
+ * run: the server does not send them (the digest still covers them).
+ */
+struct rjournal;
+int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
+                     const struct extent_list *skip,
                      const struct job_opts *opts, struct job_stats *st,
                      struct df_error *err);
 /* Tell the server the job is over (it removes its resume journal). */

@@ -33,7 +33,9 @@
 #include "safety/safety.h"
 #include "sender.h"
 #include "session.h"
+#include "transport/bwlimit.h"
 #include "util/file.h"
+#include "util/overflow.h"
 #include "util/progress.h"
 
 #define SERVE_COMMIT_BYTES (32ull << 20)
@@ -153,11 +155,8 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         /* A new file is written as .NAME.diskferry-partial and renamed
          * at DONE: no half-written file under the name the user gave;
          * an interrupted one is what --resume continues. */
-        char dir[PATH_MAX];
-        path_dirname(sv->path, dir, sizeof(dir));
-        if (snprintf(sv->work, sizeof(sv->work), "%s/.%s.diskferry-partial",
-                     dir, path_basename(sv->path)) >= (int)sizeof(sv->work))
-            return df_refuse(err, sv->path, "path too long");
+        if (partial_path(sv->path, sv->work, sizeof(sv->work), err) < 0)
+            return -1;
         bool partial = lstat(sv->work, &st) == 0 && S_ISREG(st.st_mode);
         rjournal_path(sv->work, true, NULL, jpath, sizeof(jpath));
         if (partial && resume && raw &&
@@ -406,24 +405,6 @@ static int serve_digest(struct serve *sv, const struct msg *m,
     return r;
 }
 
-/* The partial file takes the name the user gave, never replacing a file
- * that appeared there meanwhile. */
-static int serve_rename(struct serve *sv, struct df_error *err)
-{
-    if (renameat2(AT_FDCWD, sv->work, AT_FDCWD, sv->path,
-                  RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno == EEXIST)
-        return df_refuse(err, sv->path, "refusing to replace: it appeared "
-                         "during the copy (the copy is in %s)", sv->work);
-    if (errno != EINVAL && errno != ENOSYS)
-        return df_io(err, sv->path, errno, "cannot rename %s", sv->work);
-    if (link(sv->work, sv->path) < 0)
-        return df_io(err, sv->path, errno, "cannot link %s", sv->work);
-    unlink(sv->work);
-    return 0;
-}
-
 static int serve_send_ranges(struct serve *sv, const struct extent_list *l,
                              struct df_error *err)
 {
@@ -500,7 +481,7 @@ static int serve_dst(struct serve *sv, const struct msg *open,
                 goto out;
             break;
         case MSG_DONE:
-            if (sv->renaming && serve_rename(sv, err) < 0)
+            if (sv->renaming && partial_commit(sv->work, sv->path, err) < 0)
                 goto out;
             if (sv->journaling)
                 rjournal_remove(&sv->j);
@@ -524,21 +505,30 @@ out:
 
 struct serve_src_sink {
     struct sender *snd;
+    struct rskip skip;          /* ranges the client holds already */
 };
+
+static int serve_src_send(void *ctx, uint64_t off, uint64_t len,
+                          const uint8_t *p, struct df_error *err)
+{
+    struct serve_src_sink *ss = ctx;
+    return p ? sender_write(ss->snd, off, p, (size_t)len, err)
+             : sender_zero(ss->snd, MSG_ZERO, off, len, err);
+}
 
 static int serve_src_write(struct sink *s, uint64_t off, const void *buf,
                            size_t len, struct df_error *err)
 {
     struct serve_src_sink *ss = s->priv;
     s->bytes_written += len;
-    return sender_write(ss->snd, off, buf, len, err);
+    return rskip_each(&ss->skip, off, len, buf, serve_src_send, ss, err);
 }
 
 static int serve_src_zero(struct sink *s, uint64_t off, uint64_t len,
                           struct df_error *err)
 {
     struct serve_src_sink *ss = s->priv;
-    return sender_zero(ss->snd, MSG_ZERO, off, len, err);
+    return rskip_each(&ss->skip, off, len, NULL, serve_src_send, ss, err);
 }
 
 static int serve_src_finish(struct sink *s, struct df_error *err)
@@ -561,6 +551,7 @@ static const struct sink_ops serve_src_ops = {
 };
 
 static int serve_read_stream(struct serve *sv, const struct msg *rs,
+                             const struct extent_list *skip,
                              struct df_error *err)
 {
     struct comp_ctl ctl;
@@ -576,7 +567,13 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
                           : rs->comp == COMP_LZ4  ? COMPRESS_LZ4
                                                   : COMPRESS_AUTO;
     comp_ctl_init(&ctl, mode, rs->level);
+    if (rs->size && !sv->s.bw) {        /* the client's --bwlimit */
+        sv->s.bw = bwlimit_new(rs->size);
+        for (unsigned i = 0; i < sv->s.ndata; i++)
+            sv->s.data_out[i]->bw = sv->s.bw;
+    }
     unsigned cores = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    ss.skip.done = skip;
     ss.snd = sender_new(sv->s.data_out, sv->s.ndata, &ctl, cores,
                         SERVE_MAX_BLOCK, 0, err);
     if (!ss.snd)
@@ -609,14 +606,33 @@ out:
     return ret;
 }
 
+/* RESUME_RANGES from the client: ranges to leave out of the stream. */
+static int serve_add_ranges(struct serve *sv, const struct msg *m,
+                            struct extent_list *l, struct df_error *err)
+{
+    for (uint32_t i = 0; i < m->n; i++) {
+        uint64_t off, len;
+        msg_range(m, i, &off, &len, NULL);
+        if (!len || !range_within(off, len, sv->img->size) ||
+            extent_list_append(l, off, len, EXT_DATA, sv->path, err) != 0) {
+            df_error_init(err);
+            return df_net(err, sv->s.peer, "protocol error: bad resume "
+                          "range");
+        }
+    }
+    return 0;
+}
+
 static int serve_src(struct serve *sv, const struct msg *open,
                      struct df_error *err)
 {
     struct msg_buf b;
+    struct extent_list skip;
     struct rx_frame *f = NULL;
     struct image_open_opts oo = {.format = open->s1[0] ? open->s1 : NULL};
     int ret = -1;
     msg_buf_init(&b);
+    extent_list_init(&skip, EXTENT_LIST_DEFAULT_CAP);
     if (serve_confine(sv->o, open->s2, false, sv->path, err) < 0 ||
         image_open(sv->path, &oo, &sv->img, err) < 0)
         goto out;
@@ -640,8 +656,12 @@ static int serve_src(struct serve *sv, const struct msg *open,
                 session_start(&sv->s, err) < 0)
                 goto out;
             break;
+        case MSG_RESUME_RANGES:
+            if (serve_add_ranges(sv, &f->m, &skip, err) < 0)
+                goto out;
+            break;
         case MSG_READ_STREAM:
-            if (serve_read_stream(sv, &f->m, err) < 0)
+            if (serve_read_stream(sv, &f->m, &skip, err) < 0)
                 goto out;
             break;
         case MSG_DONE:
@@ -656,6 +676,7 @@ static int serve_src(struct serve *sv, const struct msg *open,
 out:
     rx_frame_free(f);
     msg_buf_release(&b);
+    extent_list_release(&skip);
     return ret;
 }
 

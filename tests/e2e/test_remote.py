@@ -294,17 +294,24 @@ def wait_for_journal(jpath, timeout=20):
     return False
 
 
+@pytest.mark.parametrize("direction", ["to", "from"])
 @pytest.mark.parametrize("victim", ["client", "server"])
-def test_kill_and_resume(tmp_path, victim):
+def test_kill_and_resume(tmp_path, victim, direction):
+    """kill -9 of either side mid-transfer (slowed by --bwlimit), then
+    --resume: identical, verified, fewer bytes on the wire.  The
+    receiving side (serve for "to", the client for "from") keeps the
+    partial file and its journal."""
     src = tmp_path / "src.img"
     src.write_bytes(os.urandom(24 << 20))
     dst = tmp_path / "dst.img"
     partial = tmp_path / ".dst.img.diskferry-partial"
     jpath = str(partial) + ".diskferry-resume"
+    a, b = (str(src), "localhost:%s" % dst) if direction == "to" else \
+        ("localhost:%s" % src, str(dst))
     proc = subprocess.Popen(
         [DISKFERRY, "copy", "--rsh", RSH, "--remote-path", DISKFERRY,
-         "--bwlimit", "6M", "--compress", "none", str(src),
-         "localhost:%s" % dst], stderr=subprocess.PIPE)
+         "--bwlimit", "6M", "--compress", "none", a, b],
+        stderr=subprocess.PIPE)
     try:
         assert wait_for_journal(jpath), "no journal entry appeared"
         if victim == "client":
@@ -323,8 +330,8 @@ def test_kill_and_resume(tmp_path, victim):
     # nothing half-written under the name given; the partial file stays
     assert not os.path.exists(dst)
     assert os.path.exists(partial)
-    r = report(rdf("copy", "--json", "--resume", "--compress", "none", src,
-                   "localhost:%s" % dst))
+    r = report(rdf("copy", "--json", "--resume", "--compress", "none", a,
+                   b))
     assert files_equal(src, dst)
     assert r["verified"]
     assert r["skipped"]["resumed"] > 0

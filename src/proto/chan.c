@@ -134,7 +134,7 @@ int chan_send(struct chan *c, uint8_t type, const void *hdr, size_t hlen,
     if (plen > MSG_MAX_PAYLOAD)
         return df_net(err, c->peer, "internal: frame of %zu bytes", plen);
     pthread_mutex_lock(&c->wlock);
-    if (c->dead) {
+    if (c->wdead) {
         df_net(err, c->peer, "connection closed after an earlier error");
         goto out;
     }
@@ -175,7 +175,7 @@ int chan_send(struct chan *c, uint8_t type, const void *hdr, size_t hlen,
     }
     ret = chan_write_limited(c, f, total, err);
     if (ret < 0)
-        c->dead = true;
+        c->wdead = true;
 out:
     pthread_mutex_unlock(&c->wlock);
     return ret;
@@ -187,7 +187,7 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **bufp, size_t *lenp,
     uint8_t hdr[5];
     uint8_t *buf = NULL;
     *bufp = NULL;
-    if (c->dead)
+    if (c->rdead)
         return df_net(err, c->peer, "connection closed after an earlier "
                       "error");
     long r = chan_read_full(c->rfd, hdr, c->sealed ? 4 : 5);
@@ -201,7 +201,7 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **bufp, size_t *lenp,
     uint32_t len = get_le32(hdr);
     if (!c->sealed) {
         if (len > MSG_MAX_PAYLOAD) {
-            c->dead = true;
+            c->rdead = true;
             return df_net(err, c->peer, "protocol error: frame of %u "
                           "bytes over the limit of %u (not a diskferry "
                           "peer?)", len, (unsigned)MSG_MAX_PAYLOAD);
@@ -221,7 +221,7 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **bufp, size_t *lenp,
         return 0;
     }
     if (len < 1 + MSG_TAG_LEN || len > 1 + MSG_MAX_PAYLOAD + MSG_TAG_LEN) {
-        c->dead = true;
+        c->rdead = true;
         return df_net(err, c->peer, "protocol error: sealed frame of %u "
                       "bytes outside %u..%u", len, 1 + MSG_TAG_LEN,
                       (unsigned)(1 + MSG_MAX_PAYLOAD + MSG_TAG_LEN));
@@ -247,7 +247,7 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **bufp, size_t *lenp,
                              buf + clen) ||
         EVP_DecryptFinal_ex(x, buf + outl, &outl) <= 0) {
         free(buf);
-        c->dead = true;
+        c->rdead = true;
         return df_net(err, c->peer, "frame authentication failed "
                       "(tampered, replayed or wrong key): connection "
                       "refused");
@@ -259,11 +259,11 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **bufp, size_t *lenp,
     return 0;
 trunc:
     free(buf);
-    c->dead = true;
+    c->rdead = true;
     return df_net(err, c->peer, "connection closed by the remote side "
                   "(truncated frame)");
 ioerr:
     free(buf);
-    c->dead = true;
+    c->rdead = true;
     return df_fail(err, DF_NET, errno, c->peer, -1, "receive failed");
 }

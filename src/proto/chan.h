@@ -10,7 +10,8 @@
  *     buffer the caller then owns (free()).
  *  3. On a sealed channel nothing of a frame is returned before its tag
  *     verified; a bad tag is DF_NET "authentication failed" and the
- *     channel is dead (every later call fails).
+ *     receiving direction is dead (every later chan_recv fails; an
+ *     ERROR can still be sent).
  *  4. Sent frames pass the session's bwlimit (may be NULL) in chunks.
  */
 #ifndef DF_CHAN_H
@@ -39,7 +40,7 @@ struct chan {
     uint64_t send_ctr, recv_ctr;
     uint8_t *sbuf;              /* seal buffer */
     size_t scap;
-    bool dead;
+    bool rdead, wdead;          /* a direction failed: it stays failed */
     _Atomic uint64_t bytes_out, bytes_in;
 };
 

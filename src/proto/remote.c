@@ -299,6 +299,39 @@ out:
     return ret;
 }
 
+int remote_map(struct remote *r, uint64_t off, uint64_t len,
+               struct extent_list *out, struct df_error *err)
+{
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    msg_put_u64(&b, off);
+    msg_put_u64(&b, len);
+    if (session_send(&r->s, MSG_MAP_REQ, &b, err) < 0 ||
+        session_expect(&r->s, MSG_MAP_REPLY, &f, err) < 0)
+        goto out;
+    uint64_t pos = off;
+    for (uint32_t i = 0; i < f->m.n; i++) {
+        uint64_t o, l;
+        uint8_t st;
+        msg_range(&f->m, i, &o, &l, &st);
+        if (o != pos || !l || l > off + len - o || st > EXT_HOLE) {
+            df_net(err, r->s.peer, "protocol error: bad MAP_REPLY extent");
+            goto out;
+        }
+        if (extent_list_append(out, o, l, (enum extent_state)st, r->name,
+                               err) < 0)
+            goto out;
+        pos = o + l;
+    }
+    ret = 0;
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
 static uint8_t remote_comp_code(enum comp_mode m)
 {
     switch (m) {

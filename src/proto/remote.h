@@ -66,6 +66,10 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
 /* Open the remote source: its size and format. */
 int remote_open_src(struct remote *r, uint64_t *size, char *format,
                     size_t flen, struct df_error *err);
+/* After remote_open_src: append what is where in [off, off+len) of the
+ * remote source (EXT_DATA/ZERO/HOLE) to out; may stop short. */
+int remote_map(struct remote *r, uint64_t off, uint64_t len,
+               struct extent_list *out, struct df_error *err);
 /*
  * Stream the remote source into dst, then finish and (opts->verify)
  * compare dst's digest with the source digest the server sent.  With a

@@ -41,6 +41,7 @@
 #define SERVE_COMMIT_BYTES (32ull << 20)
 #define SERVE_COMMIT_SECONDS 1.0
 #define SERVE_MAX_BLOCK (1u << 20)
+#define SERVE_MAP_MAX 65536
 
 struct serve {
     const struct serve_opts *o;
@@ -623,6 +624,34 @@ static int serve_add_ranges(struct serve *sv, const struct msg *m,
     return 0;
 }
 
+/* MAP_REQ: what is where in [off, off+len) of the source, as the chain
+ * resolves it (EXT_DATA / EXT_ZERO / EXT_HOLE); the reply may stop
+ * short (SERVE_MAP_MAX extents): the client asks again from its end. */
+static int serve_map(struct serve *sv, const struct msg *m,
+                     struct df_error *err)
+{
+    struct extent_list l;
+    struct msg_buf b;
+    int ret = -1;
+    extent_list_init(&l, SERVE_MAP_MAX);
+    msg_buf_init(&b);
+    if (!range_within(m->off, m->len, sv->img->size) || !m->len) {
+        df_net(err, sv->s.peer, "protocol error: MAP_REQ [%llu, +%llu) "
+               "outside the source (%llu bytes)",
+               (unsigned long long)m->off, (unsigned long long)m->len,
+               (unsigned long long)sv->img->size);
+        goto out;
+    }
+    if (image_map(sv->img, m->off, m->len, &l, err) < 0)
+        goto out;
+    msg_enc_ranges(&b, &l, 0, l.n, true, true);
+    ret = session_send(&sv->s, MSG_MAP_REPLY, &b, err);
+out:
+    msg_buf_release(&b);
+    extent_list_release(&l);
+    return ret;
+}
+
 static int serve_src(struct serve *sv, const struct msg *open,
                      struct df_error *err)
 {
@@ -658,6 +687,10 @@ static int serve_src(struct serve *sv, const struct msg *open,
             break;
         case MSG_RESUME_RANGES:
             if (serve_add_ranges(sv, &f->m, &skip, err) < 0)
+                goto out;
+            break;
+        case MSG_MAP_REQ:
+            if (serve_map(sv, &f->m, err) < 0)
                 goto out;
             break;
         case MSG_READ_STREAM:

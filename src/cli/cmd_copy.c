@@ -82,7 +82,11 @@ static const char copy_usage[] =
     "(repeatable)\n"
     "      --json              one JSON report on stdout at the end\n"
     "\n"
-    "remote endpoints ([user@]host:PATH; one side only):\n"
+    "remote endpoints ([user@]host:PATH, [user@][IPv6]:PATH; SRC or "
+    "DST, not\n"
+    "both: run diskferry on one of the two hosts; a local name with a "
+    "colon\n"
+    "before any slash is written ./a:b):\n"
     "      --rsh CMD           how to reach the host (default ssh; split "
     "like\n"
     "                          rsync's -e: 'ssh -p 2222 -i key')\n"
@@ -96,9 +100,10 @@ static const char copy_usage[] =
     "                          connections, AES-256-GCM, key sent over "
     "ssh\n"
     "      --streams N         TCP streams (default 4)\n"
-    "      --resume            continue an interrupted copy to host:PATH "
-    "from\n"
-    "                          the server's journal; verified in full\n"
+    "      --resume            continue an interrupted copy (either "
+    "direction)\n"
+    "                          from the receiving side's journal; "
+    "verified in full\n"
     "      --progress          draw progress (default: when stderr is a "
     "terminal)\n"
     "      --no-progress       never draw progress\n"
@@ -571,6 +576,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     o->ro.path = rep->rpath;
     o->ro.overwrite = o->overwrite;
     o->ro.verbose = o->c.verbose;
+    o->ro.threads = o->jo.threads;      /* compression workers too */
     o->ro.dry_run = o->dry_run;
     if (o->undo) {
         df_usage(&err, "--undo with a remote DST is not supported yet");

@@ -75,6 +75,19 @@
  *   -> DIGEST_REQ  <- DIGEST          (client writes, verifies locally)
  *   -> DONE                           -> DONE
  *
+ *   Resume (--resume after a broken link or kill -9 of either side):
+ *   the receiving end keeps a journal of ranges written and made durable
+ *   (journal.h) beside the destination (a new file is written as
+ *   .NAME.diskferry-partial and renamed when done).  To a remote host:
+ *   OPEN_DST(OPEN_RESUME) is answered with OPENED_RESUMED + the
+ *   journal's RESUME_RANGES and the client leaves them out.  From a
+ *   remote host: the client sends its journal's RESUME_RANGES before
+ *   READ_STREAM and the server leaves them out.  Either way the digest
+ *   covers the whole disk, and DONE removes the journal.
+ *
+ *   Map of a remote source: -> MAP_REQ(off, len)  <- MAP_REPLY(extents),
+ *   which may stop short of len (ask again from its end).
+ *
  * Pipelining: data frames (WRITE, ZERO, TRIM) carry a sequence number
  * (0, 1, 2, ... per session, across all streams); the receiver applies
  * them strictly in seq order (a reorder buffer merges TCP streams) and

@@ -57,11 +57,13 @@ const char *comp_mode_name(enum comp_mode mode);
 void comp_ctl_init(struct comp_ctl *ctl, enum comp_mode mode, int level);
 /*
  * One control period is over (sender.c): link_bound / cpu_bound say who
- * waited, rate is the payload bytes per second taken in.  Hill climbing
- * on rate: a level raised because the link looked like the bottleneck
- * is taken back, and not tried again for COMP_HOLD_PERIODS, when the
- * rate fell: on loopback or a slow host the "link" is ssh's CPU, which
- * a higher level starves.
+ * waited, rate is the bytes per second that went on the wire.  A level
+ * raised because the link looked like the bottleneck is taken back, and
+ * not tried again for COMP_HOLD_PERIODS, when the wire rate then fell:
+ * a real link carries the same bytes per second whatever the level, but
+ * on loopback or a busy host the "link" is ssh's CPU, which a higher
+ * level starves.  (The wire rate, not the payload rate, because the
+ * payload rate swings with the content: random data, then text.)
  */
 void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound,
                      double rate);

@@ -60,7 +60,7 @@ struct sender {
     double wait_cpu, wait_link;
     uint64_t jobs_since_adjust;
     double period_start;
-    uint64_t period_bytes;
+    uint64_t period_wire;       /* bytes on the wire at period_start */
 
     struct sender_thread *workers, *outs;
     unsigned nworkers;
@@ -228,12 +228,21 @@ nomem:
     return NULL;
 }
 
-static void sender_adjust(struct sender *s, size_t n)
+static uint64_t sender_wire(const struct sender *s)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < s->nchans; i++)
+        n += s->chans[i]->bytes_out;
+    return n;
+}
+
+static void sender_adjust(struct sender *s)
 {
     double now = time_now();
-    s->period_bytes += n;
-    if (!s->period_start)
+    if (!s->period_start) {
         s->period_start = now;
+        s->period_wire = sender_wire(s);
+    }
     if (++s->jobs_since_adjust < SENDER_ADJUST_EVERY &&
         now - s->period_start < SENDER_PERIOD)
         return;
@@ -242,10 +251,11 @@ static void sender_adjust(struct sender *s, size_t n)
         return;
     bool link = s->wait_link > 2 * s->wait_cpu && s->wait_link > 0.05 * dt;
     bool cpu = s->wait_cpu > 2 * s->wait_link && s->wait_cpu > 0.05 * dt;
-    comp_ctl_adjust(s->ctl, link, cpu, (double)s->period_bytes / dt);
+    uint64_t wire = sender_wire(s);
+    comp_ctl_adjust(s->ctl, link, cpu, (double)(wire - s->period_wire) / dt);
     s->wait_cpu = s->wait_link = 0;
     s->jobs_since_adjust = 0;
-    s->period_bytes = 0;
+    s->period_wire = wire;
     s->period_start = now;
 }
 
@@ -295,7 +305,7 @@ int sender_write(struct sender *s, uint64_t off, const void *buf,
         s->next_seq++;
         s->bytes_in += n;
         if (s->compress)
-            sender_adjust(s, n);
+            sender_adjust(s);
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
         p += n;

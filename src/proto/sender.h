@@ -19,7 +19,7 @@
  *     SENDER_PERIOD seconds) the time the output threads waited for
  *     compressed jobs (CPU-bound) is compared with the time the producer
  *     waited for a free slot whose job was already compressed, or for
- *     the ack window (link-bound), and the payload rate is measured.
+ *     the ack window (link-bound), and the rate on the wire is measured.
  */
 #ifndef DF_SENDER_H
 #define DF_SENDER_H

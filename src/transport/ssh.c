@@ -14,6 +14,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 #define SSH_MAX_ARGS 64
 
@@ -93,6 +97,42 @@ int ssh_split(const char *cmd, char **argv, int max, char *storage)
     return argc;
 }
 
+/*
+ * OpenSSH's first choice is chacha20-poly1305; with AES instructions
+ * AES-GCM moves two to three times the bytes per CPU second, and on a
+ * fast link ssh's CPU is the bottleneck.  So when the command is plain
+ * `ssh` and the user chose no cipher (-c, -o Ciphers), AES-GCM is put
+ * first ("^": ahead of the defaults, which stay as fallbacks).
+ */
+#define SSH_PREFER_CIPHERS                                                 \
+    "Ciphers=^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+
+static bool ssh_cpu_has_aes(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_cpu_supports("aes");
+#elif defined(__aarch64__)
+    return getauxval(AT_HWCAP) & HWCAP_AES;
+#else
+    return false;
+#endif
+}
+
+static bool ssh_prefer_aes(char **argv, int argc)
+{
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    if (strcmp(base, "ssh") || !ssh_cpu_has_aes())
+        return false;
+    for (int i = 1; i < argc; i++) {
+        if (!strncmp(argv[i], "-c", 2) || strcasestr(argv[i], "ciphers"))
+            return false;
+        if (!strcmp(argv[i], "-F"))     /* a config file may choose */
+            return false;
+    }
+    return true;
+}
+
 int ssh_spawn(const char *rsh, const char *user, const char *host,
               const char *remote_path, const char *const *args,
               size_t nargs, struct ssh_conn *conn, struct df_error *err)
@@ -112,10 +152,17 @@ int ssh_spawn(const char *rsh, const char *user, const char *host,
     storage = malloc(strlen(rsh) + 1);
     if (!storage)
         return df_net(err, host, "out of memory");
-    int argc = ssh_split(rsh, argv, SSH_MAX_ARGS - 3, storage);
+    int argc = ssh_split(rsh, argv, SSH_MAX_ARGS - 5, storage);
     if (argc <= 0) {
         df_usage(err, "--rsh '%s': cannot split into words", rsh);
         goto out;
+    }
+    if (ssh_prefer_aes(argv, argc)) {
+        /* After argv[0]: the user's own options still come later. */
+        memmove(argv + 3, argv + 1, (size_t)argc * sizeof(*argv));
+        argv[1] = (char *)"-o";
+        argv[2] = (char *)SSH_PREFER_CIPHERS;
+        argc += 2;
     }
     if (user)
         snprintf(target, sizeof(target), "%s@%s", user, host);

@@ -7,7 +7,9 @@
  *   (default "diskferry").  The remote side joins the words with spaces
  *   and hands them to a shell, so every word after the host is quoted
  *   with ssh_quote() (single quotes; a ' becomes '\'').  The child's
- *   stdin/stdout are the control channel; its stderr is ours.
+ *   stdin/stdout are the control channel; its stderr is ours.  A plain
+ *   `ssh` without a cipher choice gets AES-GCM first when the CPU has
+ *   AES instructions (ssh.c says why).
  * tcp (tcp.c): data streams beside the ssh channel: serve listens on an
  *   ephemeral port of the address the ssh connection arrived on
  *   (SSH_CONNECTION; loopback when absent), sends port + a fresh 256-bit

@@ -171,6 +171,32 @@ def test_endpoint_errors(tmp_path, disk, arg, msg):
     assert msg in p.stderr
 
 
+def test_plain_ssh_prefers_aes_gcm(tmp_path, disk):
+    """A plain `ssh` with no cipher chosen gets AES-GCM first (when the
+    CPU has AES instructions); a user's own choice is left alone."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(RSH, bindir / "ssh")
+    has_aes = " aes " in open("/proc/cpuinfo").read().replace("\n", " ")
+    for rsh, expect in [(str(bindir / "ssh"), has_aes),
+                        ("%s -p 22 -c aes256-ctr" % (bindir / "ssh"), False),
+                        ("%s -o Ciphers=aes256-ctr" % (bindir / "ssh"),
+                         False),
+                        (RSH, False)]:
+        log = tmp_path / "rsh.log"
+        if log.exists():
+            log.unlink()
+        dst = tmp_path / "d.img"
+        if dst.exists():
+            dst.unlink()
+        p = rdf("copy", disk, "localhost:%s" % dst, rsh=rsh,
+                env=dict(os.environ, DF_RSH_LOG=str(log)))
+        assert p.returncode == 0, p.stderr
+        opts = log.read_text().splitlines()[1]
+        assert ("Ciphers=^aes128-gcm@openssh.com" in opts) == expect, \
+            (rsh, opts)
+
+
 def test_both_remote_refused(tmp_path):
     p = rdf("copy", "h1:/a.img", "h2:/b.img")
     assert p.returncode == 2

@@ -568,7 +568,12 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
                           : rs->comp == COMP_LZ4  ? COMPRESS_LZ4
                                                   : COMPRESS_AUTO;
     comp_ctl_init(&ctl, mode, rs->level);
-    if (rs->size && !sv->s.bw) {        /* the client's --bwlimit */
+    if (rs->size && rs->size < 1024) {
+        df_net(err, sv->s.peer, "protocol error: bwlimit of %llu bytes/s "
+               "(at least 1024)", (unsigned long long)rs->size);
+        goto out;
+    }
+    if (rs->size && !sv->s.bw && !sv->o->no_bwlimit) {  /* --bwlimit */
         sv->s.bw = bwlimit_new(rs->size);
         for (unsigned i = 0; i < sv->s.ndata; i++)
             sv->s.data_out[i]->bw = sv->s.bw;

@@ -34,6 +34,7 @@ struct serve_opts {
     const char *state_dir;      /* journals of devices; NULL: /var/tmp */
     unsigned threads;           /* digest / read threads; 0: cores */
     bool no_tcp;                /* --no-tcp: refuse TCP_REQ */
+    bool no_bwlimit;            /* fuzzing: ignore the client's rate */
     /* Tests and fuzzing: open the destination here instead (returns a
      * sink the server frees). */
     struct sink *(*open_dst_hook)(const char *path, uint64_t size,

@@ -2,11 +2,13 @@
  * fuzz_proto.c: the fuzzer plays the client: its bytes are what `serve`
  * reads on stdin (framing, decoding, the session loop, decompression,
  * the applier), with the destination replaced by a sink that only checks
- * bounds.  Sources are confined to an empty --root, TCP is refused.
+ * bounds.  Sources are confined to a --root holding one 64 KiB image
+ * (a.img), TCP is refused.
  * Each message type's decoder is also fed the input directly.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -93,8 +95,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         df_error_init(&err);
         msg_decode(t, data, size, &m, "fuzz", &err);
     }
-    if (!have_root)
-        have_root = mkdtemp(root) != NULL;
+    if (!have_root && mkdtemp(root)) {
+        /* one small source the fuzzer may OPEN_SRC, MAP and stream */
+        char path[sizeof(root) + 8];
+        snprintf(path, sizeof(path), "%s/a.img", root);
+        FILE *f = fopen(path, "wb");
+        if (f) {
+            for (int i = 0; i < 64 * 1024; i++)
+                fputc(i < 4096 ? 0 : "diskferry"[i % 9], f);
+            fclose(f);
+        }
+        have_root = true;
+    }
 
     int in = memfd_create("fuzz_proto", MFD_CLOEXEC);
     int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -110,6 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&o, 0, sizeof(o));
     o.root = root;
     o.no_tcp = true;
+    o.no_bwlimit = true;
     o.threads = 1;
     o.open_dst_hook = null_open;
     df_error_init(&err);

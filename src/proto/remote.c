@@ -537,6 +537,11 @@ void remote_close(struct remote *r)
         df_net(&e, r->o.host, "session closed");
         sender_fail(r->snd, &e);
     }
+    if (r->has_session) {
+        pthread_mutex_lock(&r->s.lock);
+        r->s.ack_sender = NULL;
+        pthread_mutex_unlock(&r->s.lock);
+    }
     /* Queued frames drain (the server keeps reading) or fail. */
     sender_free(r->snd);
     r->snd = NULL;
@@ -550,9 +555,6 @@ void remote_close(struct remote *r)
         shutdown(r->s.streams[i].rfd, SHUT_RDWR);
     ssh_close(&r->ssh, 10000);
     if (r->has_session) {
-        pthread_mutex_lock(&r->s.lock);
-        r->s.ack_sender = NULL;
-        pthread_mutex_unlock(&r->s.lock);
         session_release(&r->s);
     } else {
         if (r->ssh.rfd >= 0)

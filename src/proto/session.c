@@ -39,14 +39,15 @@ void session_init(struct session *s, int rfd, int wfd, const char *peer,
 
 void session_fail(struct session *s, const struct df_error *e)
 {
+    /* Under s->lock: whoever detaches ack_sender (under the lock) frees
+     * it only afterwards.  Lock order: session, then sender. */
     pthread_mutex_lock(&s->lock);
     if (s->err.cat == DF_OK)
         df_error_copy(&s->err, e);
     pthread_cond_broadcast(&s->cond);
-    struct sender *snd = s->ack_sender;
+    if (s->ack_sender)
+        sender_fail(s->ack_sender, e);
     pthread_mutex_unlock(&s->lock);
-    if (snd)
-        sender_fail(snd, e);
 }
 
 static int session_ret_err(struct session *s, struct df_error *err)
@@ -196,10 +197,9 @@ static void *session_reader(void *arg)
         }
         if (t == MSG_ACK) {
             pthread_mutex_lock(&s->lock);
-            struct sender *snd = s->ack_sender;
+            if (s->ack_sender)
+                sender_ack(s->ack_sender, f->m.seq, f->m.len);
             pthread_mutex_unlock(&s->lock);
-            if (snd)
-                sender_ack(snd, f->m.seq, f->m.len);
             rx_frame_free(f);
             continue;
         }

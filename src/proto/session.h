@@ -73,7 +73,9 @@ struct session {
     struct df_error err;
     bool has_peer_err;          /* an ERROR message arrived: */
     struct df_error peer_err;   /* the remote's own account */
-    struct sender *ack_sender;  /* receives ACKs; may be NULL */
+    /* Receives ACKs and failures; may be NULL.  Set and cleared under
+     * lock; clear it before freeing the sender (session.c). */
+    struct sender *ack_sender;
 
     pthread_t readers[SESSION_MAX_STREAMS + 1];
     unsigned nreaders;

@@ -30,6 +30,8 @@
 #include "cli/cli.h"
 #include "cli/endpoint.h"
 #include "engine/job.h"
+#include "proto/journal.h"
+#include "proto/remote.h"
 #include "safety/safety.h"
 #include "util/progress.h"
 #include "util/size.h"
@@ -73,12 +75,36 @@ static const char copy_usage[] =
     "page cache\n"
     "      --digest ALG        xxh128 (default) or sha256 (a "
     "cryptographic digest)\n"
-    "      --threads N         reader threads (default: cores)\n"
+    "      --threads N         reader (and compression) threads "
+    "(default: cores)\n"
     "      --parent-dir DIR    look for moved parents by name in DIR "
     "(repeatable)\n"
     "      --parent C=P        use P as the parent of layer C "
     "(repeatable)\n"
     "      --json              one JSON report on stdout at the end\n"
+    "\n"
+    "remote endpoints ([user@]host:PATH, [user@][IPv6]:PATH; SRC or "
+    "DST, not\n"
+    "both: run diskferry on one of the two hosts; a local name with a "
+    "colon\n"
+    "before any slash is written ./a:b):\n"
+    "      --rsh CMD           how to reach the host (default ssh; split "
+    "like\n"
+    "                          rsync's -e: 'ssh -p 2222 -i key')\n"
+    "      --remote-path P     diskferry on the remote host (default "
+    "diskferry)\n"
+    "      --compress MODE     auto (default), zstd, zstd:LEVEL, lz4, none\n"
+    "      --bwlimit RATE      at most RATE bytes/s on the wire (20M, "
+    "500K)\n"
+    "      --transport T       ssh (default) or tcp: data on --streams "
+    "TCP\n"
+    "                          connections, AES-256-GCM, key sent over "
+    "ssh\n"
+    "      --streams N         TCP streams (default 4)\n"
+    "      --resume            continue an interrupted copy (either "
+    "direction)\n"
+    "                          from the receiving side's journal; "
+    "verified in full\n"
     "      --progress          draw progress (default: when stderr is a "
     "terminal)\n"
     "      --no-progress       never draw progress\n"
@@ -100,11 +126,16 @@ struct copy_opts {
     bool fsync;
     int progress;
     struct job_opts jo;
+    struct remote_opts ro;
+    uint64_t remote_size;       /* copy host:SRC DST: the source's size */
+    bool remote_src;
 };
 
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
     OPT_PARENT_DIR, OPT_PARENT, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
+    OPT_RSH, OPT_REMOTE_PATH, OPT_COMPRESS, OPT_BWLIMIT, OPT_TRANSPORT,
+    OPT_STREAMS, OPT_RESUME,
     OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
 };
 
@@ -127,6 +158,13 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "json", no_argument, NULL, OPT_JSON },
         { "progress", no_argument, NULL, OPT_PROGRESS },
         { "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+        { "rsh", required_argument, NULL, OPT_RSH },
+        { "remote-path", required_argument, NULL, OPT_REMOTE_PATH },
+        { "compress", required_argument, NULL, OPT_COMPRESS },
+        { "bwlimit", required_argument, NULL, OPT_BWLIMIT },
+        { "transport", required_argument, NULL, OPT_TRANSPORT },
+        { "streams", required_argument, NULL, OPT_STREAMS },
+        { "resume", no_argument, NULL, OPT_RESUME },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -168,6 +206,35 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_JSON: o->json = true; break;
         case OPT_PROGRESS: o->progress = 1; break;
         case OPT_NO_PROGRESS: o->progress = 0; break;
+        case OPT_RSH: o->ro.rsh = optarg; break;
+        case OPT_REMOTE_PATH: o->ro.remote_path = optarg; break;
+        case OPT_COMPRESS:
+            if (comp_mode_parse(optarg, &o->ro.comp, &o->ro.level) < 0)
+                return cli_usage(c, "--compress: expected auto, zstd, "
+                                 "zstd:1..19, lz4 or none, got '%s'",
+                                 optarg);
+            break;
+        case OPT_BWLIMIT:
+            if (cli_parse_size(c, "--bwlimit", optarg, &o->ro.bwlimit))
+                return DF_USAGE;
+            if (o->ro.bwlimit && o->ro.bwlimit < 1024)
+                return cli_usage(c, "--bwlimit: at least 1K per second");
+            break;
+        case OPT_TRANSPORT:
+            if (!strcmp(optarg, "tcp"))
+                o->ro.tcp = true;
+            else if (!strcmp(optarg, "ssh"))
+                o->ro.tcp = false;
+            else
+                return cli_usage(c, "--transport: expected ssh or tcp, "
+                                 "got '%s'", optarg);
+            break;
+        case OPT_STREAMS:
+            if (cli_parse_uint(c, "--streams", optarg, 1, 64,
+                               &o->ro.streams))
+                return DF_USAGE;
+            break;
+        case OPT_RESUME: o->ro.resume = true; break;
         case 'q': c->quiet = true; break;
         case 'v': c->verbose++; break;
         case 'h': fputs(copy_usage, stdout); return -1;
@@ -318,8 +385,8 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
                          struct df_error *err)
 {
     struct stat st;
-    bool stream_src = !src;
-    uint64_t need = src ? src->size : 0;
+    bool stream_src = !src && !o->remote_src;
+    uint64_t need = src ? src->size : o->remote_size;
 
     d->path = path;
     if (!strcmp(path, "-")) {
@@ -365,7 +432,8 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
 static void copy_report_json(const struct copy_opts *o, const char *src,
                              const char *dst, const char *src_fmt,
                              const char *dst_fmt,
-                             const struct job_stats *st)
+                             const struct job_stats *st,
+                             const struct remote_stats *rs)
 {
     struct json j;
     char hex[2 * DIGEST_MAX_LEN + 1];
@@ -383,7 +451,22 @@ static void copy_report_json(const struct copy_opts *o, const char *src,
     json_obj(&j, "skipped");
     json_u64(&j, "unallocated", st->skipped_unallocated);
     json_u64(&j, "zero", st->skipped_zero);
+    if (rs)
+        json_u64(&j, "resumed", rs->skipped_resumed);
     json_close_obj(&j);
+    if (rs) {
+        json_obj(&j, "remote");
+        json_str(&j, "transport", o->ro.tcp ? "tcp" : "ssh");
+        json_str(&j, "compression", comp_mode_name(o->ro.comp));
+        json_u64(&j, "bytes_wire", rs->bytes_wire);
+        json_u64(&j, "payload_bytes", rs->raw_in);
+        json_u64(&j, "payload_bytes_compressed", rs->comp_out);
+        json_dbl(&j, "compression_ratio", rs->comp_out
+                 ? (double)rs->raw_in / (double)rs->comp_out : 1.0);
+        if (rs->zstd_level_max)
+            json_u64(&j, "zstd_level_max", (uint64_t)rs->zstd_level_max);
+        json_close_obj(&j);
+    }
     json_dbl(&j, "seconds", st->seconds);
     json_dbl(&j, "verify_seconds", st->verify_seconds);
     json_bool(&j, "verified", st->verified);
@@ -413,11 +496,186 @@ static void copy_report_line(const struct copy_opts *o,
             ", not verified (--no-verify)");
 }
 
+/*
+ * A remote source into a new raw file: written as .NAME.diskferry-partial
+ * with a resume journal beside it (proto/journal.h), so that a broken
+ * link or a kill of either side leaves something --resume continues.
+ */
+static int copy_open_partial(struct copy_opts *o, const char *path,
+                             const char *src_name, char *part,
+                             struct copy_dst *d, struct rjournal *j,
+                             struct extent_list *done, bool *resumed,
+                             struct df_error *err)
+{
+    char jpath[PATH_MAX];
+    struct stat st;
+    uint64_t size = o->remote_size, id = remote_src_id(src_name, size);
+
+    *resumed = false;
+    if (copy_check(o, NULL, path, NULL, size, err) < 0 ||
+        partial_path(path, part, PATH_MAX, err) < 0)
+        return -1;
+    rjournal_path(part, true, NULL, jpath, sizeof(jpath));
+    bool have = lstat(part, &st) == 0 && S_ISREG(st.st_mode);
+    if (have && o->ro.resume &&
+        rjournal_load(jpath, size, id, done, err) == 0) {
+        struct image_open_opts oo = { .format = "raw", .writable = true,
+                                      .no_parents = true };
+        if (image_open(part, &oo, &d->img, err) < 0)
+            return -1;
+        if (d->img->size != size)
+            return df_refuse(err, part, "refusing to resume: %llu bytes, "
+                             "the source has %llu",
+                             (unsigned long long)d->img->size,
+                             (unsigned long long)size);
+        *resumed = true;
+    } else {
+        if (err->cat != DF_OK)
+            return -1;
+        if (have)
+            unlink(part);       /* ours, stale: start again */
+        if (image_create(part, "raw", size, &o->copts, &d->img, err) < 0)
+            return -1;
+    }
+    snprintf(d->img->name, sizeof(d->img->name), "%s", path);
+    d->sink = sink_image_new(d->img, !*resumed, err);
+    if (!d->sink)
+        return -1;
+    return rjournal_open(j, jpath, size, id, *resumed, err);
+}
+
+/*
+ * One side is [user@]host:PATH.  Copying between two remote hosts is
+ * refused (exit 2): diskferry moves a disk between the host it runs on
+ * and one other; run it on one of the two hosts instead.
+ */
+static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
+                       const struct endpoint *dep, const char *src_path,
+                       const char *dst_path)
+{
+    struct remote *r = NULL;
+    struct image *src = NULL;
+    struct copy_dst d = { .claim_fd = -1 };
+    struct job_stats st;
+    struct remote_stats rs;
+    struct df_error err;
+    struct sink *sink;
+    char fmt[64] = "raw";
+    char part[PATH_MAX];
+    struct rjournal j = { .fd = -1 };
+    struct extent_list done;
+    bool resumed = false;
+    int rc;
+    const struct endpoint *rep = dep->kind == EP_REMOTE ? dep : sep;
+
+    extent_list_init(&done, EXTENT_LIST_DEFAULT_CAP);
+
+    memset(&st, 0, sizeof(st));
+    df_error_init(&err);
+    o->ro.user = rep->has_user ? rep->user : NULL;
+    o->ro.host = rep->host;
+    o->ro.path = rep->rpath;
+    o->ro.overwrite = o->overwrite;
+    o->ro.verbose = o->c.verbose;
+    o->ro.threads = o->jo.threads;      /* compression workers too */
+    o->ro.dry_run = o->dry_run;
+    if (o->undo) {
+        df_usage(&err, "--undo with a remote DST is not supported yet");
+        goto fail;
+    }
+    if (dep->kind == EP_REMOTE) {
+        if (sep->kind == EP_STREAM) {
+            df_usage(&err, "a stream on stdin cannot go to a remote host "
+                     "yet: give a file or device as SRC");
+            goto fail;
+        }
+        o->ro.format = o->out_format;
+        if (image_open(src_path, &o->src_io.open, &src, &err) < 0 ||
+            remote_connect(&o->ro, &r, &err) < 0 ||
+            remote_open_dst(r, src->size,
+                            remote_src_id(src->path, src->size), &sink,
+                            &err) < 0)
+            goto fail;
+        if (o->dry_run) {
+            /* The remote host ran its checks; show what would travel. */
+            d.sink = dryrun_sink_new(dst_path, src->size,
+                                     o->json ? stderr : stdout, &err);
+            o->jo.verify = false;
+            if (!d.sink || engine_copy(src, d.sink, &o->jo, &st, &err) < 0)
+                goto fail;
+        } else if (engine_copy(src, sink, &o->jo, &st, &err) < 0 ||
+                   remote_done(r, st.verified, &err) < 0) {
+            goto fail;
+        }
+    } else {
+        o->ro.format = o->src_io.open.format;
+        if (remote_connect(&o->ro, &r, &err) < 0 ||
+            remote_open_src(r, &o->remote_size, fmt, sizeof(fmt),
+                            &err) < 0)
+            goto fail;
+        o->remote_src = true;
+        struct stat lst;
+        bool partial = !o->dry_run && strcmp(dst_path, "-") &&
+                       lstat(dst_path, &lst) < 0 && errno == ENOENT &&
+                       (!o->out_format || !strcmp(o->out_format, "raw"));
+        if (o->ro.resume && !partial) {
+            df_usage(&err, "--resume from a remote host continues into a "
+                     "new raw file: %s exists or is not one", dst_path);
+            goto fail;
+        }
+        if (partial ? copy_open_partial(o, dst_path, src_path, part, &d, &j,
+                                        &done, &resumed, &err) < 0
+                    : copy_open_dst(o, NULL, dst_path, &d, &err) < 0)
+            goto fail;
+        d.sink->durable = o->fsync;
+        if (remote_copy_from(r, d.sink, partial ? &j : NULL,
+                             resumed ? &done : NULL, &o->jo, &st,
+                             &err) < 0 ||
+            (d.created && copy_commit(&d, &err) < 0) ||
+            (partial && partial_commit(part, dst_path, &err) < 0) ||
+            remote_done(r, st.verified, &err) < 0)
+            goto fail;
+        if (partial)
+            rjournal_remove(&j);
+    }
+    remote_get_stats(r, &rs);
+    st.bytes_wire = rs.bytes_wire;
+    if (o->json)
+        copy_report_json(o, src_path, dst_path, src ? src->drv->name : fmt,
+                         d.img ? d.img->drv->name : o->out_format
+                         ? o->out_format : "raw", &st, &rs);
+    if (o->c.verbose) {
+        copy_report_line(o, &st);
+        fprintf(stderr, "diskferry: copy: %llu bytes on the wire, "
+                "compression %.2fx%s\n", (unsigned long long)rs.bytes_wire,
+                rs.comp_out ? (double)rs.raw_in / (double)rs.comp_out : 1.0,
+                rs.skipped_resumed ? ", resumed" : "");
+    }
+    rc = 0;
+    goto out;
+fail:
+    remote_explain(r, &err);
+    rc = err.cat;
+    cli_print_error(&o->c, &err);
+    if (d.created)
+        unlink(d.tmp_path);
+out:
+    rjournal_close(&j);
+    extent_list_release(&done);
+    remote_close(r);
+    sink_free(d.sink);
+    image_close(d.img);
+    if (d.claim_fd >= 0)
+        close(d.claim_fd);
+    image_close(src);
+    return rc;
+}
+
 int cmd_copy(int argc, char **argv)
 {
     struct copy_opts o;
     struct copy_dst d = { .claim_fd = -1 };
-    struct endpoint src_ep;
+    struct endpoint src_ep, dst_ep;
     struct image *src = NULL;
     struct df_file in;
     struct job_stats st;
@@ -437,8 +695,17 @@ int cmd_copy(int argc, char **argv)
     memset(&st, 0, sizeof(st));
     df_error_init(&err);
     df_file_init(&in);
-    if (endpoint_parse(src_path, &src_ep, &err) < 0)
+    if (endpoint_parse(src_path, &src_ep, &err) < 0 ||
+        endpoint_parse(dst_path, &dst_ep, &err) < 0)
         goto fail;
+    if (src_ep.kind == EP_REMOTE && dst_ep.kind == EP_REMOTE)
+        return cli_usage(&o.c, "both SRC and DST are remote: run "
+                         "diskferry on one of the two hosts");
+    if (src_ep.kind == EP_REMOTE || dst_ep.kind == EP_REMOTE)
+        return copy_remote(&o, &src_ep, &dst_ep, src_path, dst_path);
+    if (o.ro.resume || o.ro.tcp || o.ro.bwlimit)
+        return cli_usage(&o.c, "--resume, --transport and --bwlimit apply "
+                         "to a remote SRC or DST");
     if (src_ep.kind == EP_STREAM) {
         if (df_file_from_fd(&in, STDIN_FILENO, "-", false, &err) < 0)
             goto fail;
@@ -455,7 +722,7 @@ int cmd_copy(int argc, char **argv)
     if (o.json)
         copy_report_json(&o, src_path, dst_path,
                          src ? src->drv->name : "raw",
-                         d.img ? d.img->drv->name : "raw", &st);
+                         d.img ? d.img->drv->name : "raw", &st, NULL);
     if (o.c.verbose)
         copy_report_line(&o, &st);
     rc = 0;

@@ -3,13 +3,78 @@
  */
 #include "cli/endpoint.h"
 
+#include <stdio.h>
 #include <string.h>
+
+/* [user@]host:PATH, or 0 when arg is not remote. */
+static int endpoint_parse_remote(const char *arg, struct endpoint *ep,
+                                 struct df_error *err)
+{
+    const char *colon, *host = arg, *at;
+    size_t hlen;
+    /* user@ comes before the host; '@' after the colon is in the path */
+    colon = strchr(arg, ':');
+    const char *slash = strchr(arg, '/');
+    const char *brk = strchr(arg, '[');
+    if (!colon || (slash && slash < colon && (!brk || brk > slash)))
+        return 0;
+    at = strchr(arg, '@');
+    if (at && (at > colon || (brk && at > brk)))
+        at = NULL;
+    if (at) {
+        if (at == arg || (size_t)(at - arg) >= sizeof(ep->user))
+            return df_usage(err, "%s: bad user name", arg);
+        memcpy(ep->user, arg, (size_t)(at - arg));
+        ep->user[at - arg] = '\0';
+        ep->has_user = true;
+        host = at + 1;
+    }
+    if (*host == '[') {
+        const char *end = strchr(host, ']');
+        if (!end || end[1] != ':')
+            return df_usage(err, "%s: expected [IPv6-address]:PATH", arg);
+        hlen = (size_t)(end - host - 1);
+        host++;
+        colon = end + 1;
+    } else {
+        colon = strchr(host, ':');
+        if (!colon)
+            return 0;
+        if (slash && slash < colon)
+            return 0;
+        hlen = (size_t)(colon - host);
+    }
+    if (hlen == 0) {
+        if (ep->has_user)
+            return df_usage(err, "%s: empty host name", arg);
+        return 0;               /* ":x" is a local name */
+    }
+    if (hlen >= sizeof(ep->host))
+        return df_usage(err, "%s: host name too long", arg);
+    memcpy(ep->host, host, hlen);
+    ep->host[hlen] = '\0';
+    if (ep->host[0] == '-')
+        return df_usage(err, "%s: a host name cannot start with '-'", arg);
+    if (strlen(colon + 1) >= sizeof(ep->rpath))
+        return df_usage(err, "%s: path too long", arg);
+    snprintf(ep->rpath, sizeof(ep->rpath), "%s", colon + 1);
+    if (!ep->rpath[0])
+        return df_usage(err, "%s: no path after the host name", arg);
+    ep->path = ep->rpath;
+    ep->kind = EP_REMOTE;
+    return 1;
+}
 
 int endpoint_parse(const char *arg, struct endpoint *ep,
                    struct df_error *err)
 {
+    memset(ep, 0, sizeof(*ep));
     if (!*arg)
         return df_usage(err, "empty path");
+    int r = endpoint_parse_remote(arg, ep, err);
+    if (r != 0)
+        return r < 0 ? -1 : 0;
+    memset(ep, 0, sizeof(*ep));
     ep->path = arg;
     ep->kind = strcmp(arg, "-") ? EP_LOCAL : EP_STREAM;
     return 0;

@@ -1,6 +1,9 @@
 /*
- * endpoint.h: what a SRC or DST argument names: a local path, or `-`
- * (a raw byte stream on stdin / stdout).
+ * endpoint.h: what a SRC or DST argument names: a local path, `-` (a
+ * raw byte stream on stdin / stdout), or `[user@]host:PATH` on another
+ * host (rsync's rules: a colon before any slash makes it remote, so
+ * `./a:b` and `/x/a:b` are local; an IPv6 address goes in brackets:
+ * `[fe80::1]:/dev/vg0/vm`, `root@[::1]:vm.img`).
  */
 #ifndef DF_ENDPOINT_H
 #define DF_ENDPOINT_H
@@ -10,11 +13,16 @@
 
 #include "util/error.h"
 
-enum endpoint_kind { EP_LOCAL, EP_STREAM };
+enum endpoint_kind { EP_LOCAL, EP_STREAM, EP_REMOTE };
 
 struct endpoint {
     enum endpoint_kind kind;
-    const char *path;           /* borrowed from argv */
+    const char *path;           /* borrowed from argv, or rpath */
+    /* EP_REMOTE */
+    bool has_user;
+    char user[256];
+    char host[256];             /* brackets removed */
+    char rpath[PATH_MAX];
 };
 
 int endpoint_parse(const char *arg, struct endpoint *ep,

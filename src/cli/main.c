@@ -21,6 +21,7 @@ static const struct command commands[] = {
     { "create", cmd_create, "a new empty disk; never replaces a file" },
     { "copy", cmd_copy, "copy or convert a disk, verified end to end" },
     { "verify", cmd_verify, "are two disks identical?" },
+    { "serve", cmd_serve, "the remote end (started over ssh)" },
     { "undo", cmd_undo, "put back what a copy --undo JOURNAL overwrote" },
 };
 

@@ -1,0 +1,312 @@
+/*
+ * msg.h: the diskferry wire protocol: frames, messages, handshake.
+ *
+ * The client is the `diskferry copy` that the user runs; the server is
+ * `diskferry serve` on the other host, started over ssh (transport/).
+ * The ssh channel (child's stdin/stdout) is the CONTROL channel; with
+ * --transport tcp, data frames travel on N extra TCP streams instead.
+ *
+ * Frame (all integers little endian):
+ *
+ *   0      4     5                       5+len
+ *   +------+-----+-----------------------+
+ *   | len  | typ | payload (len bytes)   |     len <= MSG_MAX_PAYLOAD
+ *   +------+-----+-----------------------+
+ *
+ * A sealed frame (TCP streams, AES-256-GCM, see transport/tcp.c):
+ *
+ *   +------+--------------------------------+---------+
+ *   | clen | AES-GCM(typ | payload)         | tag[16] |   clen = 1+len+16
+ *   +------+--------------------------------+---------+
+ *   nonce = u32 stream id (bit 31 set: server to client) | u64 counter;
+ *   the counter is implicit (frames on a stream are numbered from 0), so
+ *   a replayed, dropped, reordered or spliced frame fails its tag; clen
+ *   is authenticated (AAD).  The key is 256 random bits per session.
+ *
+ * A frame longer than MSG_MAX_PAYLOAD is refused before anything is
+ * allocated; every payload is decoded by msg_decode() with every field
+ * bounds-checked (it treats the peer as hostile: a broken or malicious
+ * peer yields DF_NET "protocol error: ...", never a crash).
+ *
+ * Payloads (strings are u16 length + bytes, no NUL, no NUL inside):
+ *
+ *   HELLO        magic "DFRY" u32, ver_min u16, ver_max u16, features u32,
+ *                max_payload u32, software version string
+ *   ERROR        cat u8 (exit code 2..7), offset i64, errnum u32,
+ *                what string, msg string
+ *   OPEN_DST     flags u32 (OPEN_OVERWRITE, OPEN_DRY_RUN, OPEN_RESUME,
+ *                OPEN_CREATE), size u64, src_id u64, format string,
+ *                path string
+ *   OPEN_SRC     flags u32, format string, path string
+ *   OPENED       flags u32 (OPENED_DST_IS_ZERO, OPENED_RESUMED), size u64,
+ *                format string, name string (as the server calls it)
+ *   MAP_REQ      off u64, len u64
+ *   MAP_REPLY    n u32, n x (off u64, len u64, state u8)
+ *   RESUME_RANGES  n u32, last u8, n x (off u64, len u64)
+ *   WRITE        seq u64, off u64, comp u8, raw_len u32, data
+ *   ZERO, TRIM   seq u64, off u64, len u64
+ *   ACK          seq u64 (every data frame with seq < this is applied),
+ *                bytes u64 (payload bytes applied)
+ *   FLUSH        seq u64 (= number of data frames sent before it)
+ *   FLUSHED      (empty)
+ *   DIGEST_REQ   alg u8, threads u32, size u64
+ *   DIGEST       alg u8, len u8, bytes[len]
+ *   READ_STREAM  flags u32 (bits 0-7: digest algorithm), comp u8 (3 =
+ *                auto), level u8, streams u32, bwlimit u64 (bytes/s
+ *                for the server's sending, 0 = none); the ranges to
+ *                skip (resume) come as RESUME_RANGES before it
+ *   STREAM_END   seq u64 (data frames sent), digest: alg u8, len u8, bytes
+ *   TCP_REQ      streams u32
+ *   TCP_OFFER    port u16, key[32]
+ *   STREAM_HELLO stream id u32 (first frame on a TCP stream, sealed)
+ *   DONE         flags u32 (DONE_VERIFIED: remove the resume journal)
+ *
+ * Sequences (-> client to server, <- server to client):
+ *
+ *   copy SRC host:DST                 copy host:SRC DST
+ *   -> HELLO  <- HELLO                -> HELLO  <- HELLO
+ *   -> OPEN_DST  <- OPENED            -> OPEN_SRC  <- OPENED
+ *   <- RESUME_RANGES (if resumed)     -> RESUME_RANGES (ranges to skip)
+ *   [-> TCP_REQ <- TCP_OFFER,         [-> TCP_REQ <- TCP_OFFER,
+ *    client opens N streams]           client opens N streams]
+ *   -> WRITE/ZERO/TRIM ... (no wait)  -> READ_STREAM
+ *   <- ACK (cumulative, windowed)     <- WRITE/ZERO ... (in order by seq)
+ *   -> FLUSH(seq)  <- FLUSHED         <- STREAM_END(seq, source digest)
+ *   -> DIGEST_REQ  <- DIGEST          (client writes, verifies locally)
+ *   -> DONE                           -> DONE
+ *
+ *   Resume (--resume after a broken link or kill -9 of either side):
+ *   the receiving end keeps a journal of ranges written and made durable
+ *   (journal.h) beside the destination (a new file is written as
+ *   .NAME.diskferry-partial and renamed when done).  To a remote host:
+ *   OPEN_DST(OPEN_RESUME) is answered with OPENED_RESUMED + the
+ *   journal's RESUME_RANGES and the client leaves them out.  From a
+ *   remote host: the client sends its journal's RESUME_RANGES before
+ *   READ_STREAM and the server leaves them out.  Either way the digest
+ *   covers the whole disk, and DONE removes the journal.
+ *
+ *   Map of a remote source: -> MAP_REQ(off, len)  <- MAP_REPLY(extents),
+ *   which may stop short of len (ask again from its end).
+ *
+ * Pipelining: data frames (WRITE, ZERO, TRIM) carry a sequence number
+ * (0, 1, 2, ... per session, across all streams); the receiver applies
+ * them strictly in seq order (a reorder buffer merges TCP streams) and
+ * acknowledges cumulatively every MSG_ACK_EVERY bytes; the sender keeps
+ * at most a window of unacknowledged bytes in flight, so a write never
+ * waits for a round trip.  FLUSH(seq) on the control channel waits until
+ * every data frame before seq has been applied and is durable.
+ * An ERROR from the server may come at any time and ends the session.
+ *
+ * Versioning: each side sends the range of protocol versions it speaks
+ * [ver_min, ver_max]; the session uses the highest common version, and
+ * no common version is an error naming both ranges.  New message types
+ * and fields appended to a payload need a new version; optional
+ * abilities are feature bits (MSG_FEAT_*) and the session uses the AND
+ * of both sides' features.  A receiver refuses unknown message types
+ * and trailing bytes: the version settles what is valid.
+ */
+#ifndef DF_MSG_H
+#define DF_MSG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/extent.h"
+
+#define MSG_MAGIC 0x59524644u               /* "DFRY" little endian */
+#define MSG_VERSION_MIN 1
+#define MSG_VERSION_MAX 1
+#define MSG_HDR_LEN 5                       /* u32 len + u8 type */
+#define MSG_MAX_DATA (16u * 1024 * 1024)    /* raw bytes in one WRITE */
+#define MSG_MAX_PAYLOAD (MSG_MAX_DATA + 4096)
+#define MSG_TAG_LEN 16                      /* AES-GCM tag, sealed frames */
+#define MSG_MAX_STR 4096                    /* paths, messages */
+#define MSG_ACK_EVERY (4u * 1024 * 1024)
+#define MSG_MAX_RANGES_PER_MSG 65536
+
+enum msg_type {
+    MSG_HELLO = 1,
+    MSG_ERROR = 2,
+    MSG_OPEN_DST = 3,
+    MSG_OPEN_SRC = 4,
+    MSG_OPENED = 5,
+    MSG_MAP_REQ = 6,
+    MSG_MAP_REPLY = 7,
+    MSG_RESUME_RANGES = 8,
+    MSG_WRITE = 9,
+    MSG_ZERO = 10,
+    MSG_TRIM = 11,
+    MSG_ACK = 12,
+    MSG_FLUSH = 13,
+    MSG_FLUSHED = 14,
+    MSG_DIGEST_REQ = 15,
+    MSG_DIGEST = 16,
+    MSG_READ_STREAM = 17,
+    MSG_STREAM_END = 18,
+    MSG_TCP_REQ = 19,
+    MSG_TCP_OFFER = 20,
+    MSG_STREAM_HELLO = 21,
+    MSG_DONE = 22,
+    MSG_TYPE_MAX = 22,
+};
+
+/* Feature bits in HELLO. */
+enum msg_feature {
+    MSG_FEAT_ZSTD = 1u << 0,
+    MSG_FEAT_LZ4 = 1u << 1,
+    MSG_FEAT_TCP = 1u << 2,
+    MSG_FEAT_RESUME = 1u << 3,
+    MSG_FEAT_XXH128 = 1u << 4,
+    MSG_FEAT_SHA256 = 1u << 5,
+    MSG_FEAT_TRIM = 1u << 6,
+};
+#define MSG_FEAT_ALL 0x7fu
+
+/* OPEN_DST / OPEN_SRC flags. */
+enum msg_open_flags {
+    OPEN_OVERWRITE = 1u << 0,   /* --overwrite: data may be replaced */
+    OPEN_DRY_RUN = 1u << 1,     /* check only, write nothing */
+    OPEN_RESUME = 1u << 2,      /* continue from the resume journal */
+    OPEN_CREATE = 1u << 3,      /* create the file if it does not exist */
+};
+#define OPEN_FLAGS_ALL 0xfu
+
+enum msg_opened_flags {
+    OPENED_DST_IS_ZERO = 1u << 0,   /* new file: reads as zeros */
+    OPENED_RESUMED = 1u << 1,       /* RESUME_RANGES follow */
+};
+
+enum msg_done_flags {
+    DONE_VERIFIED = 1u << 0,
+};
+
+/* WRITE compression. */
+enum msg_comp { COMP_NONE = 0, COMP_ZSTD = 1, COMP_LZ4 = 2 };
+
+/* One decoded message; pointers borrow the frame buffer. */
+struct msg {
+    uint8_t type;
+    /* HELLO */
+    uint32_t magic;
+    uint16_t ver_min, ver_max;
+    uint32_t features, max_payload;
+    /* ERROR */
+    uint8_t cat;
+    int64_t err_off;
+    uint32_t errnum;
+    /* OPEN_*, OPENED, READ_STREAM, DONE */
+    uint32_t flags;
+    uint64_t size;
+    uint64_t src_id;
+    /* WRITE / ZERO / TRIM / ACK / FLUSH / STREAM_END / MAP_REQ */
+    uint64_t seq;
+    uint64_t off;
+    uint64_t len;
+    uint8_t comp;
+    uint8_t level;
+    uint32_t raw_len;
+    const uint8_t *data;
+    size_t data_len;
+    /* MAP_REPLY / RESUME_RANGES: n records at data (use msg_range()) */
+    uint32_t n;
+    bool last;
+    /* DIGEST / DIGEST_REQ / STREAM_END */
+    uint8_t alg;
+    uint32_t threads;
+    uint8_t digest_len;
+    uint8_t digest[32];
+    /* TCP */
+    uint32_t streams;
+    uint16_t port;
+    uint8_t key[32];
+    uint32_t stream_id;
+    /* strings (NUL-terminated copies) */
+    char s1[MSG_MAX_STR + 1];   /* format / what / software version */
+    char s2[MSG_MAX_STR + 1];   /* path / msg / name */
+};
+
+const char *msg_type_name(uint8_t type);
+/* Is this a sequenced data frame (WRITE, ZERO, TRIM)? */
+static inline bool msg_is_data(uint8_t type)
+{
+    return type == MSG_WRITE || type == MSG_ZERO || type == MSG_TRIM;
+}
+
+/*
+ * Decode one payload of `type` into m.  Fails with DF_NET "protocol
+ * error: ..." (what = peer) on anything malformed: short, trailing
+ * bytes, bad magic, strings too long or with NUL, counts that do not fit.
+ */
+int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
+               const char *peer, struct df_error *err);
+/* Record i of a MAP_REPLY (state != NULL) or RESUME_RANGES. */
+void msg_range(const struct msg *m, uint32_t i, uint64_t *off,
+               uint64_t *len, uint8_t *state);
+
+/*
+ * Building payloads: a growable buffer with a ceiling.  After an
+ * allocation failure or the ceiling, `failed` is set and further puts
+ * are ignored; msg_buf_ok() tells.
+ */
+struct msg_buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool failed;
+};
+void msg_buf_init(struct msg_buf *b);
+void msg_buf_release(struct msg_buf *b);
+void msg_buf_reset(struct msg_buf *b);
+void msg_put_u8(struct msg_buf *b, uint8_t v);
+void msg_put_u16(struct msg_buf *b, uint16_t v);
+void msg_put_u32(struct msg_buf *b, uint32_t v);
+void msg_put_u64(struct msg_buf *b, uint64_t v);
+void msg_put_bytes(struct msg_buf *b, const void *p, size_t len);
+void msg_put_str(struct msg_buf *b, const char *s);
+static inline bool msg_buf_ok(const struct msg_buf *b)
+{
+    return !b->failed;
+}
+
+/* Encoders for the messages with fixed shape (into b, reset first). */
+void msg_enc_hello(struct msg_buf *b, uint32_t features);
+void msg_enc_error(struct msg_buf *b, const struct df_error *e);
+void msg_enc_open(struct msg_buf *b, uint32_t flags, uint64_t size,
+                  uint64_t src_id, const char *format, const char *path,
+                  bool dst);
+void msg_enc_opened(struct msg_buf *b, uint32_t flags, uint64_t size,
+                    const char *format, const char *name);
+void msg_enc_range_hdr(struct msg_buf *b, uint32_t n, bool last);
+void msg_enc_ranges(struct msg_buf *b, const struct extent_list *l,
+                    size_t first, size_t n, bool last, bool with_state);
+void msg_enc_write_hdr(struct msg_buf *b, uint64_t seq, uint64_t off,
+                       uint8_t comp, uint32_t raw_len);
+void msg_enc_zero(struct msg_buf *b, uint64_t seq, uint64_t off,
+                  uint64_t len);
+void msg_enc_u64(struct msg_buf *b, uint64_t v);
+void msg_enc_ack(struct msg_buf *b, uint64_t seq, uint64_t bytes);
+void msg_enc_digest_req(struct msg_buf *b, uint8_t alg, uint32_t threads,
+                        uint64_t size);
+void msg_enc_digest(struct msg_buf *b, uint8_t type, uint64_t seq,
+                    uint8_t alg, const uint8_t *d, uint8_t len);
+void msg_enc_read_stream(struct msg_buf *b, uint32_t flags, uint8_t comp,
+                         uint8_t level, uint32_t streams, uint64_t bwlimit);
+void msg_enc_tcp_offer(struct msg_buf *b, uint16_t port,
+                       const uint8_t key[32]);
+
+/*
+ * Negotiate from the peer's HELLO: fails with DF_NET naming both version
+ * ranges when they do not overlap.  *version and *features receive the
+ * session's version and AND-ed features.
+ */
+int msg_negotiate(const struct msg *peer_hello, uint32_t my_features,
+                  const char *peer, uint16_t *version, uint32_t *features,
+                  struct df_error *err);
+
+/* Turn a received ERROR into err (category and text from the peer,
+ * what prefixed with "host:" by the caller's peer name). */
+int msg_error_to_df(const struct msg *m, struct df_error *err);
+
+#endif

@@ -1,0 +1,567 @@
+/*
+ * remote.c: the client side of a session (see remote.h, msg.h).
+ */
+#define _GNU_SOURCE
+#include "remote.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "journal.h"
+#include "sender.h"
+#include "session.h"
+#include "transport/bwlimit.h"
+#include "transport/transport.h"
+#include "util/progress.h"
+
+#define REMOTE_MAX_BLOCK (1u << 20)
+#define REMOTE_ACK_WINDOW (64ull << 20)
+#define REMOTE_COMMIT_BYTES (32ull << 20)
+#define REMOTE_COMMIT_SECONDS 1.0
+
+struct remote {
+    struct remote_opts o;
+    char name[PATH_MAX];        /* host:path, for messages */
+    struct ssh_conn ssh;
+    struct session s;
+    bool has_session;
+    struct comp_ctl ctl;
+    struct sender *snd;
+    struct sink sink;
+    struct extent_list done;    /* resume: ranges already there */
+    struct rskip skip;
+};
+
+uint64_t remote_src_id(const char *path, uint64_t size)
+{
+    char buf[PATH_MAX + 32];
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        snprintf(real, sizeof(real), "%s", path);
+    int n = snprintf(buf, sizeof(buf), "%s\n%llu", real,
+                     (unsigned long long)size);
+    return XXH64(buf, (size_t)n, 0);
+}
+
+int remote_connect(const struct remote_opts *o, struct remote **out,
+                   struct df_error *err)
+{
+    struct remote *r = calloc(1, sizeof(*r));
+    *out = NULL;
+    if (!r)
+        return df_net(err, o->host, "out of memory");
+    r->o = *o;
+    r->ssh.pid = -1;
+    extent_list_init(&r->done, EXTENT_LIST_DEFAULT_CAP);
+    r->skip.done = &r->done;
+    snprintf(r->name, sizeof(r->name), "%s:%s", o->host, o->path);
+    comp_ctl_init(&r->ctl, o->comp, o->level);
+    signal(SIGPIPE, SIG_IGN);
+    const char *args[2];
+    size_t nargs = 0;
+    if (ssh_spawn(o->rsh ? o->rsh : "ssh", o->user, o->host,
+                  o->remote_path ? o->remote_path : "diskferry", args,
+                  nargs, &r->ssh, err) < 0)
+        goto fail;
+    session_init(&r->s, r->ssh.rfd, r->ssh.wfd, o->host, false);
+    r->has_session = true;
+    r->s.bw = bwlimit_new(o->bwlimit);
+    r->s.ctl.bw = r->s.bw;
+    if (session_hello(&r->s, err) < 0)
+        goto fail;
+    *out = r;
+    return 0;
+fail:
+    remote_close(r);
+    return -1;
+}
+
+/* ---- the remote sink ---- */
+
+static int remote_send_data(void *ctx, uint64_t off, uint64_t len,
+                            const uint8_t *p, struct df_error *err)
+{
+    struct remote *r = ctx;
+    return sender_write(r->snd, off, p, (size_t)len, err);
+}
+
+static int remote_send_zero(void *ctx, uint64_t off, uint64_t len,
+                            const uint8_t *p, struct df_error *err)
+{
+    struct remote *r = ctx;
+    (void)p;
+    return sender_zero(r->snd, MSG_ZERO, off, len, err);
+}
+
+static int remote_sink_write(struct sink *s, uint64_t off, const void *buf,
+                             size_t len, struct df_error *err)
+{
+    struct remote *r = s->priv;
+    if (rskip_each(&r->skip, off, len, buf, remote_send_data, r, err) < 0)
+        return -1;
+    s->bytes_written += len;
+    s->bytes_wire = session_bytes_out(&r->s);
+    return 0;
+}
+
+static int remote_sink_zero(struct sink *s, uint64_t off, uint64_t len,
+                            struct df_error *err)
+{
+    struct remote *r = s->priv;
+    if (s->dst_is_zero)
+        return 0;
+    if (rskip_each(&r->skip, off, len, NULL, remote_send_zero, r, err) < 0)
+        return -1;
+    s->bytes_zeroed += len;
+    return 0;
+}
+
+static int remote_sink_finish(struct sink *s, struct df_error *err)
+{
+    struct remote *r = s->priv;
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    if (sender_drain(r->snd, err) < 0)
+        goto out;
+    msg_enc_u64(&b, sender_next_seq(r->snd));
+    if (session_send(&r->s, MSG_FLUSH, &b, err) < 0 ||
+        session_expect(&r->s, MSG_FLUSHED, &f, err) < 0)
+        goto out;
+    s->bytes_wire = session_bytes_out(&r->s);
+    ret = 0;
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
+static int remote_sink_digest(struct sink *s, uint64_t size,
+                              enum digest_alg alg, unsigned threads,
+                              struct digest *out, struct df_error *err)
+{
+    struct remote *r = s->priv;
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    msg_enc_digest_req(&b, (uint8_t)alg, threads, size);
+    if (session_send(&r->s, MSG_DIGEST_REQ, &b, err) < 0 ||
+        session_expect(&r->s, MSG_DIGEST, &f, err) < 0)
+        goto out;
+    if (f->m.alg != alg || f->m.digest_len != digest_len(alg)) {
+        df_net(err, r->s.peer, "protocol error: digest of the wrong kind");
+        goto out;
+    }
+    out->alg = alg;
+    out->len = f->m.digest_len;
+    memcpy(out->bytes, f->m.digest, out->len);
+    ret = 0;
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
+static void remote_sink_abort(struct sink *s)
+{
+    struct remote *r = s->priv;
+    struct df_error e;
+    df_error_init(&e);
+    df_net(&e, r->s.peer, "job aborted");
+    if (r->snd)
+        sender_fail(r->snd, &e);
+}
+
+static void remote_sink_free(struct sink *s)
+{
+    (void)s;        /* owned by struct remote */
+}
+
+static const struct sink_ops remote_sink_ops = {
+    .name = "remote",
+    .write = remote_sink_write,
+    .zero = remote_sink_zero,
+    .finish = remote_sink_finish,
+    .digest = remote_sink_digest,
+    .abort_job = remote_sink_abort,
+    .free = remote_sink_free,
+};
+
+static int remote_recv_ranges(struct remote *r, struct df_error *err)
+{
+    for (;;) {
+        struct rx_frame *f;
+        if (session_expect(&r->s, MSG_RESUME_RANGES, &f, err) < 0)
+            return -1;
+        for (uint32_t i = 0; i < f->m.n; i++) {
+            uint64_t off, len;
+            msg_range(&f->m, i, &off, &len, NULL);
+            if (len == 0 || off + len < off ||
+                off + len > r->sink.size ||
+                extent_list_append(&r->done, off, len, EXT_DATA, r->name,
+                                   err) != 0) {
+                rx_frame_free(f);
+                df_error_init(err);
+                return df_net(err, r->s.peer, "protocol error: bad resume "
+                              "range");
+            }
+        }
+        bool last = f->m.last;
+        rx_frame_free(f);
+        if (last)
+            return 0;
+    }
+}
+
+static int remote_data_channels(struct remote *r, struct df_error *err)
+{
+    if (r->o.tcp && session_tcp_client(&r->s, r->o.host,
+                                       r->o.streams ? r->o.streams : 4,
+                                       err) < 0)
+        return -1;
+    return session_start(&r->s, err);
+}
+
+int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
+                    struct sink **out, struct df_error *err)
+{
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    uint32_t flags = OPEN_CREATE;
+    msg_buf_init(&b);
+    if (r->o.overwrite)
+        flags |= OPEN_OVERWRITE;
+    if (r->o.resume)
+        flags |= OPEN_RESUME;
+    if (r->o.dry_run)
+        flags |= OPEN_DRY_RUN;
+    msg_enc_open(&b, flags, size, src_id, r->o.format, r->o.path, true);
+    if (session_send(&r->s, MSG_OPEN_DST, &b, err) < 0 ||
+        session_expect(&r->s, MSG_OPENED, &f, err) < 0)
+        goto out;
+    r->sink.ops = &remote_sink_ops;
+    r->sink.priv = r;
+    r->sink.size = size;
+    r->sink.dst_is_zero = f->m.flags & OPENED_DST_IS_ZERO;
+    snprintf(r->sink.name, sizeof(r->sink.name), "%s", r->name);
+    if ((f->m.flags & OPENED_RESUMED) && remote_recv_ranges(r, err) < 0)
+        goto out;
+    if (r->o.dry_run) {             /* the server checked; nothing more */
+        *out = &r->sink;
+        ret = 0;
+        goto out;
+    }
+    if (remote_data_channels(r, err) < 0)
+        goto out;
+    pthread_mutex_lock(&r->s.lock);
+    r->snd = sender_new(r->s.data_out, r->s.ndata, &r->ctl, r->o.threads
+                        ? r->o.threads
+                        : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+                        REMOTE_MAX_BLOCK, REMOTE_ACK_WINDOW, err);
+    r->s.ack_sender = r->snd;
+    pthread_mutex_unlock(&r->s.lock);
+    if (!r->snd)
+        goto out;
+    *out = &r->sink;
+    ret = 0;
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
+int remote_open_src(struct remote *r, uint64_t *size, char *format,
+                    size_t flen, struct df_error *err)
+{
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    msg_enc_open(&b, 0, 0, 0, r->o.format, r->o.path, false);
+    if (session_send(&r->s, MSG_OPEN_SRC, &b, err) < 0 ||
+        session_expect(&r->s, MSG_OPENED, &f, err) < 0)
+        goto out;
+    *size = f->m.size;
+    snprintf(format, flen, "%s", f->m.s1);
+    ret = 0;
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
+int remote_map(struct remote *r, uint64_t off, uint64_t len,
+               struct extent_list *out, struct df_error *err)
+{
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    msg_put_u64(&b, off);
+    msg_put_u64(&b, len);
+    if (session_send(&r->s, MSG_MAP_REQ, &b, err) < 0 ||
+        session_expect(&r->s, MSG_MAP_REPLY, &f, err) < 0)
+        goto out;
+    uint64_t pos = off;
+    for (uint32_t i = 0; i < f->m.n; i++) {
+        uint64_t o, l;
+        uint8_t st;
+        msg_range(&f->m, i, &o, &l, &st);
+        if (o != pos || !l || l > off + len - o || st > EXT_HOLE) {
+            df_net(err, r->s.peer, "protocol error: bad MAP_REPLY extent");
+            goto out;
+        }
+        if (extent_list_append(out, o, l, (enum extent_state)st, r->name,
+                               err) < 0)
+            goto out;
+        pos = o + l;
+    }
+    ret = 0;
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
+static uint8_t remote_comp_code(enum comp_mode m)
+{
+    switch (m) {
+    case COMPRESS_NONE: return COMP_NONE;
+    case COMPRESS_ZSTD: return COMP_ZSTD;
+    case COMPRESS_LZ4: return COMP_LZ4;
+    default: return COMP_LZ4 + 1;   /* auto */
+    }
+}
+
+/* Tell the server which ranges the local journal already holds. */
+static int remote_send_skip(struct remote *r, const struct extent_list *l,
+                            struct df_error *err)
+{
+    struct msg_buf b;
+    int ret = 0;
+    msg_buf_init(&b);
+    for (size_t i = 0; ret == 0 && i < l->n;) {
+        size_t n = l->n - i < MSG_MAX_RANGES_PER_MSG ? l->n - i
+                                                     : MSG_MAX_RANGES_PER_MSG;
+        msg_enc_ranges(&b, l, i, n, i + n == l->n, false);
+        ret = session_send(&r->s, MSG_RESUME_RANGES, &b, err);
+        i += n;
+    }
+    msg_buf_release(&b);
+    return ret;
+}
+
+int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
+                     const struct extent_list *skip,
+                     const struct job_opts *opts, struct job_stats *st,
+                     struct df_error *err)
+{
+    uint64_t covered = 0, since_commit = 0;
+    double last_commit = time_now();
+    struct msg_buf b;
+    struct comp_worker cw;
+    struct progress *pg = NULL;
+    uint8_t *dbuf = malloc(MSG_MAX_DATA);
+    double t0 = time_now();
+    int ret = -1;
+    enum digest_alg alg = opts->digest ? opts->digest : DIGEST_XXH128;
+    msg_buf_init(&b);
+    comp_worker_init(&cw);
+    if (!dbuf) {
+        df_net(err, r->s.peer, "out of memory");
+        goto out;
+    }
+    if (remote_data_channels(r, err) < 0)
+        goto out;
+    if (skip && skip->n && remote_send_skip(r, skip, err) < 0)
+        goto out;
+    msg_enc_read_stream(&b, alg, remote_comp_code(r->o.comp),
+                        (uint8_t)r->o.level, r->s.ndata, r->o.bwlimit);
+    if (session_send(&r->s, MSG_READ_STREAM, &b, err) < 0)
+        goto out;
+    pg = progress_new(opts->title ? opts->title : "copy", dst->size,
+                      opts->progress);
+    uint64_t done = 0;
+    for (;;) {
+        struct rx_frame *f;
+        int rr = session_recv_data(&r->s, &f, err);
+        if (rr < 0)
+            goto out;
+        if (rr == 1)
+            break;
+        const struct msg *m = &f->m;
+        int w = 0;
+        if (m->off < done || m->off > dst->size ||
+            m->len > dst->size - m->off ||
+            (!(skip && skip->n) && m->off != done)) {
+            w = df_net(err, r->s.peer, "protocol error: %s at %llu, "
+                       "expected %llu", msg_type_name(m->type),
+                       (unsigned long long)m->off,
+                       (unsigned long long)done);
+        } else if (m->type == MSG_WRITE) {
+            const void *p = m->data;
+            r->ctl.comp_out += m->data_len;
+            r->ctl.raw_in += m->raw_len;
+            if (m->comp != COMP_NONE) {
+                w = comp_unblock(&cw, m->comp, m->data, m->data_len, dbuf,
+                                 m->raw_len, r->s.peer, err);
+                p = dbuf;
+            }
+            if (w == 0)
+                w = dst->ops->write(dst, m->off, p, m->raw_len, err);
+        } else {
+            w = dst->ops->zero(dst, m->off, m->len, err);
+        }
+        done = m->off + m->len;
+        covered += m->len;
+        if (w == 0 && j) {
+            /* journal.h invariant 1: flush, then record */
+            rjournal_note(j, m->off, m->len);
+            since_commit += m->len;
+            if (since_commit >= REMOTE_COMMIT_BYTES || rjournal_full(j) ||
+                time_now() - last_commit > REMOTE_COMMIT_SECONDS) {
+                w = dst->ops->finish(dst, err);
+                if (w == 0)
+                    w = rjournal_commit(j, err);
+                since_commit = 0;
+                last_commit = time_now();
+            }
+        }
+        rx_frame_free(f);
+        if (w < 0)
+            goto out;
+        progress_update(pg, done, session_bytes_in(&r->s), 0);
+    }
+    uint64_t skipped = skip ? extent_list_bytes(skip, EXT_DATA) : 0;
+    if (covered + skipped != dst->size) {
+        df_net(err, r->s.peer, "protocol error: stream ended with %llu of "
+               "%llu bytes", (unsigned long long)(covered + skipped),
+               (unsigned long long)dst->size);
+        goto out;
+    }
+    r->skip.skipped = skipped;
+    progress_finish(pg);
+    st->disk_size = dst->size;
+    st->src_digest.alg = (enum digest_alg)r->s.end.alg;
+    st->src_digest.len = r->s.end.digest_len;
+    memcpy(st->src_digest.bytes, r->s.end.digest, r->s.end.digest_len);
+    if (r->s.end.alg != alg || r->s.end.digest_len != digest_len(alg)) {
+        df_net(err, r->s.peer, "protocol error: source digest of the "
+               "wrong kind");
+        goto out;
+    }
+    if (dst->ops->finish(dst, err) < 0 || (j && rjournal_commit(j, err) < 0))
+        goto out;
+    st->bytes_written = dst->bytes_written;
+    st->bytes_zeroed = dst->bytes_zeroed;
+    st->bytes_wire = session_bytes_in(&r->s) + session_bytes_out(&r->s);
+    if (opts->verify && dst->ops->digest) {
+        double tv = time_now();
+        if (dst->ops->digest(dst, st->disk_size, alg, opts->threads,
+                             &st->dst_digest, err) < 0)
+            goto out;
+        st->verify_seconds = time_now() - tv;
+        if (memcmp(st->dst_digest.bytes, st->src_digest.bytes,
+                   st->src_digest.len)) {
+            df_fail(err, DF_VERIFY, 0, dst->name, -1, "verification "
+                    "failed: destination digest differs from the "
+                    "source's");
+            goto out;
+        }
+        st->verified = true;
+    }
+    ret = 0;
+out:
+    if (ret < 0 && j) {
+        /* what arrived in order counts for the next --resume */
+        struct df_error ignored;
+        df_error_init(&ignored);
+        if (dst->ops->finish(dst, &ignored) == 0)
+            rjournal_commit(j, &ignored);
+    }
+    st->seconds = time_now() - t0;
+    progress_free(pg);
+    comp_worker_release(&cw);
+    msg_buf_release(&b);
+    free(dbuf);
+    return ret;
+}
+
+int remote_done(struct remote *r, bool verified, struct df_error *err)
+{
+    struct msg_buf b;
+    msg_buf_init(&b);
+    msg_put_u32(&b, verified ? DONE_VERIFIED : 0);
+    int ret = session_send(&r->s, MSG_DONE, &b, err);
+    msg_buf_release(&b);
+    return ret;
+}
+
+void remote_explain(struct remote *r, struct df_error *err)
+{
+    if (r && r->has_session)
+        session_explain(&r->s, err, 3.0);
+}
+
+void remote_get_stats(const struct remote *r, struct remote_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (r->has_session)
+        st->bytes_wire = session_bytes_out(&r->s) +
+                         session_bytes_in(&r->s);
+    st->raw_in = r->ctl.raw_in;
+    st->comp_out = r->ctl.comp_out;
+    st->skipped_resumed = r->skip.skipped;
+    st->zstd_level_max = r->ctl.mode == COMPRESS_AUTO ||
+                                 r->ctl.mode == COMPRESS_ZSTD
+                             ? r->ctl.level_max_seen
+                             : 0;
+}
+
+void remote_close(struct remote *r)
+{
+    if (!r)
+        return;
+    if (r->snd) {
+        struct df_error e;
+        df_error_init(&e);
+        df_net(&e, r->o.host, "session closed");
+        sender_fail(r->snd, &e);
+    }
+    if (r->has_session) {
+        pthread_mutex_lock(&r->s.lock);
+        r->s.ack_sender = NULL;
+        pthread_mutex_unlock(&r->s.lock);
+    }
+    /* Queued frames drain (the server keeps reading) or fail. */
+    sender_free(r->snd);
+    r->snd = NULL;
+    /* Then our end of the control channel closes: the server sees the
+     * end, commits its journal and exits; then ssh exits. */
+    if (r->has_session && r->s.ctl.wfd >= 0) {
+        close(r->s.ctl.wfd);
+        r->s.ctl.wfd = -1;
+    }
+    for (unsigned i = 0; r->has_session && i < r->s.nstreams; i++)
+        shutdown(r->s.streams[i].rfd, SHUT_RDWR);
+    ssh_close(&r->ssh, 10000);
+    if (r->has_session) {
+        session_release(&r->s);
+    } else {
+        if (r->ssh.rfd >= 0)
+            close(r->ssh.rfd);
+        if (r->ssh.wfd >= 0)
+            close(r->ssh.wfd);
+    }
+    extent_list_release(&r->done);
+    free(r);
+}

@@ -1,0 +1,93 @@
+/*
+ * remote.h: the client side of a session: connect to `diskferry serve`
+ * over ssh (and TCP streams), then either a remote sink (copy SRC
+ * host:DST, driven by the engine) or a remote source (copy host:SRC DST:
+ * the server runs the read/zero-detect/hash side and streams data and
+ * zero ranges in order; this side writes them into a local sink and
+ * verifies against the digest the server computed as it read).
+ *
+ * Resume (local -> remote): with --resume the server answers OPEN_DST
+ * with the ranges its journal holds; the remote sink drops writes and
+ * zeros inside them (the engine still reads and hashes everything, so
+ * the final verification covers the whole disk), and counts them as
+ * skipped_resumed.
+ * Resume (remote -> local): a new local file is written as
+ * .NAME.diskferry-partial with a journal beside it (journal.h); with
+ * --resume the journal's ranges are sent to the server, which drops
+ * them from its stream.
+ */
+#ifndef DF_REMOTE_H
+#define DF_REMOTE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "compress.h"
+#include "engine/job.h"
+#include "engine/sink.h"
+#include "util/error.h"
+
+struct remote_opts {
+    const char *rsh;            /* --rsh; NULL: "ssh" */
+    const char *remote_path;    /* --remote-path; NULL: "diskferry" */
+    const char *user;           /* may be NULL */
+    const char *host;
+    const char *path;           /* on the remote host */
+    enum comp_mode comp;
+    int level;                  /* 0: the mode's default */
+    uint64_t bwlimit;           /* bytes/s, 0: none */
+    bool tcp;
+    unsigned streams;           /* --streams (tcp) */
+    bool resume, overwrite, dry_run;
+    const char *format;         /* -O for a destination, -f for a source */
+    unsigned threads;           /* compression workers; 0: cores */
+    int verbose;
+};
+
+struct remote;
+
+struct remote_stats {
+    uint64_t bytes_wire;        /* sent + received on all channels */
+    uint64_t raw_in, comp_out;  /* compression: payload before/after */
+    uint64_t skipped_resumed;   /* bytes the journal said were there */
+    int zstd_level_max;         /* highest auto level used */
+};
+
+/* Identify a source for the resume journal (path and size). */
+uint64_t remote_src_id(const char *path, uint64_t size);
+
+int remote_connect(const struct remote_opts *o, struct remote **out,
+                   struct df_error *err);
+/* Open the remote destination (size bytes) and return a sink for the
+ * engine (owned by r: do not free).  src_id identifies the source for
+ * the resume journal. */
+int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
+                    struct sink **out, struct df_error *err);
+/* Open the remote source: its size and format. */
+int remote_open_src(struct remote *r, uint64_t *size, char *format,
+                    size_t flen, struct df_error *err);
+/* After remote_open_src: append what is where in [off, off+len) of the
+ * remote source (EXT_DATA/ZERO/HOLE) to out; may stop short. */
+int remote_map(struct remote *r, uint64_t off, uint64_t len,
+               struct extent_list *out, struct df_error *err);
+/*
+ * Stream the remote source into dst, then finish and (opts->verify)
+ * compare dst's digest with the source digest the server sent.  With a
+ * journal j (may be NULL) the ranges written are recorded (journal.h);
+ * skip (may be NULL) lists ranges dst already holds from an interrupted
+ * run: the server does not send them (the digest still covers them).
+ */
+struct rjournal;
+int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
+                     const struct extent_list *skip,
+                     const struct job_opts *opts, struct job_stats *st,
+                     struct df_error *err);
+/* Tell the server the job is over (it removes its resume journal). */
+int remote_done(struct remote *r, bool verified, struct df_error *err);
+/* Prefer the remote's own ERROR over a local "connection closed". */
+void remote_explain(struct remote *r, struct df_error *err);
+void remote_get_stats(const struct remote *r, struct remote_stats *st);
+/* Close the session and reap ssh.  NULL is a no-op. */
+void remote_close(struct remote *r);
+
+#endif

@@ -1,0 +1,508 @@
+"""Remote endpoints: copy to and from [user@]host:PATH through an rsh
+shim (runs the remote command here), a real sshd on 127.0.0.1, the TCP
+transport, compression, confinement, resume after kill -9 of either
+side, and hostile peers."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import DISKFERRY, df, sh, sha256_file, files_equal, \
+    loop_device, qemu_raw
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RSH = os.path.join(HERE, "rsh_local.sh")
+FAKE = os.path.join(HERE, "fake_peer.py")
+TAMPER = os.path.join(HERE, "rsh_tamper.py")
+PY = "/usr/bin/python3"
+
+
+def rdf(*args, **kw):
+    """diskferry with the local rsh shim and this build on the far end."""
+    return df(args[0], "--rsh", kw.pop("rsh", RSH), "--remote-path",
+              kw.pop("remote_path", DISKFERRY), *args[1:], **kw)
+
+
+def make_disk(path, size=24 << 20):
+    """Random, text-like, zeros and holes."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        f.write(os.urandom(3 << 20))
+        f.seek(5 << 20)
+        f.write(b"the quick brown fox jumps over the lazy dog %d\n" * 60000)
+        f.seek(12 << 20)
+        f.write(b"\0" * (2 << 20))
+        f.seek(size - 4096 - 13)
+        f.write(os.urandom(4096 + 13))
+    return path
+
+
+def report(p):
+    assert p.returncode == 0, p.stderr.decode()
+    return json.loads(p.stdout)
+
+
+@pytest.fixture
+def disk(tmp_path):
+    return make_disk(tmp_path / "src.img")
+
+
+def test_copy_to_remote_file_and_back(tmp_path, disk):
+    dst = tmp_path / "remote.img"
+    r = report(rdf("copy", "--json", disk, "localhost:%s" % dst))
+    assert files_equal(disk, dst)
+    assert r["verified"]
+    assert r["remote"]["transport"] == "ssh"
+    assert r["remote"]["bytes_wire"] < os.path.getsize(disk)
+    assert r["remote"]["compression_ratio"] > 1.0
+    back = tmp_path / "back.img"
+    r = report(rdf("copy", "--json", "localhost:%s" % dst, back))
+    assert files_equal(disk, back)
+    assert r["verified"]
+    assert not os.path.exists(str(dst) + ".diskferry-resume")
+    assert sorted(os.listdir(tmp_path)) == ["back.img", "remote.img",
+                                            "src.img"]
+
+
+def test_qcow2_source_to_remote(tmp_path, disk):
+    q = tmp_path / "src.qcow2"
+    sh(["qemu-img", "convert", "-O", "qcow2", str(disk), str(q)])
+    if b"format: qcow2" not in df("info", q).stdout:
+        pytest.skip("no qcow2 driver in this build yet")
+    dst = tmp_path / "remote.img"
+    p = rdf("copy", q, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(qemu_raw(q, tmp_path / "ref.raw"), dst)
+
+
+@pytest.mark.parametrize("mode", ["none", "lz4", "zstd", "zstd:9", "auto"])
+def test_compress_modes(tmp_path, disk, mode):
+    dst = tmp_path / "remote.img"
+    r = report(rdf("copy", "--json", "--compress", mode, disk,
+                   "localhost:%s" % dst))
+    assert files_equal(disk, dst)
+    ratio = r["remote"]["compression_ratio"]
+    assert ratio == 1.0 if mode == "none" else ratio > 1.5
+
+
+@pytest.mark.parametrize("direction", ["to", "from"])
+def test_tcp_transport(tmp_path, disk, direction):
+    remote = tmp_path / "remote.img"
+    if direction == "to":
+        r = report(rdf("copy", "--json", "--transport", "tcp", "--streams",
+                       "3", disk, "localhost:%s" % remote))
+        assert files_equal(disk, remote)
+    else:
+        shutil.copy(disk, remote)
+        local = tmp_path / "local.img"
+        r = report(rdf("copy", "--json", "--transport", "tcp",
+                       "localhost:%s" % remote, local))
+        assert files_equal(disk, local)
+    assert r["remote"]["transport"] == "tcp"
+
+
+def test_shell_metacharacters_in_paths(tmp_path, disk):
+    d = tmp_path / "a b'c$d;e"
+    d.mkdir()
+    log = tmp_path / "rsh.log"
+    env = dict(os.environ, DF_RSH_LOG=str(log))
+    for name in ["-leading-dash.img", "x $(touch PWNED) `touch PWNED2`.img",
+                 "semi;colon&amp|pipe\"q.img"]:
+        dst = d / name
+        p = rdf("copy", disk, "localhost:%s" % dst, env=env)
+        assert p.returncode == 0, p.stderr
+        assert files_equal(disk, dst)
+        back = tmp_path / "back.img"
+        p = rdf("copy", "localhost:%s" % dst, back, env=env)
+        assert p.returncode == 0, p.stderr
+        assert files_equal(disk, back)
+        os.unlink(back)
+    assert not list(tmp_path.rglob("PWNED*"))
+    assert not os.path.exists("PWNED")
+    # a --remote-path with spaces and quotes is one quoted word
+    odd = tmp_path / "bin dir's"
+    odd.mkdir()
+    os.symlink(DISKFERRY, odd / "disk ferry")
+    p = rdf("copy", disk, "localhost:%s" % (tmp_path / "o.img"),
+            remote_path=str(odd / "disk ferry"), env=env)
+    assert p.returncode == 0, p.stderr
+    assert "'%s/bin dir'\\''s/disk ferry' serve" % tmp_path in \
+        log.read_text()
+
+
+def test_local_path_with_colon_is_local(tmp_path, disk):
+    os.chdir(tmp_path)
+    p = df("copy", disk, "./a:b.img")
+    assert p.returncode == 0, p.stderr
+    assert files_equal(disk, tmp_path / "a:b.img")
+
+
+@pytest.mark.parametrize("form,host", [
+    ("localhost:%s", "localhost"),
+    ("root@localhost:%s", "root@localhost"),
+    ("[::1]:%s", "::1"),
+    ("admin@[fe80::1%%eth0]:%s", "admin@fe80::1%eth0"),
+])
+def test_endpoint_forms(tmp_path, disk, form, host):
+    log = tmp_path / "rsh.log"
+    env = dict(os.environ, DF_RSH_LOG=str(log))
+    dst = tmp_path / "d.img"
+    p = rdf("copy", disk, form % dst, env=env)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(disk, dst)
+    assert log.read_text().splitlines()[0] == "host=" + host
+
+
+@pytest.mark.parametrize("arg,msg", [
+    ("-oProxyCommand=x:/a.img", b"cannot start with '-'"),
+    ("[::1/a.img", b"expected [IPv6-address]:PATH"),
+    ("host:", b"no path after the host name"),
+    ("@host:/a", b"bad user name"),
+])
+def test_endpoint_errors(tmp_path, disk, arg, msg):
+    p = rdf("copy", "--", disk, arg)
+    assert p.returncode == 2, p.stderr
+    assert msg in p.stderr
+
+
+def test_plain_ssh_prefers_aes_gcm(tmp_path, disk):
+    """A plain `ssh` with no cipher chosen gets AES-GCM first (when the
+    CPU has AES instructions); a user's own choice is left alone."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(RSH, bindir / "ssh")
+    has_aes = " aes " in open("/proc/cpuinfo").read().replace("\n", " ")
+    for rsh, expect in [(str(bindir / "ssh"), has_aes),
+                        ("%s -p 22 -c aes256-ctr" % (bindir / "ssh"), False),
+                        ("%s -o Ciphers=aes256-ctr" % (bindir / "ssh"),
+                         False),
+                        (RSH, False)]:
+        log = tmp_path / "rsh.log"
+        if log.exists():
+            log.unlink()
+        dst = tmp_path / "d.img"
+        if dst.exists():
+            dst.unlink()
+        p = rdf("copy", disk, "localhost:%s" % dst, rsh=rsh,
+                env=dict(os.environ, DF_RSH_LOG=str(log)))
+        assert p.returncode == 0, p.stderr
+        opts = log.read_text().splitlines()[1]
+        assert ("Ciphers=^aes128-gcm@openssh.com" in opts) == expect, \
+            (rsh, opts)
+
+
+def test_both_remote_refused(tmp_path):
+    p = rdf("copy", "h1:/a.img", "h2:/b.img")
+    assert p.returncode == 2
+    assert b"both SRC and DST are remote" in p.stderr
+
+
+def test_remote_refusal_printed_with_host(tmp_path, disk):
+    dst = tmp_path / "exists.img"
+    dst.write_bytes(b"precious" * 1000)
+    os.truncate(dst, os.path.getsize(disk))
+    before = sha256_file(dst)
+    p = rdf("copy", disk, "localhost:%s" % dst)
+    assert p.returncode == 3
+    # the remote host runs the same safety check: the same line, with
+    # the host in front of the path
+    local = df("copy", disk, dst)
+    assert local.returncode == 3
+    assert p.stderr.decode() == local.stderr.decode().replace(
+        "copy: %s:" % dst, "copy: localhost:%s:" % dst)
+    assert "refusing to write" in p.stderr.decode()
+    assert sha256_file(dst) == before
+    p = rdf("copy", "--overwrite", disk, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(disk, dst)
+
+
+def test_missing_remote_source(tmp_path):
+    p = rdf("copy", "localhost:%s" % (tmp_path / "nope.img"),
+            tmp_path / "out.img")
+    assert p.returncode == 4
+    assert b"localhost:" in p.stderr
+    assert not os.path.exists(tmp_path / "out.img")
+
+
+def serve_wrapper(tmp_path, *serve_args):
+    w = tmp_path / "serve-confined"
+    w.write_text("#!/bin/sh\nshift\nexec %s serve %s \"$@\"\n" % (
+        DISKFERRY, " ".join("'%s'" % a for a in serve_args)))
+    w.chmod(0o755)
+    return str(w)
+
+
+def test_confinement_root_and_allow(tmp_path, disk):
+    root = tmp_path / "root"
+    (root / "vms").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, root / "vms" / "escape")
+    w = serve_wrapper(tmp_path, "--root", str(root), "--allow",
+                      str(root / "vms"))
+    ok = rdf("copy", disk, "localhost:vms/ok.img", remote_path=w)
+    assert ok.returncode == 0, ok.stderr
+    assert files_equal(disk, root / "vms" / "ok.img")
+    for target, why in [("../outside/x.img", b"outside the served root"),
+                        ("vms/../../outside/x.img",
+                         b"outside the served root"),
+                        ("vms/escape/x.img", b"outside the served root"),
+                        (str(outside / "x.img"), b"outside the served root"),
+                        ("other.img", b"not under any --allow")]:
+        p = rdf("copy", disk, "localhost:%s" % target, remote_path=w)
+        assert p.returncode == 3, (target, p.stderr)
+        assert why in p.stderr, p.stderr
+    assert os.listdir(outside) == []
+    assert not os.path.exists(root / "other.img")
+    # reading is confined to the root too
+    p = rdf("copy", "localhost:../outside/../src.img", tmp_path / "r.img",
+            remote_path=w)
+    assert p.returncode == 3, p.stderr
+
+
+def test_loop_devices_both_ways(tmp_path, disk):
+    backing = tmp_path / "loop.img"
+    with open(backing, "wb") as f:
+        f.truncate(os.path.getsize(disk))
+    with loop_device(backing) as dev:
+        p = rdf("copy", "--overwrite", disk, "localhost:%s" % dev)
+        assert p.returncode == 0, p.stderr
+        assert sha256_file(dev) == sha256_file(disk)
+        out = tmp_path / "from-loop.img"
+        p = rdf("copy", "localhost:%s" % dev, out)
+        assert p.returncode == 0, p.stderr
+        assert files_equal(disk, out)
+
+
+def children(pid):
+    """All descendants of pid (from /proc)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for t in os.listdir("/proc/%d/task" % p):
+                with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                    for c in f.read().split():
+                        out.append(int(c))
+                        todo.append(int(c))
+        except OSError:
+            pass
+    return out
+
+
+def serve_pid(client_pid):
+    for c in children(client_pid):
+        try:
+            with open("/proc/%d/cmdline" % c, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[0].endswith(b"diskferry") and \
+                argv[1] == b"serve":
+            return c
+    return None
+
+
+def wait_for_journal(jpath, timeout=20):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if os.path.exists(jpath) and \
+                len(open(jpath).read().splitlines()) >= 2:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("direction", ["to", "from"])
+@pytest.mark.parametrize("victim", ["client", "server"])
+def test_kill_and_resume(tmp_path, victim, direction):
+    """kill -9 of either side mid-transfer (slowed by --bwlimit), then
+    --resume: identical, verified, fewer bytes on the wire.  The
+    receiving side (serve for "to", the client for "from") keeps the
+    partial file and its journal."""
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    partial = tmp_path / ".dst.img.diskferry-partial"
+    jpath = str(partial) + ".diskferry-resume"
+    a, b = (str(src), "localhost:%s" % dst) if direction == "to" else \
+        ("localhost:%s" % src, str(dst))
+    proc = subprocess.Popen(
+        [DISKFERRY, "copy", "--rsh", RSH, "--remote-path", DISKFERRY,
+         "--bwlimit", "6M", "--compress", "none", a, b],
+        stderr=subprocess.PIPE)
+    try:
+        assert wait_for_journal(jpath), "no journal entry appeared"
+        if victim == "client":
+            os.kill(proc.pid, signal.SIGKILL)
+        else:
+            pid = serve_pid(proc.pid)
+            assert pid
+            os.kill(pid, signal.SIGKILL)
+        rc = proc.wait(timeout=30)
+        assert rc == (-9 if victim == "client" else 6)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    time.sleep(0.5)     # the orphaned server commits and exits
+    # nothing half-written under the name given; the partial file stays
+    assert not os.path.exists(dst)
+    assert os.path.exists(partial)
+    r = report(rdf("copy", "--json", "--resume", "--compress", "none", a,
+                   b))
+    assert files_equal(src, dst)
+    assert r["verified"]
+    assert r["skipped"]["resumed"] > 0
+    assert r["remote"]["bytes_wire"] < os.path.getsize(src)
+    assert not os.path.exists(jpath)
+    assert not os.path.exists(partial)
+
+
+def test_resume_without_journal_needs_overwrite(tmp_path, disk):
+    dst = tmp_path / "dst.img"
+    dst.write_bytes(b"x" * 4096)
+    p = rdf("copy", "--resume", disk, "localhost:%s" % dst)
+    assert p.returncode == 3
+    assert b"refusing to write" in p.stderr
+    assert dst.read_bytes() == b"x" * 4096
+
+
+def test_remote_dry_run_writes_nothing(tmp_path, disk):
+    dst = tmp_path / "dst.img"
+    p = rdf("copy", "--dry-run", disk, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert b"would write" in p.stdout
+    assert os.listdir(tmp_path) == ["src.img"]
+    busy = tmp_path / "busy.img"
+    busy.write_bytes(b"data" * 1024)
+    p = rdf("copy", "--dry-run", disk, "localhost:%s" % busy)
+    assert p.returncode == 3
+
+
+@pytest.mark.parametrize("mode,msg", [
+    ("garbage", b"over the limit"),
+    ("huge", b"over the limit"),
+    ("truncated", b"connection closed by the remote side"),
+    ("version", b"protocol version mismatch"),
+    ("badwrite", b"does not decode"),
+])
+def test_hostile_peer(tmp_path, mode, msg):
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(1 << 20))
+    rsh = "%s %s %s" % (PY, FAKE, mode)
+    if mode == "badwrite":
+        out = tmp_path / "out.img"
+        p = rdf("copy", "localhost:/x", out, rsh=rsh)
+        assert not os.path.exists(out)
+    else:
+        p = rdf("copy", src, "localhost:%s" % (tmp_path / "d.img"), rsh=rsh)
+    assert p.returncode == 6, p.stderr
+    assert msg in p.stderr, p.stderr
+    assert len(p.stderr.splitlines()) == 1
+    if mode == "version":
+        assert b"1..1" in p.stderr and b"9..12" in p.stderr
+
+
+@pytest.mark.parametrize("attack", ["wrongkey", "tamper"])
+def test_tcp_attacks_refused(tmp_path, attack):
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(8 << 20))
+    dst = tmp_path / "dst.img"
+    p = rdf("copy", "--transport", "tcp", "--streams", "1", "--compress",
+            "none", src, "localhost:%s" % dst,
+            rsh="%s %s %s" % (PY, TAMPER, attack))
+    assert p.returncode == 6, p.stderr
+    assert b"authentication failed" in p.stderr
+    if attack == "tamper" and os.path.exists(dst):
+        # the frame carrying the flipped bit (at wire byte 200000, in the
+        # first 1 MiB frame) was not written: that range is still zero
+        with open(dst, "rb") as f:
+            assert f.read(1 << 20) == b"\0" * (1 << 20)
+
+
+# ---- a real sshd on 127.0.0.1 ----
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    if not os.path.exists("/usr/sbin/sshd") or not shutil.which("ssh"):
+        pytest.skip("no sshd")
+    d = tmp_path_factory.mktemp("sshd")
+    sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+        str(d / "host_key")])
+    sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+        str(d / "user_key")])
+    shutil.copy(d / "user_key.pub", d / "authorized_keys")
+    port = free_port()
+    cfg = d / "sshd_config"
+    cfg.write_text("""Port %d
+ListenAddress 127.0.0.1
+HostKey %s/host_key
+AuthorizedKeysFile %s/authorized_keys
+PidFile %s/sshd.pid
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+""" % (port, d, d, d))
+    os.makedirs("/run/sshd", exist_ok=True)
+    proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
+                            stderr=subprocess.PIPE)
+    rsh = ("ssh -p %d -i %s -o StrictHostKeyChecking=no "
+           "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+           "-o BatchMode=yes" % (port, d / "user_key"))
+    try:
+        ok = False
+        for _ in range(50):
+            if proc.poll() is not None:
+                break
+            r = subprocess.run(rsh.split() + ["127.0.0.1", "true"],
+                               capture_output=True)
+            if r.returncode == 0:
+                ok = True
+                break
+            time.sleep(0.1)
+        if not ok:
+            pytest.skip("sshd did not start: %s" %
+                        (proc.stderr.read1(4096) if proc.poll() is not None
+                         else b"no login"))
+        yield rsh
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("transport", ["ssh", "tcp"])
+def test_real_ssh_both_ways(tmp_path, disk, sshd, transport):
+    remote = tmp_path / "remote dir $x" / "vm.img"
+    remote.parent.mkdir()
+    r = report(rdf("copy", "--json", "--transport", transport, disk,
+                   "root@127.0.0.1:%s" % remote, rsh=sshd))
+    assert files_equal(disk, remote)
+    assert r["remote"]["transport"] == transport
+    back = tmp_path / "back.img"
+    r = report(rdf("copy", "--json", "--transport", transport,
+                   "127.0.0.1:%s" % remote, back, rsh=sshd))
+    assert files_equal(disk, back)
+    assert r["verified"]

@@ -82,7 +82,7 @@ demo: build
 
 install: build
 	meson configure $(BUILD) --prefix=$(PREFIX) >/dev/null
-	DESTDIR=$(DESTDIR) meson install -C $(BUILD) --no-rebuild
+	DESTDIR=$(DESTDIR) meson install -C $(BUILD)
 
 bench: build
 	@command -v hyperfine >/dev/null || apt-get install -y -qq $(DEB_BENCH)

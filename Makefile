@@ -86,8 +86,10 @@ install: build
 
 bench: build
 	@command -v hyperfine >/dev/null || apt-get install -y -qq $(DEB_BENCH)
-	bash bench/copy_vs_peers.sh $(BUILD)
 	bash bench/zero_detect.sh $(BUILD)
+	bash bench/copy_vs_peers.sh $(BUILD)
+	bash bench/formats_vs_qemu_img.sh $(BUILD)
+	bash bench/copy_remote.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo

@@ -100,6 +100,21 @@ int cli_add_parent(const struct cli *c, struct cli_image_opts *o, char *arg)
     return 0;
 }
 
+int cli_image_option(const struct cli *c, struct cli_image_opts *o, int opt,
+                     char *arg)
+{
+    switch (opt) {
+    case 'f':
+        o->open.format = arg;
+        return 1;
+    case CLI_OPT_PARENT_DIR:
+        return cli_add_parent_dir(c, o, arg) ? -1 : 1;
+    case CLI_OPT_PARENT:
+        return cli_add_parent(c, o, arg) ? -1 : 1;
+    }
+    return 0;
+}
+
 bool cli_progress_enabled(int mode)
 {
     if (mode >= 0)

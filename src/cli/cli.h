@@ -43,6 +43,18 @@ struct cli_image_opts {
     struct parent_override overrides[CLI_MAX_PARENTS];
 };
 void cli_image_opts_init(struct cli_image_opts *o);
+
+/* The long options of every command that opens images (-f is the short
+ * one); cli_image_option() handles what they return. */
+enum { CLI_OPT_PARENT_DIR = 1001, CLI_OPT_PARENT };
+#define CLI_IMAGE_LONGOPTS                                                 \
+    { "format", required_argument, NULL, 'f' },                            \
+    { "parent-dir", required_argument, NULL, CLI_OPT_PARENT_DIR },         \
+    { "parent", required_argument, NULL, CLI_OPT_PARENT }
+/* 1: opt was one of CLI_IMAGE_LONGOPTS and is recorded; 0: not one of
+ * them; -1: a usage error was printed. */
+int cli_image_option(const struct cli *c, struct cli_image_opts *o, int opt,
+                     char *arg);
 int cli_add_parent_dir(const struct cli *c, struct cli_image_opts *o,
                        const char *dir);
 int cli_add_parent(const struct cli *c, struct cli_image_opts *o,

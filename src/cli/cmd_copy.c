@@ -133,7 +133,7 @@ struct copy_opts {
 
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
-    OPT_PARENT_DIR, OPT_PARENT, OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
+    OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
     OPT_RSH, OPT_REMOTE_PATH, OPT_COMPRESS, OPT_BWLIMIT, OPT_TRANSPORT,
     OPT_STREAMS, OPT_RESUME,
     OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
@@ -142,7 +142,7 @@ enum {
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
 {
     static const struct option longopts[] = {
-        { "format", required_argument, NULL, 'f' },
+        CLI_IMAGE_LONGOPTS,
         { "output-format", required_argument, NULL, 'O' },
         { "compress-image", no_argument, NULL, 'c' },
         { "overwrite", no_argument, NULL, OPT_OVERWRITE },
@@ -153,8 +153,6 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
-        { "parent-dir", required_argument, NULL, OPT_PARENT_DIR },
-        { "parent", required_argument, NULL, OPT_PARENT },
         { "json", no_argument, NULL, OPT_JSON },
         { "progress", no_argument, NULL, OPT_PROGRESS },
         { "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
@@ -176,7 +174,6 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "f:O:cqvh", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'f': o->src_io.open.format = optarg; break;
         case 'O': o->out_format = optarg; break;
         case 'c': o->copts.compress = true; break;
         case OPT_OVERWRITE: o->overwrite = true; break;
@@ -193,14 +190,6 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_THREADS:
             if (cli_parse_uint(c, "--threads", optarg, 1, 64,
                                &o->jo.threads))
-                return DF_USAGE;
-            break;
-        case OPT_PARENT_DIR:
-            if (cli_add_parent_dir(c, &o->src_io, optarg))
-                return DF_USAGE;
-            break;
-        case OPT_PARENT:
-            if (cli_add_parent(c, &o->src_io, optarg))
                 return DF_USAGE;
             break;
         case OPT_JSON: o->json = true; break;
@@ -238,7 +227,12 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case 'q': c->quiet = true; break;
         case 'v': c->verbose++; break;
         case 'h': fputs(copy_usage, stdout); return -1;
-        default: return cli_usage(c, "unknown option");
+        default:
+            switch (cli_image_option(c, &o->src_io, opt, optarg)) {
+            case 1: break;
+            case 0: return cli_usage(c, "unknown option");
+            default: return DF_USAGE;
+            }
         }
     }
     if (argc - optind != 2)

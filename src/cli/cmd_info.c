@@ -133,9 +133,7 @@ static void print_json(const struct image *img, const struct info_counts *c)
 int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "format", required_argument, NULL, 'f' },
-        { "parent-dir", required_argument, NULL, 'D' },
-        { "parent", required_argument, NULL, 'P' },
+        CLI_IMAGE_LONGOPTS,
         { "json", no_argument, NULL, 'j' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -150,19 +148,15 @@ int cmd_info(int argc, char **argv)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "f:vh", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'f': io.open.format = optarg; break;
-        case 'D':
-            if (cli_add_parent_dir(&c, &io, optarg))
-                return DF_USAGE;
-            break;
-        case 'P':
-            if (cli_add_parent(&c, &io, optarg))
-                return DF_USAGE;
-            break;
         case 'j': json = true; break;
         case 'v': c.verbose++; break;
         case 'h': fputs(info_usage, stdout); return 0;
-        default: return cli_usage(&c, "unknown option");
+        default:
+            switch (cli_image_option(&c, &io, opt, optarg)) {
+            case 1: break;
+            case 0: return cli_usage(&c, "unknown option");
+            default: return DF_USAGE;
+            }
         }
     }
     if (argc - optind != 1)

@@ -64,10 +64,8 @@ static void report_json(const char *a, const char *b,
 int cmd_verify(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "format", required_argument, NULL, 'f' },
+        CLI_IMAGE_LONGOPTS,
         { "other-format", required_argument, NULL, 'F' },
-        { "parent-dir", required_argument, NULL, 'D' },
-        { "parent", required_argument, NULL, 'P' },
         { "threads", required_argument, NULL, 't' },
         { "digest", required_argument, NULL, 'd' },
         { "json", no_argument, NULL, 'j' },
@@ -92,16 +90,7 @@ int cmd_verify(int argc, char **argv)
     optind = 1;
     while ((opt = getopt_long(argc, argv, "f:F:qvh", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'f': io.open.format = optarg; break;
         case 'F': fmt_b = optarg; break;
-        case 'D':
-            if (cli_add_parent_dir(&c, &io, optarg))
-                return DF_USAGE;
-            break;
-        case 'P':
-            if (cli_add_parent(&c, &io, optarg))
-                return DF_USAGE;
-            break;
         case 't':
             if (cli_parse_uint(&c, "--threads", optarg, 1, 64, &jo.threads))
                 return DF_USAGE;
@@ -117,7 +106,12 @@ int cmd_verify(int argc, char **argv)
         case 'q': c.quiet = true; progress = 0; break;
         case 'v': c.verbose++; break;
         case 'h': fputs(verify_usage, stdout); return 0;
-        default: return cli_usage(&c, "unknown option");
+        default:
+            switch (cli_image_option(&c, &io, opt, optarg)) {
+            case 1: break;
+            case 0: return cli_usage(&c, "unknown option");
+            default: return DF_USAGE;
+            }
         }
     }
     if (argc - optind != 2)

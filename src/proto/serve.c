@@ -362,6 +362,18 @@ out:
     return NULL;
 }
 
+/* The client asks for the TCP transport: listen, hand back port and key. */
+static int serve_tcp(struct serve *sv, const struct msg *m,
+                     struct df_error *err)
+{
+    if (sv->o->no_tcp)
+        return df_refuse(err, "", "this server does not offer the TCP "
+                         "transport (serve --no-tcp)");
+    if (session_tcp_server(&sv->s, m, err) < 0)
+        return -1;
+    return session_start(&sv->s, err);
+}
+
 static int serve_flush(struct serve *sv, uint64_t seq, struct df_error *err)
 {
     pthread_mutex_lock(&sv->lock);
@@ -463,13 +475,7 @@ static int serve_dst(struct serve *sv, const struct msg *open,
             goto out;
         switch (f->m.type) {
         case MSG_TCP_REQ:
-            if (sv->o->no_tcp) {
-                df_refuse(err, "", "this server does not offer the TCP "
-                          "transport (serve --no-tcp)");
-                goto out;
-            }
-            if (session_tcp_server(&sv->s, &f->m, err) < 0 ||
-                session_start(&sv->s, err) < 0)
+            if (serve_tcp(sv, &f->m, err) < 0)
                 goto out;
             break;
         case MSG_FLUSH:
@@ -681,13 +687,7 @@ static int serve_src(struct serve *sv, const struct msg *open,
             goto out;
         switch (f->m.type) {
         case MSG_TCP_REQ:
-            if (sv->o->no_tcp) {
-                df_refuse(err, "", "this server does not offer the TCP "
-                          "transport (serve --no-tcp)");
-                goto out;
-            }
-            if (session_tcp_server(&sv->s, &f->m, err) < 0 ||
-                session_start(&sv->s, err) < 0)
+            if (serve_tcp(sv, &f->m, err) < 0)
                 goto out;
             break;
         case MSG_RESUME_RANGES:

@@ -3,6 +3,7 @@
  */
 #include "cli/cli.h"
 
+#include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -30,6 +31,15 @@ int cli_usage(const struct cli *c, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\ndiskferry: try 'diskferry %s --help'\n", c->cmd);
     return DF_USAGE;
+}
+
+int cli_bad_option(const struct cli *c, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "?";
+    if (optopt && arg[0] == '-' && arg[1] != '-')
+        return cli_usage(c, "unknown option or missing argument: -%c",
+                         optopt);
+    return cli_usage(c, "unknown option or missing argument: %s", arg);
 }
 
 void cli_warn(const struct cli *c, const char *fmt, ...)

@@ -26,6 +26,8 @@ void cli_print_error(const struct cli *c, const struct df_error *err);
 /* A usage error: one line plus the --help hint; returns DF_USAGE. */
 int cli_usage(const struct cli *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* getopt's '?': the offending argument, as a usage error (DF_USAGE). */
+int cli_bad_option(const struct cli *c, char **argv);
 void cli_warn(const struct cli *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

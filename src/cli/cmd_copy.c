@@ -172,6 +172,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
     int opt;
 
     optind = 1;
+    opterr = 0;         /* cli_bad_option() says it in one line */
     while ((opt = getopt_long(argc, argv, "f:O:cqvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'O': o->out_format = optarg; break;
@@ -230,7 +231,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         default:
             switch (cli_image_option(c, &o->src_io, opt, optarg)) {
             case 1: break;
-            case 0: return cli_usage(c, "unknown option");
+            case 0: return cli_bad_option(c, argv);
             default: return DF_USAGE;
             }
         }

@@ -38,12 +38,13 @@ int cmd_create(int argc, char **argv)
     int opt;
 
     optind = 1;
+    opterr = 0;         /* cli_bad_option() says it in one line */
     while ((opt = getopt_long(argc, argv, "s:O:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 's': size_arg = optarg; break;
         case 'O': fmt = optarg; break;
         case 'h': fputs(create_usage, stdout); return 0;
-        default: return cli_usage(&c, "unknown option");
+        default: return cli_bad_option(&c, argv);
         }
     }
     if (argc - optind != 1)

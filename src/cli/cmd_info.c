@@ -146,6 +146,7 @@ int cmd_info(int argc, char **argv)
 
     cli_image_opts_init(&io);
     optind = 1;
+    opterr = 0;         /* cli_bad_option() says it in one line */
     while ((opt = getopt_long(argc, argv, "f:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'j': json = true; break;
@@ -154,7 +155,7 @@ int cmd_info(int argc, char **argv)
         default:
             switch (cli_image_option(&c, &io, opt, optarg)) {
             case 1: break;
-            case 0: return cli_usage(&c, "unknown option");
+            case 0: return cli_bad_option(&c, argv);
             default: return DF_USAGE;
             }
         }

@@ -56,6 +56,7 @@ int cmd_serve(int argc, char **argv)
 
     memset(&o, 0, sizeof(o));
     optind = 1;
+    opterr = 0;         /* cli_bad_option() says it in one line */
     while ((opt = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
         switch (opt) {
         case OPT_ROOT: o.root = optarg; break;
@@ -73,7 +74,7 @@ int cmd_serve(int argc, char **argv)
             break;
         case 'v': c.verbose++; break;
         case 'h': fputs(serve_usage, stdout); return 0;
-        default: return cli_usage(&c, "unknown option");
+        default: return cli_bad_option(&c, argv);
         }
     }
     if (optind != argc)

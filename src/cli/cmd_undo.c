@@ -54,6 +54,7 @@ int cmd_undo(int argc, char **argv)
     int opt;
 
     optind = 1;
+    opterr = 0;         /* cli_bad_option() says it in one line */
     while ((opt = getopt_long(argc, argv, "qvh", longopts, NULL)) != -1) {
         switch (opt) {
         case OPT_DRY_RUN: uo.dry_run = true; break;
@@ -61,7 +62,7 @@ int cmd_undo(int argc, char **argv)
         case 'q': c.quiet = true; break;
         case 'v': c.verbose++; break;
         case 'h': fputs(undo_usage, stdout); return 0;
-        default: return cli_usage(&c, "unknown option");
+        default: return cli_bad_option(&c, argv);
         }
     }
     if (argc - optind < 1 || argc - optind > 2)

@@ -88,6 +88,7 @@ int cmd_verify(int argc, char **argv)
     job_opts_init(&jo);
     jo.title = "verify";
     optind = 1;
+    opterr = 0;         /* cli_bad_option() says it in one line */
     while ((opt = getopt_long(argc, argv, "f:F:qvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'F': fmt_b = optarg; break;
@@ -109,7 +110,7 @@ int cmd_verify(int argc, char **argv)
         default:
             switch (cli_image_option(&c, &io, opt, optarg)) {
             case 1: break;
-            case 0: return cli_usage(&c, "unknown option");
+            case 0: return cli_bad_option(&c, argv);
             default: return DF_USAGE;
             }
         }

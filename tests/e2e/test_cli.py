@@ -52,3 +52,16 @@ def test_usage_errors(args, line):
     assert p.returncode == 2, p.stderr
     assert p.stderr.decode() == "diskferry: %s: %s\ndiskferry: try " \
         "'diskferry %s --help'\n" % (args[0], line, args[0])
+
+
+@pytest.mark.parametrize("args,line", [
+    (["info", "--bogus", "x"], "unknown option or missing argument: --bogus"),
+    (["copy", "-Z", "a", "b"], "unknown option or missing argument: -Z"),
+    (["create", "x", "--size"],
+     "unknown option or missing argument: --size"),
+])
+def test_unknown_options_one_line(args, line):
+    p = df(*args)
+    assert p.returncode == 2
+    assert p.stderr.decode() == "diskferry: %s: %s\ndiskferry: try " \
+        "'diskferry %s --help'\n" % (args[0], line, args[0])

@@ -100,7 +100,8 @@ static int cmp_extent_order(const void *x, const void *y)
 /* Sort what the threads found into the caller's list, merging. */
 static int cmp_collect(struct cmp_sink *c, struct df_error *err)
 {
-    qsort(c->found, c->nfound, sizeof(*c->found), cmp_extent_order);
+    if (c->nfound)          /* qsort(NULL, 0, ...) is undefined */
+        qsort(c->found, c->nfound, sizeof(*c->found), cmp_extent_order);
     for (size_t i = 0; i < c->nfound; i++) {
         struct extent_list *l = c->differ;
         struct extent e = c->found[i];

@@ -87,6 +87,71 @@ const char *extent_state_name(enum extent_state s)
     case EXT_ZERO: return "zero";
     case EXT_HOLE: return "hole";
     case EXT_PARENT: return "parent";
+    case EXT_UNCHANGED: return "unchanged";
+    case EXT_FREE: return "free";
     }
     return "?";
+}
+
+enum { KEEP_IN = 1, KEEP_OUT = 2 };
+
+/*
+ * One sweep over a and b at once: each extent of a is cut where b's
+ * ranges begin and end; a piece inside b is kept when KEEP_IN is set,
+ * a piece outside when KEEP_OUT is (in state `outside`, or its own
+ * when outside is negative).  O(a.n + b.n).
+ */
+static int extent_sweep(const struct extent_list *a,
+                        const struct extent_list *b, unsigned keep,
+                        int outside, struct extent_list *out,
+                        struct df_error *err)
+{
+    size_t j = 0;
+
+    extent_list_clear(out);
+    for (size_t i = 0; i < a->n; i++) {
+        uint64_t pos = a->v[i].off, end = a->v[i].off + a->v[i].len;
+        while (pos < end) {
+            while (j < b->n && b->v[j].off + b->v[j].len <= pos)
+                j++;
+            bool in = j < b->n && b->v[j].off <= pos;
+            uint64_t stop = end;
+            if (in && b->v[j].off + b->v[j].len < stop)
+                stop = b->v[j].off + b->v[j].len;
+            else if (!in && j < b->n && b->v[j].off < stop)
+                stop = b->v[j].off;
+            if (keep & (in ? KEEP_IN : KEEP_OUT)) {
+                enum extent_state st = a->v[i].state;
+                if (!in && outside >= 0)
+                    st = (enum extent_state)outside;
+                int rc = extent_list_append(out, pos, stop - pos, st,
+                                            "plan", err);
+                if (rc)
+                    return rc;
+            }
+            pos = stop;
+        }
+    }
+    return 0;
+}
+
+int extent_list_intersect(const struct extent_list *a,
+                          const struct extent_list *b,
+                          struct extent_list *out, struct df_error *err)
+{
+    return extent_sweep(a, b, KEEP_IN, -1, out, err);
+}
+
+int extent_list_subtract(const struct extent_list *a,
+                         const struct extent_list *b,
+                         struct extent_list *out, struct df_error *err)
+{
+    return extent_sweep(a, b, KEEP_OUT, -1, out, err);
+}
+
+int extent_list_mask(const struct extent_list *a,
+                     const struct extent_list *b, enum extent_state outside,
+                     struct extent_list *out, struct df_error *err)
+{
+    return extent_sweep(a, b, KEEP_IN | KEEP_OUT, (int)outside, out, err);
 }

@@ -29,6 +29,8 @@ enum extent_state {
     EXT_ZERO = 1,   /* reads as zeros, known without reading */
     EXT_HOLE = 2,   /* unallocated, reads as zeros, no parent to consult */
     EXT_PARENT = 3, /* unallocated in this layer: defer to the parent */
+    EXT_UNCHANGED = 4, /* a plan's: the same as on the destination, not sent */
+    EXT_FREE = 5,   /* a plan's: free in the filesystem there, not sent */
 };
 
 struct extent {
@@ -69,5 +71,28 @@ uint64_t extent_list_bytes(const struct extent_list *l,
                            enum extent_state state);
 
 const char *extent_state_name(enum extent_state s);
+
+/*
+ * Set operations for building plans (engine/plan.c).  `b` is a set of
+ * ranges: its states are ignored.  `out` is cleared first and filled
+ * with pieces of `a`, each keeping the state it has in `a`:
+ *
+ *   extent_list_intersect   the parts of a inside b
+ *   extent_list_subtract    the parts of a outside b
+ *   extent_list_mask        all of a; the parts outside b take the
+ *                           state `outside` (EXT_UNCHANGED, EXT_FREE)
+ *
+ * Return 0, 1 when out reached its cap (out then describes a prefix of
+ * the answer, up to extent_list_end(out)), or -1 with err set.
+ */
+int extent_list_intersect(const struct extent_list *a,
+                          const struct extent_list *b,
+                          struct extent_list *out, struct df_error *err);
+int extent_list_subtract(const struct extent_list *a,
+                         const struct extent_list *b,
+                         struct extent_list *out, struct df_error *err);
+int extent_list_mask(const struct extent_list *a,
+                     const struct extent_list *b, enum extent_state outside,
+                     struct extent_list *out, struct df_error *err);
 
 #endif

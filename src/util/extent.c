@@ -98,13 +98,13 @@ enum { KEEP_IN = 1, KEEP_OUT = 2 };
 /*
  * One sweep over a and b at once: each extent of a is cut where b's
  * ranges begin and end; a piece inside b is kept when KEEP_IN is set,
- * a piece outside when KEEP_OUT is (in state `outside`, or its own
- * when outside is negative).  O(a.n + b.n).
+ * a piece outside when KEEP_OUT is (in state `outside` when its own
+ * state is in `which`).  O(a.n + b.n).
  */
 static int extent_sweep(const struct extent_list *a,
                         const struct extent_list *b, unsigned keep,
-                        int outside, struct extent_list *out,
-                        struct df_error *err)
+                        enum extent_state outside, unsigned which,
+                        struct extent_list *out, struct df_error *err)
 {
     size_t j = 0;
 
@@ -122,8 +122,8 @@ static int extent_sweep(const struct extent_list *a,
                 stop = b->v[j].off;
             if (keep & (in ? KEEP_IN : KEEP_OUT)) {
                 enum extent_state st = a->v[i].state;
-                if (!in && outside >= 0)
-                    st = (enum extent_state)outside;
+                if (!in && (which & (1u << st)))
+                    st = outside;
                 int rc = extent_list_append(out, pos, stop - pos, st,
                                             "plan", err);
                 if (rc)
@@ -139,19 +139,20 @@ int extent_list_intersect(const struct extent_list *a,
                           const struct extent_list *b,
                           struct extent_list *out, struct df_error *err)
 {
-    return extent_sweep(a, b, KEEP_IN, -1, out, err);
+    return extent_sweep(a, b, KEEP_IN, EXT_DATA, 0, out, err);
 }
 
 int extent_list_subtract(const struct extent_list *a,
                          const struct extent_list *b,
                          struct extent_list *out, struct df_error *err)
 {
-    return extent_sweep(a, b, KEEP_OUT, -1, out, err);
+    return extent_sweep(a, b, KEEP_OUT, EXT_DATA, 0, out, err);
 }
 
 int extent_list_mask(const struct extent_list *a,
                      const struct extent_list *b, enum extent_state outside,
-                     struct extent_list *out, struct df_error *err)
+                     unsigned which, struct extent_list *out,
+                     struct df_error *err)
 {
-    return extent_sweep(a, b, KEEP_IN | KEEP_OUT, (int)outside, out, err);
+    return extent_sweep(a, b, KEEP_IN | KEEP_OUT, outside, which, out, err);
 }

@@ -79,8 +79,9 @@ const char *extent_state_name(enum extent_state s);
  *
  *   extent_list_intersect   the parts of a inside b
  *   extent_list_subtract    the parts of a outside b
- *   extent_list_mask        all of a; the parts outside b take the
- *                           state `outside` (EXT_UNCHANGED, EXT_FREE)
+ *   extent_list_mask        all of a; the parts outside b whose state
+ *                           is in the bit set `which` (1u << EXT_DATA
+ *                           ...) take the state `outside`
  *
  * Return 0, 1 when out reached its cap (out then describes a prefix of
  * the answer, up to extent_list_end(out)), or -1 with err set.
@@ -93,6 +94,9 @@ int extent_list_subtract(const struct extent_list *a,
                          struct extent_list *out, struct df_error *err);
 int extent_list_mask(const struct extent_list *a,
                      const struct extent_list *b, enum extent_state outside,
-                     struct extent_list *out, struct df_error *err);
+                     unsigned which, struct extent_list *out,
+                     struct df_error *err);
+
+#define EXT_ALL_STATES 0x3fu
 
 #endif

@@ -77,9 +77,17 @@ static void test_set_ops(void)
             want[x] = ca[x] >= 0 && cb[x] < 0 ? ca[x] : -1;
         CHECK(list_is(&out, want));
 
-        CHECK(extent_list_mask(&a, &b, EXT_UNCHANGED, &out, &err) == 0);
+        CHECK(extent_list_mask(&a, &b, EXT_UNCHANGED, EXT_ALL_STATES, &out,
+                               &err) == 0);
         for (int x = 0; x < U; x++)
             want[x] = ca[x] < 0 ? -1 : cb[x] >= 0 ? ca[x] : EXT_UNCHANGED;
+        CHECK(list_is(&out, want));
+
+        CHECK(extent_list_mask(&a, &b, EXT_FREE, 1u << EXT_DATA, &out,
+                               &err) == 0);
+        for (int x = 0; x < U; x++)
+            want[x] = ca[x] < 0 ? -1 : cb[x] < 0 && ca[x] == EXT_DATA
+                      ? EXT_FREE : ca[x];
         CHECK(list_is(&out, want));
     }
 

@@ -1,0 +1,90 @@
+/*
+ * plan.c: the source's map with change sources and used-block maps laid
+ * over it (plan.h).
+ */
+#include "engine/plan.h"
+
+#define PLAN_QUERY_CAP 65536
+
+/* Cut every extent of l at `end` and drop what lies past it. */
+static void extent_list_truncate(struct extent_list *l, uint64_t end)
+{
+    while (l->n && l->v[l->n - 1].off >= end)
+        l->n--;
+    if (l->n && l->v[l->n - 1].off + l->v[l->n - 1].len > end)
+        l->v[l->n - 1].len = end - l->v[l->n - 1].off;
+}
+
+/* Lay one query's answer over cur: mask it, shrink *end to what the
+ * answer covers when its list filled up. */
+static int overlay(struct extent_list *cur, struct extent_list *tmp,
+                   struct extent_list *q, int qrc, enum extent_state outside,
+                   unsigned which, uint64_t off, uint64_t *end,
+                   struct df_error *err)
+{
+    if (qrc < 0)
+        return -1;
+    if (qrc == 1) {             /* answered a prefix: plan only that */
+        uint64_t qend = extent_list_end(q, off);
+        if (qend <= off)
+            return df_fail(err, DF_CORRUPT, 0, "plan", (int64_t)off,
+                           "a change or used-block list holds no extent");
+        if (qend < *end)
+            *end = qend;
+    }
+    int rc = extent_list_mask(cur, q, outside, which, tmp, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 1)
+        *end = extent_list_end(tmp, off);
+    struct extent_list swap = *cur;
+    *cur = *tmp;
+    *tmp = swap;
+    extent_list_truncate(cur, *end);
+    return 0;
+}
+
+int plan_window(const struct extent_list *map, const struct plan_inputs *in,
+                uint64_t off, uint64_t len, struct extent_list *out,
+                struct df_error *err)
+{
+    struct extent_list tmp, q;
+    uint64_t end = off + len;
+    int ret = -1;
+
+    extent_list_init(&tmp, out->cap);
+    extent_list_init(&q, PLAN_QUERY_CAP);
+    extent_list_clear(out);
+    for (size_t i = 0; i < map->n && map->v[i].off < end; i++) {
+        int rc = extent_list_append(out, map->v[i].off, map->v[i].len,
+                                    map->v[i].state, "plan", err);
+        if (rc < 0)
+            goto done;
+        if (rc == 1) {
+            end = extent_list_end(out, off);
+            break;
+        }
+    }
+    extent_list_truncate(out, end);
+    for (size_t i = 0; i < in->nchanges && out->n; i++) {
+        struct change_source *cs = in->changes[i];
+        extent_list_clear(&q);
+        int qrc = cs->changed(cs, off, end - off, &q, err);
+        if (overlay(out, &tmp, &q, qrc, EXT_UNCHANGED, EXT_ALL_STATES, off,
+                    &end, err) < 0)
+            goto done;
+    }
+    for (size_t i = 0; i < in->nused && out->n; i++) {
+        struct used_map *um = in->used[i];
+        extent_list_clear(&q);
+        int qrc = um->used(um, off, end - off, &q, err);
+        if (overlay(out, &tmp, &q, qrc, EXT_FREE, 1u << EXT_DATA, off, &end,
+                    err) < 0)
+            goto done;
+    }
+    ret = 0;
+done:
+    extent_list_release(&tmp);
+    extent_list_release(&q);
+    return ret;
+}

@@ -1,0 +1,43 @@
+/*
+ * plan.h: what the job must do with each range of the disk.
+ *
+ * A plan is the source's map (image_map: data / zero / hole) with every
+ * change source and used-block map (track/track.h) laid over it:
+ *
+ *   not named by every change source   -> EXT_UNCHANGED (nothing to do)
+ *   DATA not named by every used map   -> EXT_FREE (neither read nor sent)
+ *   everything else                    -> its state in the map
+ *
+ * Change sources narrow each other (a range is sent only when every one
+ * of them says it may differ: a sync's change set and a resume's
+ * missing ranges together).  Used maps narrow data only: a hole stays a
+ * hole, which the report counts apart from free blocks.
+ */
+#ifndef DF_PLAN_H
+#define DF_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "track/track.h"
+#include "util/error.h"
+#include "util/extent.h"
+
+struct plan_inputs {
+    struct change_source **changes;
+    size_t nchanges;
+    struct used_map **used;
+    size_t nused;
+};
+
+/*
+ * The plan of [off, off+len), given `map`, the source's map of that
+ * range (contiguous from off).  `out` is cleared and describes a prefix
+ * [off, extent_list_end(out)) of it: when a list fills up the caller
+ * asks again from there.  0, or -1 with err set.
+ */
+int plan_window(const struct extent_list *map, const struct plan_inputs *in,
+                uint64_t off, uint64_t len, struct extent_list *out,
+                struct df_error *err);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * track.h: what changed, and what is in use.
+ *
+ * Two kinds of answer feed a plan (engine/plan.h), both as extent lists
+ * over the source's virtual disk:
+ *
+ *   struct change_source   "which ranges may differ from the
+ *                          destination": the resume journal's not-yet-
+ *                          written ranges, a compare of hash trees, a
+ *                          manifest, an LVM snapshot's exception table, a
+ *                          delta image's allocated blocks, a dirty bitmap.
+ *                          A range it does not name is unchanged: the
+ *                          destination already holds those bytes.
+ *   struct used_map        "which ranges a filesystem uses": a range it
+ *                          does not name is free there and need not be
+ *                          read or sent.
+ *
+ * Contract for both:
+ *  1. query(off, len, out) appends to `out` (already cleared by the
+ *     caller) the ranges of [off, off+len) it names, ascending, in any
+ *     state (the plan ignores their states), and returns 0; 1 when out
+ *     reached its cap (the caller asks again from extent_list_end(out));
+ *     -1 with err set.  off and len lie inside the disk.
+ *  2. A source that cannot be trusted says so when it is opened, not
+ *     by answering wrong: when in doubt, it names the whole range.
+ *  3. close() frees everything; the object is not used afterwards.
+ */
+#ifndef DF_TRACK_H
+#define DF_TRACK_H
+
+#include <stdint.h>
+
+#include "util/error.h"
+#include "util/extent.h"
+
+struct change_source {
+    const char *name;           /* "resume", "compare", "lvm-cow", ... */
+    void *priv;
+    int (*changed)(struct change_source *cs, uint64_t off, uint64_t len,
+                   struct extent_list *out, struct df_error *err);
+    void (*close)(struct change_source *cs);
+};
+
+struct used_map {
+    const char *name;           /* "ext4", "ntfs", "xfs", "swap" */
+    void *priv;
+    int (*used)(struct used_map *um, uint64_t off, uint64_t len,
+                struct extent_list *out, struct df_error *err);
+    void (*close)(struct used_map *um);
+};
+
+/*
+ * A change source over a fixed list: the ranges of `changed` are the
+ * changed ones.  The list is copied.  For the resume journal, pass the
+ * complement of what was written (extent_list_subtract of the whole
+ * disk and the done list).
+ */
+struct change_source *change_source_from_list(const char *name,
+                                              const struct extent_list *changed,
+                                              struct df_error *err);
+
+void change_source_close(struct change_source *cs);
+void used_map_close(struct used_map *um);
+
+#endif

@@ -10,6 +10,7 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 BUILD ?= build
+RELEASE_BUILD ?= build-release
 ASAN_BUILD ?= build-asan
 TSAN_BUILD ?= build-tsan
 PYTEST ?= pytest-3
@@ -38,17 +39,24 @@ deps:
 	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# The test builds carry the test hooks (-Dtesting=true); what `make
+# install` installs is built apart, without them.
 $(BUILD)/build.ninja:
-	meson setup $(BUILD) --prefix=$(PREFIX)
+	meson setup $(BUILD) -Dtesting=true
+
+$(RELEASE_BUILD)/build.ninja:
+	meson setup $(RELEASE_BUILD) -Dtesting=false --prefix=$(PREFIX)
 
 $(ASAN_BUILD)/build.ninja:
 	CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined \
-	  -Db_lundef=false -Dbuildtype=debug
+	  -Db_lundef=false -Dbuildtype=debug -Dtesting=true
 
 $(TSAN_BUILD)/build.ninja:
 	CC=clang meson setup $(TSAN_BUILD) -Db_sanitize=thread -Db_lundef=false
 
 build: deps $(BUILD)/build.ninja
+	@meson configure $(BUILD) | grep -q '^ *testing  *true' \
+	  || meson configure $(BUILD) -Dtesting=true
 	ninja -C $(BUILD)
 
 asan: deps $(ASAN_BUILD)/build.ninja
@@ -80,9 +88,10 @@ check: unit e2e check-asan check-tsan
 demo: build
 	bash tests/demo.sh $(BUILD)
 
-install: build
-	meson configure $(BUILD) --prefix=$(PREFIX) >/dev/null
-	DESTDIR=$(DESTDIR) meson install -C $(BUILD)
+install: deps $(RELEASE_BUILD)/build.ninja
+	meson configure $(RELEASE_BUILD) --prefix=$(PREFIX) >/dev/null
+	ninja -C $(RELEASE_BUILD)
+	DESTDIR=$(DESTDIR) meson install -C $(RELEASE_BUILD)
 
 bench: build
 	@command -v hyperfine >/dev/null || apt-get install -y -qq $(DEB_BENCH)
@@ -92,4 +101,4 @@ bench: build
 	bash bench/copy_remote.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo
+	rm -rf $(BUILD) $(RELEASE_BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo

@@ -86,7 +86,8 @@
  * buffers are UNDO_REC_MAX, the record index grows with the records
  * actually found (each takes at least UNDO_REC_HDR journal bytes).
  *
- * Test hook: DF_TEST_UNDO_KILL_AFTER=N makes the writer raise SIGKILL
+ * Test hook (built only with meson -Dtesting=true, as `make check`
+ * does): DF_TEST_UNDO_KILL_AFTER=N makes the writer raise SIGKILL
  * right after forwarding its Nth write or zero, to test invariants 3-4
  * with a real kill -9 at a known point (tests/e2e/test_undo.py).
  */
@@ -356,10 +357,12 @@ static int undo_forward(struct sink *s, const struct undo_op *op,
                  : u->inner->ops->zero(u->inner, op->off, op->len, err);
     undo_sync_counters(s);
     u->forwarded++;
+#ifdef DF_TESTING
     /* Test hook: die like kill -9 mid-job, after the Nth forwarded op,
      * to prove invariants 3-4 (tests/e2e/test_undo.py). */
     if (u->kill_after && u->forwarded >= u->kill_after)
         raise(SIGKILL);
+#endif
     return r;
 }
 
@@ -600,9 +603,11 @@ struct sink *undo_sink_wrap(struct sink *inner, struct image *dst,
     snprintf(s->name, sizeof(s->name), "%s", u->inner->name);
     s->size = u->inner->size;
     s->dst_is_zero = u->inner->dst_is_zero;
+#ifdef DF_TESTING
     const char *hook = getenv("DF_TEST_UNDO_KILL_AFTER");
     if (hook)
         u->kill_after = strtoull(hook, NULL, 10);
+#endif
     u->id_len = u->orig_size < UNDO_ID_MAX ? u->orig_size : UNDO_ID_MAX;
     u->old = malloc(UNDO_REC_MAX);
     u->zeros = malloc(UNDO_ID_MAX);

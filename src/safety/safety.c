@@ -105,3 +105,27 @@ int safety_check_destination(const struct safety_req *req,
         return -1;
     return 0;
 }
+
+int safety_check_source(const struct safety_src_req *req,
+                        struct df_error *err)
+{
+    char why[PATH_MAX + 128], who[PATH_MAX];
+    const char *result = req->result ? req->result : "copy";
+    FILE *msgs = req->msgs ? req->msgs : stderr;
+
+    if (!req->src)
+        return 0;
+    int r = inuse_source_writer(req->src, why, sizeof(why), who,
+                                sizeof(who), err);
+    if (r <= 0)
+        return r;
+    if (!req->force_share)
+        return df_refuse(err, who, "refusing to read: %s: the %s would be "
+                         "inconsistent (--force-share reads it anyway)",
+                         why, result);
+    if (!req->quiet)
+        fprintf(msgs, "diskferry: %s: warning: %s is in use (%s): the %s "
+                "may be inconsistent\n", req->cmd ? req->cmd : "diskferry",
+                who, why, result);
+    return 0;
+}

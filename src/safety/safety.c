@@ -24,6 +24,11 @@ static int safety_check_new(const struct safety_req *req,
     char dir[PATH_MAX], real[PATH_MAX];
     struct stat st;
 
+    if (lstat(req->dst_path, &st) == 0 && req->op == SAFETY_OP_CREATE)
+        return df_refuse(err, "", "refusing to create %s: it exists "
+                         "(create never replaces a file; delete it first, "
+                         "or use copy --overwrite to write over it)",
+                         req->dst_path);
     if (lstat(req->dst_path, &st) == 0)
         return df_refuse(err, req->dst_path, "refusing to write: file "
                          "exists (give --overwrite to write over it)");

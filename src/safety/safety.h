@@ -68,8 +68,10 @@
 #include "util/file.h"
 
 enum safety_op {
-    SAFETY_OP_WRITE,        /* copy, sync, create: check 6 applies */
+    SAFETY_OP_WRITE,        /* copy, sync: check 6 applies */
     SAFETY_OP_RESTORE,      /* undo: the journal judges the content */
+    SAFETY_OP_CREATE,       /* create: only a new file (check 0), and
+                               its refusal does not offer --overwrite */
 };
 
 struct safety_req {

@@ -44,6 +44,11 @@ def test_top_help_and_unknown_command():
     (["create", "--size", "0x10", "x"],
      "--size: invalid size '0x10' (examples: 4096, 64K, 20M, 1.5G)"),
     (["create", "x"], "--size is required"),
+    (["create", "--size", "0", "x"], "--size: must be more than 0"),
+    (["create", "--size", "1000", "x"],
+     "--size 1000: not a multiple of 512 bytes"),
+    (["create", "--size", "4097", "x"],
+     "--size 4097: not a multiple of 512 bytes"),
     (["verify", "a"], "expected two disks A and B"),
     (["info"], "expected one IMAGE"),
 ])

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "safety/safety.h"
 #include "util/size.h"
 
 void cli_print_error(const struct cli *c, const struct df_error *err)
@@ -121,8 +122,22 @@ int cli_image_option(const struct cli *c, struct cli_image_opts *o, int opt,
         return cli_add_parent_dir(c, o, arg) ? -1 : 1;
     case CLI_OPT_PARENT:
         return cli_add_parent(c, o, arg) ? -1 : 1;
+    case CLI_OPT_FORCE_SHARE:
+        o->force_share = true;
+        return 1;
     }
     return 0;
+}
+
+int cli_check_source(const struct cli *c, const struct cli_image_opts *o,
+                     const struct image *src, const char *result,
+                     struct df_error *err)
+{
+    struct safety_src_req req = {
+        .src = src, .cmd = c->cmd, .result = result,
+        .force_share = o->force_share, .quiet = c->quiet,
+    };
+    return safety_check_source(&req, err);
 }
 
 bool cli_progress_enabled(int mode)

@@ -41,6 +41,7 @@ int cli_parse_uint(const struct cli *c, const char *opt, const char *arg,
 #define CLI_MAX_PARENTS 32
 struct cli_image_opts {
     struct image_open_opts open;
+    bool force_share;           /* --force-share: read a source in use */
     const char *dirs[CLI_MAX_PARENTS];
     struct parent_override overrides[CLI_MAX_PARENTS];
 };
@@ -48,15 +49,24 @@ void cli_image_opts_init(struct cli_image_opts *o);
 
 /* The long options of every command that opens images (-f is the short
  * one); cli_image_option() handles what they return. */
-enum { CLI_OPT_PARENT_DIR = 1001, CLI_OPT_PARENT };
+enum { CLI_OPT_PARENT_DIR = 1001, CLI_OPT_PARENT, CLI_OPT_FORCE_SHARE };
 #define CLI_IMAGE_LONGOPTS                                                 \
     { "format", required_argument, NULL, 'f' },                            \
     { "parent-dir", required_argument, NULL, CLI_OPT_PARENT_DIR },         \
-    { "parent", required_argument, NULL, CLI_OPT_PARENT }
+    { "parent", required_argument, NULL, CLI_OPT_PARENT },                 \
+    { "force-share", no_argument, NULL, CLI_OPT_FORCE_SHARE }
 /* 1: opt was one of CLI_IMAGE_LONGOPTS and is recorded; 0: not one of
  * them; -1: a usage error was printed. */
 int cli_image_option(const struct cli *c, struct cli_image_opts *o, int opt,
                      char *arg);
+/*
+ * The source check (safety_check_source()) on an open source, with
+ * o->force_share; result names what an inconsistent read spoils ("copy",
+ * "comparison").  0 or -1 with err set.
+ */
+int cli_check_source(const struct cli *c, const struct cli_image_opts *o,
+                     const struct image *src, const char *result,
+                     struct df_error *err);
 int cli_add_parent_dir(const struct cli *c, struct cli_image_opts *o,
                        const char *dir);
 int cli_add_parent(const struct cli *c, struct cli_image_opts *o,

@@ -81,6 +81,10 @@ static const char copy_usage[] =
     "(repeatable)\n"
     "      --parent C=P        use P as the parent of layer C "
     "(repeatable)\n"
+    "      --force-share       copy a source that is being written (a "
+    "running VM,\n"
+    "                          a read-write mount): the copy may be "
+    "inconsistent\n"
     "      --json              one JSON report on stdout at the end\n"
     "\n"
     "remote endpoints ([user@]host:PATH, [user@][IPv6]:PATH; SRC or "
@@ -574,6 +578,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     o->ro.verbose = o->c.verbose;
     o->ro.threads = o->jo.threads;      /* compression workers too */
     o->ro.dry_run = o->dry_run;
+    o->ro.force_share = o->src_io.force_share;
     if (o->undo) {
         df_usage(&err, "--undo with a remote DST is not supported yet");
         goto fail;
@@ -586,6 +591,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
         }
         o->ro.format = o->out_format;
         if (image_open(src_path, &o->src_io.open, &src, &err) < 0 ||
+            cli_check_source(&o->c, &o->src_io, src, "copy", &err) < 0 ||
             remote_connect(&o->ro, &r, &err) < 0 ||
             remote_open_dst(r, src->size,
                             remote_src_id(src->path, src->size), &sink,
@@ -704,7 +710,8 @@ int cmd_copy(int argc, char **argv)
     if (src_ep.kind == EP_STREAM) {
         if (df_file_from_fd(&in, STDIN_FILENO, "-", false, &err) < 0)
             goto fail;
-    } else if (image_open(src_path, &o.src_io.open, &src, &err) < 0) {
+    } else if (image_open(src_path, &o.src_io.open, &src, &err) < 0 ||
+               cli_check_source(&o.c, &o.src_io, src, "copy", &err) < 0) {
         goto fail;
     }
     if (copy_open_dst(&o, src, dst_path, &d, &err) < 0)

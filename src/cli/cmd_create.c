@@ -19,7 +19,9 @@ static const char create_usage[] =
     "/dev that is not a device.\n"
     "\n"
     "options:\n"
-    "  -s, --size SIZE         virtual size: 4096, 64K, 20M, 10G, 1.5T\n"
+    "  -s, --size SIZE         virtual size, a multiple of 512 bytes: "
+    "4096, 64K,\n"
+    "                          20M, 10G, 1.5T\n"
     "  -O, --output-format FMT raw (default, a sparse file) or qcow2\n"
     "  -h, --help              this text\n";
 
@@ -53,6 +55,11 @@ int cmd_create(int argc, char **argv)
         return cli_usage(&c, "--size is required");
     if (cli_parse_size(&c, "--size", size_arg, &size))
         return DF_USAGE;
+    if (size == 0)
+        return cli_usage(&c, "--size: must be more than 0");
+    if (size % 512)
+        return cli_usage(&c, "--size %s: not a multiple of 512 bytes",
+                         size_arg);
     if (!image_driver_by_name(fmt))
         return cli_usage(&c, "-O: unknown format '%s'", fmt);
 
@@ -60,7 +67,7 @@ int cmd_create(int argc, char **argv)
     struct image *img = NULL;
     const char *dst = argv[optind];
     struct safety_req req = { .dst_path = dst, .dst = NULL,
-                              .need_size = size };
+                              .need_size = size, .op = SAFETY_OP_CREATE };
     df_error_init(&err);
     if (safety_check_destination(&req, &err) < 0 ||
         image_create(dst, fmt, size, NULL, &img, &err) < 0 ||

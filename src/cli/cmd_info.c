@@ -24,6 +24,9 @@ static const char info_usage[] =
     "(repeatable)\n"
     "      --parent C=P        use P as the parent of layer C "
     "(repeatable)\n"
+    "      --force-share       accepted as qemu-img's -U (info reads a "
+    "disk in use\n"
+    "                          without asking)\n"
     "      --json              one JSON object on stdout\n"
     "  -h, --help              this text\n";
 

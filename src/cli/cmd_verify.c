@@ -24,6 +24,9 @@ static const char verify_usage[] =
     "  -F, --other-format FMT  read B as FMT\n"
     "      --parent-dir DIR    look for moved parents by name in DIR\n"
     "      --parent C=P        use P as the parent of layer C\n"
+    "      --force-share       compare disks that are being written (a "
+    "running VM):\n"
+    "                          the result may be inconsistent\n"
     "      --threads N         reader threads (default: cores)\n"
     "      --digest ALG        xxh128 (default) or sha256\n"
     "      --json              one JSON report on stdout\n"
@@ -132,7 +135,9 @@ int cmd_verify(int argc, char **argv)
     struct image_open_opts ob = io.open;
     ob.format = fmt_b;
     if (image_open(pa, &io.open, &a, &err) < 0 ||
-        image_open(pb, &ob, &b, &err) < 0) {
+        image_open(pb, &ob, &b, &err) < 0 ||
+        cli_check_source(&c, &io, a, "comparison", &err) < 0 ||
+        cli_check_source(&c, &io, b, "comparison", &err) < 0) {
         rc = err.cat;
         cli_print_error(&c, &err);
         goto out;

@@ -142,6 +142,12 @@ struct image {
     char parent_how[24];        /* "recorded", "--parent-dir", "--parent" */
     unsigned depth;             /* 0 for the top layer */
 
+    /* Other files this layer reads (VMDK extent files), set by the
+     * driver's open and owned by it: the source safety check looks at
+     * each (safety.h). */
+    const struct df_file *aux_files;
+    size_t n_aux_files;
+
     struct image_prop props[IMAGE_MAX_PROPS];
     unsigned nprops;
 

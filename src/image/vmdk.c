@@ -176,6 +176,8 @@ static int vmdk_open_extent_file(struct image *img, const char *rel,
     }
     p->files[p->n_files] = f;
     *out = &p->files[p->n_files++];
+    img->aux_files = p->files;
+    img->n_aux_files = p->n_files;
     return 0;
 }
 

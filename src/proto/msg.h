@@ -37,7 +37,7 @@
  *   OPEN_DST     flags u32 (OPEN_OVERWRITE, OPEN_DRY_RUN, OPEN_RESUME,
  *                OPEN_CREATE), size u64, src_id u64, format string,
  *                path string
- *   OPEN_SRC     flags u32, format string, path string
+ *   OPEN_SRC     flags u32 (OPEN_FORCE_SHARE), format string, path string
  *   OPENED       flags u32 (OPENED_DST_IS_ZERO, OPENED_RESUMED), size u64,
  *                format string, name string (as the server calls it)
  *   MAP_REQ      off u64, len u64
@@ -162,8 +162,12 @@ enum msg_feature {
     MSG_FEAT_XXH128 = 1u << 4,
     MSG_FEAT_SHA256 = 1u << 5,
     MSG_FEAT_TRIM = 1u << 6,
+    /* The server checks a source for writers (safety_check_source) and
+     * understands OPEN_FORCE_SHARE.  An older server does neither: the
+     * client then never sends the flag (it would be refused). */
+    MSG_FEAT_SRC_CHECK = 1u << 7,
 };
-#define MSG_FEAT_ALL 0x7fu
+#define MSG_FEAT_ALL 0xffu
 
 /* OPEN_DST / OPEN_SRC flags. */
 enum msg_open_flags {
@@ -171,8 +175,10 @@ enum msg_open_flags {
     OPEN_DRY_RUN = 1u << 1,     /* check only, write nothing */
     OPEN_RESUME = 1u << 2,      /* continue from the resume journal */
     OPEN_CREATE = 1u << 3,      /* create the file if it does not exist */
+    OPEN_FORCE_SHARE = 1u << 4, /* OPEN_SRC: read it even if in use
+                                   (only with MSG_FEAT_SRC_CHECK) */
 };
-#define OPEN_FLAGS_ALL 0xfu
+#define OPEN_FLAGS_ALL 0x1fu
 
 enum msg_opened_flags {
     OPENED_DST_IS_ZERO = 1u << 0,   /* new file: reads as zeros */

@@ -286,7 +286,12 @@ int remote_open_src(struct remote *r, uint64_t *size, char *format,
     struct rx_frame *f = NULL;
     int ret = -1;
     msg_buf_init(&b);
-    msg_enc_open(&b, 0, 0, 0, r->o.format, r->o.path, false);
+    /* A server without MSG_FEAT_SRC_CHECK does not check the source, so
+     * there is nothing to force (and it would refuse the flag). */
+    uint32_t flags = r->o.force_share &&
+                     (r->s.features & MSG_FEAT_SRC_CHECK)
+                     ? OPEN_FORCE_SHARE : 0;
+    msg_enc_open(&b, flags, 0, 0, r->o.format, r->o.path, false);
     if (session_send(&r->s, MSG_OPEN_SRC, &b, err) < 0 ||
         session_expect(&r->s, MSG_OPENED, &f, err) < 0)
         goto out;

@@ -39,6 +39,7 @@ struct remote_opts {
     bool tcp;
     unsigned streams;           /* --streams (tcp) */
     bool resume, overwrite, dry_run;
+    bool force_share;           /* a remote source in use is read anyway */
     const char *format;         /* -O for a destination, -f for a source */
     unsigned threads;           /* compression workers; 0: cores */
     int verbose;

@@ -673,8 +673,18 @@ static int serve_src(struct serve *sv, const struct msg *open,
     int ret = -1;
     msg_buf_init(&b);
     extent_list_init(&skip, EXTENT_LIST_DEFAULT_CAP);
+    /* A source being written on this host (safety.h): refused unless
+     * the client said --force-share; the warning goes to our stderr,
+     * which ssh carries to the user. */
+    struct safety_src_req sreq = {
+        .cmd = "serve", .result = "copy",
+        .force_share = open->flags & OPEN_FORCE_SHARE,
+    };
     if (serve_confine(sv->o, open->s2, false, sv->path, err) < 0 ||
         image_open(sv->path, &oo, &sv->img, err) < 0)
+        goto out;
+    sreq.src = sv->img;
+    if (safety_check_source(&sreq, err) < 0)
         goto out;
     msg_enc_opened(&b, 0, sv->img->size, sv->img->drv->name, sv->path);
     if (session_send(&sv->s, MSG_OPENED, &b, err) < 0 ||

@@ -36,6 +36,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,12 +59,16 @@ enum inuse_rel {
 struct inuse_member {
     struct safety_id id;
     enum inuse_rel rel;
+    size_t owner;                   /* the object it was added for */
     char name[INUSE_NAME_LEN];      /* "/dev/loop3", a path */
 };
 
+/* The members of one or more objects (the source check puts every file
+ * of a chain in one family, so /proc is scanned once). */
 struct inuse_family {
     struct inuse_member *v;
     size_t n;
+    size_t cur_owner;               /* owner of the members added now */
 };
 
 void safety_id_from_stat(const struct stat *st, struct safety_id *id)
@@ -141,6 +146,7 @@ static void inuse_family_add(struct inuse_family *f,
     struct inuse_member *m = &f->v[f->n++];
     m->id = *id;
     m->rel = rel;
+    m->owner = f->cur_owner;
     snprintf(m->name, sizeof(m->name), "%s", name);
 }
 
@@ -227,6 +233,7 @@ static void inuse_add_loops(struct inuse_family *f)
         safety_id_from_stat(&st, &bid);
         lid = (struct safety_id){ .is_blk = true, .dev = rdev, .ino = 0 };
         for (size_t i = 0; i < n0; i++) {
+            f->cur_owner = f->v[i].owner;
             if (safety_id_eq(&f->v[i].id, &bid)) {
                 char dev[INUSE_NAME_LEN];
                 snprintf(dev, sizeof(dev), "/dev/%s", e->d_name);
@@ -242,6 +249,34 @@ static void inuse_add_loops(struct inuse_family *f)
     closedir(d);
 }
 
+static int inuse_family_init(struct inuse_family *f, const char *name,
+                             struct df_error *err)
+{
+    f->n = 0;
+    f->cur_owner = 0;
+    f->v = calloc(INUSE_FAMILY_MAX, sizeof(*f->v));
+    if (!f->v)
+        return df_io(err, name, ENOMEM, "cannot check for use");
+    return 0;
+}
+
+/* Add an object, its partitions and (with_parent) the whole disk of a
+ * partition, owned by `owner`.  Loop devices come last, for all objects
+ * at once (inuse_add_loops). */
+static void inuse_family_add_object(struct inuse_family *f,
+                                    const struct safety_id *id,
+                                    const char *name, bool with_parent,
+                                    size_t owner)
+{
+    f->cur_owner = owner;
+    inuse_family_add(f, id, REL_SELF, name);
+    if (id->is_blk) {
+        inuse_add_partitions(f, id->dev);
+        if (with_parent)
+            inuse_add_whole_disk(f, id->dev);
+    }
+}
+
 /* The family of one object (see the top of the file).  with_parent:
  * include the whole disk of a partition (the source check: a disk and
  * its partition overlap; the holder check: a mounted sibling partition
@@ -250,16 +285,9 @@ static int inuse_family_build(struct inuse_family *f,
                               const struct safety_id *id, const char *name,
                               bool with_parent, struct df_error *err)
 {
-    f->n = 0;
-    f->v = calloc(INUSE_FAMILY_MAX, sizeof(*f->v));
-    if (!f->v)
-        return df_io(err, name, ENOMEM, "cannot check the destination");
-    inuse_family_add(f, id, REL_SELF, name);
-    if (id->is_blk) {
-        inuse_add_partitions(f, id->dev);
-        if (with_parent)
-            inuse_add_whole_disk(f, id->dev);
-    }
+    if (inuse_family_init(f, name, err) < 0)
+        return -1;
+    inuse_family_add_object(f, id, name, with_parent, 0);
     inuse_add_loops(f);
     return 0;
 }
@@ -380,8 +408,8 @@ static void inuse_unescape(char *s)
     *o = '\0';
 }
 
-int inuse_mount_point(const char *mountinfo, uint64_t rdev, char *mnt,
-                      size_t len)
+int inuse_mount_point(const char *mountinfo, uint64_t rdev, bool rw_only,
+                      char *mnt, size_t len)
 {
     FILE *fp = fopen(mountinfo, "re");
     char *line = NULL;
@@ -405,6 +433,7 @@ int inuse_mount_point(const char *mountinfo, uint64_t rdev, char *mnt,
             tok = strtok_r(NULL, " \n", &save);
         char *type = tok ? strtok_r(NULL, " \n", &save) : NULL;
         char *source = type ? strtok_r(NULL, " \n", &save) : NULL;
+        char *super = source ? strtok_r(NULL, " \n", &save) : NULL;
         uint64_t mdev;
         struct stat st;
         bool hit = inuse_parse_devnum(field[2], &mdev) == 0 && mdev == rdev;
@@ -413,6 +442,12 @@ int inuse_mount_point(const char *mountinfo, uint64_t rdev, char *mnt,
             hit = stat(source, &st) == 0 && S_ISBLK(st.st_mode) &&
                   st.st_rdev == rdev;
         }
+        /* The superblock's options say whether the filesystem writes
+         * to the device (a read-only bind of a read-write mount still
+         * writes: its other mount has its own line). */
+        if (hit && rw_only)
+            hit = super && !strncmp(super, "rw", 2) &&
+                  (super[2] == ',' || super[2] == '\0');
         if (hit) {
             inuse_unescape(field[4]);
             snprintf(mnt, len, "%s", field[4]);
@@ -505,8 +540,8 @@ static int inuse_check_mounted_held(const struct inuse_family *f,
         const struct inuse_member *m = &f->v[i];
         if (!m->id.is_blk || m->rel == REL_BACKING)
             continue;
-        int r = inuse_mount_point("/proc/self/mountinfo", m->id.dev, mnt,
-                                  sizeof(mnt));
+        int r = inuse_mount_point("/proc/self/mountinfo", m->id.dev, false,
+                                  mnt, sizeof(mnt));
         if (r < 0)
             return df_io(err, "/proc/self/mountinfo", errno,
                          "cannot check mounts");
@@ -559,25 +594,37 @@ static void inuse_command(long pid, char *buf, size_t len)
         snprintf(buf, len, "?");
 }
 
-static bool inuse_fd_has_locks(long pid, const char *fd)
+/* What /proc/PID/fdinfo/FD says: does the fd carry locks ("lock:"
+ * lines), and was it opened for writing ("flags:", octal open flags)? */
+static void inuse_fdinfo(long pid, const char *fd, bool *locks,
+                         bool *writes)
 {
     char path[96], *line = NULL;
     size_t cap = 0;
-    bool locks = false;
+    *locks = *writes = false;
     snprintf(path, sizeof(path), "/proc/%ld/fdinfo/%s", pid, fd);
     FILE *fp = fopen(path, "re");
     if (!fp)
-        return false;
-    while (!locks && getline(&line, &cap, fp) > 0)
-        locks = !strncmp(line, "lock:", 5);
+        return;
+    while (getline(&line, &cap, fp) > 0) {
+        if (!strncmp(line, "lock:", 5)) {
+            *locks = true;
+        } else if (!strncmp(line, "flags:", 6)) {
+            unsigned long fl = strtoul(line + 6, NULL, 8);
+            *writes = (fl & O_ACCMODE) == O_WRONLY ||
+                      (fl & O_ACCMODE) == O_RDWR;
+        }
+    }
     free(line);
     fclose(fp);
-    return locks;
 }
 
-/* Scan /proc/PID/fd of every other process for a member of f.  The
- * first holder whose fd carries locks wins, else the first holder. */
+/* Scan /proc/PID/fd of every other process for a member of f (with
+ * writers_only, only fds open for writing; with owner != SIZE_MAX,
+ * only members of that object).  The first holder whose fd carries
+ * locks wins, else the first holder.  Our own fds never count. */
 static void inuse_find_process(const struct inuse_family *f,
+                               bool writers_only, size_t owner,
                                struct inuse_holder *h)
 {
     long self = (long)getpid();
@@ -609,11 +656,15 @@ static void inuse_find_process(const struct inuse_family *f,
                 continue;
             safety_id_from_stat(&st, &id);
             for (size_t i = 0; i < f->n && !m; i++)
-                if (safety_id_eq(&f->v[i].id, &id))
+                if (safety_id_eq(&f->v[i].id, &id) &&
+                    (owner == SIZE_MAX || f->v[i].owner == owner))
                     m = &f->v[i];
             if (!m)
                 continue;
-            bool locks = inuse_fd_has_locks(pid, fe->d_name);
+            bool locks, writes;
+            inuse_fdinfo(pid, fe->d_name, &locks, &writes);
+            if (writers_only && !writes)
+                continue;
             if (!h->found || locks) {
                 h->found = true;
                 h->has_locks = locks;
@@ -695,7 +746,7 @@ int inuse_check_holders(const struct safety_req *req, struct df_error *err)
     if (inuse_check_mounted_held(&f, req->dst_path, err) < 0)
         goto out;
 
-    inuse_find_process(&f, &h);
+    inuse_find_process(&f, false, SIZE_MAX, &h);
     via[0] = '\0';
     if (h.found)
         inuse_via(h.via, via, sizeof(via));
@@ -765,4 +816,101 @@ int safety_claim(const struct df_file *dst, int *claim_fd,
         (void)fcntl(dst->fd, F_OFD_SETLK, &fl);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* A source in use by a writer (safety_check_source).                  */
+
+struct inuse_obj {
+    const struct df_file *file;
+    const char *name;
+};
+
+/* Every file the open chain reads: each layer's own file and the files
+ * its driver opened (VMDK extents).  Past cap, the rest is not seen. */
+static size_t inuse_src_objects(const struct image *src,
+                                struct inuse_obj *v, size_t cap)
+{
+    size_t n = 0;
+    for (const struct image *m = src; m; m = m->parent) {
+        if (n < cap && m->file.fd >= 0 && !m->file.is_stream)
+            v[n++] = (struct inuse_obj){ &m->file, m->name };
+        for (size_t i = 0; i < m->n_aux_files; i++) {
+            const struct df_file *f = &m->aux_files[i];
+            if (n < cap && f->fd >= 0 && !f->is_stream)
+                v[n++] = (struct inuse_obj){ f, f->name };
+        }
+    }
+    return n;
+}
+
+int inuse_source_writer(const struct image *src, char *why, size_t len,
+                        char *who, size_t wlen, struct df_error *err)
+{
+    struct inuse_obj *obj = calloc(INUSE_FAMILY_MAX, sizeof(*obj));
+    struct inuse_family f = { 0 };
+    struct inuse_holder h;
+    struct safety_id id;
+    char mnt[PATH_MAX], via[INUSE_NAME_LEN + 16];
+    size_t n, qemu = SIZE_MAX;
+    int ret = -1;
+
+    if (!obj)
+        return df_io(err, src->name, ENOMEM, "cannot check for use");
+    n = inuse_src_objects(src, obj, INUSE_FAMILY_MAX);
+    if (inuse_family_init(&f, src->name, err) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        /* Byte 101 is QEMU's "write" permission: a running VM or a
+         * qemu-io without -r holds it; a reader (qemu-img info, qemu-io
+         * -r) holds 100 and maybe 201, and changes nothing. */
+        if (qemu == SIZE_MAX &&
+            (inuse_qemu_locks(obj[i].file->fd) & INUSE_LOCK_PERM(1)))
+            qemu = i;
+        inuse_id_from_file(obj[i].file, &id);
+        inuse_family_add_object(&f, &id, obj[i].name, true, i);
+    }
+    inuse_add_loops(&f);
+    ret = 1;
+    if (qemu != SIZE_MAX) {
+        inuse_find_process(&f, false, qemu, &h);
+        snprintf(who, wlen, "%s", obj[qemu].name);
+        if (h.found)
+            snprintf(why, len, "QEMU's write lock is held by %s (pid %ld)",
+                     h.cmd, h.pid);
+        else
+            snprintf(why, len, "QEMU's write lock is held");
+        goto out;
+    }
+    for (size_t i = 0; i < f.n; i++) {
+        const struct inuse_member *m = &f.v[i];
+        if (!m->id.is_blk)
+            continue;
+        int r = inuse_mount_point("/proc/self/mountinfo", m->id.dev, true,
+                                  mnt, sizeof(mnt));
+        if (r < 0) {
+            ret = df_io(err, "/proc/self/mountinfo", errno,
+                        "cannot check mounts");
+            goto out;
+        }
+        if (r > 0) {
+            inuse_via(m, via, sizeof(via));
+            snprintf(who, wlen, "%s", obj[m->owner].name);
+            snprintf(why, len, "mounted read-write on %s%s", mnt, via);
+            goto out;
+        }
+    }
+    inuse_find_process(&f, true, SIZE_MAX, &h);
+    if (h.found) {
+        inuse_via(h.via, via, sizeof(via));
+        snprintf(who, wlen, "%s", obj[h.via->owner].name);
+        snprintf(why, len, "open for writing by %s (pid %ld)%s", h.cmd,
+                 h.pid, via);
+        goto out;
+    }
+    ret = 0;
+out:
+    inuse_family_release(&f);
+    free(obj);
+    return ret;
 }

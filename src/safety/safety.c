@@ -24,6 +24,11 @@ static int safety_check_new(const struct safety_req *req,
     char dir[PATH_MAX], real[PATH_MAX];
     struct stat st;
 
+    if (lstat(req->dst_path, &st) == 0 && req->op == SAFETY_OP_CREATE)
+        return df_refuse(err, "", "refusing to create %s: it exists "
+                         "(create never replaces a file; delete it first, "
+                         "or use copy --overwrite to write over it)",
+                         req->dst_path);
     if (lstat(req->dst_path, &st) == 0)
         return df_refuse(err, req->dst_path, "refusing to write: file "
                          "exists (give --overwrite to write over it)");
@@ -103,5 +108,29 @@ int safety_check_destination(const struct safety_req *req,
         return -1;
     if (req->op == SAFETY_OP_WRITE && safety_check_content(req, err) < 0)
         return -1;
+    return 0;
+}
+
+int safety_check_source(const struct safety_src_req *req,
+                        struct df_error *err)
+{
+    char why[PATH_MAX + 128], who[PATH_MAX];
+    const char *result = req->result ? req->result : "copy";
+    FILE *msgs = req->msgs ? req->msgs : stderr;
+
+    if (!req->src)
+        return 0;
+    int r = inuse_source_writer(req->src, why, sizeof(why), who,
+                                sizeof(who), err);
+    if (r <= 0)
+        return r;
+    if (!req->force_share)
+        return df_refuse(err, who, "refusing to read: %s: the %s would be "
+                         "inconsistent (--force-share reads it anyway)",
+                         why, result);
+    if (!req->quiet)
+        fprintf(msgs, "diskferry: %s: warning: %s is in use (%s): the %s "
+                "may be inconsistent\n", req->cmd ? req->cmd : "diskferry",
+                who, why, result);
     return 0;
 }

@@ -68,8 +68,10 @@
 #include "util/file.h"
 
 enum safety_op {
-    SAFETY_OP_WRITE,        /* copy, sync, create: check 6 applies */
+    SAFETY_OP_WRITE,        /* copy, sync: check 6 applies */
     SAFETY_OP_RESTORE,      /* undo: the journal judges the content */
+    SAFETY_OP_CREATE,       /* create: only a new file (check 0), and
+                               its refusal does not offer --overwrite */
 };
 
 struct safety_req {
@@ -100,6 +102,41 @@ struct safety_req {
  */
 int safety_check_destination(const struct safety_req *req,
                              struct df_error *err);
+
+/*
+ * A source that someone else is writing (DESIGN.md promise 1): a copy
+ * or comparison of it would mix old and new blocks.  Every file the
+ * open chain reads is checked (each layer, each VMDK extent file):
+ *
+ *   refusing to read: QEMU's write lock is held by qemu-io (pid 42)
+ *   refusing to read: mounted read-write on /mnt/x (via /dev/loop3)
+ *   refusing to read: open for writing by python3 (pid 4242)
+ *
+ * Readers are fine (qemu-io -r, a read-only mount, a process holding it
+ * open read-only), and so are device-mapper / md holders (they stack on
+ * it; whether they write is the mount or process check's business).
+ * Our own fds never count.  With force_share the job goes on with one
+ * warning line on msgs instead:
+ *
+ *   diskferry: copy: warning: vm.qcow2 is in use (...): the copy may
+ *   be inconsistent
+ *
+ * As for the destination, a pass is a snapshot of this host, not a
+ * proof (a writer on another host sharing the disk is not seen).
+ */
+struct safety_src_req {
+    const struct image *src;        /* the open chain; NULL: nothing */
+    const char *cmd;                /* "copy": prefix of the warning */
+    const char *result;             /* "copy", "comparison" */
+    bool force_share;               /* --force-share */
+    bool quiet;                     /* no warning */
+    FILE *msgs;                     /* the warning; NULL = stderr */
+};
+
+/* 0 = go ahead; -1 with err set: DF_REFUSED, or DF_IO when /proc cannot
+ * be read. */
+int safety_check_source(const struct safety_src_req *req,
+                        struct df_error *err);
 
 /*
  * Hold the destination for the job, after the check passed and before

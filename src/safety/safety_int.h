@@ -37,11 +37,23 @@ unsigned inuse_qemu_locks(int fd);
 #define INUSE_LOCK_SHARED(i) (1u << (8 + (i)))
 
 /*
- * Is the block device rdev mounted (this mount namespace)?  1 and the
- * mount point in mnt, 0, or -1 when mountinfo cannot be read.
+ * Is the block device rdev mounted (this mount namespace; with rw_only,
+ * mounted with a read-write superblock)?  1 and the mount point in mnt,
+ * 0, or -1 when mountinfo cannot be read.
  */
-int inuse_mount_point(const char *mountinfo, uint64_t rdev, char *mnt,
-                      size_t len);
+int inuse_mount_point(const char *mountinfo, uint64_t rdev, bool rw_only,
+                      char *mnt, size_t len);
+
+/*
+ * Is a file of the open chain src (each layer, each VMDK extent) being
+ * written by someone else: QEMU's write lock byte held, a block device
+ * (or a partition or loop device of it) mounted read-write, or an fd
+ * open for writing in another process (our own never count)?  1 with
+ * the reason in why ("open for writing by qemu-io (pid 42)") and the
+ * file in who, 0 when not, -1 with err set.
+ */
+int inuse_source_writer(const struct image *src, char *why, size_t len,
+                        char *who, size_t wlen, struct df_error *err);
 
 /* signature.c: check 6.  1 with a description ("an ext4 filesystem",
  * "non-zero data at offset 4096") in desc, 0 when empty, -1 on error. */

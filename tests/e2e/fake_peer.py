@@ -9,6 +9,8 @@ MODE:
   truncated   a valid HELLO, then half a frame, then exit
   version     a HELLO for protocol versions 9..12
   badwrite    a remote source whose first WRITE does not decompress
+  oldsrc      a server of before MSG_FEAT_SRC_CHECK: answers OPEN_SRC with
+              an ERROR that names the flags it received
 """
 import os
 import struct
@@ -64,6 +66,14 @@ def main():
         read_frame()                                    # READ_STREAM
         out.write(frame(9, struct.pack("<QQBI", 0, 0, 1, 65536) +
                         b"\x28\xb5\x2f\xfd" + os.urandom(100)))
+    elif mode == "oldsrc":
+        read_frame()
+        out.write(hello())
+        out.flush()
+        t, p = read_frame()                             # OPEN_SRC
+        flags = struct.unpack("<I", p[:4])[0] if t == 4 else -1
+        out.write(frame(2, struct.pack("<BqI", 6, -1, 0) + s("/fake") +
+                        s("old server got open flags %d" % flags)))
     out.flush()
     sys.stdin.buffer.read()
 

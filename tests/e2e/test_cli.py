@@ -1,7 +1,17 @@
 """Command line: --help, usage errors, strict numbers, exit codes."""
+import fcntl
+import os
+import pty
+import re
+import struct
+import subprocess
+import termios
+import threading
+import time
+
 import pytest
 
-from conftest import df
+from conftest import DISKFERRY, df
 
 
 @pytest.mark.parametrize("cmd", ["info", "create", "copy", "verify"])
@@ -44,6 +54,11 @@ def test_top_help_and_unknown_command():
     (["create", "--size", "0x10", "x"],
      "--size: invalid size '0x10' (examples: 4096, 64K, 20M, 1.5G)"),
     (["create", "x"], "--size is required"),
+    (["create", "--size", "0", "x"], "--size: must be more than 0"),
+    (["create", "--size", "1000", "x"],
+     "--size 1000: not a multiple of 512 bytes"),
+    (["create", "--size", "4097", "x"],
+     "--size 4097: not a multiple of 512 bytes"),
     (["verify", "a"], "expected two disks A and B"),
     (["info"], "expected one IMAGE"),
 ])
@@ -65,3 +80,59 @@ def test_unknown_options_one_line(args, line):
     assert p.returncode == 2
     assert p.stderr.decode() == "diskferry: %s: %s\ndiskferry: try " \
         "'diskferry %s --help'\n" % (args[0], line, args[0])
+
+
+def progress_on_pty(argv, cols, feed=None, env=None):
+    """Run argv with stderr on a terminal `cols` columns wide (stdin a
+    pipe fed by feed(pipe)); returns what the terminal showed."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols,
+                                                       0, 0))
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=slave, env=env)
+    os.close(slave)
+    out = []
+
+    def reader():
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            out.append(chunk)
+    t = threading.Thread(target=reader)
+    t.start()
+    if feed:
+        feed(p.stdin)
+    p.stdin.close()
+    p.stdout.read()
+    assert p.wait(timeout=120) == 0
+    t.join(timeout=10)
+    os.close(master)
+    return b"".join(out).decode(errors="replace")
+
+
+def visible_lines(shown):
+    """Each redraw of the progress line, escape codes removed."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", shown)
+    return [x for x in re.split(r"[\r\n]+", text) if x]
+
+
+def test_progress_fits_a_narrow_terminal(tmp_path):
+    """Issue 14 item 15: the progress line is built to the terminal's
+    width (40 columns here) and never wraps."""
+    dst = tmp_path / "out.img"
+
+    def slowly(pipe):
+        for _ in range(30):
+            pipe.write(os.urandom(64 << 10))
+            pipe.flush()
+            time.sleep(0.1)
+    shown = progress_on_pty([DISKFERRY, "copy", "--progress", "-", str(dst)],
+                            40, slowly)
+    lines = visible_lines(shown)
+    assert any("copy:" in x and "/s" in x for x in lines), shown
+    for x in lines:
+        assert len(x) <= 40, (len(x), x)

@@ -18,7 +18,8 @@ def test_create_never_replaces(tmp_path):
     dst.write_bytes(b"keep me")
     p = df("create", "--size", "1M", dst)
     assert p.returncode == 3
-    assert b"refusing to write" in p.stderr
+    assert b"refusing to create" in p.stderr
+    assert b"give --overwrite" not in p.stderr
     assert dst.read_bytes() == b"keep me"
 
 

@@ -109,8 +109,15 @@ def test_new_path_under_dev_refused(tmp_path):
 def test_create_never_replaces(tmp_path):
     dst = tmp_path / "exists.img"
     dst.write_bytes(b"keep me")
-    refused(["create", "--size", "1M", dst], dst,
-            "file exists (give --overwrite to write over it)")
+    before = sha256_file(dst)
+    p = df("create", "--size", "1M", dst)
+    assert p.returncode == 3
+    # create takes no --overwrite: the refusal does not offer it.
+    assert p.stderr.decode() == (
+        "diskferry: create: refusing to create %s: it exists (create never "
+        "replaces a file; delete it first, or use copy --overwrite to write "
+        "over it)\n" % dst)
+    assert sha256_file(dst) == before
 
 
 # --- check 1: mounted ----------------------------------------------------

@@ -359,15 +359,25 @@ static void test_mountinfo(void)
           "36 35 98:0 /mnt1 /mnt/with\\040space rw,noatime master:1 - "
           "ext3 /dev/root rw,errors=continue\n"
           "37 35 7:3 / /srv/x rw shared:5 master:2 - ext4 /dev/loop3 rw\n"
+          "38 35 7:4 / /srv/ro ro,relatime - ext4 /dev/loop4 ro\n"
+          "39 35 7:5 / /srv/ro5 ro - ext4 /dev/loop5 ro,data=ordered\n"
+          "40 35 7:5 / /srv/rw5 rw - ext4 /dev/loop5 rw,data=ordered\n"
           "garbage\n", fp);
     fclose(fp);
-    CHECK(inuse_mount_point(p, makedev(98, 0), mnt, sizeof(mnt)) == 1);
+    CHECK(inuse_mount_point(p, makedev(98, 0), false, mnt, sizeof(mnt)) == 1);
     CHECK(!strcmp(mnt, "/mnt/with space"));
-    CHECK(inuse_mount_point(p, makedev(7, 3), mnt, sizeof(mnt)) == 1);
+    CHECK(inuse_mount_point(p, makedev(7, 3), false, mnt, sizeof(mnt)) == 1);
     CHECK(!strcmp(mnt, "/srv/x"));
-    CHECK(inuse_mount_point(p, makedev(8, 1), mnt, sizeof(mnt)) == 0);
+    CHECK(inuse_mount_point(p, makedev(8, 1), false, mnt, sizeof(mnt)) == 0);
+    /* Read-write only: a read-only superblock does not count; a second
+     * mount of the same device that is read-write does. */
+    CHECK(inuse_mount_point(p, makedev(7, 3), true, mnt, sizeof(mnt)) == 1);
+    CHECK(inuse_mount_point(p, makedev(7, 4), false, mnt, sizeof(mnt)) == 1);
+    CHECK(inuse_mount_point(p, makedev(7, 4), true, mnt, sizeof(mnt)) == 0);
+    CHECK(inuse_mount_point(p, makedev(7, 5), true, mnt, sizeof(mnt)) == 1);
+    CHECK(!strcmp(mnt, "/srv/rw5"));
     path_in(p, "no-such-mountinfo");
-    CHECK(inuse_mount_point(p, makedev(8, 1), mnt, sizeof(mnt)) == -1);
+    CHECK(inuse_mount_point(p, makedev(8, 1), false, mnt, sizeof(mnt)) == -1);
 }
 
 static void test_dry_run_sink(void)

@@ -109,6 +109,9 @@ static const char copy_usage[] =
     "direction)\n"
     "                          from the receiving side's journal; "
     "verified in full\n"
+    "      --timeout SECS      give up on a host that answers nothing for "
+    "SECS\n"
+    "                          seconds (default 60)\n"
     "      --progress          draw progress (default: when stderr is a "
     "terminal)\n"
     "      --no-progress       never draw progress\n"
@@ -140,7 +143,7 @@ enum {
     OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
     OPT_RSH, OPT_REMOTE_PATH, OPT_COMPRESS, OPT_BWLIMIT, OPT_TRANSPORT,
     OPT_STREAMS, OPT_RESUME,
-    OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
+    OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO, OPT_TIMEOUT,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
@@ -167,6 +170,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "transport", required_argument, NULL, OPT_TRANSPORT },
         { "streams", required_argument, NULL, OPT_STREAMS },
         { "resume", no_argument, NULL, OPT_RESUME },
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -229,6 +233,12 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
                 return DF_USAGE;
             break;
         case OPT_RESUME: o->ro.resume = true; break;
+        case OPT_TIMEOUT:
+            if (cli_parse_uint(c, "--timeout", optarg, 1, 86400,
+                               &o->ro.timeout))
+                return DF_USAGE;
+            o->ro.pass_timeout = true;
+            break;
         case 'q': c->quiet = true; break;
         case 'v': c->verbose++; break;
         case 'h': fputs(copy_usage, stdout); return -1;
@@ -579,11 +589,18 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     o->ro.threads = o->jo.threads;      /* compression workers too */
     o->ro.dry_run = o->dry_run;
     o->ro.force_share = o->src_io.force_share;
-    if (o->undo) {
-        df_usage(&err, "--undo with a remote DST is not supported yet");
+    /* The same question as a local overwrite, asked here for the
+     * remote host's check (safety.h check 6). */
+    o->ro.ask = o->overwrite && !o->yes && !o->dry_run &&
+                isatty(STDIN_FILENO) && isatty(STDERR_FILENO);
+    if (o->undo && dep->kind != EP_REMOTE) {
+        df_usage(&err, "--undo: the journal is kept on the destination's "
+                 "host; this destination is local");
         goto fail;
     }
+    o->ro.undo = o->undo;
     if (dep->kind == EP_REMOTE) {
+        bool created = false;
         if (sep->kind == EP_STREAM) {
             df_usage(&err, "a stream on stdin cannot go to a remote host "
                      "yet: give a file or device as SRC");
@@ -595,8 +612,11 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
             remote_connect(&o->ro, &r, &err) < 0 ||
             remote_open_dst(r, src->size,
                             remote_src_id(src->path, src->size), &sink,
-                            &err) < 0)
+                            &created, &err) < 0)
             goto fail;
+        if (o->undo && created)
+            cli_warn(&o->c, "--undo: %s is new: there is nothing to save "
+                     "(to undo, delete it)", dst_path);
         if (o->dry_run) {
             /* The remote host ran its checks; show what would travel. */
             d.sink = dryrun_sink_new(dst_path, src->size,
@@ -610,6 +630,10 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
         }
     } else {
         o->ro.format = o->src_io.open.format;
+        o->ro.parent_dirs = o->src_io.open.parent_dirs;
+        o->ro.n_parent_dirs = o->src_io.open.n_parent_dirs;
+        o->ro.parents = o->src_io.open.parent_overrides;
+        o->ro.n_parents = o->src_io.open.n_parent_overrides;
         if (remote_connect(&o->ro, &r, &err) < 0 ||
             remote_open_src(r, &o->remote_size, fmt, sizeof(fmt),
                             &err) < 0)

@@ -32,10 +32,14 @@ static const char serve_usage[] =
     "      --threads N       digest and read threads (default: cores)\n"
     "      --no-tcp          refuse --transport tcp (data only over "
     "ssh)\n"
+    "      --timeout SECS    give up on a client that answers nothing for "
+    "SECS\n"
+    "                        seconds (default 60)\n"
     "  -v, --verbose         also print errors on stderr\n"
     "  -h, --help            this text\n";
 
-enum { OPT_ROOT = 256, OPT_ALLOW, OPT_STATE_DIR, OPT_THREADS, OPT_NO_TCP };
+enum { OPT_ROOT = 256, OPT_ALLOW, OPT_STATE_DIR, OPT_THREADS, OPT_NO_TCP,
+       OPT_TIMEOUT };
 
 int cmd_serve(int argc, char **argv)
 {
@@ -45,6 +49,7 @@ int cmd_serve(int argc, char **argv)
         { "state-dir", required_argument, NULL, OPT_STATE_DIR },
         { "threads", required_argument, NULL, OPT_THREADS },
         { "no-tcp", no_argument, NULL, OPT_NO_TCP },
+        { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
@@ -68,6 +73,11 @@ int cmd_serve(int argc, char **argv)
             break;
         case OPT_STATE_DIR: o.state_dir = optarg; break;
         case OPT_NO_TCP: o.no_tcp = true; break;
+        case OPT_TIMEOUT:
+            if (cli_parse_uint(&c, "--timeout", optarg, 1, 86400,
+                               &o.timeout))
+                return DF_USAGE;
+            break;
         case OPT_THREADS:
             if (cli_parse_uint(&c, "--threads", optarg, 1, 64, &o.threads))
                 return DF_USAGE;

@@ -4,6 +4,7 @@
 #include "chan.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <poll.h>
@@ -22,6 +23,31 @@ void chan_init(struct chan *c, int rfd, int wfd, const char *peer)
     c->wfd = wfd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     pthread_mutex_init(&c->wlock, NULL);
+    df_error_init(&c->werr);
+    c->rd_timeout_ms = c->wr_timeout_ms = -1;
+}
+
+void chan_set_timeouts(struct chan *c, int rd_ms, int wr_ms)
+{
+    c->rd_timeout_ms = rd_ms;
+    c->wr_timeout_ms = wr_ms;
+    if (wr_ms >= 0 && c->wfd >= 0) {
+        int fl = fcntl(c->wfd, F_GETFL);
+        if (fl >= 0)
+            fcntl(c->wfd, F_SETFL, fl | O_NONBLOCK);
+    }
+}
+
+int chan_wait(int fd, short events, int timeout_ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = events};
+    int r;
+    do
+        r = poll(&pfd, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        errno = ETIMEDOUT;
+    return r > 0 ? 0 : -1;
 }
 
 void chan_release(struct chan *c)
@@ -55,7 +81,7 @@ int chan_seal(struct chan *c, const uint8_t key[32], uint32_t send_id,
     return 0;
 }
 
-int chan_write_full(int fd, const void *buf, size_t len)
+int chan_write_full(int fd, const void *buf, size_t len, int timeout_ms)
 {
     const uint8_t *p = buf;
     while (len) {
@@ -64,8 +90,8 @@ int chan_write_full(int fd, const void *buf, size_t len)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-                poll(&pfd, 1, -1);
+                if (chan_wait(fd, POLLOUT, timeout_ms) < 0)
+                    return -1;
                 continue;
             }
             return -1;
@@ -76,18 +102,21 @@ int chan_write_full(int fd, const void *buf, size_t len)
     return 0;
 }
 
-long chan_read_full(int fd, void *buf, size_t len)
+long chan_read_full(int fd, void *buf, size_t len, int timeout_ms)
 {
     uint8_t *p = buf;
     size_t got = 0;
     while (got < len) {
+        /* poll first: a blocking fd then never blocks in read(2) */
+        if (timeout_ms >= 0 && chan_wait(fd, POLLIN, timeout_ms) < 0)
+            return -1;
         ssize_t r = read(fd, p + got, len - got);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                struct pollfd pfd = {.fd = fd, .events = POLLIN};
-                poll(&pfd, 1, -1);
+                if (chan_wait(fd, POLLIN, timeout_ms) < 0)
+                    return -1;
                 continue;
             }
             return -1;
@@ -112,7 +141,12 @@ static int chan_write_limited(struct chan *c, const uint8_t *p, size_t len,
         size_t n = c->bw ? (len < BWLIMIT_CHUNK ? len : BWLIMIT_CHUNK)
                          : len;
         bwlimit_take(c->bw, n);
-        if (chan_write_full(c->wfd, p, n) < 0) {
+        if (chan_write_full(c->wfd, p, n, c->wr_timeout_ms) < 0) {
+            if (errno == ETIMEDOUT) {
+                c->timed_out = true;
+                return df_net(err, c->peer, "no answer for %d s",
+                              (c->wr_timeout_ms + 999) / 1000);
+            }
             if (errno == EPIPE || errno == ECONNRESET)
                 return df_net(err, c->peer, "connection closed by the "
                               "remote side");
@@ -135,7 +169,11 @@ int chan_send(struct chan *c, uint8_t type, const void *hdr, size_t hlen,
         return df_net(err, c->peer, "internal: frame of %zu bytes", plen);
     pthread_mutex_lock(&c->wlock);
     if (c->wdead) {
-        df_net(err, c->peer, "connection closed after an earlier error");
+        if (c->werr.cat != DF_OK)
+            df_error_copy(err, &c->werr);
+        else
+            df_net(err, c->peer, "connection closed after an earlier "
+                   "error");
         goto out;
     }
     size_t total = 4 + 1 + plen + (c->sealed ? MSG_TAG_LEN : 0);
@@ -174,8 +212,10 @@ int chan_send(struct chan *c, uint8_t type, const void *hdr, size_t hlen,
         }
     }
     ret = chan_write_limited(c, f, total, err);
-    if (ret < 0)
+    if (ret < 0) {
         c->wdead = true;
+        df_error_copy(&c->werr, err);
+    }
 out:
     pthread_mutex_unlock(&c->wlock);
     return ret;
@@ -190,7 +230,8 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **bufp, size_t *lenp,
     if (c->rdead)
         return df_net(err, c->peer, "connection closed after an earlier "
                       "error");
-    long r = chan_read_full(c->rfd, hdr, c->sealed ? 4 : 5);
+    long r = chan_read_full(c->rfd, hdr, c->sealed ? 4 : 5,
+                            c->rd_timeout_ms);
     if (r == 0)
         return 1;
     if (r < 0)
@@ -209,7 +250,7 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **bufp, size_t *lenp,
         buf = malloc(len ? len : 1);
         if (!buf)
             return df_net(err, c->peer, "out of memory for a frame");
-        r = chan_read_full(c->rfd, buf, len);
+        r = chan_read_full(c->rfd, buf, len, c->rd_timeout_ms);
         if (r < 0)
             goto ioerr;
         if ((uint32_t)r < len)
@@ -229,7 +270,7 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **bufp, size_t *lenp,
     buf = malloc(len);
     if (!buf)
         return df_net(err, c->peer, "out of memory for a frame");
-    r = chan_read_full(c->rfd, buf, len);
+    r = chan_read_full(c->rfd, buf, len, c->rd_timeout_ms);
     if (r < 0)
         goto ioerr;
     if ((uint32_t)r < len)
@@ -265,5 +306,10 @@ trunc:
 ioerr:
     free(buf);
     c->rdead = true;
+    if (errno == ETIMEDOUT) {
+        c->timed_out = true;
+        return df_net(err, c->peer, "no answer for %d s",
+                      (c->rd_timeout_ms + 999) / 1000);
+    }
     return df_fail(err, DF_NET, errno, c->peer, -1, "receive failed");
 }

@@ -13,6 +13,10 @@
  *     receiving direction is dead (every later chan_recv fails; an
  *     ERROR can still be sent).
  *  4. Sent frames pass the session's bwlimit (may be NULL) in chunks.
+ *  5. No wait is endless when a timeout is set: a write that cannot go
+ *     on for wr_timeout_ms, or a read that sees no byte for
+ *     rd_timeout_ms, fails with DF_NET "no answer for N s" and sets
+ *     timed_out (the peer is stopped or gone, not merely slow).
  */
 #ifndef DF_CHAN_H
 #define DF_CHAN_H
@@ -41,6 +45,9 @@ struct chan {
     uint8_t *sbuf;              /* seal buffer */
     size_t scap;
     bool rdead, wdead;          /* a direction failed: it stays failed */
+    struct df_error werr;       /* why wdead */
+    int rd_timeout_ms, wr_timeout_ms;   /* -1: none (chan_init) */
+    _Atomic bool timed_out;
     _Atomic uint64_t bytes_out, bytes_in;
 };
 
@@ -63,9 +70,18 @@ int chan_send(struct chan *c, uint8_t type, const void *hdr, size_t hlen,
 int chan_recv(struct chan *c, uint8_t *type, uint8_t **buf, size_t *len,
               struct df_error *err);
 
-/* write(2)/read(2) loops: -1 with errno set; chan_read_full returns the
+/* Timeouts (invariant 5), in ms, -1 for none.  A write timeout makes
+ * wfd non-blocking (the fd is ours alone). */
+void chan_set_timeouts(struct chan *c, int rd_ms, int wr_ms);
+
+/* poll(2) fd for events up to timeout_ms (-1: for ever): 0 when ready,
+ * -1 with errno (ETIMEDOUT). */
+int chan_wait(int fd, short events, int timeout_ms);
+
+/* write(2)/read(2) loops: -1 with errno set (ETIMEDOUT when nothing
+ * moved for timeout_ms; -1: wait for ever); chan_read_full returns the
  * bytes read (< len only at EOF). */
-int chan_write_full(int fd, const void *buf, size_t len);
-long chan_read_full(int fd, void *buf, size_t len);
+int chan_write_full(int fd, const void *buf, size_t len, int timeout_ms);
+long chan_read_full(int fd, void *buf, size_t len, int timeout_ms);
 
 #endif

@@ -33,6 +33,11 @@ static const char *const msg_names[] = {
     [MSG_TCP_OFFER] = "TCP_OFFER",
     [MSG_STREAM_HELLO] = "STREAM_HELLO",
     [MSG_DONE] = "DONE",
+    [MSG_KEEPALIVE] = "KEEPALIVE",
+    [MSG_ASK] = "ASK",
+    [MSG_ANSWER] = "ANSWER",
+    [MSG_UNDO] = "UNDO",
+    [MSG_UNDONE] = "UNDONE",
 };
 
 const char *msg_type_name(uint8_t type)
@@ -272,6 +277,20 @@ void msg_enc_tcp_offer(struct msg_buf *b, uint16_t port,
     msg_put_bytes(b, key, 32);
 }
 
+void msg_enc_open_opts(struct msg_buf *b, size_t n, const uint8_t *kinds,
+                       const char *const *vals)
+{
+    if (n > MSG_MAX_OPEN_OPTS) {
+        b->failed = true;
+        return;
+    }
+    msg_put_u16(b, (uint16_t)n);
+    for (size_t i = 0; i < n; i++) {
+        msg_put_u8(b, kinds[i]);
+        msg_put_str(b, vals[i]);
+    }
+}
+
 /* ---- decoding: a cursor that fails once and stays failed ---- */
 
 struct msg_rd {
@@ -356,6 +375,45 @@ static void rd_ranges(struct msg_rd *r, struct msg *m, size_t rec)
     m->data_len = (size_t)m->n * rec;
 }
 
+/* The options tail of OPEN_*: absent, or n entries (kind, string),
+ * each checked here so that msg_open_opt() need not. */
+static void rd_open_opts(struct msg_rd *r, struct msg *m)
+{
+    m->n = 0;
+    if (r->bad || r->pos == r->len)
+        return;
+    m->n = rd_u16(r, "option count");
+    if (!r->bad && m->n > MSG_MAX_OPEN_OPTS)
+        r->bad = "option count";
+    size_t start = r->pos;
+    for (uint32_t i = 0; i < m->n && !r->bad; i++) {
+        uint8_t kind = rd_u8(r, "option");
+        uint16_t n = rd_u16(r, "option");
+        if (!r->bad && (kind < OPT_UNDO || kind > OPT_PARENT ||
+                        n == 0 || n > MSG_MAX_STR))
+            r->bad = "option";
+        const uint8_t *p = rd_take(r, n, "option");
+        if (p && memchr(p, 0, n))
+            r->bad = "option";
+    }
+    m->data = r->p + start;
+    m->data_len = r->pos - start;
+}
+
+int msg_open_opt(const struct msg *m, size_t *pos, uint8_t *kind,
+                 char *out)
+{
+    if (*pos + 3 > m->data_len)
+        return 0;
+    const uint8_t *p = m->data + *pos;
+    uint16_t n = get_le16(p + 1);
+    *kind = p[0];
+    memcpy(out, p + 3, n);
+    out[n] = '\0';
+    *pos += 3 + (size_t)n;
+    return 1;
+}
+
 int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
                const char *peer, struct df_error *err)
 {
@@ -400,6 +458,7 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         }
         rd_str(&r, m->s1, "format");
         rd_str(&r, m->s2, "path");
+        rd_open_opts(&r, m);
         if (!r.bad && (m->flags & ~OPEN_FLAGS_ALL))
             r.bad = "open flags";
         if (!r.bad && !m->s2[0])
@@ -495,12 +554,33 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         const uint8_t *k = rd_take(&r, 32, "key");
         if (k)
             memcpy(m->key, k, 32);
+        if (!r.bad && r.pos < r.len)
+            rd_str(&r, m->s1, "address");
         break;
     }
     case MSG_STREAM_HELLO:
         m->stream_id = rd_u32(&r, "stream id");
         break;
     case MSG_DONE:
+    case MSG_ANSWER:
+        m->flags = rd_u32(&r, "flags");
+        break;
+    case MSG_KEEPALIVE:
+        break;
+    case MSG_ASK:
+        rd_str(&r, m->s1, "what");
+        rd_str(&r, m->s2, "name");
+        break;
+    case MSG_UNDO:
+        m->flags = rd_u32(&r, "flags");
+        rd_str(&r, m->s1, "journal");
+        rd_str(&r, m->s2, "destination");
+        if (!r.bad && !m->s1[0])
+            r.bad = "journal";
+        break;
+    case MSG_UNDONE:
+        m->off = rd_u64(&r, "records");
+        m->len = rd_u64(&r, "bytes");
         m->flags = rd_u32(&r, "flags");
         break;
     default:

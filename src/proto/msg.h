@@ -38,6 +38,10 @@
  *                OPEN_CREATE), size u64, src_id u64, format string,
  *                path string
  *   OPEN_SRC     flags u32 (OPEN_FORCE_SHARE), format string, path string
+ *                [OPEN_DST, OPEN_SRC with MSG_FEAT_OPEN_OPTS: n u16, n x
+ *                (kind u8, string): OPT_UNDO journal (destination),
+ *                OPT_PARENT_DIR dir, OPT_PARENT "CHILD=PARENT" (source);
+ *                paths on the server's host, confined as the image path]
  *   OPENED       flags u32 (OPENED_DST_IS_ZERO, OPENED_RESUMED), size u64,
  *                format string, name string (as the server calls it)
  *   MAP_REQ      off u64, len u64
@@ -57,9 +61,20 @@
  *                skip (resume) come as RESUME_RANGES before it
  *   STREAM_END   seq u64 (data frames sent), digest: alg u8, len u8, bytes
  *   TCP_REQ      streams u32
- *   TCP_OFFER    port u16, key[32]
+ *   TCP_OFFER    port u16, key[32] [MSG_FEAT_TCP_ADDR: address string:
+ *                where serve listens, the address ssh arrived on]
  *   STREAM_HELLO stream id u32 (first frame on a TCP stream, sealed)
  *   DONE         flags u32 (DONE_VERIFIED: remove the resume journal)
+ *   KEEPALIVE    (empty; MSG_FEAT_KEEPALIVE: each side sends one every
+ *                SESSION_KEEPALIVE_S, so a silent peer is a dead one)
+ *   ASK          what string (what the destination holds), name string
+ *                (MSG_FEAT_ASK: OPEN_DST with OPEN_ASK found data to
+ *                overwrite; the client asks its user, then answers)
+ *   ANSWER       flags u32 (ANSWER_YES: go ahead; 0: refused)
+ *   UNDO         flags u32 (UNDO_DRY_RUN), journal string, dst string
+ *                (may be empty: the one recorded); MSG_FEAT_UNDO
+ *   UNDONE       records u64, bytes u64, flags u32 (UNDONE_COMPLETE,
+ *                UNDONE_TRUNCATED)
  *
  * Sequences (-> client to server, <- server to client):
  *
@@ -74,6 +89,13 @@
  *   -> FLUSH(seq)  <- FLUSHED         <- STREAM_END(seq, source digest)
  *   -> DIGEST_REQ  <- DIGEST          (client writes, verifies locally)
  *   -> DONE                           -> DONE
+ *
+ *   Confirmation (--overwrite on the client's terminal, without --yes):
+ *   -> OPEN_DST(OPEN_ASK)  <- ASK(what, name)  -> ANSWER(yes)
+ *   <- OPENED; an ANSWER without ANSWER_YES is answered by an ERROR
+ *   (exit 3) and nothing is written.
+ *
+ *   diskferry undo host:JOURNAL:  -> HELLO <- HELLO -> UNDO <- UNDONE
  *
  *   Resume (--resume after a broken link or kill -9 of either side):
  *   the receiving end keeps a journal of ranges written and made durable
@@ -100,9 +122,10 @@
  * Versioning: each side sends the range of protocol versions it speaks
  * [ver_min, ver_max]; the session uses the highest common version, and
  * no common version is an error naming both ranges.  New message types
- * and fields appended to a payload need a new version; optional
- * abilities are feature bits (MSG_FEAT_*) and the session uses the AND
- * of both sides' features.  A receiver refuses unknown message types
+ * and fields appended to a payload need a new version or a feature bit
+ * (MSG_FEAT_*: the session uses the AND of both sides' features, and a
+ * message or field that a feature brings is sent only when the session
+ * has it; the receiver accepts the field's absence).  A receiver refuses unknown message types
  * and trailing bytes: the version settles what is valid.
  */
 #ifndef DF_MSG_H
@@ -150,7 +173,12 @@ enum msg_type {
     MSG_TCP_OFFER = 20,
     MSG_STREAM_HELLO = 21,
     MSG_DONE = 22,
-    MSG_TYPE_MAX = 22,
+    MSG_KEEPALIVE = 23,
+    MSG_ASK = 24,
+    MSG_ANSWER = 25,
+    MSG_UNDO = 26,
+    MSG_UNDONE = 27,
+    MSG_TYPE_MAX = 27,
 };
 
 /* Feature bits in HELLO. */
@@ -162,12 +190,17 @@ enum msg_feature {
     MSG_FEAT_XXH128 = 1u << 4,
     MSG_FEAT_SHA256 = 1u << 5,
     MSG_FEAT_TRIM = 1u << 6,
+    MSG_FEAT_KEEPALIVE = 1u << 7,   /* KEEPALIVE; silence is a timeout */
+    MSG_FEAT_ASK = 1u << 8,         /* OPEN_ASK, ASK, ANSWER */
+    MSG_FEAT_OPEN_OPTS = 1u << 9,   /* the options tail of OPEN_* */
+    MSG_FEAT_UNDO = 1u << 10,       /* OPT_UNDO, UNDO, UNDONE */
+    MSG_FEAT_TCP_ADDR = 1u << 11,   /* the address in TCP_OFFER */
     /* The server checks a source for writers (safety_check_source) and
      * understands OPEN_FORCE_SHARE.  An older server does neither: the
      * client then never sends the flag (it would be refused). */
-    MSG_FEAT_SRC_CHECK = 1u << 7,
+    MSG_FEAT_SRC_CHECK = 1u << 12,
 };
-#define MSG_FEAT_ALL 0xffu
+#define MSG_FEAT_ALL 0x1fffu
 
 /* OPEN_DST / OPEN_SRC flags. */
 enum msg_open_flags {
@@ -177,8 +210,24 @@ enum msg_open_flags {
     OPEN_CREATE = 1u << 3,      /* create the file if it does not exist */
     OPEN_FORCE_SHARE = 1u << 4, /* OPEN_SRC: read it even if in use
                                    (only with MSG_FEAT_SRC_CHECK) */
+    OPEN_ASK = 1u << 5,         /* ask the client before overwriting */
 };
-#define OPEN_FLAGS_ALL 0x1fu
+#define OPEN_FLAGS_ALL 0x3fu
+
+/* Kinds in the options tail of OPEN_DST / OPEN_SRC. */
+enum msg_open_opt {
+    OPT_UNDO = 1,               /* --undo JOURNAL (destination) */
+    OPT_PARENT_DIR = 2,         /* --parent-dir DIR (source) */
+    OPT_PARENT = 3,             /* --parent CHILD=PARENT (source) */
+};
+#define MSG_MAX_OPEN_OPTS 64
+
+enum msg_answer_flags { ANSWER_YES = 1u << 0 };
+enum msg_undo_flags { UNDO_DRY_RUN = 1u << 0 };
+enum msg_undone_flags {
+    UNDONE_COMPLETE = 1u << 0,
+    UNDONE_TRUNCATED = 1u << 1,
+};
 
 enum msg_opened_flags {
     OPENED_DST_IS_ZERO = 1u << 0,   /* new file: reads as zeros */
@@ -216,7 +265,8 @@ struct msg {
     uint32_t raw_len;
     const uint8_t *data;
     size_t data_len;
-    /* MAP_REPLY / RESUME_RANGES: n records at data (use msg_range()) */
+    /* MAP_REPLY / RESUME_RANGES: n records at data (use msg_range());
+     * OPEN_* options tail: n options at data (msg_open_opt()) */
     uint32_t n;
     bool last;
     /* DIGEST / DIGEST_REQ / STREAM_END */
@@ -248,6 +298,11 @@ static inline bool msg_is_data(uint8_t type)
  */
 int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
                const char *peer, struct df_error *err);
+/* The next option of an OPEN_* options tail, from *pos (start at 0):
+ * 1 with its kind and value (NUL-terminated, out has MSG_MAX_STR + 1
+ * bytes), 0 at the end.  msg_decode() has checked every entry. */
+int msg_open_opt(const struct msg *m, size_t *pos, uint8_t *kind,
+                 char *out);
 /* Record i of a MAP_REPLY (state != NULL) or RESUME_RANGES. */
 void msg_range(const struct msg *m, uint32_t i, uint64_t *off,
                uint64_t *len, uint8_t *state);
@@ -301,6 +356,10 @@ void msg_enc_read_stream(struct msg_buf *b, uint32_t flags, uint8_t comp,
                          uint8_t level, uint32_t streams, uint64_t bwlimit);
 void msg_enc_tcp_offer(struct msg_buf *b, uint16_t port,
                        const uint8_t key[32]);
+/* Append the options tail to an encoded OPEN_*: n options, kinds[i]
+ * with vals[i]. */
+void msg_enc_open_opts(struct msg_buf *b, size_t n, const uint8_t *kinds,
+                       const char *const *vals);
 
 /*
  * Negotiate from the peer's HELLO: fails with DF_NET naming both version

@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include "journal.h"
+#include "safety/safety.h"
 #include "sender.h"
 #include "session.h"
 #include "transport/bwlimit.h"
@@ -21,6 +22,7 @@
 #include "util/progress.h"
 
 #define REMOTE_MAX_BLOCK (1u << 20)
+#define REMOTE_MAX_PARENTS 32
 #define REMOTE_ACK_WINDOW (64ull << 20)
 #define REMOTE_COMMIT_BYTES (32ull << 20)
 #define REMOTE_COMMIT_SECONDS 1.0
@@ -64,13 +66,20 @@ int remote_connect(const struct remote_opts *o, struct remote **out,
     comp_ctl_init(&r->ctl, o->comp, o->level);
     signal(SIGPIPE, SIG_IGN);
     const char *args[2];
+    char tbuf[16];
     size_t nargs = 0;
+    if (o->pass_timeout) {      /* only when asked: older serves lack it */
+        snprintf(tbuf, sizeof(tbuf), "%u", o->timeout);
+        args[nargs++] = "--timeout";
+        args[nargs++] = tbuf;
+    }
     if (ssh_spawn(o->rsh ? o->rsh : "ssh", o->user, o->host,
                   o->remote_path ? o->remote_path : "diskferry", args,
-                  nargs, &r->ssh, err) < 0)
+                  nargs, o->verbose > 0, &r->ssh, err) < 0)
         goto fail;
     session_init(&r->s, r->ssh.rfd, r->ssh.wfd, o->host, false);
     r->has_session = true;
+    session_set_timeout(&r->s, o->timeout ? o->timeout : SESSION_TIMEOUT_S);
     r->s.bw = bwlimit_new(o->bwlimit);
     r->s.ctl.bw = r->s.bw;
     if (session_hello(&r->s, err) < 0)
@@ -78,8 +87,71 @@ int remote_connect(const struct remote_opts *o, struct remote **out,
     *out = r;
     return 0;
 fail:
+    remote_explain(r, err);
     remote_close(r);
     return -1;
+}
+
+/* Does the session need a feature the server lacks?  Then say which. */
+static int remote_need(struct remote *r, uint32_t feat, const char *what,
+                       struct df_error *err)
+{
+    if (r->s.features & feat)
+        return 0;
+    return df_net(err, r->o.host, "the remote diskferry is too old for "
+                  "%s: update it", what);
+}
+
+/* The options tail of OPEN_* (MSG_FEAT_OPEN_OPTS) from r->o. */
+static int remote_open_opts(struct remote *r, struct msg_buf *b, bool dst,
+                            struct df_error *err)
+{
+    uint8_t kinds[MSG_MAX_OPEN_OPTS];
+    const char *vals[MSG_MAX_OPEN_OPTS];
+    size_t n = 0;
+    if (dst && r->o.undo) {
+        kinds[n] = OPT_UNDO;
+        vals[n++] = r->o.undo;
+    }
+    for (size_t i = 0; !dst && i < r->o.n_parent_dirs; i++) {
+        kinds[n] = OPT_PARENT_DIR;
+        vals[n++] = r->o.parent_dirs[i];
+    }
+    char pairs[REMOTE_MAX_PARENTS][MSG_MAX_STR + 1];
+    for (size_t i = 0; !dst && i < r->o.n_parents; i++) {
+        if (i >= REMOTE_MAX_PARENTS || n >= MSG_MAX_OPEN_OPTS)
+            return df_usage(err, "too many --parent options");
+        if ((size_t)snprintf(pairs[i], sizeof(pairs[i]), "%s=%s",
+                             r->o.parents[i].child,
+                             r->o.parents[i].parent) >= sizeof(pairs[i]))
+            return df_usage(err, "--parent %s: too long",
+                            r->o.parents[i].child);
+        kinds[n] = OPT_PARENT;
+        vals[n++] = pairs[i];
+    }
+    if (!n)
+        return 0;
+    if (remote_need(r, MSG_FEAT_OPEN_OPTS | (dst ? MSG_FEAT_UNDO : 0),
+                    dst ? "--undo" : "--parent-dir and --parent", err) < 0)
+        return -1;
+    msg_enc_open_opts(b, n, kinds, vals);
+    return 0;
+}
+
+/* The server found data in the destination: ask our user (check 6). */
+static int remote_ask(struct remote *r, const struct msg *m,
+                      struct df_error *err)
+{
+    struct msg_buf b;
+    int ok = safety_confirm_overwrite(r->name, r->o.path, m->s1, NULL,
+                                      NULL, err);
+    msg_buf_init(&b);
+    msg_put_u32(&b, ok == 0 ? ANSWER_YES : 0);
+    struct df_error e;
+    df_error_init(&e);
+    int sent = session_send(&r->s, MSG_ANSWER, &b, ok == 0 ? err : &e);
+    msg_buf_release(&b);
+    return ok == 0 ? sent : -1;
 }
 
 /* ---- the remote sink ---- */
@@ -231,7 +303,7 @@ static int remote_data_channels(struct remote *r, struct df_error *err)
 }
 
 int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
-                    struct sink **out, struct df_error *err)
+                    struct sink **out, bool *created, struct df_error *err)
 {
     struct msg_buf b;
     struct rx_frame *f = NULL;
@@ -244,10 +316,37 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
         flags |= OPEN_RESUME;
     if (r->o.dry_run)
         flags |= OPEN_DRY_RUN;
+    if (r->o.ask) {
+        /* never write without the question the user expects */
+        if (!(r->s.features & MSG_FEAT_ASK)) {
+            df_refuse(err, r->name, "refusing to write: the remote "
+                      "diskferry cannot ask before overwriting (an older "
+                      "version): give --yes, or update it");
+            goto out;
+        }
+        flags |= OPEN_ASK;
+    }
     msg_enc_open(&b, flags, size, src_id, r->o.format, r->o.path, true);
-    if (session_send(&r->s, MSG_OPEN_DST, &b, err) < 0 ||
-        session_expect(&r->s, MSG_OPENED, &f, err) < 0)
+    if (remote_open_opts(r, &b, true, err) < 0 ||
+        session_send(&r->s, MSG_OPEN_DST, &b, err) < 0)
         goto out;
+    for (;;) {
+        if (session_recv_ctl(&r->s, &f, NULL, err) < 0)
+            goto out;
+        if (f->m.type == MSG_OPENED)
+            break;
+        if (f->m.type != MSG_ASK || !r->o.ask) {
+            df_net(err, r->s.peer, "protocol error: expected OPENED, got "
+                   "%s", msg_type_name(f->m.type));
+            goto out;
+        }
+        if (remote_ask(r, &f->m, err) < 0)
+            goto out;
+        rx_frame_free(f);
+        f = NULL;
+    }
+    if (created)
+        *created = f->m.flags & OPENED_DST_IS_ZERO;
     r->sink.ops = &remote_sink_ops;
     r->sink.priv = r;
     r->sink.size = size;
@@ -292,7 +391,8 @@ int remote_open_src(struct remote *r, uint64_t *size, char *format,
                      (r->s.features & MSG_FEAT_SRC_CHECK)
                      ? OPEN_FORCE_SHARE : 0;
     msg_enc_open(&b, flags, 0, 0, r->o.format, r->o.path, false);
-    if (session_send(&r->s, MSG_OPEN_SRC, &b, err) < 0 ||
+    if (remote_open_opts(r, &b, false, err) < 0 ||
+        session_send(&r->s, MSG_OPEN_SRC, &b, err) < 0 ||
         session_expect(&r->s, MSG_OPENED, &f, err) < 0)
         goto out;
     *size = f->m.size;
@@ -511,10 +611,54 @@ int remote_done(struct remote *r, bool verified, struct df_error *err)
     return ret;
 }
 
+int remote_undo(struct remote *r, const char *dst, struct undo_result *st,
+                struct df_error *err)
+{
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    memset(st, 0, sizeof(*st));
+    if (remote_need(r, MSG_FEAT_UNDO, "undo", err) < 0)
+        goto out;
+    msg_put_u32(&b, 0);
+    msg_put_str(&b, r->o.path);
+    msg_put_str(&b, dst ? dst : "");
+    if (session_send(&r->s, MSG_UNDO, &b, err) < 0 ||
+        session_expect(&r->s, MSG_UNDONE, &f, err) < 0)
+        goto out;
+    st->records = f->m.off;
+    st->bytes = f->m.len;
+    st->complete = f->m.flags & UNDONE_COMPLETE;
+    st->truncated = f->m.flags & UNDONE_TRUNCATED;
+    ret = 0;
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
+/* A local end of the session that the peer may explain. */
+static bool remote_hangup(const struct df_error *err)
+{
+    return err->cat == DF_NET &&
+           (strstr(err->msg, "connection closed") ||
+            err->errnum == EPIPE || err->errnum == ECONNRESET);
+}
+
 void remote_explain(struct remote *r, struct df_error *err)
 {
-    if (r && r->has_session)
-        session_explain(&r->s, err, 3.0);
+    if (!r || !r->has_session)
+        return;
+    /* The server may still be finishing what it will say: as long as
+     * the session would wait for it. */
+    double wait = r->s.timeout_ms >= 0 ? r->s.timeout_ms / 1000.0 + 1 : 3;
+    session_explain(&r->s, err, wait);
+    if (r->s.has_peer_err || !remote_hangup(err))
+        return;
+    /* No word from serve: ask ssh (exit status, stderr) why. */
+    if (ssh_wait(&r->ssh, 2000))
+        ssh_explain(&r->ssh, r->o.host, r->o.remote_path, err);
 }
 
 void remote_get_stats(const struct remote *r, struct remote_stats *st)
@@ -551,14 +695,18 @@ void remote_close(struct remote *r)
     sender_free(r->snd);
     r->snd = NULL;
     /* Then our end of the control channel closes: the server sees the
-     * end, commits its journal and exits; then ssh exits. */
+     * end, commits its journal and exits; then ssh exits.  A server
+     * that stopped answering is not waited for. */
+    int linger = r->has_session && session_timed_out(&r->s) ? 0 : 10000;
+    if (r->has_session)
+        session_quiet(&r->s);
     if (r->has_session && r->s.ctl.wfd >= 0) {
         close(r->s.ctl.wfd);
         r->s.ctl.wfd = -1;
     }
     for (unsigned i = 0; r->has_session && i < r->s.nstreams; i++)
         shutdown(r->s.streams[i].rfd, SHUT_RDWR);
-    ssh_close(&r->ssh, 10000);
+    ssh_close(&r->ssh, linger);
     if (r->has_session) {
         session_release(&r->s);
     } else {

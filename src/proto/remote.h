@@ -25,6 +25,7 @@
 #include "compress.h"
 #include "engine/job.h"
 #include "engine/sink.h"
+#include "image/image.h"
 #include "util/error.h"
 
 struct remote_opts {
@@ -42,10 +43,27 @@ struct remote_opts {
     bool force_share;           /* a remote source in use is read anyway */
     const char *format;         /* -O for a destination, -f for a source */
     unsigned threads;           /* compression workers; 0: cores */
-    int verbose;
+    int verbose;                /* > 0: relay the remote's stderr */
+    unsigned timeout;           /* --timeout seconds; 0: the default */
+    bool pass_timeout;          /* also give it to serve (--timeout) */
+    /* --overwrite on the user's terminal without --yes: if the remote
+     * destination holds data, ask the user to type its name (the same
+     * question as a local overwrite, naming host:PATH) */
+    bool ask;
+    const char *undo;           /* --undo JOURNAL on the remote host */
+    /* image options of a remote source, interpreted on its host */
+    const char *const *parent_dirs;
+    size_t n_parent_dirs;
+    const struct parent_override *parents;
+    size_t n_parents;
 };
 
 struct remote;
+
+struct undo_result {
+    uint64_t records, bytes;
+    bool complete, truncated;
+};
 
 struct remote_stats {
     uint64_t bytes_wire;        /* sent + received on all channels */
@@ -61,9 +79,11 @@ int remote_connect(const struct remote_opts *o, struct remote **out,
                    struct df_error *err);
 /* Open the remote destination (size bytes) and return a sink for the
  * engine (owned by r: do not free).  src_id identifies the source for
- * the resume journal. */
+ * the resume journal.  With o->ask, the server's question is asked
+ * here (on stderr, answered on stdin); *created (may be NULL) says the
+ * destination is a new file. */
 int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
-                    struct sink **out, struct df_error *err);
+                    struct sink **out, bool *created, struct df_error *err);
 /* Open the remote source: its size and format. */
 int remote_open_src(struct remote *r, uint64_t *size, char *format,
                     size_t flen, struct df_error *err);
@@ -83,6 +103,13 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
                      const struct extent_list *skip,
                      const struct job_opts *opts, struct job_stats *st,
                      struct df_error *err);
+/*
+ * `diskferry undo host:JOURNAL [DST]`: serve runs the undo on its host
+ * (its confinement applies to JOURNAL and DST; DST NULL: the recorded
+ * one).  st receives what it reported.
+ */
+int remote_undo(struct remote *r, const char *dst, struct undo_result *st,
+                struct df_error *err);
 /* Tell the server the job is over (it removes its resume journal). */
 int remote_done(struct remote *r, bool verified, struct df_error *err);
 /* Prefer the remote's own ERROR over a local "connection closed". */

@@ -127,6 +127,48 @@ int serve_confine(const struct serve_opts *o, const char *path,
 
 /* ---- destination ---- */
 
+/* Check 6 asked on the client's terminal (OPEN_ASK): ASK, then wait for
+ * the ANSWER (KEEPALIVEs meanwhile say the user is still there). */
+static int serve_ask(void *ctx, const char *desc, struct df_error *err)
+{
+    struct serve *sv = ctx;
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    msg_put_str(&b, desc);
+    msg_put_str(&b, sv->path);
+    if (session_send(&sv->s, MSG_ASK, &b, err) < 0 ||
+        session_expect(&sv->s, MSG_ANSWER, &f, err) < 0)
+        goto out;
+    if (f->m.flags & ANSWER_YES)
+        ret = 0;
+    else
+        df_refuse(err, sv->path, "refusing to write: not confirmed");
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
+/* The options tail of OPEN_DST: --undo JOURNAL, confined for writing. */
+static int serve_dst_opts(struct serve *sv, const struct msg *m,
+                          char *undo, struct df_error *err)
+{
+    char val[MSG_MAX_STR + 1];
+    uint8_t kind;
+    size_t pos = 0;
+    undo[0] = '\0';
+    while (msg_open_opt(m, &pos, &kind, val)) {
+        if (kind != OPT_UNDO)
+            return df_usage(err, "--parent-dir and --parent apply to a "
+                            "source");
+        if (serve_confine(sv->o, val, true, undo, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int serve_open_dst(struct serve *sv, const struct msg *m,
                           bool *dst_is_zero, bool *resumed,
                           struct extent_list *done, struct df_error *err)
@@ -134,7 +176,8 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     const char *fmt = m->s1[0] ? m->s1 : "raw";
     bool resume = m->flags & OPEN_RESUME;
     struct stat st;
-    char jpath[PATH_MAX];
+    char jpath[PATH_MAX], undo[PATH_MAX];
+    uint64_t orig_size = 0;
 
     *dst_is_zero = false;
     *resumed = false;
@@ -143,7 +186,8 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         sv->sink = sv->o->open_dst_hook(m->s2, m->size, err);
         return sv->sink ? 0 : -1;
     }
-    if (serve_confine(sv->o, m->s2, true, sv->path, err) < 0)
+    if (serve_confine(sv->o, m->s2, true, sv->path, err) < 0 ||
+        serve_dst_opts(sv, m, undo, err) < 0)
         return -1;
     if (!image_driver_by_name(fmt) ||
         !(image_driver_by_name(fmt)->caps & IMG_CAN_CREATE))
@@ -200,11 +244,14 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         /* The one safety gate, on this host (safety.h).  A destination
          * the journal vouches for is ours: resuming needs no
          * --overwrite. */
+        /* The question, if any, is the client's user's (OPEN_ASK). */
+        bool ask = (m->flags & OPEN_ASK) && !*resumed;
         struct safety_req req = {
             .dst_path = sv->path, .dst = &sv->img->file,
             .need_size = m->size, .op = SAFETY_OP_WRITE,
             .overwrite = (m->flags & OPEN_OVERWRITE) || *resumed,
-            .yes = true, .dry_run = dry, .interactive = false,
+            .yes = !ask, .dry_run = dry, .interactive = ask,
+            .confirm = serve_ask, .confirm_ctx = sv,
         };
         if (safety_check_destination(&req, err) < 0)
             return -1;
@@ -212,6 +259,7 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
             return 0;
         if (safety_claim(&sv->img->file, &sv->claim_fd, err) < 0)
             return -1;
+        orig_size = sv->img->size;
         if (sv->img->size < m->size) {
             /* only an empty regular file passes check 5: it grows */
             if (ftruncate(sv->img->file.fd, (off_t)m->size) < 0)
@@ -241,6 +289,12 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     if (!sv->sink)
         return -1;
     sv->sink->size = m->size;
+    if (undo[0] && exists) {        /* a new file has nothing to save */
+        sv->sink = undo_sink_wrap(sv->sink, sv->img, orig_size, sv->path,
+                                  undo, err);
+        if (!sv->sink)
+            return -1;
+    }
     if (raw) {
         if (rjournal_open(&sv->j, jpath, m->size, m->src_id, *resumed,
                           err) < 0)
@@ -663,6 +717,52 @@ out:
     return ret;
 }
 
+/* The options tail of OPEN_SRC: --parent-dir, --parent, confined. */
+struct serve_src_opts {
+    char (*paths)[PATH_MAX];    /* resolved dirs and parents */
+    const char *dirs[MSG_MAX_OPEN_OPTS];
+    struct parent_override ov[MSG_MAX_OPEN_OPTS];
+    size_t ndirs, nov;
+};
+
+static int serve_src_opts(struct serve *sv, const struct msg *m,
+                          struct serve_src_opts *so,
+                          struct image_open_opts *oo, struct df_error *err)
+{
+    char val[MSG_MAX_STR + 1];
+    uint8_t kind;
+    size_t pos = 0, n = 0;
+    if (!m->n)
+        return 0;
+    so->paths = calloc(2 * (size_t)m->n, PATH_MAX);
+    if (!so->paths)
+        return df_net(err, sv->s.peer, "out of memory");
+    while (msg_open_opt(m, &pos, &kind, val)) {
+        if (kind == OPT_UNDO)
+            return df_usage(err, "--undo applies to a destination");
+        char *eq = kind == OPT_PARENT ? strchr(val, '=') : NULL;
+        if (kind == OPT_PARENT && (!eq || eq == val || !eq[1]))
+            return df_usage(err, "--parent: expected CHILD=PARENT");
+        if (serve_confine(sv->o, eq ? eq + 1 : val, false, so->paths[n],
+                          err) < 0)
+            return -1;
+        if (kind == OPT_PARENT_DIR) {
+            so->dirs[so->ndirs++] = so->paths[n++];
+        } else {
+            *eq = '\0';        /* the child is a name to match, kept */
+            snprintf(so->paths[n + 1], PATH_MAX, "%s", val);
+            so->ov[so->nov].child = so->paths[n + 1];
+            so->ov[so->nov++].parent = so->paths[n];
+            n += 2;
+        }
+    }
+    oo->parent_dirs = so->dirs;
+    oo->n_parent_dirs = so->ndirs;
+    oo->parent_overrides = so->ov;
+    oo->n_parent_overrides = so->nov;
+    return 0;
+}
+
 static int serve_src(struct serve *sv, const struct msg *open,
                      struct df_error *err)
 {
@@ -670,6 +770,7 @@ static int serve_src(struct serve *sv, const struct msg *open,
     struct extent_list skip;
     struct rx_frame *f = NULL;
     struct image_open_opts oo = {.format = open->s1[0] ? open->s1 : NULL};
+    struct serve_src_opts so;
     int ret = -1;
     msg_buf_init(&b);
     extent_list_init(&skip, EXTENT_LIST_DEFAULT_CAP);
@@ -680,7 +781,9 @@ static int serve_src(struct serve *sv, const struct msg *open,
         .cmd = "serve", .result = "copy",
         .force_share = open->flags & OPEN_FORCE_SHARE,
     };
+    memset(&so, 0, sizeof(so));
     if (serve_confine(sv->o, open->s2, false, sv->path, err) < 0 ||
+        serve_src_opts(sv, open, &so, &oo, err) < 0 ||
         image_open(sv->path, &oo, &sv->img, err) < 0)
         goto out;
     sreq.src = sv->img;
@@ -725,6 +828,46 @@ out:
     rx_frame_free(f);
     msg_buf_release(&b);
     extent_list_release(&skip);
+    free(so.paths);
+    return ret;
+}
+
+/* ---- undo ---- */
+
+static int serve_undo_resolve(void *ctx, const char *path, char *out,
+                              struct df_error *err)
+{
+    const struct serve *sv = ctx;
+    return serve_confine(sv->o, path, true, out, err);
+}
+
+/* `diskferry undo host:JOURNAL [DST]`: the journal is read and the
+ * destination (named or recorded) written under the confinement. */
+static int serve_undo(struct serve *sv, const struct msg *m,
+                      struct df_error *err)
+{
+    struct undo_opts uo = {.yes = true, .resolve_dst = serve_undo_resolve,
+                           .resolve_ctx = sv};
+    struct undo_stats st;
+    struct msg_buf b;
+    char jpath[PATH_MAX];
+    int ret = -1;
+    msg_buf_init(&b);
+    if (m->flags) {
+        df_usage(err, "undo: --dry-run of a remote journal is not "
+                 "supported");
+        goto out;
+    }
+    if (serve_confine(sv->o, m->s1, false, jpath, err) < 0 ||
+        undo_apply(jpath, m->s2[0] ? m->s2 : NULL, &uo, &st, err) < 0)
+        goto out;
+    msg_put_u64(&b, st.records);
+    msg_put_u64(&b, st.bytes);
+    msg_put_u32(&b, (st.complete ? UNDONE_COMPLETE : 0) |
+                        (st.truncated ? UNDONE_TRUNCATED : 0));
+    ret = session_send(&sv->s, MSG_UNDONE, &b, err);
+out:
+    msg_buf_release(&b);
     return ret;
 }
 
@@ -744,6 +887,8 @@ int serve_run(int rfd, int wfd, const struct serve_opts *o,
     df_error_init(&sv.aerr);
     signal(SIGPIPE, SIG_IGN);
     session_init(&sv.s, rfd, wfd, "client", true);
+    if (o->timeout)
+        session_set_timeout(&sv.s, o->timeout);
     if (session_hello(&sv.s, err) < 0)
         goto out;
     if (session_recv_ctl(&sv.s, &f, NULL, err) < 0)
@@ -752,6 +897,8 @@ int serve_run(int rfd, int wfd, const struct serve_opts *o,
         ret = serve_dst(&sv, &f->m, err);
     else if (f->m.type == MSG_OPEN_SRC)
         ret = serve_src(&sv, &f->m, err);
+    else if (f->m.type == MSG_UNDO)
+        ret = serve_undo(&sv, &f->m, err);
     else
         df_net(err, sv.s.peer, "protocol error: expected OPEN_DST or "
                "OPEN_SRC, got %s", msg_type_name(f->m.type));
@@ -767,6 +914,7 @@ out:
     }
     /* Our output ends: the client (and ssh) see the end of the session,
      * and the client closes its side, which ends our reader. */
+    session_quiet(&sv.s);
     if (shutdown(sv.s.ctl.wfd, SHUT_WR) < 0 && sv.s.ctl.wfd != sv.s.ctl.rfd) {
         close(sv.s.ctl.wfd);
         sv.s.ctl.wfd = -1;

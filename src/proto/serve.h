@@ -14,7 +14,12 @@
  * Refusals are DF_REFUSED and travel back as an ERROR message.
  *
  * Destination checks on this host, before the first write (serve.c):
- * safety_check_destination() and safety_claim() (safety/safety.h).
+ * safety_check_destination() and safety_claim() (safety/safety.h); its
+ * question (check 6) is asked on the client's terminal (OPEN_ASK, ASK,
+ * ANSWER in msg.h).  An --undo journal (OPEN_DST option) and the
+ * journal and destination of an UNDO request are confined as the
+ * destination is (--root, and --allow since they are written); the
+ * parents of a source (--parent-dir, --parent) as the source is.
  */
 #ifndef DF_SERVE_H
 #define DF_SERVE_H
@@ -35,6 +40,7 @@ struct serve_opts {
     unsigned threads;           /* digest / read threads; 0: cores */
     bool no_tcp;                /* --no-tcp: refuse TCP_REQ */
     bool no_bwlimit;            /* fuzzing: ignore the client's rate */
+    unsigned timeout;           /* --timeout seconds; 0: the default */
     /* Tests and fuzzing: open the destination here instead (returns a
      * sink the server frees). */
     struct sink *(*open_dst_hook)(const char *path, uint64_t size,

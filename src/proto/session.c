@@ -35,6 +35,73 @@ void session_init(struct session *s, int rfd, int wfd, const char *peer,
     pthread_cond_init(&s->cond, NULL);
     s->ctlq_tail = &s->ctlq_head;
     df_error_init(&s->err);
+    session_set_timeout(s, SESSION_TIMEOUT_S);
+}
+
+void session_set_timeout(struct session *s, unsigned secs)
+{
+    s->timeout_ms = secs ? (int)(secs > 86400 ? 86400 : secs) * 1000 : -1;
+    chan_set_timeouts(&s->ctl, s->timeout_ms, s->timeout_ms);
+}
+
+bool session_timed_out(const struct session *s)
+{
+    if (s->ctl.timed_out)
+        return true;
+    for (unsigned i = 0; i < s->nstreams; i++)
+        if (s->streams[i].timed_out)
+            return true;
+    return false;
+}
+
+/* Invariant 4: a KEEPALIVE every interval until session_quiet(). */
+static void *session_keepalive(void *arg)
+{
+    struct session *s = arg;
+    int ms = s->timeout_ms / 4;
+    if (ms > SESSION_KEEPALIVE_MS)
+        ms = SESSION_KEEPALIVE_MS;
+    if (ms < 100)
+        ms = 100;
+    pthread_mutex_lock(&s->lock);
+    while (!s->keepalive_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += ms / 1000;
+        ts.tv_nsec += (long)(ms % 1000) * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        while (!s->keepalive_stop &&
+               pthread_cond_timedwait(&s->cond, &s->lock, &ts) == 0)
+            ;
+        if (s->keepalive_stop)
+            break;
+        pthread_mutex_unlock(&s->lock);
+        struct df_error e;
+        df_error_init(&e);
+        int r = chan_send(&s->ctl, MSG_KEEPALIVE, NULL, 0, NULL, 0, &e);
+        if (r < 0)
+            session_fail(s, &e);
+        pthread_mutex_lock(&s->lock);
+        if (r < 0)
+            break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+void session_quiet(struct session *s)
+{
+    if (!s->keepalive_started)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->keepalive_stop = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->keepalive, NULL);
+    s->keepalive_started = false;
 }
 
 void session_fail(struct session *s, const struct df_error *e)
@@ -65,7 +132,13 @@ static int session_read_frame(struct session *s, struct chan *c,
     uint8_t type;
     if (!f)
         return df_net(err, s->peer, "out of memory for a frame");
-    int r = chan_recv(c, &type, &f->buf, &f->len, err);
+    int r;
+    while ((r = chan_recv(c, &type, &f->buf, &f->len, err)) == 0 &&
+           type == MSG_KEEPALIVE && f->len == 0 &&
+           (s->features & MSG_FEAT_KEEPALIVE)) {
+        free(f->buf);       /* it said only that the peer lives */
+        f->buf = NULL;
+    }
     if (r != 0) {
         free(f);
         return r;
@@ -259,6 +332,7 @@ int session_start(struct session *s, struct df_error *err)
 
 void session_release(struct session *s)
 {
+    session_quiet(s);
     /* Wake readers blocked in read(): shut sockets, close pipes. */
     for (unsigned i = 0; i < s->nstreams; i++)
         shutdown(s->streams[i].rfd, SHUT_RDWR);
@@ -453,6 +527,16 @@ int session_hello(struct session *s, struct df_error *err)
     if (msg_negotiate(&f->m, MSG_FEAT_ALL, s->peer, &s->version,
                       &s->features, err) < 0)
         goto out;
+    if (!(s->features & MSG_FEAT_KEEPALIVE)) {
+        /* an older peer is silent while busy: only writes time out */
+        chan_set_timeouts(&s->ctl, -1, s->timeout_ms);
+    } else if (s->timeout_ms >= 0) {
+        if (pthread_create(&s->keepalive, NULL, session_keepalive, s)) {
+            df_net(err, s->peer, "cannot start the keepalive thread");
+            goto out;
+        }
+        s->keepalive_started = true;
+    }
     ret = 0;
 out:
     rx_frame_free(f);

@@ -20,6 +20,15 @@
  *     for the frame the consumer needs next (so streams cannot deadlock).
  *  2. A seq already consumed or already queued is a protocol error.
  *  3. After the first failure every call returns -1 with that error.
+ *  4. Every wait on the peer ends (DESIGN.md promise 5): the control
+ *     channel's writes, the TCP streams' writes and the handshake's
+ *     reads give up after timeout_ms ("host: no answer for N s"); after
+ *     the handshake, when both sides have MSG_FEAT_KEEPALIVE, each side
+ *     sends a KEEPALIVE every SESSION_KEEPALIVE_MS (from its own thread,
+ *     also while the side is busy hashing or asking its user), and the
+ *     control channel's reads give up after timeout_ms of silence.
+ *     Without the feature (an older peer) reads wait as long as it
+ *     takes: a long digest says nothing until it is done.
  */
 #ifndef DF_SESSION_H
 #define DF_SESSION_H
@@ -39,6 +48,8 @@ struct bwlimit;
 #define SESSION_RXQ_SLOTS 256
 #define SESSION_RXQ_BYTES (256u * 1024 * 1024)
 #define SESSION_MAX_STREAMS 64
+#define SESSION_TIMEOUT_S 60            /* --timeout default */
+#define SESSION_KEEPALIVE_MS 5000       /* at most; timeout/4 if shorter */
 
 struct rx_frame {
     uint8_t *buf;           /* owns the payload; m's pointers borrow it */
@@ -77,6 +88,10 @@ struct session {
      * lock; clear it before freeing the sender (session.c). */
     struct sender *ack_sender;
 
+    int timeout_ms;             /* invariant 4; -1: none */
+    pthread_t keepalive;
+    bool keepalive_started, keepalive_stop;
+
     pthread_t readers[SESSION_MAX_STREAMS + 1];
     unsigned nreaders;
     unsigned streams_started;
@@ -88,6 +103,14 @@ void session_init(struct session *s, int rfd, int wfd, const char *peer,
                   bool is_server);
 /* Stop reader threads (shut the channels down first) and free. */
 void session_release(struct session *s);
+/* Give up on the peer after secs seconds of silence (invariant 4);
+ * before session_hello().  0: never. */
+void session_set_timeout(struct session *s, unsigned secs);
+/* Stop sending KEEPALIVEs (before closing the control channel's write
+ * end); session_release() does it too. */
+void session_quiet(struct session *s);
+/* Did a wait on the peer time out (it is stopped or gone)? */
+bool session_timed_out(const struct session *s);
 
 /* Handshake: the client sends HELLO first; both negotiate (msg.h). */
 int session_hello(struct session *s, struct df_error *err);

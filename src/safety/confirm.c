@@ -28,32 +28,45 @@ const char *confirm_expected_name(const char *path)
     return b[0] ? b : path;
 }
 
-int confirm_by_name(const struct safety_req *req, const char *desc,
-                    struct df_error *err)
+int safety_confirm_overwrite(const char *shown, const char *path,
+                             const char *desc, FILE *msgs, FILE *answers,
+                             struct df_error *err)
 {
-    FILE *out = req->msgs ? req->msgs : stderr;
-    FILE *in = req->answers ? req->answers : stdin;
-    const char *want = confirm_expected_name(req->dst_path);
-    char *line = NULL;
+    FILE *out = msgs ? msgs : stderr;
+    FILE *in = answers ? answers : stdin;
+    const char *want = confirm_expected_name(path);
+    char *line = NULL, *d = strdup(desc);
     size_t cap = 0;
     int ret = -1;
 
+    for (char *p = d; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     fprintf(out, "diskferry: %s holds %s; its contents will be "
             "overwritten.\ndiskferry: type '%s' to go ahead: ",
-            req->dst_path, desc, want);
+            shown, d ? d : "data", want);
     fflush(out);
     ssize_t n = getline(&line, &cap, in);
     if (n > 0 && line[n - 1] == '\n')
         line[--n] = '\0';
     if (n > 0 && line[n - 1] == '\r')
         line[--n] = '\0';
-    if (n > 0 && (!strcmp(line, want) || !strcmp(line, req->dst_path)))
+    if (n > 0 && (!strcmp(line, want) || !strcmp(line, path) ||
+                  !strcmp(line, shown)))
         ret = 0;
     else
-        df_refuse(err, req->dst_path, "refusing to write: not confirmed "
+        df_refuse(err, shown, "refusing to write: not confirmed "
                   "(the answer was not '%s')", want);
     free(line);
+    free(d);
     return ret;
+}
+
+int confirm_by_name(const struct safety_req *req, const char *desc,
+                    struct df_error *err)
+{
+    return safety_confirm_overwrite(req->dst_path, req->dst_path, desc,
+                                    req->msgs, req->answers, err);
 }
 
 /* ------------------------------------------------------------------ */

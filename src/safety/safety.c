@@ -86,7 +86,8 @@ static int safety_check_content(const struct safety_req *req,
         return df_refuse(err, req->dst_path, "refusing to write: holds %s "
                          "(give --overwrite)", desc);
     if (req->interactive && !req->yes && !req->dry_run)
-        return confirm_by_name(req, desc, err);
+        return req->confirm ? req->confirm(req->confirm_ctx, desc, err)
+                            : confirm_by_name(req, desc, err);
     return 0;
 }
 

@@ -93,7 +93,24 @@ struct safety_req {
     bool interactive;               /* stdin and stderr are a terminal */
     FILE *msgs;                     /* warnings, the question; NULL=stderr */
     FILE *answers;                  /* the typed answer; NULL = stdin */
+    /* Check 6's question asked elsewhere (serve asks the client's
+     * user): called instead of the terminal question with what the
+     * destination holds; 0 = go ahead, -1 with err.  May be NULL. */
+    int (*confirm)(void *ctx, const char *desc, struct df_error *err);
+    void *confirm_ctx;
 };
+
+/*
+ * The question of check 6, for a destination checked elsewhere: on
+ * `msgs`, "SHOWN holds DESC; its contents will be overwritten", then
+ * type the last component of `path` (or SHOWN, or path) to go ahead,
+ * read from `answers` (NULL: stderr, stdin).  desc comes from another
+ * host: control characters are shown as '?'.  0 when typed, -1
+ * DF_REFUSED (what = SHOWN) otherwise.
+ */
+int safety_confirm_overwrite(const char *shown, const char *path,
+                             const char *desc, FILE *msgs, FILE *answers,
+                             struct df_error *err);
 
 /*
  * Run checks 0-6 on req (all borrowed).  0 = go ahead; -1 with err set:
@@ -183,6 +200,11 @@ struct undo_opts {
     bool interactive;
     FILE *msgs;             /* warnings; NULL = stderr */
     FILE *out;              /* the dry-run plan; NULL = stdout */
+    /* Map the destination (given or recorded) to the path to open, or
+     * refuse (serve's confinement); NULL: as it is.  out: PATH_MAX. */
+    int (*resolve_dst)(void *ctx, const char *path, char *out,
+                       struct df_error *err);
+    void *resolve_ctx;
 };
 
 struct undo_stats {

@@ -911,6 +911,7 @@ int undo_apply(const char *journal, const char *dst,
     struct image *img = NULL;
     struct undo_stats st = { 0 };
     uint8_t *buf = NULL;
+    char resolved[PATH_MAX];
     int claim_fd = -1;
     int ret = -1;
 
@@ -928,6 +929,11 @@ int undo_apply(const char *journal, const char *dst,
     if (!dst[0]) {
         df_usage(err, "%s records no destination path: name it", journal);
         goto out;
+    }
+    if (opts->resolve_dst) {
+        if (opts->resolve_dst(opts->resolve_ctx, dst, resolved, err) < 0)
+            goto out;
+        dst = resolved;
     }
     buf = malloc(UNDO_REC_MAX);
     if (!buf) {

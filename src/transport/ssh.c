@@ -7,6 +7,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,18 +135,83 @@ static bool ssh_prefer_aes(char **argv, int argc)
     return true;
 }
 
+/* Keep one line of the child's stderr (and relay it). */
+static void ssh_err_line(struct ssh_conn *c, const char *line, size_t len)
+{
+    if (c->relay) {
+        fwrite(line, 1, len, stderr);
+        fputc('\n', stderr);
+    }
+    while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+        len--;
+    if (!len)
+        return;
+    if (len >= SSH_ERR_LINE_MAX)
+        len = SSH_ERR_LINE_MAX - 1;
+    pthread_mutex_lock(&c->lock);
+    char *d = c->lines[c->nlines++ % SSH_ERR_LINES];
+    for (size_t i = 0; i < len; i++)    /* no terminal control codes */
+        d[i] = (unsigned char)line[i] < 0x20 || line[i] == 0x7f ? '?'
+                                                               : line[i];
+    d[len] = '\0';
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void *ssh_err_reader(void *arg)
+{
+    struct ssh_conn *c = arg;
+    char buf[4096];
+    size_t have = 0;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        bool stop = c->err_stop;
+        pthread_mutex_unlock(&c->lock);
+        if (stop)
+            break;
+        struct pollfd pfd = {.fd = c->errfd, .events = POLLIN};
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        ssize_t r = read(c->errfd, buf + have, sizeof(buf) - have);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        have += (size_t)r;
+        char *nl;
+        while ((nl = memchr(buf, '\n', have))) {
+            ssh_err_line(c, buf, (size_t)(nl - buf));
+            have -= (size_t)(nl + 1 - buf);
+            memmove(buf, nl + 1, have);
+        }
+        if (have == sizeof(buf)) {      /* a very long line: cut it */
+            ssh_err_line(c, buf, have);
+            have = 0;
+        }
+    }
+    if (have)
+        ssh_err_line(c, buf, have);
+    pthread_mutex_lock(&c->lock);
+    c->err_eof = true;
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
 int ssh_spawn(const char *rsh, const char *user, const char *host,
               const char *remote_path, const char *const *args,
-              size_t nargs, struct ssh_conn *conn, struct df_error *err)
+              size_t nargs, bool relay_stderr, struct ssh_conn *conn,
+              struct df_error *err)
 {
     int ret = -1;
-    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, ep[2] = {-1, -1};
     char *storage = NULL;
     char *argv[SSH_MAX_ARGS + 1];
     char target[1024];
     char remote[8192] = "";
+    memset(conn, 0, sizeof(*conn));
     conn->pid = -1;
-    conn->rfd = conn->wfd = -1;
+    conn->rfd = conn->wfd = conn->errfd = -1;
+    conn->relay = relay_stderr;
+    pthread_mutex_init(&conn->lock, NULL);
 
     /* A host or user starting with '-' would be an ssh option. */
     if (host[0] == '-' || (user && user[0] == '-'))
@@ -181,7 +248,8 @@ int ssh_spawn(const char *rsh, const char *user, const char *host,
     argv[argc++] = remote;
     argv[argc] = NULL;
 
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0) {
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 ||
+        pipe2(ep, O_CLOEXEC) < 0) {
         df_fail(err, DF_NET, errno, host, -1, "pipe");
         goto out;
     }
@@ -196,6 +264,7 @@ int ssh_spawn(const char *rsh, const char *user, const char *host,
     if (pid == 0) {
         dup2(in[0], 0);
         dup2(out[1], 1);
+        dup2(ep[1], 2);
         signal(SIGPIPE, SIG_DFL);
         execvp(argv[0], argv);
         fprintf(stderr, "diskferry: cannot run %s: %s\n", argv[0],
@@ -204,11 +273,15 @@ int ssh_spawn(const char *rsh, const char *user, const char *host,
     }
     close(in[0]);
     close(out[1]);
-    in[0] = out[1] = -1;
+    close(ep[1]);
+    in[0] = out[1] = ep[1] = -1;
     conn->pid = pid;
     conn->rfd = out[0];
     conn->wfd = in[1];
-    out[0] = in[1] = -1;
+    conn->errfd = ep[0];
+    out[0] = in[1] = ep[0] = -1;
+    if (pthread_create(&conn->errthr, NULL, ssh_err_reader, conn) == 0)
+        conn->errthr_started = true;
     ret = 0;
     goto out;
 toolong:
@@ -219,15 +292,92 @@ out:
             close(in[i]);
         if (out[i] >= 0)
             close(out[i]);
+        if (ep[i] >= 0)
+            close(ep[i]);
     }
     free(storage);
     return ret;
 }
 
+bool ssh_wait(struct ssh_conn *conn, int timeout_ms)
+{
+    for (int waited = 0; conn->pid > 0; waited += 10) {
+        int status;
+        pid_t r = waitpid(conn->pid, &status, WNOHANG);
+        if (r == conn->pid) {
+            conn->exited = true;
+            conn->status = status;
+            conn->pid = -1;
+            break;
+        }
+        if ((r < 0 && errno != EINTR) || waited >= timeout_ms)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (conn->exited && conn->errthr_started) {
+        /* its last words may still be in the pipe: up to a second */
+        for (int i = 0; i < 100; i++) {
+            pthread_mutex_lock(&conn->lock);
+            bool eof = conn->err_eof;
+            pthread_mutex_unlock(&conn->lock);
+            if (eof)
+                break;
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return conn->exited;
+}
+
+/* The most recent kept line containing needle (NULL: the last one). */
+static const char *ssh_err_find(const struct ssh_conn *c, const char *needle)
+{
+    unsigned n = c->nlines < SSH_ERR_LINES ? c->nlines : SSH_ERR_LINES;
+    for (unsigned k = 0; k < n; k++) {
+        const char *l = c->lines[(c->nlines - 1 - k) % SSH_ERR_LINES];
+        if (!needle || strstr(l, needle))
+            return l;
+    }
+    return NULL;
+}
+
+void ssh_explain(struct ssh_conn *c, const char *host,
+                 const char *remote_path, struct df_error *err)
+{
+    const char *l;
+    if (!c->exited)
+        return;
+    int code = WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1;
+    pthread_mutex_lock(&c->lock);
+    if ((l = ssh_err_find(c, "diskferry: cannot run "))) {
+        /* our own child could not start --rsh */
+        df_error_init(err);
+        df_usage(err, "--rsh: %s", l + strlen("diskferry: "));
+    } else if (code == 127 || ssh_err_find(c, "command not found")) {
+        df_error_init(err);
+        df_net(err, host, "%s not found on the remote host (give "
+               "--remote-path)", remote_path ? remote_path : "diskferry");
+    } else if (code == 255 && (ssh_err_find(c, "Could not resolve "
+                                            "hostname") ||
+                               ssh_err_find(c, "Name or service not "
+                                            "known"))) {
+        df_error_init(err);
+        df_net(err, host, "unknown host");
+    } else if ((l = ssh_err_find(c, "Permission denied"))) {
+        df_error_init(err);
+        df_net(err, host, "login refused (%s)", l);
+    } else if ((l = ssh_err_find(c, NULL))) {
+        df_error_init(err);
+        df_net(err, host, "%s", l);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
 void ssh_close(struct ssh_conn *conn, int timeout_ms)
 {
     if (conn->pid <= 0)
-        return;
+        goto reader;
     int status;
     for (int waited = 0;; waited += 10) {
         pid_t r = waitpid(conn->pid, &status, WNOHANG);
@@ -241,4 +391,15 @@ void ssh_close(struct ssh_conn *conn, int timeout_ms)
         nanosleep(&ts, NULL);
     }
     conn->pid = -1;
+reader:
+    if (conn->errthr_started) {
+        pthread_mutex_lock(&conn->lock);
+        conn->err_stop = true;
+        pthread_mutex_unlock(&conn->lock);
+        pthread_join(conn->errthr, NULL);
+        conn->errthr_started = false;
+    }
+    if (conn->errfd >= 0)
+        close(conn->errfd);
+    conn->errfd = -1;
 }

@@ -7,15 +7,25 @@
  *   (default "diskferry").  The remote side joins the words with spaces
  *   and hands them to a shell, so every word after the host is quoted
  *   with ssh_quote() (single quotes; a ' becomes '\'').  The child's
- *   stdin/stdout are the control channel; its stderr is ours.  A plain
+ *   stdin/stdout are the control channel; its stderr comes through a
+ *   pipe to a thread that keeps the last lines (relayed to ours with
+ *   -v), so that a session that ends before it began can say why:
+ *   ssh_explain() turns "connection closed" into "diskferry not found
+ *   on the remote host", "unknown host", "login refused" or the
+ *   remote's last line.  A plain
  *   `ssh` without a cipher choice gets AES-GCM first when the CPU has
  *   AES instructions (ssh.c says why).
  * tcp (tcp.c): data streams beside the ssh channel: serve listens on an
  *   ephemeral port of the address the ssh connection arrived on
  *   (SSH_CONNECTION; loopback when absent), sends port + a fresh 256-bit
- *   key over the ssh channel (TCP_OFFER), accepts exactly N streams for
- *   10 s, each opened by a clear u32 stream id followed by a sealed
- *   STREAM_HELLO naming the same id.  Every frame is AES-256-GCM sealed
+ *   key and that address over the ssh channel (TCP_OFFER; the client
+ *   connects to the address, so an ssh_config alias or a jump through
+ *   NAT works, and falls back to the host name), then accepts until N
+ *   streams have authenticated or the session's timeout passed.  Each
+ *   stream opens with a clear u32 stream id followed by a sealed
+ *   STREAM_HELLO naming the same id; a connection that does not
+ *   complete its hello within TCP_HELLO_MS, sends garbage or fails the
+ *   key check is dropped, and the real streams are still accepted.  Every frame is AES-256-GCM sealed
  *   (proto/chan.c); a wrong key or a tampered frame ends the session
  *   with exit 6 before anything of that frame is used.
  */
@@ -29,9 +39,25 @@
 
 #include "util/error.h"
 
+#include <pthread.h>
+
+#define SSH_ERR_LINES 4
+#define SSH_ERR_LINE_MAX 256
+
 struct ssh_conn {
     pid_t pid;
     int rfd, wfd;           /* the child's stdout, stdin */
+    /* the child's stderr, read by a thread (ssh.c) */
+    int errfd;
+    bool relay;             /* copy each line to our stderr */
+    pthread_t errthr;
+    bool errthr_started;
+    pthread_mutex_t lock;
+    bool err_eof, err_stop;
+    char lines[SSH_ERR_LINES][SSH_ERR_LINE_MAX];
+    unsigned nlines;        /* lines seen in all */
+    bool exited;            /* reaped by ssh_wait() */
+    int status;
 };
 
 /* Append word quoted for a POSIX shell to buf (always single quotes
@@ -49,7 +75,18 @@ int ssh_split(const char *cmd, char **argv, int max, char *storage);
  */
 int ssh_spawn(const char *rsh, const char *user, const char *host,
               const char *remote_path, const char *const *args,
-              size_t nargs, struct ssh_conn *conn, struct df_error *err);
+              size_t nargs, bool relay_stderr, struct ssh_conn *conn,
+              struct df_error *err);
+/* Wait up to timeout_ms for the child to exit; true when it has. */
+bool ssh_wait(struct ssh_conn *conn, int timeout_ms);
+/*
+ * The session with host ended before or without a word from serve (err
+ * is the local "connection closed"): when the child has exited (after
+ * ssh_wait()), replace err with what its exit status and stderr say.
+ * remote_path as given (NULL: "diskferry").
+ */
+void ssh_explain(struct ssh_conn *conn, const char *host,
+                 const char *remote_path, struct df_error *err);
 /* Reap the child: wait up to timeout_ms, then SIGTERM, then SIGKILL. */
 void ssh_close(struct ssh_conn *conn, int timeout_ms);
 
@@ -57,7 +94,8 @@ void ssh_close(struct ssh_conn *conn, int timeout_ms);
 int tcp_listen(const char *addr, int *fd, uint16_t *port,
                struct df_error *err);
 int tcp_accept(int lfd, int timeout_ms, int *fd, struct df_error *err);
-int tcp_connect(const char *host, uint16_t port, int *fd,
+/* Connect, giving up after timeout_ms; the socket is non-blocking. */
+int tcp_connect(const char *host, uint16_t port, int timeout_ms, int *fd,
                 struct df_error *err);
 
 #endif

@@ -6,6 +6,9 @@ channel and attacks the TCP transport:
   wrongkey   the client is handed a different key than the server's
   tamper     the client is pointed at a proxy that forwards the stream
              to the server and flips one bit after 200000 bytes
+  squat      before the client hears of the port, connect to it twice:
+             one connection says nothing, one sends garbage (both stay
+             open); the client's streams come after them
 """
 import os
 import socket
@@ -78,7 +81,13 @@ def main():
         if t == TCP_OFFER:
             port = struct.unpack("<H", body[:2])[0]
             if mode == "wrongkey":
-                body = body[:2] + bytes(b ^ 0x55 for b in body[2:])
+                body = body[:2] + bytes(b ^ 0x55 for b in body[2:34]) + \
+                    body[34:]
+            elif mode == "squat":
+                silent = socket.create_connection(("127.0.0.1", port))
+                junk = socket.create_connection(("127.0.0.1", port))
+                junk.sendall(os.urandom(64))
+                squatters = [silent, junk]  # noqa: F841 (kept open)
             else:
                 ls = socket.socket()
                 ls.bind(("127.0.0.1", 0))

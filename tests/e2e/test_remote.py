@@ -416,8 +416,10 @@ def test_tcp_attacks_refused(tmp_path, attack):
     src = tmp_path / "src.img"
     src.write_bytes(os.urandom(8 << 20))
     dst = tmp_path / "dst.img"
+    # a stream that fails the key check is dropped (anyone may connect
+    # to the port); serve gives up after --timeout and says why
     p = rdf("copy", "--transport", "tcp", "--streams", "1", "--compress",
-            "none", src, "localhost:%s" % dst,
+            "none", "--timeout", "4", src, "localhost:%s" % dst,
             rsh="%s %s %s" % (PY, TAMPER, attack))
     assert p.returncode == 6, p.stderr
     assert b"authentication failed" in p.stderr

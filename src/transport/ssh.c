@@ -135,10 +135,16 @@ static bool ssh_prefer_aes(char **argv, int argc)
     return true;
 }
 
-/* Keep one line of the child's stderr (and relay it). */
+/* Keep one line of the child's stderr; relay it with -v, and always
+ * when it is a warning of the remote diskferry (the user must see that
+ * the remote source is in use, say). */
 static void ssh_err_line(struct ssh_conn *c, const char *line, size_t len)
 {
-    if (c->relay) {
+    static const char ours[] = "diskferry: ";
+    bool warning = len > sizeof(ours) - 1 &&
+                   !memcmp(line, ours, sizeof(ours) - 1) &&
+                   memmem(line, len, ": warning: ", 11);
+    if (c->relay || warning) {
         fwrite(line, 1, len, stderr);
         fputc('\n', stderr);
     }

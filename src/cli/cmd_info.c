@@ -17,6 +17,12 @@ static const char info_usage[] =
     "zeros or holes,\nand every layer of its backing chain with the "
     "identity fields checked.\n"
     "\n"
+    "A guest writes the content, so probing trusts it only so far: a "
+    "block device\nis shown as raw (and any image signature it carries is "
+    "named), and a probed\nimage's recorded parent is shown but not "
+    "opened.  -f FMT reads the device as\nFMT and follows the chain; "
+    "--parent / --parent-dir name parents to open.\n"
+    "\n"
     "options:\n"
     "  -f, --format FMT        read IMAGE as FMT instead of probing "
     "(raw, qcow2, ...)\n"
@@ -61,8 +67,11 @@ static void print_human(const struct image *img, const struct info_counts *c)
 {
     char a[32], b[32];
     size_format(img->size, a, sizeof(a));
-    printf("image: %s\nformat: %s\nvirtual size: %s (%llu bytes)\n",
-           img->name, img->drv->name, a, (unsigned long long)img->size);
+    printf("image: %s\nformat: %s", img->name, img->drv->name);
+    if (img->probe_note[0] && !img->has_parent_ref)
+        printf(" (%s)", img->probe_note);
+    printf("\nvirtual size: %s (%llu bytes)\n", a,
+           (unsigned long long)img->size);
     size_format(image_allocated_bytes(img), b, sizeof(b));
     printf("allocated: %s\n", b);
     size_format(c->data, a, sizeof(a));
@@ -72,6 +81,12 @@ static void print_human(const struct image *img, const struct info_counts *c)
     printf(", zero: %s, holes: %s\n", a, b);
     for (unsigned i = 0; i < img->nprops; i++)
         printf("%s: %s\n", img->props[i].key, img->props[i].val);
+    if (img->has_parent_ref && !img->parent) {
+        printf("recorded parent: %s\n", img->parent_name[0]
+               ? img->parent_name : "(identifier)");
+        if (img->probe_note[0])
+            printf("note: %s\n", img->probe_note);
+    }
     if (!img->parent)
         return;
     printf("backing chain:\n");
@@ -111,6 +126,10 @@ static void print_json(const struct image *img, const struct info_counts *c)
     json_u64(&j, "data_bytes", c->data);
     json_u64(&j, "zero_bytes", c->zero);
     json_u64(&j, "hole_bytes", c->hole);
+    if (img->probe_note[0])
+        json_str(&j, "probe_note", img->probe_note);
+    if (img->has_parent_ref && !img->parent && img->parent_name[0])
+        json_str(&j, "recorded_parent", img->parent_name);
     json_props(&j, img);
     json_arr(&j, "chain");
     const struct image *child = NULL;
@@ -170,6 +189,7 @@ int cmd_info(int argc, char **argv)
     struct image *img = NULL;
     struct info_counts counts = { 0 };
     df_error_init(&err);
+    io.open.inspect = true;
     if (image_open(argv[optind], &io.open, &img, &err) < 0 ||
         info_map(img, &counts, &err) < 0) {
         cli_print_error(&c, &err);

@@ -51,13 +51,55 @@ static void looked_add(char *buf, size_t len, const char *what)
         snprintf(buf + n, len - n, "%s%s", n ? ", " : "", what);
 }
 
-static int open_candidate(const char *path, struct image **out,
+/* named: the top's format was named, so this parent is trusted as it
+ * was before the probing rule (image.h). */
+static int open_candidate(const char *path, bool named, struct image **out,
                           struct df_error *err)
 {
+    struct image_open_opts oo = { .named_chain = named };
     struct df_file f;
     if (df_file_open(&f, path, O_RDONLY, err) < 0)
         return -1;
-    return image_open_file(&f, path, path, NULL, out, err);
+    return image_open_file(&f, path, path, &oo, out, err);
+}
+
+/* What cur records as its parent, for messages. */
+static void describe_parent(const struct image *cur, char *buf, size_t len)
+{
+    snprintf(buf, len, "a %s with a %s (%s)", cur->drv->name,
+             strcmp(cur->drv->name, "qcow2") ? "parent" : "backing file",
+             cur->parent_name[0] ? cur->parent_name
+                                 : "recorded by identifier");
+}
+
+/*
+ * The top's format was probed and the command line names no parent for
+ * cur: refuse (or, for info, stop here and say why).
+ */
+static int probed_parent(struct image *top, struct image *cur,
+                         const struct image_open_opts *opts,
+                         struct df_error *err)
+{
+    char what[PATH_MAX + 64];
+    if (opts && opts->inspect) {
+        snprintf(top->probe_note, sizeof(top->probe_note),
+                 "%s %.160s not opened: the format was probed; -f %s "
+                 "shows the chain",
+                 strcmp(cur->drv->name, "qcow2") ? "parent" : "backing file",
+                 cur->parent_name[0] ? cur->parent_name
+                                     : "(recorded by identifier)",
+                 top->drv->name);
+        return 0;
+    }
+    describe_parent(cur, what, sizeof(what));
+    if (cur == top)
+        return df_corrupt(err, cur->name, -1, "%s: give -f %s to follow "
+                          "its chain, or -f raw to copy its bytes", what,
+                          top->drv->name);
+    return df_corrupt(err, cur->name, -1, "%s, in the chain of %s whose "
+                      "format was probed: give -f %s to follow the chain, "
+                      "or name this parent with --parent", what, top->name,
+                      top->drv->name);
 }
 
 /*
@@ -66,7 +108,7 @@ static int open_candidate(const char *path, struct image **out,
  * keep those the child's driver accepts.
  */
 static int find_by_id(struct image *child, const struct image_open_opts *opts,
-                      struct image **out, const char **how,
+                      bool trusted, struct image **out, const char **how,
                       struct df_error *err)
 {
     char dirs[1 + 16][PATH_MAX];
@@ -78,7 +120,9 @@ static int find_by_id(struct image *child, const struct image_open_opts *opts,
 
     df_error_init(&near);
 
-    path_dirname(child->path, dirs[ndirs++], PATH_MAX);
+    /* A probed child's own directory is not named by the user. */
+    if (trusted)
+        path_dirname(child->path, dirs[ndirs++], PATH_MAX);
     for (size_t i = 0; opts && i < opts->n_parent_dirs && ndirs < 17; i++)
         snprintf(dirs[ndirs++], PATH_MAX, "%s", opts->parent_dirs[i]);
 
@@ -102,7 +146,7 @@ static int find_by_id(struct image *child, const struct image_open_opts *opts,
             struct df_error e2;
             struct image *cand = NULL;
             df_error_init(&e2);
-            if (open_candidate(path, &cand, &e2) < 0)
+            if (open_candidate(path, trusted, &cand, &e2) < 0)
                 continue;
             df_error_init(&e2);
             int r = cand->drv != child->drv ? -1 :
@@ -128,7 +172,7 @@ static int find_by_id(struct image *child, const struct image_open_opts *opts,
             }
             found = cand;
             snprintf(found_path, sizeof(found_path), "%s", path);
-            *how = d == 0 ? "identifier" : "--parent-dir";
+            *how = d == 0 && trusted ? "identifier" : "--parent-dir";
         }
         closedir(dir);
     }
@@ -145,19 +189,23 @@ static int find_by_id(struct image *child, const struct image_open_opts *opts,
 }
 
 static int find_by_name(struct image *child,
-                        const struct image_open_opts *opts, char *path,
-                        size_t plen, const char **how, struct df_error *err)
+                        const struct image_open_opts *opts, bool trusted,
+                        char *path, size_t plen, const char **how,
+                        struct df_error *err)
 {
     char dir[PATH_MAX], looked[1024] = "";
     const char *base = path_basename(child->parent_name);
     bool found = false;
 
+    /* A probed child's recorded path is guest data, not the user's. */
     path_dirname(child->path, dir, sizeof(dir));
-    if (path_join(path, plen, dir, child->parent_name) == 0 && exists(path)) {
+    if (trusted && path_join(path, plen, dir, child->parent_name) == 0 &&
+        exists(path)) {
         *how = "recorded";
         return 0;
     }
-    looked_add(looked, sizeof(looked), child->parent_name);
+    if (trusted)
+        looked_add(looked, sizeof(looked), child->parent_name);
     for (size_t i = 0; opts && i < opts->n_parent_dirs; i++) {
         char cand[PATH_MAX];
         if (path_join(cand, sizeof(cand), opts->parent_dirs[i], base) < 0)
@@ -177,6 +225,11 @@ static int find_by_name(struct image *child,
     }
     if (found)
         return 0;
+    if (!trusted)
+        return df_fail(err, DF_IO, ENOENT, child->name, -1,
+                       "parent image not found (looked at %s; the recorded "
+                       "path %s is followed only when -f names the format)",
+                       looked, child->parent_name);
     return df_fail(err, DF_IO, ENOENT, child->name, -1,
                    "parent image not found (looked at %s; give --parent-dir "
                    "or --parent)", looked);
@@ -186,6 +239,8 @@ int chain_open_parents(struct image *img, const struct image_open_opts *opts,
                        struct df_error *err)
 {
     struct image *cur = img;
+    bool trusted = img->format_named;
+    bool dirs = opts && opts->n_parent_dirs;
 
     while (cur->has_parent_ref) {
         struct image *parent = NULL;
@@ -200,15 +255,18 @@ int chain_open_parents(struct image *img, const struct image_open_opts *opts,
         if (ovr) {
             snprintf(path, sizeof(path), "%s", ovr);
             how = "--parent";
-            if (open_candidate(path, &parent, err) < 0)
+            if (open_candidate(path, trusted, &parent, err) < 0)
                 return -1;
+        } else if (!trusted && !dirs) {
+            return probed_parent(img, cur, opts, err);
         } else if (cur->parent_name[0]) {
-            if (find_by_name(cur, opts, path, sizeof(path), &how, err) < 0)
+            if (find_by_name(cur, opts, trusted, path, sizeof(path), &how,
+                             err) < 0)
                 return -1;
-            if (open_candidate(path, &parent, err) < 0)
+            if (open_candidate(path, trusted, &parent, err) < 0)
                 return -1;
         } else if (cur->parent_by_id && cur->drv->check_parent) {
-            if (find_by_id(cur, opts, &parent, &how, err) < 0)
+            if (find_by_id(cur, opts, trusted, &parent, &how, err) < 0)
                 return -1;
         } else {
             return df_corrupt(err, cur->name, -1,

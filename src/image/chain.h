@@ -12,6 +12,14 @@
  *      and for identifier-only parents every image in the child's
  *      directory and each --parent-dir whose identity matches.
  *
+ * Steps 2 and 3's child's directory apply only when -f named the top's
+ * format (img->format_named): the path or identifier a probed image
+ * records is data its writer chose, so a probed chain is completed only
+ * by --parent and --parent-dir (none of them: refused, DF_CORRUPT,
+ * asking for -f FMT or -f raw; with opts->inspect the chain stops there
+ * and top->probe_note says so).  Parents are opened by probing, trusted
+ * as the top is.
+ *
  * It never guesses: no candidate, or two different files, is an error
  * listing where it looked.  Before a byte is read through a parent, the
  * child's driver checks the parent's identity (check_parent); a loop in

@@ -157,12 +157,26 @@ void image_close(struct image *img)
     }
 }
 
+/* A block device's content is its guest's: never let it pick a format. */
+static int block_signature_refusal(const char *name, const char *fmt,
+                                   bool readable, struct df_error *err)
+{
+    if (readable)
+        return df_corrupt(err, name, -1, "holds a %s image header: give "
+                          "-f %s to read it as %s, or -f raw to copy its "
+                          "bytes as they are", fmt, fmt, fmt);
+    return df_corrupt(err, name, -1, "holds a %s image header (a format "
+                      "diskferry does not read): give -f raw to copy its "
+                      "bytes as they are", fmt);
+}
+
 int image_open_file(struct df_file *f, const char *name, const char *path,
                     const struct image_open_opts *opts, struct image **out,
                     struct df_error *err)
 {
     const struct image_driver *drv = NULL;
     struct image *img = NULL;
+    char note[sizeof(img->probe_note)] = "";
 
     *out = NULL;
     if (f->is_stream) {
@@ -182,6 +196,23 @@ int image_open_file(struct df_file *f, const char *name, const char *path,
         if (err->cat != DF_OK) {
             df_file_close(f);
             return -1;
+        }
+        bool named = opts && opts->named_chain;
+        const char *sig = drv ? drv->name : unsupported;
+        if (f->is_blockdev && !named && sig) {
+            /* The guest wrote these bytes: raw unless -f says. */
+            if (!(opts && opts->inspect)) {
+                df_file_close(f);
+                return block_signature_refusal(name, sig, drv != NULL, err);
+            }
+            if (drv)
+                snprintf(note, sizeof(note), "carries a %s signature; -f %s "
+                         "to read it", sig, sig);
+            else
+                snprintf(note, sizeof(note), "carries a %s signature, a "
+                         "format diskferry does not read", sig);
+            drv = NULL;
+            unsupported = NULL;
         }
         if (unsupported) {
             df_file_close(f);
@@ -203,6 +234,8 @@ int image_open_file(struct df_file *f, const char *name, const char *path,
     snprintf(img->name, sizeof(img->name), "%s", name);
     snprintf(img->path, sizeof(img->path), "%s", path ? path : name);
     img->writable = opts && opts->writable;
+    img->format_named = opts && (opts->format || opts->named_chain);
+    snprintf(img->probe_note, sizeof(img->probe_note), "%s", note);
     if (img->writable && !(drv->caps & IMG_CAN_WRITE)) {
         df_fail(err, DF_USAGE, 0, name, -1,
                 "diskferry cannot write %s images", drv->name);

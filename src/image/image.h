@@ -132,6 +132,16 @@ struct image {
                                    against its directory) */
     uint64_t size;              /* virtual size in bytes */
     bool writable;
+    /*
+     * The command line named this image's format (-f), or it is a parent
+     * in a chain whose top's format -f named.  A probed image (false)
+     * never opens a file the command line did not name: its parents come
+     * only from --parent / --parent-dir, and a VMDK descriptor's extents
+     * only from its own directory (see image_open_opts).
+     */
+    bool format_named;
+    /* inspect only: what a guest-controlled probe held back, "" = none */
+    char probe_note[256];
 
     /* The parent as recorded in this image (set by open). */
     char parent_name[PATH_MAX]; /* "" = none recorded by path */
@@ -159,10 +169,28 @@ struct parent_override {
     const char *child;          /* file name or path of the child layer */
     const char *parent;         /* path to use as its parent */
 };
+/*
+ * Probing is never guest-controlled.  Without `format`:
+ *  - a block device is read as raw; one whose first or last bytes carry
+ *    an image signature is refused (DF_CORRUPT) asking for -f FMT or
+ *    -f raw;
+ *  - a probed image that records a parent opens it only where the
+ *    command line says (--parent, --parent-dir), never at the path or
+ *    identifier the image records: without them it is refused asking
+ *    for -f FMT (follow the chain) or -f raw (its bytes);
+ *  - a probed VMDK descriptor opens extents only inside its directory.
+ * With `inspect` (info) the first two open what is safe instead of
+ * refusing (the device as raw, the child without its parents) and say
+ * what was held back in img->probe_note.
+ */
 struct image_open_opts {
     const char *format;         /* -f FMT, NULL = probe */
     bool writable;
     bool no_parents;            /* open only this layer */
+    bool inspect;               /* info: see the comment above */
+    bool named_chain;           /* chain.c: a parent in a chain whose
+                                   top's format was named (probed, and
+                                   trusted as the top's -f says) */
     const char *const *parent_dirs;     /* --parent-dir, repeatable */
     size_t n_parent_dirs;
     const struct parent_override *parent_overrides;   /* --parent */

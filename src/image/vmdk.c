@@ -22,9 +22,11 @@
  * byte is read through it) and its size the child's.
  * Refused (exit 5): NOACCESS extents, raw device maps (VMFSRDM,
  * VMFSRAW, createType vmfsRDM/vmfsRDMP/vmfsRaw/fullDevice/
- * partitionedDevice), unknown createTypes, an extent whose SECTORS
- * differ from its file's capacity, a FLAT extent past its file's end,
- * and everything vmdk_desc.c and vmdk_sparse.c refuse.  A missing
+ * partitionedDevice), unknown createTypes, an extent path that is
+ * absolute or climbs out with ".." unless -f named the format (a
+ * probed descriptor may be guest-written text), an extent whose
+ * SECTORS differ from its file's capacity, a FLAT extent past its
+ * file's end, and everything vmdk_desc.c and vmdk_sparse.c refuse.  A missing
  * extent file is an I/O error (exit 4) naming the path.
  */
 #define _GNU_SOURCE
@@ -155,6 +157,21 @@ out:
     return ret;
 }
 
+/* Does rel stay in the descriptor's directory (relative, no ".."
+ * component)? */
+static bool vmdk_extent_local(const char *rel)
+{
+    if (rel[0] == '/')
+        return false;
+    for (const char *c = rel; c; c = strchr(c, '/')) {
+        if (*c == '/')
+            c++;
+        if (c[0] == '.' && c[1] == '.' && (c[2] == '/' || c[2] == '\0'))
+            return false;
+    }
+    return true;
+}
+
 /* Open an extent's file, sharing one df_file per path. */
 static int vmdk_open_extent_file(struct image *img, const char *rel,
                                  struct df_file **out, struct df_error *err)
@@ -163,6 +180,12 @@ static int vmdk_open_extent_file(struct image *img, const char *rel,
     char path[PATH_MAX];
     struct df_file f;
 
+    /* A probed descriptor may be text a guest wrote into a raw disk:
+     * it names no file outside its own directory (image.h). */
+    if (!img->format_named && !vmdk_extent_local(rel))
+        return df_corrupt(err, img->name, -1, "extent \"%.200s\" is outside "
+                          "the descriptor's directory: give -f vmdk to open "
+                          "it, or -f raw to copy this file's bytes", rel);
     if (image_open_related(img, rel, O_RDONLY, &f, path, sizeof(path),
                            err) < 0)
         return -1;

@@ -49,7 +49,7 @@ def ovirt(tmp_path):
 
 def test_broken_chain_is_a_clear_error(ovirt):
     out = ovirt["tmp"] / "out.raw"
-    p = df("copy", ovirt["top"], out)
+    p = df("copy", "-f", "qcow2", ovirt["top"], out)
     assert p.returncode == 4, p.stderr
     err = p.stderr.decode()
     assert err.startswith("diskferry: copy: %s: parent image not found" %
@@ -92,7 +92,9 @@ def test_parent_overrides_complete_chain(ovirt):
 
 def test_layers_on_loop_devices(ovirt):
     """oVirt block storage: layers on LVs (here loop devices), named by
-    UUID through symlinks the administrator made."""
+    UUID through symlinks the administrator made.  A block device is
+    raw unless -f names a format: -f qcow2 on the top reads its chain's
+    layers as the images they are."""
     links = ovirt["tmp"] / "vg"
     links.mkdir()
     out = ovirt["tmp"] / "out.raw"
@@ -101,10 +103,16 @@ def test_layers_on_loop_devices(ovirt):
         os.symlink(dbase, links / U_BASE)
         os.symlink(dmid, links / U_MID)
         p = df("copy", "--parent-dir", links, ovirt["top"], out)
+        assert p.returncode == 5, p.stderr
+        assert b"holds a qcow2 image header" in p.stderr
+        assert not out.exists()
+        p = df("copy", "-f", "qcow2", "--parent-dir", links, ovirt["top"],
+               out)
         assert p.returncode == 0, p.stderr
         assert files_equal(out, ovirt["ref"])
         out2 = ovirt["tmp"] / "out2.raw"
-        p = df("copy", "--parent", "%s=%s" % (ovirt["top"], dmid),
+        p = df("copy", "-f", "qcow2",
+               "--parent", "%s=%s" % (ovirt["top"], dmid),
                "--parent", "%s=%s" % (dmid, dbase), ovirt["top"], out2)
         assert p.returncode == 0, p.stderr
         assert files_equal(out2, ovirt["ref"])
@@ -155,6 +163,6 @@ def test_chain_loop_refused(tmp_path):
         str(b)])
     sh(["qemu-img", "rebase", "-u", "-f", "qcow2", "-b", str(b), "-F",
         "qcow2", str(a)])
-    p = df("info", b)
+    p = df("info", "-f", "qcow2", b)
     assert p.returncode == 5
-    assert b"loop" in p.stderr
+    assert b"backing chain loop" in p.stderr

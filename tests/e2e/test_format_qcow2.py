@@ -79,34 +79,40 @@ def our_map(img, *extra):
     return ext
 
 
-def our_data(img):
-    return data_ranges((o, n) for o, n, s in our_map(img) if s == "data")
+def our_data(img, *extra):
+    return data_ranges((o, n) for o, n, s in our_map(img, *extra)
+                       if s == "data")
 
 
-def check_read(img, tmp_path):
-    """imgcat IMG equals qemu-img convert; data extents equal qemu's."""
+def check_read(img, tmp_path, args=()):
+    """imgcat IMG equals qemu-img convert; data extents equal qemu's.
+    args: image options (a chain is followed only with -f qcow2)."""
     ref = qemu_raw(img, tmp_path / "ref.raw")
-    p = imgcat(img)
+    p = imgcat(*args, img)
     assert p.returncode == 0, p.stderr
     with open(ref, "rb") as f:
         assert p.stdout == f.read()
-    assert our_data(img) == qemu_data(img)
+    assert our_data(img, *args) == qemu_data(img)
     if HAVE_CLI:
         out = tmp_path / "df.raw"
         if out.exists():
             out.unlink()
-        r = df("copy", img, out)
+        r = df("copy", *args, img, out)
         assert r.returncode == 0, r.stderr
         assert files_equal(out, ref)
 
 
-def expect_corrupt(img, *words):
-    p = imgcat(img)
+# A chain is followed only when -f names the top's format.
+QCOW2 = ("-f", "qcow2")
+
+
+def expect_corrupt(img, *words, args=()):
+    p = imgcat(*args, img)
     msg = p.stderr.decode()
     assert p.returncode == 5, (p.returncode, msg)
     for w in words:
         assert w in msg, msg
-    p = imgcat("--map", img)
+    p = imgcat("--map", *args, img)
     assert p.returncode in (0, 5), p.stderr
 
 
@@ -187,8 +193,8 @@ def test_read_extended_l2_over_backing(tmp_path):
                  opts="extended_l2=on,cluster_size=64k", backing="base.qcow2")
     qemu_io(top, "write -P 0x11 8k 2k", "write -z 64k 4k",
             "write -P 0x22 1M 6k")
-    check_read(top, tmp_path)
-    layer = our_map(top, "--layer")
+    check_read(top, tmp_path, QCOW2)
+    layer = our_map(top, "--layer", *QCOW2)
     assert (0, 8192, "parent") in layer
     assert (65536, 4096, "zero") in layer
 
@@ -205,7 +211,7 @@ def test_backing_chain_3_deep(tmp_path):
     top = create(tmp_path / "top.qcow2", backing=str(d / "mid.qcow2"))
     scattered(top, seed=4)
     qemu_io(top, "write -P 0x44 512k 4k")
-    check_read(top, tmp_path)
+    check_read(top, tmp_path, QCOW2)
 
 
 def test_backing_smaller_and_larger(tmp_path):
@@ -213,13 +219,13 @@ def test_backing_smaller_and_larger(tmp_path):
     qemu_io(base, "write -P 0xee 0 1M")
     top = create(tmp_path / "top.qcow2", size="8M", backing="base.qcow2")
     qemu_io(top, "write -P 0x12 512k 4k", "write -P 0x13 3M 4k")
-    check_read(top, tmp_path)
+    check_read(top, tmp_path, QCOW2)
     # a backing file larger than the overlay
     big = create(tmp_path / "big.qcow2", size="16M")
     qemu_io(big, "write -P 0x21 0 16M")
     small = create(tmp_path / "small.qcow2", size="2M", backing="big.qcow2")
     qemu_io(small, "write -P 0x22 4k 4k")
-    check_read(small, tmp_path)
+    check_read(small, tmp_path, QCOW2)
 
 
 def test_backing_raw(tmp_path):
@@ -230,7 +236,7 @@ def test_backing_raw(tmp_path):
     top = create(tmp_path / "top.qcow2", size="4M", backing="base.raw",
                  backing_fmt="raw")
     qemu_io(top, "write -P 0x31 0 64k")
-    check_read(top, tmp_path)
+    check_read(top, tmp_path, QCOW2)
 
 
 def test_backing_format_mismatch_refused(tmp_path):
@@ -238,7 +244,7 @@ def test_backing_format_mismatch_refused(tmp_path):
     top = tmp_path / "top.qcow2"
     sh(["qemu-img", "create", "-f", "qcow2", "-u", "-b", "base.qcow2",
         "-F", "raw", str(top), "1M"])
-    expect_corrupt(top, "backing format recorded is 'raw'")
+    expect_corrupt(top, "backing format recorded is 'raw'", args=QCOW2)
     del base
 
 
@@ -246,8 +252,8 @@ def test_backing_loop(tmp_path):
     a = create(tmp_path / "a.qcow2", size="1M")
     create(tmp_path / "b.qcow2", size="1M", backing="a.qcow2")
     sh(["qemu-img", "rebase", "-u", "-b", "b.qcow2", "-F", "qcow2", str(a)])
-    expect_corrupt(a, "loop")
-    expect_corrupt(tmp_path / "b.qcow2", "loop")
+    expect_corrupt(a, "backing chain loop", args=QCOW2)
+    expect_corrupt(tmp_path / "b.qcow2", "backing chain loop", args=QCOW2)
 
 
 @pytest.mark.parametrize("name,word", [
@@ -267,7 +273,7 @@ def test_missing_backing_file(tmp_path):
     img = tmp_path / "t.qcow2"
     sh(["qemu-img", "create", "-f", "qcow2", "-u", "-b", "gone.qcow2",
         "-F", "qcow2", str(img), "1M"])
-    p = imgcat(img)
+    p = imgcat(*QCOW2, img)
     assert p.returncode == 4, p.stderr
     assert b"not found" in p.stderr
 
@@ -634,7 +640,7 @@ def test_write_from_qcow2_chain(tmp_path):
     top = create(tmp_path / "top.qcow2", size="16M", backing="base.qcow2")
     qemu_io(top, "write -z 1M 3M", "write -P 0x42 8M 100k")
     out = tmp_path / "out.qcow2"
-    p = run([IMGWRITE, "-c", str(top), str(out)])
+    p = run([IMGWRITE, "-f", "qcow2", "-c", str(top), str(out)])
     assert p.returncode == 0, p.stderr
     ref = qemu_raw(top, tmp_path / "ref.raw")
     check_written(ref, out)

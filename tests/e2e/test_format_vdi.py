@@ -202,15 +202,15 @@ def chain(tmp_path):
 
 def test_diff_parent_found_by_uuid(chain):
     parent, child, want = chain
-    p = imgcat(child)
+    p = imgcat("-f", "vdi", child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
-    layer = imgcat("--map", "--layer", child).stdout.decode().split("\n")
+    layer = imgcat("-f", "vdi", "--map", "--layer", child).stdout.decode().split("\n")
     assert layer[:5] == ["0 %d parent" % (2 * MiB), "%d %d data" % (2 * MiB,
                          MiB), "%d %d parent" % (3 * MiB, 2 * MiB),
                          "%d %d zero" % (5 * MiB, MiB),
                          "%d %d data" % (6 * MiB, MiB)]
-    m = imgcat("--map", child).stdout.decode().split("\n")
+    m = imgcat("-f", "vdi", "--map", child).stdout.decode().split("\n")
     assert m[0] == "0 %d data" % MiB and m[1] == "%d %d hole" % (MiB, MiB)
     assert "%d %d zero" % (5 * MiB, MiB) in m
 
@@ -218,7 +218,7 @@ def test_diff_parent_found_by_uuid(chain):
 def test_diff_type3_undo_reads_as_diff(chain, tmp_path):
     parent, child, want = chain
     put32(child, O_TYPE, 3)
-    p = imgcat(child)
+    p = imgcat("-f", "vdi", child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
 
@@ -229,7 +229,7 @@ def test_diff_parent_via_parent_dir(chain, tmp_path):
     elsewhere.mkdir()
     moved = elsewhere / "{1234}.vdi"
     shutil.move(str(child), moved)
-    p = imgcat(moved)
+    p = imgcat("-f", "vdi", moved)
     assert p.returncode == 4
     assert b"parent image not found" in p.stderr
     p = imgcat("--parent-dir", tmp_path, moved)
@@ -250,7 +250,7 @@ def test_info_properties(chain):
         pytest.skip("no diskferry binary yet")
     parent, child, want = chain
     ph, ch = header(parent), header(child)
-    r = df("info", child)
+    r = df("info", "-f", "vdi", child)
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert "type: diff" in out and "type: dynamic" in out
@@ -267,7 +267,7 @@ def test_diff_copy_with_diskferry(chain, tmp_path):
         pytest.skip("no diskferry binary yet")
     parent, child, want = chain
     out = tmp_path / "out.raw"
-    r = df("copy", child, out)
+    r = df("copy", "-f", "vdi", child, out)
     assert r.returncode == 0, r.stderr
     assert open(out, "rb").read() == want
 
@@ -276,7 +276,7 @@ def test_diff_no_matching_parent(tmp_path, chain):
     parent, child, want = chain
     make_diff(tmp_path, parent, child, {1: pattern(9, MiB)},
               link=uuid.uuid4().bytes_le)
-    p = imgcat(child)
+    p = imgcat("-f", "vdi", child)
     assert p.returncode == 4, p.stderr
     assert b"parent image not found" in p.stderr
     assert b"--parent" in p.stderr
@@ -286,7 +286,7 @@ def test_diff_parent_modified_since(tmp_path, chain):
     parent, child, want = chain
     make_diff(tmp_path, parent, child, {1: pattern(9, MiB)},
               pmod=uuid.uuid4().bytes_le)
-    p = imgcat(child)
+    p = imgcat("-f", "vdi", child)
     assert p.returncode == 5, p.stderr
     assert b"uuidParentModify" in p.stderr
     assert b"parent.vdi" in p.stderr
@@ -295,7 +295,7 @@ def test_diff_parent_modified_since(tmp_path, chain):
 def test_diff_two_matching_parents(chain, tmp_path):
     parent, child, want = chain
     shutil.copy(parent, tmp_path / "parent-copy.vdi")
-    p = imgcat(child)
+    p = imgcat("-f", "vdi", child)
     assert p.returncode == 5, p.stderr
     assert b"parent.vdi" in p.stderr and b"parent-copy.vdi" in p.stderr
 
@@ -307,7 +307,7 @@ def test_diff_parent_of_other_size(chain, tmp_path):
               uuids=[uuid.uuid4().bytes_le, uuid.uuid4().bytes_le,
                      h[O_UUID_CREATE:O_UUID_CREATE + 16],
                      h[O_UUID_MODIFY:O_UUID_MODIFY + 16]])
-    p = imgcat(child)
+    p = imgcat("-f", "vdi", child)
     assert p.returncode == 5, p.stderr
     assert b"cbDisk" in p.stderr
 
@@ -404,6 +404,6 @@ def test_three_layer_chain(chain, tmp_path):
     want = bytearray(want)
     want[5 * MiB:6 * MiB] = block
     want[2 * MiB:3 * MiB] = bytes(MiB)
-    p = imgcat(grand)
+    p = imgcat("-f", "vdi", grand)
     assert p.returncode == 0, p.stderr
     assert p.stdout == bytes(want)

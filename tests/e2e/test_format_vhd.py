@@ -286,10 +286,10 @@ def chain(tmp_path):
 
 def test_diff_reads_through_parent(chain, tmp_path):
     parent, child, want, sectors = chain
-    p = imgcat(child)
+    p = imgcat("-f", "vhd", child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
-    layer = imgcat("--map", "--layer", child).stdout.decode().split("\n")
+    layer = imgcat("-f", "vhd", "--map", "--layer", child).stdout.decode().split("\n")
     assert layer[:5] == ["0 1024 data", "1024 %d parent" % (5 * 512),
                          "%d %d data" % (7 * 512, 3 * 512),
                          "%d %d parent" % (10 * 512, 4085 * 512),
@@ -322,7 +322,7 @@ def test_diff_parent_by_locator_in_parent_dir(chain, tmp_path):
     sub.mkdir()
     moved = sub / "child.vhd"
     shutil.move(str(child), moved)
-    p = imgcat(moved)
+    p = imgcat("-f", "vhd", moved)
     assert p.returncode == 4, p.stderr
     assert b"parent image not found" in p.stderr
     p = imgcat("--parent-dir", tmp_path, moved)
@@ -345,7 +345,7 @@ def test_diff_other_locators(chain, tmp_path, kind):
         locs = []
         extra = []
     build_vhd_diff(child, parent, sectors, locators=locs)
-    p = imgcat(*extra, child)
+    p = imgcat("-f", "vhd", *extra, child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
 
@@ -359,7 +359,7 @@ def test_diff_relative_locator_preferred(chain, tmp_path):
     set_footer(decoy, F_UID, "16s", uuid.uuid4().bytes)
     build_vhd_diff(child, parent, sectors, locators=[
         (b"W2ku", utf16le(str(decoy))), (b"W2ru", utf16le(".\\parent.vhd"))])
-    p = imgcat(child)
+    p = imgcat("-f", "vhd", child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
 
@@ -367,7 +367,7 @@ def test_diff_relative_locator_preferred(chain, tmp_path):
 def test_diff_wrong_parent_unique_id(chain, tmp_path):
     parent, child, want, sectors = chain
     build_vhd_diff(child, parent, sectors, parent_id=uuid.uuid4().bytes)
-    p = imgcat(child)
+    p = imgcat("-f", "vhd", child)
     assert p.returncode == 5, p.stderr
     assert b"parent unique id" in p.stderr
     assert b"parent.vhd" in p.stderr and b"child.vhd" in p.stderr
@@ -376,11 +376,11 @@ def test_diff_wrong_parent_unique_id(chain, tmp_path):
 def test_diff_parent_timestamp_mismatch_is_not_refused(chain, tmp_path):
     parent, child, want, sectors = chain
     set_footer(parent, F_TIME, ">I", 12345)
-    p = imgcat(child)
+    p = imgcat("-f", "vhd", child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
     if os.path.exists(DISKFERRY):
-        r = df("info", child)
+        r = df("info", "-f", "vhd", child)
         assert r.returncode == 0, r.stderr
         assert b"parent_timestamp_mismatch: child records" in r.stdout
         assert b"parent has 12345" in r.stdout
@@ -392,7 +392,7 @@ def test_info_properties(chain, tmp_path):
     parent, child, want, sectors = chain
     uid = build_vhd_diff(child, parent, sectors)
     pid = footer_of(parent)[F_UID:F_UID + 16]
-    r = df("info", child)
+    r = df("info", "-f", "vhd", child)
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
     assert "type: differencing" in out and "type: dynamic" in out
@@ -409,7 +409,7 @@ def test_diff_copy_with_diskferry(chain, tmp_path):
         pytest.skip("no diskferry binary yet")
     parent, child, want, sectors = chain
     out = tmp_path / "out.raw"
-    r = df("copy", child, out)
+    r = df("copy", "-f", "vhd", child, out)
     assert r.returncode == 0, r.stderr
     assert open(out, "rb").read() == want
 

@@ -234,11 +234,11 @@ def make_child(tmp_path, parent_guid, want, kv=None, name="child.vhdx",
 def test_differencing(tmp_path):
     parent, want = make_parent(tmp_path)
     child = make_child(tmp_path, g.data_write_guid(parent), want)
-    p = imgcat(child)
+    p = imgcat("-f", "vhdx", child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
     # This layer alone: partial blocks split per sector run.
-    m = layer_map(child)
+    m = layer_map(child, "-f", "vhdx")
     assert m[:4] == [(0, MIB, "data"), (MIB, MIB, "parent"),
                      (2 * MIB, 3 * 512, "data"),
                      (2 * MIB + 3 * 512, 6 * 512, "parent")]
@@ -268,13 +268,14 @@ def test_checkpoint_chain(tmp_path):
         pattern(31, MIB)[10 * 512:20 * 512]
     want[5 * MIB:6 * MIB] = pattern(32, MIB)
     out = tmp_path / "out.raw"
-    p = df("copy", top, out)
+    p = df("copy", "-f", "vhdx", top, out)
     assert p.returncode == 0, p.stderr
     assert out.read_bytes() == want
     # The middle layer replaced by another: its DataWriteGuid differs.
     make_child(tmp_path, g.data_write_guid(parent), bytearray(want),
                name="disk_A1.avhdx")
-    err = expect_corrupt(top, "parent_linkage", "disk_A1.avhdx")
+    err = expect_corrupt(top, "parent_linkage", "disk_A1.avhdx",
+                         args=("-f", "vhdx"))
     assert "disk_A2.avhdx" in err
 
 
@@ -286,7 +287,7 @@ def test_differencing_4096(tmp_path):
     want = bytearray(b"".join(pblocks[b][1] for b in range(16)))
     child = make_child(tmp_path, pb.offsets["data_write_guid"], want,
                        lss=4096)
-    p = imgcat(child)
+    p = imgcat("-f", "vhdx", child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
 
@@ -301,7 +302,7 @@ def test_differencing_parent_dir_and_id(tmp_path):
     kv = [("parent_linkage", guid),
           ("absolute_win32_path", "\\\\?\\D:\\other\\parent.vhdx")]
     child = make_child(tmp_path, None, bytearray(want), kv=kv)
-    p = imgcat(child)
+    p = imgcat("-f", "vhdx", child)
     assert p.returncode == 4 and b"parent image not found" in p.stderr
     p = imgcat("--parent-dir", pdir, child)
     assert p.returncode == 0, p.stderr
@@ -310,11 +311,11 @@ def test_differencing_parent_dir_and_id(tmp_path):
     parent2, _ = make_parent(tmp_path, "renamed-parent.vhdx")
     want = bytearray(want)
     child2 = make_child(tmp_path, None, want, kv=kv, name="child2.vhdx")
-    p = imgcat(child2)
+    p = imgcat("-f", "vhdx", child2)
     assert p.returncode == 4 and b"matching identifier" in p.stderr, p.stderr
     # The real parent, renamed, beside the child: found by its GUID.
     os.replace(parent, tmp_path / "renamed-parent.vhdx")
-    p = imgcat(child2)
+    p = imgcat("-f", "vhdx", child2)
     assert p.returncode == 0, p.stderr
     assert p.stdout == want
 
@@ -322,23 +323,24 @@ def test_differencing_parent_dir_and_id(tmp_path):
 def test_differencing_wrong_linkage(tmp_path):
     parent, want = make_parent(tmp_path)
     child = make_child(tmp_path, uuid.uuid4().bytes_le, want)
-    expect_corrupt(child, "parent_linkage", "parent.vhdx", "child.vhdx")
+    expect_corrupt(child, "parent_linkage", "parent.vhdx", "child.vhdx",
+                   args=("-f", "vhdx"))
     # parent_linkage2 matching is enough.
     kv = [("parent_linkage", "{%s}" % uuid.uuid4()),
           ("parent_linkage2", "{%s}" % g.guid_str(g.data_write_guid(parent))),
           ("relative_path", "parent.vhdx")]
     child = make_child(tmp_path, None, want, kv=kv, name="c2.vhdx")
-    assert imgcat(child).returncode == 0
+    assert imgcat("-f", "vhdx", child).returncode == 0
 
 
 def test_differencing_mismatch(tmp_path):
     parent, want = make_parent(tmp_path)
     guid = g.data_write_guid(parent)
     child = make_child(tmp_path, guid, bytearray(want), lss=4096)
-    expect_corrupt(child, "logical sector size")
+    expect_corrupt(child, "logical sector size", args=("-f", "vhdx"))
     child = make_child(tmp_path, guid, bytearray(want) + bytes(MIB),
                        vsize=DIFF_SIZE + MIB, name="c2.vhdx")
-    expect_corrupt(child, "virtual size")
+    expect_corrupt(child, "virtual size", args=("-f", "vhdx"))
 
 
 def test_differencing_bad_locator(tmp_path):
@@ -376,7 +378,7 @@ def test_partial_without_bitmap(tmp_path):
     img = g.build(DIFF_SIZE, parent_kv=kv,
                   blocks={1: (g.PARTIALLY_PRESENT, pattern(1, MIB))})
     expect_corrupt(img.write(tmp_path / "a.vhdx"), "sector bitmap state 0",
-                   "block 1 is partially present")
+                   "block 1 is partially present", args=("-f", "vhdx"))
 
 
 # ----------------------------------------------------------------------------
@@ -856,10 +858,10 @@ def test_cli_differencing(tmp_path):
     pguid = g.data_write_guid(parent)
     child = make_child(tmp_path, pguid, want)
     out = tmp_path / "out.raw"
-    p = df("copy", child, out)
+    p = df("copy", "-f", "vhdx", child, out)
     assert p.returncode == 0, p.stderr
     assert out.read_bytes() == want
-    p = df("info", "--json", child)
+    p = df("info", "-f", "vhdx", "--json", child)
     assert p.returncode == 0, p.stderr
     info = json.loads(p.stdout)
     props = info["properties"]
@@ -873,7 +875,7 @@ def test_cli_differencing(tmp_path):
     child = make_child(tmp_path, uuid.uuid4().bytes_le, bytearray(want),
                        name="bad.vhdx")
     out2 = tmp_path / "out2.raw"
-    p = df("copy", child, out2)
+    p = df("copy", "-f", "vhdx", child, out2)
     assert p.returncode == 5, p.stderr
     assert b"parent_linkage" in p.stderr
     assert not out2.exists()

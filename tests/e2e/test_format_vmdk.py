@@ -87,9 +87,14 @@ def files_same(a, b):
     return True
 
 
-def assert_like_qemu(img, tmp_path, name="ref.raw", whole=True):
+# A chain is followed only when -f names the top's format.
+VMDK = ("-f", "vmdk")
+
+
+def assert_like_qemu(img, tmp_path, name="ref.raw", whole=True, args=()):
     """imgcat IMG (whole=False: only its map, for GiBs of flat holes that
-    are slow to pread here) and diskferry copy IMG equal qemu-img's."""
+    are slow to pread here) and diskferry copy IMG equal qemu-img's.
+    args: image options for both (a chain needs -f vmdk)."""
     ref = tmp_path / name
     if ref.exists():
         ref.unlink()
@@ -97,9 +102,10 @@ def assert_like_qemu(img, tmp_path, name="ref.raw", whole=True):
         str(ref)])
     from conftest import IMGCAT, VG
     if whole:
-        assert stream_equals_file(VG + [IMGCAT, str(img)], str(ref)), img
+        assert stream_equals_file(VG + [IMGCAT] + list(args) + [str(img)],
+                                  str(ref)), img
     else:
-        p = imgcat("--map", img)
+        p = imgcat("--map", *args, img)
         assert p.returncode == 0, p.stderr
         data = [tuple(map(int, l.split()[:2])) for l in
                 p.stdout.decode().splitlines() if l.endswith(" data")]
@@ -109,14 +115,14 @@ def assert_like_qemu(img, tmp_path, name="ref.raw", whole=True):
         out = tmp_path / ("df-" + name)
         if out.exists():
             out.unlink()
-        p = df("copy", img, out)
+        p = df("copy", *args, img, out)
         assert p.returncode == 0, p.stderr
         assert files_same(str(out), str(ref))
     return ref
 
 
-def expect_fail(img, code=5, words=()):
-    p = imgcat(img)
+def expect_fail(img, code=5, words=(), args=()):
+    p = imgcat(*args, img)
     msg = p.stderr.decode(errors="replace")
     assert p.returncode == code, (p.returncode, msg)
     for w in words:
@@ -192,11 +198,12 @@ def test_zeroed_grain_child(tmp_path):
     with open(child, "rb") as f:
         hdr = f.read(512)
     assert struct.unpack_from("<II", hdr, 4) == (2, 7)   # zeroed GTEs
-    ref = assert_like_qemu(child, tmp_path)
+    ref = assert_like_qemu(child, tmp_path, args=VMDK)
     with open(ref, "rb") as f:
         f.seek(2 * MiB)
         assert f.read(128 * 1024) == bytes(128 * 1024)
-    layer = imgcat("--map", "--layer", child).stdout.decode().split("\n")
+    layer = imgcat(*VMDK, "--map", "--layer", child).stdout.decode().split(
+        "\n")
     assert "%d %d zero" % (2 * MiB, 128 * 1024) in layer
     assert "0 %d parent" % MiB in layer
 
@@ -209,7 +216,7 @@ def test_child_chain(tmp_path):
     sh(["qemu-img", "create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F",
         "vmdk", str(child)])
     qemu_io(child, "write -P 0x77 4096 4096", "write -P 0x78 62M 2M")
-    assert_like_qemu(child, tmp_path)
+    assert_like_qemu(child, tmp_path, args=VMDK)
 
 
 def test_stream_optimized_qemu(tmp_path):
@@ -365,19 +372,20 @@ def build_vmfs_sparse_child(tmp_path, parent_cid=0xb0b0b0b0, grain=1,
 def test_vmfs_sparse_delta(tmp_path, grain):
     base, child, sectors, grains = build_vmfs_sparse_child(tmp_path,
                                                            grain=grain)
-    ref = assert_like_qemu(child, tmp_path)
+    ref = assert_like_qemu(child, tmp_path, args=VMDK)
     want = bytearray(b"\xa5" * (sectors * SECTOR))
     for g, b in grains.items():
         want[g * grain * SECTOR:(g + 1) * grain * SECTOR] = b
     assert ref.read_bytes() == bytes(want)
-    layer = imgcat("--map", "--layer", child).stdout.decode().split("\n")
+    layer = imgcat(*VMDK, "--map", "--layer", child).stdout.decode().split(
+        "\n")
     assert "0 %d data" % (grain * SECTOR) in layer
 
 
 def test_vmfs_sparse_wrong_parent_cid(tmp_path):
     _, child, _, _ = build_vmfs_sparse_child(tmp_path, parent_cid=0x1234abcd)
     msg = expect_fail(child, 5, ["parentCID 1234abcd", "CID b0b0b0b0",
-                                 "base.vmdk", "child.vmdk"])
+                                 "base.vmdk", "child.vmdk"], VMDK)
     assert "does not match" in msg
 
 
@@ -390,7 +398,7 @@ def test_windows_parent_hint(tmp_path):
     want = bytearray(b"\xa5" * (sectors * SECTOR))
     for g, b in grains.items():
         want[g * SECTOR:(g + 1) * SECTOR] = b
-    p = imgcat(child)
+    p = imgcat(*VMDK, child)
     assert p.returncode == 0, p.stderr
     assert p.stdout == bytes(want)
 
@@ -469,12 +477,13 @@ def build_sesparse_child(tmp_path, dirty=False, fill=0x5a):
 
 def test_sesparse_child(tmp_path):
     child, sectors, gtes = build_sesparse_child(tmp_path)
-    ref = assert_like_qemu(child, tmp_path)
+    ref = assert_like_qemu(child, tmp_path, args=VMDK)
     want = bytearray(b"\x5a" * (sectors * SECTOR))
     for g, (e, data) in gtes.items():
         want[g * 4096:(g + 1) * 4096] = data or bytes(4096)
     assert ref.read_bytes() == bytes(want)
-    layer = imgcat("--map", "--layer", child).stdout.decode().split("\n")
+    layer = imgcat(*VMDK, "--map", "--layer", child).stdout.decode().split(
+        "\n")
     assert "0 8192 data" in layer and "8192 8192 zero" in layer
 
 
@@ -715,7 +724,7 @@ def test_info_props(tmp_path):
 def test_copy_refuses_wrong_parent_cid(tmp_path):
     _, child, _, _ = build_vmfs_sparse_child(tmp_path, parent_cid=0x1234abcd)
     out = tmp_path / "out.raw"
-    p = df("copy", child, out)
+    p = df("copy", *VMDK, child, out)
     assert p.returncode == 5, p.stderr
     assert b"parentCID 1234abcd does not match CID b0b0b0b0" in p.stderr
     assert not out.exists()
@@ -736,7 +745,7 @@ def test_copy_refuses_wrong_parent_cid(tmp_path):
 def test_cowd_header_fields(tmp_path, off, fmt, val, words):
     _, child, _, _ = build_vmfs_sparse_child(tmp_path, fill=None)
     write_at(tmp_path / "child-delta.vmdk", off, struct.pack(fmt, val))
-    expect_fail(child, 5, [words])
+    expect_fail(child, 5, [words], VMDK)
 
 
 @pytest.mark.parametrize("off,fmt,val,words", [
@@ -765,13 +774,13 @@ def test_parent_must_be_vmdk_of_same_size(tmp_path):
     raw.write_bytes(b"\x01" * 4096 + bytes(sectors * SECTOR - 4096))
     child.write_bytes(child.read_bytes().replace(b'"base.vmdk"',
                                                  b'"base.raw"'))
-    expect_fail(child, 5, ["base.raw is a raw image, not vmdk"])
+    expect_fail(child, 5, ["base.raw is a raw image, not vmdk"], VMDK)
     child.write_bytes(child.read_bytes().replace(b'"base.raw"',
                                                  b'"small.vmdk"'))
     (tmp_path / "small.vmdk").write_bytes(descriptor(
         "vmfs", ['RW %d VMFS "base-flat.vmdk"' % (sectors - 8)],
         cid=0xb0b0b0b0))
-    expect_fail(child, 5, ["virtual size", "small.vmdk"])
+    expect_fail(child, 5, ["virtual size", "small.vmdk"], VMDK)
 
 
 def test_cid_check_through_qemu_child(tmp_path):
@@ -792,7 +801,7 @@ def test_cid_check_through_qemu_child(tmp_path):
     assert len(data) == base.stat().st_size
     base.write_bytes(bytes(data))
     msg = expect_fail(child, 5, ["does not match CID 5678ef01",
-                                 "base.vmdk", "child.vmdk"])
+                                 "base.vmdk", "child.vmdk"], VMDK)
     assert "parentCID" in msg
 
 

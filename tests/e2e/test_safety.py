@@ -297,7 +297,7 @@ def test_backing_file_of_source_chain(tmp_path):
         str(base), str(top)])
     if b"format: qcow2" not in df("info", top).stdout:
         pytest.skip("no qcow2 driver in this build")
-    refused(["copy", "--overwrite", "--yes", top, base], base,
+    refused(["copy", "-f", "qcow2", "--overwrite", "--yes", top, base], base,
             "same file as the source")
 
 

@@ -6,8 +6,10 @@
  * `qemu-img check` and `qemu-img compare` without going through the
  * engine.
  *
- *   imgwrite [-O FMT] [-c] [--cluster-bits N] [--chunk BYTES]
+ *   imgwrite [-f FMT] [-O FMT] [-c] [--cluster-bits N] [--chunk BYTES]
  *            [--no-zero] [--flush-every BYTES] SRC DST
+ *
+ * -f reads SRC as FMT (needed to follow a chain) instead of probing.
  *
  * --chunk splits data extents into writes of that many bytes (odd
  * sizes exercise partial clusters); --no-zero skips zero() calls (ranges
@@ -133,9 +135,12 @@ int main(int argc, char **argv)
     int np = 0, rc = 0;
     struct df_error err;
     struct image *src = NULL, *dst = NULL;
+    struct image_open_opts so = { 0 };
 
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-O") && i + 1 < argc)
+        if (!strcmp(argv[i], "-f") && i + 1 < argc)
+            so.format = argv[++i];
+        else if (!strcmp(argv[i], "-O") && i + 1 < argc)
             o.fmt = argv[++i];
         else if (!strcmp(argv[i], "-c"))
             o.copts.compress = true;
@@ -151,12 +156,12 @@ int main(int argc, char **argv)
             paths[np++] = argv[i];
     }
     if (np != 2 || !o.chunk) {
-        fprintf(stderr, "usage: imgwrite [-O FMT] [-c] [--cluster-bits N] "
+        fprintf(stderr, "usage: imgwrite [-f FMT] [-O FMT] [-c] [--cluster-bits N] "
                 "[--chunk N] [--no-zero] [--flush-every N] SRC DST\n");
         return 2;
     }
     df_error_init(&err);
-    if (image_open(paths[0], NULL, &src, &err) < 0 ||
+    if (image_open(paths[0], &so, &src, &err) < 0 ||
         image_create(paths[1], o.fmt, src->size, &o.copts, &dst, &err) < 0 ||
         imgwrite_copy(src, dst, &o, &err) < 0)
         goto fail;

@@ -26,7 +26,13 @@
  *   record  0    4  magic "DFUR"
  *           4    4  type: 1 DATA (payload: the old bytes of the range)
  *                         2 ZERO (the old bytes were all zero; no payload)
- *                         3 END  (the job finished; no range)
+ *                         3 END  (the job finished what came before;
+ *                                 no range.  A sink may be finished
+ *                                 more than once (serve does it every
+ *                                 second to commit its resume journal),
+ *                                 so records may follow an END: the
+ *                                 journal is complete when its last
+ *                                 record is an END)
  *                         4 NEW  (payload: the bytes the job writes
  *                                 over a range of the first id_len
  *                                 bytes; written just before its DATA
@@ -771,7 +777,7 @@ static int undo_scan(struct undo_journal *j, uint8_t *buf,
 {
     uint64_t pos = UNDO_HDR_LEN, seq = 0;
     size_t cap = 0;
-    while (pos < j->f.size && !j->complete) {
+    while (pos < j->f.size) {
         struct undo_rec rec;
         const char *why = undo_check_rec(j, pos, seq, buf, &rec, err);
         if (err->cat != DF_OK)
@@ -789,9 +795,8 @@ static int undo_scan(struct undo_journal *j, uint8_t *buf,
         }
         pos = rec.joff + undo_payload_len(&rec);
         seq++;
-        if (rec.type == UNDO_REC_END)
-            j->complete = true;
-        else
+        j->complete = rec.type == UNDO_REC_END;
+        if (rec.type != UNDO_REC_END)
             j->recs[j->nrecs++] = rec;
         if (rec.type == UNDO_REC_DATA || rec.type == UNDO_REC_ZERO)
             j->nrestore++;

@@ -26,6 +26,7 @@
 #include "engine/job.h"
 #include "engine/sink.h"
 #include "util/error.h"
+#include "util/file.h"
 
 struct remote_opts {
     const char *rsh;            /* --rsh; NULL: "ssh" */
@@ -53,8 +54,12 @@ struct remote_stats {
     int zstd_level_max;         /* highest auto level used */
 };
 
-/* Identify a source for the resume journal (path and size). */
-uint64_t remote_src_id(const char *path, uint64_t size);
+/* Identify a source for the resume journal: path and size, and when
+ * the source is open here (f, may be NULL) its identity: a file's
+ * device, inode and times, a device's sampled blocks (journal.h
+ * invariant 5). */
+uint64_t remote_src_id(const char *path, uint64_t size,
+                       const struct df_file *f);
 
 int remote_connect(const struct remote_opts *o, struct remote **out,
                    struct df_error *err);

@@ -34,6 +34,7 @@
 #include "proto/journal.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
+#include "util/interrupt.h"
 #include "util/progress.h"
 #include "util/size.h"
 
@@ -269,13 +270,14 @@ struct copy_dst {
 };
 
 /* Create the new destination under a hidden temporary name
- * (engine/dest.h). */
+ * (engine/dest.h), after removing those that killed copies left. */
 static int copy_create_tmp(struct copy_opts *o, struct copy_dst *d,
                            const char *fmt, uint64_t size,
                            struct df_error *err)
 {
     if (d->dirfd < 0 && (d->dirfd = dest_dir_open(d->path, err)) < 0)
         return -1;
+    dest_clean_stale(d->dirfd, d->path, o->c.quiet ? NULL : stderr);
     if (dest_tmp_create(d->dirfd, d->path, fmt, size, &o->copts, &d->img,
                         d->tmp_path, sizeof(d->tmp_path), err) < 0)
         return -1;
@@ -302,6 +304,21 @@ static void copy_abort(struct copy_dst *d)
     if (d->created)
         unlinkat(d->dirfd, path_basename(d->tmp_path), 0);
     d->created = false;
+}
+
+/* DF_INTERRUPTED: say how far it got and how to go on (DESIGN.md). */
+static void copy_interrupted(struct df_error *err, const struct sink *k,
+                             uint64_t total, bool resumable)
+{
+    char done[32], all[32];
+    if (err->cat != DF_INTERRUPTED)
+        return;
+    size_format(k ? k->bytes_written : 0, done, sizeof(done));
+    size_format(total, all, sizeof(all));
+    df_error_reset(err);
+    df_fail(err, DF_INTERRUPTED, 0, "", -1, "interrupted: %s of %s "
+            "written; run the same command %s", done, all, resumable
+            ? "with --resume to continue" : "again");
 }
 
 /* The one safety gate (safety/safety.h): dst NULL for a new file. */
@@ -556,7 +573,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     struct job_stats st;
     struct remote_stats rs;
     struct df_error err;
-    struct sink *sink;
+    struct sink *sink = NULL;
     bool partial = false;
     char fmt[64] = "raw";
     char part[PATH_MAX];
@@ -654,6 +671,13 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     goto out;
 fail:
     remote_explain(r, &err);
+    /* A remote raw destination and a partial file here are journaled:
+     * --resume continues them; they stay. */
+    copy_interrupted(&err, dep->kind == EP_REMOTE ? sink : d.sink,
+                     src ? src->size : o->remote_size,
+                     dep->kind == EP_REMOTE
+                         ? !o->out_format || !strcmp(o->out_format, "raw")
+                         : partial);
     rc = err.cat;
     cli_print_error(&o->c, &err);
     copy_abort(&d);
@@ -690,6 +714,7 @@ int cmd_copy(int argc, char **argv)
     o.jo.title = "copy";
     if ((rc = copy_parse(argc, argv, &o)) != 0)
         return rc < 0 ? 0 : rc;      /* -1: --help was printed */
+    interrupt_install();
     const char *src_path = argv[optind], *dst_path = argv[optind + 1];
 
     memset(&st, 0, sizeof(st));
@@ -728,6 +753,7 @@ int cmd_copy(int argc, char **argv)
     rc = 0;
     goto out;
 fail:
+    copy_interrupted(&err, d.sink, src ? src->size : st.disk_size, false);
     rc = err.cat;
     cli_print_error(&o.c, &err);
     copy_abort(&d);

@@ -19,6 +19,7 @@
 #include "session.h"
 #include "transport/bwlimit.h"
 #include "transport/transport.h"
+#include "util/interrupt.h"
 #include "util/progress.h"
 
 #define REMOTE_MAX_BLOCK (1u << 20)
@@ -422,6 +423,8 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
     uint64_t done = 0;
     for (;;) {
         struct rx_frame *f;
+        if (interrupt_check(err) < 0)   /* util/interrupt.h */
+            goto out;
         int rr = session_recv_data(&r->s, &f, err);
         if (rr < 0)
             goto out;

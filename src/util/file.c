@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "file.h"
+#include "interrupt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -180,6 +181,8 @@ long df_file_read_stream(struct df_file *f, void *buf, size_t len,
     while (got < len) {
         ssize_t r = read(f->fd, (uint8_t *)buf + got, len - got);
         if (r < 0) {
+            if (errno == EINTR && interrupt_check(err) < 0)
+                return -1;              /* Ctrl-C while a pipe is idle */
             if (errno == EINTR)
                 continue;
             return df_io(err, f->name, errno, "read failed");

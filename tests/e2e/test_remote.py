@@ -472,6 +472,27 @@ def test_resume_after_the_source_changed(tmp_path):
     assert files_equal(src, dst)
 
 
+@pytest.mark.parametrize("direction", ["to", "from"])
+def test_ctrl_c_then_resume(tmp_path, direction):
+    """Ctrl-C of a remote copy: exit 130, how far it got, --resume; the
+    partial file and its journal stay, and --resume finishes the copy."""
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    jpath = str(tmp_path / ".dst.img.diskferry-partial.diskferry-resume")
+    a, b = (str(src), "localhost:%s" % dst) if direction == "to" else \
+        ("localhost:%s" % src, str(dst))
+    rc, err = slow_copy(a, b, jpath, signal.SIGINT)
+    assert rc == 130, err
+    assert b"diskferry: copy: interrupted: " in err, err
+    assert b"written; run the same command with --resume to continue" \
+        in err, err
+    assert not os.path.exists(dst) and os.path.exists(jpath)
+    r = report(rdf("copy", "--json", "--resume", a, b))
+    assert r["verified"] and r["skipped"]["resumed"] > 0
+    assert files_equal(src, dst)
+
+
 def test_remote_dry_run_writes_nothing(tmp_path, disk):
     dst = tmp_path / "dst.img"
     p = rdf("copy", "--dry-run", disk, "localhost:%s" % dst)

@@ -218,7 +218,7 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
             return -1;
     } else {
         snprintf(sv->work, sizeof(sv->work), "%s", sv->path);
-        if (raw) {
+        if (raw && (resume || !dry)) {  /* a dry run creates nothing */
             jdir = serve_journal_dir(sv, regular, sv->path, jpath, err);
             if (jdir == -1)
                 return -1;

@@ -85,7 +85,7 @@ def test_local_temporary_name_is_random(tmp_path):
     assert os.listdir(tmp_path) == ["dst.img"]
 
 
-def device_copy(tmp_path, state):
+def device_copy(tmp_path, state, *extra):
     """Copy to a loop device through serve with DISKFERRY_STATE_DIR=state
     (a device's journal lives in the state directory)."""
     src = tmp_path / "src.img"
@@ -95,7 +95,7 @@ def device_copy(tmp_path, state):
         f.truncate(1 << 20)
     env = dict(os.environ, DISKFERRY_STATE_DIR=str(state))
     with loop_device(backing) as dev:
-        p = rdf("copy", src, "localhost:%s" % dev, env=env)
+        p = rdf("copy", *extra, src, "localhost:%s" % dev, env=env)
     return p, src, backing
 
 
@@ -107,6 +107,13 @@ def test_state_dir_created_private(tmp_path):
     st = os.lstat(state)
     assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
     assert os.listdir(state) == []      # the journal went at DONE
+
+
+def test_dry_run_creates_no_state_dir(tmp_path):
+    state = tmp_path / "state"
+    p, src, backing = device_copy(tmp_path, state, "--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert not os.path.exists(state)
 
 
 def test_state_dir_refusals(tmp_path):

@@ -678,6 +678,20 @@ fail:
                      dep->kind == EP_REMOTE
                          ? !o->out_format || !strcmp(o->out_format, "raw")
                          : partial);
+    if (err.cat == DF_VERIFY && r) {
+        /* A resumed copy that does not verify: the source changed in a
+         * way its id did not show (a remote source is known by path and
+         * size).  Its journal would resume into the same failure. */
+        remote_get_stats(r, &rs);
+        if (resumed || rs.skipped_resumed) {
+            if (resumed)
+                rjournal_remove(&j);
+            size_t n = strlen(err.msg);
+            snprintf(err.msg + n, sizeof(err.msg) - n, "; the source "
+                     "changed since the interrupted copy: run without "
+                     "--resume");
+        }
+    }
     rc = err.cat;
     cli_print_error(&o->c, &err);
     copy_abort(&d);

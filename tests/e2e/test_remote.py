@@ -472,6 +472,28 @@ def test_resume_after_the_source_changed(tmp_path):
     assert files_equal(src, dst)
 
 
+def test_resume_from_a_changed_remote_source(tmp_path):
+    """A remote source is known by path and size only: when it changed
+    where the interrupted copy had already been, the resumed copy fails
+    verification once, says why, and drops its journal, so the next run
+    copies afresh instead of failing the same way forever."""
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    jpath = str(tmp_path / ".dst.img.diskferry-partial.diskferry-resume")
+    slow_copy("localhost:%s" % src, str(dst), jpath, signal.SIGKILL)
+    with open(src, "r+b") as f:         # inside what was already copied
+        f.write(os.urandom(4096))
+    a, b = "localhost:%s" % src, str(dst)
+    p = rdf("copy", "--resume", a, b)
+    assert p.returncode == 7, p.stderr
+    assert b"the source changed since the interrupted copy: run without " \
+        b"--resume" in p.stderr, p.stderr
+    p = rdf("copy", "--resume", a, b)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+
+
 @pytest.mark.parametrize("direction", ["to", "from"])
 def test_ctrl_c_then_resume(tmp_path, direction):
     """Ctrl-C of a remote copy: exit 130, how far it got, --resume; the

@@ -23,9 +23,11 @@ VG = shlex.split(os.environ.get("DF_VG", ""))
 # tests' own, never the machine's /var/lib/diskferry.  Children (serve
 # through the rsh shim) inherit it.
 if not os.environ.get("DISKFERRY_STATE_DIR"):
+    import atexit
     import tempfile
     os.environ["DISKFERRY_STATE_DIR"] = tempfile.mkdtemp(
         prefix="diskferry-state-")
+    atexit.register(shutil.rmtree, os.environ["DISKFERRY_STATE_DIR"], True)
 
 
 def run(argv, input=None, env=None, timeout=600, cwd=None):

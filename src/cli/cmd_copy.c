@@ -307,13 +307,13 @@ static void copy_abort(struct copy_dst *d)
 }
 
 /* DF_INTERRUPTED: say how far it got and how to go on (DESIGN.md). */
-static void copy_interrupted(struct df_error *err, const struct sink *k,
+static void copy_interrupted(struct df_error *err, uint64_t written,
                              uint64_t total, bool resumable)
 {
     char done[32], all[32];
     if (err->cat != DF_INTERRUPTED)
         return;
-    size_format(k ? k->bytes_written : 0, done, sizeof(done));
+    size_format(written, done, sizeof(done));
     size_format(total, all, sizeof(all));
     df_error_reset(err);
     df_fail(err, DF_INTERRUPTED, 0, "", -1, "interrupted: %s of %s "
@@ -672,8 +672,12 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
 fail:
     remote_explain(r, &err);
     /* A remote raw destination and a partial file here are journaled:
-     * --resume continues them; they stay. */
-    copy_interrupted(&err, dep->kind == EP_REMOTE ? sink : d.sink,
+     * --resume continues them; they stay.  Written, to a remote host:
+     * what it acknowledged. */
+    if (r)
+        remote_get_stats(r, &rs);
+    copy_interrupted(&err, dep->kind == EP_REMOTE ? r ? rs.bytes_acked : 0
+                           : d.sink ? d.sink->bytes_written : 0,
                      src ? src->size : o->remote_size,
                      dep->kind == EP_REMOTE
                          ? !o->out_format || !strcmp(o->out_format, "raw")
@@ -682,7 +686,6 @@ fail:
         /* A resumed copy that does not verify: the source changed in a
          * way its id did not show (a remote source is known by path and
          * size).  Its journal would resume into the same failure. */
-        remote_get_stats(r, &rs);
         if (resumed || rs.skipped_resumed) {
             if (resumed)
                 rjournal_remove(&j);
@@ -767,7 +770,8 @@ int cmd_copy(int argc, char **argv)
     rc = 0;
     goto out;
 fail:
-    copy_interrupted(&err, d.sink, src ? src->size : st.disk_size, false);
+    copy_interrupted(&err, d.sink ? d.sink->bytes_written : 0,
+                     src ? src->size : st.disk_size, false);
     rc = err.cat;
     cli_print_error(&o.c, &err);
     copy_abort(&d);

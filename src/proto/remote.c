@@ -553,6 +553,7 @@ void remote_get_stats(const struct remote *r, struct remote_stats *st)
     st->raw_in = r->ctl.raw_in;
     st->comp_out = r->ctl.comp_out;
     st->skipped_resumed = r->skip.skipped;
+    st->bytes_acked = r->snd ? sender_acked_bytes(r->snd) : 0;
     st->zstd_level_max = r->ctl.mode == COMPRESS_AUTO ||
                                  r->ctl.mode == COMPRESS_ZSTD
                              ? r->ctl.level_max_seen

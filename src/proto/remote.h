@@ -51,6 +51,7 @@ struct remote_stats {
     uint64_t bytes_wire;        /* sent + received on all channels */
     uint64_t raw_in, comp_out;  /* compression: payload before/after */
     uint64_t skipped_resumed;   /* bytes the journal said were there */
+    uint64_t bytes_acked;       /* to a remote DST: data it applied */
     int zstd_level_max;         /* highest auto level used */
 };
 

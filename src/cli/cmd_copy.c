@@ -29,10 +29,12 @@
 
 #include "cli/cli.h"
 #include "cli/endpoint.h"
+#include "engine/dest.h"
 #include "engine/job.h"
 #include "proto/journal.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
+#include "util/interrupt.h"
 #include "util/progress.h"
 #include "util/size.h"
 
@@ -285,61 +287,60 @@ struct copy_dst {
     bool created;               /* we made tmp_path: rename or remove it */
     const char *path;
     char tmp_path[PATH_MAX];
+    int dirfd;                  /* the directory of a new file, or -1 */
     int claim_fd;               /* safety_claim(): O_EXCL on a device */
 };
 
-/* Create the new destination under a hidden temporary name. */
+/* Create the new destination under a hidden temporary name
+ * (engine/dest.h), after removing those that killed copies left. */
 static int copy_create_tmp(struct copy_opts *o, struct copy_dst *d,
                            const char *fmt, uint64_t size,
                            struct df_error *err)
 {
-    char dir[PATH_MAX];
-    path_dirname(d->path, dir, sizeof(dir));
-    for (unsigned i = 0; i < 100; i++) {
-        unsigned r = (unsigned)getpid() * 2654435761u ^
-                     (unsigned)time_now_ns() ^ i * 40503u;
-        if (snprintf(d->tmp_path, sizeof(d->tmp_path),
-                     "%s/.%s.diskferry-%06x", dir, path_basename(d->path),
-                     r & 0xffffff) >= (int)sizeof(d->tmp_path))
-            return df_fail(err, DF_USAGE, 0, d->path, -1, "path too long");
-        if (image_create(d->tmp_path, fmt, size, &o->copts, &d->img,
-                         err) == 0) {
-            d->created = true;
-            snprintf(d->img->name, sizeof(d->img->name), "%s", d->path);
-            return 0;
-        }
-        if (err->cat != DF_REFUSED)     /* not "exists": a real error */
-            break;
-        df_error_reset(err);
-    }
-    if (err->cat == DF_OK)
-        df_io(err, d->path, EEXIST, "cannot create a temporary file");
-    if (err->what[0] && !strcmp(err->what, d->tmp_path))
-        snprintf(err->what, sizeof(err->what), "%s", d->path);
-    return -1;
+    if (d->dirfd < 0 && (d->dirfd = dest_dir_open(d->path, err)) < 0)
+        return -1;
+    dest_clean_stale(d->dirfd, d->path, o->c.quiet ? NULL : stderr);
+    if (dest_tmp_create(d->dirfd, d->path, fmt, size, &o->copts, &d->img,
+                        d->tmp_path, sizeof(d->tmp_path), err) < 0)
+        return -1;
+    d->created = true;
+    snprintf(d->img->name, sizeof(d->img->name), "%s", d->path);
+    return 0;
 }
 
 /* Give the verified copy its name, never replacing a file. */
 static int copy_commit(struct copy_dst *d, struct df_error *err)
 {
-    if (renameat2(AT_FDCWD, d->tmp_path, AT_FDCWD, d->path,
-                  RENAME_NOREPLACE) == 0)
-        goto done;
-    if (errno == EEXIST) {
-        d->created = false;             /* keep it: the message names it */
-        return df_refuse(err, d->path, "refusing to write: it appeared "
-                         "while copying (the copy is left in %s)",
-                         d->tmp_path);
+    if (partial_commit(d->dirfd, d->tmp_path, d->path, err) < 0) {
+        if (err->cat == DF_REFUSED)
+            d->created = false;         /* keep it: the message names it */
+        return -1;
     }
-    if (errno != EINVAL && errno != ENOSYS)
-        return df_io(err, d->path, errno, "cannot rename %s", d->tmp_path);
-    /* No RENAME_NOREPLACE here: link() refuses to replace too. */
-    if (link(d->tmp_path, d->path) < 0)
-        return df_io(err, d->path, errno, "cannot link %s", d->tmp_path);
-    unlink(d->tmp_path);
-done:
     d->created = false;
     return 0;
+}
+
+/* A failed copy: the temporary file goes. */
+static void copy_abort(struct copy_dst *d)
+{
+    if (d->created)
+        unlinkat(d->dirfd, path_basename(d->tmp_path), 0);
+    d->created = false;
+}
+
+/* DF_INTERRUPTED: say how far it got and how to go on (DESIGN.md). */
+static void copy_interrupted(struct df_error *err, uint64_t written,
+                             uint64_t total, bool resumable)
+{
+    char done[32], all[32];
+    if (err->cat != DF_INTERRUPTED)
+        return;
+    size_format(written, done, sizeof(done));
+    size_format(total, all, sizeof(all));
+    df_error_reset(err);
+    df_fail(err, DF_INTERRUPTED, 0, "", -1, "interrupted: %s of %s "
+            "written; run the same command %s", done, all, resumable
+            ? "with --resume to continue" : "again");
 }
 
 /* The one safety gate (safety/safety.h): dst NULL for a new file. */
@@ -526,39 +527,57 @@ static int copy_open_partial(struct copy_opts *o, const char *path,
 {
     char jpath[PATH_MAX];
     struct stat st;
-    uint64_t size = o->remote_size, id = remote_src_id(src_name, size);
+    struct rjournal_info ji;
+    uint64_t size = o->remote_size, id = remote_src_id(src_name, size, NULL);
 
     *resumed = false;
     if (copy_check(o, NULL, path, NULL, size, err) < 0 ||
-        partial_path(path, part, PATH_MAX, err) < 0)
+        partial_path(path, part, PATH_MAX, err) < 0 ||
+        (d->dirfd = dest_dir_open(path, err)) < 0)
         return -1;
-    rjournal_path(part, true, NULL, jpath, sizeof(jpath));
-    bool have = lstat(part, &st) == 0 && S_ISREG(st.st_mode);
+    const char *pname = path_basename(part);
+    rjournal_path(part, true, jpath, sizeof(jpath));
+    bool have = fstatat(d->dirfd, pname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISREG(st.st_mode);
     if (have && o->ro.resume &&
-        rjournal_load(jpath, size, id, done, err) == 0) {
+        rjournal_load(d->dirfd, jpath, size, id, done, &ji, err) == 0) {
         struct image_open_opts oo = { .format = "raw", .writable = true,
                                       .no_parents = true };
-        if (image_open(part, &oo, &d->img, err) < 0)
+        struct df_file f;
+        if (df_file_openat(&f, d->dirfd, part, O_RDWR | O_NOFOLLOW,
+                           err) < 0 ||
+            image_open_file(&f, part, part, &oo, &d->img, err) < 0)
             return -1;
         if (d->img->size != size)
             return df_refuse(err, part, "refusing to resume: %llu bytes, "
                              "the source has %llu",
                              (unsigned long long)d->img->size,
                              (unsigned long long)size);
+        /* journal.h invariant 5: still the partial we left */
+        struct safety_req req = {
+            .dst_path = part, .dst = &d->img->file, .need_size = size,
+            .op = SAFETY_OP_WRITE, .ours = done, .overwrite = o->overwrite,
+            .yes = true,
+        };
+        if (rjournal_check_dst(&ji, &d->img->file, err) < 0 ||
+            safety_check_destination(&req, err) < 0)
+            return -1;
         *resumed = true;
     } else {
         if (err->cat != DF_OK)
             return -1;
         if (have)
-            unlink(part);       /* ours, stale: start again */
-        if (image_create(part, "raw", size, &o->copts, &d->img, err) < 0)
+            unlinkat(d->dirfd, pname, 0);   /* ours, stale: start again */
+        if (image_create_at(d->dirfd, part, "raw", size, &o->copts, &d->img,
+                            err) < 0)
             return -1;
     }
     snprintf(d->img->name, sizeof(d->img->name), "%s", path);
     d->sink = sink_image_new(d->img, !*resumed, err);
     if (!d->sink)
         return -1;
-    return rjournal_open(j, jpath, size, id, *resumed, err);
+    return rjournal_open(j, d->dirfd, jpath, size, id, &d->img->file,
+                         *resumed, err);
 }
 
 /*
@@ -572,11 +591,12 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
 {
     struct remote *r = NULL;
     struct image *src = NULL;
-    struct copy_dst d = { .claim_fd = -1 };
+    struct copy_dst d = { .claim_fd = -1, .dirfd = -1 };
     struct job_stats st;
     struct remote_stats rs;
     struct df_error err;
-    struct sink *sink;
+    struct sink *sink = NULL;
+    bool partial = false;
     char fmt[64] = "raw";
     char part[PATH_MAX];
     struct rjournal j = { .fd = -1 };
@@ -619,7 +639,8 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
             cli_check_source(&o->c, &o->src_io, src, "copy", &err) < 0 ||
             remote_connect(&o->ro, &r, &err) < 0 ||
             remote_open_dst(r, src->size,
-                            remote_src_id(src->path, src->size), &sink,
+                            remote_src_id(src->path, src->size,
+                                          &src->file), &sink,
                             &created, &err) < 0)
             goto fail;
         if (o->undo && created)
@@ -648,7 +669,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
             goto fail;
         o->remote_src = true;
         struct stat lst;
-        bool partial = !o->dry_run && strcmp(dst_path, "-") &&
+        partial = !o->dry_run && strcmp(dst_path, "-") &&
                        lstat(dst_path, &lst) < 0 && errno == ENOENT &&
                        (!o->out_format || !strcmp(o->out_format, "raw"));
         if (o->ro.resume && !partial) {
@@ -665,7 +686,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
                              resumed ? &done : NULL, &o->jo, &st,
                              &err) < 0 ||
             (d.created && copy_commit(&d, &err) < 0) ||
-            (partial && partial_commit(part, dst_path, &err) < 0) ||
+            (partial && partial_commit(d.dirfd, part, dst_path, &err) < 0) ||
             remote_done(r, st.verified, &err) < 0)
             goto fail;
         if (partial)
@@ -688,10 +709,33 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     goto out;
 fail:
     remote_explain(r, &err);
+    /* A remote raw destination and a partial file here are journaled:
+     * --resume continues them; they stay.  Written, to a remote host:
+     * what it acknowledged. */
+    if (r)
+        remote_get_stats(r, &rs);
+    copy_interrupted(&err, dep->kind == EP_REMOTE ? r ? rs.bytes_acked : 0
+                           : d.sink ? d.sink->bytes_written : 0,
+                     src ? src->size : o->remote_size,
+                     dep->kind == EP_REMOTE
+                         ? !o->out_format || !strcmp(o->out_format, "raw")
+                         : partial);
+    if (err.cat == DF_VERIFY && r) {
+        /* A resumed copy that does not verify: the source changed in a
+         * way its id did not show (a remote source is known by path and
+         * size).  Its journal would resume into the same failure. */
+        if (resumed || rs.skipped_resumed) {
+            if (resumed)
+                rjournal_remove(&j);
+            size_t n = strlen(err.msg);
+            snprintf(err.msg + n, sizeof(err.msg) - n, "; the source "
+                     "changed since the interrupted copy: run without "
+                     "--resume");
+        }
+    }
     rc = err.cat;
     cli_print_error(&o->c, &err);
-    if (d.created)
-        unlink(d.tmp_path);
+    copy_abort(&d);
 out:
     rjournal_close(&j);
     extent_list_release(&done);
@@ -700,6 +744,8 @@ out:
     image_close(d.img);
     if (d.claim_fd >= 0)
         close(d.claim_fd);
+    if (d.dirfd >= 0)
+        close(d.dirfd);
     image_close(src);
     return rc;
 }
@@ -707,7 +753,7 @@ out:
 int cmd_copy(int argc, char **argv)
 {
     struct copy_opts o;
-    struct copy_dst d = { .claim_fd = -1 };
+    struct copy_dst d = { .claim_fd = -1, .dirfd = -1 };
     struct endpoint src_ep, dst_ep;
     struct image *src = NULL;
     struct df_file in;
@@ -723,6 +769,7 @@ int cmd_copy(int argc, char **argv)
     o.jo.title = "copy";
     if ((rc = copy_parse(argc, argv, &o)) != 0)
         return rc < 0 ? 0 : rc;      /* -1: --help was printed */
+    interrupt_install();
     const char *src_path = argv[optind], *dst_path = argv[optind + 1];
 
     memset(&st, 0, sizeof(st));
@@ -762,15 +809,18 @@ int cmd_copy(int argc, char **argv)
     rc = 0;
     goto out;
 fail:
+    copy_interrupted(&err, d.sink ? d.sink->bytes_written : 0,
+                     src ? src->size : st.disk_size, false);
     rc = err.cat;
     cli_print_error(&o.c, &err);
-    if (d.created)
-        unlink(d.tmp_path);
+    copy_abort(&d);
 out:
     sink_free(d.sink);
     image_close(d.img);
     if (d.claim_fd >= 0)
         close(d.claim_fd);
+    if (d.dirfd >= 0)
+        close(d.dirfd);
     image_close(src);
     return rc;
 }

@@ -23,10 +23,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/job.h"
 #include "engine/pipeline.h"
+#include "util/interrupt.h"
 #include "util/overflow.h"
 #include "util/progress.h"
 #include "util/zero.h"
@@ -245,6 +247,12 @@ static void *worker_main(void *arg)
     for (;;) {
         if (p->stop || p->eof)
             break;
+        struct df_error ie;
+        df_error_init(&ie);
+        if (interrupt_check(&ie) < 0) {         /* util/interrupt.h */
+            pipe_fail(p, &ie);
+            break;
+        }
         if (p->next_seq >= p->write_seq + p->nslots) {
             pthread_cond_wait(&p->cond_free, &p->lock);
             continue;
@@ -347,6 +355,12 @@ static void writer_loop(struct pipeline *p)
         struct slot *s = &p->slots[p->write_seq % p->nslots];
         if (p->stop)
             break;
+        struct df_error ie;
+        df_error_init(&ie);
+        if (interrupt_check(&ie) < 0) {
+            pipe_fail(p, &ie);
+            break;
+        }
         if (s->state == SLOT_DONE && s->seq == p->write_seq) {
             pthread_mutex_unlock(&p->lock);
             struct df_error e;
@@ -377,7 +391,15 @@ static void writer_loop(struct pipeline *p)
         }
         if (p->eof && p->write_seq == p->next_seq)
             break;
-        pthread_cond_wait(&p->cond_done, &p->lock);
+        /* Woken by a finished slot, or every 200 ms to see a signal. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 200000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&p->cond_done, &p->lock, &ts);
     }
     pthread_mutex_unlock(&p->lock);
 }

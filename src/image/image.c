@@ -276,6 +276,14 @@ int image_create(const char *path, const char *format, uint64_t size,
                  const struct image_create_opts *copts, struct image **out,
                  struct df_error *err)
 {
+    return image_create_at(AT_FDCWD, path, format, size, copts, out, err);
+}
+
+int image_create_at(int dirfd, const char *path, const char *format,
+                    uint64_t size, const struct image_create_opts *copts,
+                    struct image **out, struct df_error *err)
+{
+    const char *name = dirfd == AT_FDCWD ? path : path_basename(path);
     static const struct image_create_opts no_copts;
     const struct image_driver *drv = image_driver_by_name(format);
     struct image *img = NULL;
@@ -286,7 +294,8 @@ int image_create(const char *path, const char *format, uint64_t size,
         return df_usage(err, "unknown output format '%s'", format);
     if (!(drv->caps & IMG_CAN_CREATE))
         return df_usage(err, "diskferry cannot create %s images", format);
-    if (df_file_open(&f, path, O_RDWR | O_CREAT | O_EXCL, err) < 0) {
+    if (df_file_openat(&f, dirfd, path, O_RDWR | O_CREAT | O_EXCL |
+                                            O_NOFOLLOW, err) < 0) {
         if (err->errnum == EEXIST) {
             df_error_reset(err);
             return df_refuse(err, path, "refusing to write: file exists "
@@ -297,7 +306,7 @@ int image_create(const char *path, const char *format, uint64_t size,
     img = image_alloc(drv, err);
     if (!img) {
         df_file_close(&f);
-        unlink(path);
+        unlinkat(dirfd, name, 0);
         return -1;
     }
     img->file = f;
@@ -306,7 +315,7 @@ int image_create(const char *path, const char *format, uint64_t size,
     img->writable = true;
     if (drv->create(img, size, copts ? copts : &no_copts, err) < 0) {
         image_free_one(img);
-        unlink(path);
+        unlinkat(dirfd, name, 0);
         return -1;
     }
     img->size = size;

@@ -221,6 +221,11 @@ int image_open_file(struct df_file *f, const char *name, const char *path,
 int image_create(const char *path, const char *format, uint64_t size,
                  const struct image_create_opts *copts, struct image **out,
                  struct df_error *err);
+/* The same in the directory dirfd (only path's last component is used
+ * there; the whole names it in messages), O_NOFOLLOW. */
+int image_create_at(int dirfd, const char *path, const char *format,
+                    uint64_t size, const struct image_create_opts *copts,
+                    struct image **out, struct df_error *err);
 /* Close the image and its parents.  NULL is a no-op. */
 void image_close(struct image *img);
 

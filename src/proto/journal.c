@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -18,16 +19,21 @@
 
 #define RJOURNAL_MAX_LOAD (1u << 20)     /* ranges read back, a ceiling */
 
-void rjournal_path(const char *dst, bool is_regular, const char *state_dir,
-                   char *out, size_t len)
+void rjournal_path(const char *dst, bool is_regular, char *out,
+                   size_t len)
 {
     if (is_regular) {
         snprintf(out, len, "%s.diskferry-resume", dst);
         return;
     }
-    snprintf(out, len, "%s/diskferry-resume-%016llx",
-             state_dir ? state_dir : "/var/tmp",
+    snprintf(out, len, "diskferry-resume-%016llx",
              (unsigned long long)XXH64(dst, strlen(dst), 0));
+}
+
+/* The name to use with dirfd (journal.h: "relative to dirfd"). */
+static const char *rj_name(int dirfd, const char *path)
+{
+    return dirfd == AT_FDCWD ? path : path_basename(path);
 }
 
 struct rj_range {
@@ -40,28 +46,80 @@ static int rj_cmp(const void *a, const void *b)
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-int rjournal_load(const char *path, uint64_t size, uint64_t src_id,
-                  struct extent_list *done, struct df_error *err)
+/* A sample line "s OFF LEN HASH" into info (a ring of the last ones). */
+static bool rj_sample(const char *line, uint64_t size,
+                      struct rjournal_info *info, unsigned *seen)
 {
-    FILE *f = fopen(path, "re");
+    unsigned long long o, l, h;
+    char tail;
+    if (sscanf(line, "s %llu %llu %16llx%c", &o, &l, &h, &tail) != 4 ||
+        tail != '\n' || l == 0 || l > RJOURNAL_SAMPLE_LEN || o > size ||
+        l > size - o)
+        return false;
+    if (info) {
+        unsigned at = *seen % RJOURNAL_SAMPLES;
+        info->s[at] = (struct rjournal_sample){o, l, h};
+    }
+    (*seen)++;
+    return true;
+}
+
+int rjournal_load(int dirfd, const char *path, uint64_t size,
+                  uint64_t src_id, struct extent_list *done,
+                  struct rjournal_info *info, struct df_error *err)
+{
     struct rj_range *v = NULL;
     size_t n = 0, cap = 0;
+    unsigned seen = 0;
     int ret = 1;
     char line[256];
-    if (!f)
+    struct stat st;
+    struct rjournal_info ring;
+    int fd = openat(dirfd, rj_name(dirfd, path),
+                    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return 1;                       /* none (or a symlink: not ours) */
+    FILE *f = fstat(fd, &st) == 0 && S_ISREG(st.st_mode)
+                  ? fdopen(fd, "re") : NULL;
+    if (!f) {
+        close(fd);
         return 1;
-    unsigned long long jsize, jsrc;
+    }
+    memset(&ring, 0, sizeof(ring));
+    unsigned ver;
+    unsigned long long jsize, jsrc, jdev, jino;
     if (!fgets(line, sizeof(line), f) ||
-        sscanf(line, "diskferry-resume 1 size=%llu src=%llx", &jsize,
-               &jsrc) != 2 ||
-        jsize != size || jsrc != src_id)
+        sscanf(line, "diskferry-resume %u ", &ver) != 1)
+        goto out;                       /* not a journal: not ours */
+    if (ver != RJOURNAL_VERSION) {
+        ret = df_refuse(err, path, "refusing to resume: a resume journal "
+                        "of format %u (this diskferry writes %u); run "
+                        "without --resume", ver, RJOURNAL_VERSION);
         goto out;
+    }
+    if (sscanf(line, "diskferry-resume %*u size=%llu src=%16llx dev=%llu "
+               "ino=%llu", &jsize, &jsrc, &jdev, &jino) != 4)
+        goto out;
+    if (jsize != size || jsrc != src_id) {
+        ret = df_refuse(err, path, "refusing to resume: the source "
+                        "changed since the interrupted copy; run without "
+                        "--resume");
+        goto out;
+    }
+    ring.dev = jdev;
+    ring.ino = jino;
     while (fgets(line, sizeof(line), f)) {
         unsigned long long o, l;
         char tail;
-        if (!strchr(line, '\n') ||
-            sscanf(line, "%llu %llu%c", &o, &l, &tail) != 3 || tail != '\n')
+        if (!strchr(line, '\n'))
             break;                                  /* invariant 2 */
+        if (line[0] == 's') {
+            if (!rj_sample(line, size, &ring, &seen))
+                break;
+            continue;
+        }
+        if (sscanf(line, "%llu %llu%c", &o, &l, &tail) != 3 || tail != '\n')
+            break;
         if (l == 0 || o > size || l > size - o)
             break;
         if (n == cap) {
@@ -77,7 +135,8 @@ int rjournal_load(const char *path, uint64_t size, uint64_t src_id,
         }
         v[n++] = (struct rj_range){o, l};
     }
-    qsort(v, n, sizeof(*v), rj_cmp);
+    if (n)
+        qsort(v, n, sizeof(*v), rj_cmp);
     uint64_t co = 0, cl = 0;
     for (size_t i = 0; i <= n; i++) {
         if (i < n && cl && v[i].off <= co + cl) {
@@ -95,6 +154,14 @@ int rjournal_load(const char *path, uint64_t size, uint64_t src_id,
             cl = v[i].len;
         }
     }
+    if (info) {
+        /* The ring, oldest first. */
+        unsigned k = seen < RJOURNAL_SAMPLES ? seen : RJOURNAL_SAMPLES;
+        *info = ring;
+        info->nsamples = k;
+        for (unsigned i = 0; i < k; i++)
+            info->s[i] = ring.s[(seen - k + i) % RJOURNAL_SAMPLES];
+    }
     ret = 0;
 out:
     free(v);
@@ -102,24 +169,85 @@ out:
     return ret;
 }
 
-int rjournal_open(struct rjournal *j, const char *path, uint64_t size,
-                  uint64_t src_id, bool keep, struct df_error *err)
+static int rj_hash(int fd, uint64_t off, uint64_t len, uint64_t *h)
+{
+    uint8_t buf[RJOURNAL_SAMPLE_LEN];
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, buf + got, (size_t)(len - got),
+                          (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    *h = XXH64(buf, (size_t)len, 0);
+    return 0;
+}
+
+int rjournal_check_dst(const struct rjournal_info *info,
+                       const struct df_file *dst, struct df_error *err)
+{
+    if (dst->dev != info->dev || dst->ino != info->ino)
+        return df_refuse(err, dst->name, "refusing to resume: DST changed "
+                         "since the interrupted copy (it is another file "
+                         "or device now)");
+    for (unsigned i = 0; i < info->nsamples; i++) {
+        const struct rjournal_sample *s = &info->s[i];
+        uint64_t h;
+        if (rj_hash(dst->fd, s->off, s->len, &h) < 0 || h != s->hash)
+            return df_refuse(err, dst->name, "refusing to resume: DST "
+                             "changed since the interrupted copy (the "
+                             "block at offset %llu holds other data)",
+                             (unsigned long long)s->off);
+    }
+    return 0;
+}
+
+int rjournal_open(struct rjournal *j, int dirfd, const char *path,
+                  uint64_t size, uint64_t src_id, const struct df_file *dst,
+                  bool keep, struct df_error *err)
 {
     memset(j, 0, sizeof(*j));
+    j->fd = -1;
+    j->dst_fd = dst->fd;
+    j->dirfd = AT_FDCWD;
     snprintf(j->path, sizeof(j->path), "%s", path);
-    j->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC |
-                           (keep ? O_APPEND : O_TRUNC), 0600);
+    if (dirfd != AT_FDCWD) {
+        j->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+        if (j->dirfd < 0) {
+            j->dirfd = AT_FDCWD;
+            return df_io(err, path, errno, "cannot open the resume "
+                         "journal");
+        }
+        j->own_dir = true;
+    }
+    const char *name = rj_name(j->dirfd, j->path);
+    if (keep) {
+        j->fd = openat(j->dirfd, name, O_WRONLY | O_APPEND | O_NOFOLLOW |
+                                           O_CLOEXEC);
+    } else {
+        /* Invariant 6: the old name goes (a symlink itself, not what it
+         * points to), the new journal is created, never opened. */
+        if (unlinkat(j->dirfd, name, 0) < 0 && errno != ENOENT)
+            return df_io(err, path, errno, "cannot replace the resume "
+                         "journal");
+        j->fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_EXCL |
+                                           O_NOFOLLOW | O_CLOEXEC, 0600);
+    }
     if (j->fd < 0)
         return df_io(err, path, errno, "cannot open the resume journal");
     if (!keep) {
-        char hdr[96];
+        char hdr[160];
         int n = snprintf(hdr, sizeof(hdr),
-                         "diskferry-resume 1 size=%" PRIu64 " src=%016"
-                         PRIx64 "\n", size, src_id);
+                         "diskferry-resume %d size=%" PRIu64 " src=%016"
+                         PRIx64 " dev=%" PRIu64 " ino=%" PRIu64 "\n",
+                         RJOURNAL_VERSION, size, src_id, dst->dev,
+                         dst->ino);
         if (write(j->fd, hdr, (size_t)n) != n || fdatasync(j->fd) < 0) {
             int e = errno;
-            close(j->fd);
-            j->fd = -1;
+            rjournal_close(j);
             return df_io(err, path, e, "cannot write the resume journal");
         }
     }
@@ -150,13 +278,27 @@ int rjournal_commit(struct rjournal *j, struct df_error *err)
 {
     if (j->fd < 0 || !j->npend)
         return 0;
-    char *buf = malloc((size_t)j->npend * 48);
+    char *buf = malloc((size_t)j->npend * 48 + 2 * 64);
     size_t n = 0;
     if (!buf)
         return df_io(err, j->path, ENOMEM, "cannot commit");
     for (unsigned i = 0; i < j->npend; i++)
         n += (size_t)sprintf(buf + n, "%" PRIu64 " %" PRIu64 "\n",
                              j->pend_off[i], j->pend_len[i]);
+    /* Invariant 5: the first and the last block of this batch, as the
+     * (flushed) destination holds them now. */
+    for (unsigned k = 0; k < 2 && j->dst_fd >= 0; k++) {
+        unsigned i = k ? j->npend - 1 : 0;
+        uint64_t len = min_u64(j->pend_len[i], RJOURNAL_SAMPLE_LEN);
+        uint64_t off = k ? j->pend_off[i] + j->pend_len[i] - len
+                         : j->pend_off[i];
+        uint64_t h;
+        if ((k && i == 0 && j->pend_len[i] <= RJOURNAL_SAMPLE_LEN) ||
+            rj_hash(j->dst_fd, off, len, &h) < 0)
+            continue;
+        n += (size_t)sprintf(buf + n, "s %" PRIu64 " %" PRIu64 " %016"
+                             PRIx64 "\n", off, len, h);
+    }
     int ret = 0;
     if (write(j->fd, buf, n) != (ssize_t)n || fdatasync(j->fd) < 0)
         ret = df_io(err, j->path, errno, "cannot write the resume journal");
@@ -171,13 +313,18 @@ void rjournal_close(struct rjournal *j)
     if (j->fd >= 0)
         close(j->fd);
     j->fd = -1;
+    if (j->own_dir)
+        close(j->dirfd);
+    j->own_dir = false;
+    j->dirfd = AT_FDCWD;
 }
 
 void rjournal_remove(struct rjournal *j)
 {
-    rjournal_close(j);
+    int dirfd = j->own_dir ? j->dirfd : AT_FDCWD;
     if (j->path[0])
-        unlink(j->path);
+        unlinkat(dirfd, rj_name(dirfd, j->path), 0);
+    rjournal_close(j);
 }
 
 int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
@@ -220,11 +367,11 @@ int partial_path(const char *path, char *out, size_t len,
     return 0;
 }
 
-int partial_commit(const char *partial, const char *path,
+int partial_commit(int dirfd, const char *partial, const char *path,
                    struct df_error *err)
 {
-    if (renameat2(AT_FDCWD, partial, AT_FDCWD, path,
-                  RENAME_NOREPLACE) == 0)
+    const char *from = rj_name(dirfd, partial), *to = rj_name(dirfd, path);
+    if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
         return 0;
     if (errno == EEXIST)
         return df_refuse(err, path, "refusing to write: it appeared "
@@ -232,8 +379,8 @@ int partial_commit(const char *partial, const char *path,
     if (errno != EINVAL && errno != ENOSYS)
         return df_io(err, path, errno, "cannot rename %s", partial);
     /* No RENAME_NOREPLACE here: link() refuses to replace too. */
-    if (link(partial, path) < 0)
+    if (linkat(dirfd, from, dirfd, to, 0) < 0)
         return df_io(err, path, errno, "cannot link %s", partial);
-    unlink(partial);
+    unlinkat(dirfd, from, 0);
     return 0;
 }

@@ -3,9 +3,15 @@
  * destination are known to be written and durable.
  *
  * File (text, one record a line, appended):
- *   diskferry-resume 1 size=<bytes> src=<16 hex digits>
- *   <off> <len>
+ *   diskferry-resume 2 size=<bytes> src=<16 hex> dev=<dec> ino=<dec>
+ *   <off> <len>                   a range written and durable
+ *   s <off> <len> <16 hex>        XXH64 of that block of the destination
  *   ...
+ *
+ * dev/ino name the destination file written (st_rdev for a device);
+ * the sample lines ("s") are taken at each commit from blocks of the
+ * ranges just committed, so that a destination reused for other data
+ * since the interruption is told from the one we left (invariant 5).
  *
  * Invariants:
  *  1. A range is appended only after the destination was fsync'ed with
@@ -21,6 +27,17 @@
  *     verified the whole disk, or chose --no-verify after a complete
  *     copy).  The final verification covers the whole disk whatever the
  *     journal said.
+ *  5. Resuming re-checks the destination: same dev/ino, the last
+ *     RJOURNAL_SAMPLES sampled blocks unchanged (rjournal_check_dst),
+ *     and the safety check with only the journal's ranges counted as
+ *     ours.  A journal of another format version is refused, never
+ *     guessed at; one written for another source (src id: path, size,
+ *     and the source's identity, remote_src_id) is refused with "the
+ *     source changed".
+ *  6. Every journal is opened O_NOFOLLOW relative to a directory fd the
+ *     caller checked (serve: inside --root), and a new one is created
+ *     O_EXCL after removing the old name: a symlink planted at the
+ *     journal's name is never followed.
  */
 #ifndef DF_JOURNAL_H
 #define DF_JOURNAL_H
@@ -31,12 +48,30 @@
 
 #include "util/error.h"
 #include "util/extent.h"
+#include "util/file.h"
 
 #define RJOURNAL_MAX_PENDING 4096
+#define RJOURNAL_VERSION 2
+#define RJOURNAL_SAMPLES 16
+#define RJOURNAL_SAMPLE_LEN (64u << 10)
+
+struct rjournal_sample {
+    uint64_t off, len, hash;
+};
+
+/* What a loaded journal says about the destination it was written to. */
+struct rjournal_info {
+    uint64_t dev, ino;
+    unsigned nsamples;              /* the last ones, oldest first */
+    struct rjournal_sample s[RJOURNAL_SAMPLES];
+};
 
 struct rjournal {
     int fd;
-    char path[PATH_MAX];
+    int dst_fd;                     /* borrowed: samples are read here */
+    char path[PATH_MAX];            /* for messages */
+    int dirfd;                      /* a dup when own_dir, else unused */
+    bool own_dir;
     uint64_t pend_off[RJOURNAL_MAX_PENDING];
     uint64_t pend_len[RJOURNAL_MAX_PENDING];
     unsigned npend;
@@ -44,17 +79,35 @@ struct rjournal {
 };
 
 /* Where the journal of dst lives: next to a regular file, else in
- * state_dir (default /var/tmp). */
-void rjournal_path(const char *dst, bool is_regular, const char *state_dir,
-                   char *out, size_t len);
-/* Read a journal: 0 with the ranges (sorted, merged, EXT_DATA) when it
- * is valid for size/src_id, 1 when absent or not for this copy. */
-int rjournal_load(const char *path, uint64_t size, uint64_t src_id,
-                  struct extent_list *done, struct df_error *err);
-/* Start a journal: keep = append to the valid existing one, else a new
- * file with a fresh header. */
-int rjournal_open(struct rjournal *j, const char *path, uint64_t size,
-                  uint64_t src_id, bool keep, struct df_error *err);
+ * diskferry's state directory (state_dir_open(); only the name is
+ * used there). */
+void rjournal_path(const char *dst, bool is_regular, char *out,
+                   size_t len);
+/*
+ * Paths given to the functions below are relative to dirfd (AT_FDCWD:
+ * as given); with a directory fd only their last component is used, so
+ * the caller may pass the full path for messages.
+ *
+ * Read a journal: 0 with the ranges (sorted, merged, EXT_DATA) and the
+ * destination's recorded identity (info, may be NULL) when it is valid
+ * for size/src_id; 1 when there is none (or it is not a regular file);
+ * -1 DF_REFUSED when it is of another format version or was written for
+ * another source ("the source changed since the interrupted copy").
+ */
+int rjournal_load(int dirfd, const char *path, uint64_t size,
+                  uint64_t src_id, struct extent_list *done,
+                  struct rjournal_info *info, struct df_error *err);
+/* The destination still is the one the journal was written to: same
+ * dev/ino, every sample reads back the same; else -1 DF_REFUSED
+ * "refusing to resume: DST changed since the interrupted copy (...)". */
+int rjournal_check_dst(const struct rjournal_info *info,
+                       const struct df_file *dst, struct df_error *err);
+/* Start a journal for the destination dst (its fd is borrowed for
+ * samples): keep = append to the valid existing one, else a new file
+ * (created O_EXCL) with a fresh header. */
+int rjournal_open(struct rjournal *j, int dirfd, const char *path,
+                  uint64_t size, uint64_t src_id, const struct df_file *dst,
+                  bool keep, struct df_error *err);
 /* [off, off+len) has been applied (not yet durable). */
 void rjournal_note(struct rjournal *j, uint64_t off, uint64_t len);
 /* Must the caller flush and commit now (pending list full)? */
@@ -86,7 +139,9 @@ int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
  * (partial_commit), never replacing a file that appeared meanwhile. */
 int partial_path(const char *path, char *out, size_t len,
                  struct df_error *err);
-int partial_commit(const char *partial, const char *path,
+/* Both names in dirfd (AT_FDCWD: as given; else their last
+ * components). */
+int partial_commit(int dirfd, const char *partial, const char *path,
                    struct df_error *err);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -19,6 +20,7 @@
 #include "session.h"
 #include "transport/bwlimit.h"
 #include "transport/transport.h"
+#include "util/interrupt.h"
 #include "util/progress.h"
 
 #define REMOTE_MAX_BLOCK (1u << 20)
@@ -40,15 +42,43 @@ struct remote {
     struct rskip skip;
 };
 
-uint64_t remote_src_id(const char *path, uint64_t size)
+uint64_t remote_src_id(const char *path, uint64_t size,
+                       const struct df_file *f)
 {
-    char buf[PATH_MAX + 32];
     char real[PATH_MAX];
+    struct stat st;
+    XXH64_state_t *h = XXH64_createState();
+    if (!h)
+        return 0;
+    XXH64_reset(h, 0);
     if (!realpath(path, real))
         snprintf(real, sizeof(real), "%s", path);
-    int n = snprintf(buf, sizeof(buf), "%s\n%llu", real,
-                     (unsigned long long)size);
-    return XXH64(buf, (size_t)n, 0);
+    XXH64_update(h, real, strlen(real));
+    XXH64_update(h, &size, sizeof(size));
+    if (f && f->fd >= 0 && fstat(f->fd, &st) == 0) {
+        /* journal.h invariant 5: a source changed since the interrupted
+         * copy has another id.  A file says so by its inode times; a
+         * device's are not kept up to date, so it is sampled. */
+        uint64_t v[6] = {st.st_dev, st.st_ino, st.st_size,
+                         (uint64_t)st.st_mtim.tv_sec * 1000000000u +
+                             (uint64_t)st.st_mtim.tv_nsec,
+                         (uint64_t)st.st_ctim.tv_sec * 1000000000u +
+                             (uint64_t)st.st_ctim.tv_nsec, st.st_rdev};
+        XXH64_update(h, v, sizeof(v));
+        uint8_t *buf = S_ISBLK(st.st_mode) ? malloc(RJOURNAL_SAMPLE_LEN)
+                                           : NULL;
+        for (unsigned i = 0; buf && i < RJOURNAL_SAMPLES; i++) {
+            uint64_t off = f->size / RJOURNAL_SAMPLES * i;
+            off -= off % 4096;
+            ssize_t n = pread(f->fd, buf, RJOURNAL_SAMPLE_LEN, (off_t)off);
+            if (n > 0)
+                XXH64_update(h, buf, (size_t)n);
+        }
+        free(buf);
+    }
+    uint64_t id = XXH64_digest(h);
+    XXH64_freeState(h);
+    return id;
 }
 
 int remote_connect(const struct remote_opts *o, struct remote **out,
@@ -498,6 +528,8 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
     uint64_t done = 0;
     for (;;) {
         struct rx_frame *f;
+        if (interrupt_check(err) < 0)   /* util/interrupt.h */
+            goto out;
         int rr = session_recv_data(&r->s, &f, err);
         if (rr < 0)
             goto out;
@@ -670,6 +702,7 @@ void remote_get_stats(const struct remote *r, struct remote_stats *st)
     st->raw_in = r->ctl.raw_in;
     st->comp_out = r->ctl.comp_out;
     st->skipped_resumed = r->skip.skipped;
+    st->bytes_acked = r->snd ? sender_acked_bytes(r->snd) : 0;
     st->zstd_level_max = r->ctl.mode == COMPRESS_AUTO ||
                                  r->ctl.mode == COMPRESS_ZSTD
                              ? r->ctl.level_max_seen

@@ -27,6 +27,7 @@
 #include "engine/sink.h"
 #include "image/image.h"
 #include "util/error.h"
+#include "util/file.h"
 
 struct remote_opts {
     const char *rsh;            /* --rsh; NULL: "ssh" */
@@ -69,11 +70,16 @@ struct remote_stats {
     uint64_t bytes_wire;        /* sent + received on all channels */
     uint64_t raw_in, comp_out;  /* compression: payload before/after */
     uint64_t skipped_resumed;   /* bytes the journal said were there */
+    uint64_t bytes_acked;       /* to a remote DST: data it applied */
     int zstd_level_max;         /* highest auto level used */
 };
 
-/* Identify a source for the resume journal (path and size). */
-uint64_t remote_src_id(const char *path, uint64_t size);
+/* Identify a source for the resume journal: path and size, and when
+ * the source is open here (f, may be NULL) its identity: a file's
+ * device, inode and times, a device's sampled blocks (journal.h
+ * invariant 5). */
+uint64_t remote_src_id(const char *path, uint64_t size,
+                       const struct df_file *f);
 
 int remote_connect(const struct remote_opts *o, struct remote **out,
                    struct df_error *err);

@@ -377,6 +377,14 @@ uint64_t sender_next_seq(const struct sender *s)
     return s->next_seq;
 }
 
+uint64_t sender_acked_bytes(struct sender *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint64_t n = s->acked_bytes;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 uint64_t sender_bytes_in(const struct sender *s)
 {
     return s->bytes_in;

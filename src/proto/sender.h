@@ -54,6 +54,9 @@ int sender_drain(struct sender *s, struct df_error *err);
 void sender_ack(struct sender *s, uint64_t seq, uint64_t bytes);
 /* Wait until every frame is acknowledged (sender_ack). */
 int sender_wait_acked(struct sender *s, struct df_error *err);
+/* Data bytes the receiver acknowledged as applied (a lower bound: acks
+ * come every MSG_ACK_EVERY bytes). */
+uint64_t sender_acked_bytes(struct sender *s);
 /* Record an error from elsewhere (the ack reader): wakes everyone. */
 void sender_fail(struct sender *s, const struct df_error *e);
 uint64_t sender_next_seq(const struct sender *s);

@@ -52,6 +52,8 @@ struct serve {
     char work[PATH_MAX];        /* the file written: path or a partial */
     bool renaming;              /* work is renamed to path at DONE */
     int claim_fd;               /* safety_claim() on a device, or -1 */
+    int dirfd;                  /* the directory of path, or -1 */
+    int statefd;                /* the state directory, or -1 */
 
     struct rjournal j;
     bool journaling;
@@ -169,15 +171,56 @@ static int serve_dst_opts(struct serve *sv, const struct msg *m,
     return 0;
 }
 
+/*
+ * The directory sv->path is in, opened once (sv->dirfd): every file this
+ * end creates, renames or removes there (the partial file, journals) is
+ * named relative to it, so a directory component swapped for a symlink
+ * after serve_confine() cannot lead the writes elsewhere.  It must still
+ * be the directory serve_confine() resolved.
+ */
+static int serve_open_dir(struct serve *sv, struct df_error *err)
+{
+    char dir[PATH_MAX], link[64], now[PATH_MAX];
+    path_dirname(sv->path, dir, sizeof(dir));
+    sv->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sv->dirfd < 0)
+        return df_io(err, sv->path, errno, "cannot open the directory");
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", sv->dirfd);
+    ssize_t n = readlink(link, now, sizeof(now) - 1);
+    if (n < 0)
+        return df_io(err, sv->path, errno, "cannot resolve the directory");
+    now[n] = '\0';
+    if (strcmp(now, dir))
+        return df_refuse(err, sv->path, "refusing: the directory moved "
+                         "while it was checked");
+    return 0;
+}
+
+/* Open the journal of a raw destination: beside a regular file (in
+ * sv->dirfd), else in the state directory. */
+static int serve_journal_dir(struct serve *sv, bool regular, const char *dst,
+                             char *jpath, struct df_error *err)
+{
+    rjournal_path(dst, regular, jpath, PATH_MAX);
+    if (regular)
+        return sv->dirfd;
+    if (sv->statefd < 0)
+        sv->statefd = state_dir_open(sv->o->state_dir, err);
+    return sv->statefd;
+}
+
 static int serve_open_dst(struct serve *sv, const struct msg *m,
                           bool *dst_is_zero, bool *resumed,
                           struct extent_list *done, struct df_error *err)
 {
     const char *fmt = m->s1[0] ? m->s1 : "raw";
     bool resume = m->flags & OPEN_RESUME;
+    bool dry = m->flags & OPEN_DRY_RUN;
     struct stat st;
     char jpath[PATH_MAX], undo[PATH_MAX];
     uint64_t orig_size = 0;
+    struct rjournal_info ji;
+    int jdir = AT_FDCWD;
 
     *dst_is_zero = false;
     *resumed = false;
@@ -193,7 +236,10 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         !(image_driver_by_name(fmt)->caps & IMG_CAN_CREATE))
         return df_usage(err, "-O: this host does not write '%s' images",
                         fmt);
-    bool exists = lstat(sv->path, &st) == 0;
+    if (serve_open_dir(sv, err) < 0)
+        return -1;
+    bool exists = fstatat(sv->dirfd, path_basename(sv->path), &st,
+                          AT_SYMLINK_NOFOLLOW) == 0;
     bool regular = !exists || S_ISREG(st.st_mode);
     bool raw = !strcmp(fmt, "raw");
     if (!exists) {
@@ -202,21 +248,28 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
          * an interrupted one is what --resume continues. */
         if (partial_path(sv->path, sv->work, sizeof(sv->work), err) < 0)
             return -1;
-        bool partial = lstat(sv->work, &st) == 0 && S_ISREG(st.st_mode);
-        rjournal_path(sv->work, true, NULL, jpath, sizeof(jpath));
+        bool partial = fstatat(sv->dirfd, path_basename(sv->work), &st,
+                               AT_SYMLINK_NOFOLLOW) == 0 &&
+                       S_ISREG(st.st_mode);
+        jdir = serve_journal_dir(sv, true, sv->work, jpath, err);
         if (partial && resume && raw &&
-            rjournal_load(jpath, m->size, m->src_id, done, err) == 0)
+            rjournal_load(jdir, jpath, m->size, m->src_id, done, &ji,
+                          err) == 0)
             *resumed = true;
-        else if (partial && !(m->flags & OPEN_DRY_RUN))
-            unlink(sv->work);       /* ours, stale: start again */
+        else if (partial && !dry && err->cat == DF_OK)
+            unlinkat(sv->dirfd, path_basename(sv->work), 0);
         if (err->cat != DF_OK)
             return -1;
     } else {
         snprintf(sv->work, sizeof(sv->work), "%s", sv->path);
-        rjournal_path(sv->path, regular, sv->o->state_dir, jpath,
-                      sizeof(jpath));
+        if (raw && (resume || !dry)) {  /* a dry run creates nothing */
+            jdir = serve_journal_dir(sv, regular, sv->path, jpath, err);
+            if (jdir == -1)
+                return -1;
+        }
         if (resume && raw &&
-            rjournal_load(jpath, m->size, m->src_id, done, err) == 0)
+            rjournal_load(jdir, jpath, m->size, m->src_id, done, &ji,
+                          err) == 0)
             *resumed = true;
         if (err->cat != DF_OK)
             return -1;
@@ -224,16 +277,28 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     if (*resumed && !exists) {
         struct image_open_opts oo = {.format = "raw", .writable = true,
                                      .no_parents = true};
-        if (image_open(sv->work, &oo, &sv->img, err) < 0)
+        struct df_file f;
+        if (df_file_openat(&f, sv->dirfd, sv->work, O_RDWR | O_NOFOLLOW,
+                           err) < 0 ||
+            image_open_file(&f, sv->work, sv->work, &oo, &sv->img,
+                            err) < 0)
             return -1;
         if (sv->img->size != m->size)
             return df_refuse(err, sv->work, "refusing to resume: %llu "
                              "bytes, the copy has %llu",
                              (unsigned long long)sv->img->size,
                              (unsigned long long)m->size);
+        /* journal.h invariant 5: the partial is still ours. */
+        struct safety_req req = {
+            .dst_path = sv->work, .dst = &sv->img->file,
+            .need_size = m->size, .op = SAFETY_OP_WRITE, .ours = done,
+            .overwrite = m->flags & OPEN_OVERWRITE, .yes = true,
+        };
+        if (rjournal_check_dst(&ji, &sv->img->file, err) < 0 ||
+            safety_check_destination(&req, err) < 0)
+            return -1;
         sv->renaming = true;
     } else if (exists) {
-        bool dry = m->flags & OPEN_DRY_RUN;
         struct image_open_opts oo = {.format = "raw", .writable = !dry,
                                      .no_parents = true};
         if (!raw)
@@ -241,18 +306,21 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
                             fmt, sv->path);
         if (image_open(sv->path, &oo, &sv->img, err) < 0)
             return -1;
-        /* The one safety gate, on this host (safety.h).  A destination
-         * the journal vouches for is ours: resuming needs no
-         * --overwrite. */
-        /* The question, if any, is the client's user's (OPEN_ASK). */
+        /* The one safety gate, on this host (safety.h).  Resuming, what
+         * the journal lists is ours (invariant 5); anything else the
+         * destination holds needs --overwrite as on the first run.  The
+         * question, if any, is the client's user's (OPEN_ASK). */
         bool ask = (m->flags & OPEN_ASK) && !*resumed;
         struct safety_req req = {
             .dst_path = sv->path, .dst = &sv->img->file,
             .need_size = m->size, .op = SAFETY_OP_WRITE,
-            .overwrite = (m->flags & OPEN_OVERWRITE) || *resumed,
+            .overwrite = m->flags & OPEN_OVERWRITE,
+            .ours = *resumed ? done : NULL,
             .yes = !ask, .dry_run = dry, .interactive = ask,
             .confirm = serve_ask, .confirm_ctx = sv,
         };
+        if (*resumed && rjournal_check_dst(&ji, &sv->img->file, err) < 0)
+            return -1;
         if (safety_check_destination(&req, err) < 0)
             return -1;
         if (dry)
@@ -269,17 +337,17 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     } else {
         struct safety_req req = {
             .dst_path = sv->path, .need_size = m->size,
-            .op = SAFETY_OP_WRITE, .yes = true,
-            .dry_run = m->flags & OPEN_DRY_RUN,
+            .op = SAFETY_OP_WRITE, .yes = true, .dry_run = dry,
         };
         if (!(m->flags & OPEN_CREATE))
             return df_io(err, sv->path, ENOENT, "cannot open");
         if (safety_check_destination(&req, err) < 0)
             return -1;
-        if (m->flags & OPEN_DRY_RUN)
+        if (dry)
             return 0;
         struct image_create_opts co = {0};
-        if (image_create(sv->work, fmt, m->size, &co, &sv->img, err) < 0)
+        if (image_create_at(sv->dirfd, sv->work, fmt, m->size, &co,
+                            &sv->img, err) < 0)
             return -1;
         snprintf(sv->img->name, sizeof(sv->img->name), "%s", sv->path);
         *dst_is_zero = true;
@@ -296,8 +364,8 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
             return -1;
     }
     if (raw) {
-        if (rjournal_open(&sv->j, jpath, m->size, m->src_id, *resumed,
-                          err) < 0)
+        if (rjournal_open(&sv->j, jdir, jpath, m->size, m->src_id,
+                          &sv->img->file, *resumed, err) < 0)
             return -1;
         sv->journaling = true;
         sv->last_commit = time_now();
@@ -542,7 +610,8 @@ static int serve_dst(struct serve *sv, const struct msg *open,
                 goto out;
             break;
         case MSG_DONE:
-            if (sv->renaming && partial_commit(sv->work, sv->path, err) < 0)
+            if (sv->renaming &&
+                partial_commit(sv->dirfd, sv->work, sv->path, err) < 0)
                 goto out;
             if (sv->journaling)
                 rjournal_remove(&sv->j);
@@ -881,6 +950,8 @@ int serve_run(int rfd, int wfd, const struct serve_opts *o,
     sv.o = o;
     sv.j.fd = -1;
     sv.claim_fd = -1;
+    sv.dirfd = -1;
+    sv.statefd = -1;
     pthread_mutex_init(&sv.sink_lock, NULL);
     pthread_mutex_init(&sv.lock, NULL);
     pthread_cond_init(&sv.cond, NULL);
@@ -927,6 +998,10 @@ out:
     image_close(sv.img);
     if (sv.claim_fd >= 0)
         close(sv.claim_fd);
+    if (sv.dirfd >= 0)
+        close(sv.dirfd);
+    if (sv.statefd >= 0)
+        close(sv.statefd);
     pthread_mutex_destroy(&sv.sink_lock);
     pthread_mutex_destroy(&sv.lock);
     pthread_cond_destroy(&sv.cond);

@@ -36,7 +36,8 @@ struct serve_opts {
     const char *root;
     const char *allow[SERVE_MAX_ALLOW];
     size_t nallow;
-    const char *state_dir;      /* journals of devices; NULL: /var/tmp */
+    /* Resume journals of devices; NULL: state_dir_open()'s default. */
+    const char *state_dir;
     unsigned threads;           /* digest / read threads; 0: cores */
     bool no_tcp;                /* --no-tcp: refuse TCP_REQ */
     bool no_bwlimit;            /* fuzzing: ignore the client's rate */

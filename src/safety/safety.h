@@ -41,7 +41,8 @@
  *  6. Not empty (op SAFETY_OP_WRITE only): a partition table or a
  *     filesystem / LVM / RAID / swap / crypto signature (libblkid), or
  *     non-zero bytes in the sampled regions (signature.c says which);
- *     refused unless req->overwrite.  With req->overwrite on a terminal
+ *     refused unless req->overwrite (data in req->ours does not
+ *     count).  With req->overwrite on a terminal
  *     (req->interactive) and neither req->yes nor req->dry_run, the
  *     user must type the destination's name.
  *
@@ -65,6 +66,7 @@
 #include "engine/sink.h"
 #include "image/image.h"
 #include "util/error.h"
+#include "util/extent.h"
 #include "util/file.h"
 
 enum safety_op {
@@ -88,6 +90,11 @@ struct safety_req {
     uint64_t need_size;             /* bytes the destination must hold */
     enum safety_op op;
     bool overwrite;                 /* --overwrite */
+    /* Resuming: the ranges an interrupted copy of ours wrote (sorted,
+     * as rjournal_load gives them).  Check 6 does not count what lies
+     * there (nor a signature whose magic is there); what lies outside
+     * is foreign as ever.  NULL: nothing is ours. */
+    const struct extent_list *ours;
     bool yes;                       /* --yes: no question asked */
     bool dry_run;                   /* --dry-run: no question asked */
     bool interactive;               /* stdin and stderr are a terminal */

@@ -17,6 +17,9 @@
  *         SIG_SPREAD data extents found with SEEK_DATA (a sparse file
  *         with a few written blocks anywhere is found for the price of
  *         a few reads; a fully sparse file reads nothing).
+ *     Resuming (ours != NULL), bytes in ranges an interrupted copy of
+ *     ours wrote are not looked at, nor a signature whose magic lies
+ *     there: they came from the source.
  *     A miss is possible (data between samples on a device without a
  *     signature); --overwrite is about signatures and obvious data, the
  *     undo journal is the net for the rest.
@@ -74,10 +77,42 @@ static void sig_describe(const char *type, const char *usage, char *desc,
     snprintf(desc, len, "%s %s %s", sig_article(type), type, what);
 }
 
+/* Is [off, off+len) entirely inside ours (sorted, merged)? */
+static bool sig_ours(const struct extent_list *ours, uint64_t off,
+                     uint64_t len)
+{
+    if (!ours)
+        return false;
+    size_t lo = 0, hi = ours->n;
+    while (lo < hi) {               /* the first extent ending past off */
+        size_t mid = lo + (hi - lo) / 2;
+        if (ours->v[mid].off + ours->v[mid].len <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < ours->n && ours->v[lo].off <= off &&
+           ours->v[lo].off + ours->v[lo].len - off >= len;
+}
+
+/* The signature just found lies in a range of ours (its magic's offset,
+ * libblkid's name for it in key)? */
+static bool sig_magic_ours(blkid_probe pr, const char *key,
+                           const struct extent_list *ours)
+{
+    const char *val = NULL;
+    if (!ours || blkid_probe_lookup_value(pr, key, &val, NULL) != 0 ||
+        !val)
+        return false;
+    char *end;
+    unsigned long long at = strtoull(val, &end, 10);
+    return end != val && sig_ours(ours, at, 1);
+}
+
 /* 1 with desc set when libblkid finds a signature, 0 if none, -1 on
  * error (libblkid could not start: reported as DF_IO). */
-static int sig_blkid(const struct df_file *f, char *desc, size_t len,
-                     struct df_error *err)
+static int sig_blkid(const struct df_file *f, const struct extent_list *ours,
+                     char *desc, size_t len, struct df_error *err)
 {
     blkid_probe pr = blkid_new_probe();
     const char *val = NULL;
@@ -97,12 +132,12 @@ static int sig_blkid(const struct df_file *f, char *desc, size_t len,
     /* Each call reports the next thing found, until 1 (done) or -1. */
     while (!found && blkid_do_probe(pr) == 0) {
         if (blkid_probe_lookup_value(pr, "PTTYPE", &val, NULL) == 0 &&
-            val) {
+            val && !sig_magic_ours(pr, "PTMAGIC_OFFSET", ours)) {
             snprintf(desc, len, "%s %s partition table", sig_article(val),
                      val);
             found = 1;
         } else if (blkid_probe_lookup_value(pr, "TYPE", &val, NULL) == 0 &&
-                   val) {
+                   val && !sig_magic_ours(pr, "SBMAGIC_OFFSET", ours)) {
             const char *usage = NULL;
             blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
             sig_describe(val, usage, desc, len);
@@ -113,15 +148,27 @@ static int sig_blkid(const struct df_file *f, char *desc, size_t len,
     return found;
 }
 
-/* 1 with desc when [off, off+len) holds a non-zero byte. */
-static int sig_window(const struct df_file *f, uint8_t *buf, uint64_t off,
-                      uint64_t len, char *desc, size_t dlen,
-                      struct df_error *err)
+/* 1 with desc when [off, off+len) holds a non-zero byte outside ours
+ * (looked at in 4 KiB pieces). */
+static int sig_window(const struct df_file *f, const struct extent_list *ours,
+                      uint8_t *buf, uint64_t off, uint64_t len, char *desc,
+                      size_t dlen, struct df_error *err)
 {
     if (off >= f->size)
         return 0;
     if (len > f->size - off)
         len = f->size - off;
+    if (ours) {
+        for (uint64_t p = 0; p < len; p += 4096) {
+            uint64_t n = len - p < 4096 ? len - p : 4096;
+            if (sig_ours(ours, off + p, n))
+                continue;
+            int r = sig_window(f, NULL, buf, off + p, n, desc, dlen, err);
+            if (r != 0)
+                return r;
+        }
+        return 0;
+    }
     /* df_file_pread does not change f; it just is not declared const. */
     if (df_file_pread((struct df_file *)f, buf, (size_t)len, off, err) < 0)
         return -1;
@@ -135,8 +182,8 @@ static int sig_window(const struct df_file *f, uint8_t *buf, uint64_t off,
     return 1;
 }
 
-int sig_probe_content(const struct df_file *f, char *desc, size_t len,
-                      struct df_error *err)
+int sig_probe_content(const struct df_file *f, const struct extent_list *ours,
+                      char *desc, size_t len, struct df_error *err)
 {
     uint8_t *buf = NULL;
     int r = 0;
@@ -144,20 +191,20 @@ int sig_probe_content(const struct df_file *f, char *desc, size_t len,
     if (f->is_stream || f->size == 0)
         return 0;
     if (f->fd >= 0) {
-        r = sig_blkid(f, desc, len, err);
+        r = sig_blkid(f, ours, desc, len, err);
         if (r != 0)
             return r;
     }
     buf = malloc(SIG_EDGE);
     if (!buf)
         return df_io(err, f->name, ENOMEM, "cannot check contents");
-    r = sig_window(f, buf, 0, SIG_EDGE, desc, len, err);
+    r = sig_window(f, ours, buf, 0, SIG_EDGE, desc, len, err);
     if (r == 0 && f->size > SIG_EDGE)
-        r = sig_window(f, buf, f->size - SIG_EDGE, SIG_EDGE, desc, len,
+        r = sig_window(f, ours, buf, f->size - SIG_EDGE, SIG_EDGE, desc, len,
                        err);
     for (uint64_t i = 1; r == 0 && i <= SIG_SPREAD; i++) {
         uint64_t off = f->size / (SIG_SPREAD + 1) * i;
-        r = sig_window(f, buf, off - off % 4096, SIG_WINDOW, desc, len,
+        r = sig_window(f, ours, buf, off - off % 4096, SIG_WINDOW, desc, len,
                        err);
     }
     /* Regular files: the start of each of the first few data extents. */
@@ -167,7 +214,8 @@ int sig_probe_content(const struct df_file *f, char *desc, size_t len,
         off_t data = lseek(f->fd, pos, SEEK_DATA);
         if (data < 0)
             break;          /* ENXIO: no more data; EINVAL: unsupported */
-        r = sig_window(f, buf, (uint64_t)data, SIG_WINDOW, desc, len, err);
+        r = sig_window(f, ours, buf, (uint64_t)data, SIG_WINDOW, desc, len,
+                       err);
         off_t hole = lseek(f->fd, data, SEEK_HOLE);
         if (hole <= data)
             break;

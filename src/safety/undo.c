@@ -621,8 +621,9 @@ struct sink *undo_sink_wrap(struct sink *inner, struct image *dst,
         df_io(err, journal_path, ENOMEM, "cannot start the undo journal");
         goto fail;
     }
-    u->jfd = open(journal_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                  0600);
+    /* O_EXCL: never replaced, never through a symlink at its name. */
+    u->jfd = open(journal_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                                    O_CLOEXEC, 0600);
     if (u->jfd < 0) {
         if (errno == EEXIST)
             df_refuse(err, journal_path, "refusing to write: undo journal "

@@ -31,6 +31,7 @@ enum df_cat {
     DF_CORRUPT = 5,  /* corrupt or unsupported image / metadata */
     DF_NET = 6,      /* network or remote-side failure */
     DF_VERIFY = 7,   /* verification failed after writing */
+    DF_INTERRUPTED = 130,  /* SIGINT / SIGTERM (util/interrupt.h) */
 };
 
 struct df_error {

@@ -3,11 +3,13 @@
  */
 #define _GNU_SOURCE
 #include "file.h"
+#include "interrupt.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -47,9 +49,16 @@ static int file_stat(struct df_file *f, struct df_error *err)
 int df_file_open(struct df_file *f, const char *path, int flags,
                  struct df_error *err)
 {
+    return df_file_openat(f, AT_FDCWD, path, flags, err);
+}
+
+int df_file_openat(struct df_file *f, int dirfd, const char *path, int flags,
+                   struct df_error *err)
+{
     df_file_init(f);
     snprintf(f->name, sizeof(f->name), "%s", path);
-    f->fd = open(path, flags | O_CLOEXEC, 0666);
+    f->fd = openat(dirfd, dirfd == AT_FDCWD ? path : path_basename(path),
+                   flags | O_CLOEXEC, 0666);
     if (f->fd < 0) {
         int e = errno;
         if (e == EISDIR)
@@ -172,6 +181,8 @@ long df_file_read_stream(struct df_file *f, void *buf, size_t len,
     while (got < len) {
         ssize_t r = read(f->fd, (uint8_t *)buf + got, len - got);
         if (r < 0) {
+            if (errno == EINTR && interrupt_check(err) < 0)
+                return -1;              /* Ctrl-C while a pipe is idle */
             if (errno == EINTR)
                 continue;
             return df_io(err, f->name, errno, "read failed");
@@ -249,4 +260,41 @@ void df_file_data_run(const struct df_file *f, uint64_t off, uint64_t end,
     off_t h = lseek(f->fd, (off_t)off, SEEK_HOLE);
     if (h > 0 && (uint64_t)h > off && (uint64_t)h < end)
         *run_end = (uint64_t)h;
+}
+
+int state_dir_open(const char *dir, struct df_error *err)
+{
+    struct stat st;
+    if (!dir || !dir[0])
+        dir = getenv("DISKFERRY_STATE_DIR");
+    if (!dir || !dir[0])
+        dir = DF_STATE_DIR;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return df_io(err, dir, errno, "cannot create the state directory");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP || e == ENOTDIR)
+            return df_refuse(err, dir, "refusing to use the state "
+                             "directory: %s", lstat(dir, &st) == 0 &&
+                             S_ISLNK(st.st_mode) ? "it is a symlink"
+                                                 : "not a directory");
+        return df_io(err, dir, e, "cannot open the state directory");
+    }
+    const char *why = NULL;
+    if (fstat(fd, &st) < 0) {
+        int e = errno;
+        close(fd);
+        return df_io(err, dir, e, "cannot stat the state directory");
+    }
+    if (st.st_uid != geteuid())
+        why = "not owned by this user";
+    else if (st.st_mode & (S_IWGRP | S_IWOTH))
+        why = "writable by group or others";
+    if (why) {
+        close(fd);
+        return df_refuse(err, dir, "refusing to use the state directory: "
+                         "%s", why);
+    }
+    return fd;
 }

@@ -39,6 +39,11 @@ void df_file_init(struct df_file *f);
  */
 int df_file_open(struct df_file *f, const char *path, int flags,
                  struct df_error *err);
+/* As df_file_open, relative to the directory dirfd (AT_FDCWD: as
+ * df_file_open; else only the last component of path is used, the rest
+ * names it in messages). */
+int df_file_openat(struct df_file *f, int dirfd, const char *path, int flags,
+                   struct df_error *err);
 /* Adopt an fd (e.g. 0 or 1); name is for messages. */
 int df_file_from_fd(struct df_file *f, int fd, const char *name,
                     bool owns_fd, struct df_error *err);
@@ -75,5 +80,15 @@ void path_dirname(const char *path, char *dir, size_t len);
 int path_join(char *out, size_t len, const char *dir, const char *name);
 /* Last path component (pointer into path). */
 const char *path_basename(const char *path);
+
+/*
+ * diskferry's own state directory (resume journals of devices): dir, or
+ * $DISKFERRY_STATE_DIR, or DF_STATE_DIR; created 0700 if absent.  An fd
+ * on it (O_DIRECTORY), or -1: DF_REFUSED when it is a symlink, not a
+ * directory, not owned by the effective user or writable by group or
+ * others (anyone could then plant names in it), DF_IO otherwise.
+ */
+#define DF_STATE_DIR "/var/lib/diskferry"
+int state_dir_open(const char *dir, struct df_error *err);
 
 #endif

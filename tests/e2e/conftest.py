@@ -19,6 +19,16 @@ DISKFERRY = os.environ.get("DISKFERRY", os.path.join(BUILD, "diskferry"))
 IMGCAT = os.environ.get("DF_IMGCAT", os.path.join(BUILD, "imgcat"))
 VG = shlex.split(os.environ.get("DF_VG", ""))
 
+# diskferry's state directory (resume journals of devices): one of the
+# tests' own, never the machine's /var/lib/diskferry.  Children (serve
+# through the rsh shim) inherit it.
+if not os.environ.get("DISKFERRY_STATE_DIR"):
+    import atexit
+    import tempfile
+    os.environ["DISKFERRY_STATE_DIR"] = tempfile.mkdtemp(
+        prefix="diskferry-state-")
+    atexit.register(shutil.rmtree, os.environ["DISKFERRY_STATE_DIR"], True)
+
 
 def run(argv, input=None, env=None, timeout=600, cwd=None):
     """Run a command; a negative return code (a signal) always fails."""
@@ -32,6 +42,19 @@ def run(argv, input=None, env=None, timeout=600, cwd=None):
 def df(*args, **kw):
     """Run diskferry with args; returns CompletedProcess (stdout bytes)."""
     return run(VG + [DISKFERRY] + [str(a) for a in args], **kw)
+
+
+def signal_and_wait(proc, sig, timeout=30):
+    """Send sig to a Popen'ed process and reap it (killed if it lingers);
+    returns its stderr."""
+    try:
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return err
 
 
 def imgcat(*args, **kw):

@@ -6,7 +6,8 @@ import subprocess
 
 import pytest
 
-from conftest import df, sh, sha256_file, files_equal, write_at, loop_device
+from conftest import df, sh, sha256_file, files_equal, write_at, \
+    loop_device, signal_and_wait
 
 
 def make_mixed(path, size=32 << 20):
@@ -330,6 +331,78 @@ def test_killed_copy_leaves_no_file_under_the_name(tmp_path):
     assert not dst.exists()
     names = os.listdir(tmp_path)
     assert len(names) == 1 and names[0].startswith(".dst.img.diskferry-")
+
+
+def start_stream_copy(tmp_path, dst, *extra):
+    """copy - DST fed 4 MiB and kept open; returns once the temporary
+    file exists."""
+    import time
+    binary = os.path.join(os.environ.get("DF_BUILD", "build"), "diskferry")
+    proc = subprocess.Popen([binary, "copy", *extra, "-", str(dst)],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(os.urandom(4 << 20))
+    proc.stdin.flush()
+    for _ in range(200):
+        if any(n.startswith("." + dst.name + ".diskferry-")
+               for n in os.listdir(tmp_path)):
+            break
+        time.sleep(0.05)
+    time.sleep(0.2)
+    return proc
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_copy_says_so_and_cleans_up(tmp_path, sig):
+    """Ctrl-C (or SIGTERM) mid-copy: exit 130, one line saying how far it
+    got and what to run, and no temporary file left."""
+    import signal
+    dst = tmp_path / "dst.img"
+    proc = start_stream_copy(tmp_path, dst)
+    err = signal_and_wait(proc, getattr(signal, sig))
+    assert proc.returncode == 130, err
+    assert err.startswith(b"diskferry: copy: interrupted: "), err
+    assert b" written; run the same command again" in err, err
+    assert len(err.splitlines()) == 1, err
+    assert os.listdir(tmp_path) == []
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    """kill -9 leaves a temporary file; the next copy to the same name
+    removes it (saying so) and succeeds: kills do not pile up files.
+    A live copy's file
+    (locked) is left alone."""
+    dst = tmp_path / "dst.img"
+    seen = set()
+    for _ in range(3):
+        proc = start_stream_copy(tmp_path, dst)
+        proc.kill()
+        proc.wait()
+        stale = sorted(n for n in os.listdir(tmp_path)
+                       if n.startswith(".dst.img.diskferry-"))
+        assert len(stale) == 1      # the one before was removed
+        assert stale[0] not in seen
+        seen.add(stale[0])
+    src = make_mixed(tmp_path / "src.img", 4 << 20)
+    p = df("copy", src, dst)
+    assert p.returncode == 0, p.stderr
+    for n in stale:
+        assert ("removed a stale temporary file %s (an interrupted copy)"
+                % n).encode() in p.stderr, p.stderr
+    assert files_equal(src, dst)
+    assert sorted(os.listdir(tmp_path)) == ["dst.img", "src.img"]
+    # a live copy's temporary file is locked: another copy to that name
+    # leaves it alone
+    other = tmp_path / "other.img"
+    live = start_stream_copy(tmp_path, other)
+    try:
+        tmp = [n for n in os.listdir(tmp_path) if n.startswith(".other")]
+        p = df("copy", src, other)
+        assert p.returncode == 0, p.stderr
+        assert b"stale" not in p.stderr
+        assert os.path.exists(tmp_path / tmp[0])
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_new_file_is_renamed_into_place(tmp_path):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import DISKFERRY, df, sh, sha256_file, files_equal, \
-    loop_device, qemu_raw
+    loop_device, qemu_raw, signal_and_wait
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RSH = os.path.join(HERE, "rsh_local.sh")
@@ -373,6 +373,146 @@ def test_resume_without_journal_needs_overwrite(tmp_path, disk):
     assert p.returncode == 3
     assert b"refusing to write" in p.stderr
     assert dst.read_bytes() == b"x" * 4096
+
+
+def slow_copy(a, b, jpath, sig, *extra):
+    """copy A B at 6 MB/s; once the journal at jpath has a range, send
+    sig to the client; returns (exit status, stderr)."""
+    proc = subprocess.Popen(
+        [DISKFERRY, "copy", "--rsh", RSH, "--remote-path", DISKFERRY,
+         "--bwlimit", "6M", "--compress", "none", *extra, a, b],
+        stderr=subprocess.PIPE)
+    if not wait_for_journal(jpath):
+        signal_and_wait(proc, signal.SIGKILL)
+        assert False, "no journal entry appeared"
+    err = signal_and_wait(proc, sig)
+    time.sleep(0.5)     # the orphaned server commits and exits
+    return proc.returncode, err
+
+
+def interrupt_push(src, dst, *extra):
+    """kill -9 a copy SRC localhost:DST midway; returns the journal."""
+    jpath = str(dst) + ".diskferry-resume" if os.path.exists(dst) else \
+        str(dst.parent / (".%s.diskferry-partial.diskferry-resume" %
+                          dst.name))
+    slow_copy(str(src), "localhost:%s" % dst, jpath, signal.SIGKILL, *extra)
+    return jpath
+
+
+def test_resume_refuses_a_reused_destination(tmp_path):
+    """The reproducer: an interrupted --overwrite, the destination then
+    reused for new data: --resume (with or without --overwrite) refuses
+    and leaves the new data alone."""
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    dst.write_bytes(os.urandom(24 << 20))
+    interrupt_push(src, dst, "--overwrite")
+    with open(dst, "r+b") as f:         # same inode, new contents
+        f.write(os.urandom(24 << 20))
+    before = sha256_file(dst)
+    p = rdf("copy", "--resume", src, "localhost:%s" % dst)
+    assert p.returncode == 3, p.stderr
+    assert b"refusing" in p.stderr, p.stderr
+    p = rdf("copy", "--resume", "--overwrite", src, "localhost:%s" % dst)
+    assert p.returncode == 3, p.stderr
+    assert b"refusing to resume: DST changed since the interrupted copy" \
+        in p.stderr, p.stderr
+    assert sha256_file(dst) == before
+
+
+def test_resume_of_an_overwrite(tmp_path):
+    """Resuming an interrupted overwrite: what the journal lists is ours,
+    the old data beyond it still needs --overwrite, as the first run."""
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    dst.write_bytes(os.urandom(24 << 20))
+    jpath = interrupt_push(src, dst, "--overwrite")
+    p = rdf("copy", "--resume", src, "localhost:%s" % dst)
+    assert p.returncode == 3, p.stderr
+    assert b"give --overwrite" in p.stderr
+    r = report(rdf("copy", "--json", "--resume", "--overwrite", src,
+                   "localhost:%s" % dst))
+    assert r["verified"] and r["skipped"]["resumed"] > 0
+    assert files_equal(src, dst)
+    assert not os.path.exists(jpath)
+
+
+def test_resume_of_a_zeroed_destination_needs_no_overwrite(tmp_path):
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    with open(dst, "wb") as f:
+        f.truncate(24 << 20)
+    interrupt_push(src, dst)
+    r = report(rdf("copy", "--json", "--resume", src, "localhost:%s" % dst))
+    assert r["verified"] and r["skipped"]["resumed"] > 0
+    assert files_equal(src, dst)
+
+
+def test_resume_after_the_source_changed(tmp_path):
+    """A source changed since the interrupted copy: --resume says so
+    (exit 3) instead of failing verification (exit 7) forever; without
+    --resume the copy starts over and succeeds."""
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    interrupt_push(src, dst)
+    with open(src, "r+b") as f:
+        f.seek(20 << 20)
+        f.write(os.urandom(4096))
+    p = rdf("copy", "--resume", src, "localhost:%s" % dst)
+    assert p.returncode == 3, p.stderr
+    assert b"the source changed since the interrupted copy; run without " \
+        b"--resume" in p.stderr, p.stderr
+    assert not os.path.exists(dst)
+    p = rdf("copy", src, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+
+
+def test_resume_from_a_changed_remote_source(tmp_path):
+    """A remote source is known by path and size only: when it changed
+    where the interrupted copy had already been, the resumed copy fails
+    verification once, says why, and drops its journal, so the next run
+    copies afresh instead of failing the same way forever."""
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    jpath = str(tmp_path / ".dst.img.diskferry-partial.diskferry-resume")
+    slow_copy("localhost:%s" % src, str(dst), jpath, signal.SIGKILL)
+    with open(src, "r+b") as f:         # inside what was already copied
+        f.write(os.urandom(4096))
+    a, b = "localhost:%s" % src, str(dst)
+    p = rdf("copy", "--resume", a, b)
+    assert p.returncode == 7, p.stderr
+    assert b"the source changed since the interrupted copy: run without " \
+        b"--resume" in p.stderr, p.stderr
+    p = rdf("copy", "--resume", a, b)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+
+
+@pytest.mark.parametrize("direction", ["to", "from"])
+def test_ctrl_c_then_resume(tmp_path, direction):
+    """Ctrl-C of a remote copy: exit 130, how far it got, --resume; the
+    partial file and its journal stay, and --resume finishes the copy."""
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(24 << 20))
+    dst = tmp_path / "dst.img"
+    jpath = str(tmp_path / ".dst.img.diskferry-partial.diskferry-resume")
+    a, b = (str(src), "localhost:%s" % dst) if direction == "to" else \
+        ("localhost:%s" % src, str(dst))
+    rc, err = slow_copy(a, b, jpath, signal.SIGINT)
+    assert rc == 130, err
+    assert b"diskferry: copy: interrupted: " in err, err
+    assert b"written; run the same command with --resume to continue" \
+        in err, err
+    assert not os.path.exists(dst) and os.path.exists(jpath)
+    r = report(rdf("copy", "--json", "--resume", a, b))
+    assert r["verified"] and r["skipped"]["resumed"] > 0
+    assert files_equal(src, dst)
 
 
 def test_remote_dry_run_writes_nothing(tmp_path, disk):

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proto/chan.h"
@@ -371,13 +372,32 @@ static void test_quote(void)
 static void test_journal(void)
 {
     char path[] = "/tmp/test_proto_journalXXXXXX";
+    char dpath[] = "/tmp/test_proto_journal_dstXXXXXX";
+    char target[] = "/tmp/test_proto_journal_tgtXXXXXX";
     int fd = mkstemp(path);
+    int dfd = mkstemp(dpath);
+    int tfd = mkstemp(target);
     struct rjournal j;
+    struct rjournal_info ji;
     struct extent_list l;
     struct df_error err;
+    struct df_file dst;
+    uint8_t data[1000];
     close(fd);
+    close(dfd);
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7 + 1);
+    CHECK(write(tfd, "keep", 4) == 4);
+    close(tfd);
     df_error_init(&err);
-    CHECK(rjournal_open(&j, path, 1000, 42, false, &err) == 0);
+    CHECK(df_file_open(&dst, dpath, O_RDWR, &err) == 0);
+    CHECK(df_file_pwrite(&dst, data, sizeof(data), 0, &err) == 0);
+    /* invariant 6: a symlink at the journal's name is replaced, its
+     * target left alone */
+    unlink(path);
+    CHECK(symlink(target, path) == 0);
+    CHECK(rjournal_open(&j, AT_FDCWD, path, 1000, 42, &dst, false,
+                        &err) == 0);
     rjournal_note(&j, 0, 100);
     rjournal_note(&j, 100, 50);
     rjournal_note(&j, 500, 100);
@@ -385,19 +405,49 @@ static void test_journal(void)
     rjournal_note(&j, 150, 10);
     CHECK(rjournal_commit(&j, &err) == 0);
     rjournal_close(&j);
+    struct stat st;
+    CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode));
+    CHECK(stat(target, &st) == 0 && st.st_size == 4);
     /* a torn last line is ignored */
     FILE *f = fopen(path, "a");
     fputs("700 10", f);
     fclose(f);
     extent_list_init(&l, 100);
-    CHECK(rjournal_load(path, 1000, 42, &l, &err) == 0);
+    CHECK(rjournal_load(AT_FDCWD, path, 1000, 42, &l, &ji, &err) == 0);
     CHECK(l.n == 2 && l.v[0].off == 0 && l.v[0].len == 160);
     CHECK(l.v[1].off == 500 && l.v[1].len == 100);
+    CHECK(ji.nsamples == 3 && ji.dev == dst.dev && ji.ino == dst.ino);
+    /* invariant 5: the destination we left passes, a changed one not */
+    CHECK(rjournal_check_dst(&ji, &dst, &err) == 0);
+    data[550] ^= 1;
+    CHECK(df_file_pwrite(&dst, data, sizeof(data), 0, &err) == 0);
+    CHECK(rjournal_check_dst(&ji, &dst, &err) < 0 &&
+          err.cat == DF_REFUSED && strstr(err.msg, "DST changed"));
+    df_error_init(&err);
     extent_list_clear(&l);
-    CHECK(rjournal_load(path, 1001, 42, &l, &err) == 1);   /* other copy */
-    CHECK(rjournal_load(path, 1000, 43, &l, &err) == 1);
-    extent_list_release(&l);
+    /* another source or size: "the source changed" */
+    CHECK(rjournal_load(AT_FDCWD, path, 1001, 42, &l, NULL, &err) < 0 &&
+          err.cat == DF_REFUSED && strstr(err.msg, "source changed"));
+    df_error_init(&err);
+    CHECK(rjournal_load(AT_FDCWD, path, 1000, 43, &l, NULL, &err) < 0);
+    df_error_init(&err);
+    /* another format version is refused, never guessed at */
+    f = fopen(path, "w");
+    fputs("diskferry-resume 1 size=1000 src=000000000000002a\n0 100\n", f);
+    fclose(f);
+    CHECK(rjournal_load(AT_FDCWD, path, 1000, 42, &l, NULL, &err) < 0 &&
+          err.cat == DF_REFUSED && strstr(err.msg, "format 1"));
+    df_error_init(&err);
+    /* none, or a symlink: nothing to resume */
     unlink(path);
+    CHECK(rjournal_load(AT_FDCWD, path, 1000, 42, &l, NULL, &err) == 1);
+    CHECK(symlink(dpath, path) == 0);
+    CHECK(rjournal_load(AT_FDCWD, path, 1000, 42, &l, NULL, &err) == 1);
+    extent_list_release(&l);
+    df_file_close(&dst);
+    unlink(path);
+    unlink(dpath);
+    unlink(target);
 }
 
 static void test_bwlimit(void)

@@ -16,17 +16,33 @@
 
 #include "engine/job.h"
 #include "util/overflow.h"
+#include "util/size.h"
 
 struct sink_image {
     struct image *img;
     bool growing;               /* size unknown until finish */
 };
 
+/* Only a stream (its size unknown until its end) can run past a
+ * destination of fixed size: a source image was checked against it. */
+static int sink_image_past_end(struct sink *s, uint64_t off, uint64_t len,
+                               struct df_error *err)
+{
+    struct sink_image *si = s->priv;
+    char sz[32];
+    if (off <= si->img->size && len <= si->img->size - off)
+        return 0;
+    size_format(si->img->size, sz, sizeof(sz));
+    return df_io(err, s->name, 0, "the stream is longer than the "
+                 "destination (%s)", sz);
+}
+
 static int sink_image_write(struct sink *s, uint64_t off, const void *buf,
                             size_t len, struct df_error *err)
 {
     struct sink_image *si = s->priv;
-    if (image_write(si->img, buf, len, off, err) < 0)
+    if (sink_image_past_end(s, off, len, err) < 0 ||
+        image_write(si->img, buf, len, off, err) < 0)
         return -1;
     __atomic_fetch_add(&s->bytes_written, len, __ATOMIC_RELAXED);
     return 0;
@@ -36,6 +52,8 @@ static int sink_image_zero(struct sink *s, uint64_t off, uint64_t len,
                            struct df_error *err)
 {
     struct sink_image *si = s->priv;
+    if (sink_image_past_end(s, off, len, err) < 0)
+        return -1;
     if (s->dst_is_zero)
         return 0;
     if (image_zero(si->img, off, len, err) < 0)

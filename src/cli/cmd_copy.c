@@ -351,9 +351,14 @@ static int copy_open_existing(struct copy_opts *o, struct image *src,
     if (copy_check(o, src, d->path, &d->img->file,
                    need_known ? need : orig_size, err) < 0)
         return -1;
+    /* Without --overwrite the whole destination must read as zeros:
+     * check 6 sampled it, the guard covers the rest as the job goes. */
+    bool guard = !o->overwrite && orig_size > 0;
     if (o->dry_run) {
         d->sink = dryrun_sink_new(d->path, need_known ? need : orig_size,
                                   o->json ? stderr : stdout, err);
+        if (d->sink && guard)
+            d->sink = sink_guard_wrap(d->sink, d->img, false, err);
         return d->sink ? 0 : -1;
     }
     if (safety_claim(&d->img->file, &d->claim_fd, err) < 0)
@@ -372,6 +377,8 @@ static int copy_open_existing(struct copy_opts *o, struct image *src,
     if (d->sink && o->undo)
         d->sink = undo_sink_wrap(d->sink, d->img, orig_size, d->path,
                                  o->undo, err);
+    if (d->sink && guard)
+        d->sink = sink_guard_wrap(d->sink, d->img, true, err);
     return d->sink ? 0 : -1;
 }
 

@@ -41,7 +41,8 @@
  *  6. Not empty (op SAFETY_OP_WRITE only): a partition table or a
  *     filesystem / LVM / RAID / swap / crypto signature (libblkid), or
  *     non-zero bytes in the sampled regions (signature.c says which);
- *     refused unless req->overwrite.  With req->overwrite on a terminal
+ *     refused unless req->overwrite.  The rest of the destination is
+ *     checked while the job runs (sink_guard_wrap(), engine/job.h).  With req->overwrite on a terminal
  *     (req->interactive) and neither req->yes nor req->dry_run, the
  *     user must type the destination's name.
  *

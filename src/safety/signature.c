@@ -17,9 +17,10 @@
  *         SIG_SPREAD data extents found with SEEK_DATA (a sparse file
  *         with a few written blocks anywhere is found for the price of
  *         a few reads; a fully sparse file reads nothing).
- *     A miss is possible (data between samples on a device without a
- *     signature); --overwrite is about signatures and obvious data, the
- *     undo journal is the net for the rest.
+ *     This is the early refusal, a sample: data between the samples
+ *     is found while the job runs by the guard in front of the sink
+ *     (engine/sink_guard.c), which reads every range before it is
+ *     written and rolls back if it finds data.
  */
 #define _GNU_SOURCE
 #include "safety/safety_int.h"

@@ -7,6 +7,7 @@ Only files made here and loop devices over them are touched; every loop
 device is detached in finally (conftest.loop_device).
 """
 import os
+import re
 import subprocess
 
 import pytest
@@ -128,3 +129,36 @@ def test_guard_overwrite_is_not_checked(tmp_path, loop):
         p = df("copy", "--overwrite", "--yes", src, dev)
         assert p.returncode == 0, p.stderr
     assert open(back, "rb").read() == open(src, "rb").read()
+
+
+def direct_reopens(tmp_path, *args):
+    """Run diskferry under strace; the O_DIRECT opens it made."""
+    trace = tmp_path / "trace.txt"
+    p = subprocess.run(["strace", "-f", "-e", "trace=openat", "-o",
+                        str(trace), os.environ.get("DF_BUILD", "build") +
+                        "/diskferry"] + [str(a) for a in args],
+                       capture_output=True)
+    assert p.returncode == 0, p.stderr
+    return [ln for ln in trace.read_text().splitlines()
+            if re.search(r"\bO_DIRECT\b(?!ORY)", ln)]
+
+
+@pytest.mark.skipif(not have("strace"), reason="needs strace")
+def test_fsync_reads_back_past_the_cache(tmp_path, loop):
+    """With --fsync the read-back opens the destination again with
+    O_DIRECT (an odd size exercises the unaligned tail); without it, the
+    page cache serves it, as cp and dd do."""
+    src = tmp_path / "odd.raw"
+    with open(src, "wb") as f:
+        f.write(os.urandom(300000))
+        f.truncate(1000001)
+    hits = direct_reopens(tmp_path, "copy", "--fsync", src, tmp_path / "n")
+    assert len(hits) == 1 and "/proc/self/fd/" in hits[0], hits
+    assert open(tmp_path / "n", "rb").read() == open(src, "rb").read()
+    assert direct_reopens(tmp_path, "copy", src, tmp_path / "m") == []
+
+    back = make_zero(tmp_path / "d.img", 4 * MIB)
+    with loop(back) as dev:
+        hits = direct_reopens(tmp_path, "copy", "--fsync", "--overwrite",
+                              "--yes", src, dev)
+        assert len(hits) == 1 and "/proc/self/fd/" in hits[0], hits

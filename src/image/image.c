@@ -116,6 +116,39 @@ out:
     return best;
 }
 
+int image_dest_plan(struct df_file *f, const char *out_format,
+                    const char **fmt, bool *replace, struct df_error *err)
+{
+    const struct image_driver *have = NULL;
+    const char *unsupported = NULL;
+
+    *replace = false;
+    *fmt = out_format ? out_format : "raw";
+    if (!f->is_regular) {
+        /* A device's content is its guest's: never probed (DESIGN.md). */
+        if (strcmp(*fmt, "raw"))
+            return df_fail(err, DF_USAGE, 0, f->name, -1, "-O %s: "
+                           "diskferry writes %s images into files; a "
+                           "device is written raw", *fmt, *fmt);
+        return 0;
+    }
+    if (f->size) {
+        have = image_probe_file(f, &unsupported, err);
+        if (err->cat != DF_OK)
+            return -1;
+    }
+    const char *is = have ? have->name : unsupported;
+    if (!out_format && is) {
+        if (!have || !(have->caps & IMG_CAN_CREATE))
+            return df_fail(err, DF_USAGE, 0, f->name, -1, "a %s image: "
+                           "diskferry writes raw and qcow2; give -O raw or "
+                           "-O qcow2 to replace it whole (--overwrite)", is);
+        *fmt = have->name;
+    }
+    *replace = is || strcmp(*fmt, "raw");
+    return 0;
+}
+
 static struct image *image_alloc(const struct image_driver *drv,
                                  struct df_error *err)
 {

@@ -89,6 +89,10 @@ struct safety_req {
     bool overwrite;                 /* --overwrite */
     bool yes;                       /* --yes: no question asked */
     bool dry_run;                   /* --dry-run: no question asked */
+    /* The file will be replaced whole by a new one (another format):
+     * its size does not matter (no check 5), and it is refused without
+     * req->overwrite even when it holds nothing. */
+    bool replace;
     bool interactive;               /* stdin and stderr are a terminal */
     FILE *msgs;                     /* warnings, the question; NULL=stderr */
     FILE *answers;                  /* the typed answer; NULL = stdin */

@@ -162,3 +162,112 @@ def test_fsync_reads_back_past_the_cache(tmp_path, loop):
         hits = direct_reopens(tmp_path, "copy", "--fsync", "--overwrite",
                               "--yes", src, dev)
         assert len(hits) == 1 and "/proc/self/fd/" in hits[0], hits
+
+
+def qemu_img(*args):
+    return subprocess.run(["qemu-img"] + [str(a) for a in args],
+                          capture_output=True)
+
+
+needs_qemu = pytest.mark.skipif(not have("qemu-img"),
+                                reason="qemu-img missing")
+
+
+@needs_qemu
+def test_qcow2_destination_keeps_its_format(tmp_path):
+    """--overwrite onto an existing qcow2: written as qcow2, not raw
+    bytes over the container (was: the container was gone)."""
+    src = make_src(tmp_path / "s.raw", 200 * MIB, data_mib=8)
+    dst = tmp_path / "d.qcow2"
+    assert qemu_img("create", "-q", "-f", "qcow2", dst, "200M").returncode == 0
+    os.chmod(dst, 0o640)
+    p = df("copy", src, dst)
+    assert p.returncode == 3, p.stderr
+    p = df("copy", "--overwrite", "--yes", "--json", src, dst)
+    assert p.returncode == 0, p.stderr
+    assert b'"destination_format":"qcow2"' in p.stdout.replace(b" ", b"")
+    assert qemu_img("compare", src, dst).returncode == 0
+    assert qemu_img("check", dst).returncode == 0
+    assert os.stat(dst).st_mode & 0o777 == 0o640
+    assert not [n for n in os.listdir(tmp_path) if "diskferry" in n]
+    # -O qcow2 onto the qcow2 now holding data: replaced again.
+    p = df("copy", "--overwrite", "--yes", "-O", "qcow2", src, dst)
+    assert p.returncode == 0, p.stderr
+    assert qemu_img("compare", src, dst).returncode == 0
+
+
+@needs_qemu
+@pytest.mark.skipif(not have("qemu-io"), reason="qemu-io missing")
+def test_qcow2_destination_in_use_is_refused(tmp_path):
+    from test_safety import qemu_io
+    src = make_src(tmp_path / "s.raw", 16 * MIB, data_mib=1)
+    dst = tmp_path / "d.qcow2"
+    assert qemu_img("create", "-q", "-f", "qcow2", dst, "16M").returncode == 0
+    before = sha256_file(dst)
+    with qemu_io(dst, "qcow2") as pid:
+        p = df("copy", "--overwrite", "--yes", "-O", "qcow2", src, dst)
+        assert p.returncode == 3, p.stderr
+        assert p.stderr.decode().strip().endswith(
+            "refusing to write: locked by QEMU (write lock held) by qemu-io "
+            "(pid %d)" % pid), p.stderr
+    assert sha256_file(dst) == before
+
+
+@needs_qemu
+def test_vdi_destination_needs_an_output_format(tmp_path):
+    src = make_src(tmp_path / "s.raw", 16 * MIB, data_mib=1)
+    dst = tmp_path / "d.vdi"
+    assert qemu_img("create", "-q", "-f", "vdi", dst, "16M").returncode == 0
+    before = sha256_file(dst)
+    p = df("copy", "--overwrite", "--yes", src, dst)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.decode().splitlines() == [
+        "diskferry: copy: %s: a vdi image: diskferry writes raw and qcow2; "
+        "give -O raw or -O qcow2 to replace it whole (--overwrite)" % dst]
+    assert sha256_file(dst) == before
+    # -O qcow2 replaces it whole (the name stays, the content is qcow2).
+    p = df("copy", "--overwrite", "--yes", "-O", "qcow2", src, dst)
+    assert p.returncode == 0, p.stderr
+    assert qemu_img("compare", "-F", "qcow2", src, dst).returncode == 0
+
+
+@needs_qemu
+def test_raw_output_replaces_a_qcow2(tmp_path):
+    src = make_src(tmp_path / "s.raw", 16 * MIB, data_mib=1)
+    dst = tmp_path / "d.qcow2"
+    assert qemu_img("create", "-q", "-f", "qcow2", dst, "64M").returncode == 0
+    p = df("copy", "--overwrite", "--yes", "-O", "raw", src, dst)
+    assert p.returncode == 0, p.stderr
+    assert open(dst, "rb").read() == open(src, "rb").read()
+
+
+def test_qcow2_output_replaces_a_raw_file(tmp_path):
+    src = make_src(tmp_path / "s.raw", 16 * MIB, data_mib=1)
+    dst = make_zero(tmp_path / "d.img", 16 * MIB)
+    write_at(dst, 0, b"old data")
+    p = df("copy", "-O", "qcow2", src, dst)
+    assert p.returncode == 3, p.stderr
+    # An empty file too is replaced only with --overwrite.
+    empty = make_zero(tmp_path / "e.img", 16 * MIB)
+    p = df("copy", "-O", "qcow2", src, empty)
+    assert p.returncode == 3, p.stderr
+    assert b"refusing to write: file exists (give --overwrite to replace " \
+        b"it)" in p.stderr
+    p = df("copy", "--overwrite", "--yes", "-O", "qcow2", src, dst)
+    assert p.returncode == 0, p.stderr
+    assert open(dst, "rb").read(4) == b"QFI\xfb"
+    p = df("verify", src, dst)
+    assert p.returncode == 0, p.stderr
+
+
+def test_replace_whole_refuses_undo_and_devices(tmp_path, loop):
+    src = make_src(tmp_path / "s.raw", 16 * MIB, data_mib=1)
+    dst = make_zero(tmp_path / "d.img", 16 * MIB)
+    p = df("copy", "--overwrite", "--yes", "-O", "qcow2", "--undo",
+           tmp_path / "j", src, dst)
+    assert p.returncode == 2, p.stderr
+    assert b"replaced whole by a new qcow2 file" in p.stderr
+    with loop(dst) as dev:
+        p = df("copy", "--overwrite", "--yes", "-O", "qcow2", src, dev)
+        assert p.returncode == 2, p.stderr
+        assert b"a device is written raw" in p.stderr

@@ -1,7 +1,8 @@
 /*
  * signature.c: does the destination hold anything? (safety.h check 6)
  *
- * Two looks, the first that finds something wins:
+ * Three looks, the first that finds something wins (the second: a
+ * regular file holding an image container, "a qcow2 image"):
  *  1. libblkid, partitions and superblocks chains: a partition table
  *     (PTTYPE: gpt, dos, ...) or a filesystem / LVM PV / md member /
  *     swap / LUKS signature (TYPE, USAGE).  libblkid knows far more
@@ -148,6 +149,19 @@ int sig_probe_content(const struct df_file *f, char *desc, size_t len,
         r = sig_blkid(f, desc, len, err);
         if (r != 0)
             return r;
+    }
+    if (f->is_regular) {
+        /* An image file says what it is (a device's content is its
+         * guest's: not probed).  df_file_pread does not change f. */
+        const char *other;
+        const struct image_driver *d =
+            image_probe_file((struct df_file *)f, &other, err);
+        if (err->cat != DF_OK)
+            return -1;
+        if (d || other) {
+            snprintf(desc, len, "a %s image", d ? d->name : other);
+            return 1;
+        }
     }
     buf = malloc(SIG_EDGE);
     if (!buf)

@@ -80,6 +80,30 @@ def test_guard_data_between_samples(tmp_path, loop):
     assert sha256_file(back) == before
 
 
+def test_guard_regular_file_between_samples(tmp_path):
+    """A regular file with more data extents than check 6 samples, the
+    data in a later one: found by the guard (holes are skipped)."""
+    size = 64 * MIB
+    src = make_src(tmp_path / "vm.raw", size, data_mib=4)
+    dst = make_zero(tmp_path / "d.img", size)
+    windows = [(0, MIB), (size - MIB, size)] + [
+        (o - o % 4096, o - o % 4096 + 65536)
+        for o in (size // 17 * i for i in range(1, 17))]
+    offs = [k * MIB + 300 * 1024 for k in range(2, 40)]
+    offs = [o for o in offs
+            if not any(a <= o + 4096 and o < b for a, b in windows)]
+    assert len(offs) > 20
+    for o in offs[:-1]:
+        write_at(dst, o, bytes(4096))       # zero data extents
+    write_at(dst, offs[-1] + 100, b"z")
+    before = sha256_file(dst)
+    p = df("copy", src, dst)
+    assert p.returncode == 3, p.stderr
+    assert ("refusing to write: holds data at offset %d (found while "
+            "copying" % (offs[-1] + 100)) in p.stderr.decode()
+    assert sha256_file(dst) == before
+
+
 def test_guard_dry_run_checks_everything(tmp_path, loop):
     src = make_src(tmp_path / "vm.raw", 256 * MIB)
     back = make_zero(tmp_path / "e.img", 256 * MIB)
@@ -186,6 +210,8 @@ def test_qcow2_destination_keeps_its_format(tmp_path):
     os.chmod(dst, 0o640)
     p = df("copy", src, dst)
     assert p.returncode == 3, p.stderr
+    assert p.stderr.decode().endswith(
+        "refusing to write: holds a qcow2 image (give --overwrite)\n")
     p = df("copy", "--overwrite", "--yes", "--json", src, dst)
     assert p.returncode == 0, p.stderr
     assert b'"destination_format":"qcow2"' in p.stdout.replace(b" ", b"")

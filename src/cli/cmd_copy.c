@@ -394,6 +394,11 @@ static int copy_open_replace(struct copy_opts *o, struct image *src,
     if (!need_known && strcmp(fmt, "raw"))
         return df_usage(err, "a stream on stdin has no size known in "
                         "advance: -O %s needs a file or device as SRC", fmt);
+    /* The rename would replace the link, not the file it names. */
+    if (lstat(d->path, &st) == 0 && S_ISLNK(st.st_mode))
+        return df_usage(err, "%s is a symbolic link: a %s file replaces "
+                        "it whole; name the file it points to", d->path,
+                        fmt);
     if (copy_check(o, src, d->path, &d->img->file, need, true, err) < 0)
         return -1;
     if (o->dry_run) {

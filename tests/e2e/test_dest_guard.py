@@ -300,3 +300,17 @@ def test_replace_whole_refuses_undo_and_devices(tmp_path, loop):
         p = df("copy", "--overwrite", "--yes", "-O", "qcow2", src, dev)
         assert p.returncode == 2, p.stderr
         assert b"a device is written raw" in p.stderr
+
+
+@needs_qemu
+def test_replace_whole_through_a_symlink_is_refused(tmp_path):
+    src = make_src(tmp_path / "s.raw", 16 * MIB, data_mib=1)
+    dst = tmp_path / "d.qcow2"
+    assert qemu_img("create", "-q", "-f", "qcow2", dst, "16M").returncode == 0
+    os.symlink("d.qcow2", tmp_path / "link.qcow2")
+    before = sha256_file(dst)
+    p = df("copy", "--overwrite", "--yes", src, tmp_path / "link.qcow2")
+    assert p.returncode == 2, p.stderr
+    assert b"is a symbolic link: a qcow2 file replaces it whole" in p.stderr
+    assert sha256_file(dst) == before
+    assert os.path.islink(tmp_path / "link.qcow2")

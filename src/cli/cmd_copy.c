@@ -5,7 +5,13 @@
  * SRC: an image file or block device (any format diskferry reads, its
  * chain flattened) or `-` (a raw stream on stdin).  DST: a new file
  * (created O_EXCL: raw, or qcow2 with -O qcow2), an existing file or
- * device with --overwrite, or `-` (raw bytes on stdout).
+ * device with --overwrite, or `-` (raw bytes on stdout).  An existing
+ * file is written in place when it is raw and the output is raw;
+ * otherwise (an image container, or -O qcow2) it is replaced whole:
+ * a new file written like a new DST and renamed over it at the end
+ * (image_dest_plan(), copy_open_replace()).  An existing destination
+ * written without --overwrite goes through the emptiness guard
+ * (engine/sink_guard.c).
  *
  * Order of work (DESIGN.md promise 1 and 5): the source is opened and
  * validated, chain and all, before the destination is created or
@@ -62,7 +68,11 @@ static const char copy_usage[] =
     "signature and\n"
     "                          to follow the backing chain a probed "
     "image records\n"
-    "  -O, --output-format FMT raw (default) or qcow2 (new files only)\n"
+    "  -O, --output-format FMT raw or qcow2 (default: raw, or the format "
+    "of an\n"
+    "                          existing image file DST); a DST of "
+    "another format\n"
+    "                          is replaced whole (--overwrite)\n"
     "  -c, --compress-image    qcow2 output: compress clusters (zstd)\n"
     "      --overwrite         write over a disk that holds data or a "
     "signature\n"
@@ -289,6 +299,7 @@ struct copy_dst {
     char tmp_path[PATH_MAX];
     int dirfd;                  /* the directory of a new file, or -1 */
     int claim_fd;               /* safety_claim(): O_EXCL on a device */
+    struct image *old;          /* replaced whole: the file renamed over */
 };
 
 /* Create the new destination under a hidden temporary name
@@ -343,18 +354,101 @@ static void copy_interrupted(struct df_error *err, uint64_t written,
             ? "with --resume to continue" : "again");
 }
 
-/* The one safety gate (safety/safety.h): dst NULL for a new file. */
+/*
+ * Replace the destination by the verified copy (copy_open_replace): the
+ * rename replaces the file the checks ran on, and only that one.
+ */
+static int copy_commit_replace(struct copy_dst *d, struct df_error *err)
+{
+    struct stat st;
+    const char *name = path_basename(d->path);
+    if (fstatat(d->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+        (uint64_t)st.st_dev != d->old->file.dev ||
+        (uint64_t)st.st_ino != d->old->file.ino) {
+        d->created = false;             /* keep it: the message names it */
+        return df_refuse(err, d->path, "refusing to write: it was replaced "
+                         "while copying (the copy is left in %s)",
+                         d->tmp_path);
+    }
+    if (renameat(d->dirfd, path_basename(d->tmp_path), d->dirfd, name) < 0)
+        return df_io(err, d->path, errno, "cannot rename %s", d->tmp_path);
+    d->created = false;
+    return 0;
+}
+
+static int copy_commit_dst(struct copy_dst *d, struct df_error *err)
+{
+    if (!d->created)
+        return 0;
+    return d->old ? copy_commit_replace(d, err) : copy_commit(d, err);
+}
+
+/* The one safety gate (safety/safety.h): dst NULL for a new file;
+ * replace: dst is replaced whole by a new file. */
 static int copy_check(const struct copy_opts *o, struct image *src,
                       const char *path, const struct df_file *dst,
-                      uint64_t need, struct df_error *err)
+                      uint64_t need, bool replace, struct df_error *err)
 {
     struct safety_req req = {
         .dst_path = path, .dst = dst, .src_image = src,
-        .need_size = need, .op = SAFETY_OP_WRITE,
+        .need_size = need, .op = SAFETY_OP_WRITE, .replace = replace,
         .overwrite = o->overwrite, .yes = o->yes, .dry_run = o->dry_run,
         .interactive = isatty(STDIN_FILENO) && isatty(STDERR_FILENO),
     };
     return safety_check_destination(&req, err);
+}
+
+/*
+ * An existing file replaced whole by a new one of format fmt
+ * (image_dest_plan()): after the checks on the existing file, the new
+ * one is made under a temporary name beside it, like a new file, and
+ * renamed over it at commit; until then the old file stays open and
+ * claimed (QEMU's lock bytes), so a QEMU cannot start on it meanwhile.
+ */
+static int copy_open_replace(struct copy_opts *o, struct image *src,
+                             uint64_t need, bool need_known,
+                             const char *fmt, struct copy_dst *d,
+                             struct df_error *err)
+{
+    struct stat st;
+
+    if (o->undo)
+        return df_usage(err, "--undo: %s is replaced whole by a new %s "
+                        "file, which a journal cannot put back; keep a "
+                        "copy of it instead", d->path, fmt);
+    if (!need_known && strcmp(fmt, "raw"))
+        return df_usage(err, "a stream on stdin has no size known in "
+                        "advance: -O %s needs a file or device as SRC", fmt);
+    /* The rename would replace the link, not the file it names. */
+    if (lstat(d->path, &st) == 0 && S_ISLNK(st.st_mode))
+        return df_usage(err, "%s is a symbolic link: a %s file replaces "
+                        "it whole; name the file it points to", d->path,
+                        fmt);
+    if (copy_check(o, src, d->path, &d->img->file, need, true, err) < 0)
+        return -1;
+    if (o->dry_run) {
+        d->sink = dryrun_sink_new(d->path, need, o->json ? stderr : stdout,
+                                  err);
+        if (d->sink)
+            d->sink->dst_is_zero = true;
+        return d->sink ? 0 : -1;
+    }
+    if (safety_claim(&d->img->file, &d->claim_fd, err) < 0 ||
+        fstat(d->img->file.fd, &st) < 0)
+        return err->cat ? -1 : df_io(err, d->path, errno, "cannot stat");
+    d->old = d->img;
+    d->img = NULL;
+    if (copy_create_tmp(o, d, fmt, need, err) < 0)
+        return -1;
+    /* The new file takes the old one's place: its mode and owner too
+     * (a VM's disk is often readable by the hypervisor's user only). */
+    if (fchmod(d->img->file.fd, st.st_mode & 07777) < 0 ||
+        (fchown(d->img->file.fd, st.st_uid, st.st_gid) < 0 &&
+         errno != EPERM))
+        return df_io(err, d->tmp_path, errno, "cannot set mode and owner");
+    d->sink = need_known ? sink_image_new(d->img, true, err)
+                         : sink_image_new_growing(d->img, err);
+    return d->sink ? 0 : -1;
 }
 
 static int copy_open_existing(struct copy_opts *o, struct image *src,
@@ -363,20 +457,27 @@ static int copy_open_existing(struct copy_opts *o, struct image *src,
 {
     struct image_open_opts oo = { .format = "raw", .writable = !o->dry_run,
                                   .no_parents = true };
+    const char *fmt;
+    bool replace;
 
-    if (o->out_format && strcmp(o->out_format, "raw"))
-        return df_fail(err, DF_USAGE, 0, d->path, -1,
-                       "-O %s writes only new files: this one exists",
-                       o->out_format);
-    if (image_open(d->path, &oo, &d->img, err) < 0)
+    if (image_open(d->path, &oo, &d->img, err) < 0 ||
+        image_dest_plan(&d->img->file, o->out_format, &fmt, &replace,
+                        err) < 0)
         return -1;
+    if (replace)
+        return copy_open_replace(o, src, need, need_known, fmt, d, err);
     uint64_t orig_size = d->img->size;
     if (copy_check(o, src, d->path, &d->img->file,
-                   need_known ? need : orig_size, err) < 0)
+                   need_known ? need : orig_size, false, err) < 0)
         return -1;
+    /* Without --overwrite the whole destination must read as zeros:
+     * check 6 sampled it, the guard covers the rest as the job goes. */
+    bool guard = !o->overwrite && orig_size > 0;
     if (o->dry_run) {
         d->sink = dryrun_sink_new(d->path, need_known ? need : orig_size,
                                   o->json ? stderr : stdout, err);
+        if (d->sink && guard)
+            d->sink = sink_guard_wrap(d->sink, d->img, false, err);
         return d->sink ? 0 : -1;
     }
     if (safety_claim(&d->img->file, &d->claim_fd, err) < 0)
@@ -395,6 +496,8 @@ static int copy_open_existing(struct copy_opts *o, struct image *src,
     if (d->sink && o->undo)
         d->sink = undo_sink_wrap(d->sink, d->img, orig_size, d->path,
                                  o->undo, err);
+    if (d->sink && guard)
+        d->sink = sink_guard_wrap(d->sink, d->img, true, err);
     return d->sink ? 0 : -1;
 }
 
@@ -428,7 +531,7 @@ static int copy_open_dst(struct copy_opts *o, struct image *src,
     if (stream_src && strcmp(fmt, "raw"))
         return df_usage(err, "a stream on stdin has no size known in "
                         "advance: -O %s needs a file or device as SRC", fmt);
-    if (copy_check(o, src, path, NULL, need, err) < 0)
+    if (copy_check(o, src, path, NULL, need, false, err) < 0)
         return -1;
     if (o->dry_run) {
         d->sink = dryrun_sink_new(path, need, o->json ? stderr : stdout,
@@ -531,7 +634,7 @@ static int copy_open_partial(struct copy_opts *o, const char *path,
     uint64_t size = o->remote_size, id = remote_src_id(src_name, size, NULL);
 
     *resumed = false;
-    if (copy_check(o, NULL, path, NULL, size, err) < 0 ||
+    if (copy_check(o, NULL, path, NULL, size, false, err) < 0 ||
         partial_path(path, part, PATH_MAX, err) < 0 ||
         (d->dirfd = dest_dir_open(path, err)) < 0)
         return -1;
@@ -685,7 +788,7 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
         if (remote_copy_from(r, d.sink, partial ? &j : NULL,
                              resumed ? &done : NULL, &o->jo, &st,
                              &err) < 0 ||
-            (d.created && copy_commit(&d, &err) < 0) ||
+            copy_commit_dst(&d, &err) < 0 ||
             (partial && partial_commit(d.dirfd, part, dst_path, &err) < 0) ||
             remote_done(r, st.verified, &err) < 0)
             goto fail;
@@ -742,6 +845,7 @@ out:
     remote_close(r);
     sink_free(d.sink);
     image_close(d.img);
+    image_close(d.old);
     if (d.claim_fd >= 0)
         close(d.claim_fd);
     if (d.dirfd >= 0)
@@ -798,7 +902,7 @@ int cmd_copy(int argc, char **argv)
     d.sink->durable = o.fsync;
     rc = src ? engine_copy(src, d.sink, &o.jo, &st, &err)
              : engine_copy_stream(&in, d.sink, &o.jo, &st, &err);
-    if (rc < 0 || (d.created && copy_commit(&d, &err) < 0))
+    if (rc < 0 || copy_commit_dst(&d, &err) < 0)
         goto fail;
     if (o.json)
         copy_report_json(&o, src_path, dst_path,
@@ -817,6 +921,7 @@ fail:
 out:
     sink_free(d.sink);
     image_close(d.img);
+    image_close(d.old);
     if (d.claim_fd >= 0)
         close(d.claim_fd);
     if (d.dirfd >= 0)

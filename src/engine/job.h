@@ -93,5 +93,16 @@ struct sink *sink_image_new_growing(struct image *img,
 struct sink *sink_stream_new(int fd, const char *name,
                              struct df_error *err);
 void sink_free(struct sink *s);
+/*
+ * Wrap `inner` (ownership passes, also on failure) so that every range
+ * is checked to read as zeros on `dst` (a raw destination, borrowed)
+ * before it is written or zeroed (sink_guard.c): the emptiness check of
+ * a destination written without --overwrite, covering all of it.  On
+ * finding data the job fails with DF_REFUSED and, with `rollback`, every
+ * range written so far is zeroed again first.  rollback false: inner
+ * writes nothing (a dry run).
+ */
+struct sink *sink_guard_wrap(struct sink *inner, struct image *dst,
+                             bool rollback, struct df_error *err);
 
 #endif

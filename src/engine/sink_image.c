@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,33 @@
 
 #include "engine/job.h"
 #include "util/overflow.h"
+#include "util/size.h"
 
 struct sink_image {
     struct image *img;
     bool growing;               /* size unknown until finish */
 };
 
+/* Only a stream (its size unknown until its end) can run past a
+ * destination of fixed size: a source image was checked against it. */
+static int sink_image_past_end(struct sink *s, uint64_t off, uint64_t len,
+                               struct df_error *err)
+{
+    struct sink_image *si = s->priv;
+    char sz[32];
+    if (off <= si->img->size && len <= si->img->size - off)
+        return 0;
+    size_format(si->img->size, sz, sizeof(sz));
+    return df_io(err, s->name, 0, "the stream is longer than the "
+                 "destination (%s)", sz);
+}
+
 static int sink_image_write(struct sink *s, uint64_t off, const void *buf,
                             size_t len, struct df_error *err)
 {
     struct sink_image *si = s->priv;
-    if (image_write(si->img, buf, len, off, err) < 0)
+    if (sink_image_past_end(s, off, len, err) < 0 ||
+        image_write(si->img, buf, len, off, err) < 0)
         return -1;
     __atomic_fetch_add(&s->bytes_written, len, __ATOMIC_RELAXED);
     return 0;
@@ -36,6 +53,8 @@ static int sink_image_zero(struct sink *s, uint64_t off, uint64_t len,
                            struct df_error *err)
 {
     struct sink_image *si = s->priv;
+    if (sink_image_past_end(s, off, len, err) < 0)
+        return -1;
     if (s->dst_is_zero)
         return 0;
     if (image_zero(si->img, off, len, err) < 0)
@@ -57,6 +76,41 @@ static int sink_image_finish(struct sink *s, struct df_error *err)
     return image_flush(si->img, s->durable, err);
 }
 
+/*
+ * The read-back after --fsync (DESIGN.md promise 2: "read from the
+ * medium, not the page cache").  A raw destination is opened again,
+ * through this process's own descriptor (the same file, whatever its
+ * name now points to), with O_DIRECT: *out.  Where O_DIRECT is refused
+ * (some file systems) or the format is read through a driver with
+ * unaligned metadata reads (qcow2), the cached pages of the file, all
+ * clean after the fsync, are dropped instead and *out stays NULL.
+ */
+static int sink_image_reopen_direct(struct image *img, struct image **out,
+                                    struct df_error *err)
+{
+    struct image_open_opts oo = { .format = "raw", .no_parents = true };
+    char path[64];
+    struct df_file f;
+
+    *out = NULL;
+    if (img->file.fd < 0)
+        return 0;
+    if (!strcmp(img->drv->name, "raw")) {
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", img->file.fd);
+        int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+        if (fd >= 0) {
+            if (df_file_from_fd(&f, fd, img->name, true, err) < 0) {
+                close(fd);
+                return -1;
+            }
+            return image_open_file(&f, img->name, img->path, &oo, out, err);
+        }
+    }
+    /* Advice, not a promise: pages another process maps stay. */
+    posix_fadvise(img->file.fd, 0, 0, POSIX_FADV_DONTNEED);
+    return 0;
+}
+
 static int sink_image_digest(struct sink *s, uint64_t size,
                              enum digest_alg alg, unsigned threads,
                              struct digest *out, struct df_error *err)
@@ -72,12 +126,18 @@ static int sink_image_digest(struct sink *s, uint64_t size,
                        "verification failed: destination holds %llu bytes, "
                        "source %llu", (unsigned long long)si->img->size,
                        (unsigned long long)size);
+    /* With durable, read what the medium holds, not the page cache. */
+    struct image *rd = NULL;
+    if (s->durable && sink_image_reopen_direct(si->img, &rd, err) < 0)
+        return -1;
+    struct image *img = rd ? rd : si->img;
     /* A larger destination (safety check 5 allows it, the tail is left
      * alone): digest the part the copy wrote, [0, size). */
-    uint64_t whole = si->img->size;
-    si->img->size = size;
-    int r = engine_digest(si->img, &o, out, NULL, err);
-    si->img->size = whole;
+    uint64_t whole = img->size;
+    img->size = size;
+    int r = engine_digest(img, &o, out, NULL, err);
+    img->size = whole;
+    image_close(rd);
     return r;
 }
 

@@ -116,6 +116,39 @@ out:
     return best;
 }
 
+int image_dest_plan(struct df_file *f, const char *out_format,
+                    const char **fmt, bool *replace, struct df_error *err)
+{
+    const struct image_driver *have = NULL;
+    const char *unsupported = NULL;
+
+    *replace = false;
+    *fmt = out_format ? out_format : "raw";
+    if (!f->is_regular) {
+        /* A device's content is its guest's: never probed (DESIGN.md). */
+        if (strcmp(*fmt, "raw"))
+            return df_fail(err, DF_USAGE, 0, f->name, -1, "-O %s: "
+                           "diskferry writes %s images into files; a "
+                           "device is written raw", *fmt, *fmt);
+        return 0;
+    }
+    if (f->size) {
+        have = image_probe_file(f, &unsupported, err);
+        if (err->cat != DF_OK)
+            return -1;
+    }
+    const char *is = have ? have->name : unsupported;
+    if (!out_format && is) {
+        if (!have || !(have->caps & IMG_CAN_CREATE))
+            return df_fail(err, DF_USAGE, 0, f->name, -1, "a %s image: "
+                           "diskferry writes raw and qcow2; give -O raw or "
+                           "-O qcow2 to replace it whole (--overwrite)", is);
+        *fmt = have->name;
+    }
+    *replace = is || strcmp(*fmt, "raw");
+    return 0;
+}
+
 static struct image *image_alloc(const struct image_driver *drv,
                                  struct df_error *err)
 {
@@ -366,10 +399,25 @@ static int image_map_checked(struct image *img, uint64_t off, uint64_t len,
     return 0;
 }
 
+/* Every request must lie inside [0, img->size): a caller's offset may
+ * come from input (a stream longer than the destination, a peer's
+ * message), so this is an error, never an assertion. */
+static int image_range_ok(struct image *img, uint64_t off, uint64_t len,
+                          struct df_error *err)
+{
+    if (off <= img->size && len <= img->size - off)
+        return 0;
+    return df_fail(err, DF_IO, 0, img->name, (int64_t)off,
+                   "%llu bytes at this offset lie past the end (%llu)",
+                   (unsigned long long)len,
+                   (unsigned long long)img->size);
+}
+
 int image_map_layer(struct image *img, uint64_t off, uint64_t len,
                     struct extent_list *out, struct df_error *err)
 {
-    assert(off <= img->size && len <= img->size - off);
+    if (image_range_ok(img, off, len, err) < 0)
+        return -1;
     uint64_t end = off + len;
     while (off < end) {
         size_t n0 = out->n;
@@ -388,7 +436,8 @@ int image_map(struct image *img, uint64_t off, uint64_t len,
     struct extent_list layer;
     int ret = -1;
 
-    assert(off <= img->size && len <= img->size - off);
+    if (image_range_ok(img, off, len, err) < 0)
+        return -1;
     extent_list_init(&layer, 4096);
     uint64_t end = off + len;
     while (off < end && out->n < out->cap) {
@@ -441,7 +490,8 @@ static int image_read_layer(struct image *img, void *buf, size_t len,
 int image_read(struct image *img, void *buf, size_t len, uint64_t off,
                struct df_error *err)
 {
-    assert(len <= img->size && off <= img->size - len);
+    if (image_range_ok(img, off, len, err) < 0)
+        return -1;
     if (!img->parent)
         return image_read_layer(img, buf, len, off, err);
 
@@ -481,8 +531,10 @@ out:
 int image_write(struct image *img, const void *buf, size_t len, uint64_t off,
                 struct df_error *err)
 {
-    assert(img->writable && img->drv->write);
-    assert(len <= img->size && off <= img->size - len);
+    if (!img->writable || !img->drv->write)
+        return df_io(err, img->name, EBADF, "not open for writing");
+    if (image_range_ok(img, off, len, err) < 0)
+        return -1;
     image_lock(img);
     int r = img->drv->write(img, buf, len, off, err);
     image_unlock(img);
@@ -492,8 +544,10 @@ int image_write(struct image *img, const void *buf, size_t len, uint64_t off,
 int image_zero(struct image *img, uint64_t off, uint64_t len,
                struct df_error *err)
 {
-    assert(img->writable && img->drv->zero);
-    assert(len <= img->size && off <= img->size - len);
+    if (!img->writable || !img->drv->zero)
+        return df_io(err, img->name, EBADF, "not open for writing");
+    if (image_range_ok(img, off, len, err) < 0)
+        return -1;
     image_lock(img);
     int r = img->drv->zero(img, off, len, err);
     image_unlock(img);

@@ -239,6 +239,17 @@ const struct image_driver *image_probe_file(struct df_file *f,
                                             struct df_error *err);
 
 /*
+ * What a copy writes into the existing destination f: the format *fmt
+ * (-O out_format, or NULL) and whether the file is replaced whole by a
+ * new file of that format (*replace) instead of written in place as
+ * raw.  A regular file holding an image container keeps its format
+ * when -O is absent (refused, DF_USAGE, when diskferry cannot create
+ * that format); any -O other than raw replaces the file.  A block
+ * device is never probed and is written raw (-O qcow2 is DF_USAGE).
+ */
+int image_dest_plan(struct df_file *f, const char *out_format,
+                    const char **fmt, bool *replace, struct df_error *err);
+/*
  * Map [off, off+len) through the whole chain: EXT_DATA, EXT_ZERO or
  * EXT_HOLE only (parents resolved; beyond a shorter parent reads as
  * EXT_HOLE).  Appends to out until len is covered or out is at its cap.

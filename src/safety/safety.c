@@ -81,8 +81,13 @@ static int safety_check_content(const struct safety_req *req,
     char desc[256];
     int r = sig_probe_content(req->dst, req->ours, desc, sizeof(desc),
                               err);
-    if (r <= 0)
+    if (r < 0)
         return r;
+    if (r == 0 && req->replace && !req->overwrite)
+        return df_refuse(err, req->dst_path, "refusing to write: file "
+                         "exists (give --overwrite to replace it)");
+    if (r == 0)
+        return 0;
     if (!req->overwrite)
         return df_refuse(err, req->dst_path, "refusing to write: holds %s "
                          "(give --overwrite)", desc);
@@ -106,7 +111,8 @@ int safety_check_destination(const struct safety_req *req,
     if (inuse_check_holders(req, err) < 0)
         return -1;
     /* Restoring: the journal judges size and content (undo.c). */
-    if (req->op == SAFETY_OP_WRITE && safety_check_size(req, err) < 0)
+    if (req->op == SAFETY_OP_WRITE && !req->replace &&
+        safety_check_size(req, err) < 0)
         return -1;
     if (req->op == SAFETY_OP_WRITE && safety_check_content(req, err) < 0)
         return -1;

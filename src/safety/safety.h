@@ -42,7 +42,9 @@
  *     filesystem / LVM / RAID / swap / crypto signature (libblkid), or
  *     non-zero bytes in the sampled regions (signature.c says which);
  *     refused unless req->overwrite (data in req->ours does not
- *     count).  With req->overwrite on a terminal
+ *     count).  The rest of the destination is checked while the job
+ *     runs (sink_guard_wrap(), engine/job.h).  With req->overwrite on a
+ *     terminal
  *     (req->interactive) and neither req->yes nor req->dry_run, the
  *     user must type the destination's name.
  *
@@ -97,6 +99,10 @@ struct safety_req {
     const struct extent_list *ours;
     bool yes;                       /* --yes: no question asked */
     bool dry_run;                   /* --dry-run: no question asked */
+    /* The file will be replaced whole by a new one (another format):
+     * its size does not matter (no check 5), and it is refused without
+     * req->overwrite even when it holds nothing. */
+    bool replace;
     bool interactive;               /* stdin and stderr are a terminal */
     FILE *msgs;                     /* warnings, the question; NULL=stderr */
     FILE *answers;                  /* the typed answer; NULL = stdin */

@@ -1,7 +1,8 @@
 /*
  * signature.c: does the destination hold anything? (safety.h check 6)
  *
- * Two looks, the first that finds something wins:
+ * Three looks, the first that finds something wins (the second: a
+ * regular file holding an image container, "a qcow2 image"):
  *  1. libblkid, partitions and superblocks chains: a partition table
  *     (PTTYPE: gpt, dos, ...) or a filesystem / LVM PV / md member /
  *     swap / LUKS signature (TYPE, USAGE).  libblkid knows far more
@@ -20,9 +21,10 @@
  *     Resuming (ours != NULL), bytes in ranges an interrupted copy of
  *     ours wrote are not looked at, nor a signature whose magic lies
  *     there: they came from the source.
- *     A miss is possible (data between samples on a device without a
- *     signature); --overwrite is about signatures and obvious data, the
- *     undo journal is the net for the rest.
+ *     This is the early refusal, a sample: data between the samples
+ *     is found while the job runs by the guard in front of the sink
+ *     (engine/sink_guard.c), which reads every range before it is
+ *     written and rolls back if it finds data.
  */
 #define _GNU_SOURCE
 #include "safety/safety_int.h"
@@ -194,6 +196,19 @@ int sig_probe_content(const struct df_file *f, const struct extent_list *ours,
         r = sig_blkid(f, ours, desc, len, err);
         if (r != 0)
             return r;
+    }
+    if (f->is_regular) {
+        /* An image file says what it is (a device's content is its
+         * guest's: not probed).  df_file_pread does not change f. */
+        const char *other;
+        const struct image_driver *d =
+            image_probe_file((struct df_file *)f, &other, err);
+        if (err->cat != DF_OK)
+            return -1;
+        if (d || other) {
+            snprintf(desc, len, "a %s image", d ? d->name : other);
+            return 1;
+        }
     }
     buf = malloc(SIG_EDGE);
     if (!buf)

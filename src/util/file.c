@@ -67,6 +67,7 @@ int df_file_openat(struct df_file *f, int dirfd, const char *path, int flags,
     }
     f->owns_fd = true;
     f->writable = (flags & O_ACCMODE) != O_RDONLY;
+    f->direct = (flags & O_DIRECT) != 0;
     if (file_stat(f, err) < 0) {
         df_file_close(f);
         return -1;
@@ -83,6 +84,7 @@ int df_file_from_fd(struct df_file *f, int fd, const char *name,
     f->owns_fd = owns_fd;
     int fl = fcntl(fd, F_GETFL);
     f->writable = fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
+    f->direct = fl >= 0 && (fl & O_DIRECT);
     if (file_stat(f, err) < 0) {
         f->owns_fd = false;
         f->fd = -1;

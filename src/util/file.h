@@ -26,6 +26,7 @@ struct df_file {
     bool is_stream;         /* pipe, socket or tty: no pread, no size */
     bool writable;
     bool owns_fd;
+    bool direct;            /* opened O_DIRECT: aligned reads only (raw.c) */
     uint64_t dev;           /* st_dev, or st_rdev for block devices */
     uint64_t ino;
     char name[PATH_MAX];    /* for messages */

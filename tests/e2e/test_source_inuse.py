@@ -131,7 +131,7 @@ def test_backing_file_of_chain_written(tmp_path):
         "-F", "qcow2", str(top)])
     dst = tmp_path / "dst.img"
     with qemu_io(base, "qcow2") as pid:
-        refused_re(["copy", top, dst], r"\S*base\.qcow2",
+        refused_re(["copy", "-f", "qcow2", top, dst], r"\S*base\.qcow2",
                    "QEMU's write lock is held by qemu-io (pid %d)" % pid)
 
 

@@ -24,6 +24,13 @@
  * Only the active L1 table is read: internal snapshots are ignored.
  * Refcounts are not read (nothing here writes to an existing image).
  *
+ * The virtual size is the header's rounded down to a multiple of 512, as
+ * qemu reads it (a size of 1 is an empty disk).
+ *
+ * Placement: cluster 0, the L1 table, the refcount table and the L2
+ * tables in use lie inside the file without overlapping each other; no
+ * data cluster lies on one of them.
+ *
  * Refused with exit 5: versions other than 2 and 3 (qcow v1 included),
  * cluster_bits outside 9..21, encryption, external data files, unknown
  * incompatible feature bits (named from the feature table when it has
@@ -193,7 +200,8 @@ static int qcow2_parse_fixed(struct image *img, struct qcow2 *q,
     h->snapshots_off = get_be64(hdr + QCOW2_OFF_SNAPSHOTS_OFFSET);
     q->l1_size = get_be32(hdr + QCOW2_OFF_L1_SIZE);
     q->l1_offset = get_be64(hdr + QCOW2_OFF_L1_OFFSET);
-    img->size = get_be64(hdr + QCOW2_OFF_SIZE);
+    /* Whole sectors only (module comment). */
+    img->size = get_be64(hdr + QCOW2_OFF_SIZE) / 512 * 512;
 
     if (q->version == 2) {
         h->header_length = QCOW2_V2_HEADER_LEN;
@@ -341,10 +349,11 @@ static int qcow2_check_tables(struct image *img, const struct qcow2 *q,
                           "refcount_table_clusters %" PRIu32 " outside 1.."
                           "%" PRIu64, h->reftable_clusters,
                           QCOW2_MAX_REFTABLE_BYTES / q->cluster_size);
-    if (h->reftable_off >= fsize)
+    if (!range_within(h->reftable_off, rt_bytes, fsize))
         return df_corrupt(err, n, QCOW2_OFF_REFTABLE_OFFSET,
-                          "refcount_table_offset 0x%" PRIx64 " past end "
-                          "of file (%" PRIu64 ")", h->reftable_off, fsize);
+                          "refcount table at 0x%" PRIx64 " (%" PRIu64
+                          " bytes) runs past end of file (%" PRIu64 ")",
+                          h->reftable_off, rt_bytes, fsize);
     if (h->nb_snapshots > QCOW2_MAX_SNAPSHOTS)
         return df_corrupt(err, n, QCOW2_OFF_NB_SNAPSHOTS,
                           "nb_snapshots %" PRIu32 " (at most %u)",
@@ -357,6 +366,36 @@ static int qcow2_check_tables(struct image *img, const struct qcow2 *q,
                           "inside the file (%" PRIu64 " bytes)",
                           h->snapshots_off, fsize);
     return 0;
+}
+
+static int qcow2_cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The table [off, +len) overlaps (L1, refcount, or an L2 table once
+ * they are known), or NULL.  An L2 table at skip is not counted. */
+static const char *qcow2_meta_hit(const struct qcow2 *q, uint64_t off,
+                                  uint64_t len, uint64_t skip)
+{
+    if (ranges_overlap(off, len, q->l1_offset, (uint64_t)q->l1_size * 8))
+        return "L1 table";
+    if (ranges_overlap(off, len, q->reftable_off, q->reftable_len))
+        return "refcount table";
+    /* The last L2 table starting below off + len. */
+    size_t lo = 0, hi = q->n_l2;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (q->l2_offs[mid] < off + len)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo && q->l2_offs[lo - 1] != skip &&
+        ranges_overlap(off, len, q->l2_offs[lo - 1], q->cluster_size))
+        return "L2 table";
+    return NULL;
 }
 
 /* Read the active L1 table and check every entry that maps the disk. */
@@ -389,11 +428,19 @@ static int qcow2_load_l1(struct image *img, struct qcow2 *q,
                           "L1 table at 0x%" PRIx64 " (%" PRIu64 " bytes) "
                           "runs past end of file (%" PRIu64 ")",
                           q->l1_offset, bytes, fsize);
+    if (ranges_overlap(q->l1_offset, bytes, q->reftable_off,
+                       q->reftable_len))
+        return df_corrupt(err, n, QCOW2_OFF_L1_OFFSET,
+                          "L1 table at 0x%" PRIx64 " (%" PRIu64 " bytes) "
+                          "overlaps the refcount table at 0x%" PRIx64,
+                          q->l1_offset, bytes, q->reftable_off);
     q->l1 = malloc(bytes);
-    if (!q->l1)
+    q->l2_offs = malloc(need * sizeof(*q->l2_offs) + 1);
+    if (!q->l1 || !q->l2_offs)
         return df_io(err, n, ENOMEM, "cannot allocate L1 table");
     if (df_file_pread(&img->file, q->l1, bytes, q->l1_offset, err) < 0)
         return -1;
+    size_t nl2 = 0;
     for (uint64_t i = 0; i < need; i++) {
         uint64_t e = get_be64(q->l1 + i * 8);
         uint64_t at = q->l1_offset + i * 8;
@@ -412,7 +459,22 @@ static int qcow2_load_l1(struct image *img, struct qcow2 *q,
                               "L1 table entry %" PRIu64 ": L2 table at 0x%"
                               PRIx64 " past end of file (%" PRIu64 ")", i,
                               l2, fsize);
+        const char *hit = l2 ? qcow2_meta_hit(q, l2, q->cluster_size, 0)
+                             : NULL;
+        if (hit)
+            return df_corrupt(err, n, (int64_t)at,
+                              "L1 table entry %" PRIu64 ": L2 table at 0x%"
+                              PRIx64 " overlaps the %s", i, l2, hit);
+        if (l2)
+            q->l2_offs[nl2++] = l2;
     }
+    /* Tables shared by several entries are fine: keep each once. */
+    qsort(q->l2_offs, nl2, sizeof(*q->l2_offs), qcow2_cmp_u64);
+    size_t k = 0;
+    for (size_t i = 0; i < nl2; i++)
+        if (!k || q->l2_offs[k - 1] != q->l2_offs[i])
+            q->l2_offs[k++] = q->l2_offs[i];
+    q->n_l2 = k;
     return 0;
 }
 
@@ -438,6 +500,9 @@ void qcow2_unload(struct qcow2 *q)
 {
     free(q->l1);
     q->l1 = NULL;
+    free(q->l2_offs);
+    q->l2_offs = NULL;
+    q->n_l2 = 0;
     for (unsigned i = 0; i < q->l2c_n; i++)
         free(q->l2c[i].tbl);
     memset(q->l2c, 0, sizeof(q->l2c));
@@ -513,6 +578,8 @@ int qcow2_load(struct image *img, struct df_error *err)
         qcow2_parse_backing(img, &h, hdr, have, err) < 0 ||
         qcow2_check_tables(img, q, &h, err) < 0)
         goto out;
+    q->reftable_off = h.reftable_off;
+    q->reftable_len = (uint64_t)h.reftable_clusters * q->cluster_size;
 
     q->l2_entries = q->cluster_size / (q->extl2 ? 16 : 8);
     q->sub_size = q->cluster_size / 32;
@@ -664,6 +731,14 @@ static int qcow2_decode(struct image *img, const struct qcow2 *q,
                           "L2 table at 0x%" PRIx64 " entry %" PRIu64
                           ": data cluster 0x%" PRIx64 " past end of file (%"
                           PRIu64 ")", toff, idx, host, fsize);
+    const char *hit = host && (!q->extl2 || cl->alloc)
+                      ? qcow2_meta_hit(q, host, q->cluster_size, UINT64_MAX)
+                      : NULL;
+    if (hit)
+        return df_corrupt(err, n, at,
+                          "L2 table at 0x%" PRIx64 " entry %" PRIu64
+                          ": data cluster 0x%" PRIx64 " overlaps the %s",
+                          toff, idx, host, hit);
     if (q->extl2)
         cl->type = QCOW2_CL_SUB;
     else

@@ -97,6 +97,10 @@ struct qcow2 {
     uint32_t l1_size;
     uint64_t l1_offset;
     uint8_t *l1;                    /* l1_size entries, big endian */
+    uint64_t reftable_off;          /* refcount table, for overlaps */
+    uint64_t reftable_len;
+    uint64_t *l2_offs;              /* the L2 tables in use, sorted */
+    size_t n_l2;
     char backing_fmt[32];           /* backing format extension, or "" */
     unsigned csize_shift;           /* compressed descriptor: x */
     uint64_t coff_mask;             /* host offset bits */

@@ -39,7 +39,8 @@
  * version other than 1.x, other disk types, a block size that is not a
  * power of two in 512 B..256 MiB, a BAT that does not cover the disk,
  * more than VHD_MAX_ENTRIES BAT entries, any table or block outside the
- * file.
+ * file, the dynamic header or BAT over the footer, its copy or each
+ * other, a block over any of them or another block.
  *
  * NEEDSWORK: blktap images with creator "tap\0" version 0x00000001 keep
  * their bitmaps as little-endian u32 words (formats.md 5.3); they are
@@ -533,6 +534,24 @@ static int vhd_open_dynamic(struct image *img, const uint8_t *f,
                           PRIu64 " (%" PRIu32 " entries) past the end of "
                           "the file (%" PRIu64 " bytes)", toff,
                           v->n_entries, img->file.size);
+    /* The footer copy, the dynamic header, the BAT and the footer do
+     * not overlap. */
+    const uint64_t part[4][2] = {
+        { 0, VHD_FOOTER_LEN }, { hoff, VHD_HEADER_LEN },
+        { toff, (uint64_t)v->n_entries * 4 },
+        { v->footer_off, VHD_FOOTER_LEN },
+    };
+    static const char *const part_name[4] = { "footer copy",
+        "dynamic header", "BAT", "footer" };
+    for (int i = 2; i >= 1; i--)         /* the BAT first: it moved */
+        for (int j = 0; j < 4; j++)
+            if (j != i && ranges_overlap(part[i][0], part[i][1], part[j][0],
+                                         part[j][1]))
+                return df_corrupt(err, n, i == 1 ? fo + VHD_OFF_F_DATA_OFFSET
+                                  : ho + VHD_OFF_H_TABLE_OFFSET, "%s at %"
+                                  PRIu64 " (%" PRIu64 " bytes) overlaps the "
+                                  "%s at %" PRIu64, part_name[i], part[i][0],
+                                  part[i][1], part_name[j], part[j][0]);
     if (vhd_load_bat(img, toff, err) < 0 ||
         vhd_check_overlaps(img, hoff, toff, err) < 0)
         return -1;

@@ -29,6 +29,20 @@
  *
  * The current header is the valid one (signature, checksum) with the
  * higher sequence number; the region table is the first valid copy.
+ * Disk2VHD writes both headers alike, sequence numbers included: equal
+ * sequence numbers are accepted when the headers' fields (the first 80
+ * bytes, checksum included) are identical, and header 1 is used (as
+ * qemu); otherwise neither is current and the file is refused.
+ *
+ * Placement ([MS-VHDX] 2.2, 2.3): the log and every region start at a
+ * multiple of 1 MiB past the header section, have a length that is a
+ * multiple of 1 MiB, lie inside the file and overlap neither each other
+ * nor the header section; metadata items lie inside their region, past
+ * the table, without overlapping each other; a payload or sector bitmap
+ * block lies inside the file and overlaps none of these (checked when
+ * its BAT entry is first used, as the BAT is not loaded whole).  The
+ * virtual disk size is above 0; one that is not a multiple of 512 reads
+ * as its whole 512-byte sectors (as qemu).
  *
  * A non-zero LogGuid means the log holds metadata writes that may not
  * have reached their place ([MS-VHDX] 2.3.3).  diskferry never writes
@@ -95,6 +109,8 @@
 #define VHDX_RTE_OFF_FILE_OFF 16
 #define VHDX_RTE_OFF_LENGTH 24
 #define VHDX_RTE_OFF_REQUIRED 28
+#define VHDX_ALIGN (1 * VHDX_MIB)      /* regions and the log */
+#define VHDX_HDR_FIELDS_LEN 80          /* the header's defined fields */
 /* Where regions and payload blocks may start: past the header section. */
 #define VHDX_HEADER_SECTION (1 * VHDX_MIB)
 
@@ -255,6 +271,20 @@ struct vhdx_priv {
     uint64_t bat_page_no;           /* UINT64_MAX: none cached */
     uint8_t *bitmap;                /* one payload block's sector bits */
     uint64_t bitmap_block;          /* UINT64_MAX: none cached */
+
+    uint64_t log_off;               /* the current header's log */
+    uint64_t log_len;
+    uint64_t log_field_off;         /* its LogLength field (messages) */
+    struct vhdx_span *spans;        /* header section, log, regions */
+    size_t nspans;
+};
+
+/* A structure of the file no payload block or other structure may
+ * overlap. */
+struct vhdx_span {
+    uint64_t off;
+    uint64_t len;
+    const char *what;
 };
 
 /* What one virtual offset maps to: a run inside one payload block. */
@@ -677,10 +707,12 @@ static int vhdx_open_header(struct image *img, struct df_error *err)
     } else {
         uint64_t seq1 = get_le64(h[0] + VHDX_HDR_OFF_SEQ);
         uint64_t seq2 = get_le64(h[1] + VHDX_HDR_OFF_SEQ);
-        /* [MS-VHDX] 2.2.2: then neither is current. */
-        if (seq1 == seq2) {
+        /* [MS-VHDX] 2.2.2: then neither is current, unless they are
+         * the same header (Disk2VHD; module comment). */
+        if (seq1 == seq2 && memcmp(h[0], h[1], VHDX_HDR_FIELDS_LEN)) {
             df_corrupt(err, img->name, VHDX_HEADER1_OFF + VHDX_HDR_OFF_SEQ,
-                       "both headers have sequence number %" PRIu64, seq1);
+                       "both headers have sequence number %" PRIu64
+                       " and differ", seq1);
             goto out;
         }
         cur = seq2 > seq1 ? 1 : 0;
@@ -698,6 +730,9 @@ static int vhdx_open_header(struct image *img, struct df_error *err)
         vhdx_replay_log(img, hd, hoff, err) < 0)
         goto out;
     memcpy(s->data_write_guid, hd + VHDX_HDR_OFF_DATA_WRITE_GUID, 16);
+    s->log_off = get_le64(hd + VHDX_HDR_OFF_LOG_OFFSET);
+    s->log_len = get_le32(hd + VHDX_HDR_OFF_LOG_LENGTH);
+    s->log_field_off = hoff + VHDX_HDR_OFF_LOG_LENGTH;
     ret = 0;
 out:
     free(h[0]);
@@ -705,26 +740,49 @@ out:
     return ret;
 }
 
-/* Check a region's placement: past the header section, inside the file. */
+/* The first span of s->spans [off, +len) overlaps, or NULL. */
+static const struct vhdx_span *vhdx_span_hit(const struct vhdx_priv *s,
+                                             uint64_t off, uint64_t len)
+{
+    for (size_t i = 0; i < s->nspans; i++)
+        if (ranges_overlap(off, len, s->spans[i].off, s->spans[i].len))
+            return &s->spans[i];
+    return NULL;
+}
+
+/*
+ * Check the placement of the log or a region (module comment), then
+ * add it to s->spans (room for it is the caller's).  field_off: where
+ * the file says it (messages).
+ */
 static int vhdx_check_region(struct image *img, const char *what,
-                             uint64_t entry_off, uint64_t off, uint64_t len,
-                             uint64_t min_len, struct df_error *err)
+                             uint64_t field_off, uint64_t off, uint64_t len,
+                             struct df_error *err)
 {
     struct vhdx_priv *s = img->priv;
+    int64_t fo = (int64_t)field_off;
+    const struct vhdx_span *hit;
 
     if (off < VHDX_HEADER_SECTION)
-        return df_corrupt(err, img->name, (int64_t)entry_off,
-                          "%s region at offset %" PRIu64 " is inside the "
+        return df_corrupt(err, img->name, fo,
+                          "%s at offset %" PRIu64 " is inside the "
                           "header section (first 1 MiB)", what, off);
-    if (len < min_len)
-        return df_corrupt(err, img->name, (int64_t)entry_off,
-                          "%s region length %" PRIu64 " is below %" PRIu64,
-                          what, len, min_len);
+    if (off % VHDX_ALIGN || len % VHDX_ALIGN || !len)
+        return df_corrupt(err, img->name, fo,
+                          "%s [%" PRIu64 ", +%" PRIu64 ") is not "
+                          "aligned to 1 MiB (offset and length multiples "
+                          "of 1 MiB, length above 0)", what, off, len);
     if (!range_within(off, len, s->file_size))
-        return df_corrupt(err, img->name, (int64_t)entry_off,
-                          "%s region [%" PRIu64 ", +%" PRIu64 ") runs past "
+        return df_corrupt(err, img->name, fo,
+                          "%s [%" PRIu64 ", +%" PRIu64 ") runs past "
                           "end of file (%" PRIu64 " bytes)", what, off, len,
                           s->file_size);
+    if ((hit = vhdx_span_hit(s, off, len)))
+        return df_corrupt(err, img->name, fo,
+                          "%s [%" PRIu64 ", +%" PRIu64 ") overlaps "
+                          "the %s [%" PRIu64 ", +%" PRIu64 ")", what, off,
+                          len, hit->what, hit->off, hit->len);
+    s->spans[s->nspans++] = (struct vhdx_span){ off, len, what };
     return 0;
 }
 
@@ -765,6 +823,18 @@ static int vhdx_open_regions(struct image *img, uint64_t *meta_off,
                    VHDX_RT_MAX_ENTRIES);
         goto out;
     }
+    /* The header section, the log and every region, without overlap. */
+    s->spans = malloc((count + 2) * sizeof(*s->spans));
+    if (!s->spans) {
+        df_io(err, img->name, ENOMEM, "cannot allocate region list");
+        goto out;
+    }
+    s->spans[s->nspans++] = (struct vhdx_span){ 0, VHDX_HEADER_SECTION,
+                                                "header section" };
+    if (s->log_len &&
+        vhdx_check_region(img, "log region", s->log_field_off, s->log_off,
+                          s->log_len, err) < 0)
+        goto out;
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *e = rt + VHDX_RT_HEADER_LEN + i * VHDX_RT_ENTRY_LEN;
         uint64_t eoff = offs[cur] + VHDX_RT_HEADER_LEN +
@@ -782,6 +852,10 @@ static int vhdx_open_regions(struct image *img, uint64_t *meta_off,
                            "unknown required region %s", gs);
                 goto out;
             }
+            /* Ignored, but it must not lie over the others. */
+            if (vhdx_check_region(img, "unknown region", eoff, off, len,
+                                  err) < 0)
+                goto out;
             continue;
         }
         if ((is_bat && have_bat) || (is_meta && have_meta)) {
@@ -790,9 +864,8 @@ static int vhdx_open_regions(struct image *img, uint64_t *meta_off,
                        is_bat ? "BAT" : "metadata");
             goto out;
         }
-        if (vhdx_check_region(img, is_bat ? "BAT" : "metadata", eoff, off,
-                              len, is_bat ? 8 : VHDX_META_TABLE_LEN,
-                              err) < 0)
+        if (vhdx_check_region(img, is_bat ? "BAT region" :
+                              "metadata region", eoff, off, len, err) < 0)
             goto out;
         if (is_bat) {
             have_bat = true;
@@ -992,6 +1065,8 @@ static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
 {
     struct vhdx_priv *s = img->priv;
     struct vhdx_item_loc loc[VHDX_NITEMS];
+    struct vhdx_span *items = NULL;     /* every item's bytes so far */
+    size_t nitems = 0;
     uint8_t *tab = NULL, *pl = NULL;
     uint8_t item[16];
     int ret = -1;
@@ -1017,6 +1092,11 @@ static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
                    VHDX_META_MAX_ENTRIES);
         goto out;
     }
+    items = malloc((count + 1) * sizeof(*items));
+    if (!items) {
+        df_io(err, img->name, ENOMEM, "cannot allocate metadata items");
+        goto out;
+    }
     for (uint32_t i = 0; i < count; i++) {
         const uint8_t *e = tab + VHDX_META_HEADER_LEN +
                            i * VHDX_META_ENTRY_LEN;
@@ -1031,6 +1111,27 @@ static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
         for (int j = 0; j < VHDX_NITEMS; j++)
             if (!memcmp(e, vhdx_items[j].guid, 16))
                 k = j;
+        const char *name = k < 0 ? "unknown" : vhdx_items[k].name;
+        if (len > VHDX_META_ITEM_MAX_LEN ||
+            (len && off < VHDX_META_ITEM_MIN_OFF) ||
+            !range_within(off, len, meta_len)) {
+            df_corrupt(err, img->name, (int64_t)eoff,
+                       "metadata item '%s' [%" PRIu32 ", +%" PRIu32 ") "
+                       "outside the metadata region (%" PRIu64 " bytes)",
+                       name, off, len, meta_len);
+            goto out;
+        }
+        for (size_t j = 0; j < nitems; j++)
+            if (ranges_overlap(off, len, items[j].off, items[j].len)) {
+                df_corrupt(err, img->name, (int64_t)eoff,
+                           "metadata item '%s' [%" PRIu32 ", +%" PRIu32
+                           ") overlaps item '%s' [%" PRIu64 ", +%" PRIu64
+                           ")", name, off, len, items[j].what,
+                           items[j].off, items[j].len);
+                goto out;
+            }
+        if (len)
+            items[nitems++] = (struct vhdx_span){ off, len, name };
         if (k < 0) {
             if (flags & VHDX_ME_FLAG_REQUIRED) {
                 vhdx_guid_format(e, gs, sizeof(gs));
@@ -1044,15 +1145,6 @@ static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
         if (loc[k].found) {
             df_corrupt(err, img->name, (int64_t)eoff,
                        "metadata item '%s' appears twice", d->name);
-            goto out;
-        }
-        if (len > VHDX_META_ITEM_MAX_LEN ||
-            (len && off < VHDX_META_ITEM_MIN_OFF) ||
-            !range_within(off, len, meta_len)) {
-            df_corrupt(err, img->name, (int64_t)eoff,
-                       "metadata item '%s' [%" PRIu32 ", +%" PRIu32 ") "
-                       "outside the metadata region (%" PRIu64 " bytes)",
-                       d->name, off, len, meta_len);
             goto out;
         }
         if (d->len && len != d->len) {
@@ -1091,11 +1183,14 @@ static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
     if (vhdx_read_item(img, meta_off, l, item, err) < 0)
         goto out;
     img->size = get_le64(item);
-    if (img->size > VHDX_MAX_SIZE) {
+    if (img->size > VHDX_MAX_SIZE || img->size < 512) {
         df_corrupt(err, img->name, (int64_t)(meta_off + l->off),
-                   "virtual disk size %" PRIu64 " above 64 TiB", img->size);
+                   "virtual disk size %" PRIu64 " is %s", img->size,
+                   img->size < 512 ? "below 512" : "above 64 TiB");
         goto out;
     }
+    /* Whole sectors only (module comment). */
+    img->size -= img->size % 512;
 
     if (vhdx_read_sector_size(img, meta_off, &loc[VHDX_ITEM_LOGICAL_SECTOR],
                               &s->logical_sector, err) < 0 ||
@@ -1124,6 +1219,7 @@ static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
     }
     ret = 0;
 out:
+    free(items);
     free(tab);
     free(pl);
     return ret;
@@ -1231,6 +1327,13 @@ static int vhdx_check_block(struct image *img, const char *what,
                           "BAT entry %" PRIu64 ": %s [%" PRIu64 ", +%"
                           PRIu64 ") runs past end of file (%" PRIu64
                           " bytes)", idx, what, off, len, s->file_size);
+    const struct vhdx_span *hit = vhdx_span_hit(s, off, len);
+    if (hit)
+        return df_corrupt(err, img->name, eoff,
+                          "BAT entry %" PRIu64 ": %s [%" PRIu64 ", +%"
+                          PRIu64 ") overlaps the %s [%" PRIu64
+                          ", +%" PRIu64 ")", idx, what, off, len, hit->what,
+                          hit->off, hit->len);
     return 0;
 }
 
@@ -1416,6 +1519,7 @@ static void vhdx_close(struct image *img)
     free(s->bitmap);
     free(s->ops);
     free(s->op_pages);
+    free(s->spans);
 }
 
 const struct image_driver vhdx_driver = {

@@ -107,6 +107,9 @@ struct vmdk_extent {
     bool zeroed_grains;         /* KDMV flags bit 2: GTE 1 = zeros */
     bool compressed;            /* KDMV flags bit 16, deflate grains */
     uint64_t se_grains_off;     /* seSparse: byte offset of grain 0 */
+    /* What no grain table or grain may overlap: the header, the
+     * embedded descriptor, the grain directory (byte offset, length). */
+    uint64_t meta[3][2];
 };
 
 /* Bounded cache of grain tables, shared by all extents of an image. */

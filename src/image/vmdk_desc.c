@@ -13,7 +13,8 @@
  *   RW 16384 SPARSE "base.vmdk"           ACCESS SECTORS TYPE "FILE" [START]
  *   ddb.adapterType = "ide"               other keys: ignored
  *
- * Lines end in LF or CR LF; a UTF-8 byte order mark is skipped.
+ * Lines end in LF or CR LF; a UTF-8 byte order mark is skipped.  A
+ * missing version line means version 1 (qemu reads such descriptors).
  * Refused (exit 5, naming the line): text over 1 MiB, a line over 4 KiB,
  * more than 4096 extents, NUL inside the text, any line that is not a
  * comment, key=value or extent line, an unknown ACCESS or TYPE, a bad
@@ -366,7 +367,7 @@ int vmdk_desc_parse(const char *buf, size_t len, const char *what,
         pos = next;
     }
     if (!(seen & 1u))
-        return df_corrupt(err, what, -1, "descriptor has no version");
+        d->version = 1;
     if (!(seen & 8u))
         return df_corrupt(err, what, -1, "descriptor has no createType");
     if (need_extents && d->n_ext == 0)

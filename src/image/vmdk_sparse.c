@@ -29,6 +29,8 @@
  * that are not a power of two within limits (KDMV 16..2048 sectors,
  * COWD 1..2048), numGTEsPerGT != 512, a GD or GT outside the file, a GD
  * too small for the capacity, bad check bytes, a dirty seSparse journal,
+ * a GD, GT or grain over the header, the embedded descriptor or the GD
+ * (a grain also over its own GT),
  * a GTE that points outside the file, a compressed grain whose marker
  * names another LBA or which does not inflate to the grain.
  */
@@ -112,6 +114,21 @@ enum vmdk_kind vmdk_sparse_kind(const uint8_t *head, size_t len)
     return VMDK_K_FLAT;
 }
 
+enum { VMDK_META_HEADER, VMDK_META_DESC, VMDK_META_GD };
+static const char *const vmdk_meta_name[3] = {
+    "header", "embedded descriptor", "grain directory",
+};
+
+/* The structure of e->meta [off, +len) overlaps, or NULL. */
+static const char *vmdk_meta_hit(const struct vmdk_extent *e, uint64_t off,
+                                 uint64_t len)
+{
+    for (int i = 0; i < 3; i++)
+        if (ranges_overlap(off, len, e->meta[i][0], e->meta[i][1]))
+            return vmdk_meta_name[i];
+    return NULL;
+}
+
 /*
  * Load `n` GD entries of `esize` bytes from byte offset gd_off into
  * e->gd as GT byte offsets, each checked to hold a whole GT of gt_bytes
@@ -139,6 +156,13 @@ static int vmdk_load_gd(struct vmdk_extent *e, uint64_t gd_off, uint64_t n,
         return df_corrupt(err, f->name, (int64_t)gd_off,
                           "grain directories larger than %llu MiB",
                           VMDK_MAX_GD_BYTES >> 20);
+    const char *hit = vmdk_meta_hit(e, gd_off, bytes);
+    if (hit)
+        return df_corrupt(err, f->name, (int64_t)gd_off, "grain directory "
+                          "at byte %" PRIu64 " (%" PRIu64 " bytes) overlaps "
+                          "the %s", gd_off, bytes, hit);
+    e->meta[VMDK_META_GD][0] = gd_off;
+    e->meta[VMDK_META_GD][1] = bytes;
     *total_gd += bytes;
     raw = malloc(bytes ? bytes : 1);
     e->gd = calloc(n ? n : 1, sizeof(*e->gd));
@@ -161,6 +185,11 @@ static int vmdk_load_gd(struct vmdk_extent *e, uint64_t gd_off, uint64_t n,
             df_corrupt(err, f->name, where, "grain table %" PRIu64 " at "
                        "sector %" PRIu64 " runs past the end of the file",
                        i, sector);
+            goto out;
+        }
+        if ((hit = vmdk_meta_hit(e, sector * VMDK_SECTOR, gt_bytes))) {
+            df_corrupt(err, f->name, where, "grain table %" PRIu64 " at "
+                       "sector %" PRIu64 " overlaps the %s", i, sector, hit);
             goto out;
         }
         e->gd[i] = sector * VMDK_SECTOR;
@@ -311,6 +340,8 @@ static int vmdk_open_kdmv(struct vmdk_extent *e, struct vmdk_sparse_meta *m,
                               doff, dsize);
         m->desc_off = doff * VMDK_SECTOR;
         m->desc_len = dsize * VMDK_SECTOR;
+        e->meta[VMDK_META_DESC][0] = m->desc_off;
+        e->meta[VMDK_META_DESC][1] = m->desc_len;
     }
     uint64_t gt_cover = (uint64_t)KDMV_GTES * (e->grain_bytes / VMDK_SECTOR);
     uint64_t n = div_round_up(e->capacity, gt_cover);
@@ -445,6 +476,10 @@ int vmdk_sparse_open(struct vmdk_extent *e, struct vmdk_sparse_meta *meta,
                      uint64_t *total_gd, struct df_error *err)
 {
     memset(meta, 0, sizeof(*meta));
+    memset(e->meta, 0, sizeof(e->meta));
+    e->meta[VMDK_META_HEADER][1] = e->kind == VMDK_K_COWD ? COWD_HEADER_LEN
+                                 : e->kind == VMDK_K_KDMV ? KDMV_HEADER_LEN
+                                                          : SESP_HEADER_LEN;
     switch (e->kind) {
     case VMDK_K_KDMV:
         return vmdk_open_kdmv(e, meta, total_gd, err);
@@ -571,6 +606,13 @@ int vmdk_sparse_grain(struct vmdk_gt_cache *c, const struct vmdk_extent *e,
         return df_corrupt(err, f->name, where, "grain %" PRIu64 " at byte %"
                           PRIu64 " runs past the end of the file (%" PRIu64
                           " bytes)", g, off, f->size);
+    const char *hit = vmdk_meta_hit(e, off, need);
+    if (!hit && ranges_overlap(off, need, e->gd[gti],
+                               (uint64_t)e->gt_entries * e->gte_size))
+        hit = "grain table that maps it";
+    if (hit)
+        return df_corrupt(err, f->name, where, "grain %" PRIu64 " at byte %"
+                          PRIu64 " overlaps the %s", g, off, hit);
     *state = EXT_DATA;
     *host = off;
     return 0;

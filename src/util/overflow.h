@@ -22,6 +22,12 @@ static inline bool range_within(uint64_t off, uint64_t len, uint64_t limit)
 {
     return len <= limit && off <= limit - len;
 }
+/* [a, a+alen) and [b, b+blen) share a byte (no overflow either way). */
+static inline bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b,
+                                  uint64_t blen)
+{
+    return alen && blen && (a >= b ? a - b < blen : b - a < alen);
+}
 static inline uint64_t div_round_up(uint64_t a, uint64_t b)
 {
     return a / b + (a % b != 0);

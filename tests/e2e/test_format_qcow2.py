@@ -487,6 +487,53 @@ def test_corrupt_table_entry(tmp_path, case):
         imgcat(bad).stderr.decode()
 
 
+def rt_off(img):
+    with open(img, "rb") as f:
+        return struct.unpack(">Q", f.read(56)[48:56])[0]
+
+
+@pytest.mark.parametrize("case", [
+    # (name, where, value, words)
+    ("l1_on_refcount_table", 40, "rt", "L1 table at 0x%(rt)x (8 bytes) "
+     "overlaps the refcount table"),
+    ("l2_on_l1", "l1e", "l1|COPIED", "L2 table at 0x%(l1)x overlaps the "
+     "L1 table"),
+    ("l2_on_refcount_table", "l1e", "rt|COPIED", "overlaps the refcount "
+     "table"),
+    ("data_on_l1", "l2e", "l1|COPIED", "data cluster 0x%(l1)x overlaps the "
+     "L1 table"),
+    ("data_on_refcount_table", "l2e", "rt|COPIED", "overlaps the refcount "
+     "table"),
+    ("data_on_l2", "l2e", "l2|COPIED", "data cluster 0x%(l2)x overlaps the "
+     "L2 table"),
+    ("refcount_table_past_eof", 56, 100, "refcount table at"),
+], ids=lambda c: c[0])
+def test_table_overlaps(tmp_path, case):
+    """No table lies on another, no data cluster on a table."""
+    name, where, value, words = case
+    src = base_image(tmp_path)
+    l1_off, l2_off = l1_l2(src)
+    named = {"l1": l1_off, "l2": l2_off, "rt": rt_off(src)}
+    if isinstance(value, str):
+        value = eval(value, {"COPIED": 1 << 63}, named)
+    at = {"l1e": l1_off, "l2e": l2_off}.get(where, where)
+    fmt = ">I" if where == 56 else ">Q"
+    bad = patch(src, tmp_path / name, at, fmt, value)
+    expect_corrupt(bad, words % named)
+
+
+@pytest.mark.parametrize("size", [1, 511, 513, 1000, 4 * MiB - 1])
+def test_size_not_sector_multiple(tmp_path, size):
+    """The header's size rounded down to whole sectors, as qemu reads it
+    (a size of 1 is an empty disk)."""
+    src = base_image(tmp_path)
+    img = patch(src, tmp_path / "odd.qcow2", 24, ">Q", size)
+    want = qemu_raw(img, tmp_path / "q.raw").read_bytes()
+    assert len(want) == size // 512 * 512
+    p = imgcat(img)
+    assert p.returncode == 0 and p.stdout == want
+
+
 def test_zero_flag_in_v2_refused(tmp_path):
     src = base_image(tmp_path, opts="compat=0.10")
     _, l2_off = l1_l2(src)

@@ -327,6 +327,20 @@ def test_uuid_text_form(tmp_path):
     assert str(u).encode() in r.stdout
 
 
+@pytest.mark.parametrize("size", [1, 511, 513, 1000, MiB - 100])
+def test_size_not_a_multiple_of_512(tmp_path, size):
+    """cbDisk not a multiple of 512 (VBoxManage convertfromraw writes
+    such): rounded up to a sector, as qemu reads it."""
+    img = tmp_path / "odd.vdi"
+    sh(["qemu-img", "create", "-f", "vdi", str(img), "1M"])
+    qemu_io(img, ["write -P 0x5a 0 1M"])
+    with open(img, "r+b") as f:
+        f.seek(O_CBDISK)
+        f.write(struct.pack("<Q", size))
+    check_same_as_qemu(img, tmp_path)
+    assert len(imgcat(img).stdout) == -(-size // 512) * 512
+
+
 # --- corruption: every case exits 5 without a crash ---------------------
 
 @pytest.fixture(scope="module")

@@ -509,6 +509,20 @@ def test_corrupt_header_field(good, tmp_path, off, fmt, val):
     expect_corrupt(img)
 
 
+@pytest.mark.parametrize("where,words", [
+    (0, b"BAT at 0 (20 bytes) overlaps the footer copy at 0"),
+    (520, b"BAT at 520 (20 bytes) overlaps the dynamic header at 512"),
+    ("footer", b"overlaps the footer at"),
+])
+def test_corrupt_bat_placement(good, tmp_path, where, words):
+    """The BAT lies on neither footer nor the dynamic header."""
+    img = copy_of(good[0], tmp_path)
+    if where == "footer":
+        where = os.path.getsize(img) - 512 - 8
+    set_header(img, H_TABLE, ">Q", where)
+    assert words in expect_corrupt(img).stderr
+
+
 def test_corrupt_header_checksum(good, tmp_path):
     img = copy_of(good[0], tmp_path)
     set_header(img, H_BLOCK, ">I", 1 << 20, fix=False)

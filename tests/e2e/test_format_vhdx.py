@@ -133,10 +133,28 @@ def test_qemu_image(tmp_path, case):
 
 
 def test_zero_size(tmp_path):
+    """VirtualDiskSize 0 (or below one sector) is no disk: refused rather
+    than copied as a 0-byte disk."""
     img = tmp_path / "z.vhdx"
     sh(["qemu-img", "create", "-q", "-f", "vhdx", str(img), "0"])
+    expect_corrupt(img, "virtual disk size 0 is below 512")
+    for size in (0, 1, 511):
+        b = g.build(size).write(tmp_path / ("b%d.vhdx" % size))
+        expect_corrupt(b, "virtual disk size %d is below 512" % size)
+
+
+@pytest.mark.parametrize("extra", [100, 1000])
+def test_size_not_sector_multiple(tmp_path, extra):
+    """A size that is not a multiple of 512 reads as its whole sectors,
+    as qemu reads it."""
+    size = 8 * MIB + extra
+    data = pattern(3, 2 * MIB)
+    img = g.build(size, blocks={8: (g.FULLY_PRESENT, data)})
+    img = img.write(tmp_path / "a.vhdx")
+    want = qemu_raw(img, tmp_path / "q.raw", fmt="vhdx").read_bytes()
+    assert len(want) == size - extra % 512
     p = imgcat(img)
-    assert p.returncode == 0 and p.stdout == b""
+    assert p.returncode == 0 and p.stdout == want
 
 
 # ----------------------------------------------------------------------------
@@ -643,9 +661,25 @@ def test_header_sequence(tmp_path):
     assert imgcat(img).returncode == 0
     patch(img, g.HEADER1 + 48, lg, crc=(g.HEADER1, 4096))
     expect_corrupt(img, "log is dirty")
-    # Equal sequence numbers: neither header is current.
+    # Equal sequence numbers in headers that differ: neither is current.
     img = g.build(8 * MIB, seqs=(5, 5)).write(tmp_path / "b.vhdx")
-    expect_corrupt(img, "both headers have sequence number 5")
+    expect_corrupt(img, "both headers have sequence number 5 and differ")
+
+
+def test_header_sequence_equal_disk2vhd(tmp_path):
+    """Disk2VHD writes two identical headers, both sequence number 1:
+    read as qemu reads it (header 1)."""
+    data = pattern(5, MIB)
+    b = g.build(8 * MIB, seqs=(1, 1), blocks={2: (g.FULLY_PRESENT, data)})
+    b.buf[g.HEADER2:g.HEADER2 + 4096] = b.buf[g.HEADER1:g.HEADER1 + 4096]
+    img = b.write(tmp_path / "d2v.vhdx")
+    want = qemu_raw(img, tmp_path / "q.raw", fmt="vhdx").read_bytes()
+    assert want[2 * MIB:3 * MIB] == data
+    p = imgcat(img)
+    assert p.returncode == 0 and p.stdout == want
+    # Any other difference (a field, or the checksum) is refused.
+    patch(img, g.HEADER2 + 16, b"\x01", crc=(g.HEADER2, 4096))
+    expect_corrupt(img, "both headers have sequence number 1 and differ")
 
 
 @pytest.mark.parametrize("version", [0, 2, 0xFFFF])
@@ -685,6 +719,98 @@ def test_region_bounds(qimg, which, field):
         patch(img, eoff - g.RT1 + rt + 16, struct.pack("<QI", *new),
               crc=(rt, 65536))
     expect_corrupt(img, "region")
+
+
+def set_region(img, which, off, length):
+    eoff = regions(img)[which][2]
+    for rt in (g.RT1, g.RT2):
+        patch(img, eoff - g.RT1 + rt + 16, struct.pack("<QI", off, length),
+              crc=(rt, 65536))
+
+
+@pytest.mark.parametrize("which,off,length,words", [
+    # Misaligned: the BAT read from 0x200001 was all zeros, "verified".
+    ("bat", 0x200001, None, "BAT region [2097153, +1048576) is not "
+     "aligned to 1 MiB"),
+    ("bat", None, 8, "is not aligned to 1 MiB"),
+    ("meta", None, MIB + 4096, "metadata region"),
+    ("bat", "meta", None, "region [%(meta)d, +1048576) overlaps the "),
+    ("meta", "bat", None, "overlaps the BAT region"),
+    ("bat", g.LOG_OFF, None, "overlaps the log region [1048576, +1048576)"),
+    ("meta", "eof", None, "runs past end of file"),
+])
+def test_region_placement(qimg, which, off, length, words):
+    """Regions start and end on 1 MiB, lie in the file, overlap nothing."""
+    img, _ = qimg
+    r = regions(img)
+    key = g.BAT_GUID if which == "bat" else g.META_GUID
+    cur_off, cur_len, _ = r[key]
+    named = {"meta": r[g.META_GUID][0], "bat": r[g.BAT_GUID][0],
+             "eof": os.path.getsize(img) // MIB * MIB}
+    off = named.get(off, off) if off is not None else cur_off
+    length = length if length is not None else cur_len
+    set_region(img, key, off, length)
+    expect_corrupt(img, words % named)
+
+
+@pytest.mark.parametrize("log,words", [
+    ((MIB + 4096, MIB), "log region [1052672, +1048576) is not aligned"),
+    ((MIB, 4096), "log region [1048576, +4096) is not aligned"),
+    ((0, MIB), "log region at offset 0 is inside the header section"),
+    ("bat", "overlaps the log region"),
+    ("past", "log region"),
+])
+def test_log_placement(qimg, log, words):
+    """A clean log's region is checked as a region (it is never read)."""
+    img, _ = qimg
+    r = regions(img)
+    if log == "bat":
+        log = (r[g.BAT_GUID][0], MIB)
+    elif log == "past":
+        log = (os.path.getsize(img) // MIB * MIB + MIB, MIB)
+    for h in (g.HEADER1, g.HEADER2):
+        patch(img, h + 68, struct.pack("<IQ", log[1], log[0]),
+              crc=(h, 4096))
+    expect_corrupt(img, words)
+
+
+def test_region_unknown_placement(qimg):
+    """An ignored region still may not overlap the others."""
+    img, _ = qimg
+    r = regions(img)
+    n = len(r)
+    ent = g.guid(str(uuid.uuid4())) + struct.pack(
+        "<QII", r[g.META_GUID][0], MIB, 0)
+    for rt in (g.RT1, g.RT2):
+        patch(img, rt + 16 + 32 * n, ent, crc=(rt, 65536))
+        patch(img, rt + 8, struct.pack("<I", n + 1), crc=(rt, 65536))
+    expect_corrupt(img, "unknown region", "overlaps the metadata region")
+
+
+@pytest.mark.parametrize("target,words", [
+    ("meta", "overlaps the metadata region"),
+    ("bat", "overlaps the BAT region"),
+    ("log", "overlaps the log region"),
+])
+def test_block_overlaps_region(qimg, target, words):
+    """A payload block may not lie over the log, BAT or metadata."""
+    img, _ = qimg
+    r = regions(img)
+    off = {"meta": r[g.META_GUID][0], "bat": r[g.BAT_GUID][0],
+           "log": g.LOG_OFF}[target]
+    patch(img, bat_entry(img, 1), struct.pack("<Q", off | 6))
+    expect_corrupt(img, "BAT entry 1: block", words)
+
+
+def test_metadata_items_overlap(tmp_path):
+    items = base_items(8 * MIB)
+    b = g.build(8 * MIB, meta_items=items)
+    moff = b.offsets["meta"]
+    # Point the disk size item (entry 1) at the file parameters' bytes.
+    struct.pack_into("<I", b.buf, moff + 32 + 32 + 16, 64 * 1024)
+    img = b.write(tmp_path / "a.vhdx")
+    expect_corrupt(img, "metadata item 'virtual disk size' [65536, +8) "
+                   "overlaps item 'file parameters' [65536, +8)")
 
 
 def test_region_unknown(qimg):
@@ -791,7 +917,7 @@ def test_metadata_table(qimg):
     moff, ents = meta_entries(img)
     # Unknown optional item: ignored.
     patch(img, moff + 32 + 32 * len(ents),
-          g.guid(str(uuid.uuid4())) + struct.pack("<III", 65536, 8, 0))
+          g.guid(str(uuid.uuid4())) + struct.pack("<III", MIB - 4096, 8, 0))
     patch(img, moff + 10, struct.pack("<H", len(ents) + 1))
     p = imgcat(img)
     assert p.returncode == 0 and p.stdout == raw

@@ -130,6 +130,15 @@ def expect_fail(img, code=5, words=(), args=()):
     return msg
 
 
+def expect_ok_or_fail(img, words):
+    """words None: img reads; else it is refused with exit 5 naming them."""
+    if words is None:
+        p = imgcat(img)
+        assert p.returncode == 0, p.stderr
+    else:
+        expect_fail(img, 5, [words])
+
+
 def qemu_io(img, *cmds):
     argv = ["qemu-io", "-f", "vmdk"]
     for c in cmds:
@@ -613,11 +622,7 @@ def set_field(img, off, fmt, val):
 def test_kdmv_header_fields(tmp_path, off, fmt, val, words):
     img = qemu_sparse(tmp_path)
     set_field(img, off, fmt, val)
-    if words is None:
-        p = imgcat(img)
-        assert p.returncode == 0, p.stderr
-        return
-    expect_fail(img, 5, [words])
+    expect_ok_or_fail(img, words)
 
 
 def test_kdmv_truncations(tmp_path):
@@ -642,6 +647,47 @@ def test_kdmv_gte_past_eof(tmp_path):
     expect_fail(img, 5, ["past the end"])
     set_field(img, gd * 512, "<I", 0x7fffff00)          # GT itself
     expect_fail(img, 5, ["grain table"])
+
+
+@pytest.mark.parametrize("what,target,words", [
+    ("gd", "desc", "grain directory at byte 512 (8 bytes) overlaps the "
+     "embedded descriptor"),
+    ("gt", "header", None),        # GT at sector 0: 0 means "none"
+    ("gt", "desc", "grain table 0 at sector 1 overlaps the embedded "
+     "descriptor"),
+    ("gt", "gd", "overlaps the grain directory"),
+    ("grain", "desc", "overlaps the embedded descriptor"),
+    ("grain", "gd", "overlaps the grain directory"),
+    ("grain", "gt", "overlaps the grain table that maps it"),
+])
+def test_kdmv_overlaps(tmp_path, what, target, words):
+    """No GD, GT or grain lies on the header, the embedded descriptor,
+    the GD or (a grain) its own GT."""
+    img = qemu_sparse(tmp_path)
+    data = img.read_bytes()
+    gd = struct.unpack_from("<Q", data, 56)[0]
+    gt = struct.unpack_from("<I", data, gd * 512)[0]
+    sector = {"header": 0, "desc": 1, "gd": gd, "gt": gt}[target]
+    at = {"gd": 56, "gt": gd * 512, "grain": gt * 512}[what]
+    set_field(img, at, "<Q" if what == "gd" else "<I", sector)
+    # words None: GT 0 is "no table", its grains read from the parent.
+    expect_ok_or_fail(img, words)
+
+
+def test_descriptor_without_version(tmp_path):
+    """qemu reads a descriptor without a version line (as version 1)."""
+    flat = tmp_path / "f.img"
+    flat.write_bytes(pattern(1 << 20, 3))
+    desc = descriptor("monolithicFlat", ['RW 2048 FLAT "f.img" 0'])
+    desc = desc.replace(b"version=1\n", b"")
+    img = tmp_path / "nv.vmdk"
+    img.write_bytes(desc)
+    ref = tmp_path / "ref.raw"
+    sh(["qemu-img", "convert", "-f", "vmdk", "-O", "raw", str(img),
+        str(ref)])
+    p = imgcat(img)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == ref.read_bytes() == flat.read_bytes()
 
 
 def test_embedded_descriptor_garbage(tmp_path):

@@ -78,10 +78,17 @@ int main(void)
     vmdk_desc_release(&d);
     CHECK(refused(HEAD "CID=1\n", "no extents"));
 
+    /* No version line: version 1, as qemu reads it. */
+    static const char nover[] = "createType=\"custom\"\nRW 1 ZERO\n";
+    df_error_init(&err);
+    CHECK(vmdk_desc_parse(nover, sizeof(nover) - 1, "t", true, &d,
+                          &err) == 0);
+    CHECK(d.version == 1 && d.n_ext == 1);
+    vmdk_desc_release(&d);
+
     static const struct {
         const char *text, *word;
     } bad[] = {
-        { "createType=\"custom\"\nRW 1 ZERO\n", "no version" },
         { "version=1\nRW 1 ZERO\n", "no createType" },
         { HEAD "version=2\nRW 1 ZERO\n", "twice" },
         { "version=4\ncreateType=\"c\"\nRW 1 ZERO\n", "version" },

@@ -272,16 +272,13 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
     }
     if (argc - optind != 2)
         return cli_usage(c, "expected SRC and DST");
-    if (o->out_format && !image_driver_by_name(o->out_format))
+    unsigned caps = 0;
+    if (o->out_format && image_format_caps(o->out_format, &caps) < 0)
         return cli_usage(c, "-O: unknown format '%s'", o->out_format);
-    if (o->out_format) {
-        const struct image_driver *d = image_driver_by_name(o->out_format);
-        if (!(d->caps & IMG_CAN_CREATE))
-            return cli_usage(c, "-O: diskferry does not write %s images "
-                             "(raw, qcow2)", o->out_format);
-    }
-    if (o->copts.compress && (!o->out_format ||
-                              strcmp(o->out_format, "qcow2")))
+    if (o->out_format && !(caps & IMG_CAN_CREATE))
+        return cli_usage(c, "-O: diskferry does not write %s images "
+                         "(raw, qcow2)", o->out_format);
+    if (o->copts.compress && !(caps & IMG_CAN_COMPRESS))
         return cli_usage(c, "-c compresses qcow2 output: give -O qcow2");
     if (o->dry_run && o->undo)
         return cli_usage(c, "--dry-run writes nothing: --undo has nothing "
@@ -798,8 +795,8 @@ static int copy_remote(struct copy_opts *o, const struct endpoint *sep,
     remote_get_stats(r, &rs);
     st.bytes_wire = rs.bytes_wire;
     if (o->json)
-        copy_report_json(o, src_path, dst_path, src ? src->drv->name : fmt,
-                         d.img ? d.img->drv->name : o->out_format
+        copy_report_json(o, src_path, dst_path, src ? image_format_name(src) : fmt,
+                         d.img ? image_format_name(d.img) : o->out_format
                          ? o->out_format : "raw", &st, &rs);
     if (o->c.verbose) {
         copy_report_line(o, &st);
@@ -906,8 +903,8 @@ int cmd_copy(int argc, char **argv)
         goto fail;
     if (o.json)
         copy_report_json(&o, src_path, dst_path,
-                         src ? src->drv->name : "raw",
-                         d.img ? d.img->drv->name : "raw", &st, NULL);
+                         src ? image_format_name(src) : "raw",
+                         d.img ? image_format_name(d.img) : "raw", &st, NULL);
     if (o.c.verbose)
         copy_report_line(&o, &st);
     rc = 0;

@@ -232,8 +232,8 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     if (serve_confine(sv->o, m->s2, true, sv->path, err) < 0 ||
         serve_dst_opts(sv, m, undo, err) < 0)
         return -1;
-    if (!image_driver_by_name(fmt) ||
-        !(image_driver_by_name(fmt)->caps & IMG_CAN_CREATE))
+    unsigned caps;
+    if (image_format_caps(fmt, &caps) < 0 || !(caps & IMG_CAN_CREATE))
         return df_usage(err, "-O: this host does not write '%s' images",
                         fmt);
     if (serve_open_dir(sv, err) < 0)
@@ -573,7 +573,7 @@ static int serve_dst(struct serve *sv, const struct msg *open,
         goto out;
     msg_enc_opened(&b, (dst_is_zero ? OPENED_DST_IS_ZERO : 0) |
                            (resumed ? OPENED_RESUMED : 0),
-                   open->size, sv->img ? sv->img->drv->name : "raw",
+                   open->size, sv->img ? image_format_name(sv->img) : "raw",
                    sv->path);
     if (session_send(&sv->s, MSG_OPENED, &b, err) < 0)
         goto out;
@@ -858,7 +858,7 @@ static int serve_src(struct serve *sv, const struct msg *open,
     sreq.src = sv->img;
     if (safety_check_source(&sreq, err) < 0)
         goto out;
-    msg_enc_opened(&b, 0, sv->img->size, sv->img->drv->name, sv->path);
+    msg_enc_opened(&b, 0, sv->img->size, image_format_name(sv->img), sv->path);
     if (session_send(&sv->s, MSG_OPENED, &b, err) < 0 ||
         session_start(&sv->s, err) < 0)
         goto out;

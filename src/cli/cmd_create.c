@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/endpoint.h"
+#include "engine/endpoint.h"
 #include "safety/safety.h"
 
 static const char create_usage[] =

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "safety/safety.h"
+#include "engine/job.h"
 #include "util/size.h"
 
 void cli_print_error(const struct cli *c, const struct df_error *err)
@@ -133,11 +133,8 @@ int cli_check_source(const struct cli *c, const struct cli_image_opts *o,
                      const struct image *src, const char *result,
                      struct df_error *err)
 {
-    struct safety_src_req req = {
-        .src = src, .cmd = c->cmd, .result = result,
-        .force_share = o->force_share, .quiet = c->quiet,
-    };
-    return safety_check_source(&req, err);
+    return job_check_source(src, c->cmd, result, o->force_share, c->quiet,
+                            err);
 }
 
 bool cli_progress_enabled(int mode)

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/endpoint.h"
+#include "engine/endpoint.h"
 #include "safety/safety.h"
 
 static const char create_usage[] =
@@ -60,7 +60,8 @@ int cmd_create(int argc, char **argv)
     if (size % 512)
         return cli_usage(&c, "--size %s: not a multiple of 512 bytes",
                          size_arg);
-    if (!image_driver_by_name(fmt))
+    unsigned caps;
+    if (image_format_caps(fmt, &caps) < 0)
         return cli_usage(&c, "-O: unknown format '%s'", fmt);
 
     struct df_error err;

@@ -67,7 +67,7 @@ static void print_human(const struct image *img, const struct info_counts *c)
 {
     char a[32], b[32];
     size_format(img->size, a, sizeof(a));
-    printf("image: %s\nformat: %s", img->name, img->drv->name);
+    printf("image: %s\nformat: %s", img->name, image_format_name(img));
     if (img->probe_note[0] && !img->has_parent_ref)
         printf(" (%s)", img->probe_note);
     printf("\nvirtual size: %s (%llu bytes)\n", a,
@@ -92,7 +92,7 @@ static void print_human(const struct image *img, const struct info_counts *c)
     printf("backing chain:\n");
     for (const struct image *m = img; m; m = m->parent) {
         size_format(m->size, a, sizeof(a));
-        printf("  [%u] %s (%s, %s)\n", m->depth, m->name, m->drv->name, a);
+        printf("  [%u] %s (%s, %s)\n", m->depth, m->name, image_format_name(m), a);
         if (m->depth) {
             const struct image *child = m;
             for (child = img; child->parent != m; child = child->parent)
@@ -120,7 +120,7 @@ static void print_json(const struct image *img, const struct info_counts *c)
     struct json j;
     json_begin(&j, stdout);
     json_str(&j, "filename", img->name);
-    json_str(&j, "format", img->drv->name);
+    json_str(&j, "format", image_format_name(img));
     json_u64(&j, "virtual_size", img->size);
     json_u64(&j, "allocated_bytes", image_allocated_bytes(img));
     json_u64(&j, "data_bytes", c->data);
@@ -137,7 +137,7 @@ static void print_json(const struct image *img, const struct info_counts *c)
         json_obj(&j, NULL);
         json_u64(&j, "depth", m->depth);
         json_str(&j, "path", m->name);
-        json_str(&j, "format", m->drv->name);
+        json_str(&j, "format", image_format_name(m));
         json_u64(&j, "virtual_size", m->size);
         json_u64(&j, "allocated_bytes", image_allocated_bytes(m));
         if (child) {

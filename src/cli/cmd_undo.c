@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/endpoint.h"
+#include "engine/endpoint.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
 #include "util/size.h"

@@ -1,7 +1,19 @@
 /*
- * job.h: the engine's API: copy a disk into a sink, digest a disk,
- * compare two disks.  cli/ builds a job from options and prints the
- * report; it never reaches past this header into drivers.
+ * job.h: the engine's API.  cli/ turns options into a struct job_spec,
+ * calls job_run() and prints the struct job_report; it never reaches
+ * past this header (and image.h, for info) into drivers, destinations,
+ * safety checks or the wire protocol.  Below job_run(), the engine's
+ * own entry points: copy a disk into a sink, digest a disk, compare two
+ * disks.
+ *
+ * The life of a job (job.c):
+ *
+ *   endpoints parsed (endpoint.h): a path, - (a stream) or host:PATH
+ *   source opened and checked, chain and all  (nothing written yet)
+ *   destination opened (dest.h): safety gate, claim, temporary name,
+ *        growth, dry-run / guard / undo sinks; or a remote one (serve)
+ *   engine_copy(): the pipeline below, verified end to end
+ *   dest_commit(): the rename, never replacing; or dest_abort()
  *
  * The pipeline (pipeline.c):
  *
@@ -23,6 +35,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine/sink.h"
 #include "image/image.h"
@@ -58,6 +71,80 @@ struct job_stats {
 #define JOB_DEFAULT_UNIT (1u << 20)
 
 void job_opts_init(struct job_opts *o);
+
+enum job_kind { JOB_COPY };
+
+/* How to reach the other host of a remote endpoint. */
+struct job_remote {
+    const char *rsh;            /* --rsh; NULL: ssh */
+    const char *remote_path;    /* --remote-path; NULL: diskferry */
+    const char *compress;       /* --compress (job_compress_check); NULL:
+                                 * auto */
+    uint64_t bwlimit;           /* bytes/s on the wire; 0: no limit */
+    bool tcp;                   /* --transport tcp */
+    unsigned streams;           /* tcp streams; 0: the default */
+    unsigned timeout;           /* seconds; 0: the default */
+    bool pass_timeout;          /* --timeout given: serve gets it too */
+};
+
+struct job_spec {
+    enum job_kind kind;
+    const char *cmd;            /* "copy": the prefix of messages */
+    const char *src, *dst;      /* a path, - (a stream), [user@]host:PATH */
+    struct image_open_opts src_open;  /* -f, parents (arrays borrowed) */
+    bool force_share;           /* read a source that is in use */
+    const char *out_format;     /* -O, or NULL */
+    struct image_create_opts copts;
+    bool overwrite, yes, dry_run;
+    bool interactive;           /* a user can answer (stdin, stderr) */
+    bool fsync;                 /* DST durable before it is verified */
+    bool resume;                /* continue from the receiver's journal */
+    bool report_on_stdout;      /* --json: stdout is the report's */
+    const char *undo;           /* --undo journal, or NULL */
+    struct job_opts jo;
+    struct job_remote remote;
+    int verbose;                /* > 0: relay a remote host's stderr */
+    FILE *msgs;                 /* warnings; NULL: quiet */
+};
+
+struct job_report {
+    struct job_stats st;
+    char src_format[32];
+    char dst_format[32];
+    bool verify;                /* verification was asked for (not with
+                                 * --no-verify, nor a dry run to a host) */
+    bool usage_hint;            /* the error is a misuse of the options */
+    bool remote;                /* a remote endpoint: what follows is set */
+    const char *transport;      /* "ssh", "tcp" */
+    const char *compression;    /* comp_mode_name() */
+    uint64_t payload_bytes;     /* compression: payload before */
+    uint64_t payload_bytes_compressed;  /* ... and after */
+    uint64_t skipped_resumed;   /* bytes the journal said were there */
+    int zstd_level_max;         /* highest auto level used, or 0 */
+};
+
+/* 0 if s is a valid --compress value (auto, zstd, zstd:LEVEL, lz4,
+ * none), else -1. */
+int job_compress_check(const char *s);
+
+/*
+ * Run the job spec describes; the report (zeroed first) says what it
+ * did, also on failure (as far as it got).  0, or -1 with err: one line
+ * naming the file and the reason; an interrupted job says how far it got
+ * and how to go on.  Nothing that failed is left under the name the
+ * user gave (dest.h invariant 2).
+ */
+int job_run(const struct job_spec *spec, struct job_report *rep,
+            struct df_error *err);
+
+/*
+ * The source check (safety_check_source()) on an open source: result
+ * names what an inconsistent read spoils ("copy", "comparison"); quiet:
+ * no warning for a source read anyway (force_share).  0 or -1 with err.
+ */
+int job_check_source(const struct image *src, const char *cmd,
+                     const char *result, bool force_share, bool quiet,
+                     struct df_error *err);
 
 /*
  * Copy src (a whole chain) into dst.  With opts->verify, the sink's

@@ -95,7 +95,7 @@ static int sink_image_reopen_direct(struct image *img, struct image **out,
     *out = NULL;
     if (img->file.fd < 0)
         return 0;
-    if (!strcmp(img->drv->name, "raw")) {
+    if (!strcmp(image_format_name(img), "raw")) {
         snprintf(path, sizeof(path), "/proc/self/fd/%d", img->file.fd);
         int fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
         if (fd >= 0) {
@@ -171,8 +171,8 @@ static struct sink *sink_image_alloc(struct image *img, bool dst_is_zero,
     si->growing = growing;
     /* Drivers that may be written concurrently (raw) take writes from the
      * workers; a sequential writer (qcow2) keeps the ordered thread. */
-    s->parallel_write = (img->drv->caps & IMG_THREAD_SAFE) &&
-                        !(img->drv->caps & IMG_SEQUENTIAL_WRITE);
+    s->parallel_write = (image_caps(img) & IMG_THREAD_SAFE) &&
+                        !(image_caps(img) & IMG_SEQUENTIAL_WRITE);
     s->ops = &sink_image_ops;
     s->priv = si;
     s->size = img->size;

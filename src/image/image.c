@@ -48,6 +48,25 @@ const struct image_driver *image_driver_by_name(const char *name)
     return NULL;
 }
 
+const char *image_format_name(const struct image *img)
+{
+    return img->drv->name;
+}
+
+unsigned image_caps(const struct image *img)
+{
+    return img->drv->caps;
+}
+
+int image_format_caps(const char *name, unsigned *caps)
+{
+    const struct image_driver *d = image_driver_by_name(name);
+    if (!d)
+        return -1;
+    *caps = d->caps;
+    return 0;
+}
+
 void image_set_prop(struct image *img, const char *key, const char *fmt, ...)
 {
     struct image_prop *p = NULL;

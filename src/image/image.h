@@ -66,6 +66,7 @@ enum image_caps {
     IMG_CAN_CREATE = 1u << 1,       /* create() makes a new image */
     IMG_THREAD_SAFE = 1u << 2,      /* map/read may run concurrently */
     IMG_SEQUENTIAL_WRITE = 1u << 3, /* writes must come in offset order */
+    IMG_CAN_COMPRESS = 1u << 4,     /* create() honours copts->compress */
 };
 
 struct image_driver {
@@ -205,6 +206,13 @@ const char *image_get_prop(const struct image *img, const char *key);
 /* The drivers image.c knows, in probe order; NULL-terminated. */
 extern const struct image_driver *const image_drivers[];
 const struct image_driver *image_driver_by_name(const char *name);
+/* The format an open image was read as ("qcow2"; a chain: its top). */
+const char *image_format_name(const struct image *img);
+/* The IMG_* capabilities of an open image's format. */
+unsigned image_caps(const struct image *img);
+/* The capabilities of the format called name (qemu-img's names too), or
+ * -1 if diskferry does not know it: what -O and -f ask before opening. */
+int image_format_caps(const char *name, unsigned *caps);
 
 /*
  * Open `path` and, unless opts->no_parents, its whole chain (chain.c).

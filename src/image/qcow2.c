@@ -1050,7 +1050,8 @@ static void qcow2_close(struct image *img)
 const struct image_driver qcow2_driver = {
     .name = "qcow2",
     .priv_size = sizeof(struct qcow2),
-    .caps = IMG_CAN_WRITE | IMG_CAN_CREATE | IMG_SEQUENTIAL_WRITE,
+    .caps = IMG_CAN_WRITE | IMG_CAN_CREATE | IMG_SEQUENTIAL_WRITE |
+            IMG_CAN_COMPRESS,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .map = qcow2_map,

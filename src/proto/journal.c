@@ -355,32 +355,3 @@ int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
     }
     return 0;
 }
-
-int partial_path(const char *path, char *out, size_t len,
-                 struct df_error *err)
-{
-    char dir[PATH_MAX];
-    path_dirname(path, dir, sizeof(dir));
-    if (snprintf(out, len, "%s/.%s.diskferry-partial", dir,
-                 path_basename(path)) >= (int)len)
-        return df_fail(err, DF_USAGE, 0, path, -1, "path too long");
-    return 0;
-}
-
-int partial_commit(int dirfd, const char *partial, const char *path,
-                   struct df_error *err)
-{
-    const char *from = rj_name(dirfd, partial), *to = rj_name(dirfd, path);
-    if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
-        return 0;
-    if (errno == EEXIST)
-        return df_refuse(err, path, "refusing to write: it appeared "
-                         "while copying (the copy is left in %s)", partial);
-    if (errno != EINVAL && errno != ENOSYS)
-        return df_io(err, path, errno, "cannot rename %s", partial);
-    /* No RENAME_NOREPLACE here: link() refuses to replace too. */
-    if (linkat(dirfd, from, dirfd, to, 0) < 0)
-        return df_io(err, path, errno, "cannot link %s", partial);
-    unlinkat(dirfd, from, 0);
-    return 0;
-}

@@ -134,14 +134,4 @@ int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
                const uint8_t *buf, rskip_fn fn, void *ctx,
                struct df_error *err);
 
-/* A new destination is written as .NAME.diskferry-partial next to NAME
- * (partial_path) and renamed into place only when complete
- * (partial_commit), never replacing a file that appeared meanwhile. */
-int partial_path(const char *path, char *out, size_t len,
-                 struct df_error *err);
-/* Both names in dirfd (AT_FDCWD: as given; else their last
- * components). */
-int partial_commit(int dirfd, const char *partial, const char *path,
-                   struct df_error *err);
-
 #endif

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "compress.h"
+#include "engine/dest.h"
 #include "engine/job.h"
 #include "image/image.h"
 #include "journal.h"
@@ -232,8 +233,8 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     if (serve_confine(sv->o, m->s2, true, sv->path, err) < 0 ||
         serve_dst_opts(sv, m, undo, err) < 0)
         return -1;
-    if (!image_driver_by_name(fmt) ||
-        !(image_driver_by_name(fmt)->caps & IMG_CAN_CREATE))
+    unsigned caps;
+    if (image_format_caps(fmt, &caps) < 0 || !(caps & IMG_CAN_CREATE))
         return df_usage(err, "-O: this host does not write '%s' images",
                         fmt);
     if (serve_open_dir(sv, err) < 0)
@@ -246,7 +247,8 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         /* A new file is written as .NAME.diskferry-partial and renamed
          * at DONE: no half-written file under the name the user gave;
          * an interrupted one is what --resume continues. */
-        if (partial_path(sv->path, sv->work, sizeof(sv->work), err) < 0)
+        if (dest_partial_path(sv->path, sv->work, sizeof(sv->work),
+                              err) < 0)
             return -1;
         bool partial = fstatat(sv->dirfd, path_basename(sv->work), &st,
                                AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -275,27 +277,9 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
             return -1;
     }
     if (*resumed && !exists) {
-        struct image_open_opts oo = {.format = "raw", .writable = true,
-                                     .no_parents = true};
-        struct df_file f;
-        if (df_file_openat(&f, sv->dirfd, sv->work, O_RDWR | O_NOFOLLOW,
-                           err) < 0 ||
-            image_open_file(&f, sv->work, sv->work, &oo, &sv->img,
-                            err) < 0)
-            return -1;
-        if (sv->img->size != m->size)
-            return df_refuse(err, sv->work, "refusing to resume: %llu "
-                             "bytes, the copy has %llu",
-                             (unsigned long long)sv->img->size,
-                             (unsigned long long)m->size);
-        /* journal.h invariant 5: the partial is still ours. */
-        struct safety_req req = {
-            .dst_path = sv->work, .dst = &sv->img->file,
-            .need_size = m->size, .op = SAFETY_OP_WRITE, .ours = done,
-            .overwrite = m->flags & OPEN_OVERWRITE, .yes = true,
-        };
-        if (rjournal_check_dst(&ji, &sv->img->file, err) < 0 ||
-            safety_check_destination(&req, err) < 0)
+        if (dest_resume_partial(sv->dirfd, sv->work, m->size, &ji, done,
+                                m->flags & OPEN_OVERWRITE, &sv->img,
+                                err) < 0)
             return -1;
         sv->renaming = true;
     } else if (exists) {
@@ -328,12 +312,8 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         if (safety_claim(&sv->img->file, &sv->claim_fd, err) < 0)
             return -1;
         orig_size = sv->img->size;
-        if (sv->img->size < m->size) {
-            /* only an empty regular file passes check 5: it grows */
-            if (ftruncate(sv->img->file.fd, (off_t)m->size) < 0)
-                return df_io(err, sv->path, errno, "cannot grow");
-            sv->img->file.size = sv->img->size = m->size;
-        }
+        if (dest_grow(sv->img, m->size, sv->path, err) < 0)
+            return -1;
     } else {
         struct safety_req req = {
             .dst_path = sv->path, .need_size = m->size,
@@ -573,7 +553,7 @@ static int serve_dst(struct serve *sv, const struct msg *open,
         goto out;
     msg_enc_opened(&b, (dst_is_zero ? OPENED_DST_IS_ZERO : 0) |
                            (resumed ? OPENED_RESUMED : 0),
-                   open->size, sv->img ? sv->img->drv->name : "raw",
+                   open->size, sv->img ? image_format_name(sv->img) : "raw",
                    sv->path);
     if (session_send(&sv->s, MSG_OPENED, &b, err) < 0)
         goto out;
@@ -611,7 +591,7 @@ static int serve_dst(struct serve *sv, const struct msg *open,
             break;
         case MSG_DONE:
             if (sv->renaming &&
-                partial_commit(sv->dirfd, sv->work, sv->path, err) < 0)
+                dest_rename_new(sv->dirfd, sv->work, sv->path, err) < 0)
                 goto out;
             if (sv->journaling)
                 rjournal_remove(&sv->j);
@@ -858,7 +838,7 @@ static int serve_src(struct serve *sv, const struct msg *open,
     sreq.src = sv->img;
     if (safety_check_source(&sreq, err) < 0)
         goto out;
-    msg_enc_opened(&b, 0, sv->img->size, sv->img->drv->name, sv->path);
+    msg_enc_opened(&b, 0, sv->img->size, image_format_name(sv->img), sv->path);
     if (session_send(&sv->s, MSG_OPENED, &b, err) < 0 ||
         session_start(&sv->s, err) < 0)
         goto out;

@@ -561,7 +561,7 @@ static int undo_write_header(struct undo_sink *u, const char *dst_path,
     digest_buf(DIGEST_SHA256, first, (size_t)id_len, h + UNDO_OFF_ID_SHA);
     memcpy(h + UNDO_OFF_UUID, u->uuid, 16);
     put_le64(h + UNDO_OFF_CTIME, (uint64_t)time(NULL));
-    strncpy((char *)h + UNDO_OFF_FORMAT, u->dst->drv->name,
+    strncpy((char *)h + UNDO_OFF_FORMAT, image_format_name(u->dst),
             UNDO_FORMAT_LEN);
     put_le32(h + UNDO_OFF_FLAGS,
              u->dst->file.is_regular ? UNDO_FLAG_REGULAR : 0);

@@ -1,7 +1,7 @@
 /*
  * endpoint.c: parsing SRC/DST arguments (see endpoint.h).
  */
-#include "cli/endpoint.h"
+#include "engine/endpoint.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -72,6 +72,7 @@
 
 #include "image/image.h"
 #include "util/bytes.h"
+#include "util/guid.h"
 #include "util/crc32c.h"
 #include "util/overflow.h"
 #include "util/utf16.h"
@@ -182,17 +183,11 @@
 #define VHDX_LS_OFF_SEQ_LOW 4092
 #define VHDX_LS_DATA_LEN 4084           /* bytes 8..4091 of the write */
 
-/* A GUID in its on-disk (mixed endian) byte order. */
-#define VHDX_GUID(a, b, c, d0, d1, d2, d3, d4, d5, d6, d7)                 \
-    { (a) & 0xff, ((a) >> 8) & 0xff, ((a) >> 16) & 0xff, (a) >> 24,        \
-      (b) & 0xff, (b) >> 8, (c) & 0xff, (c) >> 8,                          \
-      d0, d1, d2, d3, d4, d5, d6, d7 }
-
-static const uint8_t vhdx_guid_bat[16] = VHDX_GUID(0x2DC27766u, 0xF623,
+static const uint8_t vhdx_guid_bat[16] = GUID_MIXED(0x2DC27766u, 0xF623,
     0x4200, 0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08);
-static const uint8_t vhdx_guid_metadata[16] = VHDX_GUID(0x8B7CA206u, 0x4790,
+static const uint8_t vhdx_guid_metadata[16] = GUID_MIXED(0x8B7CA206u, 0x4790,
     0x4B9A, 0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E);
-static const uint8_t vhdx_guid_parent_type[16] = VHDX_GUID(0xB04AEFB7u,
+static const uint8_t vhdx_guid_parent_type[16] = GUID_MIXED(0xB04AEFB7u,
     0xD19E, 0x4A81, 0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13);
 
 enum vhdx_item {
@@ -211,22 +206,22 @@ static const struct vhdx_item_desc {
     uint32_t len;           /* exact length; 0 = variable */
     bool required;          /* must be present in every image */
 } vhdx_items[VHDX_NITEMS] = {
-    [VHDX_ITEM_FILE_PARAMS] = { "file parameters", VHDX_GUID(0xCAA16737u,
+    [VHDX_ITEM_FILE_PARAMS] = { "file parameters", GUID_MIXED(0xCAA16737u,
         0xFA36, 0x4D43, 0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B),
         8, true },
-    [VHDX_ITEM_DISK_SIZE] = { "virtual disk size", VHDX_GUID(0x2FA54224u,
+    [VHDX_ITEM_DISK_SIZE] = { "virtual disk size", GUID_MIXED(0x2FA54224u,
         0xCD1B, 0x4876, 0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8),
         8, true },
-    [VHDX_ITEM_DISK_ID] = { "virtual disk id", VHDX_GUID(0xBECA12ABu,
+    [VHDX_ITEM_DISK_ID] = { "virtual disk id", GUID_MIXED(0xBECA12ABu,
         0xB2E6, 0x4523, 0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46),
         16, true },
-    [VHDX_ITEM_LOGICAL_SECTOR] = { "logical sector size", VHDX_GUID(
+    [VHDX_ITEM_LOGICAL_SECTOR] = { "logical sector size", GUID_MIXED(
         0x8141BF1Du, 0xA96F, 0x4709, 0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA,
         0xAB, 0x5F), 4, true },
-    [VHDX_ITEM_PHYSICAL_SECTOR] = { "physical sector size", VHDX_GUID(
+    [VHDX_ITEM_PHYSICAL_SECTOR] = { "physical sector size", GUID_MIXED(
         0xCDA348C7u, 0x445D, 0x4471, 0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51,
         0xC5, 0x56), 4, true },
-    [VHDX_ITEM_PARENT_LOCATOR] = { "parent locator", VHDX_GUID(0xA8D35F2Du,
+    [VHDX_ITEM_PARENT_LOCATOR] = { "parent locator", GUID_MIXED(0xA8D35F2Du,
         0xB30B, 0x454D, 0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C),
         0, false },
 };
@@ -300,71 +295,6 @@ static int vhdx_probe(const struct image_probe *p)
         !memcmp(p->head, VHDX_SIGNATURE, VHDX_SIGNATURE_LEN))
         return 100;
     return 0;
-}
-
-static bool vhdx_guid_is_zero(const uint8_t *g)
-{
-    for (int i = 0; i < 16; i++)
-        if (g[i])
-            return false;
-    return true;
-}
-
-/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lowercase, into buf[37]. */
-static void vhdx_guid_format(const uint8_t *g, char *buf, size_t len)
-{
-    snprintf(buf, len,
-             "%08" PRIx32 "-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             get_le32(g), get_le16(g + 4), get_le16(g + 6), g[8], g[9],
-             g[10], g[11], g[12], g[13], g[14], g[15]);
-}
-
-static int vhdx_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Parse "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" (braces optional) into
- * on-disk byte order.  Returns false when s is not such a GUID.
- */
-static bool vhdx_guid_parse(const char *s, uint8_t *g)
-{
-    static const int groups[5] = { 8, 4, 4, 4, 12 };
-    uint8_t raw[16];
-    size_t n = strlen(s), k = 0;
-    bool braced = n && s[0] == '{';
-
-    if (braced) {
-        if (n < 2 || s[n - 1] != '}')
-            return false;
-        s++;
-        n -= 2;
-    }
-    if (n != 36)
-        return false;
-    for (int gi = 0; gi < 5; gi++) {
-        for (int i = 0; i < groups[gi]; i += 2) {
-            int hi = vhdx_hex(*s++), lo = vhdx_hex(*s++);
-            if (hi < 0 || lo < 0)
-                return false;
-            raw[k++] = (uint8_t)(hi << 4 | lo);
-        }
-        if (gi < 4 && *s++ != '-')
-            return false;
-    }
-    /* Text is big endian throughout; disk has the first three LE. */
-    uint8_t d[16] = { raw[3], raw[2], raw[1], raw[0], raw[5], raw[4],
-                      raw[7], raw[6] };
-    memcpy(d + 8, raw + 8, 8);
-    memcpy(g, d, 16);
-    return true;
 }
 
 /* Is the structure at buf (len bytes) intact: signature and CRC-32C? */
@@ -726,7 +656,7 @@ static int vhdx_open_header(struct image *img, struct df_error *err)
                    "header %d: version %u is not 1", cur + 1, version);
         goto out;
     }
-    if (!vhdx_guid_is_zero(hd + VHDX_HDR_OFF_LOG_GUID) &&
+    if (!guid_is_zero(hd + VHDX_HDR_OFF_LOG_GUID) &&
         vhdx_replay_log(img, hd, hoff, err) < 0)
         goto out;
     memcpy(s->data_write_guid, hd + VHDX_HDR_OFF_DATA_WRITE_GUID, 16);
@@ -847,7 +777,7 @@ static int vhdx_open_regions(struct image *img, uint64_t *meta_off,
 
         if (!is_bat && !is_meta) {
             if (get_le32(e + VHDX_RTE_OFF_REQUIRED) & 1) {
-                vhdx_guid_format(e, gs, sizeof(gs));
+                guid_format_mixed(e, gs, sizeof(gs));
                 df_corrupt(err, img->name, (int64_t)eoff,
                            "unknown required region %s", gs);
                 goto out;
@@ -935,7 +865,7 @@ static int vhdx_parse_locator(struct image *img, const uint8_t *buf,
     }
     if (memcmp(buf, vhdx_guid_parent_type, 16)) {
         char gs[40];
-        vhdx_guid_format(buf, gs, sizeof(gs));
+        guid_format_mixed(buf, gs, sizeof(gs));
         df_corrupt(err, img->name, (int64_t)foff,
                    "parent locator type %s is not VHDX's", gs);
         goto out;
@@ -993,14 +923,14 @@ static int vhdx_parse_locator(struct image *img, const uint8_t *buf,
                    "parent locator has no parent_linkage");
         goto out;
     }
-    if (!vhdx_guid_parse(vals[VHDX_PL_LINKAGE], s->linkage)) {
+    if (!guid_parse_mixed(vals[VHDX_PL_LINKAGE], s->linkage)) {
         df_corrupt(err, img->name, (int64_t)foff,
                    "parent_linkage '%.64s' is not a GUID",
                    vals[VHDX_PL_LINKAGE]);
         goto out;
     }
     if (vals[VHDX_PL_LINKAGE2]) {
-        if (!vhdx_guid_parse(vals[VHDX_PL_LINKAGE2], s->linkage2)) {
+        if (!guid_parse_mixed(vals[VHDX_PL_LINKAGE2], s->linkage2)) {
             df_corrupt(err, img->name, (int64_t)foff,
                        "parent_linkage2 '%.64s' is not a GUID",
                        vals[VHDX_PL_LINKAGE2]);
@@ -1134,7 +1064,7 @@ static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
             items[nitems++] = (struct vhdx_span){ off, len, name };
         if (k < 0) {
             if (flags & VHDX_ME_FLAG_REQUIRED) {
-                vhdx_guid_format(e, gs, sizeof(gs));
+                guid_format_mixed(e, gs, sizeof(gs));
                 df_corrupt(err, img->name, (int64_t)eoff,
                            "unknown required metadata item %s", gs);
                 goto out;
@@ -1274,10 +1204,10 @@ static int vhdx_open(struct image *img, struct df_error *err)
                    s->logical_sector);
     image_set_prop(img, "physical_sector_size", "%" PRIu32,
                    s->physical_sector);
-    vhdx_guid_format(s->data_write_guid, gs, sizeof(gs));
+    guid_format_mixed(s->data_write_guid, gs, sizeof(gs));
     image_set_prop(img, "data_write_guid", "%s", gs);
     if (s->has_parent) {
-        vhdx_guid_format(s->linkage, gs, sizeof(gs));
+        guid_format_mixed(s->linkage, gs, sizeof(gs));
         image_set_prop(img, "parent_linkage", "%s", gs);
     }
     return 0;
@@ -1492,8 +1422,8 @@ static int vhdx_check_parent(struct image *child, struct image *parent,
     struct vhdx_priv *p = parent->priv;
     if (memcmp(p->data_write_guid, c->linkage, 16) &&
         !(c->has_linkage2 && !memcmp(p->data_write_guid, c->linkage2, 16))) {
-        vhdx_guid_format(c->linkage, want, sizeof(want));
-        vhdx_guid_format(p->data_write_guid, got, sizeof(got));
+        guid_format_mixed(c->linkage, want, sizeof(want));
+        guid_format_mixed(p->data_write_guid, got, sizeof(got));
         return df_corrupt(err, child->name, -1,
                           "parent %s has DataWriteGuid %s but the child's "
                           "parent_linkage is %s (the parent changed after "

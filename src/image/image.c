@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "image/chain.h"
-#include "image/signature.h"
+#include "image/foreign.h"
 #include "util/overflow.h"
 
 extern const struct image_driver raw_driver;
@@ -128,7 +128,7 @@ const struct image_driver *image_probe_file(struct df_file *f,
         }
     }
     if (!best)
-        *unsupported = signature_unsupported(&p);
+        *unsupported = foreign_format(&p);
 out:
     free(head);
     free(tail);

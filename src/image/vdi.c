@@ -48,6 +48,7 @@
 #include "image/image.h"
 #include "image/runs.h"
 #include "util/bytes.h"
+#include "util/guid.h"
 #include "util/overflow.h"
 
 #define VDI_SIGNATURE 0xbeda107fu
@@ -114,20 +115,11 @@ static int vdi_probe(const struct image_probe *p)
     return 100;
 }
 
-/* The text form of an IPRT UUID: first u32 and two u16 little endian. */
-static void vdi_uuid_str(const uint8_t u[16], char *buf, size_t len)
-{
-    snprintf(buf, len,
-             "%08" PRIx32 "-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             get_le32(u), get_le16(u + 4), get_le16(u + 6), u[8], u[9],
-             u[10], u[11], u[12], u[13], u[14], u[15]);
-}
-
 static void vdi_set_uuid_prop(struct image *img, const char *key,
                               const uint8_t u[16])
 {
     char s[40];
-    vdi_uuid_str(u, s, sizeof(s));
+    guid_format_mixed(u, s, sizeof(s));
     image_set_prop(img, key, "%s", s);
 }
 
@@ -385,15 +377,15 @@ static int vdi_check_parent(struct image *child, struct image *parent,
                           "not vdi", parent->name, parent->drv->name);
     const struct vdi *p = parent->priv;
     if (memcmp(p->uuid_create, c->uuid_linkage, 16)) {
-        vdi_uuid_str(c->uuid_linkage, a, sizeof(a));
-        vdi_uuid_str(p->uuid_create, b, sizeof(b));
+        guid_format_mixed(c->uuid_linkage, a, sizeof(a));
+        guid_format_mixed(p->uuid_create, b, sizeof(b));
         return df_corrupt(err, child->name, VDI_OFF_UUID_LINKAGE,
                           "uuidLinkage %s does not match %s (uuidCreate %s)",
                           a, parent->name, b);
     }
     if (memcmp(p->uuid_modify, c->uuid_parent_modify, 16)) {
-        vdi_uuid_str(c->uuid_parent_modify, a, sizeof(a));
-        vdi_uuid_str(p->uuid_modify, b, sizeof(b));
+        guid_format_mixed(c->uuid_parent_modify, a, sizeof(a));
+        guid_format_mixed(p->uuid_modify, b, sizeof(b));
         df_corrupt(err, child->name, VDI_OFF_UUID_PARENT_MODIFY,
                    "uuidParentModify %s does not match %s (uuidModify %s): "
                    "the parent was modified after this image was made",

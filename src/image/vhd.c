@@ -58,6 +58,7 @@
 #include "image/image.h"
 #include "image/runs.h"
 #include "util/bytes.h"
+#include "util/guid.h"
 #include "util/overflow.h"
 #include "util/utf16.h"
 
@@ -158,15 +159,6 @@ static int vhd_probe(const struct image_probe *p)
     return s;
 }
 
-/* A GUID as 8-4-4-4-12 hex digits, bytes in stored order. */
-static void vhd_guid_str(const uint8_t u[16], char *buf, size_t len)
-{
-    snprintf(buf, len, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-             "%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3], u[4], u[5],
-             u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
-             u[15]);
-}
-
 /*
  * Find the footer: EOF-512, EOF-511, then the copy at 0 (which must be
  * of a dynamic or differencing image).  The first place holding the
@@ -240,17 +232,6 @@ static int vhd_utf16_to_path(const uint8_t *s, size_t len, bool be,
     return 0;
 }
 
-static int vhd_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* A MacX locator: a UTF-8 file URL, "file://[localhost]/path". */
 static int vhd_url_to_path(const uint8_t *s, size_t len, char *out,
                            size_t olen)
@@ -263,9 +244,9 @@ static int vhd_url_to_path(const uint8_t *s, size_t len, char *out,
         i += 9;
     for (; i < len && s[i]; i++) {
         int c = s[i];
-        if (c == '%' && i + 2 < len && vhd_hex((char)s[i + 1]) >= 0 &&
-            vhd_hex((char)s[i + 2]) >= 0) {
-            c = vhd_hex((char)s[i + 1]) << 4 | vhd_hex((char)s[i + 2]);
+        if (c == '%' && i + 2 < len && hex_digit((char)s[i + 1]) >= 0 &&
+            hex_digit((char)s[i + 2]) >= 0) {
+            c = hex_digit((char)s[i + 1]) << 4 | hex_digit((char)s[i + 2]);
             i += 2;
         }
         if (c == 0 || o + 1 >= olen)
@@ -562,7 +543,7 @@ static int vhd_open_dynamic(struct image *img, const uint8_t *f,
     memcpy(v->parent_id, h + VHD_OFF_H_PARENT_ID, 16);
     v->parent_timestamp = get_be32(h + VHD_OFF_H_PARENT_TIME);
     char s[40];
-    vhd_guid_str(v->parent_id, s, sizeof(s));
+    guid_format_plain(v->parent_id, s, sizeof(s));
     image_set_prop(img, "parent_unique_id", "%s", s);
     img->has_parent_ref = true;
     img->parent_by_id = true;
@@ -609,7 +590,7 @@ static int vhd_open(struct image *img, struct df_error *err)
                    "differencing");
     image_set_prop(img, "creator", "%s %" PRIu32 ".%" PRIu32, s, cver >> 16,
                    cver & 0xffff);
-    vhd_guid_str(v->unique_id, s, sizeof(s));
+    guid_format_plain(v->unique_id, s, sizeof(s));
     image_set_prop(img, "unique_id", "%s", s);
 
     if (v->disk_type == VHD_TYPE_FIXED) {
@@ -703,8 +684,8 @@ static int vhd_check_parent(struct image *child, struct image *parent,
                           "not vhd", parent->name, parent->drv->name);
     const struct vhd *p = parent->priv;
     if (memcmp(p->unique_id, c->parent_id, 16)) {
-        vhd_guid_str(c->parent_id, a, sizeof(a));
-        vhd_guid_str(p->unique_id, b, sizeof(b));
+        guid_format_plain(c->parent_id, a, sizeof(a));
+        guid_format_plain(p->unique_id, b, sizeof(b));
         return df_corrupt(err, child->name, -1, "parent unique id %s does "
                           "not match %s (unique id %s)", a, parent->name, b);
     }

@@ -1,6 +1,7 @@
 /*
  * vhdx.c: VHDX (Hyper-V) images, fixed, dynamic and differencing:
- * probe, open, map, read.  Read-only.
+ * probe, open, map, read.  Read-only.  The log replay is vhdx_log.c's
+ * (shared state and constants: vhdx_int.h).
  *
  * Spec: Microsoft [MS-VHDX] (summary: formats.md section 5.4).  All
  * little endian; checksums are CRC-32C over the structure with its
@@ -45,15 +46,8 @@
  * as its whole 512-byte sectors (as qemu).
  *
  * A non-zero LogGuid means the log holds metadata writes that may not
- * have reached their place ([MS-VHDX] 2.3.3).  diskferry never writes
- * to a source, so it replays the log into memory: it finds the active
- * sequence (valid entries with consecutive sequence numbers whose head
- * has the highest number and whose head's tail lies in the run), keeps
- * its data and zero writes as ops, and lays them over every read of the
- * file (vhdx_pread), which also grows to LastFileOffset.  A log it
- * cannot replay (no valid sequence, log version not 0, a log region
- * outside the file or above 32 MiB, a file shorter than the log's
- * FlushedFileOffset) is refused with exit 5, advising a replay.
+ * have reached their place: vhdx_log.c replays it into memory and
+ * every read of the file goes through vhdx_pread(), or refuses it.
  *
  * Also refused with exit 5: Version != 1, unknown regions or metadata
  * items flagged required, parent locators of a type other than VHDX's,
@@ -71,128 +65,18 @@
 #include <string.h>
 
 #include "image/image.h"
+#include "image/vhdx_int.h"
 #include "util/bytes.h"
 #include "util/crc32c.h"
+#include "util/guid.h"
 #include "util/overflow.h"
 #include "util/utf16.h"
 
-#define VHDX_KIB 1024u
-#define VHDX_MIB (1024u * 1024)
-
-#define VHDX_SIGNATURE "vhdxfile"
-#define VHDX_SIGNATURE_LEN 8
-
-/* Headers. */
-#define VHDX_HEADER1_OFF (64 * VHDX_KIB)
-#define VHDX_HEADER2_OFF (128 * VHDX_KIB)
-#define VHDX_HEADER_LEN (4 * VHDX_KIB)
-#define VHDX_HDR_OFF_CRC 4
-#define VHDX_HDR_OFF_SEQ 8
-#define VHDX_HDR_OFF_FILE_WRITE_GUID 16
-#define VHDX_HDR_OFF_DATA_WRITE_GUID 32
-#define VHDX_HDR_OFF_LOG_GUID 48
-#define VHDX_HDR_OFF_LOG_VERSION 64
-#define VHDX_HDR_OFF_VERSION 66
-#define VHDX_HDR_OFF_LOG_LENGTH 68
-#define VHDX_HDR_OFF_LOG_OFFSET 72
-#define VHDX_VERSION 1
-
-/* Region tables. */
-#define VHDX_RT1_OFF (192 * VHDX_KIB)
-#define VHDX_RT2_OFF (256 * VHDX_KIB)
-#define VHDX_RT_LEN (64 * VHDX_KIB)
-#define VHDX_RT_OFF_CRC 4
-#define VHDX_RT_OFF_COUNT 8
-#define VHDX_RT_HEADER_LEN 16
-#define VHDX_RT_ENTRY_LEN 32
-#define VHDX_RT_MAX_ENTRIES 2047
-#define VHDX_RTE_OFF_FILE_OFF 16
-#define VHDX_RTE_OFF_LENGTH 24
-#define VHDX_RTE_OFF_REQUIRED 28
-#define VHDX_ALIGN (1 * VHDX_MIB)      /* regions and the log */
-#define VHDX_HDR_FIELDS_LEN 80          /* the header's defined fields */
-/* Where regions and payload blocks may start: past the header section. */
-#define VHDX_HEADER_SECTION (1 * VHDX_MIB)
-
-/* Metadata region. */
-#define VHDX_META_SIGNATURE "metadata"
-#define VHDX_META_TABLE_LEN (64 * VHDX_KIB)
-#define VHDX_META_OFF_COUNT 10
-#define VHDX_META_HEADER_LEN 32
-#define VHDX_META_ENTRY_LEN 32
-#define VHDX_META_MAX_ENTRIES 2047
-#define VHDX_ME_OFF_OFFSET 16
-#define VHDX_ME_OFF_LENGTH 20
-#define VHDX_ME_OFF_FLAGS 24
-#define VHDX_ME_FLAG_REQUIRED (1u << 2)
-#define VHDX_META_ITEM_MIN_OFF (64 * VHDX_KIB)
-#define VHDX_META_ITEM_MAX_LEN (1 * VHDX_MIB)
-
-/* File parameters item. */
-#define VHDX_FP_LEAVE_ALLOCATED (1u << 0)
-#define VHDX_FP_HAS_PARENT (1u << 1)
-#define VHDX_MIN_BLOCK_SIZE (1 * VHDX_MIB)
-#define VHDX_MAX_BLOCK_SIZE (256 * VHDX_MIB)
-#define VHDX_MAX_SIZE (64ull << 40)     /* [MS-VHDX] 2.6.2.2: 64 TiB */
-
-/* Parent locator item. */
-#define VHDX_PL_OFF_COUNT 18
-#define VHDX_PL_HEADER_LEN 20
-#define VHDX_PL_ENTRY_LEN 12
-
-/* BAT entries. */
-#define VHDX_BAT_STATE_MASK 7u
-#define VHDX_BAT_OFF_MASK 0xFFFFFFFFFFF00000ull
-#define VHDX_PAYLOAD_NOT_PRESENT 0
-#define VHDX_PAYLOAD_UNDEFINED 1
-#define VHDX_PAYLOAD_ZERO 2
-#define VHDX_PAYLOAD_UNMAPPED 3
-#define VHDX_PAYLOAD_UNMAPPED_V095 5    /* the v0.95 draft's UNMAPPED */
-#define VHDX_PAYLOAD_FULLY_PRESENT 6
-#define VHDX_PAYLOAD_PARTIALLY_PRESENT 7
-#define VHDX_SB_NOT_PRESENT 0
-#define VHDX_SB_PRESENT 6
-#define VHDX_SB_BLOCK_LEN (1 * VHDX_MIB)
-#define VHDX_CHUNK_SECTORS (1ull << 23)  /* sectors one bitmap block covers */
-
-#define VHDX_BAT_PAGE_ENTRIES 4096       /* one 32 KiB page of the BAT */
-
-/* Log ([MS-VHDX] 2.3): entries of 4 KiB sectors in a circular region. */
-#define VHDX_LOG_SECTOR 4096u
-#define VHDX_LOG_MAX_LEN (32 * VHDX_MIB)  /* held in memory (twice) */
-/* No VHDX file is larger (64 TiB of blocks plus metadata). */
-#define VHDX_MAX_FILE_SIZE (1ull << 47)
-#define VHDX_LOG_ADVICE "replay it with Hyper-V or qemu-img check -r all first"
-#define VHDX_LE_OFF_CRC 4
-#define VHDX_LE_OFF_LENGTH 8
-#define VHDX_LE_OFF_TAIL 12
-#define VHDX_LE_OFF_SEQ 16
-#define VHDX_LE_OFF_DESC_COUNT 24
-#define VHDX_LE_OFF_LOG_GUID 32
-#define VHDX_LE_OFF_FLUSHED 48
-#define VHDX_LE_OFF_LAST 56
-#define VHDX_LE_HEADER_LEN 64
-#define VHDX_LD_LEN 32                  /* a zero or data descriptor */
-#define VHDX_LD_OFF_TRAILING 4          /* data: last 4 bytes of the sector */
-#define VHDX_LD_OFF_LEADING 8           /* data: first 8 bytes */
-#define VHDX_LD_OFF_ZERO_LEN 8          /* zero: bytes to zero */
-#define VHDX_LD_OFF_FILE_OFF 16
-#define VHDX_LD_OFF_SEQ 24
-#define VHDX_LS_OFF_SEQ_HIGH 4          /* data sector */
-#define VHDX_LS_OFF_SEQ_LOW 4092
-#define VHDX_LS_DATA_LEN 4084           /* bytes 8..4091 of the write */
-
-/* A GUID in its on-disk (mixed endian) byte order. */
-#define VHDX_GUID(a, b, c, d0, d1, d2, d3, d4, d5, d6, d7)                 \
-    { (a) & 0xff, ((a) >> 8) & 0xff, ((a) >> 16) & 0xff, (a) >> 24,        \
-      (b) & 0xff, (b) >> 8, (c) & 0xff, (c) >> 8,                          \
-      d0, d1, d2, d3, d4, d5, d6, d7 }
-
-static const uint8_t vhdx_guid_bat[16] = VHDX_GUID(0x2DC27766u, 0xF623,
+static const uint8_t vhdx_guid_bat[16] = GUID_MIXED(0x2DC27766u, 0xF623,
     0x4200, 0x9D, 0x64, 0x11, 0x5E, 0x9B, 0xFD, 0x4A, 0x08);
-static const uint8_t vhdx_guid_metadata[16] = VHDX_GUID(0x8B7CA206u, 0x4790,
+static const uint8_t vhdx_guid_metadata[16] = GUID_MIXED(0x8B7CA206u, 0x4790,
     0x4B9A, 0xB8, 0xFE, 0x57, 0x5F, 0x05, 0x0F, 0x88, 0x6E);
-static const uint8_t vhdx_guid_parent_type[16] = VHDX_GUID(0xB04AEFB7u,
+static const uint8_t vhdx_guid_parent_type[16] = GUID_MIXED(0xB04AEFB7u,
     0xD19E, 0x4A81, 0xB7, 0x89, 0x25, 0xB8, 0xE9, 0x44, 0x59, 0x13);
 
 enum vhdx_item {
@@ -211,22 +95,22 @@ static const struct vhdx_item_desc {
     uint32_t len;           /* exact length; 0 = variable */
     bool required;          /* must be present in every image */
 } vhdx_items[VHDX_NITEMS] = {
-    [VHDX_ITEM_FILE_PARAMS] = { "file parameters", VHDX_GUID(0xCAA16737u,
+    [VHDX_ITEM_FILE_PARAMS] = { "file parameters", GUID_MIXED(0xCAA16737u,
         0xFA36, 0x4D43, 0xB3, 0xB6, 0x33, 0xF0, 0xAA, 0x44, 0xE7, 0x6B),
         8, true },
-    [VHDX_ITEM_DISK_SIZE] = { "virtual disk size", VHDX_GUID(0x2FA54224u,
+    [VHDX_ITEM_DISK_SIZE] = { "virtual disk size", GUID_MIXED(0x2FA54224u,
         0xCD1B, 0x4876, 0xB2, 0x11, 0x5D, 0xBE, 0xD8, 0x3B, 0xF4, 0xB8),
         8, true },
-    [VHDX_ITEM_DISK_ID] = { "virtual disk id", VHDX_GUID(0xBECA12ABu,
+    [VHDX_ITEM_DISK_ID] = { "virtual disk id", GUID_MIXED(0xBECA12ABu,
         0xB2E6, 0x4523, 0x93, 0xEF, 0xC3, 0x09, 0xE0, 0x00, 0xC7, 0x46),
         16, true },
-    [VHDX_ITEM_LOGICAL_SECTOR] = { "logical sector size", VHDX_GUID(
+    [VHDX_ITEM_LOGICAL_SECTOR] = { "logical sector size", GUID_MIXED(
         0x8141BF1Du, 0xA96F, 0x4709, 0xBA, 0x47, 0xF2, 0x33, 0xA8, 0xFA,
         0xAB, 0x5F), 4, true },
-    [VHDX_ITEM_PHYSICAL_SECTOR] = { "physical sector size", VHDX_GUID(
+    [VHDX_ITEM_PHYSICAL_SECTOR] = { "physical sector size", GUID_MIXED(
         0xCDA348C7u, 0x445D, 0x4471, 0x9C, 0xC9, 0xE9, 0x88, 0x52, 0x51,
         0xC5, 0x56), 4, true },
-    [VHDX_ITEM_PARENT_LOCATOR] = { "parent locator", VHDX_GUID(0xA8D35F2Du,
+    [VHDX_ITEM_PARENT_LOCATOR] = { "parent locator", GUID_MIXED(0xA8D35F2Du,
         0xB30B, 0x454D, 0xAB, 0xF7, 0xD3, 0xD8, 0x48, 0x34, 0xAB, 0x0C),
         0, false },
 };
@@ -238,53 +122,6 @@ struct vhdx_item_loc {
     uint32_t len;
     uint64_t entry_off;     /* file offset of its table entry (messages) */
     enum vhdx_item item;
-};
-
-/* One write of the replayed log, applied over the file as it is read. */
-struct vhdx_log_op {
-    uint64_t off;
-    uint64_t len;
-    const uint8_t *data;            /* len bytes, or NULL: zeros */
-};
-
-struct vhdx_priv {
-    uint64_t file_size;             /* the file's size after log replay */
-    struct vhdx_log_op *ops;        /* the replayed log, in order */
-    size_t nops;
-    uint8_t *op_pages;              /* the data the ops point into */
-
-    uint8_t data_write_guid[16];
-    uint8_t linkage[16];            /* parent_linkage (differencing) */
-    uint8_t linkage2[16];
-    bool has_linkage2;
-    bool has_parent;
-    bool is_fixed;
-    uint32_t block_size;
-    uint32_t logical_sector;
-    uint32_t physical_sector;
-    uint64_t chunk_ratio;           /* payload blocks per bitmap block */
-    uint64_t data_blocks;
-    uint64_t bat_off;               /* BAT region in the file */
-    uint64_t bat_entries;
-
-    uint64_t *bat_page;             /* VHDX_BAT_PAGE_ENTRIES entries */
-    uint64_t bat_page_no;           /* UINT64_MAX: none cached */
-    uint8_t *bitmap;                /* one payload block's sector bits */
-    uint64_t bitmap_block;          /* UINT64_MAX: none cached */
-
-    uint64_t log_off;               /* the current header's log */
-    uint64_t log_len;
-    uint64_t log_field_off;         /* its LogLength field (messages) */
-    struct vhdx_span *spans;        /* header section, log, regions */
-    size_t nspans;
-};
-
-/* A structure of the file no payload block or other structure may
- * overlap. */
-struct vhdx_span {
-    uint64_t off;
-    uint64_t len;
-    const char *what;
 };
 
 /* What one virtual offset maps to: a run inside one payload block. */
@@ -302,353 +139,14 @@ static int vhdx_probe(const struct image_probe *p)
     return 0;
 }
 
-static bool vhdx_guid_is_zero(const uint8_t *g)
-{
-    for (int i = 0; i < 16; i++)
-        if (g[i])
-            return false;
-    return true;
-}
-
-/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", lowercase, into buf[37]. */
-static void vhdx_guid_format(const uint8_t *g, char *buf, size_t len)
-{
-    snprintf(buf, len,
-             "%08" PRIx32 "-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             get_le32(g), get_le16(g + 4), get_le16(g + 6), g[8], g[9],
-             g[10], g[11], g[12], g[13], g[14], g[15]);
-}
-
-static int vhdx_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/*
- * Parse "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}" (braces optional) into
- * on-disk byte order.  Returns false when s is not such a GUID.
- */
-static bool vhdx_guid_parse(const char *s, uint8_t *g)
-{
-    static const int groups[5] = { 8, 4, 4, 4, 12 };
-    uint8_t raw[16];
-    size_t n = strlen(s), k = 0;
-    bool braced = n && s[0] == '{';
-
-    if (braced) {
-        if (n < 2 || s[n - 1] != '}')
-            return false;
-        s++;
-        n -= 2;
-    }
-    if (n != 36)
-        return false;
-    for (int gi = 0; gi < 5; gi++) {
-        for (int i = 0; i < groups[gi]; i += 2) {
-            int hi = vhdx_hex(*s++), lo = vhdx_hex(*s++);
-            if (hi < 0 || lo < 0)
-                return false;
-            raw[k++] = (uint8_t)(hi << 4 | lo);
-        }
-        if (gi < 4 && *s++ != '-')
-            return false;
-    }
-    /* Text is big endian throughout; disk has the first three LE. */
-    uint8_t d[16] = { raw[3], raw[2], raw[1], raw[0], raw[5], raw[4],
-                      raw[7], raw[6] };
-    memcpy(d + 8, raw + 8, 8);
-    memcpy(g, d, 16);
-    return true;
-}
-
 /* Is the structure at buf (len bytes) intact: signature and CRC-32C? */
-static bool vhdx_crc_ok(const uint8_t *buf, size_t len, size_t crc_off)
+bool vhdx_crc_ok(const uint8_t *buf, size_t len, size_t crc_off)
 {
     static const uint8_t zero[4];
     uint32_t c = crc32c(0, buf, crc_off);
     c = crc32c(c, zero, 4);
     c = crc32c(c, buf + crc_off + 4, len - crc_off - 4);
     return c == get_le32(buf + crc_off);
-}
-
-/*
- * Read len bytes at off of the file as the replayed log leaves it: the
- * file's bytes (zeros between its end and the size the log extends it
- * to), then each log write over them, in log order.
- */
-static int vhdx_pread(struct image *img, void *buf, size_t len, uint64_t off,
-                      struct df_error *err)
-{
-    struct vhdx_priv *s = img->priv;
-    uint8_t *p = buf;
-
-    if (!s->nops && s->file_size == img->file.size)
-        return df_file_pread(&img->file, buf, len, off, err);
-    if (!range_within(off, len, s->file_size))
-        return df_corrupt(err, img->name, (int64_t)off,
-                          "truncated: %zu bytes wanted, file ends at %"
-                          PRIu64 " after log replay", len, s->file_size);
-    uint64_t in_file = off < img->file.size ?
-                       min_u64(len, img->file.size - off) : 0;
-    if (in_file && df_file_pread(&img->file, p, in_file, off, err) < 0)
-        return -1;
-    memset(p + in_file, 0, len - in_file);
-    for (size_t i = 0; i < s->nops; i++) {
-        const struct vhdx_log_op *op = &s->ops[i];
-        uint64_t lo = max_u64(op->off, off);
-        uint64_t hi = min_u64(op->off + op->len, off + len);
-        if (lo >= hi)
-            continue;
-        if (op->data)
-            memcpy(p + (lo - off), op->data + (lo - op->off), hi - lo);
-        else
-            memset(p + (lo - off), 0, hi - lo);
-    }
-    return 0;
-}
-
-/* What the scan of the log learnt about the entry at one position. */
-struct vhdx_log_entry {
-    bool valid;
-    uint32_t len;
-    uint32_t tail;
-    uint64_t seq;
-};
-
-/*
- * Is there a valid log entry at e (the log is mapped twice in a row, so
- * an entry that wraps around its end is contiguous)?  Valid: signature,
- * length, LogGuid, CRC-32C, and every descriptor and data sector
- * carrying the entry's sequence number ([MS-VHDX] 2.3.1).
- */
-static bool vhdx_log_entry_ok(const uint8_t *e, uint64_t log_len,
-                              const uint8_t *log_guid,
-                              struct vhdx_log_entry *out)
-{
-    uint32_t len = get_le32(e + VHDX_LE_OFF_LENGTH);
-    uint32_t tail = get_le32(e + VHDX_LE_OFF_TAIL);
-    uint64_t seq = get_le64(e + VHDX_LE_OFF_SEQ);
-    uint32_t ndesc = get_le32(e + VHDX_LE_OFF_DESC_COUNT);
-
-    if (memcmp(e, "loge", 4) || !seq || !len || len % VHDX_LOG_SECTOR ||
-        len > log_len || tail % VHDX_LOG_SECTOR || tail >= log_len ||
-        memcmp(e + VHDX_LE_OFF_LOG_GUID, log_guid, 16))
-        return false;
-    uint64_t desc_area = (uint64_t)VHDX_LE_HEADER_LEN +
-                         (uint64_t)ndesc * VHDX_LD_LEN;
-    desc_area = div_round_up(desc_area, VHDX_LOG_SECTOR) * VHDX_LOG_SECTOR;
-    if (desc_area > len || !vhdx_crc_ok(e, len, VHDX_LE_OFF_CRC))
-        return false;
-    uint64_t ndata = 0;
-    for (uint32_t i = 0; i < ndesc; i++) {
-        const uint8_t *d = e + VHDX_LE_HEADER_LEN + (uint64_t)i * VHDX_LD_LEN;
-        uint64_t foff = get_le64(d + VHDX_LD_OFF_FILE_OFF);
-        if (get_le64(d + VHDX_LD_OFF_SEQ) != seq ||
-            foff % VHDX_LOG_SECTOR)
-            return false;
-        if (!memcmp(d, "zero", 4)) {
-            uint64_t zlen = get_le64(d + VHDX_LD_OFF_ZERO_LEN);
-            uint64_t end;
-            if (zlen % VHDX_LOG_SECTOR || ovf_add(foff, zlen, &end))
-                return false;
-            continue;
-        }
-        if (memcmp(d, "desc", 4))
-            return false;
-        const uint8_t *sec = e + desc_area + ndata * VHDX_LOG_SECTOR;
-        if (desc_area + (ndata + 1) * VHDX_LOG_SECTOR > len ||
-            memcmp(sec, "data", 4) ||
-            get_le32(sec + VHDX_LS_OFF_SEQ_HIGH) != (uint32_t)(seq >> 32) ||
-            get_le32(sec + VHDX_LS_OFF_SEQ_LOW) != (uint32_t)seq)
-            return false;
-        ndata++;
-    }
-    if (desc_area + ndata * VHDX_LOG_SECTOR != len)
-        return false;
-    *out = (struct vhdx_log_entry){ true, len, tail, seq };
-    return true;
-}
-
-/*
- * Turn the entries of the active sequence, tail to head, into ops
- * (pos: their positions in the log, n of them); grow s->file_size to
- * cover them.
- */
-static int vhdx_log_make_ops(struct image *img, const uint8_t *log,
-                             const uint64_t *pos, size_t n,
-                             struct df_error *err)
-{
-    struct vhdx_priv *s = img->priv;
-    size_t nops = 0, npages = 0;
-
-    for (size_t k = 0; k < n; k++) {
-        const uint8_t *e = log + pos[k];
-        uint32_t ndesc = get_le32(e + VHDX_LE_OFF_DESC_COUNT);
-        nops += ndesc;
-        for (uint32_t i = 0; i < ndesc; i++)
-            npages += !memcmp(e + VHDX_LE_HEADER_LEN + i * VHDX_LD_LEN,
-                              "desc", 4);
-    }
-    /* Bounded by the log's length (each op is 32 bytes of it). */
-    s->ops = calloc(nops ? nops : 1, sizeof(*s->ops));
-    s->op_pages = malloc(npages ? npages * VHDX_LOG_SECTOR : 1);
-    if (!s->ops || !s->op_pages)
-        return df_io(err, img->name, ENOMEM, "cannot allocate log replay");
-    uint8_t *page = s->op_pages;
-    for (size_t k = 0; k < n; k++) {
-        const uint8_t *e = log + pos[k];
-        uint32_t ndesc = get_le32(e + VHDX_LE_OFF_DESC_COUNT);
-        uint64_t desc_area = div_round_up(VHDX_LE_HEADER_LEN +
-                                          (uint64_t)ndesc * VHDX_LD_LEN,
-                                          VHDX_LOG_SECTOR) * VHDX_LOG_SECTOR;
-        const uint8_t *sec = e + desc_area;
-        for (uint32_t i = 0; i < ndesc; i++) {
-            const uint8_t *d = e + VHDX_LE_HEADER_LEN + i * VHDX_LD_LEN;
-            struct vhdx_log_op *op = &s->ops[s->nops];
-            op->off = get_le64(d + VHDX_LD_OFF_FILE_OFF);
-            if (!memcmp(d, "zero", 4)) {
-                op->len = get_le64(d + VHDX_LD_OFF_ZERO_LEN);
-                op->data = NULL;
-            } else {
-                /* The sector: 8 leading bytes, 4084 logged, 4 trailing. */
-                memcpy(page, d + VHDX_LD_OFF_LEADING, 8);
-                memcpy(page + 8, sec + 8, VHDX_LS_DATA_LEN);
-                memcpy(page + 8 + VHDX_LS_DATA_LEN, d + VHDX_LD_OFF_TRAILING,
-                       4);
-                op->len = VHDX_LOG_SECTOR;
-                op->data = page;
-                page += VHDX_LOG_SECTOR;
-                sec += VHDX_LOG_SECTOR;
-            }
-            /* Writes past the end extend the file ([MS-VHDX] 2.3.3). */
-            if (!range_within(op->off, op->len, VHDX_MAX_FILE_SIZE))
-                return df_corrupt(err, img->name, -1,
-                                  "log entry %" PRIu64 " writes [%" PRIu64
-                                  ", +%" PRIu64 ") beyond 128 TiB",
-                                  get_le64(e + VHDX_LE_OFF_SEQ), op->off,
-                                  op->len);
-            s->file_size = max_u64(s->file_size, op->off + op->len);
-            s->nops++;
-        }
-    }
-    return 0;
-}
-
-/*
- * Replay the log into memory ([MS-VHDX] 2.3.3): find the active
- * sequence, the run of valid entries with consecutive sequence numbers
- * whose head has the highest sequence number and whose head's tail
- * points into the run, and keep its writes as ops that vhdx_pread()
- * lays over the file.  The file itself is never written.
- */
-static int vhdx_replay_log(struct image *img, const uint8_t *hd,
-                           uint64_t hoff, struct df_error *err)
-{
-    struct vhdx_priv *s = img->priv;
-    const uint8_t *log_guid = hd + VHDX_HDR_OFF_LOG_GUID;
-    uint64_t log_len = get_le32(hd + VHDX_HDR_OFF_LOG_LENGTH);
-    uint64_t log_off = get_le64(hd + VHDX_HDR_OFF_LOG_OFFSET);
-    uint8_t *log = NULL;
-    struct vhdx_log_entry *ents = NULL;
-    uint64_t *run = NULL, *best = NULL;
-    size_t best_n = 0;
-    uint64_t best_seq = 0;
-    int ret = -1;
-
-    if (get_le16(hd + VHDX_HDR_OFF_LOG_VERSION) != 0) {
-        df_corrupt(err, img->name, (int64_t)(hoff + VHDX_HDR_OFF_LOG_VERSION),
-                   "vhdx log is dirty and cannot be replayed here (log "
-                   "version %u is not 0): " VHDX_LOG_ADVICE,
-                   get_le16(hd + VHDX_HDR_OFF_LOG_VERSION));
-        goto out;
-    }
-    if (!log_len || log_len % VHDX_LOG_SECTOR ||
-        log_len > VHDX_LOG_MAX_LEN || log_off < VHDX_HEADER_SECTION ||
-        log_off % VHDX_LOG_SECTOR ||
-        !range_within(log_off, log_len, img->file.size)) {
-        df_corrupt(err, img->name, (int64_t)(hoff + VHDX_HDR_OFF_LOG_LENGTH),
-                   "vhdx log is dirty and cannot be replayed here (log "
-                   "[%" PRIu64 ", +%" PRIu64 ") is not 4 KiB-aligned, past "
-                   "the header section, inside the file and at most "
-                   "32 MiB): " VHDX_LOG_ADVICE, log_off, log_len);
-        goto out;
-    }
-    size_t nsec = log_len / VHDX_LOG_SECTOR;
-    log = malloc(2 * log_len);
-    ents = calloc(nsec, sizeof(*ents));
-    run = malloc(nsec * sizeof(*run));
-    best = malloc(nsec * sizeof(*best));
-    if (!log || !ents || !run || !best) {
-        df_io(err, img->name, ENOMEM, "cannot allocate the log");
-        goto out;
-    }
-    if (df_file_pread(&img->file, log, log_len, log_off, err) < 0)
-        goto out;
-    memcpy(log + log_len, log, log_len);
-    for (size_t i = 0; i < nsec; i++)
-        vhdx_log_entry_ok(log + i * VHDX_LOG_SECTOR, log_len, log_guid,
-                          &ents[i]);
-
-    /* Each valid entry starts a run; keep the best complete one. */
-    for (size_t start = 0; start < nsec; start++) {
-        size_t n = 0, i = start;
-        uint64_t total = 0;
-        while (ents[i].valid && total + ents[i].len <= log_len &&
-               (n == 0 || ents[i].seq == ents[run[n - 1]].seq + 1)) {
-            run[n++] = i;
-            total += ents[i].len;
-            i = (i + ents[i].len / VHDX_LOG_SECTOR) % nsec;
-        }
-        if (!n || (best_n && ents[run[n - 1]].seq <= best_seq))
-            continue;
-        /* The head's tail must be one of the run's entries. */
-        size_t t = 0;
-        uint64_t tail = ents[run[n - 1]].tail / VHDX_LOG_SECTOR;
-        while (t < n && run[t] != tail)
-            t++;
-        if (t == n)
-            continue;
-        best_n = n - t;
-        best_seq = ents[run[n - 1]].seq;
-        for (size_t k = 0; k < best_n; k++)
-            best[k] = run[t + k] * VHDX_LOG_SECTOR;
-    }
-    if (!best_n) {
-        df_corrupt(err, img->name, (int64_t)(hoff + VHDX_HDR_OFF_LOG_GUID),
-                   "vhdx log is dirty and cannot be replayed here (no "
-                   "valid sequence of entries): " VHDX_LOG_ADVICE);
-        goto out;
-    }
-
-    const uint8_t *head = log + best[best_n - 1];
-    uint64_t flushed = get_le64(head + VHDX_LE_OFF_FLUSHED);
-    uint64_t last = get_le64(head + VHDX_LE_OFF_LAST);
-    if (flushed > img->file.size) {
-        df_corrupt(err, img->name, (int64_t)(log_off + best[best_n - 1]),
-                   "file is %" PRIu64 " bytes, shorter than the %" PRIu64
-                   " its log says were flushed (truncated copy?)",
-                   img->file.size, flushed);
-        goto out;
-    }
-    /* The file as replay leaves it: at least LastFileOffset long. */
-    s->file_size = max_u64(img->file.size, min_u64(last, VHDX_MAX_FILE_SIZE));
-    if (vhdx_log_make_ops(img, log, best, best_n, err) < 0)
-        goto out;
-    image_set_prop(img, "log", "replayed in memory (%zu entries, %zu "
-                   "writes)", best_n, s->nops);
-    ret = 0;
-out:
-    free(log);
-    free(ents);
-    free(run);
-    free(best);
-    return ret;
 }
 
 /*
@@ -726,7 +224,7 @@ static int vhdx_open_header(struct image *img, struct df_error *err)
                    "header %d: version %u is not 1", cur + 1, version);
         goto out;
     }
-    if (!vhdx_guid_is_zero(hd + VHDX_HDR_OFF_LOG_GUID) &&
+    if (!guid_is_zero(hd + VHDX_HDR_OFF_LOG_GUID) &&
         vhdx_replay_log(img, hd, hoff, err) < 0)
         goto out;
     memcpy(s->data_write_guid, hd + VHDX_HDR_OFF_DATA_WRITE_GUID, 16);
@@ -847,7 +345,7 @@ static int vhdx_open_regions(struct image *img, uint64_t *meta_off,
 
         if (!is_bat && !is_meta) {
             if (get_le32(e + VHDX_RTE_OFF_REQUIRED) & 1) {
-                vhdx_guid_format(e, gs, sizeof(gs));
+                guid_format_mixed(e, gs, sizeof(gs));
                 df_corrupt(err, img->name, (int64_t)eoff,
                            "unknown required region %s", gs);
                 goto out;
@@ -935,7 +433,7 @@ static int vhdx_parse_locator(struct image *img, const uint8_t *buf,
     }
     if (memcmp(buf, vhdx_guid_parent_type, 16)) {
         char gs[40];
-        vhdx_guid_format(buf, gs, sizeof(gs));
+        guid_format_mixed(buf, gs, sizeof(gs));
         df_corrupt(err, img->name, (int64_t)foff,
                    "parent locator type %s is not VHDX's", gs);
         goto out;
@@ -993,14 +491,14 @@ static int vhdx_parse_locator(struct image *img, const uint8_t *buf,
                    "parent locator has no parent_linkage");
         goto out;
     }
-    if (!vhdx_guid_parse(vals[VHDX_PL_LINKAGE], s->linkage)) {
+    if (!guid_parse_mixed(vals[VHDX_PL_LINKAGE], s->linkage)) {
         df_corrupt(err, img->name, (int64_t)foff,
                    "parent_linkage '%.64s' is not a GUID",
                    vals[VHDX_PL_LINKAGE]);
         goto out;
     }
     if (vals[VHDX_PL_LINKAGE2]) {
-        if (!vhdx_guid_parse(vals[VHDX_PL_LINKAGE2], s->linkage2)) {
+        if (!guid_parse_mixed(vals[VHDX_PL_LINKAGE2], s->linkage2)) {
             df_corrupt(err, img->name, (int64_t)foff,
                        "parent_linkage2 '%.64s' is not a GUID",
                        vals[VHDX_PL_LINKAGE2]);
@@ -1134,7 +632,7 @@ static int vhdx_open_metadata(struct image *img, uint64_t meta_off,
             items[nitems++] = (struct vhdx_span){ off, len, name };
         if (k < 0) {
             if (flags & VHDX_ME_FLAG_REQUIRED) {
-                vhdx_guid_format(e, gs, sizeof(gs));
+                guid_format_mixed(e, gs, sizeof(gs));
                 df_corrupt(err, img->name, (int64_t)eoff,
                            "unknown required metadata item %s", gs);
                 goto out;
@@ -1274,10 +772,10 @@ static int vhdx_open(struct image *img, struct df_error *err)
                    s->logical_sector);
     image_set_prop(img, "physical_sector_size", "%" PRIu32,
                    s->physical_sector);
-    vhdx_guid_format(s->data_write_guid, gs, sizeof(gs));
+    guid_format_mixed(s->data_write_guid, gs, sizeof(gs));
     image_set_prop(img, "data_write_guid", "%s", gs);
     if (s->has_parent) {
-        vhdx_guid_format(s->linkage, gs, sizeof(gs));
+        guid_format_mixed(s->linkage, gs, sizeof(gs));
         image_set_prop(img, "parent_linkage", "%s", gs);
     }
     return 0;
@@ -1492,8 +990,8 @@ static int vhdx_check_parent(struct image *child, struct image *parent,
     struct vhdx_priv *p = parent->priv;
     if (memcmp(p->data_write_guid, c->linkage, 16) &&
         !(c->has_linkage2 && !memcmp(p->data_write_guid, c->linkage2, 16))) {
-        vhdx_guid_format(c->linkage, want, sizeof(want));
-        vhdx_guid_format(p->data_write_guid, got, sizeof(got));
+        guid_format_mixed(c->linkage, want, sizeof(want));
+        guid_format_mixed(p->data_write_guid, got, sizeof(got));
         return df_corrupt(err, child->name, -1,
                           "parent %s has DataWriteGuid %s but the child's "
                           "parent_linkage is %s (the parent changed after "

@@ -15,6 +15,7 @@
 #include "msg.h"
 #include "transport/bwlimit.h"
 #include "util/bytes.h"
+#include "util/file.h"
 
 void chan_init(struct chan *c, int rfd, int wfd, const char *peer)
 {
@@ -36,18 +37,6 @@ void chan_set_timeouts(struct chan *c, int rd_ms, int wr_ms)
         if (fl >= 0)
             fcntl(c->wfd, F_SETFL, fl | O_NONBLOCK);
     }
-}
-
-int chan_wait(int fd, short events, int timeout_ms)
-{
-    struct pollfd pfd = {.fd = fd, .events = events};
-    int r;
-    do
-        r = poll(&pfd, 1, timeout_ms);
-    while (r < 0 && errno == EINTR);
-    if (r == 0)
-        errno = ETIMEDOUT;
-    return r > 0 ? 0 : -1;
 }
 
 void chan_release(struct chan *c)
@@ -90,7 +79,7 @@ int chan_write_full(int fd, const void *buf, size_t len, int timeout_ms)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                if (chan_wait(fd, POLLOUT, timeout_ms) < 0)
+                if (fd_wait(fd, POLLOUT, timeout_ms) < 0)
                     return -1;
                 continue;
             }
@@ -108,14 +97,14 @@ long chan_read_full(int fd, void *buf, size_t len, int timeout_ms)
     size_t got = 0;
     while (got < len) {
         /* poll first: a blocking fd then never blocks in read(2) */
-        if (timeout_ms >= 0 && chan_wait(fd, POLLIN, timeout_ms) < 0)
+        if (timeout_ms >= 0 && fd_wait(fd, POLLIN, timeout_ms) < 0)
             return -1;
         ssize_t r = read(fd, p + got, len - got);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                if (chan_wait(fd, POLLIN, timeout_ms) < 0)
+                if (fd_wait(fd, POLLIN, timeout_ms) < 0)
                     return -1;
                 continue;
             }

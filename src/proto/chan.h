@@ -74,10 +74,6 @@ int chan_recv(struct chan *c, uint8_t *type, uint8_t **buf, size_t *len,
  * wfd non-blocking (the fd is ours alone). */
 void chan_set_timeouts(struct chan *c, int rd_ms, int wr_ms);
 
-/* poll(2) fd for events up to timeout_ms (-1: for ever): 0 when ready,
- * -1 with errno (ETIMEDOUT). */
-int chan_wait(int fd, short events, int timeout_ms);
-
 /* write(2)/read(2) loops: -1 with errno set (ETIMEDOUT when nothing
  * moved for timeout_ms; -1: wait for ever); chan_read_full returns the
  * bytes read (< len only at EOF). */

@@ -13,7 +13,7 @@
  *   | len  | typ | payload (len bytes)   |     len <= MSG_MAX_PAYLOAD
  *   +------+-----+-----------------------+
  *
- * A sealed frame (TCP streams, AES-256-GCM, see transport/tcp.c):
+ * A sealed frame (TCP streams, AES-256-GCM, see session_tcp.c, chan.c):
  *
  *   +------+--------------------------------+---------+
  *   | clen | AES-GCM(typ | payload)         | tag[16] |   clen = 1+len+16

@@ -148,7 +148,7 @@ void session_send_error(struct session *s, const struct df_error *e);
 uint64_t session_bytes_out(const struct session *s);
 uint64_t session_bytes_in(const struct session *s);
 
-/* TCP transport (transport/tcp.c does the sockets): */
+/* TCP transport (session_tcp.c; transport/tcp.c does the sockets): */
 /* client: after OPENED, ask for n streams, connect to host, seal. */
 int session_tcp_client(struct session *s, const char *host, unsigned n,
                        struct df_error *err);

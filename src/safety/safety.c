@@ -79,8 +79,7 @@ static int safety_check_content(const struct safety_req *req,
                                 struct df_error *err)
 {
     char desc[256];
-    int r = sig_probe_content(req->dst, req->ours, desc, sizeof(desc),
-                              err);
+    int r = emptiness_probe(req->dst, req->ours, desc, sizeof(desc), err);
     if (r < 0)
         return r;
     if (r == 0 && req->replace && !req->overwrite)

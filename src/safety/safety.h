@@ -40,7 +40,7 @@
  *     with a warning: the tail beyond need_size is left alone.
  *  6. Not empty (op SAFETY_OP_WRITE only): a partition table or a
  *     filesystem / LVM / RAID / swap / crypto signature (libblkid), or
- *     non-zero bytes in the sampled regions (signature.c says which);
+ *     non-zero bytes in the sampled regions (emptiness.c says which);
  *     refused unless req->overwrite (data in req->ours does not
  *     count).  The rest of the destination is checked while the job
  *     runs (sink_guard_wrap(), engine/job.h).  With req->overwrite on a

@@ -55,10 +55,10 @@ int inuse_mount_point(const char *mountinfo, uint64_t rdev, bool rw_only,
 int inuse_source_writer(const struct image *src, char *why, size_t len,
                         char *who, size_t wlen, struct df_error *err);
 
-/* signature.c: check 6.  1 with a description ("an ext4 filesystem",
+/* emptiness.c: check 6.  1 with a description ("an ext4 filesystem",
  * "non-zero data at offset 4096") in desc, 0 when empty, -1 on error. */
-int sig_probe_content(const struct df_file *f, const struct extent_list *ours,
-                      char *desc, size_t len, struct df_error *err);
+int emptiness_probe(const struct df_file *f, const struct extent_list *ours,
+                    char *desc, size_t len, struct df_error *err);
 
 /* confirm.c: ask on a terminal to type the destination's name.  0 when
  * typed, -1 DF_REFUSED otherwise. */

@@ -1,7 +1,9 @@
 /*
- * tcp.c: --transport tcp: sockets, and setting up sealed data streams
- * beside the ssh channel (see transport.h; frame sealing in
- * proto/chan.c).
+ * tcp.c: --transport tcp, the socket half: listen, connect and accept
+ * with deadlines, and the accept loop that hands each new connection's
+ * opening bytes to the caller to judge (see transport.h).  What those
+ * bytes mean, the key and the sealing are the session's
+ * (proto/session_tcp.c, proto/chan.c).
  */
 #define _GNU_SOURCE
 #include "transport.h"
@@ -12,8 +14,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,17 +21,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proto/session.h"
-#include "util/bytes.h"
+#include "util/file.h"
 #include "util/progress.h"
 
-#define TCP_SERVER_BIT 0x80000000u
-#define TCP_HELLO_MS 5000           /* a connection's time to say hello */
-#define TCP_MAX_PENDING 64          /* connections not yet authenticated */
-/* What a stream's opening holds: clear id, then the sealed STREAM_HELLO
- * (clen u32, type, stream id u32, tag). */
-#define TCP_HELLO_CLEN (1 + 4 + MSG_TAG_LEN)
-#define TCP_HELLO_LEN (4 + 4 + TCP_HELLO_CLEN)
+#define TCP_MAX_PENDING 64          /* connections not yet taken */
+#define TCP_MAX_HELLO 256           /* longest opening tcp_accept_n peeks */
 
 static void tcp_tune(int fd)
 {
@@ -72,7 +66,7 @@ int tcp_listen(const char *addr, int *fdp, uint16_t *port,
 
 int tcp_accept(int lfd, int timeout_ms, int *fdp, struct df_error *err)
 {
-    if (chan_wait(lfd, POLLIN, timeout_ms) < 0)
+    if (fd_wait(lfd, POLLIN, timeout_ms) < 0)
         return df_net(err, "client", "no TCP connection within %d s",
                       (timeout_ms + 999) / 1000);
     int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -92,7 +86,7 @@ static int tcp_connect_one(int fd, const struct sockaddr *a, socklen_t len,
         return -1;
     if (connect(fd, a, len) == 0)
         return 0;
-    if (errno != EINPROGRESS || chan_wait(fd, POLLOUT, timeout_ms) < 0)
+    if (errno != EINPROGRESS || fd_wait(fd, POLLOUT, timeout_ms) < 0)
         return -1;
     int e = 0;
     socklen_t el = sizeof(e);
@@ -132,8 +126,7 @@ int tcp_connect(const char *host, uint16_t port, int timeout_ms, int *fdp,
     return 0;
 }
 
-/* The address the ssh connection arrived on, else loopback. */
-static void tcp_bind_addr(char *buf, size_t len)
+void tcp_bind_addr(char *buf, size_t len)
 {
     const char *sc = getenv("SSH_CONNECTION");
     char a[4][128];
@@ -145,82 +138,11 @@ static void tcp_bind_addr(char *buf, size_t len)
     snprintf(buf, len, "127.0.0.1");
 }
 
-static int tcp_add_streams(struct session *s, unsigned n,
-                           struct df_error *err)
-{
-    s->streams = calloc(n, sizeof(*s->streams));
-    if (!s->streams)
-        return df_net(err, s->peer, "out of memory");
-    return 0;
-}
-
-int session_tcp_client(struct session *s, const char *host, unsigned n,
-                       struct df_error *err)
-{
-    struct msg_buf b;
-    struct rx_frame *f = NULL;
-    int ret = -1;
-    msg_buf_init(&b);
-    if (!(s->features & MSG_FEAT_TCP)) {
-        df_net(err, s->peer, "the remote diskferry has no TCP transport");
-        goto out;
-    }
-    msg_buf_reset(&b);
-    msg_put_u32(&b, n);
-    if (session_send(s, MSG_TCP_REQ, &b, err) < 0 ||
-        session_expect(s, MSG_TCP_OFFER, &f, err) < 0)
-        goto out;
-    if (tcp_add_streams(s, n, err) < 0)
-        goto out;
-    /* The address serve listens on (where ssh arrived: an ssh_config
-     * alias need not resolve here), else the host name.  A bracketed
-     * IPv6 literal was unbracketed by the endpoint parser. */
-    const char *addr = f->m.s1[0] ? f->m.s1 : host;
-    for (unsigned i = 0; i < n; i++) {
-        int fd;
-        if (tcp_connect(addr, f->m.port, s->timeout_ms, &fd, err) < 0) {
-            if (addr == host || i)
-                goto out;
-            df_error_init(err);     /* not reachable from here: NAT */
-            addr = host;
-            if (tcp_connect(addr, f->m.port, s->timeout_ms, &fd, err) < 0)
-                goto out;
-        }
-        struct chan *c = &s->streams[i];
-        chan_init(c, fd, fd, s->peer);
-        chan_set_timeouts(c, -1, s->timeout_ms);
-        c->bw = s->bw;
-        s->nstreams = i + 1;
-        uint8_t id[4];
-        put_le32(id, i);
-        if (chan_write_full(fd, id, 4, s->timeout_ms) < 0) {
-            df_fail(err, DF_NET, errno, s->peer, -1, "send failed");
-            goto out;
-        }
-        if (chan_seal(c, f->m.key, i, i | TCP_SERVER_BIT, err) < 0)
-            goto out;
-        msg_buf_reset(&b);
-        msg_put_u32(&b, i);
-        if (chan_send(c, MSG_STREAM_HELLO, b.p, b.len, NULL, 0, err) < 0)
-            goto out;
-    }
-    for (unsigned i = 0; i < n; i++)
-        s->data_out[i] = &s->streams[i];
-    s->ndata = n;
-    ret = 0;
-out:
-    if (f)
-        OPENSSL_cleanse(f->m.key, sizeof(f->m.key));
-    rx_frame_free(f);
-    msg_buf_release(&b);
-    return ret;
-}
-
-/* A connection accepted but not yet authenticated. */
+/* A connection accepted but not yet taken. */
 struct tcp_pending {
     int fd;
     double deadline;
-    bool partial;           /* some of its hello arrived, not all */
+    bool partial;           /* some of its opening arrived, not all */
 };
 
 static void tcp_drop(struct tcp_pending *p, unsigned *np, unsigned i)
@@ -229,93 +151,25 @@ static void tcp_drop(struct tcp_pending *p, unsigned *np, unsigned i)
     p[i] = p[--*np];
 }
 
-/*
- * The whole hello of pending connection fd has arrived (peeked): read
- * it, seal the channel and check it.  0: c is stream `*id`; -1: drop
- * it (why in `why`).  Never blocks: every byte read is already there.
- */
-static int tcp_hello(struct session *s, struct chan *c, int fd,
-                     const uint8_t key[32], const bool *seen, unsigned n,
-                     uint32_t *idp, char *why, size_t wlen)
+int tcp_accept_n(int lfd, const struct tcp_accept_opts *o, unsigned *ntaken,
+                 char *why, size_t wlen, struct df_error *err)
 {
-    uint8_t head[8], type, *buf = NULL;
-    size_t len;
-    struct df_error e;
-    struct msg m;
-    df_error_init(&e);
-    if (recv(fd, head, 8, MSG_PEEK) != 8)
-        return snprintf(why, wlen, "closed before its hello"), -1;
-    uint32_t id = get_le32(head);
-    if (id >= n || seen[id] || get_le32(head + 4) != TCP_HELLO_CLEN)
-        return snprintf(why, wlen, "not a stream hello"), -1;
-    if (recv(fd, head, 4, 0) != 4)
-        return snprintf(why, wlen, "closed before its hello"), -1;
-    chan_init(c, fd, fd, s->peer);
-    int r = chan_seal(c, key, id | TCP_SERVER_BIT, id, &e);
-    if (r == 0)
-        r = chan_recv(c, &type, &buf, &len, &e) == 0 ? 0 : -1;
-    if (r == 0 && (type != MSG_STREAM_HELLO ||
-                   msg_decode(type, buf, len, &m, s->peer, &e) < 0 ||
-                   m.stream_id != id)) {
-        df_net(&e, s->peer, "TCP stream hello does not match its id");
-        r = -1;
-    }
-    free(buf);
-    if (r < 0) {
-        snprintf(why, wlen, "%s", e.msg);
-        c->rfd = c->wfd = -1;       /* the caller closes fd */
-        chan_release(c);
-        return -1;
-    }
-    *idp = id;
-    return 0;
-}
-
-int session_tcp_server(struct session *s, const struct msg *req,
-                       struct df_error *err)
-{
-    struct msg_buf b;
-    uint8_t key[32];
-    char addr[128], why[256] = "";
     struct tcp_pending pend[TCP_MAX_PENDING];
-    unsigned npend = 0, nok = 0;
-    int lfd = -1, ret = -1;
-    uint16_t port;
-    unsigned n = req->streams;
-    bool *seen = NULL;
-    int wait_ms = s->timeout_ms >= 0 ? s->timeout_ms
-                                     : SESSION_TIMEOUT_S * 1000;
-    int hello_ms = wait_ms < TCP_HELLO_MS ? wait_ms : TCP_HELLO_MS;
-    msg_buf_init(&b);
-    if (s->nstreams) {
-        df_net(err, s->peer, "protocol error: a second TCP_REQ");
+    unsigned npend = 0;
+    int ret = -1;
+    *ntaken = 0;
+    if (o->hello_len == 0 || o->hello_len > TCP_MAX_HELLO) {
+        df_net(err, o->what, "opening of %zu bytes outside 1..%d",
+               o->hello_len, TCP_MAX_HELLO);
         goto out;
     }
-    if (RAND_bytes(key, sizeof(key)) != 1) {
-        df_net(err, s->peer, "no random bytes for a session key");
-        goto out;
-    }
-    tcp_bind_addr(addr, sizeof(addr));
-    if (tcp_listen(addr, &lfd, &port, err) < 0)
-        goto out;
-    msg_enc_tcp_offer(&b, port, key);
-    if (s->features & MSG_FEAT_TCP_ADDR)
-        msg_put_str(&b, addr);
-    if (session_send(s, MSG_TCP_OFFER, &b, err) < 0)
-        goto out;
-    seen = calloc(n, sizeof(*seen));
-    if (!seen || tcp_add_streams(s, n, err) < 0)
-        goto out;
-    /* Accept until n streams have authenticated: anyone may connect to
-     * the port, so a connection that says nothing, says garbage or
-     * fails the key check is dropped, never waited on. */
-    double end = time_now() + wait_ms / 1000.0;
-    while (nok < n) {
+    /* Anyone may connect to the port, so a connection that says nothing,
+     * says garbage or is refused by take() is dropped, never waited on. */
+    double end = time_now() + o->wait_ms / 1000.0;
+    while (*ntaken < o->want) {
         double now = time_now();
         if (now > end) {
-            df_net(err, s->peer, "%u of %u TCP streams authenticated "
-                   "within %d s%s%s%s", nok, n, (wait_ms + 999) / 1000,
-                   why[0] ? " (" : "", why, why[0] ? ")" : "");
+            ret = 1;
             goto out;
         }
         struct pollfd pfd[TCP_MAX_PENDING + 1];
@@ -326,7 +180,7 @@ int session_tcp_server(struct session *s, const struct msg *req,
                 pfd[np++] = (struct pollfd){.fd = pend[i].fd,
                                             .events = POLLIN};
         if (poll(pfd, np, 50) < 0 && errno != EINTR) {
-            df_fail(err, DF_NET, errno, s->peer, -1, "poll");
+            df_fail(err, DF_NET, errno, o->what, -1, "poll");
             goto out;
         }
         if (pfd[0].revents & POLLIN) {
@@ -337,54 +191,40 @@ int session_tcp_server(struct session *s, const struct msg *req,
                 tcp_drop(pend, &npend, 0);      /* the oldest */
             if (tcp_accept(lfd, 0, &fd, &ignored) == 0)
                 pend[npend++] = (struct tcp_pending){
-                    .fd = fd, .deadline = now + hello_ms / 1000.0};
+                    .fd = fd, .deadline = now + o->hello_ms / 1000.0};
         }
         for (unsigned i = 0; i < npend;) {
-            uint8_t peek[TCP_HELLO_LEN];
-            ssize_t got = recv(pend[i].fd, peek, sizeof(peek),
+            uint8_t peek[TCP_MAX_HELLO];
+            ssize_t got = recv(pend[i].fd, peek, o->hello_len,
                                MSG_PEEK | MSG_DONTWAIT);
             if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-                snprintf(why, sizeof(why), "a connection closed before "
+                snprintf(why, wlen, "a connection closed before "
                          "its hello");
                 tcp_drop(pend, &npend, i);
                 continue;
             }
-            if (got == TCP_HELLO_LEN) {
-                uint32_t id;
-                struct chan *c = &s->streams[nok];
-                if (tcp_hello(s, c, pend[i].fd, key, seen, n, &id, why,
-                              sizeof(why)) < 0) {
+            if ((size_t)got == o->hello_len) {
+                if (o->take(o->ctx, pend[i].fd, why, wlen) < 0) {
                     tcp_drop(pend, &npend, i);
                     continue;
                 }
-                chan_set_timeouts(c, -1, s->timeout_ms);
-                c->bw = s->bw;
-                seen[id] = true;
-                s->nstreams = ++nok;
+                ++*ntaken;
                 pend[i] = pend[--npend];
                 continue;
             }
             pend[i].partial = got > 0;
             if (now > pend[i].deadline) {
-                snprintf(why, sizeof(why), "a connection sent no hello "
-                         "within %d s", (hello_ms + 999) / 1000);
+                snprintf(why, wlen, "a connection sent no hello "
+                         "within %d s", (o->hello_ms + 999) / 1000);
                 tcp_drop(pend, &npend, i);
                 continue;
             }
             i++;
         }
     }
-    for (unsigned i = 0; i < n; i++)
-        s->data_out[i] = &s->streams[i];
-    s->ndata = n;
     ret = 0;
 out:
-    OPENSSL_cleanse(key, sizeof(key));
     while (npend)
         tcp_drop(pend, &npend, 0);
-    if (lfd >= 0)
-        close(lfd);
-    free(seen);
-    msg_buf_release(&b);
     return ret;
 }

@@ -15,19 +15,21 @@
  *   remote's last line.  A plain
  *   `ssh` without a cipher choice gets AES-GCM first when the CPU has
  *   AES instructions (ssh.c says why).
- * tcp (tcp.c): data streams beside the ssh channel: serve listens on an
- *   ephemeral port of the address the ssh connection arrived on
- *   (SSH_CONNECTION; loopback when absent), sends port + a fresh 256-bit
+ * tcp (tcp.c): the sockets of the data streams beside the ssh channel:
+ *   listen on an ephemeral port of the address the ssh connection
+ *   arrived on (tcp_bind_addr: SSH_CONNECTION, loopback when absent),
+ *   connect with a deadline, and accept until N connections have been
+ *   taken or a deadline passed (tcp_accept_n).  A connection whose
+ *   opening does not arrive within its own deadline, or that the caller
+ *   refuses, is dropped, and the real ones are still accepted.  The
+ *   session half (proto/session_tcp.c) offers port + a fresh 256-bit
  *   key and that address over the ssh channel (TCP_OFFER; the client
  *   connects to the address, so an ssh_config alias or a jump through
- *   NAT works, and falls back to the host name), then accepts until N
- *   streams have authenticated or the session's timeout passed.  Each
- *   stream opens with a clear u32 stream id followed by a sealed
- *   STREAM_HELLO naming the same id; a connection that does not
- *   complete its hello within TCP_HELLO_MS, sends garbage or fails the
- *   key check is dropped, and the real streams are still accepted.  Every frame is AES-256-GCM sealed
- *   (proto/chan.c); a wrong key or a tampered frame ends the session
- *   with exit 6 before anything of that frame is used.
+ *   NAT works, and falls back to the host name); each stream opens with
+ *   a clear u32 stream id followed by a sealed STREAM_HELLO naming the
+ *   same id.  Every frame is AES-256-GCM sealed (proto/chan.c); a wrong
+ *   key or a tampered frame ends the session with exit 6 before
+ *   anything of that frame is used.
  */
 #ifndef DF_TRANSPORT_H
 #define DF_TRANSPORT_H
@@ -90,12 +92,37 @@ void ssh_explain(struct ssh_conn *conn, const char *host,
 /* Reap the child: wait up to timeout_ms, then SIGTERM, then SIGKILL. */
 void ssh_close(struct ssh_conn *conn, int timeout_ms);
 
-/* TCP sockets. */
+/* TCP sockets.  Each returns 0, or -1 with err (DF_NET). */
 int tcp_listen(const char *addr, int *fd, uint16_t *port,
                struct df_error *err);
 int tcp_accept(int lfd, int timeout_ms, int *fd, struct df_error *err);
 /* Connect, giving up after timeout_ms; the socket is non-blocking. */
 int tcp_connect(const char *host, uint16_t port, int timeout_ms, int *fd,
                 struct df_error *err);
+/* The address to listen on: where the ssh connection arrived
+ * (SSH_CONNECTION), else loopback. */
+void tcp_bind_addr(char *buf, size_t len);
+
+struct tcp_accept_opts {
+    const char *what;       /* names the peer in errors ("client") */
+    unsigned want;          /* connections to take */
+    size_t hello_len;       /* opening bytes take() needs, 1..256 */
+    int hello_ms;           /* a connection's time to send them */
+    int wait_ms;            /* for all `want` */
+    /* The first hello_len bytes of fd have arrived (peek them; nothing
+     * was read).  0: taken, fd is now the caller's; -1: drop it (closed
+     * by tcp_accept_n), why says why in up to wlen bytes. */
+    int (*take)(void *ctx, int fd, char *why, size_t wlen);
+    void *ctx;
+};
+/*
+ * Accept on lfd until o->want connections have been taken: 0; 1 when
+ * o->wait_ms passed first (why: the last connection dropped and its
+ * reason, or untouched); -1 with err.  *ntaken counts those taken
+ * either way.  At most 64 connections wait for their opening at once
+ * (the oldest is dropped for a new one); lfd stays open.
+ */
+int tcp_accept_n(int lfd, const struct tcp_accept_opts *o, unsigned *ntaken,
+                 char *why, size_t wlen, struct df_error *err);
 
 #endif

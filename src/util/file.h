@@ -77,6 +77,10 @@ void df_file_data_run(const struct df_file *f, uint64_t off, uint64_t end,
 
 /* Directory part of path into dir (".") for resolving relative names. */
 void path_dirname(const char *path, char *dir, size_t len);
+/* poll(2) fd for events up to timeout_ms (-1: for ever): 0 when ready,
+ * -1 with errno (ETIMEDOUT). */
+int fd_wait(int fd, short events, int timeout_ms);
+
 /* Join dir and name unless name is absolute. Returns -1 if too long. */
 int path_join(char *out, size_t len, const char *dir, const char *name);
 /* Last path component (pointer into path). */

@@ -1,5 +1,5 @@
 /*
- * signature.c: recognising image containers diskferry does not read.
+ * foreign.c: recognising image containers diskferry does not read.
  *
  *   QED        "QED\0" at 0 (qemu docs/interop/qed_spec.txt)
  *   Parallels  "WithoutFreeSpace" or "WithouFreSpacExt" at 0
@@ -10,21 +10,21 @@
  *   DMG        "koly" trailer in the last 512 bytes, 512 bytes long,
  *              version 4 (Apple UDIF)
  */
-#include "image/signature.h"
+#include "image/foreign.h"
 
 #include <string.h>
 
 #include "util/bytes.h"
 
-static bool head_has(const struct image_probe *p, const char *magic)
+static bool foreign_head_has(const struct image_probe *p, const char *magic)
 {
     size_t n = strlen(magic);
     return p->head_len >= n && !memcmp(p->head, magic, n);
 }
 
-static bool is_cloop(const struct image_probe *p)
+static bool foreign_is_cloop(const struct image_probe *p)
 {
-    if (!head_has(p, "#!/bin/sh"))
+    if (!foreign_head_has(p, "#!/bin/sh"))
         return false;
     size_t n = p->head_len < 128 ? p->head_len : 128;
     for (size_t i = 0; i + 12 <= n; i++)
@@ -33,7 +33,7 @@ static bool is_cloop(const struct image_probe *p)
     return false;
 }
 
-static bool is_dmg(const struct image_probe *p)
+static bool foreign_is_dmg(const struct image_probe *p)
 {
     if (p->tail_len < 512 || p->file_size < 512)
         return false;
@@ -42,17 +42,18 @@ static bool is_dmg(const struct image_probe *p)
            get_be32(k + 8) == 512;
 }
 
-const char *signature_unsupported(const struct image_probe *p)
+const char *foreign_format(const struct image_probe *p)
 {
     if (p->head_len >= 4 && !memcmp(p->head, "QED\0", 4))
         return "qed";
-    if (head_has(p, "WithoutFreeSpace") || head_has(p, "WithouFreSpacExt"))
+    if (foreign_head_has(p, "WithoutFreeSpace") ||
+        foreign_head_has(p, "WithouFreSpacExt"))
         return "parallels";
-    if (head_has(p, "Bochs Virtual HD Image"))
+    if (foreign_head_has(p, "Bochs Virtual HD Image"))
         return "bochs";
-    if (is_cloop(p))
+    if (foreign_is_cloop(p))
         return "cloop";
-    if (is_dmg(p))
+    if (foreign_is_dmg(p))
         return "dmg";
     return NULL;
 }

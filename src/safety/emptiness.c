@@ -1,5 +1,5 @@
 /*
- * signature.c: does the destination hold anything? (safety.h check 6)
+ * emptiness.c: does the destination hold anything? (safety.h check 6)
  *
  * Three looks, the first that finds something wins (the second: a
  * regular file holding an image container, "a qcow2 image"):
@@ -13,9 +13,9 @@
  *     first sector was wiped):
  *       - the first and the last MiB (partition tables, boot code,
  *         GPT backup, md 0.9/1.0 superblocks, ZFS labels);
- *       - SIG_SPREAD windows of 64 KiB spread evenly over the device;
+ *       - EMPTINESS_SPREAD windows of 64 KiB spread evenly over the device;
  *       - regular files only: the first 64 KiB of each of the first
- *         SIG_SPREAD data extents found with SEEK_DATA (a sparse file
+ *         EMPTINESS_SPREAD data extents found with SEEK_DATA (a sparse file
  *         with a few written blocks anywhere is found for the price of
  *         a few reads; a fully sparse file reads nothing).
  *     Resuming (ours != NULL), bytes in ranges an interrupted copy of
@@ -38,18 +38,18 @@
 
 #include "util/zero.h"
 
-#define SIG_EDGE (1024 * 1024)
-#define SIG_WINDOW (64 * 1024)
-#define SIG_SPREAD 16
+#define EMPTINESS_EDGE (1024 * 1024)
+#define EMPTINESS_WINDOW (64 * 1024)
+#define EMPTINESS_SPREAD 16
 
 /* "a" or "an" before a type spoken as letters or as a word. */
-static const char *sig_article(const char *word)
+static const char *emptiness_article(const char *word)
 {
     return strchr("aefhilmnorsxAEFHILMNORSX", word[0]) ? "an" : "a";
 }
 
-static void sig_describe(const char *type, const char *usage, char *desc,
-                         size_t len)
+static void emptiness_describe(const char *type, const char *usage,
+                               char *desc, size_t len)
 {
     static const struct {
         const char *type, *desc;
@@ -76,12 +76,12 @@ static void sig_describe(const char *type, const char *usage, char *desc,
         what = "RAID member";
     else if (usage && !strcmp(usage, "crypto"))
         what = "encrypted volume";
-    snprintf(desc, len, "%s %s %s", sig_article(type), type, what);
+    snprintf(desc, len, "%s %s %s", emptiness_article(type), type, what);
 }
 
 /* Is [off, off+len) entirely inside ours (sorted, merged)? */
-static bool sig_ours(const struct extent_list *ours, uint64_t off,
-                     uint64_t len)
+static bool emptiness_ours(const struct extent_list *ours, uint64_t off,
+                           uint64_t len)
 {
     if (!ours)
         return false;
@@ -99,8 +99,8 @@ static bool sig_ours(const struct extent_list *ours, uint64_t off,
 
 /* The signature just found lies in a range of ours (its magic's offset,
  * libblkid's name for it in key)? */
-static bool sig_magic_ours(blkid_probe pr, const char *key,
-                           const struct extent_list *ours)
+static bool emptiness_magic_ours(blkid_probe pr, const char *key,
+                                 const struct extent_list *ours)
 {
     const char *val = NULL;
     if (!ours || blkid_probe_lookup_value(pr, key, &val, NULL) != 0 ||
@@ -108,13 +108,14 @@ static bool sig_magic_ours(blkid_probe pr, const char *key,
         return false;
     char *end;
     unsigned long long at = strtoull(val, &end, 10);
-    return end != val && sig_ours(ours, at, 1);
+    return end != val && emptiness_ours(ours, at, 1);
 }
 
 /* 1 with desc set when libblkid finds a signature, 0 if none, -1 on
  * error (libblkid could not start: reported as DF_IO). */
-static int sig_blkid(const struct df_file *f, const struct extent_list *ours,
-                     char *desc, size_t len, struct df_error *err)
+static int emptiness_blkid(const struct df_file *f,
+                           const struct extent_list *ours, char *desc,
+                           size_t len, struct df_error *err)
 {
     blkid_probe pr = blkid_new_probe();
     const char *val = NULL;
@@ -134,15 +135,15 @@ static int sig_blkid(const struct df_file *f, const struct extent_list *ours,
     /* Each call reports the next thing found, until 1 (done) or -1. */
     while (!found && blkid_do_probe(pr) == 0) {
         if (blkid_probe_lookup_value(pr, "PTTYPE", &val, NULL) == 0 &&
-            val && !sig_magic_ours(pr, "PTMAGIC_OFFSET", ours)) {
-            snprintf(desc, len, "%s %s partition table", sig_article(val),
+            val && !emptiness_magic_ours(pr, "PTMAGIC_OFFSET", ours)) {
+            snprintf(desc, len, "%s %s partition table", emptiness_article(val),
                      val);
             found = 1;
         } else if (blkid_probe_lookup_value(pr, "TYPE", &val, NULL) == 0 &&
-                   val && !sig_magic_ours(pr, "SBMAGIC_OFFSET", ours)) {
+                   val && !emptiness_magic_ours(pr, "SBMAGIC_OFFSET", ours)) {
             const char *usage = NULL;
             blkid_probe_lookup_value(pr, "USAGE", &usage, NULL);
-            sig_describe(val, usage, desc, len);
+            emptiness_describe(val, usage, desc, len);
             found = 1;
         }
     }
@@ -152,9 +153,10 @@ static int sig_blkid(const struct df_file *f, const struct extent_list *ours,
 
 /* 1 with desc when [off, off+len) holds a non-zero byte outside ours
  * (looked at in 4 KiB pieces). */
-static int sig_window(const struct df_file *f, const struct extent_list *ours,
-                      uint8_t *buf, uint64_t off, uint64_t len, char *desc,
-                      size_t dlen, struct df_error *err)
+static int emptiness_window(const struct df_file *f,
+                            const struct extent_list *ours, uint8_t *buf,
+                            uint64_t off, uint64_t len, char *desc,
+                            size_t dlen, struct df_error *err)
 {
     if (off >= f->size)
         return 0;
@@ -163,9 +165,9 @@ static int sig_window(const struct df_file *f, const struct extent_list *ours,
     if (ours) {
         for (uint64_t p = 0; p < len; p += 4096) {
             uint64_t n = len - p < 4096 ? len - p : 4096;
-            if (sig_ours(ours, off + p, n))
+            if (emptiness_ours(ours, off + p, n))
                 continue;
-            int r = sig_window(f, NULL, buf, off + p, n, desc, dlen, err);
+            int r = emptiness_window(f, NULL, buf, off + p, n, desc, dlen, err);
             if (r != 0)
                 return r;
         }
@@ -184,8 +186,8 @@ static int sig_window(const struct df_file *f, const struct extent_list *ours,
     return 1;
 }
 
-int sig_probe_content(const struct df_file *f, const struct extent_list *ours,
-                      char *desc, size_t len, struct df_error *err)
+int emptiness_probe(const struct df_file *f, const struct extent_list *ours,
+                    char *desc, size_t len, struct df_error *err)
 {
     uint8_t *buf = NULL;
     int r = 0;
@@ -193,7 +195,7 @@ int sig_probe_content(const struct df_file *f, const struct extent_list *ours,
     if (f->is_stream || f->size == 0)
         return 0;
     if (f->fd >= 0) {
-        r = sig_blkid(f, ours, desc, len, err);
+        r = emptiness_blkid(f, ours, desc, len, err);
         if (r != 0)
             return r;
     }
@@ -210,27 +212,28 @@ int sig_probe_content(const struct df_file *f, const struct extent_list *ours,
             return 1;
         }
     }
-    buf = malloc(SIG_EDGE);
+    buf = malloc(EMPTINESS_EDGE);
     if (!buf)
         return df_io(err, f->name, ENOMEM, "cannot check contents");
-    r = sig_window(f, ours, buf, 0, SIG_EDGE, desc, len, err);
-    if (r == 0 && f->size > SIG_EDGE)
-        r = sig_window(f, ours, buf, f->size - SIG_EDGE, SIG_EDGE, desc, len,
-                       err);
-    for (uint64_t i = 1; r == 0 && i <= SIG_SPREAD; i++) {
-        uint64_t off = f->size / (SIG_SPREAD + 1) * i;
-        r = sig_window(f, ours, buf, off - off % 4096, SIG_WINDOW, desc, len,
-                       err);
+    r = emptiness_window(f, ours, buf, 0, EMPTINESS_EDGE, desc, len, err);
+    if (r == 0 && f->size > EMPTINESS_EDGE)
+        r = emptiness_window(f, ours, buf, f->size - EMPTINESS_EDGE,
+                             EMPTINESS_EDGE, desc, len, err);
+    for (uint64_t i = 1; r == 0 && i <= EMPTINESS_SPREAD; i++) {
+        uint64_t off = f->size / (EMPTINESS_SPREAD + 1) * i;
+        r = emptiness_window(f, ours, buf, off - off % 4096,
+                             EMPTINESS_WINDOW, desc, len, err);
     }
     /* Regular files: the start of each of the first few data extents. */
     off_t pos = 0;
-    for (int i = 0; r == 0 && f->fd >= 0 && f->is_regular && i < SIG_SPREAD;
+    for (int i = 0;
+         r == 0 && f->fd >= 0 && f->is_regular && i < EMPTINESS_SPREAD;
          i++) {
         off_t data = lseek(f->fd, pos, SEEK_DATA);
         if (data < 0)
             break;          /* ENXIO: no more data; EINVAL: unsupported */
-        r = sig_window(f, ours, buf, (uint64_t)data, SIG_WINDOW, desc, len,
-                       err);
+        r = emptiness_window(f, ours, buf, (uint64_t)data,
+                             EMPTINESS_WINDOW, desc, len, err);
         off_t hole = lseek(f->fd, data, SEEK_HOLE);
         if (hole <= data)
             break;

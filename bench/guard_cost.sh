@@ -12,6 +12,8 @@
 #                 read before it is written or zeroed
 #   no guard      the same copy with --overwrite --yes (no reads before
 #                 writing; zero runs become BLKZEROOUT)
+#   dd            dd if=DEVICE of=/dev/null bs=1M: reading the device
+#                 once, the floor of any whole-destination check
 # The device is zeroed again (blkdiscard) before each run; medians of
 # RUNS interleaved runs (bench/interleave.py), verification on.
 set -euo pipefail
@@ -40,4 +42,5 @@ ZAP="blkdiscard $LOOP 2>/dev/null || dd if=/dev/zero of=$LOOP bs=4M status=none"
     --title "1 GiB loop device: the whole-destination check" \
     "check-alone=$DF copy --dry-run $W/holes.img $LOOP" \
     "guard=$DF copy $W/src.img $LOOP" \
-    "no-guard=$DF copy --overwrite --yes $W/src.img $LOOP"
+    "no-guard=$DF copy --overwrite --yes $W/src.img $LOOP" \
+    "dd=dd if=$LOOP of=/dev/null bs=1M status=none"

@@ -156,6 +156,15 @@ int dest_grow(struct image *img, uint64_t need, const char *path,
  * nothing to save, on o->msgs. */
 void dest_warn_undo_new(const struct dest_opts *o, const char *path);
 
+/*
+ * A new, empty image of size bytes in format fmt at path (`diskferry
+ * create`): the safety gate (SAFETY_OP_CREATE), then image_create(),
+ * which never replaces a file (O_EXCL), made durable.  On failure
+ * nothing is left at path.
+ */
+int dest_create(const char *path, const char *fmt, uint64_t size,
+                struct df_error *err);
+
 /* The test hook of the header comment (a no-op without -Dtesting). */
 void dest_test_kill(const char *step);
 

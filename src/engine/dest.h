@@ -20,7 +20,7 @@
  * Invariants:
  *  1. Nothing is created, opened for writing or claimed before
  *     safety_check_destination() (safety/safety.h) passed on the
- *     destination (DESIGN.md promise 5).
+ *     destination (docs/design.md promise 1).
  *  2. A new file is never written under the name the user gave: it is
  *     renamed there only at dest_commit(), after the job verified, with
  *     RENAME_NOREPLACE (or link()): a file that appeared meanwhile is

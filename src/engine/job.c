@@ -13,7 +13,7 @@
  * Copying between two remote hosts is refused (exit 2): diskferry moves
  * a disk between the host it runs on and one other.
  *
- * Order of work (DESIGN.md promises 1 and 5): the source is opened and
+ * Order of work (docs/design.md promises 1 and 5): the source is opened and
  * validated, chain and all, before the destination is created or opened.
  */
 #define _GNU_SOURCE
@@ -69,7 +69,7 @@ static int job_open_source(const struct job_spec *spec, struct image **src,
                             !spec->msgs, err);
 }
 
-/* DF_INTERRUPTED: say how far it got and how to go on (DESIGN.md). */
+/* DF_INTERRUPTED: say how far it got and how to go on (docs/design.md). */
 static void job_interrupted(struct df_error *err, uint64_t written,
                             uint64_t total, bool resumable)
 {

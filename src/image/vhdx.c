@@ -2,7 +2,7 @@
  * vhdx.c: VHDX (Hyper-V) images, fixed, dynamic and differencing:
  * probe, open, map, read.  Read-only.
  *
- * Spec: Microsoft [MS-VHDX] (summary: formats.md section 5.4).  All
+ * Spec: Microsoft [MS-VHDX] (summary: docs/formats.md section 5.4).  All
  * little endian; checksums are CRC-32C over the structure with its
  * checksum field zeroed.
  *

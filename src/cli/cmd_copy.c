@@ -2,10 +2,11 @@
  * cmd_copy.c: `diskferry copy SRC DST`: full copy or conversion, zero-
  * and hole-aware, verified end to end.
  *
- * Options in, a job spec out (engine/job.h); job_run() does the work
- * (the source, the destination's life in engine/dest.h, the remote
- * host); the report comes back and is printed here: one line with -v,
- * one JSON object with --json.
+ * Options in, a job spec out (engine/job.h; the options of images and
+ * remote endpoints are cli.c's); job_run() does the work (the source,
+ * the destination's life in engine/dest.h, the remote host); the report
+ * comes back and report.c prints it: one line with -v, one JSON object
+ * with --json.
  */
 #define _GNU_SOURCE
 #include <getopt.h>

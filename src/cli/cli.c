@@ -129,6 +129,51 @@ int cli_image_option(const struct cli *c, struct cli_image_opts *o, int opt,
     return 0;
 }
 
+int cli_remote_option(const struct cli *c, struct job_spec *spec, int opt,
+                      char *arg)
+{
+    struct job_remote *r = &spec->remote;
+    switch (opt) {
+    case CLI_OPT_RSH: r->rsh = arg; return 1;
+    case CLI_OPT_REMOTE_PATH: r->remote_path = arg; return 1;
+    case CLI_OPT_TIMEOUT:
+        if (cli_parse_uint(c, "--timeout", arg, 1, 86400, &r->timeout))
+            return -1;
+        r->pass_timeout = true;
+        return 1;
+    case CLI_OPT_COMPRESS:
+        r->compress = arg;
+        if (job_compress_check(arg) < 0) {
+            cli_usage(c, "--compress: expected auto, zstd, zstd:1..19, lz4 "
+                      "or none, got '%s'", arg);
+            return -1;
+        }
+        return 1;
+    case CLI_OPT_BWLIMIT:
+        if (cli_parse_size(c, "--bwlimit", arg, &r->bwlimit))
+            return -1;
+        if (r->bwlimit && r->bwlimit < 1024) {
+            cli_usage(c, "--bwlimit: at least 1K per second");
+            return -1;
+        }
+        return 1;
+    case CLI_OPT_TRANSPORT:
+        if (strcmp(arg, "tcp") && strcmp(arg, "ssh")) {
+            cli_usage(c, "--transport: expected ssh or tcp, got '%s'", arg);
+            return -1;
+        }
+        r->tcp = !strcmp(arg, "tcp");
+        return 1;
+    case CLI_OPT_STREAMS:
+        return cli_parse_uint(c, "--streams", arg, 1, 64, &r->streams)
+                   ? -1 : 1;
+    case CLI_OPT_RESUME:
+        spec->resume = true;
+        return 1;
+    }
+    return 0;
+}
+
 int cli_check_source(const struct cli *c, const struct cli_image_opts *o,
                      const struct image *src, const char *result,
                      struct df_error *err)
@@ -142,104 +187,4 @@ bool cli_progress_enabled(int mode)
     if (mode >= 0)
         return mode == 1;
     return isatty(STDERR_FILENO);
-}
-
-/* ---- JSON ---- */
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\r': fputs("\\r", f); break;
-        case '\t': fputs("\\t", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
-
-static void json_key(struct json *j, const char *key)
-{
-    if (!j->first[j->depth])
-        fputc(',', j->f);
-    j->first[j->depth] = false;
-    if (key) {
-        json_string(j->f, key);
-        fputc(':', j->f);
-    }
-}
-
-void json_begin(struct json *j, FILE *f)
-{
-    memset(j, 0, sizeof(*j));
-    j->f = f;
-    fputc('{', f);
-    j->first[0] = true;
-}
-
-void json_end(struct json *j)
-{
-    fputs("}\n", j->f);
-    fflush(j->f);
-}
-
-void json_obj(struct json *j, const char *key)
-{
-    json_key(j, key);
-    fputc('{', j->f);
-    j->first[++j->depth] = true;
-}
-
-void json_arr(struct json *j, const char *key)
-{
-    json_key(j, key);
-    fputc('[', j->f);
-    j->first[++j->depth] = true;
-}
-
-void json_close_obj(struct json *j)
-{
-    fputc('}', j->f);
-    j->depth--;
-}
-
-void json_close_arr(struct json *j)
-{
-    fputc(']', j->f);
-    j->depth--;
-}
-
-void json_str(struct json *j, const char *key, const char *val)
-{
-    json_key(j, key);
-    if (val)
-        json_string(j->f, val);
-    else
-        fputs("null", j->f);
-}
-
-void json_u64(struct json *j, const char *key, uint64_t val)
-{
-    json_key(j, key);
-    fprintf(j->f, "%llu", (unsigned long long)val);
-}
-
-void json_dbl(struct json *j, const char *key, double val)
-{
-    json_key(j, key);
-    fprintf(j->f, "%.3f", val);
-}
-
-void json_bool(struct json *j, const char *key, bool val)
-{
-    json_key(j, key);
-    fputs(val ? "true" : "false", j->f);
 }

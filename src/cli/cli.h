@@ -1,6 +1,7 @@
 /*
  * cli.h: what the subcommands share: the command table entry, error
- * and usage printing, strict option parsing, the JSON report writer.
+ * and usage printing, strict option parsing (the options of images and
+ * of remote endpoints).  The reports are in report.h.
  *
  * Subcommands know options and reports; the core knows disks (they use
  * engine/job.h and image/image.h, never a driver).
@@ -12,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "engine/job.h"
 #include "image/image.h"
 #include "util/error.h"
 
@@ -49,7 +51,11 @@ void cli_image_opts_init(struct cli_image_opts *o);
 
 /* The long options of every command that opens images (-f is the short
  * one); cli_image_option() handles what they return. */
-enum { CLI_OPT_PARENT_DIR = 1001, CLI_OPT_PARENT, CLI_OPT_FORCE_SHARE };
+enum {
+    CLI_OPT_PARENT_DIR = 1001, CLI_OPT_PARENT, CLI_OPT_FORCE_SHARE,
+    CLI_OPT_RSH, CLI_OPT_REMOTE_PATH, CLI_OPT_TIMEOUT, CLI_OPT_COMPRESS,
+    CLI_OPT_BWLIMIT, CLI_OPT_TRANSPORT, CLI_OPT_STREAMS, CLI_OPT_RESUME,
+};
 #define CLI_IMAGE_LONGOPTS                                                 \
     { "format", required_argument, NULL, 'f' },                            \
     { "parent-dir", required_argument, NULL, CLI_OPT_PARENT_DIR },         \
@@ -59,6 +65,26 @@ enum { CLI_OPT_PARENT_DIR = 1001, CLI_OPT_PARENT, CLI_OPT_FORCE_SHARE };
  * them; -1: a usage error was printed. */
 int cli_image_option(const struct cli *c, struct cli_image_opts *o, int opt,
                      char *arg);
+/* How to reach another host: every command that takes a host:PATH. */
+#define CLI_HOST_LONGOPTS                                                  \
+    { "rsh", required_argument, NULL, CLI_OPT_RSH },                       \
+    { "remote-path", required_argument, NULL, CLI_OPT_REMOTE_PATH },       \
+    { "timeout", required_argument, NULL, CLI_OPT_TIMEOUT }
+/* ... and what to do on the way: commands that move a disk to or from
+ * it (copy, and later sync and plan). */
+#define CLI_REMOTE_LONGOPTS                                                \
+    CLI_HOST_LONGOPTS,                                                     \
+    { "compress", required_argument, NULL, CLI_OPT_COMPRESS },             \
+    { "bwlimit", required_argument, NULL, CLI_OPT_BWLIMIT },               \
+    { "transport", required_argument, NULL, CLI_OPT_TRANSPORT },           \
+    { "streams", required_argument, NULL, CLI_OPT_STREAMS },               \
+    { "resume", no_argument, NULL, CLI_OPT_RESUME }
+/* 1: opt was one of CLI_REMOTE_LONGOPTS and is recorded in spec (its
+ * remote part, and resume); 0: not one of them; -1: a usage error was
+ * printed. */
+int cli_remote_option(const struct cli *c, struct job_spec *spec, int opt,
+                      char *arg);
+
 /*
  * The source check (safety_check_source()) on an open source, with
  * o->force_share; result names what an inconsistent read spoils ("copy",
@@ -74,23 +100,6 @@ int cli_add_parent(const struct cli *c, struct cli_image_opts *o,
 
 /* Should progress be drawn?  mode: -1 auto (stderr is a tty), 0, 1. */
 bool cli_progress_enabled(int mode);
-
-/* A minimal JSON writer for --json reports, to a FILE. */
-struct json {
-    FILE *f;
-    int depth;
-    bool first[16];
-};
-void json_begin(struct json *j, FILE *f);
-void json_end(struct json *j);          /* closes the top object, "\n" */
-void json_obj(struct json *j, const char *key);   /* key NULL in arrays */
-void json_arr(struct json *j, const char *key);
-void json_close_obj(struct json *j);
-void json_close_arr(struct json *j);
-void json_str(struct json *j, const char *key, const char *val);
-void json_u64(struct json *j, const char *key, uint64_t val);
-void json_dbl(struct json *j, const char *key, double val);
-void json_bool(struct json *j, const char *key, bool val);
 
 /* Subcommands: argc/argv start at the subcommand name. */
 int cmd_info(int argc, char **argv);

@@ -2,10 +2,11 @@
  * cmd_copy.c: `diskferry copy SRC DST`: full copy or conversion, zero-
  * and hole-aware, verified end to end.
  *
- * Options in, a job spec out (engine/job.h); job_run() does the work
- * (the source, the destination's life in engine/dest.h, the remote
- * host); the report comes back and is printed here: one line with -v,
- * one JSON object with --json.
+ * Options in, a job spec out (engine/job.h; the options of images and
+ * remote endpoints are cli.c's); job_run() does the work (the source,
+ * the destination's life in engine/dest.h, the remote host); the report
+ * comes back and report.c prints it: one line with -v, one JSON object
+ * with --json.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -13,9 +14,9 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/report.h"
 #include "engine/job.h"
 #include "util/interrupt.h"
-#include "util/size.h"
 
 static const char copy_usage[] =
     "usage: diskferry copy [OPTIONS] SRC DST\n"
@@ -123,16 +124,14 @@ struct copy_opts {
 
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
-    OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS,
-    OPT_RSH, OPT_REMOTE_PATH, OPT_COMPRESS, OPT_BWLIMIT, OPT_TRANSPORT,
-    OPT_STREAMS, OPT_RESUME,
-    OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO, OPT_TIMEOUT,
+    OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
 {
     static const struct option longopts[] = {
         CLI_IMAGE_LONGOPTS,
+        CLI_REMOTE_LONGOPTS,
         { "output-format", required_argument, NULL, 'O' },
         { "compress-image", no_argument, NULL, 'c' },
         { "overwrite", no_argument, NULL, OPT_OVERWRITE },
@@ -146,21 +145,13 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "json", no_argument, NULL, OPT_JSON },
         { "progress", no_argument, NULL, OPT_PROGRESS },
         { "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
-        { "rsh", required_argument, NULL, OPT_RSH },
-        { "remote-path", required_argument, NULL, OPT_REMOTE_PATH },
-        { "compress", required_argument, NULL, OPT_COMPRESS },
-        { "bwlimit", required_argument, NULL, OPT_BWLIMIT },
-        { "transport", required_argument, NULL, OPT_TRANSPORT },
-        { "streams", required_argument, NULL, OPT_STREAMS },
-        { "resume", no_argument, NULL, OPT_RESUME },
-        { "timeout", required_argument, NULL, OPT_TIMEOUT },
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct cli *c = &o->c;
-    int opt;
+    int opt, r;
 
     optind = 1;
     opterr = 0;         /* cli_bad_option() says it in one line */
@@ -187,51 +178,14 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_JSON: o->json = true; break;
         case OPT_PROGRESS: o->progress = 1; break;
         case OPT_NO_PROGRESS: o->progress = 0; break;
-        case OPT_RSH: o->spec.remote.rsh = optarg; break;
-        case OPT_REMOTE_PATH: o->spec.remote.remote_path = optarg; break;
-        case OPT_COMPRESS:
-            o->spec.remote.compress = optarg;
-            if (job_compress_check(optarg) < 0)
-                return cli_usage(c, "--compress: expected auto, zstd, "
-                                 "zstd:1..19, lz4 or none, got '%s'",
-                                 optarg);
-            break;
-        case OPT_BWLIMIT:
-            if (cli_parse_size(c, "--bwlimit", optarg, &o->spec.remote.bwlimit))
-                return DF_USAGE;
-            if (o->spec.remote.bwlimit && o->spec.remote.bwlimit < 1024)
-                return cli_usage(c, "--bwlimit: at least 1K per second");
-            break;
-        case OPT_TRANSPORT:
-            if (!strcmp(optarg, "tcp"))
-                o->spec.remote.tcp = true;
-            else if (!strcmp(optarg, "ssh"))
-                o->spec.remote.tcp = false;
-            else
-                return cli_usage(c, "--transport: expected ssh or tcp, "
-                                 "got '%s'", optarg);
-            break;
-        case OPT_STREAMS:
-            if (cli_parse_uint(c, "--streams", optarg, 1, 64,
-                               &o->spec.remote.streams))
-                return DF_USAGE;
-            break;
-        case OPT_RESUME: o->spec.resume = true; break;
-        case OPT_TIMEOUT:
-            if (cli_parse_uint(c, "--timeout", optarg, 1, 86400,
-                               &o->spec.remote.timeout))
-                return DF_USAGE;
-            o->spec.remote.pass_timeout = true;
-            break;
         case 'q': c->quiet = true; break;
         case 'v': c->verbose++; break;
         case 'h': fputs(copy_usage, stdout); return -1;
         default:
-            switch (cli_image_option(c, &o->src_io, opt, optarg)) {
-            case 1: break;
-            case 0: return cli_bad_option(c, argv);
-            default: return DF_USAGE;
-            }
+            if (!(r = cli_image_option(c, &o->src_io, opt, optarg)))
+                r = cli_remote_option(c, &o->spec, opt, optarg);
+            if (r <= 0)
+                return r ? DF_USAGE : cli_bad_option(c, argv);
         }
     }
     if (argc - optind != 2)
@@ -250,81 +204,6 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
                          "to save");
     o->spec.jo.progress = cli_progress_enabled(o->progress);
     return 0;
-}
-
-static void copy_report_json(const struct copy_opts *o,
-                             const struct job_report *rep)
-{
-    const struct job_stats *st = &rep->st;
-    struct json j;
-    char hex[2 * DIGEST_MAX_LEN + 1];
-    json_begin(&j, stdout);
-    json_str(&j, "command", "copy");
-    json_str(&j, "source", o->spec.src);
-    json_str(&j, "destination", o->spec.dst);
-    json_str(&j, "source_format", rep->src_format);
-    json_str(&j, "destination_format", rep->dst_format);
-    json_u64(&j, "disk_size", st->disk_size);
-    json_u64(&j, "bytes_read", st->bytes_read);
-    json_u64(&j, "bytes_written", st->bytes_written);
-    json_u64(&j, "bytes_sent", st->bytes_wire);
-    json_u64(&j, "bytes_zeroed", st->bytes_zeroed);
-    json_obj(&j, "skipped");
-    json_u64(&j, "unallocated", st->skipped_unallocated);
-    json_u64(&j, "zero", st->skipped_zero);
-    if (rep->remote)
-        json_u64(&j, "resumed", rep->skipped_resumed);
-    json_close_obj(&j);
-    if (rep->remote) {
-        json_obj(&j, "remote");
-        json_str(&j, "transport", rep->transport);
-        json_str(&j, "compression", rep->compression);
-        json_u64(&j, "bytes_wire", st->bytes_wire);
-        json_u64(&j, "payload_bytes", rep->payload_bytes);
-        json_u64(&j, "payload_bytes_compressed",
-                 rep->payload_bytes_compressed);
-        json_dbl(&j, "compression_ratio", rep->payload_bytes_compressed
-                 ? (double)rep->payload_bytes /
-                       (double)rep->payload_bytes_compressed : 1.0);
-        if (rep->zstd_level_max)
-            json_u64(&j, "zstd_level_max", (uint64_t)rep->zstd_level_max);
-        json_close_obj(&j);
-    }
-    json_dbl(&j, "seconds", st->seconds);
-    json_dbl(&j, "verify_seconds", st->verify_seconds);
-    json_bool(&j, "verified", st->verified);
-    json_obj(&j, "digest");
-    json_str(&j, "algorithm", digest_alg_name(o->spec.jo.digest));
-    digest_hex(&st->src_digest, hex);
-    json_str(&j, "source", hex);
-    if (st->verified) {
-        digest_hex(&st->dst_digest, hex);
-        json_str(&j, "destination", hex);
-    }
-    json_close_obj(&j);
-    json_end(&j);
-}
-
-static void copy_report_line(const struct job_report *rep)
-{
-    const struct job_stats *st = &rep->st;
-    char size[32], written[32], skipped[32];
-    size_format(st->disk_size, size, sizeof(size));
-    size_format(st->bytes_written, written, sizeof(written));
-    size_format(st->skipped_unallocated + st->skipped_zero, skipped,
-                sizeof(skipped));
-    fprintf(stderr, "diskferry: copy: %s disk, %s written, %s of zeros and "
-            "holes skipped, %.2f s%s\n", size, written, skipped, st->seconds,
-            st->verified ? ", verified" : rep->verify ? "" :
-            ", not verified (--no-verify)");
-    if (!rep->remote)
-        return;
-    fprintf(stderr, "diskferry: copy: %llu bytes on the wire, compression "
-            "%.2fx%s\n", (unsigned long long)st->bytes_wire,
-            rep->payload_bytes_compressed
-                ? (double)rep->payload_bytes /
-                      (double)rep->payload_bytes_compressed : 1.0,
-            rep->skipped_resumed ? ", resumed" : "");
 }
 
 int cmd_copy(int argc, char **argv)
@@ -362,8 +241,8 @@ int cmd_copy(int argc, char **argv)
         return err.cat;
     }
     if (o.json)
-        copy_report_json(&o, &rep);
+        report_copy_json(stdout, &o.spec, &rep);
     if (o.c.verbose)
-        copy_report_line(&rep);
+        report_copy_line(&o.spec, &rep);
     return 0;
 }

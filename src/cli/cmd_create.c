@@ -1,15 +1,12 @@
 /*
  * cmd_create.c: `diskferry create --size SIZE DST`: a new empty disk.
- * It never replaces anything: the file is created O_EXCL.
+ * It never replaces anything: job_create() (engine/job.h) runs the
+ * safety gate and creates the file O_EXCL.
  */
 #include <getopt.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
-#include "engine/endpoint.h"
-#include "safety/safety.h"
 
 static const char create_usage[] =
     "usage: diskferry create --size SIZE [-O FMT] DST\n"
@@ -65,21 +62,10 @@ int cmd_create(int argc, char **argv)
         return cli_usage(&c, "-O: unknown format '%s'", fmt);
 
     struct df_error err;
-    struct image *img = NULL;
-    const char *dst = argv[optind];
-    struct safety_req req = { .dst_path = dst, .dst = NULL,
-                              .need_size = size, .op = SAFETY_OP_CREATE };
     df_error_init(&err);
-    if (safety_check_destination(&req, &err) < 0 ||
-        image_create(dst, fmt, size, NULL, &img, &err) < 0 ||
-        image_flush(img, true, &err) < 0) {
+    if (job_create(argv[optind], fmt, size, &err) < 0) {
         cli_print_error(&c, &err);
-        if (img) {
-            image_close(img);
-            unlink(dst);
-        }
         return err.cat;
     }
-    image_close(img);
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/report.h"
 #include "util/size.h"
 
 static const char info_usage[] =
@@ -35,10 +36,6 @@ static const char info_usage[] =
     "                          without asking)\n"
     "      --json              one JSON object on stdout\n"
     "  -h, --help              this text\n";
-
-struct info_counts {
-    uint64_t data, zero, hole;
-};
 
 static int info_map(struct image *img, struct info_counts *c,
                     struct df_error *err)
@@ -107,51 +104,6 @@ static void print_human(const struct image *img, const struct info_counts *c)
     }
 }
 
-static void json_props(struct json *j, const struct image *img)
-{
-    json_obj(j, "properties");
-    for (unsigned i = 0; i < img->nprops; i++)
-        json_str(j, img->props[i].key, img->props[i].val);
-    json_close_obj(j);
-}
-
-static void print_json(const struct image *img, const struct info_counts *c)
-{
-    struct json j;
-    json_begin(&j, stdout);
-    json_str(&j, "filename", img->name);
-    json_str(&j, "format", image_format_name(img));
-    json_u64(&j, "virtual_size", img->size);
-    json_u64(&j, "allocated_bytes", image_allocated_bytes(img));
-    json_u64(&j, "data_bytes", c->data);
-    json_u64(&j, "zero_bytes", c->zero);
-    json_u64(&j, "hole_bytes", c->hole);
-    if (img->probe_note[0])
-        json_str(&j, "probe_note", img->probe_note);
-    if (img->has_parent_ref && !img->parent && img->parent_name[0])
-        json_str(&j, "recorded_parent", img->parent_name);
-    json_props(&j, img);
-    json_arr(&j, "chain");
-    const struct image *child = NULL;
-    for (const struct image *m = img; m; child = m, m = m->parent) {
-        json_obj(&j, NULL);
-        json_u64(&j, "depth", m->depth);
-        json_str(&j, "path", m->name);
-        json_str(&j, "format", image_format_name(m));
-        json_u64(&j, "virtual_size", m->size);
-        json_u64(&j, "allocated_bytes", image_allocated_bytes(m));
-        if (child) {
-            json_str(&j, "recorded_as",
-                     child->parent_name[0] ? child->parent_name : NULL);
-            json_str(&j, "found_by", child->parent_how);
-        }
-        json_props(&j, m);
-        json_close_obj(&j);
-    }
-    json_close_arr(&j);
-    json_end(&j);
-}
-
 int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -197,7 +149,7 @@ int cmd_info(int argc, char **argv)
         return err.cat;
     }
     if (json)
-        print_json(img, &counts);
+        report_info_json(stdout, img, &counts);
     else
         print_human(img, &counts);
     image_close(img);

@@ -6,11 +6,10 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/report.h"
 #include "engine/job.h"
-#include "util/size.h"
 
 #define VERIFY_MAX_RANGES 100000
-#define VERIFY_PRINT_RANGES 1000
 
 static const char verify_usage[] =
     "usage: diskferry verify [OPTIONS] A B\n"
@@ -42,34 +41,6 @@ static const char verify_usage[] =
     "      --no-progress       never draw progress\n"
     "  -q, --quiet             print nothing; the exit code answers\n"
     "  -h, --help              this text\n";
-
-static void report_json(const char *a, const char *b,
-                        const struct job_stats *st,
-                        const struct extent_list *differ, int identical)
-{
-    struct json j;
-    char hex[2 * DIGEST_MAX_LEN + 1];
-    json_begin(&j, stdout);
-    json_str(&j, "command", "verify");
-    json_str(&j, "a", a);
-    json_str(&j, "b", b);
-    json_bool(&j, "identical", identical);
-    json_u64(&j, "disk_size", st->disk_size);
-    json_u64(&j, "bytes_read", st->bytes_read);
-    json_dbl(&j, "seconds", st->seconds);
-    json_str(&j, "digest_algorithm", digest_alg_name(st->src_digest.alg));
-    digest_hex(&st->src_digest, hex);
-    json_str(&j, "digest", hex);
-    json_arr(&j, "differ");
-    for (size_t i = 0; i < differ->n; i++) {
-        json_obj(&j, NULL);
-        json_u64(&j, "offset", differ->v[i].off);
-        json_u64(&j, "length", differ->v[i].len);
-        json_close_obj(&j);
-    }
-    json_close_arr(&j);
-    json_end(&j);
-}
 
 int cmd_verify(int argc, char **argv)
 {
@@ -156,31 +127,11 @@ int cmd_verify(int argc, char **argv)
         goto out;
     }
     rc = r ? DF_DIFFER : DF_OK;
-    if (json) {
-        report_json(pa, pb, &st, &differ, r == 0);
-    } else if (!c.quiet && r == 0) {
-        char hex[2 * DIGEST_MAX_LEN + 1];
-        digest_hex(&st.src_digest, hex);
-        printf("identical (%s %s)\n", digest_alg_name(jo.digest), hex);
-    } else if (!c.quiet) {
-        uint64_t bytes = 0;
-        for (size_t i = 0; i < differ.n; i++)
-            bytes += differ.v[i].len;
-        if (a->size != b->size)
-            printf("sizes differ: %s is %llu bytes, %s is %llu bytes\n", pa,
-                   (unsigned long long)a->size, pb,
-                   (unsigned long long)b->size);
-        printf("differ: %zu range%s, %llu bytes%s\n", differ.n,
-               differ.n == 1 ? "" : "s", (unsigned long long)bytes,
-               differ.n == differ.cap ? " (list truncated)" : "");
-        for (size_t i = 0; i < differ.n && i < VERIFY_PRINT_RANGES; i++)
-            printf("  offset %llu, %llu bytes\n",
-                   (unsigned long long)differ.v[i].off,
-                   (unsigned long long)differ.v[i].len);
-        if (differ.n > VERIFY_PRINT_RANGES)
-            printf("  ... (%zu more; --json lists all)\n",
-                   differ.n - VERIFY_PRINT_RANGES);
-    }
+    if (json)
+        report_verify_json(stdout, pa, pb, &st, &differ, r == 0);
+    else if (!c.quiet)
+        report_verify_text(stdout, pa, a->size, pb, b->size, &st, &differ,
+                           r == 0);
 out:
     extent_list_release(&differ);
     image_close(a);

@@ -498,3 +498,22 @@ void dest_abort(struct dest *d)
         unlinkat(d->dirfd, path_basename(d->tmp_path), 0);
     d->created = false;
 }
+
+int dest_create(const char *path, const char *fmt, uint64_t size,
+                struct df_error *err)
+{
+    struct image *img = NULL;
+    struct safety_req req = { .dst_path = path, .dst = NULL,
+                              .need_size = size, .op = SAFETY_OP_CREATE };
+    if (safety_check_destination(&req, err) < 0 ||
+        image_create(path, fmt, size, NULL, &img, err) < 0 ||
+        image_flush(img, true, err) < 0) {
+        if (img) {
+            image_close(img);
+            unlink(path);
+        }
+        return -1;
+    }
+    image_close(img);
+    return 0;
+}

@@ -20,7 +20,7 @@
  * Invariants:
  *  1. Nothing is created, opened for writing or claimed before
  *     safety_check_destination() (safety/safety.h) passed on the
- *     destination (DESIGN.md promise 5).
+ *     destination (docs/design.md promise 1).
  *  2. A new file is never written under the name the user gave: it is
  *     renamed there only at dest_commit(), after the job verified, with
  *     RENAME_NOREPLACE (or link()): a file that appeared meanwhile is
@@ -155,6 +155,15 @@ int dest_grow(struct image *img, uint64_t need, const char *path,
 /* --undo given for a new file (local or on a remote host): say there is
  * nothing to save, on o->msgs. */
 void dest_warn_undo_new(const struct dest_opts *o, const char *path);
+
+/*
+ * A new, empty image of size bytes in format fmt at path (`diskferry
+ * create`): the safety gate (SAFETY_OP_CREATE), then image_create(),
+ * which never replaces a file (O_EXCL), made durable.  On failure
+ * nothing is left at path.
+ */
+int dest_create(const char *path, const char *fmt, uint64_t size,
+                struct df_error *err);
 
 /* The test hook of the header comment (a no-op without -Dtesting). */
 void dest_test_kill(const char *step);

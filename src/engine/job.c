@@ -13,7 +13,7 @@
  * Copying between two remote hosts is refused (exit 2): diskferry moves
  * a disk between the host it runs on and one other.
  *
- * Order of work (DESIGN.md promises 1 and 5): the source is opened and
+ * Order of work (docs/design.md promises 1 and 5): the source is opened and
  * validated, chain and all, before the destination is created or opened.
  */
 #define _GNU_SOURCE
@@ -69,7 +69,7 @@ static int job_open_source(const struct job_spec *spec, struct image **src,
                             !spec->msgs, err);
 }
 
-/* DF_INTERRUPTED: say how far it got and how to go on (DESIGN.md). */
+/* DF_INTERRUPTED: say how far it got and how to go on (docs/design.md). */
 static void job_interrupted(struct df_error *err, uint64_t written,
                             uint64_t total, bool resumable)
 {
@@ -214,6 +214,21 @@ static int job_copy_from_remote(const struct job_spec *spec,
     return 0;
 }
 
+/* The options of a remote endpoint that every job shares. */
+static void job_remote_opts(const struct job_spec *spec,
+                            const struct endpoint *ep, struct remote_opts *ro)
+{
+    memset(ro, 0, sizeof(*ro));
+    ro->rsh = spec->remote.rsh;
+    ro->remote_path = spec->remote.remote_path;
+    ro->timeout = spec->remote.timeout;
+    ro->pass_timeout = spec->remote.pass_timeout;
+    ro->user = ep->has_user ? ep->user : NULL;
+    ro->host = ep->host;
+    ro->path = ep->rpath;
+    ro->verbose = spec->verbose;
+}
+
 static int job_copy_remote(const struct job_spec *spec,
                            const struct endpoint *sep,
                            const struct endpoint *dep,
@@ -232,22 +247,14 @@ static int job_copy_remote(const struct job_spec *spec,
 
     dest_init(&d);
     memset(&rs, 0, sizeof(rs));
-    memset(&ro, 0, sizeof(ro));
-    ro.rsh = spec->remote.rsh;
-    ro.remote_path = spec->remote.remote_path;
+    job_remote_opts(spec, rep_ep, &ro);
     if (spec->remote.compress)
         comp_mode_parse(spec->remote.compress, &ro.comp, &ro.level);
     ro.bwlimit = spec->remote.bwlimit;
     ro.tcp = spec->remote.tcp;
     ro.streams = spec->remote.streams;
-    ro.timeout = spec->remote.timeout;
-    ro.pass_timeout = spec->remote.pass_timeout;
     ro.resume = spec->resume;
-    ro.user = rep_ep->has_user ? rep_ep->user : NULL;
-    ro.host = rep_ep->host;
-    ro.path = rep_ep->rpath;
     ro.overwrite = spec->overwrite;
-    ro.verbose = spec->verbose;
     ro.threads = spec->jo.threads;      /* compression workers too */
     ro.dry_run = spec->dry_run;
     ro.force_share = spec->force_share;
@@ -341,4 +348,64 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
                         "a remote SRC or DST");
     }
     return job_copy_local(spec, rep, err);
+}
+
+/* JOURNAL on another host: serve runs undo_apply() there. */
+static int job_undo_remote(const struct job_spec *spec,
+                           const struct endpoint *ep, struct job_report *rep,
+                           struct df_error *err)
+{
+    struct remote_opts ro;
+    struct remote *r = NULL;
+    struct undo_result res;
+
+    if (spec->dry_run) {
+        rep->usage_hint = true;
+        return df_usage(err, "--dry-run: not for a journal on another host");
+    }
+    job_remote_opts(spec, ep, &ro);
+    if (remote_connect(&ro, &r, err) < 0 ||
+        remote_undo(r, spec->dst, &res, err) < 0) {
+        remote_explain(r, err);
+        remote_close(r);
+        return -1;
+    }
+    remote_done(r, true, err);
+    remote_close(r);
+    rep->undo_records = res.records;
+    rep->undo_bytes = res.bytes;
+    rep->undo_complete = res.complete;
+    rep->undo_truncated = res.truncated;
+    return 0;
+}
+
+int job_undo(const struct job_spec *spec, struct job_report *rep,
+             struct df_error *err)
+{
+    struct endpoint ep;
+    struct undo_opts uo = {
+        .dry_run = spec->dry_run, .yes = spec->yes,
+        .interactive = spec->interactive, .msgs = spec->msgs,
+    };
+    struct undo_stats us;
+
+    memset(rep, 0, sizeof(*rep));
+    if (endpoint_parse(spec->src, &ep, err) < 0)
+        return -1;
+    if (ep.kind == EP_REMOTE)
+        return job_undo_remote(spec, &ep, rep, err);
+    memset(&us, 0, sizeof(us));
+    if (undo_apply(spec->src, spec->dst, &uo, &us, err) < 0)
+        return -1;
+    rep->undo_records = us.records;
+    rep->undo_bytes = us.bytes;
+    rep->undo_complete = us.complete;
+    rep->undo_truncated = us.truncated;
+    return 0;
+}
+
+int job_create(const char *path, const char *fmt, uint64_t size,
+               struct df_error *err)
+{
+    return dest_create(path, fmt, size, err);
 }

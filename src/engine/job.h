@@ -121,6 +121,11 @@ struct job_report {
     uint64_t payload_bytes_compressed;  /* ... and after */
     uint64_t skipped_resumed;   /* bytes the journal said were there */
     int zstd_level_max;         /* highest auto level used, or 0 */
+    /* job_undo() */
+    uint64_t undo_records;      /* ranges put back (or that would be) */
+    uint64_t undo_bytes;        /* bytes put back */
+    bool undo_complete;         /* the copy that wrote the journal ended */
+    bool undo_truncated;        /* a grown regular file was cut back */
 };
 
 /* 0 if s is a valid --compress value (auto, zstd, zstd:LEVEL, lz4,
@@ -136,6 +141,26 @@ int job_compress_check(const char *s);
  */
 int job_run(const struct job_spec *spec, struct job_report *rep,
             struct df_error *err);
+
+/*
+ * `diskferry undo JOURNAL [DST]`: spec->src is the journal (a path or
+ * [user@]host:PATH: then serve runs it on that host, reached as
+ * spec->remote says), spec->dst the destination (NULL: the one the
+ * journal records); dry_run, yes, interactive, verbose and msgs as for
+ * a copy.  The work is undo_apply() (safety/undo.c): the same checks as
+ * any write, a refusal when DST no longer matches the journal, then the
+ * old contents newest first.  rep->undo_* say what was put back.
+ */
+int job_undo(const struct job_spec *spec, struct job_report *rep,
+             struct df_error *err);
+
+/*
+ * `diskferry create`: a new, empty image of size bytes and format fmt at
+ * path, after the safety gate (safety.h, SAFETY_OP_CREATE): never
+ * replacing anything.  On failure nothing is left at path.
+ */
+int job_create(const char *path, const char *fmt, uint64_t size,
+               struct df_error *err);
 
 /*
  * The source check (safety_check_source()) on an open source: result

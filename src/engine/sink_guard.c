@@ -1,7 +1,7 @@
 /*
- * sink_guard.c: the whole-destination emptiness check (DESIGN.md
- * promise 1: "any non-zero data anywhere ... not written without
- * --overwrite").
+ * sink_guard.c: the whole-destination emptiness check (docs/design.md
+ * promise 1: a destination that is not empty is not written without
+ * --overwrite).
  *
  * safety.h check 6 samples the destination before the job, which
  * refuses most disks at once; this wrapper covers the rest without a

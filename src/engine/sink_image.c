@@ -77,8 +77,8 @@ static int sink_image_finish(struct sink *s, struct df_error *err)
 }
 
 /*
- * The read-back after --fsync (DESIGN.md promise 2: "read from the
- * medium, not the page cache").  A raw destination is opened again,
+ * The read-back after --fsync (docs/design.md promise 2, from the
+ * medium, not the page cache).  A raw destination is opened again,
  * through this process's own descriptor (the same file, whatever its
  * name now points to), with O_DIRECT: *out.  Where O_DIRECT is refused
  * (some file systems) or the format is read through a driver with

@@ -144,7 +144,7 @@ int image_dest_plan(struct df_file *f, const char *out_format,
     *replace = false;
     *fmt = out_format ? out_format : "raw";
     if (!f->is_regular) {
-        /* A device's content is its guest's: never probed (DESIGN.md). */
+        /* A device's content is its guest's: never probed (docs/design.md). */
         if (strcmp(*fmt, "raw"))
             return df_fail(err, DF_USAGE, 0, f->name, -1, "-O %s: "
                            "diskferry writes %s images into files; a "

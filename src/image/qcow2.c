@@ -2,7 +2,7 @@
  * qcow2.c: QCOW2 v2/v3: probe, open, map, read; the driver table.  The
  * writer for new images is qcow2_write.c.
  *
- * Spec: qemu docs/interop/qcow2.rst (summary: formats.md section 3).
+ * Spec: qemu docs/interop/qcow2.rst (summary: docs/formats.md section 3).
  *   cluster 0   header, big endian (72 bytes in v2, header_length in
  *               v3), then extensions (u32 type, u32 len, data padded to
  *               8) up to the backing file name or the end of cluster 0

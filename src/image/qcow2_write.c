@@ -2,7 +2,7 @@
  * qcow2_write.c: writing a new qcow2 v3 image from sequential writes
  * (`-O qcow2`, with -c zstd-compressed clusters).
  *
- * Spec: qemu docs/interop/qcow2.rst (summary: formats.md sections 3.1 to
+ * Spec: qemu docs/interop/qcow2.rst (summary: docs/formats.md sections 3.1 to
  * 3.3).  What we write: version 3 (compat 1.1), refcount_order 4 (16-bit
  * refcounts), header_length 112, compression_type 1 (zstd, incompatible
  * bit 3) when compressing, no backing file, no extensions but the end

@@ -3,7 +3,7 @@
  * differencing; probe, open, map, read; identity of a parent.
  *
  * Spec: VirtualBox src/VBox/Storage/VDICore.h and VDI.cpp (read path);
- * summary and pitfalls in formats.md section 4.  All little endian.
+ * summary and pitfalls in docs/formats.md section 4.  All little endian.
  *
  *   0     64   pre-header text (ignored)
  *   64    u32  signature 0xbeda107f

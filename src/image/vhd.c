@@ -3,7 +3,7 @@
  * dynamic and differencing; probe, open, map, read; parent identity.
  *
  * Spec: Microsoft "Virtual Hard Disk Image Format Specification" 1.0;
- * summary and pitfalls in formats.md sections 5.1-5.3.  Big endian.
+ * summary and pitfalls in docs/formats.md sections 5.1-5.3.  Big endian.
  *
  *   fixed:    data (virtual size bytes) | footer (512)
  *   dynamic:  footer copy (512) | dynamic header (1024, at footer's data
@@ -20,7 +20,7 @@
  *   block     sector bitmap (ceil(sectors/8) rounded up to 512; MSB
  *             first, 1 = sector stored here) | block size bytes of data
  *
- * Virtual size: QEMU 10.0's rule (formats.md 5.1): CHS * 512 for
+ * Virtual size: QEMU 10.0's rule (docs/formats.md 5.1): CHS * 512 for
  * creators "vpc " and "qemu" unless the geometry is the maximum
  * 65535/16/255, else current size (rounded down to a sector).  QEMU 9.2
  * and older, Debian 12's 7.2 included, use CHS for every creator but
@@ -43,7 +43,7 @@
  * other, a block over any of them or another block.
  *
  * NEEDSWORK: blktap images with creator "tap\0" version 0x00000001 keep
- * their bitmaps as little-endian u32 words (formats.md 5.3); they are
+ * their bitmaps as little-endian u32 words (docs/formats.md 5.3); they are
  * read MSB first like every other, which is wrong for their
  * differencing images.  A sample from an old XenServer would settle it.
  */

@@ -3,7 +3,7 @@
  * probe, open, map, read.  Read-only.  The log replay is vhdx_log.c's
  * (shared state and constants: vhdx_int.h).
  *
- * Spec: Microsoft [MS-VHDX] (summary: formats.md section 5.4).  All
+ * Spec: Microsoft [MS-VHDX] (summary: docs/formats.md section 5.4).  All
  * little endian; checksums are CRC-32C over the structure with its
  * checksum field zeroed.
  *

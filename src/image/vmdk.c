@@ -2,7 +2,7 @@
  * vmdk.c: VMDK (VMware virtual disks), read only: probe, open, map,
  * read, parent identity.
  *
- * Spec: formats.md section 2.  An image is opened either
+ * Spec: docs/formats.md section 2.  An image is opened either
  *   - as a text descriptor (monolithicFlat, twoGbMaxExtent*, vmfs,
  *     vmfsSparse, seSparse, custom ...): the virtual disk is the
  *     concatenation of its extent lines, each extent file opened with

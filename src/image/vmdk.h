@@ -3,7 +3,7 @@
  * descriptor (vmdk_desc.c, also called alone by fuzz_vmdk_desc.c) and
  * the binary extent readers (vmdk_sparse.c) behind vmdk.c.
  *
- * Spec summary: formats.md section 2.  The virtual disk is the
+ * Spec summary: docs/formats.md section 2.  The virtual disk is the
  * concatenation of the descriptor's extents; each extent is a FLAT
  * range of a file, a ZERO range, or a sparse file of one of three
  * binary kinds (KDMV hosted sparse / streamOptimized, COWD vmfsSparse,

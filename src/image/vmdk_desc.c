@@ -1,7 +1,7 @@
 /*
  * vmdk_desc.c: the VMDK text descriptor, strictly and boundedly.
  *
- * Spec: formats.md section 2.1.  A descriptor is a small text file or
+ * Spec: docs/formats.md section 2.1.  A descriptor is a small text file or
  * text embedded in a KDMV extent (NUL padded):
  *
  *   # Disk DescriptorFile                 comment ('#' to end of line)

@@ -3,7 +3,7 @@
  * directories, grain lookup through a bounded GT cache, and compressed
  * (streamOptimized) grains.
  *
- * Spec: formats.md sections 2.2 to 2.5.  All little endian.
+ * Spec: docs/formats.md sections 2.2 to 2.5.  All little endian.
  *
  *   KDMV (hosted sparse, streamOptimized), 512-byte header at 0:
  *     0 magic  4 version 1..3  8 flags  12 capacity  20 grainSize

@@ -20,7 +20,7 @@
  *     for the frame the consumer needs next (so streams cannot deadlock).
  *  2. A seq already consumed or already queued is a protocol error.
  *  3. After the first failure every call returns -1 with that error.
- *  4. Every wait on the peer ends (DESIGN.md promise 5): the control
+ *  4. Every wait on the peer ends (docs/design.md promise 5): the control
  *     channel's writes, the TCP streams' writes and the handshake's
  *     reads give up after timeout_ms ("host: no answer for N s"); after
  *     the handshake, when both sides have MSG_FEAT_KEEPALIVE, each side

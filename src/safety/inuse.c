@@ -16,7 +16,7 @@
  *   /proc/swaps            active swap files and devices
  *   /proc/PID/fd/N         stat() follows the link to the object
  *   /proc/PID/fdinfo/N     "lock:" lines (the holder of OFD locks)
- *   F_OFD_GETLK            QEMU's lock bytes (formats.md section 7)
+ *   F_OFD_GETLK            QEMU's lock bytes (docs/formats.md section 7)
  *   open(O_EXCL)           a block device claimed by the kernel
  *                          (mounted in another namespace, md, dm)
  *
@@ -806,7 +806,7 @@ int safety_claim(const struct df_file *dst, int *claim_fd,
         if (*claim_fd < 0)
             return df_io(err, dst->name, errno, "cannot claim the device");
     }
-    /* As QEMU does for a writer that shares no writes (formats.md
+    /* As QEMU does for a writer that shares no writes (docs/formats.md
      * section 7): shared locks, which conflict with QEMU's exclusive
      * probes.  Advisory: a failure here (NFS without lock support) does
      * not stop the job. */

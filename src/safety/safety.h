@@ -1,6 +1,6 @@
 /*
  * safety.h: the one check that runs before the first byte is written to
- * a destination (DESIGN.md promise 1), the dry-run sink, and the undo
+ * a destination (docs/design.md promise 1), the dry-run sink, and the undo
  * journal.
  *
  * Every path that writes a disk (copy, sync, undo, create, and the
@@ -34,7 +34,7 @@
  *     the destination (or one of its partitions, or a loop device over
  *     it), named by command and pid.
  *  4. Locked by QEMU: the OFD lock bytes 100..104 / 200..204
- *     (formats.md section 7), probed with F_OFD_GETLK.
+ *     (docs/formats.md section 7), probed with F_OFD_GETLK.
  *  5. Too small (op SAFETY_OP_WRITE only): smaller than req->need_size
  *     (an empty regular file is allowed: it grows).  Larger is allowed
  *     with a warning: the tail beyond need_size is left alone.
@@ -134,7 +134,7 @@ int safety_check_destination(const struct safety_req *req,
                              struct df_error *err);
 
 /*
- * A source that someone else is writing (DESIGN.md promise 1): a copy
+ * A source that someone else is writing (docs/design.md promise 1): a copy
  * or comparison of it would mix old and new blocks.  Every file the
  * open chain reads is checked (each layer, each VMDK extent file):
  *

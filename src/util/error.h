@@ -2,8 +2,9 @@
  * error.h: the error struct every library function fills and returns.
  *
  * Library code never exits: it fills a caller-owned struct df_error and
- * returns -1.  The category is the process exit code (DESIGN.md, Exit
- * codes), so cli/main.c can exit with err.cat and print one line:
+ * returns -1.  The category is the process exit code (docs/design.md,
+ * "Errors and exit codes"), so cli/main.c can exit with err.cat and
+ * print one line:
  *
  *     diskferry: copy: vm.qcow2: offset 20: cluster_bits 40 outside 9..21
  *

@@ -1,6 +1,6 @@
 /*
- * interrupt.h: Ctrl-C and SIGTERM stop a job cleanly (DESIGN.md: exit
- * 130, "interrupted", how to resume).
+ * interrupt.h: Ctrl-C and SIGTERM stop a job cleanly (docs/design.md,
+ * "Errors and exit codes": 130, "interrupted", how to resume).
  *
  * interrupt_install() sets handlers for SIGINT and SIGTERM that only
  * record the signal (no SA_RESTART: a blocked read returns EINTR).  Long

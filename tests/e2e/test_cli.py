@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import DISKFERRY, df
+from conftest import DISKFERRY, ROOT, df
 
 
 @pytest.mark.parametrize("cmd", ["info", "create", "copy", "verify"])
@@ -61,6 +61,28 @@ def test_top_help_and_unknown_command():
      "--size 4097: not a multiple of 512 bytes"),
     (["verify", "a"], "expected two disks A and B"),
     (["info"], "expected one IMAGE"),
+    # the options of remote endpoints, parsed in one place for every
+    # command that takes them
+    (["copy", "--compress", "gzip", "a", "b"],
+     "--compress: expected auto, zstd, zstd:1..19, lz4 or none, got 'gzip'"),
+    (["copy", "--bwlimit", "100", "a", "b"],
+     "--bwlimit: at least 1K per second"),
+    (["copy", "--bwlimit", "1Q", "a", "b"],
+     "--bwlimit: invalid size '1Q' (examples: 4096, 64K, 20M, 1.5G)"),
+    (["copy", "--transport", "udp", "a", "b"],
+     "--transport: expected ssh or tcp, got 'udp'"),
+    (["copy", "--streams", "65", "a", "b"],
+     "--streams: expected a number from 1 to 64, got '65'"),
+    (["copy", "--timeout", "0", "a", "b"],
+     "--timeout: expected a number from 1 to 86400, got '0'"),
+    (["copy", "--resume", "a", "b"],
+     "--resume, --transport and --bwlimit apply to a remote SRC or DST"),
+    (["undo", "--timeout", "0", "j"],
+     "--timeout: expected a number from 1 to 86400, got '0'"),
+    (["undo", "--compress", "lz4", "j"],
+     "unknown option or missing argument: --compress"),
+    (["undo", "--dry-run", "host:j"],
+     "--dry-run: not for a journal on another host"),
 ])
 def test_usage_errors(args, line):
     p = df(*args)
@@ -136,3 +158,19 @@ def test_progress_fits_a_narrow_terminal(tmp_path):
     assert any("copy:" in x and "/s" in x for x in lines), shown
     for x in lines:
         assert len(x) <= 40, (len(x), x)
+
+
+def test_cli_reaches_the_core_only_through_the_job_api():
+    """src/cli/ turns options into a job spec and prints the report: it
+    includes no destination, safety check or wire protocol, but for
+    serve, which is the far side of the protocol itself."""
+    cli = os.path.join(ROOT, "src", "cli")
+    found = []
+    for name in sorted(os.listdir(cli)):
+        with open(os.path.join(cli, name)) as f:
+            for line in f:
+                m = re.match(r'#include "((proto|safety|transport)/[^"]+)"',
+                             line)
+                if m:
+                    found.append((name, m.group(1)))
+    assert found == [("cmd_serve.c", "proto/serve.h")]

@@ -105,3 +105,29 @@ def test_verify_size_differs(tmp_path):
     p = df("verify", a, b)
     assert p.returncode == 1
     assert b"sizes differ" in p.stdout
+
+
+def test_verify_json_digest_spelled_as_copy(tmp_path):
+    """One spelling of the digest in every report: verify's A is the
+    source, B the destination (known only when they are identical)."""
+    a = tmp_path / "a.img"
+    b = tmp_path / "b.img"
+    a.write_bytes(os.urandom(1 << 20))
+    p = df("copy", "--json", "--digest", "sha256", a, b)
+    assert p.returncode == 0, p.stderr
+    copied = json.loads(p.stdout)["digest"]
+    p = df("verify", "--json", "--digest", "sha256", a, b)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert "digest_algorithm" not in r
+    assert r["digest"] == copied
+    assert r["digest"] == {"algorithm": "sha256",
+                           "source": copied["source"],
+                           "destination": copied["source"]}
+    write_at(b, 4096, b"X")
+    p = df("verify", "--json", a, b)
+    assert p.returncode == 1
+    r = json.loads(p.stdout)
+    assert r["digest"]["algorithm"] == "xxh128"
+    assert len(r["digest"]["source"]) == 32
+    assert "destination" not in r["digest"]

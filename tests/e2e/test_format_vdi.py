@@ -1,6 +1,6 @@
 """VDI images: fixed and dynamic images made by qemu-img, differencing
 images, ZERO entries and cbBlockExtra built here from the layout in
-formats.md section 4 (qemu-img can neither make nor read those), parent
+docs/formats.md section 4 (qemu-img can neither make nor read those), parent
 search by UUID, and corrupt headers and block maps (exit 5, no crash).
 """
 import os
@@ -17,7 +17,7 @@ SIG = 0xBEDA107F
 FREE = 0xFFFFFFFF
 ZERO = 0xFFFFFFFE
 
-# Header offsets (formats.md 4.1).
+# Header offsets (docs/formats.md 4.1).
 O_SIG, O_VER, O_CBHDR, O_TYPE = 64, 68, 72, 76
 O_OFFBLOCKS, O_OFFDATA, O_SECTOR = 340, 344, 360
 O_CBDISK, O_CBBLOCK, O_EXTRA, O_CBLOCKS, O_CALLOC = 368, 376, 380, 384, 388

@@ -1,5 +1,5 @@
 """VHD images: fixed and dynamic images made by qemu-img ("vpc"),
-differencing images built here from the layout in formats.md 5.1-5.3
+differencing images built here from the layout in docs/formats.md 5.1-5.3
 (parent locators, sector bitmaps), the virtual size rule, parent
 identity, and corrupt footers, headers and BATs (exit 5, no crash).
 """
@@ -16,7 +16,7 @@ MiB = 1 << 20
 SECTOR = 512
 FREE = 0xFFFFFFFF
 
-# Footer offsets (formats.md 5.1), dynamic header offsets (5.2).
+# Footer offsets (docs/formats.md 5.1), dynamic header offsets (5.2).
 F_VERSION, F_DATA_OFF, F_TIME, F_CREATOR = 12, 16, 24, 28
 F_CUR_SIZE, F_GEOM, F_TYPE, F_CSUM, F_UID = 48, 56, 60, 64, 68
 H_TABLE, H_VERSION, H_ENTRIES, H_BLOCK, H_CSUM = 16, 24, 28, 32, 36

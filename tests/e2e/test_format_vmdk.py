@@ -4,7 +4,7 @@ COWD deltas, seSparse, ZERO/RDONLY extents), read through imgcat (and
 diskferry copy when the CLI is there) and compared with qemu-img's
 reading; identity and corruption checks.
 
-The hand-built layouts follow formats.md section 2; qemu-img 7.2 reads
+The hand-built layouts follow docs/formats.md section 2; qemu-img 7.2 reads
 the stream, COWD and seSparse samples, so those are compared with it.
 QEMU drops non-RW extents and cannot read ZERO extents: that sample is
 compared with the bytes the test wrote.

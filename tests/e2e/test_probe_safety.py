@@ -1,8 +1,9 @@
-"""Probing is never guest-controlled (DESIGN.md, formats): a block device
-is raw unless -f names a format, and one carrying an image signature is
-refused (exit 5); a probed image never opens a file the command line did
-not name: not its recorded backing file, not a VMDK extent outside its
-directory.  The same rule holds on serve's side."""
+"""Probing is never guest-controlled (docs/design.md, "Images and
+chains"): a block device is raw unless -f names a format, and one
+carrying an image signature is refused (exit 5); a probed image never
+opens a file the command line did not name: not its recorded backing
+file, not a VMDK extent outside its directory.  The same rule holds on
+serve's side."""
 import os
 
 import pytest

@@ -1,4 +1,5 @@
-"""Build VHDX files from the documented layout ([MS-VHDX], formats.md 5.4).
+"""Build VHDX files from the documented layout ([MS-VHDX],
+docs/formats.md 5.4).
 
 For what qemu-img cannot make: differencing images (parent locator,
 PARTIALLY_PRESENT blocks with sector bitmaps), 4096-byte logical

@@ -100,6 +100,28 @@ struct change_source *change_source_from_list(const char *name,
     return &ls->cs;
 }
 
+struct change_source *change_source_missing(const char *name, uint64_t size,
+                                            const struct extent_list *done,
+                                            struct df_error *err)
+{
+    struct extent_list disk, missing;
+    struct change_source *cs = NULL;
+
+    extent_list_init(&disk, 1);
+    extent_list_init(&missing, done->n + 1);   /* never reached */
+    if (size && extent_list_append(&disk, 0, size, EXT_DATA, name, err) < 0)
+        goto out;
+    if (extent_list_subtract(&disk, done, &missing, err) != 0) {
+        df_fail(err, DF_CORRUPT, 0, name, -1, "cannot list missing ranges");
+        goto out;
+    }
+    cs = change_source_from_list(name, &missing, err);
+out:
+    extent_list_release(&disk);
+    extent_list_release(&missing);
+    return cs;
+}
+
 struct used_map *used_map_from_list(const char *name,
                                     const struct extent_list *used,
                                     struct df_error *err)

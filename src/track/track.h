@@ -74,6 +74,15 @@ struct change_source *change_source_from_list(const char *name,
                                               const struct extent_list *changed,
                                               struct df_error *err);
 
+/*
+ * What a resumed copy still has to send: the change source naming every
+ * range of [0, size) outside `done` (the resume journal's written and
+ * durable ranges, sorted, states ignored).
+ */
+struct change_source *change_source_missing(const char *name, uint64_t size,
+                                            const struct extent_list *done,
+                                            struct df_error *err);
+
 /* A used-block map over a fixed list (copied): its ranges are used. */
 struct used_map *used_map_from_list(const char *name,
                                     const struct extent_list *used,

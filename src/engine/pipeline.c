@@ -155,7 +155,7 @@ static enum extent_state leaf_state(unsigned bits)
     if (bits == LEAF_ZERO)
         return EXT_ZERO;
     if (bits & LEAF_ZERO)
-        return EXT_DATA;        /* zero beside kept: zero it by writing */
+        return EXT_DATA;        /* part zero, part kept: deliver it whole */
     /* FREE wins: a leaf partly free is hashed by reading it (see
      * keep_hashes). */
     return bits & LEAF_FREE ? EXT_FREE : EXT_UNCHANGED;

@@ -17,15 +17,22 @@
  *
  * The pipeline (pipeline.c):
  *
- *   plan (image_map, leaf-aligned)     one cursor, under a mutex, hands
- *        |                              out items in sequence order:
- *        v                              DATA (read it) or SKIP (known
- *   workers x N: read, zero-detect,     zero / hole: nothing to read)
+ *   plan (image_map, through          one cursor, under a mutex, hands
+ *        plan_window() with opts.plan,  out items in sequence order:
+ *        leaf-aligned)                  DATA (read it), SKIP (known
+ *        |                              zero / hole: nothing to read) or
+ *        v                              KEEP (unchanged or free: nothing
+ *   workers x N: read, zero-detect,     read, nothing delivered)
  *        hash each 64 KiB leaf
  *        |  ring of W slots, each with its own aligned buffer
  *        v
  *   writer (the calling thread): takes slots in sequence order, feeds
  *        the digest tree, delivers data runs and zero runs to the sink
+ *
+ * A KEEP leaf still counts in the digest, so that verification covers
+ * the whole disk: its hash comes from a change source that knows it
+ * (track.h, leaf_hash), else a worker reads the leaf only to hash it
+ * (bytes_read_for_digest).
  *
  * Memory is W slots x unit bytes whatever the disk size; the plan is
  * mapped a window at a time.
@@ -44,6 +51,8 @@
 #include "util/file.h"
 #include "util/hash.h"
 
+struct plan_inputs;             /* engine/plan.h */
+
 struct job_opts {
     unsigned threads;           /* workers; 0 = online cores */
     uint64_t unit;              /* bytes per work item; 0 = default */
@@ -51,6 +60,9 @@ struct job_opts {
     bool verify;                /* read back the destination and compare */
     bool progress;              /* draw progress on stderr */
     const char *title;          /* progress title, e.g. "copy" */
+    /* engine_copy only: what the destination already holds (plan.h);
+     * NULL: copy everything.  Borrowed. */
+    const struct plan_inputs *plan;
 };
 
 struct job_stats {
@@ -61,6 +73,12 @@ struct job_stats {
     uint64_t skipped_unallocated; /* holes and known zeros: not read */
     uint64_t skipped_zero;      /* read, found all zero: not written */
     uint64_t bytes_zeroed;      /* zeroed explicitly on the destination */
+    uint64_t bytes_unchanged;   /* kept by the plan: the destination has
+                                 * them (whole leaves) */
+    uint64_t bytes_free;        /* kept by the plan: free in the file
+                                 * system (whole leaves, any part free) */
+    uint64_t bytes_read_for_digest; /* kept leaves read only to hash them
+                                 * (not in bytes_read) */
     double seconds;             /* whole job */
     double verify_seconds;      /* of which read-back */
     struct digest src_digest;
@@ -173,16 +191,21 @@ int job_check_source(const struct image *src, const char *cmd,
 
 /*
  * Copy src (a whole chain) into dst.  With opts->verify, the sink's
- * digest() must match the source's; a mismatch is DF_VERIFY.
+ * digest() must match the source's; a mismatch is DF_VERIFY.  With
+ * opts->plan, the leaves the plan keeps whole (unchanged, free) are
+ * neither read (but to hash them, when no change source knows their
+ * hash) nor delivered: dst must already hold them.
  */
 int engine_copy(struct image *src, struct sink *dst,
                 const struct job_opts *opts, struct job_stats *st,
                 struct df_error *err);
-/* Copy a raw byte stream (stdin) of unknown size into dst. */
+/* Copy a raw byte stream (stdin) of unknown size into dst.  A plan
+ * (opts->plan) is refused: a stream cannot skip. */
 int engine_copy_stream(struct df_file *in, struct sink *dst,
                        const struct job_opts *opts, struct job_stats *st,
                        struct df_error *err);
-/* The verification digest of an image (hole-aware: holes are not read). */
+/* The verification digest of an image (hole-aware: holes are not read).
+ * opts->plan is ignored here and in engine_compare. */
 int engine_digest(struct image *img, const struct job_opts *opts,
                   struct digest *out, struct job_stats *st,
                   struct df_error *err);

@@ -9,7 +9,12 @@
  *     the disk): a leaf is never split between two items, so the writer
  *     can feed the digest tree leaf by leaf.
  *  3. A SKIP item covers only whole leaves that the source map says are
- *     zero or holes: nothing is read for it.
+ *     zero or holes: nothing is read for it.  A KEEP item (only with a
+ *     plan, opts.plan) covers only whole leaves every byte of which the
+ *     plan says is unchanged or free: nothing is delivered for it, and
+ *     of its leaves only those whose hash no change source knows are
+ *     read, to hash them.  A leaf partly kept is read and delivered
+ *     whole (a DATA item), like a leaf partly zero.
  *  4. Only the writer (the thread that called engine_*) touches the
  *     digest tree and calls the sink's zero(), in item order (sink.h
  *     contract 1); write() too, unless the sink takes parallel writes:
@@ -28,6 +33,7 @@
 
 #include "engine/job.h"
 #include "engine/pipeline.h"
+#include "engine/plan.h"
 #include "util/interrupt.h"
 #include "util/overflow.h"
 #include "util/progress.h"
@@ -38,7 +44,7 @@
 #define PLAN_WINDOW (64ull << 30)
 #define PLAN_MAX_EXTENTS 65536
 
-enum item_kind { ITEM_DATA, ITEM_SKIP, ITEM_END };
+enum item_kind { ITEM_DATA, ITEM_SKIP, ITEM_KEEP, ITEM_END };
 enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_DONE };
 
 struct slot {
@@ -49,6 +55,9 @@ struct slot {
     uint8_t *buf;               /* unit bytes, 4 KiB aligned */
     uint8_t *is_zero;           /* one flag per leaf */
     uint8_t *hashes;            /* one hash per leaf */
+    uint8_t *known;             /* KEEP: the leaf's hash came from a
+                                 * change source (not read) */
+    enum extent_state kept;     /* KEEP: EXT_UNCHANGED or EXT_FREE */
     bool failed;
     bool written;               /* data runs already written by the worker */
     struct df_error err;
@@ -57,6 +66,7 @@ struct slot {
 struct pipeline {
     struct image *src;          /* or: */
     struct df_file *stream;
+    const struct plan_inputs *inputs;   /* NULL: copy everything */
     struct sink *sink;          /* NULL: digest only */
     const struct job_opts *o;
     struct job_stats *st;
@@ -74,7 +84,10 @@ struct pipeline {
     uint64_t pos;
     uint64_t next_seq;
     bool eof;
-    struct extent_list plan;    /* leaf-aligned DATA regions */
+    struct extent_list plan;    /* leaf-aligned DATA regions; with
+                                 * inputs, every leaf of the window:
+                                 * DATA, ZERO (skip), UNCHANGED or FREE
+                                 * (keep) */
     size_t plan_i;
     uint64_t plan_end;          /* the plan describes [.., plan_end) */
 
@@ -85,6 +98,7 @@ struct pipeline {
     struct digest_tree tree;
     struct progress *progress;
     uint64_t bytes_read;        /* atomic: workers add */
+    uint64_t bytes_read_for_digest; /* atomic: workers add */
 };
 
 void job_opts_init(struct job_opts *o)
@@ -111,6 +125,120 @@ static void pipe_fail(struct pipeline *p, const struct df_error *e)
     pthread_cond_broadcast(&p->cond_done);
 }
 
+/* What a leaf of the plan holds, as bits. */
+#define LEAF_DATA 1u
+#define LEAF_ZERO 2u
+#define LEAF_UNCHANGED 4u
+#define LEAF_FREE 8u
+
+static unsigned leaf_bit(enum extent_state st)
+{
+    switch (st) {
+    case EXT_ZERO:
+    case EXT_HOLE:
+        return LEAF_ZERO;
+    case EXT_UNCHANGED:
+        return LEAF_UNCHANGED;
+    case EXT_FREE:
+        return LEAF_FREE;
+    default:
+        return LEAF_DATA;       /* and anything unexpected: read it */
+    }
+}
+
+/* What the pipeline does with a leaf holding `bits` (invariant 3): keep
+ * it only when all of it is kept, skip it only when all of it is zero. */
+static enum extent_state leaf_state(unsigned bits)
+{
+    if (bits & LEAF_DATA)
+        return EXT_DATA;
+    if (bits == LEAF_ZERO)
+        return EXT_ZERO;
+    if (bits & LEAF_ZERO)
+        return EXT_DATA;        /* part zero, part kept: deliver it whole */
+    /* FREE wins: a leaf partly free is hashed by reading it (see
+     * keep_hashes). */
+    return bits & LEAF_FREE ? EXT_FREE : EXT_UNCHANGED;
+}
+
+/* Append [off, off+len) of the leaf plan; 1 when the list is full. */
+static int leaves_append(struct pipeline *p, uint64_t off, uint64_t len,
+                         enum extent_state st, struct df_error *err)
+{
+    return extent_list_append(&p->plan, off, len, st, p->src->name, err);
+}
+
+/*
+ * With a plan: lay the change sources and used maps over the map of
+ * [pos, mapped) (plan_window) and turn the answer into a list of whole
+ * leaves, each DATA, ZERO, UNCHANGED or FREE.  Sets plan_end.
+ */
+static int plan_leaves(struct pipeline *p, const struct extent_list *raw,
+                       uint64_t mapped, struct df_error *err)
+{
+    struct extent_list pl;
+    int ret = -1;
+
+    extent_list_init(&pl, PLAN_MAX_EXTENTS);
+    if (plan_window(raw, p->inputs, p->pos, mapped - p->pos, &pl, err) < 0)
+        goto out;
+    uint64_t wend = extent_list_end(&pl, p->pos);
+    if (wend < p->size)
+        wend &= ~(uint64_t)(LEAF - 1);
+    if (wend <= p->pos) {
+        /* Not one whole leaf described: read it, which is always safe. */
+        wend = min_u64(p->size, p->pos + LEAF);
+        if (leaves_append(p, p->pos, wend - p->pos, EXT_DATA, err) < 0)
+            goto out;
+        p->plan_end = wend;
+        ret = 0;
+        goto out;
+    }
+    unsigned bits = 0;          /* of the leaf being gathered */
+    for (size_t i = 0; i < pl.n && pl.v[i].off < wend; i++) {
+        uint64_t a = pl.v[i].off;
+        uint64_t b = min_u64(pl.v[i].off + pl.v[i].len, wend);
+        unsigned bit = leaf_bit(pl.v[i].state);
+        while (a < b) {
+            uint64_t leaf = a & ~(uint64_t)(LEAF - 1);
+            uint64_t lend = min_u64(leaf + LEAF, p->size);
+            uint64_t stop = b;
+            enum extent_state st;
+            if (a == leaf && b >= lend) {
+                /* Whole leaves of one state. */
+                if (b < p->size)
+                    stop = b & ~(uint64_t)(LEAF - 1);
+                st = leaf_state(bit);
+            } else {
+                bits |= bit;
+                stop = min_u64(b, lend);
+                if (stop < lend) {
+                    a = stop;
+                    continue;
+                }
+                a = leaf;
+                st = leaf_state(bits);
+                bits = 0;
+            }
+            int rc = leaves_append(p, a, stop - a, st, err);
+            if (rc < 0)
+                goto out;
+            if (rc == 1) {      /* full: plan up to here */
+                wend = a;
+                break;
+            }
+            a = stop;
+        }
+        if (a < b)
+            break;
+    }
+    p->plan_end = wend;
+    ret = 0;
+out:
+    extent_list_release(&pl);
+    return ret;
+}
+
 /* Map the next window of the source into leaf-aligned data regions. */
 static int plan_refill(struct pipeline *p, struct df_error *err)
 {
@@ -124,6 +252,10 @@ static int plan_refill(struct pipeline *p, struct df_error *err)
     if (image_map(p->src, p->pos, wend - p->pos, &raw, err) < 0)
         goto out;
     uint64_t mapped = extent_list_end(&raw, p->pos);
+    if (p->inputs) {
+        ret = plan_leaves(p, &raw, min_u64(mapped, wend), err);
+        goto out;
+    }
     if (mapped < wend) {
         /* The list filled up: stop at a leaf boundary. */
         wend = mapped & ~(uint64_t)(LEAF - 1);
@@ -156,6 +288,72 @@ out:
     return ret;
 }
 
+/*
+ * The hashes of a KEEP item's leaves that a change source knows (under
+ * lock, so that leaf_hash is called in ascending order, one at a time).
+ * FREE leaves are not asked: a used map vouches for nothing on the
+ * destination, so they are read and hashed like any leaf no change
+ * source knows.  When verification covers only used blocks (the
+ * file-system-aware copy), they will cost nothing.
+ */
+static int keep_hashes(struct pipeline *p, struct slot *s,
+                       struct df_error *err)
+{
+    uint64_t nleaves = div_round_up(s->len, LEAF);
+    memset(s->known, 0, (size_t)nleaves);
+    if (s->kept != EXT_UNCHANGED)
+        return 0;
+    for (uint64_t i = 0; i < nleaves; i++) {
+        for (size_t c = 0; c < p->inputs->nchanges; c++) {
+            struct change_source *cs = p->inputs->changes[c];
+            if (!cs->leaf_hash)
+                continue;
+            int r = cs->leaf_hash(cs, p->o->digest, s->off + i * LEAF,
+                                  s->hashes + i * p->hlen, err);
+            if (r < 0)
+                return -1;
+            if (r == 1) {
+                s->known[i] = 1;
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Next item of a planned copy (under lock): the leaf plan says. */
+static int cursor_planned(struct pipeline *p, struct slot *s,
+                          struct df_error *err)
+{
+    while (p->plan_i < p->plan.n &&
+           p->plan.v[p->plan_i].off + p->plan.v[p->plan_i].len <= p->pos)
+        p->plan_i++;
+    struct extent *r = p->plan_i < p->plan.n ? &p->plan.v[p->plan_i] : NULL;
+    enum extent_state st = r && r->off <= p->pos ? r->state : EXT_DATA;
+    uint64_t end = r ? (r->off <= p->pos ? r->off + r->len : r->off)
+                     : p->plan_end;
+    s->off = p->pos;
+    s->len = min_u64(p->unit, end - p->pos);
+    switch (st) {
+    case EXT_ZERO:
+        s->kind = ITEM_SKIP;
+        s->len = end - p->pos;
+        break;
+    case EXT_UNCHANGED:
+    case EXT_FREE:
+        s->kind = ITEM_KEEP;
+        s->kept = st;
+        if (keep_hashes(p, s, err) < 0)
+            return -1;
+        break;
+    default:
+        s->kind = ITEM_DATA;
+        break;
+    }
+    p->pos += s->len;
+    return 0;
+}
+
 /* Next item from the cursor (under lock). */
 static int cursor_next(struct pipeline *p, struct slot *s,
                        struct df_error *err)
@@ -176,6 +374,8 @@ static int cursor_next(struct pipeline *p, struct slot *s,
     }
     if (p->pos >= p->plan_end && plan_refill(p, err) < 0)
         return -1;
+    if (p->inputs)
+        return cursor_planned(p, s, err);
     while (p->plan_i < p->plan.n &&
            p->plan.v[p->plan_i].off + p->plan.v[p->plan_i].len <= p->pos)
         p->plan_i++;
@@ -208,6 +408,41 @@ static int process_data(struct pipeline *p, struct slot *s,
         s->is_zero[i] = zero_is_zero(leaf, n);
         if (!s->is_zero[i])
             digest_leaf(p->o->digest, leaf, n, s->hashes + i * p->hlen);
+    }
+    return 0;
+}
+
+/*
+ * Hash the leaves of a KEEP item that no change source knows, reading
+ * them from the source (outside the lock); nothing is delivered.
+ */
+static int process_keep(struct pipeline *p, struct slot *s,
+                        struct df_error *err)
+{
+    uint64_t nleaves = div_round_up(s->len, LEAF);
+    for (uint64_t i = 0; i < nleaves;) {
+        if (s->known[i]) {
+            i++;
+            continue;
+        }
+        uint64_t j = i;
+        while (j < nleaves && !s->known[j])
+            j++;
+        uint64_t a = i * LEAF, b = min_u64(j * LEAF, s->len);
+        if (image_read(p->src, s->buf + a, (size_t)(b - a), s->off + a,
+                       err) < 0)
+            return -1;
+        __atomic_fetch_add(&p->bytes_read_for_digest, b - a,
+                           __ATOMIC_RELAXED);
+        for (; i < j; i++) {
+            const uint8_t *leaf = s->buf + i * LEAF;
+            size_t n = (size_t)min_u64(LEAF, s->len - i * LEAF);
+            uint8_t *h = s->hashes + i * p->hlen;
+            if (zero_is_zero(leaf, n))
+                memcpy(h, digest_zero_node(p->o->digest, 0), p->hlen);
+            else
+                digest_leaf(p->o->digest, leaf, n, h);
+        }
     }
     return 0;
 }
@@ -297,6 +532,8 @@ static void *worker_main(void *arg)
         s->written = false;
         if (s->kind == ITEM_DATA && process_data(p, s, &s->err) < 0)
             s->failed = true;
+        else if (s->kind == ITEM_KEEP)
+            s->failed = process_keep(p, s, &s->err) < 0;
         else if (s->kind == ITEM_DATA && p->sink &&
                  p->sink->parallel_write) {
             s->failed = for_each_run(s, false, write_run, p, &s->err) < 0;
@@ -321,6 +558,17 @@ static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
         digest_tree_add_zero_leaves(&p->tree, div_round_up(s->len, LEAF));
         st->skipped_unallocated += s->len;
         return k ? k->ops->zero(k, s->off, s->len, err) : 0;
+    }
+    if (s->kind == ITEM_KEEP) {
+        /* The destination holds it: its hashes in order, nothing sent. */
+        uint64_t nkeep = div_round_up(s->len, LEAF);
+        for (uint64_t i = 0; i < nkeep; i++)
+            digest_tree_add_leaf(&p->tree, s->hashes + i * p->hlen);
+        if (s->kept == EXT_FREE)
+            st->bytes_free += s->len;
+        else
+            st->bytes_unchanged += s->len;
+        return 0;
     }
     uint64_t nleaves = div_round_up(s->len, LEAF);
     const uint8_t *z0 = digest_zero_node(p->o->digest, 0);
@@ -378,7 +626,8 @@ static void writer_loop(struct pipeline *p)
                                           : p->sink->bytes_written
                                     : 0,
                             p->st->skipped_unallocated +
-                                p->st->skipped_zero);
+                                p->st->skipped_zero +
+                                p->st->bytes_unchanged + p->st->bytes_free);
             pthread_mutex_lock(&p->lock);
             if (r < 0) {
                 pipe_fail(p, &e);
@@ -410,6 +659,7 @@ static void pipeline_release(struct pipeline *p)
         free(p->slots[i].buf);
         free(p->slots[i].is_zero);
         free(p->slots[i].hashes);
+        free(p->slots[i].known);
     }
     free(p->slots);
     extent_list_release(&p->plan);
@@ -424,6 +674,7 @@ static void pipeline_release(struct pipeline *p)
  * the source digest lands in *digest.
  */
 static int pipeline_run(struct image *src, struct df_file *stream,
+                        const struct plan_inputs *inputs,
                         struct sink *sink, const struct job_opts *o,
                         struct job_stats *st, struct digest *digest,
                         struct df_error *err)
@@ -437,6 +688,7 @@ static int pipeline_run(struct image *src, struct df_file *stream,
     memset(&p, 0, sizeof(p));
     p.src = src;
     p.stream = stream;
+    p.inputs = inputs;
     p.sink = sink;
     p.o = o;
     p.st = st;
@@ -467,7 +719,8 @@ static int pipeline_run(struct image *src, struct df_file *stream,
             s->buf = NULL;
         s->is_zero = calloc(nleaves, 1);
         s->hashes = calloc(nleaves, p.hlen);
-        if (!s->buf || !s->is_zero || !s->hashes) {
+        s->known = calloc(nleaves, 1);
+        if (!s->buf || !s->is_zero || !s->hashes || !s->known) {
             df_io(err, "", ENOMEM, "cannot allocate pipeline buffers");
             goto out;
         }
@@ -502,6 +755,7 @@ join:
     }
     st->disk_size = p.size;
     st->bytes_read += p.bytes_read;
+    st->bytes_read_for_digest += p.bytes_read_for_digest;
     digest_tree_final(&p.tree, p.size, digest);
     progress_finish(p.progress);
     ret = 0;
@@ -544,7 +798,8 @@ int engine_copy(struct image *src, struct sink *dst,
                 struct df_error *err)
 {
     double t0 = time_now();
-    if (pipeline_run(src, NULL, dst, opts, st, &st->src_digest, err) < 0) {
+    if (pipeline_run(src, NULL, opts->plan, dst, opts, st, &st->src_digest,
+                     err) < 0) {
         if (dst->ops->abort_job)
             dst->ops->abort_job(dst);
         return -1;
@@ -557,7 +812,15 @@ int engine_copy_stream(struct df_file *in, struct sink *dst,
                        struct df_error *err)
 {
     double t0 = time_now();
-    if (pipeline_run(NULL, in, dst, opts, st, &st->src_digest, err) < 0) {
+    if (opts->plan) {
+        df_fail(err, DF_USAGE, 0, in->name, -1,
+                "a plan cannot be applied to a stream source");
+        if (dst->ops->abort_job)
+            dst->ops->abort_job(dst);
+        return -1;
+    }
+    if (pipeline_run(NULL, in, NULL, dst, opts, st, &st->src_digest,
+                     err) < 0) {
         if (dst->ops->abort_job)
             dst->ops->abort_job(dst);
         return -1;
@@ -572,7 +835,8 @@ int engine_digest(struct image *img, const struct job_opts *opts,
 {
     struct job_stats local;
     memset(&local, 0, sizeof(local));
-    return pipeline_run(img, NULL, NULL, opts, st ? st : &local, out, err);
+    return pipeline_run(img, NULL, NULL, NULL, opts, st ? st : &local, out,
+                        err);
 }
 
 int engine_compare_run(struct image *a, struct sink *cmp,
@@ -580,7 +844,8 @@ int engine_compare_run(struct image *a, struct sink *cmp,
                        struct df_error *err)
 {
     double t0 = time_now();
-    int r = pipeline_run(a, NULL, cmp, opts, st, &st->src_digest, err);
+    int r = pipeline_run(a, NULL, NULL, cmp, opts, st, &st->src_digest,
+                         err);
     st->seconds = time_now() - t0;
     return r;
 }

@@ -1,22 +1,24 @@
 /*
- * list.c: a change source over an extent list held in memory (the
- * resume journal's missing ranges, a test's fixed change set).
+ * list.c: a change source or a used-block map over an extent list held
+ * in memory (the resume journal's missing ranges, a test's fixed change
+ * set or used blocks).
  */
 #include <stdlib.h>
 
 #include "track/track.h"
 
 struct list_source {
-    struct change_source cs;
+    struct change_source cs;    /* or: */
+    struct used_map um;
     struct extent_list l;
     size_t hint;                /* index to start the next search at */
 };
 
-static int list_changed(struct change_source *cs, uint64_t off,
-                        uint64_t len, struct extent_list *out,
-                        struct df_error *err)
+/* The ranges of ls in [off, off+len), into out (track.h contract 1). */
+static int list_query(struct list_source *ls, const char *name, uint64_t off,
+                      uint64_t len, struct extent_list *out,
+                      struct df_error *err)
 {
-    struct list_source *ls = cs->priv;
     const struct extent_list *l = &ls->l;
     uint64_t end = off + len;
     size_t i = ls->hint < l->n && l->v[ls->hint].off <= off ? ls->hint : 0;
@@ -29,40 +31,107 @@ static int list_changed(struct change_source *cs, uint64_t off,
         uint64_t b = l->v[i].off + l->v[i].len;
         if (b > end)
             b = end;
-        int rc = extent_list_append(out, a, b - a, EXT_DATA, cs->name, err);
+        int rc = extent_list_append(out, a, b - a, EXT_DATA, name, err);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-static void list_close(struct change_source *cs)
+static int list_changed(struct change_source *cs, uint64_t off,
+                        uint64_t len, struct extent_list *out,
+                        struct df_error *err)
 {
-    struct list_source *ls = cs->priv;
+    return list_query(cs->priv, cs->name, off, len, out, err);
+}
+
+static int list_used(struct used_map *um, uint64_t off, uint64_t len,
+                     struct extent_list *out, struct df_error *err)
+{
+    return list_query(um->priv, um->name, off, len, out, err);
+}
+
+static void list_free(struct list_source *ls)
+{
     extent_list_release(&ls->l);
     free(ls);
 }
 
-struct change_source *change_source_from_list(const char *name,
-                                              const struct extent_list *changed,
-                                              struct df_error *err)
+static void list_close(struct change_source *cs)
+{
+    list_free(cs->priv);
+}
+
+static void list_used_close(struct used_map *um)
+{
+    list_free(um->priv);
+}
+
+/* A list_source holding a copy of `ranges`, or NULL with err set. */
+static struct list_source *list_new(const char *name,
+                                    const struct extent_list *ranges,
+                                    struct df_error *err)
 {
     struct list_source *ls = calloc(1, sizeof(*ls));
     if (!ls) {
         df_fail(err, DF_IO, 0, name, -1, "out of memory");
         return NULL;
     }
+    extent_list_init(&ls->l, ranges->n ? ranges->n : 1);
+    for (size_t i = 0; i < ranges->n; i++)
+        if (extent_list_append(&ls->l, ranges->v[i].off, ranges->v[i].len,
+                               EXT_DATA, name, err) < 0) {
+            list_free(ls);
+            return NULL;
+        }
+    return ls;
+}
+
+struct change_source *change_source_from_list(const char *name,
+                                              const struct extent_list *changed,
+                                              struct df_error *err)
+{
+    struct list_source *ls = list_new(name, changed, err);
+    if (!ls)
+        return NULL;
     ls->cs = (struct change_source){ .name = name, .priv = ls,
                                      .changed = list_changed,
                                      .close = list_close };
-    extent_list_init(&ls->l, changed->n ? changed->n : 1);
-    for (size_t i = 0; i < changed->n; i++)
-        if (extent_list_append(&ls->l, changed->v[i].off, changed->v[i].len,
-                               EXT_DATA, name, err) < 0) {
-            list_close(&ls->cs);
-            return NULL;
-        }
     return &ls->cs;
+}
+
+struct change_source *change_source_missing(const char *name, uint64_t size,
+                                            const struct extent_list *done,
+                                            struct df_error *err)
+{
+    struct extent_list disk, missing;
+    struct change_source *cs = NULL;
+
+    extent_list_init(&disk, 1);
+    extent_list_init(&missing, done->n + 1);   /* never reached */
+    if (size && extent_list_append(&disk, 0, size, EXT_DATA, name, err) < 0)
+        goto out;
+    if (extent_list_subtract(&disk, done, &missing, err) != 0) {
+        df_fail(err, DF_CORRUPT, 0, name, -1, "cannot list missing ranges");
+        goto out;
+    }
+    cs = change_source_from_list(name, &missing, err);
+out:
+    extent_list_release(&disk);
+    extent_list_release(&missing);
+    return cs;
+}
+
+struct used_map *used_map_from_list(const char *name,
+                                    const struct extent_list *used,
+                                    struct df_error *err)
+{
+    struct list_source *ls = list_new(name, used, err);
+    if (!ls)
+        return NULL;
+    ls->um = (struct used_map){ .name = name, .priv = ls, .used = list_used,
+                                .close = list_used_close };
+    return &ls->um;
 }
 
 void change_source_close(struct change_source *cs)

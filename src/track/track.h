@@ -24,6 +24,18 @@
  *  2. A source that cannot be trusted says so when it is opened, not
  *     by answering wrong: when in doubt, it names the whole range.
  *  3. close() frees everything; the object is not used afterwards.
+ *
+ * A change source may also know the digest leaf hash (util/hash.h) of a
+ * leaf it leaves out: leaf_hash(alg, leaf_off, out) fills out with the
+ * hash in `alg` of the DIGEST_LEAF_SIZE leaf at leaf_off (the last one
+ * of the disk short, as digest_leaf() pads it) and returns 1 only when
+ * that is the leaf's content on BOTH sides (a compare of hash trees, a
+ * manifest, a resume journal that recorded what it wrote); 0 when it
+ * does not know (another alg, a leaf it names as changed); -1 with err
+ * set.  The pipeline asks only for leaves the plan keeps whole, in
+ * ascending order, one call at a time (under its cursor's lock), and
+ * feeds the answer to the verification digest instead of reading the
+ * leaf.  NULL: never knows; the pipeline reads such a leaf to hash it.
  */
 #ifndef DF_TRACK_H
 #define DF_TRACK_H
@@ -32,12 +44,15 @@
 
 #include "util/error.h"
 #include "util/extent.h"
+#include "util/hash.h"
 
 struct change_source {
     const char *name;           /* "resume", "compare", "lvm-cow", ... */
     void *priv;
     int (*changed)(struct change_source *cs, uint64_t off, uint64_t len,
                    struct extent_list *out, struct df_error *err);
+    int (*leaf_hash)(struct change_source *cs, enum digest_alg alg,
+                     uint64_t leaf_off, uint8_t *out, struct df_error *err);
     void (*close)(struct change_source *cs);
 };
 
@@ -58,6 +73,20 @@ struct used_map {
 struct change_source *change_source_from_list(const char *name,
                                               const struct extent_list *changed,
                                               struct df_error *err);
+
+/*
+ * What a resumed copy still has to send: the change source naming every
+ * range of [0, size) outside `done` (the resume journal's written and
+ * durable ranges, sorted, states ignored).
+ */
+struct change_source *change_source_missing(const char *name, uint64_t size,
+                                            const struct extent_list *done,
+                                            struct df_error *err);
+
+/* A used-block map over a fixed list (copied): its ranges are used. */
+struct used_map *used_map_from_list(const char *name,
+                                    const struct extent_list *used,
+                                    struct df_error *err);
 
 void change_source_close(struct change_source *cs);
 void used_map_close(struct used_map *um);

@@ -161,5 +161,31 @@ int main(void)
     extent_list_release(&c1);
     extent_list_release(&c2);
     extent_list_release(&u1);
+
+    /* A resume's missing ranges: the complement of the done list. */
+    struct extent_list done, q;
+    extent_list_init(&done, 16);
+    extent_list_init(&q, 16);
+    CHECK(extent_list_append(&done, 0, 10, EXT_DATA, "t", &err) == 0);
+    CHECK(extent_list_append(&done, 50, 25, EXT_DATA, "t", &err) == 0);
+    CHECK(extent_list_append(&done, 90, 10, EXT_DATA, "t", &err) == 0);
+    struct change_source *miss = change_source_missing("resume", 100, &done,
+                                                       &err);
+    CHECK(miss != NULL);
+    CHECK(miss->changed(miss, 0, 100, &q, &err) == 0);
+    CHECK(q.n == 2 && q.v[0].off == 10 && q.v[0].len == 40 &&
+          q.v[1].off == 75 && q.v[1].len == 15);
+    extent_list_clear(&q);
+    CHECK(miss->changed(miss, 60, 40, &q, &err) == 0);
+    CHECK(q.n == 1 && q.v[0].off == 75 && q.v[0].len == 15);
+    change_source_close(miss);
+    extent_list_clear(&done);
+    miss = change_source_missing("resume", 100, &done, &err);
+    extent_list_clear(&q);
+    CHECK(miss && miss->changed(miss, 0, 100, &q, &err) == 0);
+    CHECK(q.n == 1 && q.v[0].off == 0 && q.v[0].len == 100);
+    change_source_close(miss);
+    extent_list_release(&done);
+    extent_list_release(&q);
     return test_result("plan");
 }

@@ -3,9 +3,9 @@
  *
  * Threads: the main thread answers control messages; for a destination
  * an applier thread takes data frames in seq order, decompresses them
- * and applies them to the sink, acknowledging every MSG_ACK_EVERY bytes
- * and committing the resume journal (journal.h) every SERVE_COMMIT_BYTES
- * or SERVE_COMMIT_SECONDS.  sink_lock serialises the sink between the
+ * and applies them to the sink (engine/apply.h: the writer the client
+ * uses for a pull too, committing the resume journal of journal.h),
+ * acknowledging every MSG_ACK_EVERY bytes.  sink_lock serialises the sink between the
  * applier and the main thread (FLUSH, DIGEST_REQ).
  *
  * A destination file this end created is kept when the session breaks:
@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "compress.h"
+#include "engine/apply.h"
 #include "engine/dest.h"
 #include "engine/job.h"
 #include "image/image.h"
@@ -39,8 +40,6 @@
 #include "util/overflow.h"
 #include "util/progress.h"
 
-#define SERVE_COMMIT_BYTES (32ull << 20)
-#define SERVE_COMMIT_SECONDS 1.0
 #define SERVE_MAX_BLOCK (1u << 20)
 #define SERVE_MAP_MAX 65536
 
@@ -58,8 +57,7 @@ struct serve {
 
     struct rjournal j;
     bool journaling;
-    double last_commit;
-    uint64_t since_commit;
+    struct apply ap;            /* the applier's, under sink_lock */
 
     pthread_mutex_t sink_lock;
     pthread_mutex_t lock;
@@ -348,28 +346,18 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
                           &sv->img->file, *resumed, err) < 0)
             return -1;
         sv->journaling = true;
-        sv->last_commit = time_now();
     }
     return 0;
 }
 
-/* Flush the sink and commit the journal; sink_lock held. */
-static int serve_commit(struct serve *sv, struct df_error *err)
-{
-    sv->since_commit = 0;
-    sv->last_commit = time_now();
-    if (!sv->journaling || !sv->j.npend)
-        return 0;
-    if (sv->sink->ops->finish(sv->sink, err) < 0)
-        return -1;
-    return rjournal_commit(&sv->j, err);
-}
-
+/* One data frame, in seq order, applied to the sink (engine/apply.h);
+ * sink_lock held. */
 static int serve_apply(struct serve *sv, struct comp_worker *cw,
                        uint8_t *dbuf, const struct rx_frame *f,
                        struct df_error *err)
 {
     const struct msg *m = &f->m;
+    const void *p = NULL;
     struct sink *k = sv->sink;
     if (m->off > k->size || m->len > k->size - m->off)
         return df_net(err, sv->s.peer, "protocol error: %s [%llu, +%llu) "
@@ -377,23 +365,10 @@ static int serve_apply(struct serve *sv, struct comp_worker *cw,
                       msg_type_name(m->type), (unsigned long long)m->off,
                       (unsigned long long)m->len,
                       (unsigned long long)k->size);
-    if (m->type == MSG_WRITE) {
-        const void *p = m->data;
-        if (m->comp != COMP_NONE) {
-            if (comp_unblock(cw, m->comp, m->data, m->data_len, dbuf,
-                             m->raw_len, sv->s.peer, err) < 0)
-                return -1;
-            p = dbuf;
-        }
-        if (k->ops->write(k, m->off, p, m->raw_len, err) < 0)
-            return -1;
-    } else if (k->ops->zero(k, m->off, m->len, err) < 0) {
+    if (m->type == MSG_WRITE &&
+        !(p = comp_frame_data(cw, m, dbuf, sv->s.peer, err)))
         return -1;
-    }
-    if (sv->journaling)
-        rjournal_note(&sv->j, m->off, m->len);
-    sv->since_commit += m->len;
-    return 0;
+    return apply_range(&sv->ap, m->off, m->len, p, err);
 }
 
 static void *serve_applier(void *arg)
@@ -420,11 +395,6 @@ static void *serve_applier(void *arg)
             break;
         pthread_mutex_lock(&sv->sink_lock);
         r = serve_apply(sv, &cw, dbuf, f, &err);
-        if (r == 0 && sv->journaling &&
-            (sv->since_commit >= SERVE_COMMIT_BYTES ||
-             rjournal_full(&sv->j) ||
-             time_now() - sv->last_commit > SERVE_COMMIT_SECONDS))
-            r = serve_commit(sv, &err);
         pthread_mutex_unlock(&sv->sink_lock);
         uint64_t len = f->m.type == MSG_WRITE ? f->m.raw_len : 0;
         uint64_t seq = f->m.seq;
@@ -450,7 +420,7 @@ out:
     pthread_mutex_lock(&sv->sink_lock);
     struct df_error cerr;
     df_error_init(&cerr);
-    serve_commit(sv, &cerr);
+    apply_commit(&sv->ap, &cerr);
     pthread_mutex_unlock(&sv->sink_lock);
     pthread_mutex_lock(&sv->lock);
     df_error_copy(&sv->aerr, &err);
@@ -491,9 +461,7 @@ static int serve_flush(struct serve *sv, uint64_t seq, struct df_error *err)
         return -1;
     }
     pthread_mutex_lock(&sv->sink_lock);
-    int r = sv->sink->ops->finish(sv->sink, err);
-    if (r == 0 && sv->journaling)
-        r = rjournal_commit(&sv->j, err);
+    int r = apply_finish(&sv->ap, err);
     pthread_mutex_unlock(&sv->sink_lock);
     return r;
 }
@@ -565,6 +533,7 @@ static int serve_dst(struct serve *sv, const struct msg *open,
     }
     if (session_start(&sv->s, err) < 0)
         goto out;
+    apply_init(&sv->ap, sv->sink, sv->journaling ? &sv->j : NULL);
     if (pthread_create(&sv->applier, NULL, serve_applier, sv)) {
         df_net(err, "", "cannot start the applier thread");
         goto out;

@@ -46,17 +46,11 @@
 struct serve {
     const struct serve_opts *o;
     struct session s;
-    struct image *img;
-    struct sink *sink;
-    char path[PATH_MAX];        /* the destination as named, resolved */
-    char work[PATH_MAX];        /* the file written: path or a partial */
-    bool renaming;              /* work is renamed to path at DONE */
-    int claim_fd;               /* safety_claim() on a device, or -1 */
-    int dirfd;                  /* the directory of path, or -1 */
-    int statefd;                /* the state directory, or -1 */
+    struct image *img;          /* the source */
+    char path[PATH_MAX];        /* the file named, resolved */
 
-    struct rjournal j;
-    bool journaling;
+    struct dest d;              /* the destination (engine/dest.h) */
+    struct sink *sink;          /* d.sink, or open_dst_hook's */
     struct apply ap;            /* the applier's, under sink_lock */
 
     pthread_mutex_t sink_lock;
@@ -171,182 +165,82 @@ static int serve_dst_opts(struct serve *sv, const struct msg *m,
 }
 
 /*
- * The directory sv->path is in, opened once (sv->dirfd): every file this
- * end creates, renames or removes there (the partial file, journals) is
- * named relative to it, so a directory component swapped for a symlink
- * after serve_confine() cannot lead the writes elsewhere.  It must still
- * be the directory serve_confine() resolved.
+ * The directory sv->path is in, opened once: every file this end
+ * creates, renames or removes there (the partial file, journals) is
+ * named relative to it (dest.h invariant 3), so a directory component
+ * swapped for a symlink after serve_confine() cannot lead the writes
+ * elsewhere.  It must still be the directory serve_confine() resolved.
  */
 static int serve_open_dir(struct serve *sv, struct df_error *err)
 {
     char dir[PATH_MAX], link[64], now[PATH_MAX];
+    int fd = dest_dir_open(sv->path, err);
+    if (fd < 0)
+        return -1;
     path_dirname(sv->path, dir, sizeof(dir));
-    sv->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (sv->dirfd < 0)
-        return df_io(err, sv->path, errno, "cannot open the directory");
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", sv->dirfd);
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, now, sizeof(now) - 1);
-    if (n < 0)
-        return df_io(err, sv->path, errno, "cannot resolve the directory");
+    if (n < 0) {
+        df_io(err, sv->path, errno, "cannot resolve the directory");
+        close(fd);
+        return -1;
+    }
     now[n] = '\0';
-    if (strcmp(now, dir))
-        return df_refuse(err, sv->path, "refusing: the directory moved "
-                         "while it was checked");
-    return 0;
+    if (strcmp(now, dir)) {
+        df_refuse(err, sv->path, "refusing: the directory moved while it "
+                  "was checked");
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
-/* Open the journal of a raw destination: beside a regular file (in
- * sv->dirfd), else in the state directory. */
-static int serve_journal_dir(struct serve *sv, bool regular, const char *dst,
-                             char *jpath, struct df_error *err)
-{
-    rjournal_path(dst, regular, jpath, PATH_MAX);
-    if (regular)
-        return sv->dirfd;
-    if (sv->statefd < 0)
-        sv->statefd = state_dir_open(sv->o->state_dir, err);
-    return sv->statefd;
-}
-
+/* OPEN_DST: the destination through engine/dest.h, the one scheme of
+ * the local copy; the gate runs here, on this host, and its question,
+ * if any, is the client's user's (OPEN_ASK). */
 static int serve_open_dst(struct serve *sv, const struct msg *m,
-                          bool *dst_is_zero, bool *resumed,
-                          struct extent_list *done, struct df_error *err)
+                          struct df_error *err)
 {
     const char *fmt = m->s1[0] ? m->s1 : "raw";
-    bool resume = m->flags & OPEN_RESUME;
-    bool dry = m->flags & OPEN_DRY_RUN;
+    char undo[PATH_MAX];
     struct stat st;
-    char jpath[PATH_MAX], undo[PATH_MAX];
-    uint64_t orig_size = 0;
-    struct rjournal_info ji;
-    int jdir = AT_FDCWD;
+    bool ask = m->flags & OPEN_ASK;
+    struct dest_opts o = {
+        .cmd = "serve", .out_format = fmt,
+        .overwrite = m->flags & OPEN_OVERWRITE,
+        .yes = !ask, .interactive = ask,
+        .dry_run = m->flags & OPEN_DRY_RUN,
+        .confirm = serve_ask, .confirm_ctx = sv,
+        .state_dir = sv->o->state_dir,
+    };
 
-    *dst_is_zero = false;
-    *resumed = false;
     if (sv->o->open_dst_hook) {
         snprintf(sv->path, sizeof(sv->path), "%s", m->s2);
-        sv->sink = sv->o->open_dst_hook(m->s2, m->size, err);
+        sv->d.sink = sv->o->open_dst_hook(m->s2, m->size, err);
+        sv->sink = sv->d.sink;
         return sv->sink ? 0 : -1;
     }
     if (serve_confine(sv->o, m->s2, true, sv->path, err) < 0 ||
         serve_dst_opts(sv, m, undo, err) < 0)
         return -1;
+    o.undo = undo[0] ? undo : NULL;
     unsigned caps;
     if (image_format_caps(fmt, &caps) < 0 || !(caps & IMG_CAN_CREATE))
         return df_usage(err, "-O: this host does not write '%s' images",
                         fmt);
-    if (serve_open_dir(sv, err) < 0)
+    int dirfd = serve_open_dir(sv, err);
+    if (dirfd < 0)
         return -1;
-    bool exists = fstatat(sv->dirfd, path_basename(sv->path), &st,
-                          AT_SYMLINK_NOFOLLOW) == 0;
-    bool regular = !exists || S_ISREG(st.st_mode);
-    bool raw = !strcmp(fmt, "raw");
-    if (!exists) {
-        /* A new file is written as .NAME.diskferry-partial and renamed
-         * at DONE: no half-written file under the name the user gave;
-         * an interrupted one is what --resume continues. */
-        if (dest_partial_path(sv->path, sv->work, sizeof(sv->work),
-                              err) < 0)
-            return -1;
-        bool partial = fstatat(sv->dirfd, path_basename(sv->work), &st,
-                               AT_SYMLINK_NOFOLLOW) == 0 &&
-                       S_ISREG(st.st_mode);
-        jdir = serve_journal_dir(sv, true, sv->work, jpath, err);
-        if (partial && resume && raw &&
-            rjournal_load(jdir, jpath, m->size, m->src_id, done, &ji,
-                          err) == 0)
-            *resumed = true;
-        else if (partial && !dry && err->cat == DF_OK)
-            unlinkat(sv->dirfd, path_basename(sv->work), 0);
-        if (err->cat != DF_OK)
-            return -1;
-    } else {
-        snprintf(sv->work, sizeof(sv->work), "%s", sv->path);
-        if (raw && (resume || !dry)) {  /* a dry run creates nothing */
-            jdir = serve_journal_dir(sv, regular, sv->path, jpath, err);
-            if (jdir == -1)
-                return -1;
-        }
-        if (resume && raw &&
-            rjournal_load(jdir, jpath, m->size, m->src_id, done, &ji,
-                          err) == 0)
-            *resumed = true;
-        if (err->cat != DF_OK)
-            return -1;
+    if (!(m->flags & OPEN_CREATE) &&
+        fstatat(dirfd, path_basename(sv->path), &st,
+                AT_SYMLINK_NOFOLLOW) < 0) {
+        close(dirfd);
+        return df_io(err, sv->path, ENOENT, "cannot open");
     }
-    if (*resumed && !exists) {
-        if (dest_resume_partial(sv->dirfd, sv->work, m->size, &ji, done,
-                                m->flags & OPEN_OVERWRITE, &sv->img,
-                                err) < 0)
-            return -1;
-        sv->renaming = true;
-    } else if (exists) {
-        struct image_open_opts oo = {.format = "raw", .writable = !dry,
-                                     .no_parents = true};
-        if (!raw)
-            return df_usage(err, "-O %s writes only new files: %s exists",
-                            fmt, sv->path);
-        if (image_open(sv->path, &oo, &sv->img, err) < 0)
-            return -1;
-        /* The one safety gate, on this host (safety.h).  Resuming, what
-         * the journal lists is ours (invariant 5); anything else the
-         * destination holds needs --overwrite as on the first run.  The
-         * question, if any, is the client's user's (OPEN_ASK). */
-        bool ask = (m->flags & OPEN_ASK) && !*resumed;
-        struct safety_req req = {
-            .dst_path = sv->path, .dst = &sv->img->file,
-            .need_size = m->size, .op = SAFETY_OP_WRITE,
-            .overwrite = m->flags & OPEN_OVERWRITE,
-            .ours = *resumed ? done : NULL,
-            .yes = !ask, .dry_run = dry, .interactive = ask,
-            .confirm = serve_ask, .confirm_ctx = sv,
-        };
-        if (*resumed && rjournal_check_dst(&ji, &sv->img->file, err) < 0)
-            return -1;
-        if (safety_check_destination(&req, err) < 0)
-            return -1;
-        if (dry)
-            return 0;
-        if (safety_claim(&sv->img->file, &sv->claim_fd, err) < 0)
-            return -1;
-        orig_size = sv->img->size;
-        if (dest_grow(sv->img, m->size, sv->path, err) < 0)
-            return -1;
-    } else {
-        struct safety_req req = {
-            .dst_path = sv->path, .need_size = m->size,
-            .op = SAFETY_OP_WRITE, .yes = true, .dry_run = dry,
-        };
-        if (!(m->flags & OPEN_CREATE))
-            return df_io(err, sv->path, ENOENT, "cannot open");
-        if (safety_check_destination(&req, err) < 0)
-            return -1;
-        if (dry)
-            return 0;
-        struct image_create_opts co = {0};
-        if (image_create_at(sv->dirfd, sv->work, fmt, m->size, &co,
-                            &sv->img, err) < 0)
-            return -1;
-        snprintf(sv->img->name, sizeof(sv->img->name), "%s", sv->path);
-        *dst_is_zero = true;
-        sv->renaming = true;
-    }
-    sv->sink = sink_image_new(sv->img, *dst_is_zero, err);
-    if (!sv->sink)
+    if (dest_open_session(&sv->d, &o, sv->path, dirfd, m->size, m->src_id,
+                          m->flags & OPEN_RESUME, err) < 0)
         return -1;
-    sv->sink->size = m->size;
-    if (undo[0] && exists) {        /* a new file has nothing to save */
-        sv->sink = undo_sink_wrap(sv->sink, sv->img, orig_size, sv->path,
-                                  undo, err);
-        if (!sv->sink)
-            return -1;
-    }
-    if (raw) {
-        if (rjournal_open(&sv->j, jdir, jpath, m->size, m->src_id,
-                          &sv->img->file, *resumed, err) < 0)
-            return -1;
-        sv->journaling = true;
-    }
+    sv->sink = sv->d.sink;
     return 0;
 }
 
@@ -510,22 +404,24 @@ static int serve_send_ranges(struct serve *sv, const struct extent_list *l,
 static int serve_dst(struct serve *sv, const struct msg *open,
                      struct df_error *err)
 {
-    struct extent_list done;
     struct msg_buf b;
     struct rx_frame *f = NULL;
-    bool dst_is_zero, resumed;
     int ret = -1;
-    extent_list_init(&done, EXTENT_LIST_DEFAULT_CAP);
     msg_buf_init(&b);
-    if (serve_open_dst(sv, open, &dst_is_zero, &resumed, &done, err) < 0)
+    if (serve_open_dst(sv, open, err) < 0)
         goto out;
+    /* Created here, the destination reads as zeros: the client sends
+     * no zero runs. */
+    bool dst_is_zero = sv->sink && sv->d.img && sv->d.partial &&
+                       !sv->d.resumed;
     msg_enc_opened(&b, (dst_is_zero ? OPENED_DST_IS_ZERO : 0) |
-                           (resumed ? OPENED_RESUMED : 0),
-                   open->size, sv->img ? image_format_name(sv->img) : "raw",
+                           (sv->d.resumed ? OPENED_RESUMED : 0),
+                   open->size,
+                   sv->d.img ? image_format_name(sv->d.img) : "raw",
                    sv->path);
     if (session_send(&sv->s, MSG_OPENED, &b, err) < 0)
         goto out;
-    if (resumed && serve_send_ranges(sv, &done, err) < 0)
+    if (sv->d.resumed && serve_send_ranges(sv, &sv->d.done, err) < 0)
         goto out;
     if (open->flags & OPEN_DRY_RUN) {
         ret = 0;
@@ -533,7 +429,7 @@ static int serve_dst(struct serve *sv, const struct msg *open,
     }
     if (session_start(&sv->s, err) < 0)
         goto out;
-    apply_init(&sv->ap, sv->sink, sv->journaling ? &sv->j : NULL);
+    apply_init(&sv->ap, sv->sink, sv->d.j.fd >= 0 ? &sv->d.j : NULL);
     if (pthread_create(&sv->applier, NULL, serve_applier, sv)) {
         df_net(err, "", "cannot start the applier thread");
         goto out;
@@ -559,12 +455,9 @@ static int serve_dst(struct serve *sv, const struct msg *open,
                 goto out;
             break;
         case MSG_DONE:
-            if (sv->renaming &&
-                dest_rename_new(sv->dirfd, sv->work, sv->path, err) < 0)
+            if (dest_commit(&sv->d, err) < 0)
                 goto out;
-            if (sv->journaling)
-                rjournal_remove(&sv->j);
-            sv->journaling = false;
+            rjournal_remove(&sv->d.j);     /* journal.h invariant 4 */
             ret = 0;
             goto out;
         default:
@@ -576,7 +469,6 @@ static int serve_dst(struct serve *sv, const struct msg *open,
 out:
     rx_frame_free(f);
     msg_buf_release(&b);
-    extent_list_release(&done);
     return ret;
 }
 
@@ -897,10 +789,7 @@ int serve_run(int rfd, int wfd, const struct serve_opts *o,
     int ret = -1;
     memset(&sv, 0, sizeof(sv));
     sv.o = o;
-    sv.j.fd = -1;
-    sv.claim_fd = -1;
-    sv.dirfd = -1;
-    sv.statefd = -1;
+    dest_init(&sv.d);
     pthread_mutex_init(&sv.sink_lock, NULL);
     pthread_mutex_init(&sv.lock, NULL);
     pthread_cond_init(&sv.cond, NULL);
@@ -940,17 +829,11 @@ out:
         sv.s.ctl.wfd = -1;
     }
     rx_frame_free(f);
-    if (sv.journaling)
-        rjournal_close(&sv.j);
     session_release(&sv.s);
-    sink_free(sv.sink);
+    /* A partial file and its journal stay for --resume (dest.h
+     * invariant 4): never dest_abort(). */
+    dest_close(&sv.d);
     image_close(sv.img);
-    if (sv.claim_fd >= 0)
-        close(sv.claim_fd);
-    if (sv.dirfd >= 0)
-        close(sv.dirfd);
-    if (sv.statefd >= 0)
-        close(sv.statefd);
     pthread_mutex_destroy(&sv.sink_lock);
     pthread_mutex_destroy(&sv.lock);
     pthread_cond_destroy(&sv.cond);

@@ -1,6 +1,6 @@
 /*
  * apply.h: ranges arriving in order, applied to a destination: the
- * writer both ends of a session share (proto/serve.c receives a push,
+ * writer both ends of a session share (proto/serve_dst.c receives a push,
  * proto/remote.c a pull).
  *
  * The caller decodes what arrives (frames, decompression, the protocol

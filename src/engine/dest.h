@@ -1,6 +1,6 @@
 /*
  * dest.h: the destination of a job, from open to commit or abort: one
- * scheme for the local job (job.c) and for serve (proto/serve.c).
+ * scheme for the local job (job.c) and for serve (proto/serve_dst.c).
  *
  * What a destination is, and what happens to it:
  *
@@ -127,13 +127,13 @@ int dest_open_partial(struct dest *d, const struct dest_opts *o,
                       const char *path, uint64_t size, uint64_t src_id,
                       bool resume, struct df_error *err);
 /*
- * The destination of a session on this host (proto/serve.c), size bytes
- * from a source known by src_id: dirfd is path's directory, checked by
- * the caller (d owns it from here).  A new file as dest_open_partial()
- * (in o->out_format); an existing one raw in place, with its resume
- * journal (resume: continue what it lists) and, without --overwrite
- * and not resuming, the emptiness guard as dest_open() has it.  A dry
- * run checks and leaves d->sink NULL.
+ * The destination of a session on this host (proto/serve_dst.c), size
+ * bytes from a source known by src_id: dirfd is path's directory,
+ * checked by the caller (d owns it from here).  A new file as
+ * dest_open_partial() (in o->out_format); an existing one raw in place,
+ * with its resume journal (resume: continue what it lists) and,
+ * without --overwrite and not resuming, the emptiness guard as
+ * dest_open() has it.  A dry run checks and leaves d->sink NULL.
  */
 int dest_open_session(struct dest *d, const struct dest_opts *o,
                       const char *path, int dirfd, uint64_t size,

@@ -217,11 +217,19 @@ static void *serve_applier(void *arg)
         }
     }
 out:
-    /* Whatever arrived in order is applied: make it count for resume. */
+    /* Whatever arrived in order is applied: make it count for resume.
+     * Unless the destination refused it (the emptiness guard found
+     * data and zeroed back what was written): then what the journal
+     * lists is gone, and nothing here is to be resumed. */
     pthread_mutex_lock(&sv->sink_lock);
     struct df_error cerr;
     df_error_init(&cerr);
-    apply_commit(&sv->ap, &cerr);
+    if (err.cat == DF_REFUSED && sv->ap.j) {
+        rjournal_remove(sv->ap.j);
+        sv->ap.j = NULL;
+    } else {
+        apply_commit(&sv->ap, &cerr);
+    }
     pthread_mutex_unlock(&sv->sink_lock);
     pthread_mutex_lock(&sv->lock);
     df_error_copy(&sv->aerr, &err);

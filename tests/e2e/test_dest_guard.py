@@ -341,3 +341,5 @@ def test_guard_remote_destination(tmp_path):
         "far were zero before and are zero again); give --overwrite to "
         "replace it" % dst], err
     assert sha256_file(dst) == before
+    # what the journal had listed was zeroed back: no journal to resume
+    assert not os.path.exists("%s.diskferry-resume" % dst)

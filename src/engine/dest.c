@@ -204,6 +204,7 @@ void dest_init(struct dest *d)
     d->dirfd = -1;
     d->claim_fd = -1;
     d->j.fd = -1;
+    d->statefd = -1;
     extent_list_init(&d->done, EXTENT_LIST_DEFAULT_CAP);
 }
 
@@ -220,7 +221,9 @@ void dest_close(struct dest *d)
         close(d->claim_fd);
     if (d->dirfd >= 0)
         close(d->dirfd);
-    d->claim_fd = d->dirfd = -1;
+    if (d->statefd >= 0)
+        close(d->statefd);
+    d->claim_fd = d->dirfd = d->statefd = -1;
 }
 
 void dest_warn_undo_new(const struct dest_opts *o, const char *path)
@@ -241,6 +244,23 @@ static int dest_check(const struct dest_opts *o, struct image *src,
         .need_size = need, .op = SAFETY_OP_WRITE, .replace = replace,
         .overwrite = o->overwrite, .yes = o->yes, .dry_run = o->dry_run,
         .interactive = o->interactive,
+        .confirm = o->confirm, .confirm_ctx = o->confirm_ctx,
+    };
+    return safety_check_destination(&req, err);
+}
+
+/* The same for an existing destination a resume journal lists done
+ * ranges of: those are ours (journal.h invariant 5), and nobody is
+ * asked again about a destination they already confirmed. */
+static int dest_check_resumed(const struct dest_opts *o, const char *path,
+                              const struct df_file *dst, uint64_t need,
+                              const struct extent_list *done,
+                              struct df_error *err)
+{
+    struct safety_req req = {
+        .dst_path = path, .dst = dst, .need_size = need,
+        .op = SAFETY_OP_WRITE, .overwrite = o->overwrite, .ours = done,
+        .yes = true, .dry_run = o->dry_run,
     };
     return safety_check_destination(&req, err);
 }
@@ -324,6 +344,27 @@ static int dest_open_replace(struct dest *d, const struct dest_opts *o,
     return d->sink ? 0 : -1;
 }
 
+/* Write the existing destination d->img in place, after its checks:
+ * claimed, grown to need, its old contents saved for --undo, and with
+ * guard every range checked to read as zeros before it is written. */
+static int dest_in_place(struct dest *d, const struct dest_opts *o,
+                         uint64_t orig_size, uint64_t need, bool need_known,
+                         bool guard, struct df_error *err)
+{
+    if (safety_claim(&d->img->file, &d->claim_fd, err) < 0 ||
+        (need_known && dest_grow(d->img, need, d->path, err) < 0))
+        return -1;
+    d->sink = sink_image_new(d->img, false, err);
+    if (d->sink && need_known)
+        d->sink->size = need;
+    if (d->sink && o->undo)
+        d->sink = undo_sink_wrap(d->sink, d->img, orig_size, d->path,
+                                 o->undo, err);
+    if (d->sink && guard)
+        d->sink = sink_guard_wrap(d->sink, d->img, true, err);
+    return d->sink ? 0 : -1;
+}
+
 static int dest_open_existing(struct dest *d, const struct dest_opts *o,
                               struct image *src, uint64_t need,
                               bool need_known, struct df_error *err)
@@ -352,18 +393,7 @@ static int dest_open_existing(struct dest *d, const struct dest_opts *o,
             d->sink = sink_guard_wrap(d->sink, d->img, false, err);
         return d->sink ? 0 : -1;
     }
-    if (safety_claim(&d->img->file, &d->claim_fd, err) < 0 ||
-        (need_known && dest_grow(d->img, need, d->path, err) < 0))
-        return -1;
-    d->sink = sink_image_new(d->img, false, err);
-    if (d->sink && need_known)
-        d->sink->size = need;
-    if (d->sink && o->undo)
-        d->sink = undo_sink_wrap(d->sink, d->img, orig_size, d->path,
-                                 o->undo, err);
-    if (d->sink && guard)
-        d->sink = sink_guard_wrap(d->sink, d->img, true, err);
-    return d->sink ? 0 : -1;
+    return dest_in_place(d, o, orig_size, need, need_known, guard, err);
 }
 
 int dest_open(struct dest *d, const struct dest_opts *o, const char *path,
@@ -414,18 +444,20 @@ int dest_open_partial(struct dest *d, const struct dest_opts *o,
     char jpath[PATH_MAX];
     struct stat st;
     struct rjournal_info ji;
+    const char *fmt = o->out_format ? o->out_format : "raw";
+    bool raw = !strcmp(fmt, "raw");
 
     d->path = path;
     d->partial = true;
     if (dest_check(o, NULL, path, NULL, size, false, err) < 0 ||
         dest_partial_path(path, d->part, sizeof(d->part), err) < 0 ||
-        (d->dirfd = dest_dir_open(path, err)) < 0)
+        (d->dirfd < 0 && (d->dirfd = dest_dir_open(path, err)) < 0))
         return -1;
     const char *pname = path_basename(d->part);
     rjournal_path(d->part, true, jpath, sizeof(jpath));
     bool have = fstatat(d->dirfd, pname, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
                 S_ISREG(st.st_mode);
-    if (have && resume &&
+    if (have && resume && raw &&
         rjournal_load(d->dirfd, jpath, size, src_id, &d->done, &ji,
                       err) == 0) {
         if (dest_resume_partial(d->dirfd, d->part, size, &ji, &d->done,
@@ -435,9 +467,11 @@ int dest_open_partial(struct dest *d, const struct dest_opts *o,
     } else {
         if (err->cat != DF_OK)
             return -1;
-        if (have)
+        if (have && !o->dry_run)
             unlinkat(d->dirfd, pname, 0);   /* ours, stale: start again */
-        if (image_create_at(d->dirfd, d->part, "raw", size, &o->copts,
+        if (o->dry_run)
+            return 0;
+        if (image_create_at(d->dirfd, d->part, fmt, size, &o->copts,
                             &d->img, err) < 0)
             return -1;
         dest_test_kill("open");
@@ -446,8 +480,74 @@ int dest_open_partial(struct dest *d, const struct dest_opts *o,
     d->sink = sink_image_new(d->img, !d->resumed, err);
     if (!d->sink)
         return -1;
+    if (!raw)
+        return 0;
     return rjournal_open(&d->j, d->dirfd, jpath, size, src_id,
                          &d->img->file, d->resumed, err);
+}
+
+/* An existing destination of a session: raw in place, with its resume
+ * journal (dest_open_session). */
+static int dest_open_session_existing(struct dest *d,
+                                      const struct dest_opts *o,
+                                      uint64_t size, uint64_t src_id,
+                                      bool resume, struct df_error *err)
+{
+    struct image_open_opts oo = { .format = "raw", .writable = !o->dry_run,
+                                  .no_parents = true };
+    struct rjournal_info ji;
+    char jpath[PATH_MAX];
+    int jdir = -1;
+
+    if (o->out_format && strcmp(o->out_format, "raw"))
+        return df_usage(err, "-O %s writes only new files: %s exists",
+                        o->out_format, d->path);
+    if (image_open(d->path, &oo, &d->img, err) < 0)
+        return -1;
+    bool regular = d->img->file.is_regular;
+    if (resume || !o->dry_run) {        /* a dry run creates nothing */
+        rjournal_path(d->path, regular, jpath, sizeof(jpath));
+        if (regular)
+            jdir = d->dirfd;
+        else if ((jdir = d->statefd = state_dir_open(o->state_dir,
+                                                     err)) < 0)
+            return -1;
+    }
+    if (resume && rjournal_load(jdir, jpath, size, src_id, &d->done, &ji,
+                                err) == 0)
+        d->resumed = true;
+    if (err->cat != DF_OK)
+        return -1;
+    uint64_t orig_size = d->img->size;
+    if (d->resumed ? rjournal_check_dst(&ji, &d->img->file, err) < 0 ||
+                     dest_check_resumed(o, d->path, &d->img->file, size,
+                                        &d->done, err) < 0
+                   : dest_check(o, NULL, d->path, &d->img->file, size,
+                                false, err) < 0)
+        return -1;
+    if (o->dry_run)
+        return 0;
+    /* Without --overwrite the whole destination must read as zeros, as
+     * for a local copy (dest_open_existing).  Resuming, what the last
+     * run wrote after its last commit is ours but listed nowhere: the
+     * checks above are what a resume gets. */
+    bool guard = !o->overwrite && orig_size > 0 && !d->resumed;
+    if (dest_in_place(d, o, orig_size, size, true, guard, err) < 0)
+        return -1;
+    return rjournal_open(&d->j, jdir, jpath, size, src_id, &d->img->file,
+                         d->resumed, err);
+}
+
+int dest_open_session(struct dest *d, const struct dest_opts *o,
+                      const char *path, int dirfd, uint64_t size,
+                      uint64_t src_id, bool resume, struct df_error *err)
+{
+    struct stat st;
+    d->path = path;
+    d->dirfd = dirfd;
+    if (fstatat(dirfd, path_basename(path), &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return dest_open_partial(d, o, path, size, src_id, resume, err);
+    return dest_open_session_existing(d, o, size, src_id, resume, err);
 }
 
 /*

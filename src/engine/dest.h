@@ -1,6 +1,6 @@
 /*
  * dest.h: the destination of a job, from open to commit or abort: one
- * scheme for the local job (job.c) and for serve (proto/serve.c).
+ * scheme for the local job (job.c) and for serve (proto/serve_dst.c).
  *
  * What a destination is, and what happens to it:
  *
@@ -16,6 +16,12 @@
  *   NAME         yes      a temporary name beside it    renamed over NAME
  *                         (an image container, or -O)   if still the same
  *                                                       inode
+ *
+ * The far end of a session (serve, dest_open_session) writes a new file
+ * as the partial (in any format the client asks, with a journal when
+ * raw) and an existing one raw in place with a resume journal (beside a
+ * regular file, in the state directory for a device), removed after
+ * the session's DONE.
  *
  * Invariants:
  *  1. Nothing is created, opened for writing or claimed before
@@ -69,6 +75,11 @@ struct dest_opts {
     bool report_on_stdout;      /* --json: stdout is taken; a dry run
                                  * prints on stderr, DST - is refused */
     const char *undo;           /* --undo journal, or NULL */
+    /* Check 6's question asked elsewhere (serve: on the client's
+     * terminal; safety.h confirm); NULL: on ours. */
+    int (*confirm)(void *ctx, const char *desc, struct df_error *err);
+    void *confirm_ctx;
+    const char *state_dir;      /* dest_open_session: device journals */
 };
 
 struct dest {
@@ -86,6 +97,7 @@ struct dest {
     char part[PATH_MAX];
     struct rjournal j;
     struct extent_list done;    /* resumed: ranges the journal lists */
+    int statefd;                /* the state directory, or -1 */
 };
 
 void dest_init(struct dest *d);
@@ -104,14 +116,28 @@ int dest_open(struct dest *d, const struct dest_opts *o, const char *path,
               struct image *src, uint64_t need, bool need_known,
               struct df_error *err);
 /*
- * A new raw file of size bytes from a source known by src_id (a remote
- * one): written as .NAME.diskferry-partial with a resume journal beside
- * it, so that a broken link or a kill of either side leaves something
- * --resume continues.  resume: continue the partial its journal lists.
+ * A new file of size bytes from a source known by src_id (a remote
+ * one): written as .NAME.diskferry-partial (raw, or o->out_format) with
+ * a resume journal beside it when raw, so that a broken link or a kill
+ * of either side leaves something --resume continues.  resume: continue
+ * the raw partial its journal lists.  A dry run checks, creates nothing
+ * and leaves d->sink NULL.  d->dirfd, if set, is path's directory.
  */
 int dest_open_partial(struct dest *d, const struct dest_opts *o,
                       const char *path, uint64_t size, uint64_t src_id,
                       bool resume, struct df_error *err);
+/*
+ * The destination of a session on this host (proto/serve_dst.c), size
+ * bytes from a source known by src_id: dirfd is path's directory,
+ * checked by the caller (d owns it from here).  A new file as
+ * dest_open_partial() (in o->out_format); an existing one raw in place,
+ * with its resume journal (resume: continue what it lists) and,
+ * without --overwrite and not resuming, the emptiness guard as
+ * dest_open() has it.  A dry run checks and leaves d->sink NULL.
+ */
+int dest_open_session(struct dest *d, const struct dest_opts *o,
+                      const char *path, int dirfd, uint64_t size,
+                      uint64_t src_id, bool resume, struct df_error *err);
 /* The job verified: give the new file its name (invariant 2), or
  * rename the replacement over the file the checks ran on. */
 int dest_commit(struct dest *d, struct df_error *err);

@@ -31,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/apply.h"
 #include "engine/job.h"
 #include "engine/pipeline.h"
 #include "engine/plan.h"
@@ -773,21 +774,9 @@ static int copy_finish(struct sink *dst, const struct job_opts *opts,
         return -1;
     st->bytes_wire = dst->bytes_wire;
     st->bytes_zeroed = dst->bytes_zeroed;
-    if (opts->verify && dst->ops->digest) {
-        double tv = time_now();
-        if (dst->ops->digest(dst, st->disk_size, opts->digest, opts->threads,
-                             &st->dst_digest, err) < 0)
-            return -1;
-        st->verify_seconds = time_now() - tv;
-        if (st->dst_digest.len != st->src_digest.len ||
-            memcmp(st->dst_digest.bytes, st->src_digest.bytes,
-                   st->src_digest.len)) {
-            st->seconds = time_now() - t0;
-            return df_fail(err, DF_VERIFY, 0, dst->name, -1,
-                           "verification failed: destination digest "
-                           "differs from the source's");
-        }
-        st->verified = true;
+    if (engine_verify_sink(dst, opts, st, err) < 0) {
+        st->seconds = time_now() - t0;
+        return -1;
     }
     st->seconds = time_now() - t0;
     return 0;

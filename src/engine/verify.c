@@ -19,8 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/apply.h"
 #include "engine/job.h"
 #include "engine/pipeline.h"
+#include "util/progress.h"
 #include "util/overflow.h"
 #include "util/zero.h"
 
@@ -199,4 +201,26 @@ out:
     free(c.found);
     pthread_mutex_destroy(&c.lock);
     return ret;
+}
+
+/* The read-back at the end of a copy (apply.h): one for the local
+ * pipeline (engine_copy) and for a pull from a remote host. */
+int engine_verify_sink(struct sink *dst, const struct job_opts *opts,
+                       struct job_stats *st, struct df_error *err)
+{
+    if (!opts->verify || !dst->ops->digest)
+        return 0;
+    double tv = time_now();
+    if (dst->ops->digest(dst, st->disk_size, opts->digest, opts->threads,
+                         &st->dst_digest, err) < 0)
+        return -1;
+    st->verify_seconds = time_now() - tv;
+    if (st->dst_digest.len != st->src_digest.len ||
+        memcmp(st->dst_digest.bytes, st->src_digest.bytes,
+               st->src_digest.len))
+        return df_fail(err, DF_VERIFY, 0, dst->name, -1, "verification "
+                       "failed: destination digest differs from the "
+                       "source's");
+    st->verified = true;
+    return 0;
 }

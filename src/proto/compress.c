@@ -190,3 +190,15 @@ bad:
     return df_net(err, peer, "protocol error: compressed block does not "
                   "decode to %zu bytes", raw_len);
 }
+
+const void *comp_frame_data(struct comp_worker *w, const struct msg *m,
+                            void *buf, const char *peer,
+                            struct df_error *err)
+{
+    if (m->comp == COMP_NONE)
+        return m->data;
+    if (comp_unblock(w, m->comp, m->data, m->data_len, buf, m->raw_len,
+                     peer, err) < 0)
+        return NULL;
+    return buf;
+}

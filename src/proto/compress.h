@@ -92,4 +92,14 @@ int comp_unblock(struct comp_worker *w, uint8_t comp, const void *src,
                  size_t len, void *dst, size_t raw_len, const char *peer,
                  struct df_error *err);
 
+struct msg;
+/*
+ * The raw_len bytes a WRITE frame m carries: its payload, or what
+ * comp_unblock() made of it in buf (MSG_MAX_DATA bytes).  NULL with
+ * err.
+ */
+const void *comp_frame_data(struct comp_worker *w, const struct msg *m,
+                            void *buf, const char *peer,
+                            struct df_error *err);
+
 #endif

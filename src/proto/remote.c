@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "engine/apply.h"
 #include "journal.h"
 #include "safety/safety.h"
 #include "sender.h"
@@ -26,8 +27,6 @@
 #define REMOTE_MAX_BLOCK (1u << 20)
 #define REMOTE_MAX_PARENTS 32
 #define REMOTE_ACK_WINDOW (64ull << 20)
-#define REMOTE_COMMIT_BYTES (32ull << 20)
-#define REMOTE_COMMIT_SECONDS 1.0
 
 struct remote {
     struct remote_opts o;
@@ -500,17 +499,18 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
                      const struct job_opts *opts, struct job_stats *st,
                      struct df_error *err)
 {
-    uint64_t covered = 0, since_commit = 0;
-    double last_commit = time_now();
+    struct apply ap;
     struct msg_buf b;
     struct comp_worker cw;
     struct progress *pg = NULL;
+    struct job_opts vo = *opts;
     uint8_t *dbuf = malloc(MSG_MAX_DATA);
     double t0 = time_now();
     int ret = -1;
     enum digest_alg alg = opts->digest ? opts->digest : DIGEST_XXH128;
     msg_buf_init(&b);
     comp_worker_init(&cw);
+    apply_init(&ap, dst, j);
     if (!dbuf) {
         df_net(err, r->s.peer, "out of memory");
         goto out;
@@ -536,6 +536,7 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
         if (rr == 1)
             break;
         const struct msg *m = &f->m;
+        const void *p = NULL;
         int w = 0;
         if (m->off < done || m->off > dst->size ||
             m->len > dst->size - m->off ||
@@ -545,43 +546,23 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
                        (unsigned long long)m->off,
                        (unsigned long long)done);
         } else if (m->type == MSG_WRITE) {
-            const void *p = m->data;
             r->ctl.comp_out += m->data_len;
             r->ctl.raw_in += m->raw_len;
-            if (m->comp != COMP_NONE) {
-                w = comp_unblock(&cw, m->comp, m->data, m->data_len, dbuf,
-                                 m->raw_len, r->s.peer, err);
-                p = dbuf;
-            }
-            if (w == 0)
-                w = dst->ops->write(dst, m->off, p, m->raw_len, err);
-        } else {
-            w = dst->ops->zero(dst, m->off, m->len, err);
+            if (!(p = comp_frame_data(&cw, m, dbuf, r->s.peer, err)))
+                w = -1;
         }
+        if (w == 0)
+            w = apply_range(&ap, m->off, m->len, p, err);
         done = m->off + m->len;
-        covered += m->len;
-        if (w == 0 && j) {
-            /* journal.h invariant 1: flush, then record */
-            rjournal_note(j, m->off, m->len);
-            since_commit += m->len;
-            if (since_commit >= REMOTE_COMMIT_BYTES || rjournal_full(j) ||
-                time_now() - last_commit > REMOTE_COMMIT_SECONDS) {
-                w = dst->ops->finish(dst, err);
-                if (w == 0)
-                    w = rjournal_commit(j, err);
-                since_commit = 0;
-                last_commit = time_now();
-            }
-        }
         rx_frame_free(f);
         if (w < 0)
             goto out;
         progress_update(pg, done, session_bytes_in(&r->s), 0);
     }
     uint64_t skipped = skip ? extent_list_bytes(skip, EXT_DATA) : 0;
-    if (covered + skipped != dst->size) {
+    if (ap.bytes + skipped != dst->size) {
         df_net(err, r->s.peer, "protocol error: stream ended with %llu of "
-               "%llu bytes", (unsigned long long)(covered + skipped),
+               "%llu bytes", (unsigned long long)(ap.bytes + skipped),
                (unsigned long long)dst->size);
         goto out;
     }
@@ -596,34 +577,21 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
                "wrong kind");
         goto out;
     }
-    if (dst->ops->finish(dst, err) < 0 || (j && rjournal_commit(j, err) < 0))
+    if (apply_finish(&ap, err) < 0)
         goto out;
     st->bytes_written = dst->bytes_written;
     st->bytes_zeroed = dst->bytes_zeroed;
     st->bytes_wire = session_bytes_in(&r->s) + session_bytes_out(&r->s);
-    if (opts->verify && dst->ops->digest) {
-        double tv = time_now();
-        if (dst->ops->digest(dst, st->disk_size, alg, opts->threads,
-                             &st->dst_digest, err) < 0)
-            goto out;
-        st->verify_seconds = time_now() - tv;
-        if (memcmp(st->dst_digest.bytes, st->src_digest.bytes,
-                   st->src_digest.len)) {
-            df_fail(err, DF_VERIFY, 0, dst->name, -1, "verification "
-                    "failed: destination digest differs from the "
-                    "source's");
-            goto out;
-        }
-        st->verified = true;
-    }
+    vo.digest = alg;
+    if (engine_verify_sink(dst, &vo, st, err) < 0)
+        goto out;
     ret = 0;
 out:
     if (ret < 0 && j) {
         /* what arrived in order counts for the next --resume */
         struct df_error ignored;
         df_error_init(&ignored);
-        if (dst->ops->finish(dst, &ignored) == 0)
-            rjournal_commit(j, &ignored);
+        apply_finish(&ap, &ignored);
     }
     st->seconds = time_now() - t0;
     progress_free(pg);

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import df, have, sha256_file, write_at
+from conftest import DISKFERRY, df, have, sha256_file, write_at
 
 MIB = 1 << 20
 
@@ -314,3 +314,32 @@ def test_replace_whole_through_a_symlink_is_refused(tmp_path):
     assert b"is a symbolic link: a qcow2 file replaces it whole" in p.stderr
     assert sha256_file(dst) == before
     assert os.path.islink(tmp_path / "link.qcow2")
+
+
+def test_guard_remote_destination(tmp_path):
+    """The same on the far end of a session: an existing 256 MiB file
+    (written zeros, no holes) on the serve side with 2 MiB of data at
+    100 MiB, copied to without
+    --overwrite, is refused there by the whole-destination guard and
+    left as it was (was: only the sampled check ran, the data was
+    wiped, exit 0)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = make_src(tmp_path / "vm.raw", 256 * MIB)
+    dst = tmp_path / "e.img"
+    with open(dst, "wb") as f:      # allocated: no hole tells it apart
+        for _ in range(256):
+            f.write(bytes(MIB))
+    write_at(dst, 100 * MIB, os.urandom(2 * MIB))
+    before = sha256_file(dst)
+    p = df("copy", "--rsh", os.path.join(here, "rsh_local.sh"),
+           "--remote-path", DISKFERRY, src, "localhost:%s" % dst)
+    err = p.stderr.decode()
+    assert p.returncode == 3, err
+    assert err.splitlines() == [
+        "diskferry: copy: localhost:%s: refusing to write: holds data at "
+        "offset 104857600 (found while copying; the 64.0 MiB written so "
+        "far were zero before and are zero again); give --overwrite to "
+        "replace it" % dst], err
+    assert sha256_file(dst) == before
+    # what the journal had listed was zeroed back: no journal to resume
+    assert not os.path.exists("%s.diskferry-resume" % dst)

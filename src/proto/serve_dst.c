@@ -1,0 +1,376 @@
+/*
+ * serve_dst.c: the destination side of serve (OPEN_DST until DONE).
+ *
+ * Threads: the main thread answers control messages; an applier thread
+ * takes data frames in seq order, decompresses them and applies them
+ * to the sink (engine/apply.h: the writer the client uses for a pull
+ * too, committing the resume journal of journal.h), acknowledging
+ * every MSG_ACK_EVERY bytes.  sink_lock serialises the sink between
+ * the applier and the main thread (FLUSH, DIGEST_REQ).
+ *
+ * The destination is opened by engine/dest.c (dest_open_session).  A
+ * file this end created is kept when the session breaks: with its
+ * journal it is what --resume continues from.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "compress.h"
+#include "serve_int.h"
+#include "util/file.h"
+
+/* ---- destination ---- */
+
+/* Check 6 asked on the client's terminal (OPEN_ASK): ASK, then wait for
+ * the ANSWER (KEEPALIVEs meanwhile say the user is still there). */
+static int serve_ask(void *ctx, const char *desc, struct df_error *err)
+{
+    struct serve *sv = ctx;
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    msg_put_str(&b, desc);
+    msg_put_str(&b, sv->path);
+    if (session_send(&sv->s, MSG_ASK, &b, err) < 0 ||
+        session_expect(&sv->s, MSG_ANSWER, &f, err) < 0)
+        goto out;
+    if (f->m.flags & ANSWER_YES)
+        ret = 0;
+    else
+        df_refuse(err, sv->path, "refusing to write: not confirmed");
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}
+
+/* The options tail of OPEN_DST: --undo JOURNAL, confined for writing. */
+static int serve_dst_opts(struct serve *sv, const struct msg *m,
+                          char *undo, struct df_error *err)
+{
+    char val[MSG_MAX_STR + 1];
+    uint8_t kind;
+    size_t pos = 0;
+    undo[0] = '\0';
+    while (msg_open_opt(m, &pos, &kind, val)) {
+        if (kind != OPT_UNDO)
+            return df_usage(err, "--parent-dir and --parent apply to a "
+                            "source");
+        if (serve_confine(sv->o, val, true, undo, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * The directory sv->path is in, opened once: every file this end
+ * creates, renames or removes there (the partial file, journals) is
+ * named relative to it (dest.h invariant 3), so a directory component
+ * swapped for a symlink after serve_confine() cannot lead the writes
+ * elsewhere.  It must still be the directory serve_confine() resolved.
+ */
+static int serve_open_dir(struct serve *sv, struct df_error *err)
+{
+    char dir[PATH_MAX], link[64], now[PATH_MAX];
+    int fd = dest_dir_open(sv->path, err);
+    if (fd < 0)
+        return -1;
+    path_dirname(sv->path, dir, sizeof(dir));
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, now, sizeof(now) - 1);
+    if (n < 0) {
+        df_io(err, sv->path, errno, "cannot resolve the directory");
+        close(fd);
+        return -1;
+    }
+    now[n] = '\0';
+    if (strcmp(now, dir)) {
+        df_refuse(err, sv->path, "refusing: the directory moved while it "
+                  "was checked");
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* OPEN_DST: the destination through engine/dest.h, the one scheme of
+ * the local copy; the gate runs here, on this host, and its question,
+ * if any, is the client's user's (OPEN_ASK). */
+static int serve_open_dst(struct serve *sv, const struct msg *m,
+                          struct df_error *err)
+{
+    const char *fmt = m->s1[0] ? m->s1 : "raw";
+    char undo[PATH_MAX];
+    struct stat st;
+    bool ask = m->flags & OPEN_ASK;
+    struct dest_opts o = {
+        .cmd = "serve", .out_format = fmt,
+        .overwrite = m->flags & OPEN_OVERWRITE,
+        .yes = !ask, .interactive = ask,
+        .dry_run = m->flags & OPEN_DRY_RUN,
+        .confirm = serve_ask, .confirm_ctx = sv,
+        .state_dir = sv->o->state_dir,
+    };
+
+    if (sv->o->open_dst_hook) {
+        snprintf(sv->path, sizeof(sv->path), "%s", m->s2);
+        sv->d.sink = sv->o->open_dst_hook(m->s2, m->size, err);
+        sv->sink = sv->d.sink;
+        return sv->sink ? 0 : -1;
+    }
+    if (serve_confine(sv->o, m->s2, true, sv->path, err) < 0 ||
+        serve_dst_opts(sv, m, undo, err) < 0)
+        return -1;
+    o.undo = undo[0] ? undo : NULL;
+    unsigned caps;
+    if (image_format_caps(fmt, &caps) < 0 || !(caps & IMG_CAN_CREATE))
+        return df_usage(err, "-O: this host does not write '%s' images",
+                        fmt);
+    int dirfd = serve_open_dir(sv, err);
+    if (dirfd < 0)
+        return -1;
+    if (!(m->flags & OPEN_CREATE) &&
+        fstatat(dirfd, path_basename(sv->path), &st,
+                AT_SYMLINK_NOFOLLOW) < 0) {
+        close(dirfd);
+        return df_io(err, sv->path, ENOENT, "cannot open");
+    }
+    if (dest_open_session(&sv->d, &o, sv->path, dirfd, m->size, m->src_id,
+                          m->flags & OPEN_RESUME, err) < 0)
+        return -1;
+    sv->sink = sv->d.sink;
+    return 0;
+}
+
+/* One data frame, in seq order, applied to the sink (engine/apply.h);
+ * sink_lock held. */
+static int serve_apply(struct serve *sv, struct comp_worker *cw,
+                       uint8_t *dbuf, const struct rx_frame *f,
+                       struct df_error *err)
+{
+    const struct msg *m = &f->m;
+    const void *p = NULL;
+    struct sink *k = sv->sink;
+    if (m->off > k->size || m->len > k->size - m->off)
+        return df_net(err, sv->s.peer, "protocol error: %s [%llu, +%llu) "
+                      "past the end of the destination (%llu)",
+                      msg_type_name(m->type), (unsigned long long)m->off,
+                      (unsigned long long)m->len,
+                      (unsigned long long)k->size);
+    if (m->type == MSG_WRITE &&
+        !(p = comp_frame_data(cw, m, dbuf, sv->s.peer, err)))
+        return -1;
+    return apply_range(&sv->ap, m->off, m->len, p, err);
+}
+
+static void *serve_applier(void *arg)
+{
+    struct serve *sv = arg;
+    struct comp_worker cw;
+    struct df_error err;
+    struct msg_buf b;
+    uint8_t *dbuf = malloc(MSG_MAX_DATA);
+    comp_worker_init(&cw);
+    df_error_init(&err);
+    msg_buf_init(&b);
+    if (!dbuf) {
+        df_net(&err, "", "out of memory");
+        goto out;
+    }
+    for (;;) {
+        struct rx_frame *f;
+        int r = session_recv_data(&sv->s, &f, &err);
+        if (r == 1)
+            df_net(&err, sv->s.peer, "protocol error: STREAM_END sent to "
+                   "a destination");
+        if (r != 0)
+            break;
+        pthread_mutex_lock(&sv->sink_lock);
+        r = serve_apply(sv, &cw, dbuf, f, &err);
+        pthread_mutex_unlock(&sv->sink_lock);
+        uint64_t len = f->m.type == MSG_WRITE ? f->m.raw_len : 0;
+        uint64_t seq = f->m.seq;
+        rx_frame_free(f);
+        if (r < 0)
+            break;
+        pthread_mutex_lock(&sv->lock);
+        sv->applied_seq = seq + 1;
+        sv->applied_bytes += len;
+        bool ack = sv->applied_bytes - sv->acked_bytes >= MSG_ACK_EVERY;
+        if (ack)
+            sv->acked_bytes = sv->applied_bytes;
+        pthread_cond_broadcast(&sv->cond);
+        pthread_mutex_unlock(&sv->lock);
+        if (ack) {
+            msg_enc_ack(&b, seq + 1, sv->acked_bytes);
+            if (session_send(&sv->s, MSG_ACK, &b, &err) < 0)
+                break;
+        }
+    }
+out:
+    /* Whatever arrived in order is applied: make it count for resume.
+     * Unless the destination refused it (the emptiness guard found
+     * data and zeroed back what was written): then what the journal
+     * lists is gone, and nothing here is to be resumed. */
+    pthread_mutex_lock(&sv->sink_lock);
+    struct df_error cerr;
+    df_error_init(&cerr);
+    if (err.cat == DF_REFUSED && sv->ap.j) {
+        rjournal_remove(sv->ap.j);
+        sv->ap.j = NULL;
+    } else {
+        apply_commit(&sv->ap, &cerr);
+    }
+    pthread_mutex_unlock(&sv->sink_lock);
+    pthread_mutex_lock(&sv->lock);
+    df_error_copy(&sv->aerr, &err);
+    sv->applier_done = true;
+    pthread_cond_broadcast(&sv->cond);
+    pthread_mutex_unlock(&sv->lock);
+    session_fail(&sv->s, &err);
+    free(dbuf);
+    comp_worker_release(&cw);
+    msg_buf_release(&b);
+    return NULL;
+}
+
+static int serve_flush(struct serve *sv, uint64_t seq, struct df_error *err)
+{
+    pthread_mutex_lock(&sv->lock);
+    while (sv->applied_seq < seq && !sv->applier_done)
+        pthread_cond_wait(&sv->cond, &sv->lock);
+    bool ok = sv->applied_seq >= seq;
+    pthread_mutex_unlock(&sv->lock);
+    if (!ok) {
+        if (sv->aerr.cat != DF_OK)
+            df_error_copy(err, &sv->aerr);
+        else
+            df_net(err, sv->s.peer, "session ended before the flush");
+        return -1;
+    }
+    pthread_mutex_lock(&sv->sink_lock);
+    int r = apply_finish(&sv->ap, err);
+    pthread_mutex_unlock(&sv->sink_lock);
+    return r;
+}
+
+static int serve_digest(struct serve *sv, const struct msg *m,
+                        struct df_error *err)
+{
+    struct digest d;
+    struct msg_buf b;
+    msg_buf_init(&b);
+    if (!sv->sink->ops->digest)
+        return df_net(err, sv->path, "this destination cannot be read "
+                      "back");
+    pthread_mutex_lock(&sv->sink_lock);
+    int r = sv->sink->ops->digest(sv->sink, m->size, (enum digest_alg)m->alg,
+                                  sv->o->threads, &d, err);
+    pthread_mutex_unlock(&sv->sink_lock);
+    if (r == 0) {
+        msg_enc_digest(&b, MSG_DIGEST, 0, (uint8_t)d.alg, d.bytes,
+                       (uint8_t)d.len);
+        r = session_send(&sv->s, MSG_DIGEST, &b, err);
+    }
+    msg_buf_release(&b);
+    return r;
+}
+
+static int serve_send_ranges(struct serve *sv, const struct extent_list *l,
+                             struct df_error *err)
+{
+    struct msg_buf b;
+    int r = 0;
+    size_t i = 0;
+    msg_buf_init(&b);
+    do {
+        size_t n = l->n - i;
+        if (n > MSG_MAX_RANGES_PER_MSG)
+            n = MSG_MAX_RANGES_PER_MSG;
+        msg_enc_ranges(&b, l, i, n, i + n == l->n, false);
+        r = session_send(&sv->s, MSG_RESUME_RANGES, &b, err);
+        i += n;
+    } while (r == 0 && i < l->n);
+    msg_buf_release(&b);
+    return r;
+}
+
+int serve_dst(struct serve *sv, const struct msg *open,
+              struct df_error *err)
+{
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    msg_buf_init(&b);
+    if (serve_open_dst(sv, open, err) < 0)
+        goto out;
+    /* Created here, the destination reads as zeros: the client sends
+     * no zero runs. */
+    bool dst_is_zero = sv->sink && sv->d.img && sv->d.partial &&
+                       !sv->d.resumed;
+    msg_enc_opened(&b, (dst_is_zero ? OPENED_DST_IS_ZERO : 0) |
+                           (sv->d.resumed ? OPENED_RESUMED : 0),
+                   open->size,
+                   sv->d.img ? image_format_name(sv->d.img) : "raw",
+                   sv->path);
+    if (session_send(&sv->s, MSG_OPENED, &b, err) < 0)
+        goto out;
+    if (sv->d.resumed && serve_send_ranges(sv, &sv->d.done, err) < 0)
+        goto out;
+    if (open->flags & OPEN_DRY_RUN) {
+        ret = 0;
+        goto out;
+    }
+    if (session_start(&sv->s, err) < 0)
+        goto out;
+    apply_init(&sv->ap, sv->sink, sv->d.j.fd >= 0 ? &sv->d.j : NULL);
+    if (pthread_create(&sv->applier, NULL, serve_applier, sv)) {
+        df_net(err, "", "cannot start the applier thread");
+        goto out;
+    }
+    sv->applier_started = true;
+    for (;;) {
+        bool eof;
+        rx_frame_free(f);
+        if (session_recv_ctl(&sv->s, &f, &eof, err) < 0)
+            goto out;
+        switch (f->m.type) {
+        case MSG_TCP_REQ:
+            if (serve_tcp(sv, &f->m, err) < 0)
+                goto out;
+            break;
+        case MSG_FLUSH:
+            if (serve_flush(sv, f->m.seq, err) < 0 ||
+                session_send(&sv->s, MSG_FLUSHED, NULL, err) < 0)
+                goto out;
+            break;
+        case MSG_DIGEST_REQ:
+            if (serve_digest(sv, &f->m, err) < 0)
+                goto out;
+            break;
+        case MSG_DONE:
+            if (dest_commit(&sv->d, err) < 0)
+                goto out;
+            rjournal_remove(&sv->d.j);     /* journal.h invariant 4 */
+            ret = 0;
+            goto out;
+        default:
+            df_net(err, sv->s.peer, "protocol error: unexpected %s",
+                   msg_type_name(f->m.type));
+            goto out;
+        }
+    }
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    return ret;
+}

@@ -1,0 +1,293 @@
+/*
+ * serve_src.c: the source side of serve (OPEN_SRC until DONE): the
+ * engine reads the source here and a sink sends what it delivers
+ * (through the ordered sender), leaving out what the client holds
+ * already (RESUME_RANGES); MAP_REQ answers what is where.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "compress.h"
+#include "engine/job.h"
+#include "journal.h"
+#include "safety/safety.h"
+#include "sender.h"
+#include "serve_int.h"
+#include "transport/bwlimit.h"
+#include "util/overflow.h"
+
+#define SERVE_MAX_BLOCK (1u << 20)
+#define SERVE_MAP_MAX 65536
+
+/* ---- source: the engine reads, this sink sends ---- */
+
+struct serve_src_sink {
+    struct sender *snd;
+    struct rskip skip;          /* ranges the client holds already */
+};
+
+static int serve_src_send(void *ctx, uint64_t off, uint64_t len,
+                          const uint8_t *p, struct df_error *err)
+{
+    struct serve_src_sink *ss = ctx;
+    return p ? sender_write(ss->snd, off, p, (size_t)len, err)
+             : sender_zero(ss->snd, MSG_ZERO, off, len, err);
+}
+
+static int serve_src_write(struct sink *s, uint64_t off, const void *buf,
+                           size_t len, struct df_error *err)
+{
+    struct serve_src_sink *ss = s->priv;
+    s->bytes_written += len;
+    return rskip_each(&ss->skip, off, len, buf, serve_src_send, ss, err);
+}
+
+static int serve_src_zero(struct sink *s, uint64_t off, uint64_t len,
+                          struct df_error *err)
+{
+    struct serve_src_sink *ss = s->priv;
+    return rskip_each(&ss->skip, off, len, NULL, serve_src_send, ss, err);
+}
+
+static int serve_src_finish(struct sink *s, struct df_error *err)
+{
+    struct serve_src_sink *ss = s->priv;
+    return sender_drain(ss->snd, err);
+}
+
+static void serve_src_free(struct sink *s)
+{
+    (void)s;
+}
+
+static const struct sink_ops serve_src_ops = {
+    .name = "remote-stream",
+    .write = serve_src_write,
+    .zero = serve_src_zero,
+    .finish = serve_src_finish,
+    .free = serve_src_free,
+};
+
+static int serve_read_stream(struct serve *sv, const struct msg *rs,
+                             const struct extent_list *skip,
+                             struct df_error *err)
+{
+    struct comp_ctl ctl;
+    struct serve_src_sink ss = {0};
+    struct sink k = {0};
+    struct job_opts jo;
+    struct job_stats st;
+    struct msg_buf b;
+    int ret = -1;
+    msg_buf_init(&b);
+    enum comp_mode mode = rs->comp == COMP_NONE   ? COMPRESS_NONE
+                          : rs->comp == COMP_ZSTD ? COMPRESS_ZSTD
+                          : rs->comp == COMP_LZ4  ? COMPRESS_LZ4
+                                                  : COMPRESS_AUTO;
+    comp_ctl_init(&ctl, mode, rs->level);
+    if (rs->size && rs->size < 1024) {
+        df_net(err, sv->s.peer, "protocol error: bwlimit of %llu bytes/s "
+               "(at least 1024)", (unsigned long long)rs->size);
+        goto out;
+    }
+    if (rs->size && !sv->s.bw && !sv->o->no_bwlimit) {  /* --bwlimit */
+        sv->s.bw = bwlimit_new(rs->size);
+        for (unsigned i = 0; i < sv->s.ndata; i++)
+            sv->s.data_out[i]->bw = sv->s.bw;
+    }
+    unsigned cores = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+    ss.skip.done = skip;
+    ss.snd = sender_new(sv->s.data_out, sv->s.ndata, &ctl, cores,
+                        SERVE_MAX_BLOCK, 0, err);
+    if (!ss.snd)
+        goto out;
+    pthread_mutex_lock(&sv->s.lock);
+    sv->s.ack_sender = ss.snd;
+    pthread_mutex_unlock(&sv->s.lock);
+    k.ops = &serve_src_ops;
+    k.priv = &ss;
+    k.size = sv->img->size;
+    snprintf(k.name, sizeof(k.name), "%s", sv->s.peer);
+    job_opts_init(&jo);
+    jo.verify = false;
+    jo.threads = sv->o->threads;
+    memset(&st, 0, sizeof(st));
+    if (engine_copy(sv->img, &k, &jo, &st, err) < 0)
+        goto out;
+    msg_enc_digest(&b, MSG_STREAM_END, sender_next_seq(ss.snd),
+                   (uint8_t)st.src_digest.alg, st.src_digest.bytes,
+                   (uint8_t)st.src_digest.len);
+    if (session_send(&sv->s, MSG_STREAM_END, &b, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    pthread_mutex_lock(&sv->s.lock);
+    sv->s.ack_sender = NULL;
+    pthread_mutex_unlock(&sv->s.lock);
+    sender_free(ss.snd);
+    msg_buf_release(&b);
+    return ret;
+}
+
+/* RESUME_RANGES from the client: ranges to leave out of the stream. */
+static int serve_add_ranges(struct serve *sv, const struct msg *m,
+                            struct extent_list *l, struct df_error *err)
+{
+    for (uint32_t i = 0; i < m->n; i++) {
+        uint64_t off, len;
+        msg_range(m, i, &off, &len, NULL);
+        if (!len || !range_within(off, len, sv->img->size) ||
+            extent_list_append(l, off, len, EXT_DATA, sv->path, err) != 0) {
+            df_error_init(err);
+            return df_net(err, sv->s.peer, "protocol error: bad resume "
+                          "range");
+        }
+    }
+    return 0;
+}
+
+/* MAP_REQ: what is where in [off, off+len) of the source, as the chain
+ * resolves it (EXT_DATA / EXT_ZERO / EXT_HOLE); the reply may stop
+ * short (SERVE_MAP_MAX extents): the client asks again from its end. */
+static int serve_map(struct serve *sv, const struct msg *m,
+                     struct df_error *err)
+{
+    struct extent_list l;
+    struct msg_buf b;
+    int ret = -1;
+    extent_list_init(&l, SERVE_MAP_MAX);
+    msg_buf_init(&b);
+    if (!range_within(m->off, m->len, sv->img->size) || !m->len) {
+        df_net(err, sv->s.peer, "protocol error: MAP_REQ [%llu, +%llu) "
+               "outside the source (%llu bytes)",
+               (unsigned long long)m->off, (unsigned long long)m->len,
+               (unsigned long long)sv->img->size);
+        goto out;
+    }
+    if (image_map(sv->img, m->off, m->len, &l, err) < 0)
+        goto out;
+    msg_enc_ranges(&b, &l, 0, l.n, true, true);
+    ret = session_send(&sv->s, MSG_MAP_REPLY, &b, err);
+out:
+    msg_buf_release(&b);
+    extent_list_release(&l);
+    return ret;
+}
+
+/* The options tail of OPEN_SRC: --parent-dir, --parent, confined. */
+struct serve_src_opts {
+    char (*paths)[PATH_MAX];    /* resolved dirs and parents */
+    const char *dirs[MSG_MAX_OPEN_OPTS];
+    struct parent_override ov[MSG_MAX_OPEN_OPTS];
+    size_t ndirs, nov;
+};
+
+static int serve_src_opts(struct serve *sv, const struct msg *m,
+                          struct serve_src_opts *so,
+                          struct image_open_opts *oo, struct df_error *err)
+{
+    char val[MSG_MAX_STR + 1];
+    uint8_t kind;
+    size_t pos = 0, n = 0;
+    if (!m->n)
+        return 0;
+    so->paths = calloc(2 * (size_t)m->n, PATH_MAX);
+    if (!so->paths)
+        return df_net(err, sv->s.peer, "out of memory");
+    while (msg_open_opt(m, &pos, &kind, val)) {
+        if (kind == OPT_UNDO)
+            return df_usage(err, "--undo applies to a destination");
+        char *eq = kind == OPT_PARENT ? strchr(val, '=') : NULL;
+        if (kind == OPT_PARENT && (!eq || eq == val || !eq[1]))
+            return df_usage(err, "--parent: expected CHILD=PARENT");
+        if (serve_confine(sv->o, eq ? eq + 1 : val, false, so->paths[n],
+                          err) < 0)
+            return -1;
+        if (kind == OPT_PARENT_DIR) {
+            so->dirs[so->ndirs++] = so->paths[n++];
+        } else {
+            *eq = '\0';        /* the child is a name to match, kept */
+            snprintf(so->paths[n + 1], PATH_MAX, "%s", val);
+            so->ov[so->nov].child = so->paths[n + 1];
+            so->ov[so->nov++].parent = so->paths[n];
+            n += 2;
+        }
+    }
+    oo->parent_dirs = so->dirs;
+    oo->n_parent_dirs = so->ndirs;
+    oo->parent_overrides = so->ov;
+    oo->n_parent_overrides = so->nov;
+    return 0;
+}
+
+int serve_src(struct serve *sv, const struct msg *open,
+              struct df_error *err)
+{
+    struct msg_buf b;
+    struct extent_list skip;
+    struct rx_frame *f = NULL;
+    struct image_open_opts oo = {.format = open->s1[0] ? open->s1 : NULL};
+    struct serve_src_opts so;
+    int ret = -1;
+    msg_buf_init(&b);
+    extent_list_init(&skip, EXTENT_LIST_DEFAULT_CAP);
+    /* A source being written on this host (safety.h): refused unless
+     * the client said --force-share; the warning goes to our stderr,
+     * which ssh carries to the user. */
+    struct safety_src_req sreq = {
+        .cmd = "serve", .result = "copy",
+        .force_share = open->flags & OPEN_FORCE_SHARE,
+    };
+    memset(&so, 0, sizeof(so));
+    if (serve_confine(sv->o, open->s2, false, sv->path, err) < 0 ||
+        serve_src_opts(sv, open, &so, &oo, err) < 0 ||
+        image_open(sv->path, &oo, &sv->img, err) < 0)
+        goto out;
+    sreq.src = sv->img;
+    if (safety_check_source(&sreq, err) < 0)
+        goto out;
+    msg_enc_opened(&b, 0, sv->img->size, image_format_name(sv->img), sv->path);
+    if (session_send(&sv->s, MSG_OPENED, &b, err) < 0 ||
+        session_start(&sv->s, err) < 0)
+        goto out;
+    for (;;) {
+        bool eof;
+        rx_frame_free(f);
+        if (session_recv_ctl(&sv->s, &f, &eof, err) < 0)
+            goto out;
+        switch (f->m.type) {
+        case MSG_TCP_REQ:
+            if (serve_tcp(sv, &f->m, err) < 0)
+                goto out;
+            break;
+        case MSG_RESUME_RANGES:
+            if (serve_add_ranges(sv, &f->m, &skip, err) < 0)
+                goto out;
+            break;
+        case MSG_MAP_REQ:
+            if (serve_map(sv, &f->m, err) < 0)
+                goto out;
+            break;
+        case MSG_READ_STREAM:
+            if (serve_read_stream(sv, &f->m, &skip, err) < 0)
+                goto out;
+            break;
+        case MSG_DONE:
+            ret = 0;
+            goto out;
+        default:
+            df_net(err, sv->s.peer, "protocol error: unexpected %s",
+                   msg_type_name(f->m.type));
+            goto out;
+        }
+    }
+out:
+    rx_frame_free(f);
+    msg_buf_release(&b);
+    extent_list_release(&skip);
+    free(so.paths);
+    return ret;
+}

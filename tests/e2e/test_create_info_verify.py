@@ -69,8 +69,11 @@ def test_verify_identical_and_different(tmp_path):
     p = df("verify", a, b)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith(b"identical")
-    write_at(b, (1 << 20) + 4096 * 3, b"X")
-    write_at(b, 2 << 20, b"Y" * 10000)
+    # Bytes that surely differ from the random data under them.
+    x = (1 << 20) + 4096 * 3
+    write_at(b, x, bytes([data[x] ^ 0xff]))
+    write_at(b, 2 << 20,
+             bytes(v ^ 0xff for v in data[2 << 20:(2 << 20) + 10000]))
     p = df("verify", a, b)
     assert p.returncode == 1
     out = p.stdout.decode()
@@ -124,7 +127,7 @@ def test_verify_json_digest_spelled_as_copy(tmp_path):
     assert r["digest"] == {"algorithm": "sha256",
                            "source": copied["source"],
                            "destination": copied["source"]}
-    write_at(b, 4096, b"X")
+    write_at(b, 4096, bytes([a.read_bytes()[4096] ^ 0xff]))
     p = df("verify", "--json", a, b)
     assert p.returncode == 1
     r = json.loads(p.stdout)

@@ -338,14 +338,13 @@ int vmdk_desc_parse(const char *buf, size_t len, const char *what,
     if (len > VMDK_DESC_MAX)
         return df_corrupt(err, what, -1, "descriptor of %zu bytes is "
                           "larger than %u", len, VMDK_DESC_MAX);
+    /* The text ends at the first NUL, as qemu reads it: an embedded
+     * descriptor is NUL padded, and qemu rewrites a descriptor file with
+     * a new CID printed without leading zeros, so a shorter text leaves
+     * a NUL and then a stray byte of the old one ("\n\0\n"). */
     const char *nul = memchr(buf, '\0', len);
-    if (nul) {
-        for (const char *q = nul; q < buf + len; q++)
-            if (*q)
-                return df_corrupt(err, what, (int64_t)(q - buf),
-                                  "NUL byte inside descriptor text");
+    if (nul)
         len = (size_t)(nul - buf);
-    }
     size_t pos = 0;
     if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3))
         pos = 3;                /* a UTF-8 byte order mark */

@@ -108,10 +108,12 @@ int main(void)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(refused(bad[i].text, bad[i].word));
-    static const char nul[] = HEAD "RW 1 ZERO\n\0x";
+    /* The text ends at the first NUL (qemu's rewritten descriptors
+     * leave a stray byte of the old text after it). */
+    static const char nul[] = HEAD "RW 1 ZERO\n\0\nx";
     df_error_init(&err);
-    CHECK(vmdk_desc_parse(nul, sizeof(nul) - 1, "t", true, &d, &err) < 0 &&
-          strstr(err.msg, "NUL"));
+    CHECK(vmdk_desc_parse(nul, sizeof(nul) - 1, "t", true, &d, &err) == 0 &&
+          d.n_ext == 1);
     vmdk_desc_release(&d);
     CHECK(refused(HEAD "parentFileNameHint=\"\"\nRW 1 ZERO\n", "empty"));
 

@@ -28,7 +28,7 @@
 set -euo pipefail
 BUILD=${1:-build}
 DF=$(realpath "$BUILD/diskferry")
-DATA=${BENCH_DATA:-/work/bench-data}
+DATA=${BENCH_DATA:-/var/tmp/diskferry-bench}
 RUNS=${RUNS:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 if [ -f "$HERE/corpus.sh" ]; then

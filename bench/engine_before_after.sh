@@ -20,7 +20,7 @@
 set -euo pipefail
 OLD=$(realpath "${1:?usage: engine_before_after.sh OLD_BUILD NEW_BUILD}/diskferry")
 NEW=$(realpath "${2:?usage: engine_before_after.sh OLD_BUILD NEW_BUILD}/diskferry")
-DATA=${BENCH_DATA:-/work/bench-data}
+DATA=${BENCH_DATA:-/var/tmp/diskferry-bench}
 RUNS=${RUNS:-5}
 HERE=$(cd "$(dirname "$0")" && pwd)
 RSH=$HERE/../tests/e2e/rsh_local.sh

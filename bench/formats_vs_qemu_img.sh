@@ -11,7 +11,7 @@
 set -euo pipefail
 BUILD=${1:-build}
 DF=$(realpath "$BUILD/diskferry")
-DATA=${BENCH_DATA:-/work/bench-data}
+DATA=${BENCH_DATA:-/var/tmp/diskferry-bench}
 RUNS=${RUNS:-5}
 cd "$(dirname "$0")"
 bash ./corpus.sh "$DATA" 2048

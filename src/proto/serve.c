@@ -81,7 +81,8 @@ int serve_confine(const struct serve_opts *o, const char *path,
 }
 
 /* The client asks for the TCP transport: listen, hand back port and key. */
-int serve_tcp(struct serve *sv, const struct msg *m, struct df_error *err)
+static int serve_tcp(struct serve *sv, const struct msg *m,
+                     struct df_error *err)
 {
     if (sv->o->no_tcp)
         return df_refuse(err, "", "this server does not offer the TCP "
@@ -130,6 +131,41 @@ out:
     return ret;
 }
 
+int serve_loop(struct serve *sv, const struct serve_handler *h,
+               int (*done)(struct serve *sv, struct df_error *err),
+               struct df_error *err)
+{
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    for (;;) {
+        bool eof;
+        const struct serve_handler *k;
+        rx_frame_free(f);
+        if (session_recv_ctl(&sv->s, &f, &eof, err) < 0)
+            break;
+        if (f->m.type == MSG_DONE) {
+            ret = done ? done(sv, err) : 0;
+            break;
+        }
+        if (f->m.type == MSG_TCP_REQ) {
+            if (serve_tcp(sv, &f->m, err) < 0)
+                break;
+            continue;
+        }
+        for (k = h; k->type && k->type != f->m.type; k++)
+            ;
+        if (!k->type) {
+            df_net(err, sv->s.peer, "protocol error: unexpected %s",
+                   msg_type_name(f->m.type));
+            break;
+        }
+        if (k->fn(sv, &f->m, err) < 0)
+            break;
+    }
+    rx_frame_free(f);
+    return ret;
+}
+
 int serve_run(int rfd, int wfd, const struct serve_opts *o,
               struct df_error *err)
 {
@@ -139,6 +175,7 @@ int serve_run(int rfd, int wfd, const struct serve_opts *o,
     memset(&sv, 0, sizeof(sv));
     sv.o = o;
     dest_init(&sv.d);
+    extent_list_init(&sv.client_done, EXTENT_LIST_DEFAULT_CAP);
     pthread_mutex_init(&sv.sink_lock, NULL);
     pthread_mutex_init(&sv.lock, NULL);
     pthread_cond_init(&sv.cond, NULL);
@@ -183,6 +220,7 @@ out:
      * invariant 4): never dest_abort(). */
     dest_close(&sv.d);
     image_close(sv.img);
+    extent_list_release(&sv.client_done);
     pthread_mutex_destroy(&sv.sink_lock);
     pthread_mutex_destroy(&sv.lock);
     pthread_cond_destroy(&sv.cond);

@@ -285,6 +285,29 @@ static int serve_digest(struct serve *sv, const struct msg *m,
     return r;
 }
 
+/* FLUSH: everything up to the client's sequence number is durable. */
+static int serve_on_flush(struct serve *sv, const struct msg *m,
+                          struct df_error *err)
+{
+    return serve_flush(sv, m->seq, err) < 0 ||
+           session_send(&sv->s, MSG_FLUSHED, NULL, err) < 0 ? -1 : 0;
+}
+
+static const struct serve_handler serve_dst_handlers[] = {
+    {MSG_FLUSH, serve_on_flush},
+    {MSG_DIGEST_REQ, serve_digest},
+    {0, NULL},
+};
+
+/* DONE: the client verified; the destination takes its name. */
+static int serve_dst_done(struct serve *sv, struct df_error *err)
+{
+    if (dest_commit(&sv->d, err) < 0)
+        return -1;
+    rjournal_remove(&sv->d.j);          /* journal.h invariant 4 */
+    return 0;
+}
+
 static int serve_send_ranges(struct serve *sv, const struct extent_list *l,
                              struct df_error *err)
 {
@@ -308,7 +331,6 @@ int serve_dst(struct serve *sv, const struct msg *open,
               struct df_error *err)
 {
     struct msg_buf b;
-    struct rx_frame *f = NULL;
     int ret = -1;
     msg_buf_init(&b);
     if (serve_open_dst(sv, open, err) < 0)
@@ -338,39 +360,8 @@ int serve_dst(struct serve *sv, const struct msg *open,
         goto out;
     }
     sv->applier_started = true;
-    for (;;) {
-        bool eof;
-        rx_frame_free(f);
-        if (session_recv_ctl(&sv->s, &f, &eof, err) < 0)
-            goto out;
-        switch (f->m.type) {
-        case MSG_TCP_REQ:
-            if (serve_tcp(sv, &f->m, err) < 0)
-                goto out;
-            break;
-        case MSG_FLUSH:
-            if (serve_flush(sv, f->m.seq, err) < 0 ||
-                session_send(&sv->s, MSG_FLUSHED, NULL, err) < 0)
-                goto out;
-            break;
-        case MSG_DIGEST_REQ:
-            if (serve_digest(sv, &f->m, err) < 0)
-                goto out;
-            break;
-        case MSG_DONE:
-            if (dest_commit(&sv->d, err) < 0)
-                goto out;
-            rjournal_remove(&sv->d.j);     /* journal.h invariant 4 */
-            ret = 0;
-            goto out;
-        default:
-            df_net(err, sv->s.peer, "protocol error: unexpected %s",
-                   msg_type_name(f->m.type));
-            goto out;
-        }
-    }
+    ret = serve_loop(sv, serve_dst_handlers, serve_dst_done, err);
 out:
-    rx_frame_free(f);
     msg_buf_release(&b);
     return ret;
 }

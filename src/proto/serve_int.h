@@ -23,6 +23,7 @@ struct serve {
     const struct serve_opts *o;
     struct session s;
     struct image *img;          /* the source */
+    struct extent_list client_done; /* source: ranges the client holds */
     char path[PATH_MAX];        /* the file named, resolved */
 
     struct dest d;              /* the destination (engine/dest.h) */
@@ -39,8 +40,21 @@ struct serve {
     struct df_error aerr;
 };
 
-/* TCP_REQ (serve.c): listen, hand back port and key. */
-int serve_tcp(struct serve *sv, const struct msg *m, struct df_error *err);
+/* A control message a role answers, and how; a table ends with type 0. */
+struct serve_handler {
+    uint8_t type;               /* enum msg_type */
+    int (*fn)(struct serve *sv, const struct msg *m, struct df_error *err);
+};
+
+/*
+ * The control loop of a session, for either role (serve.c): each
+ * message goes to its handler in h; TCP_REQ is answered for both roles;
+ * DONE runs done() (NULL: nothing to do) and ends the loop with its
+ * result; anything else is a protocol error naming the message.
+ */
+int serve_loop(struct serve *sv, const struct serve_handler *h,
+               int (*done)(struct serve *sv, struct df_error *err),
+               struct df_error *err);
 /* After OPEN_DST (serve_dst.c): the destination until DONE. */
 int serve_dst(struct serve *sv, const struct msg *open,
               struct df_error *err);

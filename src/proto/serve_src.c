@@ -72,7 +72,6 @@ static const struct sink_ops serve_src_ops = {
 };
 
 static int serve_read_stream(struct serve *sv, const struct msg *rs,
-                             const struct extent_list *skip,
                              struct df_error *err)
 {
     struct comp_ctl ctl;
@@ -99,7 +98,7 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
             sv->s.data_out[i]->bw = sv->s.bw;
     }
     unsigned cores = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-    ss.skip.done = skip;
+    ss.skip.done = &sv->client_done;
     ss.snd = sender_new(sv->s.data_out, sv->s.ndata, &ctl, cores,
                         SERVE_MAX_BLOCK, 0, err);
     if (!ss.snd)
@@ -134,8 +133,9 @@ out:
 
 /* RESUME_RANGES from the client: ranges to leave out of the stream. */
 static int serve_add_ranges(struct serve *sv, const struct msg *m,
-                            struct extent_list *l, struct df_error *err)
+                            struct df_error *err)
 {
+    struct extent_list *l = &sv->client_done;
     for (uint32_t i = 0; i < m->n; i++) {
         uint64_t off, len;
         msg_range(m, i, &off, &len, NULL);
@@ -176,6 +176,13 @@ out:
     extent_list_release(&l);
     return ret;
 }
+
+static const struct serve_handler serve_src_handlers[] = {
+    {MSG_RESUME_RANGES, serve_add_ranges},
+    {MSG_MAP_REQ, serve_map},
+    {MSG_READ_STREAM, serve_read_stream},
+    {0, NULL},
+};
 
 /* The options tail of OPEN_SRC: --parent-dir, --parent, confined. */
 struct serve_src_opts {
@@ -227,13 +234,10 @@ int serve_src(struct serve *sv, const struct msg *open,
               struct df_error *err)
 {
     struct msg_buf b;
-    struct extent_list skip;
-    struct rx_frame *f = NULL;
     struct image_open_opts oo = {.format = open->s1[0] ? open->s1 : NULL};
     struct serve_src_opts so;
     int ret = -1;
     msg_buf_init(&b);
-    extent_list_init(&skip, EXTENT_LIST_DEFAULT_CAP);
     /* A source being written on this host (safety.h): refused unless
      * the client said --force-share; the warning goes to our stderr,
      * which ssh carries to the user. */
@@ -253,41 +257,9 @@ int serve_src(struct serve *sv, const struct msg *open,
     if (session_send(&sv->s, MSG_OPENED, &b, err) < 0 ||
         session_start(&sv->s, err) < 0)
         goto out;
-    for (;;) {
-        bool eof;
-        rx_frame_free(f);
-        if (session_recv_ctl(&sv->s, &f, &eof, err) < 0)
-            goto out;
-        switch (f->m.type) {
-        case MSG_TCP_REQ:
-            if (serve_tcp(sv, &f->m, err) < 0)
-                goto out;
-            break;
-        case MSG_RESUME_RANGES:
-            if (serve_add_ranges(sv, &f->m, &skip, err) < 0)
-                goto out;
-            break;
-        case MSG_MAP_REQ:
-            if (serve_map(sv, &f->m, err) < 0)
-                goto out;
-            break;
-        case MSG_READ_STREAM:
-            if (serve_read_stream(sv, &f->m, &skip, err) < 0)
-                goto out;
-            break;
-        case MSG_DONE:
-            ret = 0;
-            goto out;
-        default:
-            df_net(err, sv->s.peer, "protocol error: unexpected %s",
-                   msg_type_name(f->m.type));
-            goto out;
-        }
-    }
+    ret = serve_loop(sv, serve_src_handlers, NULL, err);
 out:
-    rx_frame_free(f);
     msg_buf_release(&b);
-    extent_list_release(&skip);
     free(so.paths);
     return ret;
 }

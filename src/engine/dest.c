@@ -525,8 +525,12 @@ static int dest_open_session_existing(struct dest *d,
                    : dest_check(o, NULL, d->path, &d->img->file, size,
                                 false, err) < 0)
         return -1;
+    /* A dry run here writes nowhere (the client shows what would
+     * travel): the guard's full check runs in one pass instead. */
     if (o->dry_run)
-        return 0;
+        return !o->overwrite && orig_size > 0 && !d->resumed
+                   ? guard_check_empty(d->img, size, d->path, err)
+                   : 0;
     /* Without --overwrite the whole destination must read as zeros, as
      * for a local copy (dest_open_existing).  Resuming, what the last
      * run wrote after its last commit is ours but listed nowhere: the

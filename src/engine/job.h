@@ -239,5 +239,11 @@ void sink_free(struct sink *s);
  */
 struct sink *sink_guard_wrap(struct sink *inner, struct image *dst,
                              bool rollback, struct df_error *err);
+/* The guard's check in one pass, for a dry run that writes nowhere
+ * near dst (a remote host's): 0 when [0, len) of dst reads as zeros,
+ * else -1: DF_REFUSED naming the offset (as the guard's dry run does),
+ * or an I/O error; name: the destination in messages. */
+int guard_check_empty(struct image *dst, uint64_t len, const char *name,
+                      struct df_error *err);
 
 #endif

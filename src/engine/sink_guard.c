@@ -90,20 +90,14 @@ static void guard_buf_put(struct guard *g, uint8_t *b)
     pthread_mutex_unlock(&g->lock);
 }
 
-/* 1 with *at set when [off, off+len) of the destination holds a
- * non-zero byte, 0 if all zero, -1 on error. */
-static int guard_scan(struct guard *g, uint64_t off, uint64_t len,
-                      uint64_t *at, struct df_error *err)
+/* 1 with *at set when [off, off+len) of f holds a non-zero byte, 0 if
+ * all zero, -1 on error; buf: GUARD_CHUNK bytes. */
+static int scan_zero(struct df_file *f, uint8_t *buf, uint64_t off,
+                     uint64_t len, uint64_t *at, struct df_error *err)
 {
-    struct df_file *f = &g->dst->file;
     uint64_t end = min_u64(off + len, f->size);
     int r = 0;
 
-    if (off >= end)
-        return 0;
-    uint8_t *buf = guard_buf_take(g);
-    if (!buf)
-        return df_io(err, g->inner->name, ENOMEM, "cannot check contents");
     while (r == 0 && off < end) {
         bool data;
         uint64_t run_end;
@@ -123,6 +117,19 @@ static int guard_scan(struct guard *g, uint64_t off, uint64_t len,
         }
         off = max_u64(off, run_end);
     }
+    return r;
+}
+
+/* guard_scan: scan_zero of the guarded destination. */
+static int guard_scan(struct guard *g, uint64_t off, uint64_t len,
+                      uint64_t *at, struct df_error *err)
+{
+    if (off >= g->dst->file.size)
+        return 0;
+    uint8_t *buf = guard_buf_take(g);
+    if (!buf)
+        return df_io(err, g->inner->name, ENOMEM, "cannot check contents");
+    int r = scan_zero(&g->dst->file, buf, off, len, at, err);
     guard_buf_put(g, buf);
     return r;
 }
@@ -373,6 +380,23 @@ static const struct sink_ops guard_ops = {
     .abort_job = guard_abort,
     .free = guard_free,
 };
+
+int guard_check_empty(struct image *dst, uint64_t len, const char *name,
+                      struct df_error *err)
+{
+    uint64_t at = 0;
+    uint8_t *buf;
+    if (posix_memalign((void **)&buf, 4096, GUARD_CHUNK) != 0)
+        return df_io(err, name, ENOMEM, "cannot check contents");
+    int r = scan_zero(&dst->file, buf, 0, len, &at, err);
+    free(buf);
+    if (r > 0)
+        return df_refuse(err, name, "refusing to write: holds data at "
+                         "offset %llu (found by the dry run's full check); "
+                         "give --overwrite to replace it",
+                         (unsigned long long)at);
+    return r;
+}
 
 struct sink *sink_guard_wrap(struct sink *inner, struct image *dst,
                              bool rollback, struct df_error *err)

@@ -343,3 +343,32 @@ def test_guard_remote_destination(tmp_path):
     assert sha256_file(dst) == before
     # what the journal had listed was zeroed back: no journal to resume
     assert not os.path.exists("%s.diskferry-resume" % dst)
+
+
+def test_guard_remote_dry_run_checks_everything(tmp_path):
+    """A dry run to a remote destination runs the guard's full check on
+    the far side, as a local dry run does (was: only the sampled check
+    ran there, and the dry run promised a copy the real run refuses)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    src = make_src(tmp_path / "vm.raw", 256 * MIB)
+    dst = tmp_path / "e.img"
+    with open(dst, "wb") as f:      # allocated: no hole tells it apart
+        for _ in range(256):
+            f.write(bytes(MIB))
+    write_at(dst, 100 * MIB + 12345, b"x")
+    before = sha256_file(dst)
+    p = df("copy", "--dry-run", "--rsh", os.path.join(here, "rsh_local.sh"),
+           "--remote-path", DISKFERRY, src, "localhost:%s" % dst)
+    err = p.stderr.decode()
+    assert p.returncode == 3, err
+    assert err.splitlines()[-1] == (
+        "diskferry: copy: localhost:%s: refusing to write: holds data at "
+        "offset 104869945 (found by the dry run's full check); give "
+        "--overwrite to replace it" % dst), err
+    assert sha256_file(dst) == before
+    # with --overwrite the dry run goes through, and still writes nothing
+    p = df("copy", "--dry-run", "--overwrite", "--yes", "--rsh",
+           os.path.join(here, "rsh_local.sh"), "--remote-path", DISKFERRY,
+           src, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr.decode()
+    assert sha256_file(dst) == before

@@ -19,10 +19,10 @@ PYTEST_ARGS ?= -q -ra
 # Debian packages: build, libraries, and the real tools the tests use.
 DEB_BUILD = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 	libzstd-dev liblz4-dev libxxhash-dev libssl-dev libblkid-dev \
-	libnbd-dev zlib1g-dev
+	libnbd-dev zlib1g-dev libarchive-dev
 DEB_TEST = python3-pytest qemu-utils e2fsprogs openssh-server \
 	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
-	util-linux psmisc zstd lz4 bzip2 procps kmod
+	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod
 DEB_BENCH = hyperfine
 
 .PHONY: all deps build asan check unit e2e check-asan check-tsan demo install bench clean

@@ -26,6 +26,7 @@
 
 #include "engine/dest.h"
 #include "engine/endpoint.h"
+#include "engine/stream_in.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
 #include "util/size.h"
@@ -95,16 +96,23 @@ static int job_copy_local(const struct job_spec *spec,
     struct dest_opts dopts;
     struct dest d;
     struct image *src = NULL;
-    struct df_file in;
+    struct stream_in sin;
+    struct df_file *in = NULL;
     struct job_stats *st = &rep->st;
     int rc;
 
     job_dest_opts(spec, &dopts);
     dest_init(&d);
-    df_file_init(&in);
+    memset(&sin, 0, sizeof(sin));
+    df_file_init(&sin.in);
     if (!strcmp(spec->src, "-")) {
-        if (df_file_from_fd(&in, STDIN_FILENO, "-", false, err) < 0)
+        /* looked at before anything is opened for writing */
+        if (stream_in_open(&sin, STDIN_FILENO, "-",
+                           spec->src_open.format &&
+                               !strcmp(spec->src_open.format, "raw"),
+                           err) < 0)
             goto fail;
+        in = &sin.in;
     } else if (job_open_source(spec, &src, err) < 0) {
         goto fail;
     }
@@ -113,7 +121,8 @@ static int job_copy_local(const struct job_spec *spec,
         goto fail;
     d.sink->durable = spec->fsync;
     rc = src ? engine_copy(src, d.sink, &spec->jo, st, err)
-             : engine_copy_stream(&in, d.sink, &spec->jo, st, err);
+             : engine_copy_stream(in, d.sink, &spec->jo, st, err) < 0 ||
+                       stream_in_finish(&sin, err) < 0 ? -1 : 0;
     if (rc < 0 || dest_commit(&d, err) < 0)
         goto fail;
     job_set_format(rep->src_format, src ? image_format_name(src) : "raw");
@@ -129,6 +138,7 @@ fail:
 out:
     dest_close(&d);
     image_close(src);
+    stream_in_close(&sin);
     return rc;
 }
 

@@ -93,6 +93,39 @@ const char *image_get_prop(const struct image *img, const char *key)
     return NULL;
 }
 
+/* The driver whose probe scores p highest, or NULL (then *unsupported:
+ * a container diskferry knows but does not read, or NULL). */
+static const struct image_driver *image_probe_best(const struct image_probe *p,
+                                                   const char **unsupported)
+{
+    const struct image_driver *best = NULL;
+    int best_score = 0;
+
+    *unsupported = NULL;
+    for (size_t i = 0; image_drivers[i]; i++) {
+        const struct image_driver *d = image_drivers[i];
+        if (!d->probe || !strcmp(d->name, "raw"))
+            continue;
+        int s = d->probe(p);
+        if (s > best_score) {
+            best_score = s;
+            best = d;
+        }
+    }
+    if (!best)
+        *unsupported = foreign_format(p);
+    return best;
+}
+
+const char *image_probe_head(const uint8_t *head, size_t len)
+{
+    const char *unsupported;
+    struct image_probe p = { .head = head, .head_len = len,
+                             .file_size = UINT64_MAX };
+    const struct image_driver *d = image_probe_best(&p, &unsupported);
+    return d ? d->name : unsupported;
+}
+
 const struct image_driver *image_probe_file(struct df_file *f,
                                             const char **unsupported,
                                             struct df_error *err)
@@ -100,7 +133,6 @@ const struct image_driver *image_probe_file(struct df_file *f,
     static const size_t head_max = IMAGE_PROBE_HEAD;
     static const size_t tail_max = IMAGE_PROBE_TAIL;
     const struct image_driver *best = NULL;
-    int best_score = 0;
     uint8_t *head = NULL, *tail = NULL;
 
     *unsupported = NULL;
@@ -117,18 +149,7 @@ const struct image_driver *image_probe_file(struct df_file *f,
     if (df_file_pread(f, head, p.head_len, 0, err) < 0 ||
         df_file_pread(f, tail, p.tail_len, f->size - p.tail_len, err) < 0)
         goto out;
-    for (size_t i = 0; image_drivers[i]; i++) {
-        const struct image_driver *d = image_drivers[i];
-        if (!d->probe || !strcmp(d->name, "raw"))
-            continue;
-        int s = d->probe(&p);
-        if (s > best_score) {
-            best_score = s;
-            best = d;
-        }
-    }
-    if (!best)
-        *unsupported = foreign_format(&p);
+    best = image_probe_best(&p, unsupported);
 out:
     free(head);
     free(tail);

@@ -247,6 +247,14 @@ const struct image_driver *image_probe_file(struct df_file *f,
                                             struct df_error *err);
 
 /*
+ * The format named by the first len bytes of something that has no end
+ * to look at (a stream): a driver's name, a recognised container's
+ * (foreign.h), or NULL for raw content.  Formats recognised only by
+ * their end (a fixed VHD, DMG) are not seen.
+ */
+const char *image_probe_head(const uint8_t *head, size_t len);
+
+/*
  * What a copy writes into the existing destination f: the format *fmt
  * (-O out_format, or NULL) and whether the file is replaced whole by a
  * new file of that format (*replace) instead of written in place as

@@ -181,6 +181,12 @@ long df_file_read_stream(struct df_file *f, void *buf, size_t len,
                          struct df_error *err)
 {
     size_t got = 0;
+    if (f->unread_len) {
+        got = f->unread_len < len ? f->unread_len : len;
+        memcpy(buf, f->unread, got);
+        f->unread += got;
+        f->unread_len -= got;
+    }
     while (got < len) {
         ssize_t r = read(f->fd, (uint8_t *)buf + got, len - got);
         if (r < 0) {

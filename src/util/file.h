@@ -29,6 +29,10 @@ struct df_file {
     bool direct;            /* opened O_DIRECT: aligned reads only (raw.c) */
     uint64_t dev;           /* st_dev, or st_rdev for block devices */
     uint64_t ino;
+    /* streams: bytes read ahead (a sniffed head), returned by
+     * df_file_read_stream before the fd's; borrowed */
+    const uint8_t *unread;
+    size_t unread_len;
     char name[PATH_MAX];    /* for messages */
 };
 

@@ -1,0 +1,303 @@
+/*
+ * stream_in.c: sniffing and decompressing a stream source (see
+ * stream_in.h).
+ *
+ * Signatures (the first bytes of the stream):
+ *   gzip   1f 8b 08                   (RFC 1952, deflate only)
+ *   xz     fd 37 7a 58 5a 00          (xz file format 1.0.4, 2.1.1.1)
+ *   zstd   28 b5 2f fd                (RFC 8878, 3.1.1)
+ *   bzip2  "BZh" '1'..'9' 31 41 59 26 53 59
+ *   lz4    04 22 4d 18                (LZ4 frame format)
+ *   tar    "ustar" at 257 (POSIX "ustar\0", GNU "ustar  \0") and the
+ *          header's checksum (bytes 148..155 counted as spaces) right
+ *          (POSIX.1-2017 pax, ustar Interchange Format)
+ *   images image_probe_head(); a dynamic VHD's footer copy at 0
+ *          ("conectix")
+ */
+#define _GNU_SOURCE
+#include "engine/stream_in.h"
+
+#include <archive.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "image/image.h"
+
+#define STREAM_CHUNK (1u << 20)
+
+static bool has(const uint8_t *h, size_t len, size_t at, const void *magic,
+                size_t n)
+{
+    return len >= at + n && !memcmp(h + at, magic, n);
+}
+
+static bool is_tar(const uint8_t *h, size_t len)
+{
+    if (len < 512 || !(has(h, len, 257, "ustar\0", 6) ||
+                       has(h, len, 257, "ustar  \0", 8)))
+        return false;
+    unsigned long want = 0, sum = 0;
+    size_t i = 148;
+    while (i < 156 && h[i] == ' ')
+        i++;
+    for (; i < 156 && h[i] >= '0' && h[i] <= '7'; i++)
+        want = want * 8 + (unsigned long)(h[i] - '0');
+    for (i = 0; i < 512; i++)
+        sum += i >= 148 && i < 156 ? ' ' : h[i];
+    return sum == want;
+}
+
+const char *stream_sniff(const uint8_t *h, size_t len, bool *filter)
+{
+    *filter = true;
+    if (has(h, len, 0, "\x1f\x8b\x08", 3))
+        return "gzip";
+    if (has(h, len, 0, "\xfd" "7zXZ\0", 6))
+        return "xz";
+    if (has(h, len, 0, "\x28\xb5\x2f\xfd", 4))
+        return "zstd";
+    if (len >= 10 && has(h, len, 0, "BZh", 3) && h[3] >= '1' &&
+        h[3] <= '9' && has(h, len, 4, "\x31\x41\x59\x26\x53\x59", 6))
+        return "bzip2";
+    if (has(h, len, 0, "\x04\x22\x4d\x18", 4))
+        return "lz4";
+    *filter = false;
+    if (is_tar(h, len))
+        return "tar";
+    if (has(h, len, 0, "conectix", 8))
+        return "vhd";
+    return image_probe_head(h, len);
+}
+
+/* Read up to cap bytes of fd into buf, retrying short reads. */
+static long read_head(int fd, uint8_t *buf, size_t cap, const char *name,
+                      struct df_error *err)
+{
+    struct df_file f;
+    df_file_init(&f);
+    f.fd = fd;
+    snprintf(f.name, sizeof(f.name), "%s", name);
+    return df_file_read_stream(&f, buf, cap, err);
+}
+
+/* ---- the decompressor thread ---- */
+
+struct pump_io {
+    struct stream_in *s;
+    bool head_given;
+    uint8_t *buf;
+};
+
+static la_ssize_t pump_read(struct archive *a, void *ctx, const void **out)
+{
+    struct pump_io *io = ctx;
+    (void)a;
+    if (!io->head_given) {
+        io->head_given = true;
+        if (io->s->head_len) {
+            *out = io->s->head;
+            io->s->bytes_in += io->s->head_len;
+            return (la_ssize_t)io->s->head_len;
+        }
+    }
+    for (;;) {
+        ssize_t r = read(io->s->src_fd, io->buf, STREAM_CHUNK);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            archive_set_error(a, errno, "read failed");
+            return -1;
+        }
+        io->s->bytes_in += (uint64_t)r;
+        *out = io->buf;
+        return r;
+    }
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t r = write(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+static void *pump_main(void *arg)
+{
+    struct stream_in *s = arg;
+    struct pump_io io = { .s = s };
+    struct archive *a = archive_read_new();
+    struct archive_entry *e;
+    uint8_t *out = malloc(STREAM_CHUNK);
+
+    io.buf = malloc(STREAM_CHUNK);
+    if (!a || !out || !io.buf) {
+        df_io(&s->terr, s->name, ENOMEM, "cannot allocate the "
+              "decompressor");
+        goto out;
+    }
+    archive_read_support_filter_all(a);
+    archive_read_support_format_raw(a);
+    if (archive_read_open(a, &io, NULL, pump_read, NULL) != ARCHIVE_OK ||
+        archive_read_next_header(a, &e) != ARCHIVE_OK) {
+        df_corrupt(&s->terr, s->name, -1, "%s stream: %s", s->filter,
+                   archive_error_string(a) ? archive_error_string(a)
+                                           : "cannot be read");
+        goto out;
+    }
+    for (;;) {
+        la_ssize_t n = archive_read_data(a, out, STREAM_CHUNK);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            df_corrupt(&s->terr, s->name, -1, "%s stream: %s after %llu "
+                       "bytes of it", s->filter,
+                       archive_error_string(a) ? archive_error_string(a)
+                                               : "corrupt",
+                       (unsigned long long)s->bytes_in);
+            break;
+        }
+        if (write_all(s->pipe_w, out, (size_t)n) < 0) {
+            if (errno != EPIPE)         /* EPIPE: the copy stopped */
+                df_io(&s->terr, s->name, errno, "cannot pass on the "
+                      "decompressed stream");
+            break;
+        }
+    }
+out:
+    close(s->pipe_w);
+    s->pipe_w = -1;
+    if (a)
+        archive_read_free(a);
+    free(out);
+    free(io.buf);
+    return NULL;
+}
+
+static const char *refusal_hint(const char *what)
+{
+    return !strcmp(what, "tar")
+               ? "a tar archive: extract the disk from it (tar -xOf - "
+                 "MEMBER | diskferry copy - DST), or give -f raw to write "
+                 "the archive itself"
+               : NULL;
+}
+
+static int refuse(const struct stream_in *s, const char *what,
+                  struct df_error *err)
+{
+    const char *in = s->filter ? " (decompressed)" : "";
+    const char *hint = refusal_hint(what);
+    if (hint)
+        return df_corrupt(err, s->name, -1, "the stream%s is %s", in, hint);
+    return df_corrupt(err, s->name, -1, "the stream%s is a %s image, which "
+                      "cannot be read from a stream: save it to a file and "
+                      "copy that, or give -f raw to write the container "
+                      "itself", in, what);
+}
+
+int stream_in_open(struct stream_in *s, int fd, const char *name,
+                   bool as_raw, struct df_error *err)
+{
+    bool filter;
+    int p[2];
+
+    memset(s, 0, sizeof(*s));
+    s->src_fd = fd;
+    s->pipe_w = -1;
+    df_error_init(&s->terr);
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    if (df_file_from_fd(&s->in, fd, name, false, err) < 0)
+        return -1;
+    if (as_raw)
+        return 0;
+    s->head = malloc(STREAM_SNIFF);
+    if (!s->head)
+        return df_io(err, name, ENOMEM, "cannot allocate");
+    long n = read_head(fd, s->head, STREAM_SNIFF, name, err);
+    if (n < 0)
+        return -1;
+    s->head_len = (size_t)n;
+    const char *what = stream_sniff(s->head, s->head_len, &filter);
+    if (!what) {
+        s->in.unread = s->head;
+        s->in.unread_len = s->head_len;
+        return 0;
+    }
+    if (!filter)
+        return refuse(s, what, err);
+    s->filter = what;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return df_io(err, name, errno, "cannot create a pipe");
+    s->pipe_w = p[1];
+    s->in.fd = p[0];
+    s->in.owns_fd = true;
+    /* A copy that stops early closes the read end: the pump gets EPIPE,
+     * not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    if (pthread_create(&s->thread, NULL, pump_main, s)) {
+        close(p[1]);
+        s->pipe_w = -1;
+        return df_io(err, name, EAGAIN, "cannot start the decompressor");
+    }
+    s->started = true;
+    /* What it decompresses to is looked at too: a .tar.gz is a tar. */
+    s->dhead = malloc(STREAM_SNIFF);
+    if (!s->dhead)
+        return df_io(err, name, ENOMEM, "cannot allocate");
+    n = read_head(s->in.fd, s->dhead, STREAM_SNIFF, name, err);
+    if (n < 0)
+        return -1;
+    s->dhead_len = (size_t)n;
+    if (s->dhead_len < STREAM_SNIFF && stream_in_finish(s, err) < 0)
+        return -1;              /* a stream that failed at its start */
+    what = stream_sniff(s->dhead, s->dhead_len, &filter);
+    if (what)                   /* compressed twice, or a container */
+        return filter ? df_corrupt(err, name, -1, "the stream is %s "
+                                   "inside %s: not read", what, s->filter)
+                      : refuse(s, what, err);
+    s->in.unread = s->dhead;
+    s->in.unread_len = s->dhead_len;
+    return 0;
+}
+
+int stream_in_finish(struct stream_in *s, struct df_error *err)
+{
+    if (s->started) {
+        pthread_join(s->thread, NULL);
+        s->started = false;
+    }
+    if (s->terr.cat != DF_OK) {
+        df_error_copy(err, &s->terr);
+        return -1;
+    }
+    return 0;
+}
+
+void stream_in_close(struct stream_in *s)
+{
+    /* Closing the read end first: a pump blocked on a full pipe gets
+     * EPIPE and ends; one waiting for the stream is cancelled (read(2)
+     * is a cancellation point): the copy has failed or stopped. */
+    df_file_close(&s->in);
+    if (s->started) {
+        pthread_cancel(s->thread);
+        pthread_join(s->thread, NULL);
+        s->started = false;
+    }
+    free(s->head);
+    free(s->dhead);
+    s->head = s->dhead = NULL;
+}

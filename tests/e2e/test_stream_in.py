@@ -1,0 +1,115 @@
+"""A stream on stdin is looked at before it is written: compressed streams
+are decompressed, a tar archive or an image container is refused naming
+what to do (was: written raw onto the destination, exit 0)."""
+import gzip
+import os
+import subprocess
+
+import pytest
+
+from conftest import df, files_equal, sh, sha256_file
+
+MIB = 1 << 20
+
+
+def make_disk(path, size=8 * MIB):
+    """A sparse raw disk: 1 MiB of random data at 0 and at 5 MiB."""
+    with open(path, "wb") as f:
+        f.write(os.urandom(MIB))
+        f.seek(5 * MIB)
+        f.write(os.urandom(MIB))
+        f.truncate(size)
+    return path
+
+
+def copy_stdin(data_path, dst, *args):
+    with open(data_path, "rb") as f:
+        return df("copy", *args, "-", dst, input=f.read())
+
+
+@pytest.mark.parametrize("tool", [["gzip", "-c"], ["xz", "-c", "-T1"],
+                                  ["zstd", "-q", "-c"], ["bzip2", "-c"],
+                                  ["lz4", "-q", "-c"]])
+def test_compressed_stream_is_decompressed(tmp_path, tool):
+    if subprocess.run(["which", tool[0]], capture_output=True).returncode:
+        pytest.skip("%s not installed" % tool[0])
+    disk = make_disk(tmp_path / "vm.raw")
+    packed = tmp_path / "vm.packed"
+    with open(packed, "wb") as out:
+        subprocess.run(tool + [str(disk)], stdout=out, check=True)
+    dst = tmp_path / "out.raw"
+    p = copy_stdin(packed, dst)
+    assert p.returncode == 0, p.stderr.decode()
+    assert files_equal(disk, dst)
+
+
+def test_truncated_compressed_stream_fails_and_leaves_nothing(tmp_path):
+    disk = make_disk(tmp_path / "vm.raw")
+    data = gzip.compress(open(disk, "rb").read())
+    dst = tmp_path / "out.raw"
+    p = df("copy", "-", dst, input=data[:len(data) // 2])
+    err = p.stderr.decode()
+    assert p.returncode == 5, err
+    assert "diskferry: copy: -: gzip stream: " in err, err
+    assert not dst.exists()
+    assert os.listdir(tmp_path) == ["vm.raw"]
+
+
+def test_tar_stream_refused_nothing_written(tmp_path, loop):
+    disk = make_disk(tmp_path / "vm.raw")
+    tar = tmp_path / "vm.tar"
+    sh("tar -C %s -cSf %s vm.raw" % (tmp_path, tar))
+    back = tmp_path / "dev.img"
+    back.write_bytes(bytes(16 * MIB))
+    before = sha256_file(back)
+    with loop(back) as dev:
+        p = copy_stdin(tar, dev)
+        err = p.stderr.decode()
+        assert p.returncode == 5, err
+        assert err.strip() == (
+            "diskferry: copy: -: the stream is a tar archive: extract the "
+            "disk from it (tar -xOf - MEMBER | diskferry copy - DST), or "
+            "give -f raw to write the archive itself"), err
+    assert sha256_file(back) == before
+    # compressed, the same
+    tgz = tmp_path / "vm.tgz"
+    sh("gzip -c %s > %s" % (tar, tgz))
+    p = copy_stdin(tgz, tmp_path / "o.raw")
+    assert p.returncode == 5
+    assert "the stream (decompressed) is a tar archive" in p.stderr.decode()
+    assert not (tmp_path / "o.raw").exists()
+
+
+def test_tar_stream_with_f_raw_is_written_as_it_is(tmp_path):
+    disk = make_disk(tmp_path / "vm.raw")
+    tar = tmp_path / "vm.tar"
+    sh("tar -C %s -cf %s vm.raw" % (tmp_path, tar))
+    dst = tmp_path / "out.raw"
+    p = copy_stdin(tar, dst, "-f", "raw")
+    assert p.returncode == 0, p.stderr.decode()
+    assert files_equal(tar, dst)
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "vmdk", "vdi", "vhdx", "vpc"])
+def test_image_container_stream_refused(tmp_path, fmt):
+    disk = make_disk(tmp_path / "vm.raw")
+    img = tmp_path / ("vm." + fmt)
+    sh("qemu-img convert -O %s %s %s" % (fmt, disk, img))
+    dst = tmp_path / "out.raw"
+    p = copy_stdin(img, dst)
+    err = p.stderr.decode()
+    assert p.returncode == 5, err
+    name = {"vpc": "vhd"}.get(fmt, fmt)
+    assert ("the stream is a %s image, which cannot be read from a "
+            "stream" % name) in err, err
+    assert not dst.exists()
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 65535, 65536, 65537])
+def test_short_raw_streams(tmp_path, size):
+    src = tmp_path / "s.raw"
+    src.write_bytes(os.urandom(size))
+    dst = tmp_path / "out.raw"
+    p = copy_stdin(src, dst)
+    assert p.returncode == 0, p.stderr.decode()
+    assert files_equal(src, dst)

@@ -65,12 +65,34 @@ static int endpoint_parse_remote(const char *arg, struct endpoint *ep,
     return 1;
 }
 
+/* tar:ARCHIVE//MEMBER */
+static int endpoint_parse_tar(const char *arg, struct endpoint *ep,
+                              struct df_error *err)
+{
+    const char *a = arg + 4;
+    const char *sep = strstr(a + (*a != '\0'), "//");
+    if (!sep || sep == a || !sep[2])
+        return df_usage(err, "%s: expected tar:ARCHIVE//MEMBER (ARCHIVE a "
+                        "path or -)", arg);
+    if ((size_t)(sep - a) >= sizeof(ep->archive) ||
+        strlen(sep + 2) >= sizeof(ep->member))
+        return df_usage(err, "%s: name too long", arg);
+    memcpy(ep->archive, a, (size_t)(sep - a));
+    ep->archive[sep - a] = '\0';
+    snprintf(ep->member, sizeof(ep->member), "%s", sep + 2);
+    ep->path = arg;
+    ep->kind = EP_TAR;
+    return 0;
+}
+
 int endpoint_parse(const char *arg, struct endpoint *ep,
                    struct df_error *err)
 {
     memset(ep, 0, sizeof(*ep));
     if (!*arg)
         return df_usage(err, "empty path");
+    if (!strncmp(arg, "tar:", 4))
+        return endpoint_parse_tar(arg, ep, err);
     int r = endpoint_parse_remote(arg, ep, err);
     if (r != 0)
         return r < 0 ? -1 : 0;

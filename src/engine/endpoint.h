@@ -3,7 +3,9 @@
  * raw byte stream on stdin / stdout), or `[user@]host:PATH` on another
  * host (rsync's rules: a colon before any slash makes it remote, so
  * `./a:b` and `/x/a:b` are local; an IPv6 address goes in brackets:
- * `[fe80::1]:/dev/vg0/vm`, `root@[::1]:vm.img`).
+ * `[fe80::1]:/dev/vg0/vm`, `root@[::1]:vm.img`), or a member of a
+ * tar archive, `tar:ARCHIVE//MEMBER` (ARCHIVE a path or `-`, split at
+ * its first `//`; a source only).
  */
 #ifndef DF_ENDPOINT_H
 #define DF_ENDPOINT_H
@@ -13,7 +15,7 @@
 
 #include "util/error.h"
 
-enum endpoint_kind { EP_LOCAL, EP_STREAM, EP_REMOTE };
+enum endpoint_kind { EP_LOCAL, EP_STREAM, EP_REMOTE, EP_TAR };
 
 struct endpoint {
     enum endpoint_kind kind;
@@ -23,6 +25,9 @@ struct endpoint {
     char user[256];
     char host[256];             /* brackets removed */
     char rpath[PATH_MAX];
+    /* EP_TAR: tar:ARCHIVE//MEMBER (ARCHIVE a path, or - for stdin) */
+    char archive[PATH_MAX];
+    char member[PATH_MAX];
 };
 
 int endpoint_parse(const char *arg, struct endpoint *ep,

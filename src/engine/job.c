@@ -91,6 +91,7 @@ static void job_set_format(char *out, const char *fmt)
 }
 
 static int job_copy_local(const struct job_spec *spec,
+                          const struct endpoint *sep,
                           struct job_report *rep, struct df_error *err)
 {
     struct dest_opts dopts;
@@ -105,12 +106,15 @@ static int job_copy_local(const struct job_spec *spec,
     dest_init(&d);
     memset(&sin, 0, sizeof(sin));
     df_file_init(&sin.in);
-    if (!strcmp(spec->src, "-")) {
+    if (sep->kind == EP_STREAM || sep->kind == EP_TAR) {
         /* looked at before anything is opened for writing */
-        if (stream_in_open(&sin, STDIN_FILENO, "-",
-                           spec->src_open.format &&
-                               !strcmp(spec->src_open.format, "raw"),
-                           err) < 0)
+        if (sep->kind == EP_STREAM
+                ? stream_in_open(&sin, STDIN_FILENO, "-",
+                                 spec->src_open.format &&
+                                     !strcmp(spec->src_open.format, "raw"),
+                                 err) < 0
+                : stream_in_open_tar(&sin, sep->archive, sep->member,
+                                     spec->src, err) < 0)
             goto fail;
         in = &sin.in;
     } else if (job_open_source(spec, &src, err) < 0) {
@@ -345,6 +349,11 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
     if (endpoint_parse(spec->src, &sep, err) < 0 ||
         endpoint_parse(spec->dst, &dep, err) < 0)
         return -1;
+    if (dep.kind == EP_TAR) {
+        rep->usage_hint = true;
+        return df_usage(err, "%s: a tar member is a source only",
+                        spec->dst);
+    }
     if (sep.kind == EP_REMOTE && dep.kind == EP_REMOTE) {
         rep->usage_hint = true;
         return df_usage(err, "both SRC and DST are remote: run diskferry "
@@ -357,7 +366,7 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
         return df_usage(err, "--resume, --transport and --bwlimit apply to "
                         "a remote SRC or DST");
     }
-    return job_copy_local(spec, rep, err);
+    return job_copy_local(spec, &sep, rep, err);
 }
 
 /* JOURNAL on another host: serve runs undo_apply() there. */

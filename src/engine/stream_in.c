@@ -18,6 +18,7 @@
 #include "engine/stream_in.h"
 
 #include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -134,91 +135,227 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* "./a/b" and "a/b" name the same member. */
+static const char *member_name(const char *p)
+{
+    while (p[0] == '.' && p[1] == '/')
+        p += 2;
+    while (*p == '/')
+        p++;
+    return p;
+}
+
+/* Pass on n zero bytes (a sparse member's hole). */
+static int write_zeros(int fd, uint64_t n)
+{
+    static const uint8_t zeros[64 * 1024];
+    while (n) {
+        size_t k = n < sizeof(zeros) ? (size_t)n : sizeof(zeros);
+        if (write_all(fd, zeros, k) < 0)
+            return -1;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Find s->member; 1 found, 0 with s->terr set. */
+static int pump_find_member(struct stream_in *s, struct archive *a)
+{
+    struct archive_entry *e;
+    const char *want = member_name(s->member);
+    char seen[160] = "";
+    unsigned nseen = 0;
+    int r;
+    while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK ||
+           r == ARCHIVE_WARN) {
+        const char *name = archive_entry_pathname(e);
+        if (!name)
+            continue;
+        if (!strcmp(member_name(name), want)) {
+            if (archive_entry_filetype(e) != AE_IFREG) {
+                df_usage(&s->terr, "%s: %s is not a regular file in the "
+                         "archive", s->name, s->member);
+                return 0;
+            }
+            s->member_size = archive_entry_size_is_set(e)
+                                 ? (uint64_t)archive_entry_size(e) : 0;
+            return 1;
+        }
+        if (archive_entry_filetype(e) == AE_IFREG && nseen < 3) {
+            size_t n = strlen(seen);
+            snprintf(seen + n, sizeof(seen) - n, "%s%s", nseen ? ", " : "",
+                     name);
+            nseen++;
+        }
+    }
+    if (r != ARCHIVE_EOF)
+        df_corrupt(&s->terr, s->name, -1, "not a readable tar archive: %s",
+                   archive_error_string(a) ? archive_error_string(a)
+                                           : "corrupt");
+    else
+        df_usage(&s->terr, "%s: no member %s in the archive%s%s%s",
+                 s->name, s->member, nseen ? " (it has " : "", seen,
+                 nseen ? (nseen == 3 ? ", ...)" : ")") : "");
+    return 0;
+}
+
 static void *pump_main(void *arg)
 {
     struct stream_in *s = arg;
     struct pump_io io = { .s = s };
     struct archive *a = archive_read_new();
     struct archive_entry *e;
-    uint8_t *out = malloc(STREAM_CHUNK);
+    uint64_t at = 0;
 
     io.buf = malloc(STREAM_CHUNK);
-    if (!a || !out || !io.buf) {
+    if (!a || !io.buf) {
         df_io(&s->terr, s->name, ENOMEM, "cannot allocate the "
               "decompressor");
         goto out;
     }
     archive_read_support_filter_all(a);
-    archive_read_support_format_raw(a);
-    if (archive_read_open(a, &io, NULL, pump_read, NULL) != ARCHIVE_OK ||
-        archive_read_next_header(a, &e) != ARCHIVE_OK) {
-        df_corrupt(&s->terr, s->name, -1, "%s stream: %s", s->filter,
+    if (s->member[0])
+        archive_read_support_format_tar(a);
+    else
+        archive_read_support_format_raw(a);
+    if (archive_read_open(a, &io, NULL, pump_read, NULL) != ARCHIVE_OK) {
+        df_corrupt(&s->terr, s->name, -1, "cannot be read: %s",
                    archive_error_string(a) ? archive_error_string(a)
-                                           : "cannot be read");
+                                           : "unknown format");
+        goto out;
+    }
+    if (s->member[0] ? !pump_find_member(s, a)
+                  : archive_read_next_header(a, &e) != ARCHIVE_OK) {
+        if (s->terr.cat == DF_OK)
+            df_corrupt(&s->terr, s->name, -1, "%s stream: %s", s->filter,
+                       archive_error_string(a) ? archive_error_string(a)
+                                               : "cannot be read");
         goto out;
     }
     for (;;) {
-        la_ssize_t n = archive_read_data(a, out, STREAM_CHUNK);
-        if (n == 0)
+        const void *buf;
+        size_t n;
+        la_int64_t off;
+        int r = archive_read_data_block(a, &buf, &n, &off);
+        if (r == ARCHIVE_EOF)
             break;
-        if (n < 0) {
-            df_corrupt(&s->terr, s->name, -1, "%s stream: %s after %llu "
-                       "bytes of it", s->filter,
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            df_corrupt(&s->terr, s->name, -1, "%s%s: %s after %llu bytes "
+                       "of it", s->member[0] ? "tar archive" : s->filter,
+                       s->member[0] ? "" : " stream",
                        archive_error_string(a) ? archive_error_string(a)
                                                : "corrupt",
                        (unsigned long long)s->bytes_in);
             break;
         }
-        if (write_all(s->pipe_w, out, (size_t)n) < 0) {
-            if (errno != EPIPE)         /* EPIPE: the copy stopped */
-                df_io(&s->terr, s->name, errno, "cannot pass on the "
-                      "decompressed stream");
+        /* libarchive leaves a sparse member's holes out: off jumps */
+        if (off < 0 || (uint64_t)off < at) {
+            df_corrupt(&s->terr, s->name, -1, "tar archive: member data "
+                       "out of order at %lld", (long long)off);
             break;
         }
+        if (write_zeros(s->pipe_w, (uint64_t)off - at) < 0 ||
+            write_all(s->pipe_w, buf, n) < 0)
+            goto write_failed;
+        at = (uint64_t)off + n;
     }
+    /* a sparse member may end in a hole */
+    if (s->terr.cat == DF_OK && s->member[0] && at < s->member_size &&
+        write_zeros(s->pipe_w, s->member_size - at) < 0)
+        goto write_failed;
+    goto out;
+write_failed:
+    if (errno != EPIPE)         /* EPIPE: the copy stopped */
+        df_io(&s->terr, s->name, errno, "cannot pass on the data");
 out:
     close(s->pipe_w);
     s->pipe_w = -1;
     if (a)
         archive_read_free(a);
-    free(out);
     free(io.buf);
     return NULL;
-}
-
-static const char *refusal_hint(const char *what)
-{
-    return !strcmp(what, "tar")
-               ? "a tar archive: extract the disk from it (tar -xOf - "
-                 "MEMBER | diskferry copy - DST), or give -f raw to write "
-                 "the archive itself"
-               : NULL;
 }
 
 static int refuse(const struct stream_in *s, const char *what,
                   struct df_error *err)
 {
-    const char *in = s->filter ? " (decompressed)" : "";
-    const char *hint = refusal_hint(what);
-    if (hint)
-        return df_corrupt(err, s->name, -1, "the stream%s is %s", in, hint);
-    return df_corrupt(err, s->name, -1, "the stream%s is a %s image, which "
-                      "cannot be read from a stream: save it to a file and "
-                      "copy that, or give -f raw to write the container "
-                      "itself", in, what);
+    char noun[sizeof(s->member) + 32];
+    if (s->member[0])
+        snprintf(noun, sizeof(noun), "member %s", s->member);
+    else
+        snprintf(noun, sizeof(noun), "the stream%s",
+                 s->filter ? " (decompressed)" : "");
+    if (!strcmp(what, "tar"))
+        return df_corrupt(err, s->name, -1, "%s is a tar archive: name the "
+                          "disk in it as tar:-//MEMBER, or give -f raw to "
+                          "write the archive itself", noun);
+    return df_corrupt(err, s->name, -1, "%s is a %s image, which cannot be "
+                      "read from a stream: save it to a file and copy "
+                      "that%s", noun, what,
+                      s->member[0] ? "" : ", or give -f raw to write the "
+                                       "container itself");
+}
+
+/* Start the pump (s->filter or s->member set, s->head read ahead) and
+ * look at what it delivers first. */
+static int stream_in_pump(struct stream_in *s, struct df_error *err)
+{
+    bool filter;
+    int p[2];
+
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return df_io(err, s->name, errno, "cannot create a pipe");
+    s->pipe_w = p[1];
+    s->in.fd = p[0];
+    s->in.owns_fd = true;
+    /* A copy that stops early closes the read end: the pump gets EPIPE,
+     * not a signal. */
+    signal(SIGPIPE, SIG_IGN);
+    if (pthread_create(&s->thread, NULL, pump_main, s)) {
+        close(p[1]);
+        s->pipe_w = -1;
+        return df_io(err, s->name, EAGAIN, "cannot start the "
+                     "decompressor");
+    }
+    s->started = true;
+    /* What it delivers is looked at too: a .tar.gz is a tar. */
+    s->dhead = malloc(STREAM_SNIFF);
+    if (!s->dhead)
+        return df_io(err, s->name, ENOMEM, "cannot allocate");
+    long n = read_head(s->in.fd, s->dhead, STREAM_SNIFF, s->name, err);
+    if (n < 0)
+        return -1;
+    s->dhead_len = (size_t)n;
+    if (s->dhead_len < STREAM_SNIFF && stream_in_finish(s, err) < 0)
+        return -1;              /* failed at its start */
+    const char *what = stream_sniff(s->dhead, s->dhead_len, &filter);
+    if (what)                   /* compressed twice, or a container */
+        return filter ? df_corrupt(err, s->name, -1, "%s is %s "
+                                   "compressed: not read",
+                                   s->member[0] ? "the member" : "the stream",
+                                   what)
+                      : refuse(s, what, err);
+    s->in.unread = s->dhead;
+    s->in.unread_len = s->dhead_len;
+    return 0;
+}
+
+static void stream_in_init(struct stream_in *s, int fd, const char *name)
+{
+    memset(s, 0, sizeof(*s));
+    s->src_fd = fd;
+    s->pipe_w = -1;
+    df_file_init(&s->in);
+    df_error_init(&s->terr);
+    snprintf(s->name, sizeof(s->name), "%s", name);
 }
 
 int stream_in_open(struct stream_in *s, int fd, const char *name,
                    bool as_raw, struct df_error *err)
 {
     bool filter;
-    int p[2];
 
-    memset(s, 0, sizeof(*s));
-    s->src_fd = fd;
-    s->pipe_w = -1;
-    df_error_init(&s->terr);
-    snprintf(s->name, sizeof(s->name), "%s", name);
+    stream_in_init(s, fd, name);
     if (df_file_from_fd(&s->in, fd, name, false, err) < 0)
         return -1;
     if (as_raw)
@@ -239,38 +376,23 @@ int stream_in_open(struct stream_in *s, int fd, const char *name,
     if (!filter)
         return refuse(s, what, err);
     s->filter = what;
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return df_io(err, name, errno, "cannot create a pipe");
-    s->pipe_w = p[1];
-    s->in.fd = p[0];
-    s->in.owns_fd = true;
-    /* A copy that stops early closes the read end: the pump gets EPIPE,
-     * not a signal. */
-    signal(SIGPIPE, SIG_IGN);
-    if (pthread_create(&s->thread, NULL, pump_main, s)) {
-        close(p[1]);
-        s->pipe_w = -1;
-        return df_io(err, name, EAGAIN, "cannot start the decompressor");
-    }
-    s->started = true;
-    /* What it decompresses to is looked at too: a .tar.gz is a tar. */
-    s->dhead = malloc(STREAM_SNIFF);
-    if (!s->dhead)
-        return df_io(err, name, ENOMEM, "cannot allocate");
-    n = read_head(s->in.fd, s->dhead, STREAM_SNIFF, name, err);
-    if (n < 0)
-        return -1;
-    s->dhead_len = (size_t)n;
-    if (s->dhead_len < STREAM_SNIFF && stream_in_finish(s, err) < 0)
-        return -1;              /* a stream that failed at its start */
-    what = stream_sniff(s->dhead, s->dhead_len, &filter);
-    if (what)                   /* compressed twice, or a container */
-        return filter ? df_corrupt(err, name, -1, "the stream is %s "
-                                   "inside %s: not read", what, s->filter)
-                      : refuse(s, what, err);
-    s->in.unread = s->dhead;
-    s->in.unread_len = s->dhead_len;
-    return 0;
+    return stream_in_pump(s, err);
+}
+
+int stream_in_open_tar(struct stream_in *s, const char *archive,
+                       const char *member, const char *name,
+                       struct df_error *err)
+{
+    int fd = STDIN_FILENO;
+    stream_in_init(s, -1, name);
+    if (strcmp(archive, "-") &&
+        (fd = open(archive, O_RDONLY | O_CLOEXEC)) < 0)
+        return df_io(err, archive, errno, "cannot open");
+    s->src_fd = fd;
+    s->own_src = fd != STDIN_FILENO;
+    snprintf(s->member, sizeof(s->member), "%s", member);
+    s->filter = "tar";
+    return stream_in_pump(s, err);
 }
 
 int stream_in_finish(struct stream_in *s, struct df_error *err)
@@ -300,4 +422,7 @@ void stream_in_close(struct stream_in *s)
     free(s->head);
     free(s->dhead);
     s->head = s->dhead = NULL;
+    if (s->own_src)
+        close(s->src_fd);
+    s->own_src = false;
 }

@@ -15,6 +15,9 @@
  *                      a tar archive)
  *   a tar archive      refused: name the member (tar:-//MEMBER), or give
  *                      -f raw to write the archive as it is
+ *
+ * A member of a tar archive (stream_in_open_tar) is read the same way:
+ * libarchive finds it on the pump's thread and passes on its bytes.
  *   an image container refused: a container needs its end and random
  *                      access; save it to a file, or -f raw
  *
@@ -28,6 +31,7 @@
 #ifndef DF_STREAM_IN_H
 #define DF_STREAM_IN_H
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -40,7 +44,7 @@
 struct stream_in {
     struct df_file in;          /* what the copy reads */
     int src_fd;                 /* the stream itself */
-    char name[64];              /* for messages: "-" */
+    char name[PATH_MAX + 16];   /* for messages: "-", "tar:A//M" */
     const char *filter;         /* "gzip", ...: decompressing; or NULL */
     uint8_t *head;              /* the raw head (the decompressor's too) */
     size_t head_len;
@@ -51,6 +55,9 @@ struct stream_in {
     int pipe_w;                 /* the decompressor's end */
     struct df_error terr;       /* the decompressor's failure */
     uint64_t bytes_in;          /* compressed bytes consumed */
+    char member[PATH_MAX];      /* tar: the member read, or "" */
+    uint64_t member_size;       /* its size, once found */
+    bool own_src;               /* src_fd is ours to close */
 };
 
 /*
@@ -61,6 +68,17 @@ struct stream_in {
  */
 int stream_in_open(struct stream_in *s, int fd, const char *name,
                    bool as_raw, struct df_error *err);
+
+/*
+ * tar:ARCHIVE//MEMBER: the member's bytes (ARCHIVE a path or "-" for
+ * stdin, compressed or not; GNU and PAX sparse members' holes read as
+ * zeros, which the copy does not write), looked at as a stream is.  A
+ * missing member or a member that is not a regular file is DF_USAGE,
+ * found before anything is written.
+ */
+int stream_in_open_tar(struct stream_in *s, const char *archive,
+                       const char *member, const char *name,
+                       struct df_error *err);
 
 /* After the copy: 0, or -1 with err when the decompressor failed. */
 int stream_in_finish(struct stream_in *s, struct df_error *err);

@@ -2,6 +2,7 @@
 are decompressed, a tar archive or an image container is refused naming
 what to do (was: written raw onto the destination, exit 0)."""
 import gzip
+import json
 import os
 import subprocess
 
@@ -67,9 +68,9 @@ def test_tar_stream_refused_nothing_written(tmp_path, loop):
         err = p.stderr.decode()
         assert p.returncode == 5, err
         assert err.strip() == (
-            "diskferry: copy: -: the stream is a tar archive: extract the "
-            "disk from it (tar -xOf - MEMBER | diskferry copy - DST), or "
-            "give -f raw to write the archive itself"), err
+            "diskferry: copy: -: the stream is a tar archive: name the disk "
+            "in it as tar:-//MEMBER, or give -f raw to write the archive "
+            "itself"), err
     assert sha256_file(back) == before
     # compressed, the same
     tgz = tmp_path / "vm.tgz"
@@ -113,3 +114,68 @@ def test_short_raw_streams(tmp_path, size):
     p = copy_stdin(src, dst)
     assert p.returncode == 0, p.stderr.decode()
     assert files_equal(src, dst)
+
+
+# ---- tar:ARCHIVE//MEMBER ----
+
+def make_tar(tmp_path, disk, flags):
+    tar = tmp_path / ("vm" + flags.replace(" ", "").replace("-", "_") + ".tar")
+    sh("tar -C %s %s -cf %s %s" % (tmp_path, flags, tar, disk.name))
+    return tar
+
+
+@pytest.mark.parametrize("flags", ["-S", "-S --format=pax", "-S -z",
+                                   "-S --zstd", "-S -J", ""])
+def test_tar_member_to_file(tmp_path, flags):
+    disk = make_disk(tmp_path / "vm.raw", 32 * MIB)
+    tar = make_tar(tmp_path, disk, flags)
+    dst = tmp_path / "out.raw"
+    p = df("copy", "--json", "tar:%s//vm.raw" % tar, dst)
+    assert p.returncode == 0, p.stderr.decode()
+    assert files_equal(disk, dst)
+    rep = json.loads(p.stdout)
+    assert rep["bytes_written"] == 2 * MIB          # only the data
+    assert rep["verified"] is True
+    # the zeros were not written: the new file is as sparse as the disk
+    assert os.stat(dst).st_blocks * 512 <= 3 * MIB
+
+
+def test_tar_member_from_stdin_to_device(tmp_path, loop):
+    disk = make_disk(tmp_path / "vm.raw", 16 * MIB)
+    tgz = tmp_path / "vm.tgz"
+    sh("tar -C %s -cSzf %s vm.raw" % (tmp_path, tgz))
+    back = tmp_path / "dev.img"
+    back.write_bytes(bytes(16 * MIB))
+    with loop(back) as dev:
+        with open(tgz, "rb") as f:
+            p = df("copy", "--json", "tar:-//./vm.raw", dev, input=f.read())
+        assert p.returncode == 0, p.stderr.decode()
+        assert json.loads(p.stdout)["bytes_written"] == 2 * MIB
+    assert files_equal(disk, back)
+
+
+def test_tar_member_missing_or_not_a_disk(tmp_path):
+    disk = make_disk(tmp_path / "vm.raw")
+    sh("qemu-img convert -O qcow2 %s %s" % (disk, tmp_path / "vm.qcow2"))
+    tar = tmp_path / "vm.tar"
+    sh("tar -C %s -cf %s vm.raw vm.qcow2" % (tmp_path, tar))
+    dst = tmp_path / "out.raw"
+    p = df("copy", "tar:%s//nope.raw" % tar, dst)
+    assert p.returncode == 2, p.stderr.decode()
+    assert p.stderr.decode().strip() == (
+        "diskferry: copy: tar:%s//nope.raw: no member nope.raw in the "
+        "archive (it has vm.raw, vm.qcow2)" % tar)
+    p = df("copy", "tar:%s//vm.qcow2" % tar, dst)
+    assert p.returncode == 5, p.stderr.decode()
+    assert ("member vm.qcow2 is a qcow2 image, which cannot be read from a "
+            "stream: save it to a file and copy that") in p.stderr.decode()
+    p = df("copy", "tar:%s//x" % disk, dst)
+    assert p.returncode == 5, p.stderr.decode()
+    assert "cannot be read" in p.stderr.decode()
+    p = df("copy", disk, "tar:%s//x" % tar)
+    assert p.returncode == 2
+    assert "a tar member is a source only" in p.stderr.decode()
+    p = df("copy", "tar:%s" % tar, dst)
+    assert p.returncode == 2
+    assert "expected tar:ARCHIVE//MEMBER" in p.stderr.decode()
+    assert not dst.exists()

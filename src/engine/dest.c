@@ -278,6 +278,27 @@ static int dest_dry_sink(struct dest *d, const struct dest_opts *o,
     return d->sink ? 0 : -1;
 }
 
+/* A stream (size unknown until its end) can become an fmt image only
+ * when fmt takes its size at the end (IMG_SIZE_AT_END). */
+static int dest_stream_fmt(const char *fmt, struct df_error *err)
+{
+    unsigned caps;
+    if (image_format_caps(fmt, &caps) == 0 && (caps & IMG_SIZE_AT_END))
+        return 0;
+    return df_usage(err, "a stream on stdin has no size known in advance: "
+                    "-O %s needs a file or device as SRC", fmt);
+}
+
+/* The size a new fmt image is created with: need, or for a stream
+ * nothing (raw grows) or the most a stream may hold (set at its end). */
+static uint64_t dest_new_size(const char *fmt, uint64_t need,
+                              bool need_known)
+{
+    if (need_known)
+        return need;
+    return strcmp(fmt, "raw") ? IMAGE_STREAM_MAX_SIZE : 0;
+}
+
 /* Create the new destination under a hidden temporary name, after
  * removing those that killed jobs left (invariant 3). */
 static int dest_create_tmp(struct dest *d, const struct dest_opts *o,
@@ -314,9 +335,8 @@ static int dest_open_replace(struct dest *d, const struct dest_opts *o,
         return df_usage(err, "--undo: %s is replaced whole by a new %s "
                         "file, which a journal cannot put back; keep a "
                         "copy of it instead", d->path, fmt);
-    if (!need_known && strcmp(fmt, "raw"))
-        return df_usage(err, "a stream on stdin has no size known in "
-                        "advance: -O %s needs a file or device as SRC", fmt);
+    if (!need_known && dest_stream_fmt(fmt, err) < 0)
+        return -1;
     /* The rename would replace the link, not the file it names. */
     if (lstat(d->path, &st) == 0 && S_ISLNK(st.st_mode))
         return df_usage(err, "%s is a symbolic link: a %s file replaces "
@@ -331,7 +351,8 @@ static int dest_open_replace(struct dest *d, const struct dest_opts *o,
         return err->cat ? -1 : df_io(err, d->path, errno, "cannot stat");
     d->old = d->img;
     d->img = NULL;
-    if (dest_create_tmp(d, o, fmt, need, err) < 0)
+    if (dest_create_tmp(d, o, fmt, dest_new_size(fmt, need, need_known),
+                        err) < 0)
         return -1;
     /* The new file takes the old one's place: its mode and owner too
      * (a VM's disk is often readable by the hypervisor's user only). */
@@ -421,16 +442,16 @@ int dest_open(struct dest *d, const struct dest_opts *o, const char *path,
         return dest_open_existing(d, o, src, need, need_known, err);
     }
     const char *fmt = o->out_format ? o->out_format : "raw";
-    if (!need_known && strcmp(fmt, "raw"))
-        return df_usage(err, "a stream on stdin has no size known in "
-                        "advance: -O %s needs a file or device as SRC", fmt);
+    if (!need_known && dest_stream_fmt(fmt, err) < 0)
+        return -1;
     if (dest_check(o, src, path, NULL, need, false, err) < 0)
         return -1;
     if (o->dry_run)
         return dest_dry_sink(d, o, need, true, err);
     if (o->undo)
         dest_warn_undo_new(o, path);
-    if (dest_create_tmp(d, o, fmt, need, err) < 0)
+    if (dest_create_tmp(d, o, fmt, dest_new_size(fmt, need, need_known),
+                        err) < 0)
         return -1;
     d->sink = need_known ? sink_image_new(d->img, true, err)
                          : sink_image_new_growing(d->img, err);

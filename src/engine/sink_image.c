@@ -67,10 +67,8 @@ static int sink_image_finish(struct sink *s, struct df_error *err)
 {
     struct sink_image *si = s->priv;
     if (si->growing) {
-        if (ftruncate(si->img->file.fd, (off_t)s->size) < 0)
-            return df_io(err, s->name, errno, "cannot set size");
-        si->img->file.size = s->size;
-        si->img->size = s->size;
+        if (image_set_size(si->img, s->size, err) < 0)
+            return -1;
         si->growing = false;
     }
     return image_flush(si->img, s->durable, err);
@@ -190,8 +188,10 @@ struct sink *sink_image_new(struct image *img, bool dst_is_zero,
 struct sink *sink_image_new_growing(struct image *img, struct df_error *err)
 {
     /* Writes land past the current end: let image.c's range checks
-     * pass until finish sets the real size. */
-    img->size = INT64_MAX;
+     * pass until finish sets the real size (a new raw file grows; a
+     * qcow2 was made for the most a stream may hold). */
+    if (!img->size)
+        img->size = INT64_MAX;
     return sink_image_alloc(img, true, true, err);
 }
 

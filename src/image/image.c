@@ -607,6 +607,19 @@ int image_flush(struct image *img, bool durable, struct df_error *err)
     return r;
 }
 
+int image_set_size(struct image *img, uint64_t size, struct df_error *err)
+{
+    if (!img->drv->set_size)
+        return df_usage(err, "%s: a %s image cannot take its size at the "
+                        "end", img->name, img->drv->name);
+    image_lock(img);
+    int r = img->drv->set_size(img, size, err);
+    if (r == 0)
+        img->size = size;
+    image_unlock(img);
+    return r;
+}
+
 int image_open_related(struct image *img, const char *rel, int flags,
                        struct df_file *f, char *resolved, size_t rlen,
                        struct df_error *err)

@@ -67,6 +67,7 @@ enum image_caps {
     IMG_THREAD_SAFE = 1u << 2,      /* map/read may run concurrently */
     IMG_SEQUENTIAL_WRITE = 1u << 3, /* writes must come in offset order */
     IMG_CAN_COMPRESS = 1u << 4,     /* create() honours copts->compress */
+    IMG_SIZE_AT_END = 1u << 5,      /* set_size(): made for a stream */
 };
 
 struct image_driver {
@@ -101,6 +102,12 @@ struct image_driver {
     int (*create)(struct image *img, uint64_t size,
                   const struct image_create_opts *copts,
                   struct df_error *err);
+    /*
+     * IMG_CAN_CREATE: the virtual size of an image this handle created
+     * becomes `size`, at most the size create() was given (a stream's
+     * end: the image was made for the most a stream may hold).
+     */
+    int (*set_size)(struct image *img, uint64_t size, struct df_error *err);
     /*
      * Is `parent` the image `child` was made on?  Compare identity
      * fields (CID, UUID, unique id, timestamps) and fail with
@@ -285,6 +292,11 @@ int image_zero(struct image *img, uint64_t off, uint64_t len,
 /* Write out what the driver buffers; with durable, also fsync the file
  * (reporting write-back errors). */
 int image_flush(struct image *img, bool durable, struct df_error *err);
+/* The most a stream may write into an image made before its size is
+ * known (IMG_SIZE_AT_END): create() gets this, set_size() the real one. */
+#define IMAGE_STREAM_MAX_SIZE (16ull << 40)
+/* A created image's final virtual size (driver set_size). */
+int image_set_size(struct image *img, uint64_t size, struct df_error *err);
 
 /*
  * Open a file named inside an image (a VMDK extent, a parent):

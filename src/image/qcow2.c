@@ -1051,7 +1051,7 @@ const struct image_driver qcow2_driver = {
     .name = "qcow2",
     .priv_size = sizeof(struct qcow2),
     .caps = IMG_CAN_WRITE | IMG_CAN_CREATE | IMG_SEQUENTIAL_WRITE |
-            IMG_CAN_COMPRESS,
+            IMG_CAN_COMPRESS | IMG_SIZE_AT_END,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .map = qcow2_map,
@@ -1060,6 +1060,7 @@ const struct image_driver qcow2_driver = {
     .zero = qcow2_zero,
     .flush = qcow2_flush,
     .create = qcow2_create,
+    .set_size = qcow2_set_size,
     .check_parent = qcow2_check_parent,
     .close = qcow2_close,
 };

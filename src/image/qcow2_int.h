@@ -139,6 +139,7 @@ int qcow2_write(struct image *img, const void *buf, size_t len, uint64_t off,
 int qcow2_zero(struct image *img, uint64_t off, uint64_t len,
                struct df_error *err);
 int qcow2_flush(struct image *img, struct df_error *err);
+int qcow2_set_size(struct image *img, uint64_t size, struct df_error *err);
 void qcow2_writer_free(struct qcow2_writer *w);
 
 #endif

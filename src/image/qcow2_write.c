@@ -515,3 +515,21 @@ int qcow2_create(struct image *img, uint64_t size,
     qcow2_w_header(w, h);
     return qcow2_w_pwrite(img, h, sizeof(h), 0, err);
 }
+
+int qcow2_set_size(struct image *img, uint64_t size, struct df_error *err)
+{
+    struct qcow2 *q = img->priv;
+    struct qcow2_writer *w = q->w;
+
+    if (!w || size > w->size)
+        return df_fail(err, DF_IO, EFBIG, img->name, -1, "%" PRIu64
+                       " bytes: more than this qcow2 image was made for "
+                       "(%" PRIu64 ")", size, w ? w->size : 0);
+    if (size < w->hw)
+        return df_fail(err, DF_IO, EINVAL, img->name, -1, "qcow2 writer: "
+                       "size %" PRIu64 " below what was written", size);
+    /* L1 stays as allocated: qemu takes an L1 larger than the size
+     * needs (only a smaller one is refused). */
+    w->size = size;
+    return 0;
+}

@@ -163,9 +163,16 @@ static int raw_create(struct image *img, uint64_t size,
     return 0;
 }
 
+static int raw_set_size(struct image *img, uint64_t size,
+                        struct df_error *err)
+{
+    return raw_create(img, size, NULL, err);
+}
+
 const struct image_driver raw_driver = {
     .name = "raw",
-    .caps = IMG_CAN_WRITE | IMG_CAN_CREATE | IMG_THREAD_SAFE,
+    .caps = IMG_CAN_WRITE | IMG_CAN_CREATE | IMG_THREAD_SAFE |
+            IMG_SIZE_AT_END,
     .probe = raw_probe,
     .open = raw_open,
     .map = raw_map,
@@ -173,4 +180,5 @@ const struct image_driver raw_driver = {
     .write = raw_write,
     .zero = raw_zero,
     .create = raw_create,
+    .set_size = raw_set_size,
 };

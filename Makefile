@@ -106,7 +106,7 @@ install: deps $(RELEASE_BUILD)/build.ninja
 # The package is built in a copy of the tree under $(DIST)/.pkg (the
 # tree's build directories and files stay as they are); the .deb lands
 # in $(DIST)/.
-DEB_VERSION = $(shell dpkg-parsechangelog -S Version 2>/dev/null || echo 0)
+DEB_VERSION = $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
 DEB_FILE = diskferry_$(DEB_VERSION)_$(shell dpkg --print-architecture).deb
 
 deb:

@@ -77,7 +77,7 @@ def test_man_page_names_every_command_of_top_help():
         assert '.SS "diskferry %s' % c in roff
 
 
-def complete(words, cword):
+def complete(words, cword, home=None):
     """Run the completion function on COMP_WORDS/COMP_CWORD."""
     script = ("source %s; COMP_WORDS=(%s); COMP_CWORD=%d; "
               "COMP_LINE=\"${COMP_WORDS[*]}\"; COMP_POINT=${#COMP_LINE}; "
@@ -85,7 +85,10 @@ def complete(words, cword):
               % (COMPLETION, " ".join("'%s'" % w for w in words), cword))
     env = dict(os.environ,
                PATH=os.path.dirname(DISKFERRY) + ":" + os.environ["PATH"])
-    p = subprocess.run(["bash", "-c", script], capture_output=True, env=env)
+    if home:
+        env["HOME"] = str(home)
+    p = subprocess.run(["bash", "-c", script], capture_output=True, env=env,
+                       cwd=str(home) if home else None)
     assert p.returncode == 0, p.stderr
     return [w for w in p.stdout.decode().splitlines() if w]
 
@@ -120,6 +123,19 @@ def test_completion_paths_and_hosts(tmp_path):
     # a host:PATH word is left alone, not broken up
     assert complete(["diskferry", "copy", "x.img", "host2:/dev/vg0/"],
                     3) == []
+    # hosts from ~/.ssh/config and ~/.ssh/known_hosts, as host:
+    ssh = tmp_path / ".ssh"
+    ssh.mkdir()
+    (ssh / "config").write_text("Host web1 *.lan\n  User root\n")
+    (ssh / "known_hosts").write_text(
+        "host2.example.org,10.0.0.2 ssh-ed25519 AAAA\n"
+        "[bk.example]:2222 ssh-rsa AAAA\n|1|hashed= ssh-rsa AAAA\n")
+    assert complete(["diskferry", "copy", "x.img", "we"], 3,
+                    home=tmp_path) == ["web1:"]
+    assert complete(["diskferry", "copy", "ho"], 2,
+                    home=tmp_path) == ["host2.example.org:"]
+    assert complete(["diskferry", "copy", "x.img", "bk"], 3,
+                    home=tmp_path) == ["bk.example:"]
 
 
 def test_license_is_the_gpl2_text():

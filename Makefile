@@ -4,7 +4,8 @@
 #
 #   make demo      install deps, build, copy a sample VM disk for real
 #   make check     install deps, build, run every test (also under ASan+UBSan)
-#   make install   PREFIX=/usr/local DESTDIR=
+#   make install   PREFIX=/usr/local DESTDIR=  (binary, man page, completion)
+#   make deb       a Debian package in dist/ (dpkg-buildpackage, lintian)
 #   make bench     the benchmarks in bench/ (minutes; not part of check)
 
 PREFIX ?= /usr/local
@@ -24,13 +25,16 @@ DEB_TEST = python3-pytest qemu-utils e2fsprogs openssh-server \
 	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
 	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod
 DEB_BENCH = hyperfine
+# What `make deb` needs beyond DEB_BUILD (installed by that target only).
+DEB_PKG = debhelper dpkg-dev fakeroot lintian
+DIST ?= dist
 
-.PHONY: all deps build asan check unit e2e check-asan check-tsan demo install bench clean
+.PHONY: all deps build asan check unit e2e check-asan check-tsan demo install deb bench clean
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEB_BUILD) $(DEB_TEST); do \
+# $(call apt_install,PACKAGES): apt-get install those not installed yet.
+apt_install = missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
 	    || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -38,6 +42,9 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+
+deps:
+	@$(call apt_install,$(DEB_BUILD) $(DEB_TEST))
 
 # The test builds carry the test hooks (-Dtesting=true); what `make
 # install` installs is built apart, without them.
@@ -69,8 +76,11 @@ SAN_ENV = ASAN_OPTIONS=abort_on_error=0:detect_leaks=1:exitcode=86 \
 unit: build
 	meson test -C $(BUILD) --print-errorlogs
 
-e2e: build
-	DF_BUILD=$(abspath $(BUILD)) $(PYTEST) $(PYTEST_ARGS) tests/e2e
+# The e2e run also installs the package built by `make deb` and runs it
+# (tests/e2e/test_package.py).
+e2e: build deb
+	DF_BUILD=$(abspath $(BUILD)) DF_DEB=$(abspath $(DIST))/$(DEB_FILE) \
+	  $(PYTEST) $(PYTEST_ARGS) tests/e2e
 
 check-asan: asan
 	$(SAN_ENV) meson test -C $(ASAN_BUILD) --print-errorlogs
@@ -93,6 +103,26 @@ install: deps $(RELEASE_BUILD)/build.ninja
 	ninja -C $(RELEASE_BUILD)
 	DESTDIR=$(DESTDIR) meson install -C $(RELEASE_BUILD)
 
+# The package is built in a copy of the tree under $(DIST)/.pkg (the
+# tree's build directories and files stay as they are); the .deb lands
+# in $(DIST)/.
+DEB_VERSION = $(shell sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' debian/changelog)
+DEB_FILE = diskferry_$(DEB_VERSION)_$(shell dpkg --print-architecture).deb
+
+deb:
+	@$(call apt_install,$(DEB_BUILD) $(DEB_PKG))
+	rm -rf $(DIST)/.pkg
+	mkdir -p $(DIST)/.pkg/diskferry
+	tar -c --exclude-vcs --exclude='./build*' --exclude='./obj-*' \
+	  --exclude='./$(DIST)' --exclude=./demo --exclude=./bench/out \
+	  --exclude=__pycache__ --exclude=.pytest_cache . \
+	  | tar -x -C $(DIST)/.pkg/diskferry
+	cd $(DIST)/.pkg/diskferry && dpkg-buildpackage -us -uc -b >../build.log 2>&1 \
+	  || { tail -40 ../build.log; exit 1; }
+	cp $(DIST)/.pkg/$(DEB_FILE) $(DIST)/
+	lintian --fail-on error $(DIST)/$(DEB_FILE)
+	@echo "built $(DIST)/$(DEB_FILE)"
+
 bench: build
 	@command -v hyperfine >/dev/null || apt-get install -y -qq $(DEB_BENCH)
 	bash bench/zero_detect.sh $(BUILD)
@@ -101,4 +131,4 @@ bench: build
 	bash bench/copy_remote.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(RELEASE_BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo
+	rm -rf $(BUILD) $(RELEASE_BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo $(DIST)

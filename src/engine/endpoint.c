@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* [user@]host:PATH, or 0 when arg is not remote. */
 static int endpoint_parse_remote(const char *arg, struct endpoint *ep,
@@ -85,14 +86,50 @@ static int endpoint_parse_tar(const char *arg, struct endpoint *ep,
     return 0;
 }
 
+/*
+ * URI-like prefixes are never host names.  `word://...` (word as an RFC
+ * 3986 scheme: a letter, then letters, digits, '+', '-', '.') is always
+ * a scheme, and so is `word:` for the words reserved below or a word
+ * with a '+' (never in a host name), whatever follows.  NBD exports
+ * (a later endpoint) and any other scheme are usage errors until they
+ * exist, never an ssh attempt; tar: is parsed before (EP_TAR).  Returns -1 with err set, or 0 when arg is no such form.
+ */
+static int endpoint_check_scheme(const char *arg, struct df_error *err)
+{
+    static const char *const nbd[] = {
+        "nbd", "nbds", "nbd+unix", "nbds+unix", "nbd+vsock", "nbds+vsock",
+    };
+    size_t n = 0;
+    if ((arg[0] | 0x20) < 'a' || (arg[0] | 0x20) > 'z')
+        return 0;
+    while (arg[n] && (strchr("+-.", arg[n]) || ((arg[n] | 0x20) >= 'a' &&
+           (arg[n] | 0x20) <= 'z') || (arg[n] >= '0' && arg[n] <= '9')))
+        n++;
+    if (arg[n] != ':')
+        return 0;
+    for (size_t i = 0; i < sizeof(nbd) / sizeof(nbd[0]); i++)
+        if (strlen(nbd[i]) == n && !strncasecmp(arg, nbd[i], n))
+            return df_usage(err, "%s: NBD endpoints are not supported yet",
+                            arg);
+    if (n == 4 && !strncasecmp(arg, "file", 4))
+        return df_usage(err, "%s: file: URIs are not supported: give the "
+                        "path itself", arg);
+    if (!strncmp(arg + n, "://", 3) || memchr(arg, '+', n))
+        return df_usage(err, "%s: unknown scheme '%.*s' (a path on "
+                        "another host is host:PATH)", arg, (int)n, arg);
+    return 0;
+}
+
 int endpoint_parse(const char *arg, struct endpoint *ep,
                    struct df_error *err)
 {
     memset(ep, 0, sizeof(*ep));
     if (!*arg)
         return df_usage(err, "empty path");
-    if (!strncmp(arg, "tar:", 4))
+    if (!strncasecmp(arg, "tar:", 4))
         return endpoint_parse_tar(arg, ep, err);
+    if (endpoint_check_scheme(arg, err) < 0)
+        return -1;
     int r = endpoint_parse_remote(arg, ep, err);
     if (r != 0)
         return r < 0 ? -1 : 0;

@@ -342,6 +342,13 @@ static int job_verify(const struct job_spec *spec, struct job_report *rep,
         if (source_check(s[i], spec->cmd, "comparison", spec->force_share,
                          !spec->msgs, err) < 0)
             goto out;
+    /* The comparison reads B at A's offsets: both random-access. */
+    for (int i = 0; i < 2; i++)
+        if (!s[i]->img) {
+            df_usage(err, "%s: a %s source cannot be compared", arg[i],
+                     s[i]->ops->kind);
+            goto out;
+        }
     r = engine_compare(s[0]->img, s[1]->img, &spec->jo, &rep->differ,
                        &rep->st, err);
     if (r < 0)

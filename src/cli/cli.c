@@ -174,14 +174,6 @@ int cli_remote_option(const struct cli *c, struct job_spec *spec, int opt,
     return 0;
 }
 
-int cli_check_source(const struct cli *c, const struct cli_image_opts *o,
-                     const struct image *src, const char *result,
-                     struct df_error *err)
-{
-    return job_check_source(src, c->cmd, result, o->force_share, c->quiet,
-                            err);
-}
-
 bool cli_progress_enabled(int mode)
 {
     if (mode >= 0)

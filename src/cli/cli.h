@@ -85,14 +85,6 @@ int cli_image_option(const struct cli *c, struct cli_image_opts *o, int opt,
 int cli_remote_option(const struct cli *c, struct job_spec *spec, int opt,
                       char *arg);
 
-/*
- * The source check (safety_check_source()) on an open source, with
- * o->force_share; result names what an inconsistent read spoils ("copy",
- * "comparison").  0 or -1 with err set.
- */
-int cli_check_source(const struct cli *c, const struct cli_image_opts *o,
-                     const struct image *src, const char *result,
-                     struct df_error *err);
 int cli_add_parent_dir(const struct cli *c, struct cli_image_opts *o,
                        const char *dir);
 int cli_add_parent(const struct cli *c, struct cli_image_opts *o,

@@ -1,5 +1,9 @@
 /*
  * cmd_verify.c: `diskferry verify A B`: are two disks identical?
+ *
+ * Options in, a job spec out (JOB_VERIFY, engine/job.h); job_run()
+ * opens and checks both disks and compares them; report.c prints the
+ * report.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -8,8 +12,6 @@
 #include "cli/cli.h"
 #include "cli/report.h"
 #include "engine/job.h"
-
-#define VERIFY_MAX_RANGES 100000
 
 static const char verify_usage[] =
     "usage: diskferry verify [OPTIONS] A B\n"
@@ -59,26 +61,29 @@ int cmd_verify(int argc, char **argv)
     };
     struct cli c = { .cmd = "verify" };
     struct cli_image_opts io;
-    struct job_opts jo;
+    struct job_spec spec;
+    struct job_report rep;
+    struct job_opts *jo = &spec.jo;
     const char *fmt_b = NULL;
     bool json = false;
     int progress = -1;
     int opt;
 
+    memset(&spec, 0, sizeof(spec));
     cli_image_opts_init(&io);
-    job_opts_init(&jo);
-    jo.title = "verify";
+    job_opts_init(jo);
+    jo->title = "verify";
     optind = 1;
     opterr = 0;         /* cli_bad_option() says it in one line */
     while ((opt = getopt_long(argc, argv, "f:F:qvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'F': fmt_b = optarg; break;
         case 't':
-            if (cli_parse_uint(&c, "--threads", optarg, 1, 64, &jo.threads))
+            if (cli_parse_uint(&c, "--threads", optarg, 1, 64, &jo->threads))
                 return DF_USAGE;
             break;
         case 'd':
-            if (digest_alg_parse(optarg, &jo.digest) < 0)
+            if (digest_alg_parse(optarg, &jo->digest) < 0)
                 return cli_usage(&c, "--digest: unknown algorithm '%s' "
                                  "(xxh128, sha256)", optarg);
             break;
@@ -98,43 +103,32 @@ int cmd_verify(int argc, char **argv)
     }
     if (argc - optind != 2)
         return cli_usage(&c, "expected two disks A and B");
-    jo.progress = cli_progress_enabled(progress);
+    jo->progress = cli_progress_enabled(progress);
 
-    const char *pa = argv[optind], *pb = argv[optind + 1];
     struct df_error err;
-    struct image *a = NULL, *b = NULL;
-    struct extent_list differ;
-    struct job_stats st;
     int rc;
-
-    memset(&st, 0, sizeof(st));
     df_error_init(&err);
-    extent_list_init(&differ, VERIFY_MAX_RANGES);
-    struct image_open_opts ob = io.open;
-    ob.format = fmt_b;
-    if (image_open(pa, &io.open, &a, &err) < 0 ||
-        image_open(pb, &ob, &b, &err) < 0 ||
-        cli_check_source(&c, &io, a, "comparison", &err) < 0 ||
-        cli_check_source(&c, &io, b, "comparison", &err) < 0) {
-        rc = err.cat;
-        cli_print_error(&c, &err);
-        goto out;
+    spec.kind = JOB_VERIFY;
+    spec.cmd = "verify";
+    spec.src = argv[optind];
+    spec.dst = argv[optind + 1];
+    spec.src_open = io.open;
+    spec.dst_open = io.open;
+    spec.dst_open.format = fmt_b;
+    spec.force_share = io.force_share;
+    spec.verbose = c.verbose;
+    spec.msgs = c.quiet ? NULL : stderr;
+    if (job_run(&spec, &rep, &err) < 0) {
+        rc = rep.usage_hint ? cli_usage(&c, "%s", err.msg)
+                            : (cli_print_error(&c, &err), (int)err.cat);
+        job_report_release(&rep);
+        return rc;
     }
-    int r = engine_compare(a, b, &jo, &differ, &st, &err);
-    if (r < 0) {
-        rc = err.cat;
-        cli_print_error(&c, &err);
-        goto out;
-    }
-    rc = r ? DF_DIFFER : DF_OK;
+    rc = rep.identical ? DF_OK : DF_DIFFER;
     if (json)
-        report_verify_json(stdout, pa, pb, &st, &differ, r == 0);
+        report_verify_json(stdout, &spec, &rep);
     else if (!c.quiet)
-        report_verify_text(stdout, pa, a->size, pb, b->size, &st, &differ,
-                           r == 0);
-out:
-    extent_list_release(&differ);
-    image_close(a);
-    image_close(b);
+        report_verify_text(stdout, &spec, &rep);
+    job_report_release(&rep);
     return rc;
 }

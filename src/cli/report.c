@@ -98,10 +98,13 @@ void report_copy_line(const struct job_spec *spec,
             report_ratio(rep), rep->skipped_resumed ? ", resumed" : "");
 }
 
-void report_verify_json(FILE *f, const char *a, const char *b,
-                        const struct job_stats *st,
-                        const struct extent_list *differ, bool identical)
+void report_verify_json(FILE *f, const struct job_spec *spec,
+                        const struct job_report *rep)
 {
+    const char *a = spec->src, *b = spec->dst;
+    const struct job_stats *st = &rep->st;
+    const struct extent_list *differ = &rep->differ;
+    bool identical = rep->identical;
     struct json j;
     json_begin(&j, f);
     json_str(&j, "command", "verify");
@@ -124,12 +127,14 @@ void report_verify_json(FILE *f, const char *a, const char *b,
     json_end(&j);
 }
 
-void report_verify_text(FILE *f, const char *a, uint64_t size_a,
-                        const char *b, uint64_t size_b,
-                        const struct job_stats *st,
-                        const struct extent_list *differ, bool identical)
+void report_verify_text(FILE *f, const struct job_spec *spec,
+                        const struct job_report *rep)
 {
-    if (identical) {
+    const char *a = spec->src, *b = spec->dst;
+    uint64_t size_a = rep->src_size, size_b = rep->dst_size;
+    const struct job_stats *st = &rep->st;
+    const struct extent_list *differ = &rep->differ;
+    if (rep->identical) {
         char hex[2 * DIGEST_MAX_LEN + 1];
         digest_hex(&st->src_digest, hex);
         fprintf(f, "identical (%s %s)\n", digest_alg_name(st->src_digest.alg),

@@ -28,15 +28,12 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
 void report_copy_line(const struct job_spec *spec,
                       const struct job_report *rep);
 
-/* verify A B: identical, or the ranges in differ (size_a/size_b: the
- * disks' sizes, named when they differ). */
-void report_verify_json(FILE *f, const char *a, const char *b,
-                        const struct job_stats *st,
-                        const struct extent_list *differ, bool identical);
-void report_verify_text(FILE *f, const char *a, uint64_t size_a,
-                        const char *b, uint64_t size_b,
-                        const struct job_stats *st,
-                        const struct extent_list *differ, bool identical);
+/* verify A B (spec->src, spec->dst): identical, or the ranges in
+ * rep->differ (the disks' sizes named when they differ). */
+void report_verify_json(FILE *f, const struct job_spec *spec,
+                        const struct job_report *rep);
+void report_verify_text(FILE *f, const struct job_spec *spec,
+                        const struct job_report *rep);
 
 /* info IMAGE: the chain and how much of the disk is data, zero, hole. */
 struct info_counts {

@@ -1,17 +1,19 @@
 /*
  * job.c: job_run(): a job spec from the command line to a finished,
- * verified destination (see job.h for the life of a job).
+ * verified destination, or two disks compared (see job.h for the life
+ * of a job).
  *
- * A copy has three shapes:
- *  - local: SRC a local image or - (stdin), DST a local file, device or
- *    - (stdout): the destination is opened here (dest.h);
- *  - to a remote host: the local source is read by the engine and the
- *    remote host's serve opens its destination (proto/serve.c, the same
- *    dest.h functions there);
- *  - from a remote host: serve reads its source and streams it; a new
- *    raw file here is a resumable partial (dest_open_partial).
- * Copying between two remote hosts is refused (exit 2): diskferry moves
- * a disk between the host it runs on and one other.
+ * A copy is one flow whatever its endpoints: open the source
+ * (source.h: a local image, - on stdin, or a remote host's serve),
+ * check it, open the destination (job_dst_open: here through dest.h,
+ * or on a remote host by its serve, which uses the same dest.h
+ * functions), have the source deliver into the destination's sink,
+ * commit.  Which source it is is the source's business; where the
+ * destination is, job_dst_open()'s and job_dst_commit()'s.  A new raw
+ * file here written from a source that resumes (a remote one) is a
+ * resumable partial (dest_open_partial).  Copying between two remote
+ * hosts is refused (exit 2): diskferry moves a disk between the host it
+ * runs on and one other.
  *
  * Order of work (docs/design.md promises 1 and 5): the source is opened and
  * validated, chain and all, before the destination is created or opened.
@@ -26,7 +28,7 @@
 
 #include "engine/dest.h"
 #include "engine/endpoint.h"
-#include "engine/stream_in.h"
+#include "engine/source.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
 #include "util/size.h"
@@ -60,16 +62,6 @@ static void job_dest_opts(const struct job_spec *spec, struct dest_opts *o)
     };
 }
 
-/* Open the source image and check it (nothing is written before). */
-static int job_open_source(const struct job_spec *spec, struct image **src,
-                           struct df_error *err)
-{
-    if (image_open(spec->src, &spec->src_open, src, err) < 0)
-        return -1;
-    return job_check_source(*src, spec->cmd, "copy", spec->force_share,
-                            !spec->msgs, err);
-}
-
 /* DF_INTERRUPTED: say how far it got and how to go on (docs/design.md). */
 static void job_interrupted(struct df_error *err, uint64_t written,
                             uint64_t total, bool resumable)
@@ -90,144 +82,6 @@ static void job_set_format(char *out, const char *fmt)
     snprintf(out, sizeof(((struct job_report *)0)->src_format), "%s", fmt);
 }
 
-static int job_copy_local(const struct job_spec *spec,
-                          const struct endpoint *sep,
-                          struct job_report *rep, struct df_error *err)
-{
-    struct dest_opts dopts;
-    struct dest d;
-    struct image *src = NULL;
-    struct stream_in sin;
-    struct df_file *in = NULL;
-    struct job_stats *st = &rep->st;
-    int rc;
-
-    job_dest_opts(spec, &dopts);
-    dest_init(&d);
-    memset(&sin, 0, sizeof(sin));
-    df_file_init(&sin.in);
-    if (sep->kind == EP_STREAM || sep->kind == EP_TAR) {
-        /* looked at before anything is opened for writing */
-        if (sep->kind == EP_STREAM
-                ? stream_in_open(&sin, STDIN_FILENO, "-",
-                                 spec->src_open.format &&
-                                     !strcmp(spec->src_open.format, "raw"),
-                                 err) < 0
-                : stream_in_open_tar(&sin, sep->archive, sep->member,
-                                     spec->src, err) < 0)
-            goto fail;
-        in = &sin.in;
-    } else if (job_open_source(spec, &src, err) < 0) {
-        goto fail;
-    }
-    if (dest_open(&d, &dopts, spec->dst, src, src ? src->size : 0,
-                  src != NULL, err) < 0)
-        goto fail;
-    d.sink->durable = spec->fsync;
-    rc = src ? engine_copy(src, d.sink, &spec->jo, st, err)
-             : engine_copy_stream(in, d.sink, &spec->jo, st, err) < 0 ||
-                       stream_in_finish(&sin, err) < 0 ? -1 : 0;
-    if (rc < 0 || dest_commit(&d, err) < 0)
-        goto fail;
-    job_set_format(rep->src_format, src ? image_format_name(src) : "raw");
-    job_set_format(rep->dst_format, d.img ? image_format_name(d.img)
-                                          : "raw");
-    rc = 0;
-    goto out;
-fail:
-    job_interrupted(err, d.sink ? d.sink->bytes_written : 0,
-                    src ? src->size : st->disk_size, false);
-    dest_abort(&d);
-    rc = -1;
-out:
-    dest_close(&d);
-    image_close(src);
-    stream_in_close(&sin);
-    return rc;
-}
-
-/* To a remote host: the engine reads here, serve writes there. */
-static int job_copy_to_remote(const struct job_spec *spec,
-                              struct remote_opts *ro, struct remote **r,
-                              struct image **src, struct job_stats *st,
-                              struct dest *d, bool *verify,
-                              struct df_error *err)
-{
-    struct sink *sink = NULL;
-    struct job_opts jo = spec->jo;
-    bool created = false;
-
-    if (!strcmp(spec->src, "-"))
-        return df_usage(err, "a stream on stdin cannot go to a remote host "
-                        "yet: give a file or device as SRC");
-    ro->format = spec->out_format;
-    if (job_open_source(spec, src, err) < 0 ||
-        remote_connect(ro, r, err) < 0 ||
-        remote_open_dst(*r, (*src)->size,
-                        remote_src_id((*src)->path, (*src)->size,
-                                      &(*src)->file),
-                        &sink, &created, err) < 0)
-        return -1;
-    if (spec->undo && created) {
-        struct dest_opts dopts;
-        job_dest_opts(spec, &dopts);
-        dest_warn_undo_new(&dopts, spec->dst);
-    }
-    if (!spec->dry_run)
-        return engine_copy(*src, sink, &jo, st, err) < 0 ||
-               remote_done(*r, st->verified, err) < 0 ? -1 : 0;
-    /* The remote host ran its checks; show what would travel. */
-    d->sink = dryrun_sink_new(spec->dst, (*src)->size,
-                              spec->report_on_stdout ? stderr : stdout, err);
-    jo.verify = false;
-    *verify = false;
-    if (!d->sink || engine_copy(*src, d->sink, &jo, st, err) < 0)
-        return -1;
-    return 0;
-}
-
-/* From a remote host: serve reads there, the destination is here. */
-static int job_copy_from_remote(const struct job_spec *spec,
-                                struct remote_opts *ro, struct remote **r,
-                                uint64_t *size, char *fmt, size_t fmtlen,
-                                struct job_stats *st, struct dest *d,
-                                struct df_error *err)
-{
-    struct dest_opts dopts;
-    struct stat lst;
-
-    job_dest_opts(spec, &dopts);
-    ro->format = spec->src_open.format;
-    ro->parent_dirs = spec->src_open.parent_dirs;
-    ro->n_parent_dirs = spec->src_open.n_parent_dirs;
-    ro->parents = spec->src_open.parent_overrides;
-    ro->n_parents = spec->src_open.n_parent_overrides;
-    if (remote_connect(ro, r, err) < 0 ||
-        remote_open_src(*r, size, fmt, fmtlen, err) < 0)
-        return -1;
-    bool partial = !spec->dry_run && strcmp(spec->dst, "-") &&
-                   lstat(spec->dst, &lst) < 0 && errno == ENOENT &&
-                   (!spec->out_format || !strcmp(spec->out_format, "raw"));
-    if (spec->resume && !partial)
-        return df_usage(err, "--resume from a remote host continues into a "
-                        "new raw file: %s exists or is not one", spec->dst);
-    if (partial ? dest_open_partial(d, &dopts, spec->dst, *size,
-                                    remote_src_id(spec->src, *size, NULL),
-                                    spec->resume, err) < 0
-                : dest_open(d, &dopts, spec->dst, NULL, *size, true,
-                            err) < 0)
-        return -1;
-    d->sink->durable = spec->fsync;
-    if (remote_copy_from(*r, d->sink, partial ? &d->j : NULL,
-                         d->resumed ? &d->done : NULL, &spec->jo, st,
-                         err) < 0 ||
-        dest_commit(d, err) < 0 || remote_done(*r, st->verified, err) < 0)
-        return -1;
-    if (partial)
-        rjournal_remove(&d->j);
-    return 0;
-}
-
 /* The options of a remote endpoint that every job shares. */
 static void job_remote_opts(const struct job_spec *spec,
                             const struct endpoint *ep, struct remote_opts *ro)
@@ -243,63 +97,175 @@ static void job_remote_opts(const struct job_spec *spec,
     ro->verbose = spec->verbose;
 }
 
-static int job_copy_remote(const struct job_spec *spec,
-                           const struct endpoint *sep,
-                           const struct endpoint *dep,
-                           struct job_report *rep, struct df_error *err)
+/* ... and those of a copy to or from it. */
+static void job_copy_remote_opts(const struct job_spec *spec,
+                                 const struct endpoint *ep,
+                                 struct remote_opts *ro,
+                                 struct job_report *rep)
 {
-    struct remote *r = NULL;
-    struct image *src = NULL;
-    struct dest d;
-    struct remote_stats rs;
-    struct remote_opts ro;
-    char fmt[64] = "raw";
-    uint64_t remote_size = 0;
-    bool to_remote = dep->kind == EP_REMOTE;
-    const struct endpoint *rep_ep = to_remote ? dep : sep;
-    int rc;
-
-    dest_init(&d);
-    memset(&rs, 0, sizeof(rs));
-    job_remote_opts(spec, rep_ep, &ro);
+    job_remote_opts(spec, ep, ro);
     if (spec->remote.compress)
-        comp_mode_parse(spec->remote.compress, &ro.comp, &ro.level);
-    ro.bwlimit = spec->remote.bwlimit;
-    ro.tcp = spec->remote.tcp;
-    ro.streams = spec->remote.streams;
-    ro.resume = spec->resume;
-    ro.overwrite = spec->overwrite;
-    ro.threads = spec->jo.threads;      /* compression workers too */
-    ro.dry_run = spec->dry_run;
-    ro.force_share = spec->force_share;
+        comp_mode_parse(spec->remote.compress, &ro->comp, &ro->level);
+    ro->bwlimit = spec->remote.bwlimit;
+    ro->tcp = spec->remote.tcp;
+    ro->streams = spec->remote.streams;
+    ro->resume = spec->resume;
+    ro->overwrite = spec->overwrite;
+    ro->threads = spec->jo.threads;     /* compression workers too */
+    ro->dry_run = spec->dry_run;
+    ro->force_share = spec->force_share;
     /* The same question as a local overwrite, asked here for the
      * remote host's check (safety.h check 6). */
-    ro.ask = spec->overwrite && !spec->yes && !spec->dry_run &&
-             spec->interactive;
-    ro.undo = spec->undo;
+    ro->ask = spec->overwrite && !spec->yes && !spec->dry_run &&
+              spec->interactive;
+    ro->undo = spec->undo;
     rep->remote = true;
-    rep->transport = ro.tcp ? "tcp" : "ssh";
-    rep->compression = comp_mode_name(ro.comp);
-    if (spec->undo && !to_remote) {
-        df_usage(err, "--undo: the journal is kept on the destination's "
-                 "host; this destination is local");
-        goto fail;
+    rep->transport = ro->tcp ? "tcp" : "ssh";
+    rep->compression = comp_mode_name(ro->comp);
+}
+
+/* The destination of a copy: here (dest.h), or on a remote host, where
+ * its serve opens it (a dry run shows here what would travel). */
+struct job_dst {
+    struct dest d;              /* here; a remote dry run's sink */
+    struct remote *r;           /* a remote destination's session */
+    struct sink *sink;          /* what the source delivers into */
+    struct job_opts jo;         /* spec->jo, as the destination allows */
+};
+
+static int job_dst_open_remote(const struct job_spec *spec,
+                               const struct remote_opts *ro,
+                               struct source *src, struct job_dst *jd,
+                               struct job_report *rep, struct df_error *err)
+{
+    struct remote_opts o = *ro;
+    uint64_t size;
+    bool created = false;
+
+    if (!source_size(src, &size))
+        return df_usage(err, "a stream on stdin cannot go to a remote host "
+                        "yet: give a file or device as SRC");
+    o.format = spec->out_format;
+    if (remote_connect(&o, &jd->r, err) < 0 ||
+        remote_open_dst(jd->r, size, source_id(src), &jd->sink, &created,
+                        err) < 0)
+        return -1;
+    if (spec->undo && created) {
+        struct dest_opts dopts;
+        job_dest_opts(spec, &dopts);
+        dest_warn_undo_new(&dopts, spec->dst);
     }
-    if (to_remote ? job_copy_to_remote(spec, &ro, &r, &src, &rep->st, &d,
-                                       &rep->verify, err) < 0
-                  : job_copy_from_remote(spec, &ro, &r, &remote_size, fmt,
-                                         sizeof(fmt), &rep->st, &d,
-                                         err) < 0)
+    if (!spec->dry_run)
+        return 0;
+    /* The remote host ran its checks; show what would travel. */
+    jd->d.sink = dryrun_sink_new(spec->dst, size,
+                                 spec->report_on_stdout ? stderr : stdout,
+                                 err);
+    jd->sink = jd->d.sink;
+    jd->jo.verify = false;
+    rep->verify = false;
+    return jd->sink ? 0 : -1;
+}
+
+/* Open the destination for what src delivers: the one place a job
+ * tells a local destination from a remote one. */
+static int job_dst_open(const struct job_spec *spec,
+                        const struct endpoint *dep,
+                        const struct remote_opts *ro, struct source *src,
+                        struct job_dst *jd, struct job_report *rep,
+                        struct df_error *err)
+{
+    struct dest_opts dopts;
+    struct stat lst;
+    uint64_t size;
+    bool known = source_size(src, &size);
+
+    jd->jo = spec->jo;
+    if (dep->kind == EP_REMOTE)
+        return job_dst_open_remote(spec, ro, src, jd, rep, err);
+    job_dest_opts(spec, &dopts);
+    /* A new raw file from a source that resumes: the partial. */
+    bool partial = (src->caps & SOURCE_RESUMES) && !spec->dry_run &&
+                   strcmp(spec->dst, "-") &&
+                   lstat(spec->dst, &lst) < 0 && errno == ENOENT &&
+                   (!spec->out_format || !strcmp(spec->out_format, "raw"));
+    if (spec->resume && !partial)
+        return df_usage(err, "--resume from a remote host continues into a "
+                        "new raw file: %s exists or is not one", spec->dst);
+    if (partial ? dest_open_partial(&jd->d, &dopts, spec->dst, size,
+                                    source_id(src), spec->resume, err) < 0
+                : dest_open(&jd->d, &dopts, spec->dst, src->img, size,
+                            known, err) < 0)
+        return -1;
+    jd->d.sink->durable = spec->fsync;
+    jd->sink = jd->d.sink;
+    src->journal = partial ? &jd->d.j : NULL;
+    src->held = jd->d.resumed ? &jd->d.done : NULL;
+    return 0;
+}
+
+/* The copy verified: here, the rename (dest.h); there, serve's after
+ * DONE (not for a dry run, which opened nothing there). */
+static int job_dst_commit(const struct job_spec *spec, struct job_dst *jd,
+                          bool verified, struct df_error *err)
+{
+    if (jd->r)
+        return spec->dry_run ? 0 : remote_done(jd->r, verified, err);
+    return dest_commit(&jd->d, err);
+}
+
+/* The session whose figures and errors the report takes, if any. */
+static struct remote *job_session(const struct job_dst *jd,
+                                  const struct source *src)
+{
+    return jd->r ? jd->r : src ? src->session : NULL;
+}
+
+static int job_copy(const struct job_spec *spec, const struct endpoint *sep,
+                    const struct endpoint *dep, struct job_report *rep,
+                    struct df_error *err)
+{
+    struct source_opts so = { .open = &spec->src_open, .arg = spec->src };
+    struct source *src = NULL;
+    struct job_dst jd = { .r = NULL };
+    struct remote_stats rs;
+    struct remote_opts ro;
+    struct remote *r;
+    uint64_t size = 0;
+    bool to_remote = dep->kind == EP_REMOTE;
+    int rc;
+
+    dest_init(&jd.d);
+    memset(&rs, 0, sizeof(rs));
+    memset(&ro, 0, sizeof(ro));
+    if (to_remote || sep->kind == EP_REMOTE) {
+        job_copy_remote_opts(spec, to_remote ? dep : sep, &ro, rep);
+        so.remote = &ro;
+        if (spec->undo && !to_remote) {
+            df_usage(err, "--undo: the journal is kept on the "
+                     "destination's host; this destination is local");
+            goto fail;
+        }
+    }
+    if (source_open(sep, &so, &src, err) < 0 ||
+        source_check(src, spec->cmd, "copy", spec->force_share,
+                     !spec->msgs, err) < 0 ||
+        job_dst_open(spec, dep, &ro, src, &jd, rep, err) < 0 ||
+        source_deliver(src, spec->jo.plan, jd.sink, &jd.jo, &rep->st,
+                       err) < 0 ||
+        job_dst_commit(spec, &jd, rep->st.verified, err) < 0 ||
+        source_done(src, rep->st.verified, err) < 0)
         goto fail;
-    remote_get_stats(r, &rs);
-    rep->st.bytes_wire = rs.bytes_wire;
-    job_set_format(rep->src_format, src ? image_format_name(src) : fmt);
-    job_set_format(rep->dst_format, d.img ? image_format_name(d.img)
-                                    : spec->out_format ? spec->out_format
-                                                       : "raw");
+    if (src->journal)
+        rjournal_remove(src->journal);
+    job_set_format(rep->src_format, src->format);
+    job_set_format(rep->dst_format, jd.d.img ? image_format_name(jd.d.img)
+                                    : rep->remote && spec->out_format
+                                    ? spec->out_format : "raw");
     rc = 0;
     goto out;
 fail:
+    r = job_session(&jd, src);
     remote_explain(r, err);
     /* A remote raw destination and a partial file here are journaled:
      * --resume continues them; they stay.  Written, to a remote host:
@@ -307,35 +273,95 @@ fail:
     if (r)
         remote_get_stats(r, &rs);
     job_interrupted(err, to_remote ? r ? rs.bytes_acked : 0
-                         : d.sink ? d.sink->bytes_written : 0,
-                    src ? src->size : remote_size,
+                         : jd.d.sink ? jd.d.sink->bytes_written : 0,
+                    src && source_size(src, &size) ? size
+                                                   : rep->st.disk_size,
                     to_remote ? !spec->out_format ||
                                     !strcmp(spec->out_format, "raw")
-                              : d.partial);
+                              : jd.d.partial);
     if (err->cat == DF_VERIFY && r) {
         /* A resumed copy that does not verify: the source changed in a
          * way its id did not show (a remote source is known by path and
          * size).  Its journal would resume into the same failure. */
-        if (d.resumed || rs.skipped_resumed) {
-            if (d.resumed)
-                rjournal_remove(&d.j);
+        if (jd.d.resumed || rs.skipped_resumed) {
+            if (jd.d.resumed)
+                rjournal_remove(&jd.d.j);
             size_t n = strlen(err->msg);
             snprintf(err->msg + n, sizeof(err->msg) - n, "; the source "
                      "changed since the interrupted copy: run without "
                      "--resume");
         }
     }
-    dest_abort(&d);
+    dest_abort(&jd.d);
     rc = -1;
 out:
-    rep->st.bytes_wire = rs.bytes_wire;
-    rep->payload_bytes = rs.raw_in;
-    rep->payload_bytes_compressed = rs.comp_out;
-    rep->skipped_resumed = rs.skipped_resumed;
-    rep->zstd_level_max = rs.zstd_level_max;
-    remote_close(r);
-    dest_close(&d);
-    image_close(src);
+    if ((r = job_session(&jd, src))) {
+        remote_get_stats(r, &rs);
+        rep->st.bytes_wire = rs.bytes_wire;
+        rep->payload_bytes = rs.raw_in;
+        rep->payload_bytes_compressed = rs.comp_out;
+        rep->skipped_resumed = rs.skipped_resumed;
+        rep->zstd_level_max = rs.zstd_level_max;
+    }
+    remote_close(jd.r);
+    dest_close(&jd.d);
+    source_close(src);
+    return rc;
+}
+
+/* verify A B: both local disks, opened as sources and checked, then
+ * compared (engine_compare reads B where A has data). */
+static int job_verify(const struct job_spec *spec, struct job_report *rep,
+                      struct df_error *err)
+{
+    const char *arg[2] = { spec->src, spec->dst };
+    const struct image_open_opts *open[2] = { &spec->src_open,
+                                              &spec->dst_open };
+    struct source *s[2] = { NULL, NULL };
+    struct endpoint ep;
+    int rc = -1, r;
+
+    extent_list_init(&rep->differ, JOB_VERIFY_MAX_RANGES);
+    for (int i = 0; i < 2; i++) {
+        struct source_opts so = { .open = open[i], .arg = arg[i] };
+        if (endpoint_parse(arg[i], &ep, err) < 0)
+            goto out;
+        if (ep.kind != EP_LOCAL) {
+            rep->usage_hint = true;
+            df_usage(err, ep.kind == EP_STREAM || ep.kind == EP_TAR
+                     ? "%s: verify compares two disks, not a stream"
+                     : "%s: verify compares two disks on this host (a "
+                       "local name with a colon is written ./a:b)",
+                     arg[i]);
+            goto out;
+        }
+        if (source_open(&ep, &so, &s[i], err) < 0)
+            goto out;
+    }
+    for (int i = 0; i < 2; i++)
+        if (source_check(s[i], spec->cmd, "comparison", spec->force_share,
+                         !spec->msgs, err) < 0)
+            goto out;
+    /* The comparison reads B at A's offsets: both random-access. */
+    for (int i = 0; i < 2; i++)
+        if (!s[i]->img) {
+            df_usage(err, "%s: a %s source cannot be compared", arg[i],
+                     s[i]->ops->kind);
+            goto out;
+        }
+    r = engine_compare(s[0]->img, s[1]->img, &spec->jo, &rep->differ,
+                       &rep->st, err);
+    if (r < 0)
+        goto out;
+    rep->identical = r == 0;
+    source_size(s[0], &rep->src_size);
+    source_size(s[1], &rep->dst_size);
+    job_set_format(rep->src_format, s[0]->format);
+    job_set_format(rep->dst_format, s[1]->format);
+    rc = 0;
+out:
+    source_close(s[0]);
+    source_close(s[1]);
     return rc;
 }
 
@@ -346,6 +372,8 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
 
     memset(rep, 0, sizeof(*rep));
     rep->verify = spec->jo.verify;
+    if (spec->kind == JOB_VERIFY)
+        return job_verify(spec, rep, err);
     if (endpoint_parse(spec->src, &sep, err) < 0 ||
         endpoint_parse(spec->dst, &dep, err) < 0)
         return -1;
@@ -359,14 +387,18 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
         return df_usage(err, "both SRC and DST are remote: run diskferry "
                         "on one of the two hosts");
     }
-    if (sep.kind == EP_REMOTE || dep.kind == EP_REMOTE)
-        return job_copy_remote(spec, &sep, &dep, rep, err);
-    if (spec->resume || spec->remote.tcp || spec->remote.bwlimit) {
+    if (sep.kind != EP_REMOTE && dep.kind != EP_REMOTE &&
+        (spec->resume || spec->remote.tcp || spec->remote.bwlimit)) {
         rep->usage_hint = true;
         return df_usage(err, "--resume, --transport and --bwlimit apply to "
                         "a remote SRC or DST");
     }
-    return job_copy_local(spec, &sep, rep, err);
+    return job_copy(spec, &sep, &dep, rep, err);
+}
+
+void job_report_release(struct job_report *rep)
+{
+    extent_list_release(&rep->differ);
 }
 
 /* JOURNAL on another host: serve runs undo_apply() there. */

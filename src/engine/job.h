@@ -1,19 +1,31 @@
 /*
  * job.h: the engine's API.  cli/ turns options into a struct job_spec,
  * calls job_run() and prints the struct job_report; it never reaches
- * past this header (and image.h, for info) into drivers, destinations,
- * safety checks or the wire protocol.  Below job_run(), the engine's
- * own entry points: copy a disk into a sink, digest a disk, compare two
- * disks.
+ * past this header (and image.h, for info) into drivers, sources,
+ * destinations, safety checks or the wire protocol.  Below job_run(),
+ * the engine's own entry points: copy a disk into a sink, digest a
+ * disk, compare two disks.
  *
- * The life of a job (job.c):
+ * The life of a copy (job.c), one flow whatever the endpoints:
  *
  *   endpoints parsed (endpoint.h): a path, - (a stream) or host:PATH
- *   source opened and checked, chain and all  (nothing written yet)
- *   destination opened (dest.h): safety gate, claim, temporary name,
- *        growth, dry-run / guard / undo sinks; or a remote one (serve)
- *   engine_copy(): the pipeline below, verified end to end
- *   dest_commit(): the rename, never replacing; or dest_abort()
+ *   source_open() (source.h): a local image, the stream on stdin, or a
+ *        remote host's serve; checked, chain and all (nothing written
+ *        yet; serve checks a remote one on its host)
+ *   destination opened: here (dest.h: safety gate, claim, temporary
+ *        name or resumable partial, growth, dry-run / guard / undo
+ *        sinks), or on the remote host by its serve (the same dest.h
+ *        there): the one place a job tells local from remote
+ *   source_deliver(): the source's own copy into the destination's
+ *        sink, verified end to end: the pipeline below for an image
+ *        (engine_copy) or a stream (engine_copy_stream); serve's stream
+ *        applied in order (apply.h) for a remote source
+ *   commit: dest_commit(), the rename, never replacing; serve's after
+ *        DONE; or dest_abort()
+ *
+ * A verify job (JOB_VERIFY) opens both endpoints as sources (two local
+ * disks), checks both, and compares them (engine_compare): the report
+ * says identical, or lists the differing ranges.
  *
  * The pipeline (pipeline.c):
  *
@@ -90,7 +102,13 @@ struct job_stats {
 
 void job_opts_init(struct job_opts *o);
 
-enum job_kind { JOB_COPY };
+enum job_kind {
+    JOB_COPY,                   /* src to dst */
+    JOB_VERIFY,                 /* compare src (A) with dst (B) */
+};
+
+/* verify: at most this many differing ranges are listed. */
+#define JOB_VERIFY_MAX_RANGES 100000
 
 /* How to reach the other host of a remote endpoint. */
 struct job_remote {
@@ -110,6 +128,7 @@ struct job_spec {
     const char *cmd;            /* "copy": the prefix of messages */
     const char *src, *dst;      /* a path, - (a stream), [user@]host:PATH */
     struct image_open_opts src_open;  /* -f, parents (arrays borrowed) */
+    struct image_open_opts dst_open;  /* verify: how B is read (-F) */
     bool force_share;           /* read a source that is in use */
     const char *out_format;     /* -O, or NULL */
     struct image_create_opts copts;
@@ -144,15 +163,26 @@ struct job_report {
     uint64_t undo_bytes;        /* bytes put back */
     bool undo_complete;         /* the copy that wrote the journal ended */
     bool undo_truncated;        /* a grown regular file was cut back */
+    /* JOB_VERIFY */
+    bool identical;
+    uint64_t src_size, dst_size;        /* A's and B's */
+    struct extent_list differ;  /* the differing ranges (capped at
+                                 * JOB_VERIFY_MAX_RANGES: n == cap says
+                                 * the list was cut) */
 };
+
+/* Free what a report holds (verify's list). */
+void job_report_release(struct job_report *rep);
 
 /* 0 if s is a valid --compress value (auto, zstd, zstd:LEVEL, lz4,
  * none), else -1. */
 int job_compress_check(const char *s);
 
 /*
- * Run the job spec describes; the report (zeroed first) says what it
- * did, also on failure (as far as it got).  0, or -1 with err: one line
+ * Run the job spec describes; the report (zeroed first; release it with
+ * job_report_release) says what it did, also on failure (as far as it
+ * got).  A verify job that finds the disks differ returns 0 with
+ * rep->identical false.  0, or -1 with err: one line
  * naming the file and the reason; an interrupted job says how far it got
  * and how to go on.  Nothing that failed is left under the name the
  * user gave (dest.h invariant 2).

@@ -134,3 +134,45 @@ def test_verify_json_digest_spelled_as_copy(tmp_path):
     assert r["digest"]["algorithm"] == "xxh128"
     assert len(r["digest"]["source"]) == 32
     assert "destination" not in r["digest"]
+
+
+def test_verify_job_qcow2_against_raw(tmp_path):
+    """verify runs as a job (job_run, JOB_VERIFY): two local images of
+    different formats, each opened as a source; differing ranges are
+    listed and the exit code is 1."""
+    a = tmp_path / "a.img"
+    q = tmp_path / "a.qcow2"
+    data = os.urandom(2 << 20)
+    a.write_bytes(data)
+    p = df("copy", "-O", "qcow2", a, q)
+    assert p.returncode == 0, p.stderr
+    p = df("verify", q, a)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith(b"identical (xxh128 ")
+    write_at(a, 8192, bytes([data[8192] ^ 0xff]))
+    p = df("verify", q, a)
+    assert p.returncode == 1, p.stderr
+    assert p.stdout.decode().splitlines() == [
+        "differ: 1 range, 4096 bytes", "  offset 8192, 4096 bytes"]
+    p = df("verify", "--json", "-F", "raw", q, a)
+    assert p.returncode == 1, p.stderr
+    r = json.loads(p.stdout)
+    assert r["a"] == str(q) and r["b"] == str(a)
+    assert r["identical"] is False
+    assert r["differ"] == [{"offset": 8192, "length": 4096}]
+
+
+def test_verify_refuses_stream_and_remote(tmp_path):
+    """A stream or a disk on another host is not something verify
+    compares: a usage error naming it (exit 2), not "cannot open"."""
+    a = tmp_path / "a.img"
+    a.write_bytes(b"\0" * 4096)
+    p = df("verify", "-", a)
+    assert p.returncode == 2
+    assert p.stderr.decode().splitlines()[0] == (
+        "diskferry: verify: -: verify compares two disks, not a stream")
+    p = df("verify", a, "somehost:disk.img")
+    assert p.returncode == 2
+    assert p.stderr.decode().splitlines()[0] == (
+        "diskferry: verify: somehost:disk.img: verify compares two disks "
+        "on this host (a local name with a colon is written ./a:b)")

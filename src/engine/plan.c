@@ -4,6 +4,8 @@
  */
 #include "engine/plan.h"
 
+#include <string.h>
+
 #define PLAN_QUERY_CAP 65536
 
 /* Cut every extent of l at `end` and drop what lies past it. */
@@ -87,4 +89,30 @@ done:
     extent_list_release(&tmp);
     extent_list_release(&q);
     return ret;
+}
+
+int resume_plan_init(struct resume_plan *rp, uint64_t size,
+                     const struct extent_list *done, struct df_error *err)
+{
+    memset(rp, 0, sizeof(*rp));
+    if (!done || !done->n)
+        return 0;
+    rp->cs = change_source_missing("resume", size, done, err);
+    if (!rp->cs)
+        return -1;
+    rp->changes[0] = rp->cs;
+    rp->in = (struct plan_inputs){ .changes = rp->changes, .nchanges = 1 };
+    rp->kept = extent_list_bytes(done, EXT_DATA);
+    return 0;
+}
+
+const struct plan_inputs *resume_plan_get(const struct resume_plan *rp)
+{
+    return rp->cs ? &rp->in : NULL;
+}
+
+void resume_plan_release(struct resume_plan *rp)
+{
+    change_source_close(rp->cs);
+    rp->cs = NULL;
 }

@@ -40,4 +40,31 @@ int plan_window(const struct extent_list *map, const struct plan_inputs *in,
                 uint64_t off, uint64_t len, struct extent_list *out,
                 struct df_error *err);
 
+/*
+ * The plan of a resumed copy: every range of [0, size) outside `done`
+ * (the resume journal's written and durable ranges, sorted, states
+ * ignored) is to be sent, the rest is kept.  Only for the destination
+ * the journal was written to, re-checked (journal.h invariant 5): a
+ * plan that keeps ranges of a new file would leave them zero, and
+ * engine_copy() refuses one into a sink known to read as zeros.
+ *
+ * A leaf the journal lists only in part is not kept (a plan keeps
+ * whole leaves, pipeline.c invariant 3): it is read and sent again,
+ * which costs at most two leaves per range the journal lists.
+ */
+struct resume_plan {
+    struct change_source *cs;
+    struct change_source *changes[1];
+    struct plan_inputs in;
+    uint64_t kept;              /* bytes of done: what the journal holds */
+};
+
+/* 0 (done NULL or empty: a plan that keeps nothing, resume_plan_get()
+ * is NULL) or -1 with err set. */
+int resume_plan_init(struct resume_plan *rp, uint64_t size,
+                     const struct extent_list *done, struct df_error *err);
+/* The inputs for job_opts.plan, or NULL: nothing to keep. */
+const struct plan_inputs *resume_plan_get(const struct resume_plan *rp);
+void resume_plan_release(struct resume_plan *rp);
+
 #endif

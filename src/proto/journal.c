@@ -326,32 +326,3 @@ void rjournal_remove(struct rjournal *j)
         unlinkat(dirfd, rj_name(dirfd, j->path), 0);
     rjournal_close(j);
 }
-
-int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
-               const uint8_t *buf, rskip_fn fn, void *ctx,
-               struct df_error *err)
-{
-    const uint64_t start = off, end = off + len;
-    const struct extent_list *d = k->done;
-    while (off < end) {
-        /* Ascending delivery: the cursor only moves forward. */
-        while (d && k->i < d->n && d->v[k->i].off + d->v[k->i].len <= off)
-            k->i++;
-        uint64_t next = end;
-        if (d && k->i < d->n) {
-            const struct extent *e = &d->v[k->i];
-            if (e->off <= off) {
-                uint64_t skip_end = min_u64(e->off + e->len, end);
-                k->skipped += skip_end - off;
-                off = skip_end;
-                continue;
-            }
-            next = min_u64(e->off, end);
-        }
-        if (fn(ctx, off, next - off, buf ? buf + (off - start) : NULL,
-               err) < 0)
-            return -1;
-        off = next;
-    }
-    return 0;
-}

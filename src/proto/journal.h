@@ -117,21 +117,4 @@ int rjournal_commit(struct rjournal *j, struct df_error *err);
 void rjournal_close(struct rjournal *j);
 void rjournal_remove(struct rjournal *j);
 
-/*
- * The ranges a resumed copy skips, walked by a writer that delivers in
- * ascending order (sink.h contract 1): rskip_each() calls fn for each
- * piece of [off, off+len) not in done (buf, if not NULL, is the data of
- * [off, off+len)) and counts the rest in skipped.  done may be NULL.
- */
-struct rskip {
-    const struct extent_list *done;
-    size_t i;
-    uint64_t skipped;
-};
-typedef int (*rskip_fn)(void *ctx, uint64_t off, uint64_t len,
-                        const uint8_t *p, struct df_error *err);
-int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
-               const uint8_t *buf, rskip_fn fn, void *ctx,
-               struct df_error *err);
-
 #endif

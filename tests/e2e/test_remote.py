@@ -494,6 +494,73 @@ def test_resume_from_a_changed_remote_source(tmp_path):
     assert files_equal(src, dst)
 
 
+def journal_done(jpath):
+    """Bytes a resume journal lists as written (its ranges, merged)."""
+    try:
+        lines = open(jpath).read().splitlines()[1:]
+    except OSError:
+        return 0
+    rs = []
+    for ln in lines:
+        f = ln.split()
+        if len(f) == 2 and f[0].isdigit() and f[1].isdigit():
+            rs.append((int(f[0]), int(f[0]) + int(f[1])))
+    total, end = 0, 0
+    for a, b in sorted(rs):
+        a = max(a, end)
+        if b > a:
+            total += b - a
+            end = b
+    return total
+
+
+@pytest.mark.parametrize("direction", ["to", "from"])
+def test_resume_reads_only_what_is_missing(tmp_path, direction):
+    """A copy of 64 MiB of random data killed about half way: --resume
+    reads only the missing bytes (the journal is the plan's change
+    source), not the whole source; the rest is read only to hash it for
+    the digest.  A pull's reads happen on serve, which reports them
+    through DF_TEST_SERVE_STATS."""
+    size = 64 << 20
+    src = tmp_path / "src.img"
+    src.write_bytes(os.urandom(size))
+    dst = tmp_path / "dst.img"
+    jpath = str(tmp_path / ".dst.img.diskferry-partial.diskferry-resume")
+    stats = tmp_path / "serve-stats"
+    env = dict(os.environ, DF_TEST_SERVE_STATS=str(stats))
+    a, b = (str(src), "localhost:%s" % dst) if direction == "to" else \
+        ("localhost:%s" % src, str(dst))
+    proc = subprocess.Popen(
+        [DISKFERRY, "copy", "--rsh", RSH, "--remote-path", DISKFERRY,
+         "--bwlimit", "8M", "--compress", "none", a, b],
+        stderr=subprocess.PIPE, env=env)
+    t0 = time.time()
+    while journal_done(jpath) < size * 2 // 5 and time.time() - t0 < 60 \
+            and proc.poll() is None:
+        time.sleep(0.05)
+    signal_and_wait(proc, signal.SIGKILL)
+    time.sleep(0.5)     # the orphaned server commits and exits
+    done = journal_done(jpath)
+    assert size // 5 <= done < size, done
+    missing = size - done
+    r = report(rdf("copy", "--json", "--resume", "--compress", "none", a,
+                   b, env=env))
+    assert r["verified"]
+    assert files_equal(src, dst)
+    assert r["skipped"]["resumed"] == done
+    if direction == "to":
+        read, for_digest = r["bytes_read"], r["bytes_read_for_digest"]
+    else:
+        last = stats.read_text().splitlines()[-1].split()
+        read, for_digest = (int(x.split("=")[1]) for x in last)
+    print("size %d missing %d bytes_read %d bytes_read_for_digest %d" %
+          (size, missing, read, for_digest))
+    assert read <= missing + (2 << 20), (read, missing)
+    assert read < size * 9 // 10
+    assert read + for_digest == size
+    assert r["remote"]["payload_bytes"] <= missing + (2 << 20)
+
+
 @pytest.mark.parametrize("direction", ["to", "from"])
 def test_ctrl_c_then_resume(tmp_path, direction):
     """Ctrl-C of a remote copy: exit 130, how far it got, --resume; the

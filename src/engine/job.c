@@ -159,7 +159,7 @@ static int job_copy_to_remote(const struct job_spec *spec,
         job_dest_opts(spec, &dopts);
         dest_warn_undo_new(&dopts, spec->dst);
     }
-    jo.plan = remote_plan(*r);          /* --resume: what is missing */
+    jo.plan = remote_plan(*r, *src);          /* --resume: what is missing */
     if (!spec->dry_run)
         return engine_copy(*src, sink, &jo, st, err) < 0 ||
                remote_done(*r, st->verified, err) < 0 ? -1 : 0;

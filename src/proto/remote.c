@@ -23,6 +23,7 @@
 #include "transport/bwlimit.h"
 #include "transport/transport.h"
 #include "util/interrupt.h"
+#include "util/overflow.h"
 #include "util/progress.h"
 
 #define REMOTE_MAX_BLOCK (1u << 20)
@@ -40,6 +41,7 @@ struct remote {
     struct sink sink;
     struct extent_list done;    /* resume: ranges already there */
     struct resume_plan rp;      /* ... kept by the engine's plan */
+    struct rjournal_leaves leaves;  /* ... their leaf hashes */
     uint64_t skipped_resumed;
 };
 
@@ -308,6 +310,41 @@ static int remote_recv_ranges(struct remote *r, struct df_error *err)
     }
 }
 
+/* LEAF_HASHES after RESUME_RANGES (MSG_FEAT_LEAF_HASHES): ascending
+ * leaves of the disk, each once. */
+static int remote_recv_leaves(struct remote *r, struct df_error *err)
+{
+    const uint64_t nleaves = div_round_up(r->sink.size, DIGEST_LEAF_SIZE);
+    struct rjournal_leaves *lv = &r->leaves;
+    for (;;) {
+        struct rx_frame *f;
+        if (session_expect(&r->s, MSG_LEAF_HASHES, &f, err) < 0)
+            return -1;
+        struct rjournal_leaf *nv = f->m.n
+            ? realloc(lv->v, (lv->n + f->m.n) * sizeof(*nv)) : lv->v;
+        if (f->m.n && !nv) {
+            rx_frame_free(f);
+            return df_net(err, r->s.peer, "out of memory");
+        }
+        lv->v = nv;
+        for (uint32_t i = 0; i < f->m.n; i++) {
+            struct rjournal_leaf *l = &lv->v[lv->n];
+            msg_leaf_hash(&f->m, i, &l->leaf, l->hash);
+            if (l->leaf >= nleaves ||
+                (lv->n && l->leaf <= lv->v[lv->n - 1].leaf)) {
+                rx_frame_free(f);
+                return df_net(err, r->s.peer, "protocol error: bad leaf "
+                              "hash");
+            }
+            lv->n++;
+        }
+        bool last = f->m.last;
+        rx_frame_free(f);
+        if (last)
+            return 0;
+    }
+}
+
 static int remote_data_channels(struct remote *r, struct df_error *err)
 {
     if (r->o.tcp && session_tcp_client(&r->s, r->o.host,
@@ -369,6 +406,8 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
     snprintf(r->sink.name, sizeof(r->sink.name), "%s", r->name);
     if ((f->m.flags & OPENED_RESUMED) &&
         (remote_recv_ranges(r, err) < 0 ||
+         ((r->s.features & MSG_FEAT_LEAF_HASHES) &&
+          remote_recv_leaves(r, err) < 0) ||
          resume_plan_init(&r->rp, size, &r->done, err) < 0))
         goto out;
     if (r->o.dry_run) {             /* the server checked; nothing more */
@@ -609,10 +648,22 @@ out:
     return ret;
 }
 
-const struct plan_inputs *remote_plan(struct remote *r)
+const struct plan_inputs *remote_plan(struct remote *r,
+                                      const struct image *src)
 {
     const struct plan_inputs *in = resume_plan_get(&r->rp);
     r->skipped_resumed = in ? r->rp.kept : 0;
+    /* The journal's leaf hashes are of what the interrupted run wrote:
+     * they stand for the source's leaves only when the source provably
+     * did not change since.  A raw regular file does: the journal was
+     * accepted for our remote_src_id, which holds its device, inode,
+     * size, mtime and ctime (ns).  A device keeps its identity while
+     * written (an LV under a VM), a layered image's parents are not in
+     * the id: those are read to hash them, and a change shows in the
+     * verification as before. */
+    if (in && src->file.is_regular && !src->parent && !src->has_parent_ref &&
+        !strcmp(image_format_name(src), "raw"))
+        resume_plan_use_leaves(&r->rp, r->leaves.v, r->leaves.n);
     return in;
 }
 
@@ -732,6 +783,7 @@ void remote_close(struct remote *r)
             close(r->ssh.wfd);
     }
     resume_plan_release(&r->rp);
+    rjournal_leaves_release(&r->leaves);
     extent_list_release(&r->done);
     free(r);
 }

@@ -118,9 +118,13 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
 int remote_undo(struct remote *r, const char *dst, struct undo_result *st,
                 struct df_error *err);
 /* After remote_open_dst: the plan of a resumed copy (job_opts.plan)
- * when the server resumed its journal, else NULL.  Owned by r. */
+ * of src when the server resumed its journal, else NULL.  Owned by r.
+ * The journal's leaf hashes (MSG_FEAT_LEAF_HASHES) spare reading the
+ * kept leaves for the digest only for a source provably unchanged since
+ * the interrupted run (a raw regular file: remote_src_id). */
 struct plan_inputs;
-const struct plan_inputs *remote_plan(struct remote *r);
+const struct plan_inputs *remote_plan(struct remote *r,
+                                      const struct image *src);
 /* Tell the server the job is over (it removes its resume journal). */
 int remote_done(struct remote *r, bool verified, struct df_error *err);
 /* Prefer the remote's own ERROR over a local "connection closed". */

@@ -44,7 +44,7 @@ struct apply {
     /* Leaf hashes for the journal (set hash_leaves after apply_init):
      * every DIGEST_LEAF_SIZE leaf that contiguous ranges cover whole,
      * with some data in it, is hashed (RJOURNAL_HASH_ALG) and noted
-     * with its range (journal.h invariant 6).  A leaf wholly zeroed is
+     * with its range (journal.h invariant 7).  A leaf wholly zeroed is
      * not: it costs nothing to read back, and would bloat the journal. */
     bool hash_leaves;
     uint64_t leaf_off;          /* the leaf being gathered, or UINT64_MAX */

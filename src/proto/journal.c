@@ -332,7 +332,7 @@ int rjournal_commit(struct rjournal *j, struct df_error *err)
 {
     if (j->fd < 0 || !j->npend)
         return 0;
-    /* invariant 6: the leaf hashes go with their ranges, after them */
+    /* invariant 7: the leaf hashes go with their ranges, after them */
     char *buf = malloc((size_t)j->npend * 48 + 2 * 64 +
                        j->pend_h.n * (24 + 2 * RJOURNAL_HASH_LEN));
     size_t n = 0;
@@ -443,7 +443,7 @@ int rjournal_leaves(const struct rjournal *j, uint64_t size,
 done:
     if (out->n)
         qsort(out->v, out->n, sizeof(*out->v), rj_leaf_cmp);
-    /* Invariant 6: only leaves the loaded ranges cover whole, once. */
+    /* Invariant 7: only leaves the loaded ranges cover whole, once. */
     for (size_t i = 0; i < out->n; i++) {
         uint64_t a = out->v[i].leaf * DIGEST_LEAF_SIZE;
         uint64_t b = min_u64(a + DIGEST_LEAF_SIZE, size);

@@ -37,16 +37,16 @@
  *     guessed at; one written for another source (src id: path, size,
  *     and the source's identity, remote_src_id) is refused with "the
  *     source changed".
- *  6. A leaf hash ("h") is appended in the same commit as the range
+ *  6. Every journal is opened O_NOFOLLOW relative to a directory fd the
+ *     caller checked (serve: inside --root), and a new one is created
+ *     O_EXCL after removing the old name: a symlink planted at the
+ *     journal's name is never followed.
+ *  7. A leaf hash ("h") is appended in the same commit as the range
  *     that wrote the leaf, and is used only for a leaf that the loaded
  *     ranges cover whole (rjournal_leaves): it says what the
  *     destination holds there, as durable as the range.  A reader of
  *     an older diskferry stops at the first "h" line (invariant 2) and
  *     so merely resends what follows.
- *  7. Every journal is opened O_NOFOLLOW relative to a directory fd the
- *     caller checked (serve: inside --root), and a new one is created
- *     O_EXCL after removing the old name: a symlink planted at the
- *     journal's name is never followed.
  */
 #ifndef DF_JOURNAL_H
 #define DF_JOURNAL_H

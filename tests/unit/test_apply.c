@@ -157,7 +157,7 @@ static void test_apply_journal(void)
           r.finishes == 1);
 }
 
-/* Leaf hashes (apply.h, journal.h invariant 6): a leaf covered whole by
+/* Leaf hashes (apply.h, journal.h invariant 7): a leaf covered whole by
  * contiguous ranges with data is hashed and recorded with its range;
  * one with a gap, or only zeroed, is not; a hash whose leaf the loaded
  * ranges do not cover whole, or on a torn line, is never used. */

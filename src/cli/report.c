@@ -48,6 +48,7 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
     json_str(&j, "destination_format", rep->dst_format);
     json_u64(&j, "disk_size", st->disk_size);
     json_u64(&j, "bytes_read", st->bytes_read);
+    json_u64(&j, "bytes_read_for_digest", st->bytes_read_for_digest);
     json_u64(&j, "bytes_written", st->bytes_written);
     json_u64(&j, "bytes_sent", st->bytes_wire);
     json_u64(&j, "bytes_zeroed", st->bytes_zeroed);

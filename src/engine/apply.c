@@ -4,6 +4,9 @@
  */
 #include "apply.h"
 
+#include <string.h>
+
+#include "util/overflow.h"
 #include "util/progress.h"
 
 void apply_init(struct apply *a, struct sink *k, struct rjournal *j)
@@ -13,6 +16,58 @@ void apply_init(struct apply *a, struct sink *k, struct rjournal *j)
     a->since_commit = 0;
     a->last_commit = time_now();
     a->bytes = 0;
+    a->hash_leaves = false;
+    a->leaf_off = UINT64_MAX;
+    a->leaf_fill = 0;
+    a->leaf_data = false;
+}
+
+/* Gather the leaves [off, off+len) (data NULL: zeros) fills, hashing
+ * each one completed by contiguous ranges (apply.h). */
+static void apply_leaves(struct apply *a, uint64_t off, uint64_t len,
+                         const uint8_t *data)
+{
+    const uint64_t size = a->sink->size;
+    uint8_t h[DIGEST_MAX_LEN];
+    while (len) {
+        uint64_t leaf = off - off % DIGEST_LEAF_SIZE;
+        uint64_t lend = min_u64(leaf + DIGEST_LEAF_SIZE, size);
+        uint64_t n = min_u64(len, lend - off);
+        if (off == leaf) {
+            a->leaf_off = leaf;
+            a->leaf_fill = 0;
+            a->leaf_data = false;
+        }
+        if (a->leaf_off != leaf || a->leaf_fill != off - leaf) {
+            a->leaf_off = UINT64_MAX;       /* a gap: no hash */
+        } else if (off == leaf && n == lend - leaf) {
+            if (data) {                     /* whole, in place */
+                digest_leaf(RJOURNAL_HASH_ALG, data, (size_t)n, h);
+                rjournal_note_leaf(a->j, leaf / DIGEST_LEAF_SIZE, h);
+            }
+            a->leaf_off = UINT64_MAX;
+        } else {
+            uint8_t *p = a->leaf_buf + (off - leaf);
+            if (data)
+                memcpy(p, data, (size_t)n);
+            else
+                memset(p, 0, (size_t)n);
+            a->leaf_data |= data != NULL;
+            a->leaf_fill += n;
+            if (a->leaf_fill == lend - leaf) {
+                if (a->leaf_data) {
+                    digest_leaf(RJOURNAL_HASH_ALG, a->leaf_buf,
+                                (size_t)a->leaf_fill, h);
+                    rjournal_note_leaf(a->j, leaf / DIGEST_LEAF_SIZE, h);
+                }
+                a->leaf_off = UINT64_MAX;
+            }
+        }
+        off += n;
+        len -= n;
+        if (data)
+            data += n;
+    }
 }
 
 int apply_commit(struct apply *a, struct df_error *err)
@@ -47,6 +102,8 @@ int apply_range(struct apply *a, uint64_t off, uint64_t len,
     if (!a->j)
         return 0;
     rjournal_note(a->j, off, len);
+    if (a->hash_leaves)
+        apply_leaves(a, off, len, data);
     a->since_commit += len;
     if (a->since_commit >= APPLY_COMMIT_BYTES || rjournal_full(a->j) ||
         time_now() - a->last_commit > APPLY_COMMIT_SECONDS)

@@ -41,6 +41,16 @@ struct apply {
     uint64_t since_commit;      /* bytes noted since the last commit */
     double last_commit;
     uint64_t bytes;             /* applied: written or zeroed */
+    /* Leaf hashes for the journal (set hash_leaves after apply_init):
+     * every DIGEST_LEAF_SIZE leaf that contiguous ranges cover whole,
+     * with some data in it, is hashed (RJOURNAL_HASH_ALG) and noted
+     * with its range (journal.h invariant 7).  A leaf wholly zeroed is
+     * not: it costs nothing to read back, and would bloat the journal. */
+    bool hash_leaves;
+    uint64_t leaf_off;          /* the leaf being gathered, or UINT64_MAX */
+    uint64_t leaf_fill;         /* its bytes applied, from its start */
+    bool leaf_data;             /* some of them data */
+    uint8_t leaf_buf[DIGEST_LEAF_SIZE];
 };
 
 /* Apply to k (borrowed), noting in j (borrowed, open; NULL: none). */

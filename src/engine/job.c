@@ -155,6 +155,9 @@ static int job_dst_open_remote(const struct job_spec *spec,
         job_dest_opts(spec, &dopts);
         dest_warn_undo_new(&dopts, spec->dst);
     }
+    /* --resume: what serve's journal lacks is all that is read */
+    if (src->img)
+        jd->jo.plan = remote_plan(jd->r, src->img);
     if (!spec->dry_run)
         return 0;
     /* The remote host ran its checks; show what would travel. */
@@ -251,7 +254,7 @@ static int job_copy(const struct job_spec *spec, const struct endpoint *sep,
         source_check(src, spec->cmd, "copy", spec->force_share,
                      !spec->msgs, err) < 0 ||
         job_dst_open(spec, dep, &ro, src, &jd, rep, err) < 0 ||
-        source_deliver(src, spec->jo.plan, jd.sink, &jd.jo, &rep->st,
+        source_deliver(src, jd.jo.plan, jd.sink, &jd.jo, &rep->st,
                        err) < 0 ||
         job_dst_commit(spec, &jd, rep->st.verified, err) < 0 ||
         source_done(src, rep->st.verified, err) < 0)

@@ -787,6 +787,16 @@ int engine_copy(struct image *src, struct sink *dst,
                 struct df_error *err)
 {
     double t0 = time_now();
+    /* A change source says what the destination holds already: never
+     * of one known to read as zeros (a new file), whose kept ranges
+     * would stay zero.  (Used maps alone may: free blocks stay zero.) */
+    if (opts->plan && opts->plan->nchanges && dst->dst_is_zero) {
+        df_refuse(err, dst->name, "refusing to keep ranges of a new "
+                  "destination: it holds none of the source's bytes");
+        if (dst->ops->abort_job)
+            dst->ops->abort_job(dst);
+        return -1;
+    }
     if (pipeline_run(src, NULL, opts->plan, dst, opts, st, &st->src_digest,
                      err) < 0) {
         if (dst->ops->abort_job)

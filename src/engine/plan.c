@@ -4,6 +4,8 @@
  */
 #include "engine/plan.h"
 
+#include <string.h>
+
 #define PLAN_QUERY_CAP 65536
 
 /* Cut every extent of l at `end` and drop what lies past it. */
@@ -87,4 +89,73 @@ done:
     extent_list_release(&tmp);
     extent_list_release(&q);
     return ret;
+}
+
+static int resume_changed(struct change_source *cs, uint64_t off,
+                          uint64_t len, struct extent_list *out,
+                          struct df_error *err)
+{
+    struct resume_plan *rp = cs->priv;
+    return rp->cs->changed(rp->cs, off, len, out, err);
+}
+
+static int resume_leaf_hash(struct change_source *cs, enum digest_alg alg,
+                            uint64_t leaf_off, uint8_t *out,
+                            struct df_error *err)
+{
+    struct resume_plan *rp = cs->priv;
+    uint64_t leaf = leaf_off / DIGEST_LEAF_SIZE;
+    (void)err;
+    if (alg != RJOURNAL_HASH_ALG)
+        return 0;
+    /* asked in ascending order (track.h) */
+    while (rp->leaf_i < rp->nleaves && rp->leaves[rp->leaf_i].leaf < leaf)
+        rp->leaf_i++;
+    if (rp->leaf_i == rp->nleaves || rp->leaves[rp->leaf_i].leaf != leaf)
+        return 0;
+    memcpy(out, rp->leaves[rp->leaf_i].hash, RJOURNAL_HASH_LEN);
+    return 1;
+}
+
+static void resume_close(struct change_source *cs)
+{
+    (void)cs;       /* resume_plan_release() closes */
+}
+
+int resume_plan_init(struct resume_plan *rp, uint64_t size,
+                     const struct extent_list *done, struct df_error *err)
+{
+    memset(rp, 0, sizeof(*rp));
+    if (!done || !done->n)
+        return 0;
+    rp->cs = change_source_missing("resume", size, done, err);
+    if (!rp->cs)
+        return -1;
+    rp->wrap = (struct change_source){ .name = "resume", .priv = rp,
+                                       .changed = resume_changed,
+                                       .close = resume_close };
+    rp->changes[0] = &rp->wrap;
+    rp->in = (struct plan_inputs){ .changes = rp->changes, .nchanges = 1 };
+    rp->kept = extent_list_bytes(done, EXT_DATA);
+    return 0;
+}
+
+void resume_plan_use_leaves(struct resume_plan *rp,
+                            const struct rjournal_leaf *v, size_t n)
+{
+    rp->leaves = v;
+    rp->nleaves = n;
+    rp->leaf_i = 0;
+    rp->wrap.leaf_hash = n ? resume_leaf_hash : NULL;
+}
+
+const struct plan_inputs *resume_plan_get(const struct resume_plan *rp)
+{
+    return rp->cs ? &rp->in : NULL;
+}
+
+void resume_plan_release(struct resume_plan *rp)
+{
+    change_source_close(rp->cs);
+    rp->cs = NULL;
 }

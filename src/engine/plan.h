@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/journal.h"
 #include "track/track.h"
 #include "util/error.h"
 #include "util/extent.h"
@@ -39,5 +40,44 @@ struct plan_inputs {
 int plan_window(const struct extent_list *map, const struct plan_inputs *in,
                 uint64_t off, uint64_t len, struct extent_list *out,
                 struct df_error *err);
+
+/*
+ * The plan of a resumed copy: every range of [0, size) outside `done`
+ * (the resume journal's written and durable ranges, sorted, states
+ * ignored) is to be sent, the rest is kept.  Only for the destination
+ * the journal was written to, re-checked (journal.h invariant 5): a
+ * plan that keeps ranges of a new file would leave them zero, and
+ * engine_copy() refuses one into a sink known to read as zeros.
+ *
+ * A leaf the journal lists only in part is not kept (a plan keeps
+ * whole leaves, pipeline.c invariant 3): it is read and sent again,
+ * which costs at most two leaves per range the journal lists.
+ */
+struct resume_plan {
+    struct change_source *cs;   /* what is missing */
+    struct change_source wrap;  /* cs, and the journal's leaf hashes */
+    struct change_source *changes[1];
+    struct plan_inputs in;
+    uint64_t kept;              /* bytes of done: what the journal holds */
+    const struct rjournal_leaf *leaves; /* borrowed, ascending */
+    size_t nleaves, leaf_i;
+};
+
+/* 0 (done NULL or empty: a plan that keeps nothing, resume_plan_get()
+ * is NULL) or -1 with err set. */
+int resume_plan_init(struct resume_plan *rp, uint64_t size,
+                     const struct extent_list *done, struct df_error *err);
+/*
+ * The journal's leaf hashes (journal.h "h" lines, ascending, in
+ * RJOURNAL_HASH_ALG; borrowed) answer the plan's leaf_hash (track.h),
+ * so that the digest takes them instead of reading the kept leaves.
+ * Only when the SOURCE is provably the one the interrupted run read:
+ * the hashes are of what was written then.
+ */
+void resume_plan_use_leaves(struct resume_plan *rp,
+                            const struct rjournal_leaf *v, size_t n);
+/* The inputs for job_opts.plan, or NULL: nothing to keep. */
+const struct plan_inputs *resume_plan_get(const struct resume_plan *rp);
+void resume_plan_release(struct resume_plan *rp);
 
 #endif

@@ -64,6 +64,49 @@ static bool rj_sample(const char *line, uint64_t size,
     return true;
 }
 
+enum rj_kind { RJ_STOP, RJ_RANGE, RJ_SAMPLE, RJ_LEAF };
+
+/* A hex digit's value, or -1. */
+static int rj_hex(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/*
+ * One line after the header: a range (o, l), a sample (into info, may
+ * be NULL), a leaf hash (leaf number in o, the hash in lf), or RJ_STOP
+ * at the first line that does not parse (invariant 2).
+ */
+static enum rj_kind rj_line(const char *line, uint64_t size, uint64_t *o,
+                            uint64_t *l, struct rjournal_leaf *lf,
+                            struct rjournal_info *info, unsigned *seen)
+{
+    unsigned long long a, b;
+    char tail, hex[2 * RJOURNAL_HASH_LEN + 1];
+    if (!strchr(line, '\n'))
+        return RJ_STOP;
+    if (line[0] == 's')
+        return rj_sample(line, size, info, seen) ? RJ_SAMPLE : RJ_STOP;
+    if (line[0] == 'h') {
+        if (sscanf(line, "h %llu %32[0-9a-f]%c", &a, hex, &tail) != 3 ||
+            tail != '\n' || strlen(hex) != 2 * RJOURNAL_HASH_LEN ||
+            a >= div_round_up(size, DIGEST_LEAF_SIZE))
+            return RJ_STOP;
+        lf->leaf = a;
+        for (unsigned i = 0; i < RJOURNAL_HASH_LEN; i++)
+            lf->hash[i] = (uint8_t)(rj_hex(hex[2 * i]) << 4 |
+                                    rj_hex(hex[2 * i + 1]));
+        return RJ_LEAF;
+    }
+    if (sscanf(line, "%llu %llu%c", &a, &b, &tail) != 3 || tail != '\n' ||
+        b == 0 || a > size || b > size - a)
+        return RJ_STOP;
+    *o = a;
+    *l = b;
+    return RJ_RANGE;
+}
+
 int rjournal_load(int dirfd, const char *path, uint64_t size,
                   uint64_t src_id, struct extent_list *done,
                   struct rjournal_info *info, struct df_error *err)
@@ -109,19 +152,13 @@ int rjournal_load(int dirfd, const char *path, uint64_t size,
     ring.dev = jdev;
     ring.ino = jino;
     while (fgets(line, sizeof(line), f)) {
-        unsigned long long o, l;
-        char tail;
-        if (!strchr(line, '\n'))
+        uint64_t o, l;
+        struct rjournal_leaf lf;
+        enum rj_kind k = rj_line(line, size, &o, &l, &lf, &ring, &seen);
+        if (k == RJ_STOP)
             break;                                  /* invariant 2 */
-        if (line[0] == 's') {
-            if (!rj_sample(line, size, &ring, &seen))
-                break;
+        if (k != RJ_RANGE)
             continue;
-        }
-        if (sscanf(line, "%llu %llu%c", &o, &l, &tail) != 3 || tail != '\n')
-            break;
-        if (l == 0 || o > size || l > size - o)
-            break;
         if (n == cap) {
             if (cap >= RJOURNAL_MAX_LOAD)
                 break;
@@ -269,6 +306,23 @@ void rjournal_note(struct rjournal *j, uint64_t off, uint64_t len)
     j->pend_bytes += len;
 }
 
+void rjournal_note_leaf(struct rjournal *j, uint64_t leaf, const uint8_t *h)
+{
+    struct rjournal_leaves *p = &j->pend_h;
+    if (j->fd < 0)
+        return;
+    if (p->n == j->pend_hcap) {
+        size_t nc = j->pend_hcap ? 2 * j->pend_hcap : 256;
+        struct rjournal_leaf *nv = realloc(p->v, nc * sizeof(*nv));
+        if (!nv)
+            return;                 /* read for the digest instead */
+        p->v = nv;
+        j->pend_hcap = nc;
+    }
+    p->v[p->n].leaf = leaf;
+    memcpy(p->v[p->n++].hash, h, RJOURNAL_HASH_LEN);
+}
+
 bool rjournal_full(const struct rjournal *j)
 {
     return j->npend >= RJOURNAL_MAX_PENDING - 1;
@@ -278,7 +332,9 @@ int rjournal_commit(struct rjournal *j, struct df_error *err)
 {
     if (j->fd < 0 || !j->npend)
         return 0;
-    char *buf = malloc((size_t)j->npend * 48 + 2 * 64);
+    /* invariant 7: the leaf hashes go with their ranges, after them */
+    char *buf = malloc((size_t)j->npend * 48 + 2 * 64 +
+                       j->pend_h.n * (24 + 2 * RJOURNAL_HASH_LEN));
     size_t n = 0;
     if (!buf)
         return df_io(err, j->path, ENOMEM, "cannot commit");
@@ -299,6 +355,13 @@ int rjournal_commit(struct rjournal *j, struct df_error *err)
         n += (size_t)sprintf(buf + n, "s %" PRIu64 " %" PRIu64 " %016"
                              PRIx64 "\n", off, len, h);
     }
+    for (size_t i = 0; i < j->pend_h.n; i++) {
+        n += (size_t)sprintf(buf + n, "h %" PRIu64 " ", j->pend_h.v[i].leaf);
+        for (unsigned k = 0; k < RJOURNAL_HASH_LEN; k++)
+            n += (size_t)sprintf(buf + n, "%02x", j->pend_h.v[i].hash[k]);
+        buf[n++] = '\n';
+    }
+    j->pend_h.n = 0;
     int ret = 0;
     if (write(j->fd, buf, n) != (ssize_t)n || fdatasync(j->fd) < 0)
         ret = df_io(err, j->path, errno, "cannot write the resume journal");
@@ -313,6 +376,8 @@ void rjournal_close(struct rjournal *j)
     if (j->fd >= 0)
         close(j->fd);
     j->fd = -1;
+    rjournal_leaves_release(&j->pend_h);
+    j->pend_hcap = 0;
     if (j->own_dir)
         close(j->dirfd);
     j->own_dir = false;
@@ -327,31 +392,81 @@ void rjournal_remove(struct rjournal *j)
     rjournal_close(j);
 }
 
-int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
-               const uint8_t *buf, rskip_fn fn, void *ctx,
-               struct df_error *err)
+static int rj_leaf_cmp(const void *a, const void *b)
 {
-    const uint64_t start = off, end = off + len;
-    const struct extent_list *d = k->done;
-    while (off < end) {
-        /* Ascending delivery: the cursor only moves forward. */
-        while (d && k->i < d->n && d->v[k->i].off + d->v[k->i].len <= off)
-            k->i++;
-        uint64_t next = end;
-        if (d && k->i < d->n) {
-            const struct extent *e = &d->v[k->i];
-            if (e->off <= off) {
-                uint64_t skip_end = min_u64(e->off + e->len, end);
-                k->skipped += skip_end - off;
-                off = skip_end;
-                continue;
-            }
-            next = min_u64(e->off, end);
-        }
-        if (fn(ctx, off, next - off, buf ? buf + (off - start) : NULL,
-               err) < 0)
-            return -1;
-        off = next;
+    const struct rjournal_leaf *x = a, *y = b;
+    return x->leaf < y->leaf ? -1 : x->leaf > y->leaf;
+}
+
+int rjournal_leaves(const struct rjournal *j, uint64_t size,
+                    const struct extent_list *done,
+                    struct rjournal_leaves *out, struct df_error *err)
+{
+    char line[256];
+    unsigned seen = 0;
+    size_t cap = 0, k = 0, di = 0;
+    const uint64_t nleaves = div_round_up(size, DIGEST_LEAF_SIZE);
+    int ret = -1;
+    memset(out, 0, sizeof(*out));
+    int dirfd = j->own_dir ? j->dirfd : AT_FDCWD;
+    int fd = openat(dirfd, rj_name(dirfd, j->path),
+                    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return 0;                       /* none: every leaf is read */
     }
-    return 0;
+    if (!fgets(line, sizeof(line), f))  /* the header: rjournal_load's */
+        goto done;
+    while (fgets(line, sizeof(line), f)) {
+        uint64_t o, l;
+        struct rjournal_leaf lf;
+        enum rj_kind kind = rj_line(line, size, &o, &l, &lf, NULL, &seen);
+        if (kind == RJ_STOP)
+            break;                                  /* invariant 2 */
+        if (kind != RJ_LEAF)
+            continue;
+        if (out->n == cap) {
+            if (cap >= 2 * nleaves)     /* repeats: enough is known */
+                break;
+            cap = cap ? 2 * cap : 256;
+            struct rjournal_leaf *nv = realloc(out->v, cap * sizeof(*nv));
+            if (!nv) {
+                df_io(err, j->path, ENOMEM, "cannot load");
+                goto out;
+            }
+            out->v = nv;
+        }
+        out->v[out->n++] = lf;
+    }
+done:
+    if (out->n)
+        qsort(out->v, out->n, sizeof(*out->v), rj_leaf_cmp);
+    /* Invariant 7: only leaves the loaded ranges cover whole, once. */
+    for (size_t i = 0; i < out->n; i++) {
+        uint64_t a = out->v[i].leaf * DIGEST_LEAF_SIZE;
+        uint64_t b = min_u64(a + DIGEST_LEAF_SIZE, size);
+        while (di < done->n && done->v[di].off + done->v[di].len <= a)
+            di++;
+        if (di == done->n || done->v[di].off > a ||
+            done->v[di].off + done->v[di].len < b ||
+            (k && out->v[k - 1].leaf == out->v[i].leaf))
+            continue;
+        out->v[k++] = out->v[i];
+    }
+    out->n = k;
+    ret = 0;
+out:
+    if (ret < 0)
+        rjournal_leaves_release(out);
+    fclose(f);
+    return ret;
+}
+
+void rjournal_leaves_release(struct rjournal_leaves *l)
+{
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
 }

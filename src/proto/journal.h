@@ -6,6 +6,9 @@
  *   diskferry-resume 2 size=<bytes> src=<16 hex> dev=<dec> ino=<dec>
  *   <off> <len>                   a range written and durable
  *   s <off> <len> <16 hex>        XXH64 of that block of the destination
+ *   h <leaf> <32 hex>             digest leaf hash (util/hash.h, xxh128)
+ *                                 of the DIGEST_LEAF_SIZE leaf number
+ *                                 <leaf>, written whole with data
  *   ...
  *
  * dev/ino name the destination file written (st_rdev for a device);
@@ -38,6 +41,12 @@
  *     caller checked (serve: inside --root), and a new one is created
  *     O_EXCL after removing the old name: a symlink planted at the
  *     journal's name is never followed.
+ *  7. A leaf hash ("h") is appended in the same commit as the range
+ *     that wrote the leaf, and is used only for a leaf that the loaded
+ *     ranges cover whole (rjournal_leaves): it says what the
+ *     destination holds there, as durable as the range.  A reader of
+ *     an older diskferry stops at the first "h" line (invariant 2) and
+ *     so merely resends what follows.
  */
 #ifndef DF_JOURNAL_H
 #define DF_JOURNAL_H
@@ -49,11 +58,14 @@
 #include "util/error.h"
 #include "util/extent.h"
 #include "util/file.h"
+#include "util/hash.h"
 
 #define RJOURNAL_MAX_PENDING 4096
 #define RJOURNAL_VERSION 2
 #define RJOURNAL_SAMPLES 16
 #define RJOURNAL_SAMPLE_LEN (64u << 10)
+#define RJOURNAL_HASH_ALG DIGEST_XXH128
+#define RJOURNAL_HASH_LEN 16
 
 struct rjournal_sample {
     uint64_t off, len, hash;
@@ -66,6 +78,16 @@ struct rjournal_info {
     struct rjournal_sample s[RJOURNAL_SAMPLES];
 };
 
+/* The leaf hashes of a journal (rjournal_leaves), ascending leaves. */
+struct rjournal_leaf {
+    uint64_t leaf;
+    uint8_t hash[RJOURNAL_HASH_LEN];
+};
+struct rjournal_leaves {
+    struct rjournal_leaf *v;
+    size_t n;
+};
+
 struct rjournal {
     int fd;
     int dst_fd;                     /* borrowed: samples are read here */
@@ -76,6 +98,8 @@ struct rjournal {
     uint64_t pend_len[RJOURNAL_MAX_PENDING];
     unsigned npend;
     uint64_t pend_bytes;
+    struct rjournal_leaves pend_h;  /* leaf hashes to commit */
+    size_t pend_hcap;
 };
 
 /* Where the journal of dst lives: next to a regular file, else in
@@ -110,28 +134,23 @@ int rjournal_open(struct rjournal *j, int dirfd, const char *path,
                   bool keep, struct df_error *err);
 /* [off, off+len) has been applied (not yet durable). */
 void rjournal_note(struct rjournal *j, uint64_t off, uint64_t len);
+/* The leaf number `leaf` (DIGEST_LEAF_SIZE bytes, the last one short)
+ * was written whole by ranges noted and has the digest leaf hash h in
+ * RJOURNAL_HASH_ALG: recorded at the next commit (dropped if memory is
+ * short: that leaf is then read to hash it). */
+void rjournal_note_leaf(struct rjournal *j, uint64_t leaf, const uint8_t *h);
 /* Must the caller flush and commit now (pending list full)? */
 bool rjournal_full(const struct rjournal *j);
 /* The destination is flushed: append the pending ranges durably. */
 int rjournal_commit(struct rjournal *j, struct df_error *err);
 void rjournal_close(struct rjournal *j);
+/* The leaf hashes of the open journal j of a size-byte destination
+ * whose leaves `done` (what rjournal_load gave) covers whole: 0 with
+ * out filled (release with rjournal_leaves_release), -1 with err. */
+int rjournal_leaves(const struct rjournal *j, uint64_t size,
+                    const struct extent_list *done,
+                    struct rjournal_leaves *out, struct df_error *err);
+void rjournal_leaves_release(struct rjournal_leaves *l);
 void rjournal_remove(struct rjournal *j);
-
-/*
- * The ranges a resumed copy skips, walked by a writer that delivers in
- * ascending order (sink.h contract 1): rskip_each() calls fn for each
- * piece of [off, off+len) not in done (buf, if not NULL, is the data of
- * [off, off+len)) and counts the rest in skipped.  done may be NULL.
- */
-struct rskip {
-    const struct extent_list *done;
-    size_t i;
-    uint64_t skipped;
-};
-typedef int (*rskip_fn)(void *ctx, uint64_t off, uint64_t len,
-                        const uint8_t *p, struct df_error *err);
-int rskip_each(struct rskip *k, uint64_t off, uint64_t len,
-               const uint8_t *buf, rskip_fn fn, void *ctx,
-               struct df_error *err);
 
 #endif

@@ -19,6 +19,7 @@ static const char *const msg_names[] = {
     [MSG_MAP_REQ] = "MAP_REQ",
     [MSG_MAP_REPLY] = "MAP_REPLY",
     [MSG_RESUME_RANGES] = "RESUME_RANGES",
+    [MSG_LEAF_HASHES] = "LEAF_HASHES",
     [MSG_WRITE] = "WRITE",
     [MSG_ZERO] = "ZERO",
     [MSG_TRIM] = "TRIM",
@@ -369,7 +370,7 @@ static void rd_ranges(struct msg_rd *r, struct msg *m, size_t rec)
     m->n = rd_u32(r, "range count");
     if (!r->bad && m->n > MSG_MAX_RANGES_PER_MSG)
         r->bad = "range count";
-    if (rec == 16)
+    if (rec != 17)
         m->last = rd_u8(r, "last flag") != 0;
     m->data = rd_take(r, (size_t)m->n * rec, "ranges");
     m->data_len = (size_t)m->n * rec;
@@ -479,6 +480,9 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         break;
     case MSG_RESUME_RANGES:
         rd_ranges(&r, m, 16);
+        break;
+    case MSG_LEAF_HASHES:
+        rd_ranges(&r, m, 24);
         break;
     case MSG_WRITE:
         m->seq = rd_u64(&r, "sequence");
@@ -594,6 +598,14 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         return df_net(err, peer, "protocol error: %s: %zu trailing bytes",
                       msg_type_name(type), r.len - r.pos);
     return 0;
+}
+
+void msg_leaf_hash(const struct msg *m, uint32_t i, uint64_t *leaf,
+                   uint8_t *hash)
+{
+    const uint8_t *p = m->data + (size_t)i * 24;
+    *leaf = get_le64(p);
+    memcpy(hash, p + 8, 16);
 }
 
 void msg_range(const struct msg *m, uint32_t i, uint64_t *off,

@@ -47,6 +47,8 @@
  *   MAP_REQ      off u64, len u64
  *   MAP_REPLY    n u32, n x (off u64, len u64, state u8)
  *   RESUME_RANGES  n u32, last u8, n x (off u64, len u64)
+ *   LEAF_HASHES  n u32, last u8, n x (leaf u64, xxh128 digest leaf hash
+ *                16 bytes): what the journal recorded (MSG_FEAT_LEAF_HASHES)
  *   WRITE        seq u64, off u64, comp u8, raw_len u32, data
  *   ZERO, TRIM   seq u64, off u64, len u64
  *   ACK          seq u64 (every data frame with seq < this is applied),
@@ -102,7 +104,8 @@
  *   (journal.h) beside the destination (a new file is written as
  *   .NAME.diskferry-partial and renamed when done).  To a remote host:
  *   OPEN_DST(OPEN_RESUME) is answered with OPENED_RESUMED + the
- *   journal's RESUME_RANGES and the client leaves them out.  From a
+ *   journal's RESUME_RANGES (and, with MSG_FEAT_LEAF_HASHES, its
+ *   LEAF_HASHES, at least one message) and the client leaves them out.  From a
  *   remote host: the client sends its journal's RESUME_RANGES before
  *   READ_STREAM and the server leaves them out.  Either way the digest
  *   covers the whole disk, and DONE removes the journal.
@@ -178,7 +181,8 @@ enum msg_type {
     MSG_ANSWER = 25,
     MSG_UNDO = 26,
     MSG_UNDONE = 27,
-    MSG_TYPE_MAX = 27,
+    MSG_LEAF_HASHES = 28,
+    MSG_TYPE_MAX = 28,
 };
 
 /* Feature bits in HELLO. */
@@ -199,8 +203,12 @@ enum msg_feature {
      * understands OPEN_FORCE_SHARE.  An older server does neither: the
      * client then never sends the flag (it would be refused). */
     MSG_FEAT_SRC_CHECK = 1u << 12,
+    /* A resumed OPEN_DST's RESUME_RANGES are followed by LEAF_HASHES
+     * (journal.h "h" lines).  Without it the client reads its kept
+     * leaves to hash them. */
+    MSG_FEAT_LEAF_HASHES = 1u << 13,
 };
-#define MSG_FEAT_ALL 0x1fffu
+#define MSG_FEAT_ALL 0x3fffu
 
 /* OPEN_DST / OPEN_SRC flags. */
 enum msg_open_flags {
@@ -303,6 +311,9 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
  * bytes), 0 at the end.  msg_decode() has checked every entry. */
 int msg_open_opt(const struct msg *m, size_t *pos, uint8_t *kind,
                  char *out);
+/* Record i of a LEAF_HASHES: the leaf number and its 16-byte hash. */
+void msg_leaf_hash(const struct msg *m, uint32_t i, uint64_t *leaf,
+                   uint8_t *hash);
 /* Record i of a MAP_REPLY (state != NULL) or RESUME_RANGES. */
 void msg_range(const struct msg *m, uint32_t i, uint64_t *off,
                uint64_t *len, uint8_t *state);

@@ -15,6 +15,7 @@
 #include <xxhash.h>
 
 #include "engine/apply.h"
+#include "engine/plan.h"
 #include "journal.h"
 #include "safety/safety.h"
 #include "sender.h"
@@ -22,6 +23,7 @@
 #include "transport/bwlimit.h"
 #include "transport/transport.h"
 #include "util/interrupt.h"
+#include "util/overflow.h"
 #include "util/progress.h"
 
 #define REMOTE_MAX_BLOCK (1u << 20)
@@ -38,7 +40,9 @@ struct remote {
     struct sender *snd;
     struct sink sink;
     struct extent_list done;    /* resume: ranges already there */
-    struct rskip skip;
+    struct resume_plan rp;      /* ... kept by the engine's plan */
+    struct rjournal_leaves leaves;  /* ... their leaf hashes */
+    uint64_t skipped_resumed;
 };
 
 uint64_t remote_src_id(const char *path, uint64_t size,
@@ -90,7 +94,6 @@ int remote_connect(const struct remote_opts *o, struct remote **out,
     r->o = *o;
     r->ssh.pid = -1;
     extent_list_init(&r->done, EXTENT_LIST_DEFAULT_CAP);
-    r->skip.done = &r->done;
     snprintf(r->name, sizeof(r->name), "%s:%s", o->host, o->path);
     comp_ctl_init(&r->ctl, o->comp, o->level);
     signal(SIGPIPE, SIG_IGN);
@@ -185,26 +188,11 @@ static int remote_ask(struct remote *r, const struct msg *m,
 
 /* ---- the remote sink ---- */
 
-static int remote_send_data(void *ctx, uint64_t off, uint64_t len,
-                            const uint8_t *p, struct df_error *err)
-{
-    struct remote *r = ctx;
-    return sender_write(r->snd, off, p, (size_t)len, err);
-}
-
-static int remote_send_zero(void *ctx, uint64_t off, uint64_t len,
-                            const uint8_t *p, struct df_error *err)
-{
-    struct remote *r = ctx;
-    (void)p;
-    return sender_zero(r->snd, MSG_ZERO, off, len, err);
-}
-
 static int remote_sink_write(struct sink *s, uint64_t off, const void *buf,
                              size_t len, struct df_error *err)
 {
     struct remote *r = s->priv;
-    if (rskip_each(&r->skip, off, len, buf, remote_send_data, r, err) < 0)
+    if (sender_write(r->snd, off, buf, len, err) < 0)
         return -1;
     s->bytes_written += len;
     s->bytes_wire = session_bytes_out(&r->s);
@@ -217,7 +205,7 @@ static int remote_sink_zero(struct sink *s, uint64_t off, uint64_t len,
     struct remote *r = s->priv;
     if (s->dst_is_zero)
         return 0;
-    if (rskip_each(&r->skip, off, len, NULL, remote_send_zero, r, err) < 0)
+    if (sender_zero(r->snd, MSG_ZERO, off, len, err) < 0)
         return -1;
     s->bytes_zeroed += len;
     return 0;
@@ -322,6 +310,41 @@ static int remote_recv_ranges(struct remote *r, struct df_error *err)
     }
 }
 
+/* LEAF_HASHES after RESUME_RANGES (MSG_FEAT_LEAF_HASHES): ascending
+ * leaves of the disk, each once. */
+static int remote_recv_leaves(struct remote *r, struct df_error *err)
+{
+    const uint64_t nleaves = div_round_up(r->sink.size, DIGEST_LEAF_SIZE);
+    struct rjournal_leaves *lv = &r->leaves;
+    for (;;) {
+        struct rx_frame *f;
+        if (session_expect(&r->s, MSG_LEAF_HASHES, &f, err) < 0)
+            return -1;
+        struct rjournal_leaf *nv = f->m.n
+            ? realloc(lv->v, (lv->n + f->m.n) * sizeof(*nv)) : lv->v;
+        if (f->m.n && !nv) {
+            rx_frame_free(f);
+            return df_net(err, r->s.peer, "out of memory");
+        }
+        lv->v = nv;
+        for (uint32_t i = 0; i < f->m.n; i++) {
+            struct rjournal_leaf *l = &lv->v[lv->n];
+            msg_leaf_hash(&f->m, i, &l->leaf, l->hash);
+            if (l->leaf >= nleaves ||
+                (lv->n && l->leaf <= lv->v[lv->n - 1].leaf)) {
+                rx_frame_free(f);
+                return df_net(err, r->s.peer, "protocol error: bad leaf "
+                              "hash");
+            }
+            lv->n++;
+        }
+        bool last = f->m.last;
+        rx_frame_free(f);
+        if (last)
+            return 0;
+    }
+}
+
 static int remote_data_channels(struct remote *r, struct df_error *err)
 {
     if (r->o.tcp && session_tcp_client(&r->s, r->o.host,
@@ -381,7 +404,11 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
     r->sink.size = size;
     r->sink.dst_is_zero = f->m.flags & OPENED_DST_IS_ZERO;
     snprintf(r->sink.name, sizeof(r->sink.name), "%s", r->name);
-    if ((f->m.flags & OPENED_RESUMED) && remote_recv_ranges(r, err) < 0)
+    if ((f->m.flags & OPENED_RESUMED) &&
+        (remote_recv_ranges(r, err) < 0 ||
+         ((r->s.features & MSG_FEAT_LEAF_HASHES) &&
+          remote_recv_leaves(r, err) < 0) ||
+         resume_plan_init(&r->rp, size, &r->done, err) < 0))
         goto out;
     if (r->o.dry_run) {             /* the server checked; nothing more */
         *out = &r->sink;
@@ -494,6 +521,25 @@ static int remote_send_skip(struct remote *r, const struct extent_list *l,
     return ret;
 }
 
+/*
+ * With a skip list (sorted, merged): [a, b) lies inside one of its
+ * ranges; *i is a cursor that only moves forward (the stream ascends).
+ * The server's plan keeps only whole leaves inside them, so what it
+ * leaves out of the stream must be there.
+ */
+static bool remote_held(const struct extent_list *skip, size_t *i,
+                        uint64_t a, uint64_t b)
+{
+    if (a >= b)
+        return true;
+    if (!skip)
+        return false;
+    while (*i < skip->n && skip->v[*i].off + skip->v[*i].len <= a)
+        (*i)++;
+    return *i < skip->n && skip->v[*i].off <= a &&
+           skip->v[*i].off + skip->v[*i].len >= b;
+}
+
 int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
                      const struct extent_list *skip,
                      const struct job_opts *opts, struct job_stats *st,
@@ -526,6 +572,7 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
     pg = progress_new(opts->title ? opts->title : "copy", dst->size,
                       opts->progress);
     uint64_t done = 0;
+    size_t si = 0;
     for (;;) {
         struct rx_frame *f;
         if (interrupt_check(err) < 0)   /* util/interrupt.h */
@@ -540,7 +587,7 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
         int w = 0;
         if (m->off < done || m->off > dst->size ||
             m->len > dst->size - m->off ||
-            (!(skip && skip->n) && m->off != done)) {
+            !remote_held(skip, &si, done, m->off)) {
             w = df_net(err, r->s.peer, "protocol error: %s at %llu, "
                        "expected %llu", msg_type_name(m->type),
                        (unsigned long long)m->off,
@@ -560,13 +607,13 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
         progress_update(pg, done, session_bytes_in(&r->s), 0);
     }
     uint64_t skipped = skip ? extent_list_bytes(skip, EXT_DATA) : 0;
-    if (ap.bytes + skipped != dst->size) {
+    if (!remote_held(skip, &si, done, dst->size)) {
         df_net(err, r->s.peer, "protocol error: stream ended with %llu of "
                "%llu bytes", (unsigned long long)(ap.bytes + skipped),
                (unsigned long long)dst->size);
         goto out;
     }
-    r->skip.skipped = skipped;
+    r->skipped_resumed = skipped;
     progress_finish(pg);
     st->disk_size = dst->size;
     st->src_digest.alg = (enum digest_alg)r->s.end.alg;
@@ -599,6 +646,25 @@ out:
     msg_buf_release(&b);
     free(dbuf);
     return ret;
+}
+
+const struct plan_inputs *remote_plan(struct remote *r,
+                                      const struct image *src)
+{
+    const struct plan_inputs *in = resume_plan_get(&r->rp);
+    r->skipped_resumed = in ? r->rp.kept : 0;
+    /* The journal's leaf hashes are of what the interrupted run wrote:
+     * they stand for the source's leaves only when the source provably
+     * did not change since.  A raw regular file does: the journal was
+     * accepted for our remote_src_id, which holds its device, inode,
+     * size, mtime and ctime (ns).  A device keeps its identity while
+     * written (an LV under a VM), a layered image's parents are not in
+     * the id: those are read to hash them, and a change shows in the
+     * verification as before. */
+    if (in && src->file.is_regular && !src->parent && !src->has_parent_ref &&
+        !strcmp(image_format_name(src), "raw"))
+        resume_plan_use_leaves(&r->rp, r->leaves.v, r->leaves.n);
+    return in;
 }
 
 int remote_done(struct remote *r, bool verified, struct df_error *err)
@@ -669,7 +735,7 @@ void remote_get_stats(const struct remote *r, struct remote_stats *st)
                          session_bytes_in(&r->s);
     st->raw_in = r->ctl.raw_in;
     st->comp_out = r->ctl.comp_out;
-    st->skipped_resumed = r->skip.skipped;
+    st->skipped_resumed = r->skipped_resumed;
     st->bytes_acked = r->snd ? sender_acked_bytes(r->snd) : 0;
     st->zstd_level_max = r->ctl.mode == COMPRESS_AUTO ||
                                  r->ctl.mode == COMPRESS_ZSTD
@@ -716,6 +782,8 @@ void remote_close(struct remote *r)
         if (r->ssh.wfd >= 0)
             close(r->ssh.wfd);
     }
+    resume_plan_release(&r->rp);
+    rjournal_leaves_release(&r->leaves);
     extent_list_release(&r->done);
     free(r);
 }

@@ -7,14 +7,15 @@
  * verifies against the digest the server computed as it read).
  *
  * Resume (local -> remote): with --resume the server answers OPEN_DST
- * with the ranges its journal holds; the remote sink drops writes and
- * zeros inside them (the engine still reads and hashes everything, so
- * the final verification covers the whole disk), and counts them as
+ * with the ranges its journal holds; they become the engine's plan
+ * (remote_plan(): engine/plan.h, resume_plan), so that only what is
+ * missing is read and sent (the digest still covers the whole disk:
+ * kept leaves are read only to hash them), and count as
  * skipped_resumed.
  * Resume (remote -> local): a new local file is written as
  * .NAME.diskferry-partial with a journal beside it (journal.h); with
- * --resume the journal's ranges are sent to the server, which drops
- * them from its stream.
+ * --resume the journal's ranges are sent to the server, whose engine
+ * copies with the same plan.
  */
 #ifndef DF_REMOTE_H
 #define DF_REMOTE_H
@@ -116,6 +117,14 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
  */
 int remote_undo(struct remote *r, const char *dst, struct undo_result *st,
                 struct df_error *err);
+/* After remote_open_dst: the plan of a resumed copy (job_opts.plan)
+ * of src when the server resumed its journal, else NULL.  Owned by r.
+ * The journal's leaf hashes (MSG_FEAT_LEAF_HASHES) spare reading the
+ * kept leaves for the digest only for a source provably unchanged since
+ * the interrupted run (a raw regular file: remote_src_id). */
+struct plan_inputs;
+const struct plan_inputs *remote_plan(struct remote *r,
+                                      const struct image *src);
 /* Tell the server the job is over (it removes its resume journal). */
 int remote_done(struct remote *r, bool verified, struct df_error *err);
 /* Prefer the remote's own ERROR over a local "connection closed". */

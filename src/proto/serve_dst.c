@@ -327,6 +327,38 @@ static int serve_send_ranges(struct serve *sv, const struct extent_list *l,
     return r;
 }
 
+/* LEAF_HASHES: the journal's leaf hashes of what it lists (at least
+ * one message, the last one flagged). */
+static int serve_send_leaves(struct serve *sv, uint64_t size,
+                             struct df_error *err)
+{
+    struct rjournal_leaves lv = {0};
+    struct msg_buf b;
+    int r = 0;
+    size_t i = 0;
+    if (sv->d.j.fd >= 0 &&
+        rjournal_leaves(&sv->d.j, size, &sv->d.done, &lv, err) < 0)
+        return -1;
+    msg_buf_init(&b);
+    do {
+        size_t n = lv.n - i;
+        if (n > MSG_MAX_RANGES_PER_MSG)
+            n = MSG_MAX_RANGES_PER_MSG;
+        msg_buf_reset(&b);
+        msg_put_u32(&b, (uint32_t)n);
+        msg_put_u8(&b, i + n == lv.n);
+        for (size_t k = i; k < i + n; k++) {
+            msg_put_u64(&b, lv.v[k].leaf);
+            msg_put_bytes(&b, lv.v[k].hash, RJOURNAL_HASH_LEN);
+        }
+        r = session_send(&sv->s, MSG_LEAF_HASHES, &b, err);
+        i += n;
+    } while (r == 0 && i < lv.n);
+    msg_buf_release(&b);
+    rjournal_leaves_release(&lv);
+    return r;
+}
+
 int serve_dst(struct serve *sv, const struct msg *open,
               struct df_error *err)
 {
@@ -348,6 +380,9 @@ int serve_dst(struct serve *sv, const struct msg *open,
         goto out;
     if (sv->d.resumed && serve_send_ranges(sv, &sv->d.done, err) < 0)
         goto out;
+    if (sv->d.resumed && (sv->s.features & MSG_FEAT_LEAF_HASHES) &&
+        serve_send_leaves(sv, open->size, err) < 0)
+        goto out;
     if (open->flags & OPEN_DRY_RUN) {
         ret = 0;
         goto out;
@@ -355,6 +390,7 @@ int serve_dst(struct serve *sv, const struct msg *open,
     if (session_start(&sv->s, err) < 0)
         goto out;
     apply_init(&sv->ap, sv->sink, sv->d.j.fd >= 0 ? &sv->d.j : NULL);
+    sv->ap.hash_leaves = sv->d.j.fd >= 0;
     if (pthread_create(&sv->applier, NULL, serve_applier, sv)) {
         df_net(err, "", "cannot start the applier thread");
         goto out;

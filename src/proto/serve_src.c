@@ -1,8 +1,10 @@
 /*
  * serve_src.c: the source side of serve (OPEN_SRC until DONE): the
  * engine reads the source here and a sink sends what it delivers
- * (through the ordered sender), leaving out what the client holds
- * already (RESUME_RANGES); MAP_REQ answers what is where.
+ * (through the ordered sender); what the client holds already
+ * (RESUME_RANGES) is the engine's plan (engine/plan.h, resume_plan):
+ * neither read nor sent, but to hash it for the digest.  MAP_REQ
+ * answers what is where.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -12,7 +14,7 @@
 
 #include "compress.h"
 #include "engine/job.h"
-#include "journal.h"
+#include "engine/plan.h"
 #include "safety/safety.h"
 #include "sender.h"
 #include "serve_int.h"
@@ -26,30 +28,21 @@
 
 struct serve_src_sink {
     struct sender *snd;
-    struct rskip skip;          /* ranges the client holds already */
 };
-
-static int serve_src_send(void *ctx, uint64_t off, uint64_t len,
-                          const uint8_t *p, struct df_error *err)
-{
-    struct serve_src_sink *ss = ctx;
-    return p ? sender_write(ss->snd, off, p, (size_t)len, err)
-             : sender_zero(ss->snd, MSG_ZERO, off, len, err);
-}
 
 static int serve_src_write(struct sink *s, uint64_t off, const void *buf,
                            size_t len, struct df_error *err)
 {
     struct serve_src_sink *ss = s->priv;
     s->bytes_written += len;
-    return rskip_each(&ss->skip, off, len, buf, serve_src_send, ss, err);
+    return sender_write(ss->snd, off, buf, len, err);
 }
 
 static int serve_src_zero(struct sink *s, uint64_t off, uint64_t len,
                           struct df_error *err)
 {
     struct serve_src_sink *ss = s->priv;
-    return rskip_each(&ss->skip, off, len, NULL, serve_src_send, ss, err);
+    return sender_zero(ss->snd, MSG_ZERO, off, len, err);
 }
 
 static int serve_src_finish(struct sink *s, struct df_error *err)
@@ -71,6 +64,28 @@ static const struct sink_ops serve_src_ops = {
     .free = serve_src_free,
 };
 
+/*
+ * Test hook (built only with meson -Dtesting=true): DF_TEST_SERVE_STATS
+ * names a file to which serve appends what its engine read for the
+ * stream ("bytes_read=N bytes_read_for_digest=M"): the client's report
+ * cannot show the far side's reads.
+ */
+static void serve_test_stats(const struct job_stats *st)
+{
+#ifdef DF_TESTING
+    const char *path = getenv("DF_TEST_SERVE_STATS");
+    FILE *f = path ? fopen(path, "ae") : NULL;
+    if (f) {
+        fprintf(f, "bytes_read=%llu bytes_read_for_digest=%llu\n",
+                (unsigned long long)st->bytes_read,
+                (unsigned long long)st->bytes_read_for_digest);
+        fclose(f);
+    }
+#else
+    (void)st;
+#endif
+}
+
 static int serve_read_stream(struct serve *sv, const struct msg *rs,
                              struct df_error *err)
 {
@@ -79,9 +94,11 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
     struct sink k = {0};
     struct job_opts jo;
     struct job_stats st;
+    struct resume_plan rp;
     struct msg_buf b;
     int ret = -1;
     msg_buf_init(&b);
+    memset(&rp, 0, sizeof(rp));
     enum comp_mode mode = rs->comp == COMP_NONE   ? COMPRESS_NONE
                           : rs->comp == COMP_ZSTD ? COMPRESS_ZSTD
                           : rs->comp == COMP_LZ4  ? COMPRESS_LZ4
@@ -98,7 +115,6 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
             sv->s.data_out[i]->bw = sv->s.bw;
     }
     unsigned cores = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-    ss.skip.done = &sv->client_done;
     ss.snd = sender_new(sv->s.data_out, sv->s.ndata, &ctl, cores,
                         SERVE_MAX_BLOCK, 0, err);
     if (!ss.snd)
@@ -113,9 +129,15 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
     job_opts_init(&jo);
     jo.verify = false;
     jo.threads = sv->o->threads;
+    /* --resume: the client's partial file holds client_done (its journal,
+     * re-checked there): only the rest is read and sent. */
+    if (resume_plan_init(&rp, k.size, &sv->client_done, err) < 0)
+        goto out;
+    jo.plan = resume_plan_get(&rp);
     memset(&st, 0, sizeof(st));
     if (engine_copy(sv->img, &k, &jo, &st, err) < 0)
         goto out;
+    serve_test_stats(&st);
     msg_enc_digest(&b, MSG_STREAM_END, sender_next_seq(ss.snd),
                    (uint8_t)st.src_digest.alg, st.src_digest.bytes,
                    (uint8_t)st.src_digest.len);
@@ -127,6 +149,7 @@ out:
     sv->s.ack_sender = NULL;
     pthread_mutex_unlock(&sv->s.lock);
     sender_free(ss.snd);
+    resume_plan_release(&rp);
     msg_buf_release(&b);
     return ret;
 }

@@ -157,6 +157,87 @@ static void test_apply_journal(void)
           r.finishes == 1);
 }
 
+/* Leaf hashes (apply.h, journal.h invariant 7): a leaf covered whole by
+ * contiguous ranges with data is hashed and recorded with its range;
+ * one with a gap, or only zeroed, is not; a hash whose leaf the loaded
+ * ranges do not cover whole, or on a torn line, is never used. */
+static void test_apply_leaf_hashes(void)
+{
+    const uint64_t L = DIGEST_LEAF_SIZE, size = 5 * L + 1000;
+    char jpath[] = "/tmp/test_apply_leavesXXXXXX";
+    char dpath[] = "/tmp/test_apply_ldstXXXXXX";
+    int jfd = mkstemp(jpath), dfd = mkstemp(dpath);
+    struct rec r = {.jpath = jpath};
+    struct sink k = {.ops = &rec_ops, .priv = &r, .size = size};
+    struct rjournal j;
+    struct rjournal_leaves lv;
+    struct apply a;
+    struct df_error err;
+    struct df_file dst;
+    struct extent_list done;
+    uint8_t *disk = malloc(size), h[DIGEST_MAX_LEN];
+    close(jfd);
+    close(dfd);
+    unlink(jpath);
+    CHECK(disk != NULL);
+    for (uint64_t i = 0; i < size; i++)
+        disk[i] = (uint8_t)(i * 7 + i / 251);
+    memset(disk + 2 * L, 0, L);
+    df_error_init(&err);
+    extent_list_init(&done, 100);
+    CHECK(df_file_open(&dst, dpath, O_RDWR, &err) == 0);
+    CHECK(rjournal_open(&j, AT_FDCWD, jpath, size, 7, &dst, false,
+                        &err) == 0);
+    apply_init(&a, &k, &j);
+    a.hash_leaves = true;
+    CHECK(apply_range(&a, 0, L + 100, disk, &err) == 0);     /* 0 whole */
+    CHECK(apply_range(&a, L + 100, L - 100, disk + L + 100, &err) == 0);
+    CHECK(apply_range(&a, 2 * L, L, NULL, &err) == 0);      /* zeroed */
+    CHECK(apply_range(&a, 3 * L + 10, L - 10, disk + 3 * L + 10,
+                      &err) == 0);                          /* a gap */
+    CHECK(apply_range(&a, 4 * L, L + 1000, disk + 4 * L, &err) == 0);
+    CHECK(apply_finish(&a, &err) == 0);
+    CHECK(rjournal_load(AT_FDCWD, jpath, size, 7, &done, NULL, &err) == 0);
+    CHECK(rjournal_leaves(&j, size, &done, &lv, &err) == 0);
+    const uint64_t want[] = {0, 1, 4, 5};
+    CHECK(lv.n == 4);
+    for (size_t i = 0; i < lv.n && i < 4; i++) {
+        uint64_t off = want[i] * L, len = size - off < L ? size - off : L;
+        digest_leaf(RJOURNAL_HASH_ALG, disk + off, (size_t)len, h);
+        CHECK(lv.v[i].leaf == want[i]);
+        CHECK(!memcmp(lv.v[i].hash, h, RJOURNAL_HASH_LEN));
+    }
+    rjournal_leaves_release(&lv);
+
+    /* Loaded ranges that cover leaf 1 only in part: its hash is not
+     * used; a torn line at the end is not read. */
+    extent_list_clear(&done);
+    CHECK(extent_list_append(&done, 0, L + 5, EXT_DATA, "t", &err) == 0);
+    FILE *f = fopen(jpath, "a");
+    CHECK(f != NULL);
+    fputs("h 2 00112233445566778899aabbccddeeff\nh 3 0011", f);
+    fclose(f);
+    CHECK(rjournal_leaves(&j, size, &done, &lv, &err) == 0);
+    CHECK(lv.n == 1 && lv.v[0].leaf == 0);
+    rjournal_leaves_release(&lv);
+    extent_list_clear(&done);
+    CHECK(extent_list_append(&done, 0, size, EXT_DATA, "t", &err) == 0);
+    CHECK(rjournal_leaves(&j, size, &done, &lv, &err) == 0);
+    CHECK(lv.n == 5 && lv.v[2].leaf == 2 && lv.v[3].leaf == 4);
+    rjournal_leaves_release(&lv);
+    /* the ranges still load past the hash lines */
+    extent_list_clear(&done);
+    CHECK(rjournal_load(AT_FDCWD, jpath, size, 7, &done, NULL, &err) == 0);
+    CHECK(extent_list_bytes(&done, EXT_DATA) == size - 10);
+
+    rjournal_close(&j);
+    df_file_close(&dst);
+    extent_list_release(&done);
+    free(disk);
+    unlink(jpath);
+    unlink(dpath);
+}
+
 static void test_verify_sink(void)
 {
     struct rec r = {.digest = 5};
@@ -189,6 +270,7 @@ static void test_verify_sink(void)
 int main(void)
 {
     test_apply_journal();
+    test_apply_leaf_hashes();
     test_verify_sink();
     return test_result("apply");
 }

@@ -506,6 +506,33 @@ static void test_plans(void)
     o.plan = NULL;
     df_error_init(&err);
 
+    /* A change source never keeps ranges of a new (all zero)
+     * destination: refused before anything is read or delivered.  A
+     * used map alone may (free blocks stay zero). */
+    {
+        struct extent_list done;
+        struct resume_plan rp;
+        extent_list_init(&done, 4);
+        CHECK(extent_list_append(&done, 0, 4 * LEAF, EXT_DATA, "t",
+                                 &err) == 0);
+        CHECK(resume_plan_init(&rp, size, &done, &err) == 0);
+        CHECK(resume_plan_get(&rp) != NULL && rp.kept == 4 * LEAF);
+        struct sink zs = { .ops = &rec_ops, .priv = &r, .size = size,
+                           .dst_is_zero = true };
+        o.plan = resume_plan_get(&rp);
+        memset(&st, 0, sizeof(st));
+        CHECK(engine_copy(img, &zs, &o, &st, &err) == -1);
+        CHECK(err.cat == DF_REFUSED && strstr(err.msg, "new destination"));
+        CHECK(r.written == 0 && r.zeroed == 0 && st.bytes_read == 0);
+        o.plan = NULL;
+        df_error_init(&err);
+        resume_plan_release(&rp);
+        CHECK(resume_plan_init(&rp, size, NULL, &err) == 0);
+        CHECK(resume_plan_get(&rp) == NULL);
+        resume_plan_release(&rp);
+        extent_list_release(&done);
+    }
+
     /* Random change lists (one to three sources), used maps, threads
      * and units, against the brute force of run_plan_case. */
     for (unsigned t = 0; t < 200; t++) {

@@ -100,6 +100,28 @@ static void test_roundtrip(void)
     msg_put_u32(&b, 1000);
     msg_put_u8(&b, 1);
     CHECK(dec(MSG_RESUME_RANGES, &b) < 0);
+    CHECK(dec(MSG_LEAF_HASHES, &b) < 0);
+
+    /* LEAF_HASHES: n records of leaf u64 + 16 bytes, the last flag */
+    {
+        uint8_t h[16], got[16];
+        uint64_t leaf;
+        for (unsigned i = 0; i < 16; i++)
+            h[i] = (uint8_t)(i * 17);
+        msg_buf_reset(&b);
+        msg_put_u32(&b, 2);
+        msg_put_u8(&b, 1);
+        msg_put_u64(&b, 3);
+        msg_put_bytes(&b, h, 16);
+        msg_put_u64(&b, 9);
+        msg_put_bytes(&b, h, 16);
+        CHECK(dec(MSG_LEAF_HASHES, &b) == 0 && m.n == 2 && m.last);
+        msg_leaf_hash(&m, 1, &leaf, got);
+        CHECK(leaf == 9 && !memcmp(got, h, 16));
+        b.len--;                        /* one byte short */
+        CHECK(dec(MSG_LEAF_HASHES, &b) < 0);
+        CHECK(!strcmp(msg_type_name(MSG_LEAF_HASHES), "LEAF_HASHES"));
+    }
 
     /* error message travels with its category */
     df_error_init(&err);

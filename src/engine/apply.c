@@ -95,6 +95,9 @@ int apply_range(struct apply *a, uint64_t off, uint64_t len,
                 const void *data, struct df_error *err)
 {
     struct sink *k = a->sink;
+    /* journal.h invariant 8: the mark goes ahead of the writes */
+    if (a->j && rjournal_reserve(a->j, off + len, err) < 0)
+        return -1;
     if (data ? k->ops->write(k, off, data, (size_t)len, err)
              : k->ops->zero(k, off, len, err))
         return -1;

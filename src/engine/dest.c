@@ -370,7 +370,8 @@ static int dest_open_replace(struct dest *d, const struct dest_opts *o,
  * guard every range checked to read as zeros before it is written. */
 static int dest_in_place(struct dest *d, const struct dest_opts *o,
                          uint64_t orig_size, uint64_t need, bool need_known,
-                         bool guard, struct df_error *err)
+                         bool guard, uint64_t guard_from,
+                         struct df_error *err)
 {
     if (safety_claim(&d->img->file, &d->claim_fd, err) < 0 ||
         (need_known && dest_grow(d->img, need, d->path, err) < 0))
@@ -382,7 +383,8 @@ static int dest_in_place(struct dest *d, const struct dest_opts *o,
         d->sink = undo_sink_wrap(d->sink, d->img, orig_size, d->path,
                                  o->undo, err);
     if (d->sink && guard)
-        d->sink = sink_guard_wrap(d->sink, d->img, true, err);
+        d->sink = sink_guard_wrap_from(d->sink, d->img, true, guard_from,
+                                       err);
     return d->sink ? 0 : -1;
 }
 
@@ -414,7 +416,7 @@ static int dest_open_existing(struct dest *d, const struct dest_opts *o,
             d->sink = sink_guard_wrap(d->sink, d->img, false, err);
         return d->sink ? 0 : -1;
     }
-    return dest_in_place(d, o, orig_size, need, need_known, guard, err);
+    return dest_in_place(d, o, orig_size, need, need_known, guard, 0, err);
 }
 
 int dest_open(struct dest *d, const struct dest_opts *o, const char *path,
@@ -555,12 +557,19 @@ static int dest_open_session_existing(struct dest *d,
     /* Without --overwrite the whole destination must read as zeros, as
      * for a local copy (dest_open_existing).  Resuming, what the last
      * run wrote after its last commit is ours but listed nowhere: the
-     * checks above are what a resume gets. */
-    bool guard = !o->overwrite && orig_size > 0 && !d->resumed;
-    if (dest_in_place(d, o, orig_size, size, true, guard, err) < 0)
+     * guard starts at the journal's mark, past which nothing was
+     * written (journal.h invariant 8); a journal without one (an older
+     * diskferry's) gets the checks above only. */
+    bool guard = !o->overwrite && orig_size > 0 &&
+                 (!d->resumed || ji.has_hw);
+    if (dest_in_place(d, o, orig_size, size, true, guard,
+                      d->resumed ? ji.hw : 0, err) < 0 ||
+        rjournal_open(&d->j, jdir, jpath, size, src_id, &d->img->file,
+                      d->resumed, err) < 0)
         return -1;
-    return rjournal_open(&d->j, jdir, jpath, size, src_id, &d->img->file,
-                         d->resumed, err);
+    if (d->resumed && ji.has_hw)
+        d->j.hw = ji.hw;
+    return 0;
 }
 
 int dest_open_session(struct dest *d, const struct dest_opts *o,

@@ -269,6 +269,13 @@ void sink_free(struct sink *s);
  */
 struct sink *sink_guard_wrap(struct sink *inner, struct image *dst,
                              bool rollback, struct df_error *err);
+/* As sink_guard_wrap, checking only from `from` on: a resumed copy's
+ * destination, below whose journal mark the interrupted run may have
+ * written (journal.h invariant 8).  Ranges below are written as they
+ * come and never zeroed back. */
+struct sink *sink_guard_wrap_from(struct sink *inner, struct image *dst,
+                                  bool rollback, uint64_t from,
+                                  struct df_error *err);
 /* The guard's check in one pass, for a dry run that writes nowhere
  * near dst (a remote host's): 0 when [0, len) of dst reads as zeros,
  * else -1: DF_REFUSED naming the offset (as the guard's dry run does),

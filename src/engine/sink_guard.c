@@ -49,6 +49,7 @@ struct guard {
     struct sink_ops ops;        /* guard_ops, digest only if inner has */
     struct image *dst;          /* read; zeroed back when tripped */
     bool rollback;              /* inner writes (false: a dry run) */
+    uint64_t from;              /* ranges below are not checked */
     pthread_mutex_t lock;
     pthread_cond_t cond;        /* busy fell, or settled */
     unsigned busy;
@@ -287,7 +288,10 @@ static int guard_begin(struct guard *g, uint64_t off, uint64_t len,
     uint64_t at = 0;
     if (guard_enter(g, err) < 0)
         return -1;
-    int r = guard_scan(g, off, len, &at, err);
+    uint64_t end = off + len;
+    int r = end <= g->from ? 0
+                           : guard_scan(g, max_u64(off, g->from),
+                                        end - max_u64(off, g->from), &at, err);
     if (r > 0)
         return guard_trip(g, at, err);
     if (r < 0)
@@ -302,8 +306,10 @@ static int guard_write(struct sink *s, uint64_t off, const void *buf,
     if (guard_begin(g, off, len, err) < 0)
         return -1;
     int r = g->inner->ops->write(g->inner, off, buf, len, err);
-    if (r == 0 && g->rollback)
-        r = guard_note(g, off, len, err);
+    /* what was checked is what may be zeroed back */
+    if (r == 0 && g->rollback && off + len > g->from)
+        r = guard_note(g, max_u64(off, g->from),
+                       off + len - max_u64(off, g->from), err);
     if (r == 0)
         __atomic_fetch_add(&s->bytes_written, len, __ATOMIC_RELAXED);
     guard_leave(g);
@@ -320,7 +326,7 @@ static int guard_zero(struct sink *s, uint64_t off, uint64_t len,
     /* All zero already: nothing to write, unless it runs past the end
      * (the inner sink says so) or nothing is written anyway (a dry run
      * shows its plan). */
-    if (!g->rollback || off + len > g->dst->size)
+    if (!g->rollback || off + len > g->dst->size || off < g->from)
         r = g->inner->ops->zero(g->inner, off, len, err);
     guard_leave(g);
     return r;
@@ -401,6 +407,13 @@ int guard_check_empty(struct image *dst, uint64_t len, const char *name,
 struct sink *sink_guard_wrap(struct sink *inner, struct image *dst,
                              bool rollback, struct df_error *err)
 {
+    return sink_guard_wrap_from(inner, dst, rollback, 0, err);
+}
+
+struct sink *sink_guard_wrap_from(struct sink *inner, struct image *dst,
+                                  bool rollback, uint64_t from,
+                                  struct df_error *err)
+{
     struct sink *s = calloc(1, sizeof(*s));
     struct guard *g = calloc(1, sizeof(*g));
     if (!s || !g) {
@@ -413,6 +426,7 @@ struct sink *sink_guard_wrap(struct sink *inner, struct image *dst,
     g->inner = inner;
     g->dst = dst;
     g->rollback = rollback;
+    g->from = from;
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
     g->ops = guard_ops;

@@ -64,7 +64,7 @@ static bool rj_sample(const char *line, uint64_t size,
     return true;
 }
 
-enum rj_kind { RJ_STOP, RJ_RANGE, RJ_SAMPLE, RJ_LEAF };
+enum rj_kind { RJ_STOP, RJ_RANGE, RJ_SAMPLE, RJ_LEAF, RJ_HW };
 
 /* A hex digit's value, or -1. */
 static int rj_hex(char c)
@@ -74,8 +74,8 @@ static int rj_hex(char c)
 }
 
 /*
- * One line after the header: a range (o, l), a sample (into info, may
- * be NULL), a leaf hash (leaf number in o, the hash in lf), or RJ_STOP
+ * One line after the header: a range (o, l), a sample or a high-water
+ * mark (into info, may be NULL), a leaf hash (leaf number in o, the hash in lf), or RJ_STOP
  * at the first line that does not parse (invariant 2).
  */
 static enum rj_kind rj_line(const char *line, uint64_t size, uint64_t *o,
@@ -88,6 +88,17 @@ static enum rj_kind rj_line(const char *line, uint64_t size, uint64_t *o,
         return RJ_STOP;
     if (line[0] == 's')
         return rj_sample(line, size, info, seen) ? RJ_SAMPLE : RJ_STOP;
+    if (line[0] == 'w') {
+        if (sscanf(line, "w %llu%c", &a, &tail) != 2 || tail != '\n' ||
+            a > size)
+            return RJ_STOP;
+        if (info) {
+            info->has_hw = true;
+            if (a > info->hw)
+                info->hw = a;
+        }
+        return RJ_HW;
+    }
     if (line[0] == 'h') {
         if (sscanf(line, "h %llu %32[0-9a-f]%c", &a, hex, &tail) != 3 ||
             tail != '\n' || strlen(hex) != 2 * RJOURNAL_HASH_LEN ||
@@ -248,6 +259,7 @@ int rjournal_open(struct rjournal *j, int dirfd, const char *path,
 {
     memset(j, 0, sizeof(*j));
     j->fd = -1;
+    j->size = size;
     j->dst_fd = dst->fd;
     j->dirfd = AT_FDCWD;
     snprintf(j->path, sizeof(j->path), "%s", path);
@@ -321,6 +333,22 @@ void rjournal_note_leaf(struct rjournal *j, uint64_t leaf, const uint8_t *h)
     }
     p->v[p->n].leaf = leaf;
     memcpy(p->v[p->n++].hash, h, RJOURNAL_HASH_LEN);
+}
+
+int rjournal_reserve(struct rjournal *j, uint64_t end, struct df_error *err)
+{
+    char line[32];
+    if (j->fd < 0 || end <= j->hw)
+        return 0;
+    uint64_t hw = min_u64(j->size, max_u64(end, j->hw) + RJOURNAL_HW_STEP);
+    if (hw < end)
+        return df_io(err, j->path, EINVAL, "write at %" PRIu64 " past the "
+                     "journaled size %" PRIu64, end, j->size);
+    int n = snprintf(line, sizeof(line), "w %" PRIu64 "\n", hw);
+    if (write(j->fd, line, (size_t)n) != n || fdatasync(j->fd) < 0)
+        return df_io(err, j->path, errno, "cannot write the resume journal");
+    j->hw = hw;
+    return 0;
 }
 
 bool rjournal_full(const struct rjournal *j)

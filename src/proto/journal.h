@@ -9,6 +9,8 @@
  *   h <leaf> <32 hex>             digest leaf hash (util/hash.h, xxh128)
  *                                 of the DIGEST_LEAF_SIZE leaf number
  *                                 <leaf>, written whole with data
+ *   w <end>                       nothing at or past <end> has been
+ *                                 written yet (the high-water mark)
  *   ...
  *
  * dev/ino name the destination file written (st_rdev for a device);
@@ -47,6 +49,12 @@
  *     destination holds there, as durable as the range.  A reader of
  *     an older diskferry stops at the first "h" line (invariant 2) and
  *     so merely resends what follows.
+ *  8. Nothing is written at or past the last "w" mark: a write that
+ *     would is preceded by a new mark, durable first (rjournal_reserve).
+ *     Resuming, a destination written without --overwrite is guarded
+ *     again from the mark on (sink_guard_wrap_from): below it, what is
+ *     not listed may be the interrupted run's own uncommitted writes;
+ *     past it, anything but zeros is somebody else's data.
  */
 #ifndef DF_JOURNAL_H
 #define DF_JOURNAL_H
@@ -66,6 +74,7 @@
 #define RJOURNAL_SAMPLE_LEN (64u << 10)
 #define RJOURNAL_HASH_ALG DIGEST_XXH128
 #define RJOURNAL_HASH_LEN 16
+#define RJOURNAL_HW_STEP (256ull << 20)   /* a "w" mark every 256 MiB */
 
 struct rjournal_sample {
     uint64_t off, len, hash;
@@ -74,6 +83,8 @@ struct rjournal_sample {
 /* What a loaded journal says about the destination it was written to. */
 struct rjournal_info {
     uint64_t dev, ino;
+    bool has_hw;                    /* a "w" mark was read */
+    uint64_t hw;                    /* the highest one */
     unsigned nsamples;              /* the last ones, oldest first */
     struct rjournal_sample s[RJOURNAL_SAMPLES];
 };
@@ -99,6 +110,8 @@ struct rjournal {
     unsigned npend;
     uint64_t pend_bytes;
     struct rjournal_leaves pend_h;  /* leaf hashes to commit */
+    uint64_t hw;                    /* the durable "w" mark (0: none) */
+    uint64_t size;                  /* of the destination journaled */
     size_t pend_hcap;
 };
 
@@ -139,6 +152,10 @@ void rjournal_note(struct rjournal *j, uint64_t off, uint64_t len);
  * RJOURNAL_HASH_ALG: recorded at the next commit (dropped if memory is
  * short: that leaf is then read to hash it). */
 void rjournal_note_leaf(struct rjournal *j, uint64_t leaf, const uint8_t *h);
+/* Before writing below end: 0 when the durable mark covers it, else a
+ * new mark past it (at most the journal's size) is appended and
+ * fdatasync'ed first (invariant 8); -1 with err. */
+int rjournal_reserve(struct rjournal *j, uint64_t end, struct df_error *err);
 /* Must the caller flush and commit now (pending list full)? */
 bool rjournal_full(const struct rjournal *j);
 /* The destination is flushed: append the pending ranges durably. */

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import DISKFERRY, df, sh, sha256_file, files_equal, \
+from conftest import DISKFERRY, df, sh, sha256_file, files_equal, write_at, \
     loop_device, qemu_raw, signal_and_wait
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -313,8 +313,9 @@ def serve_pid(client_pid):
 def wait_for_journal(jpath, timeout=20):
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if os.path.exists(jpath) and \
-                len(open(jpath).read().splitlines()) >= 2:
+        # a range committed (a line of two numbers), not just a mark
+        if os.path.exists(jpath) and any(
+                l[:1].isdigit() for l in open(jpath).read().splitlines()[1:]):
             return True
         time.sleep(0.1)
     return False
@@ -448,6 +449,43 @@ def test_resume_of_a_zeroed_destination_needs_no_overwrite(tmp_path):
     interrupt_push(src, dst)
     r = report(rdf("copy", "--json", "--resume", src, "localhost:%s" % dst))
     assert r["verified"] and r["skipped"]["resumed"] > 0
+    assert files_equal(src, dst)
+
+
+def test_resume_guards_past_the_journal_mark(tmp_path):
+    """A resumed copy without --overwrite is guarded again past the
+    journal's high-water mark (journal.h invariant 8): data that
+    appeared there since the interruption is refused, not zeroed (was:
+    a resume got only the sampled check, and the zero runs of the
+    source wiped the byte, exit 0)."""
+    src = tmp_path / "src.img"
+    with open(src, "wb") as f:
+        f.write(os.urandom(24 << 20))
+        f.truncate(512 << 20)
+    dst = tmp_path / "dst.img"
+    with open(dst, "wb") as f:      # written zeros: no hole tells it apart
+        for _ in range(512):
+            f.write(bytes(1 << 20))
+    jpath = interrupt_push(src, dst)
+    marks = [int(l.split()[1]) for l in open(jpath).read().splitlines()
+             if l.startswith("w ")]
+    assert marks and max(marks) < 500 << 20, marks
+    at = (500 << 20) + 12345
+    write_at(dst, at, b"x")
+    p = rdf("copy", "--resume", src, "localhost:%s" % dst)
+    assert p.returncode == 3, p.stderr
+    assert ("refusing to write: holds data at offset %d (found while "
+            "copying" % at).encode() in p.stderr, p.stderr
+    # below the mark the resumed copy went on (its own ranges); past it
+    # nothing was written: zeros and the byte that was found
+    hw = max(marks)
+    with open(dst, "rb") as f:
+        f.seek(hw)
+        tail = f.read()
+    assert tail == bytes(at - hw) + b"x" + bytes(len(tail) - (at - hw) - 1)
+    r = report(rdf("copy", "--json", "--resume", "--overwrite", src,
+                   "localhost:%s" % dst))
+    assert r["verified"]
     assert files_equal(src, dst)
 
 

@@ -142,13 +142,11 @@ static int job_dst_open_remote(const struct job_spec *spec,
     uint64_t size;
     bool created = false;
 
-    if (!source_size(src, &size))
-        return df_usage(err, "a stream on stdin cannot go to a remote host "
-                        "yet: give a file or device as SRC");
+    bool known = source_size(src, &size);
     o.format = spec->out_format;
     if (remote_connect(&o, &jd->r, err) < 0 ||
-        remote_open_dst(jd->r, size, source_id(src), &jd->sink, &created,
-                        err) < 0)
+        remote_open_dst(jd->r, known ? size : REMOTE_SIZE_UNKNOWN,
+                        source_id(src), &jd->sink, &created, err) < 0)
         return -1;
     if (spec->undo && created) {
         struct dest_opts dopts;

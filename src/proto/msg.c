@@ -20,6 +20,7 @@ static const char *const msg_names[] = {
     [MSG_MAP_REPLY] = "MAP_REPLY",
     [MSG_RESUME_RANGES] = "RESUME_RANGES",
     [MSG_LEAF_HASHES] = "LEAF_HASHES",
+    [MSG_SET_SIZE] = "SET_SIZE",
     [MSG_WRITE] = "WRITE",
     [MSG_ZERO] = "ZERO",
     [MSG_TRIM] = "TRIM",
@@ -520,6 +521,9 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         break;
     case MSG_FLUSH:
         m->seq = rd_u64(&r, "sequence");
+        break;
+    case MSG_SET_SIZE:
+        m->size = rd_u64(&r, "size");
         break;
     case MSG_FLUSHED:
         break;

@@ -54,6 +54,8 @@
  *   ACK          seq u64 (every data frame with seq < this is applied),
  *                bytes u64 (payload bytes applied)
  *   FLUSH        seq u64 (= number of data frames sent before it)
+ *   SET_SIZE     size u64: the stream's end (OPEN_SIZE_UNKNOWN), before
+ *                the FLUSH that ends the data
  *   FLUSHED      (empty)
  *   DIGEST_REQ   alg u8, threads u32, size u64
  *   DIGEST       alg u8, len u8, bytes[len]
@@ -182,7 +184,8 @@ enum msg_type {
     MSG_UNDO = 26,
     MSG_UNDONE = 27,
     MSG_LEAF_HASHES = 28,
-    MSG_TYPE_MAX = 28,
+    MSG_SET_SIZE = 29,
+    MSG_TYPE_MAX = 29,
 };
 
 /* Feature bits in HELLO. */
@@ -207,8 +210,11 @@ enum msg_feature {
      * (journal.h "h" lines).  Without it the client reads its kept
      * leaves to hash them. */
     MSG_FEAT_LEAF_HASHES = 1u << 13,
+    /* OPEN_SIZE_UNKNOWN and SET_SIZE: a stream whose size is known at
+     * its end can be written (a new raw or qcow2 file, or in place). */
+    MSG_FEAT_STREAM_DST = 1u << 14,
 };
-#define MSG_FEAT_ALL 0x3fffu
+#define MSG_FEAT_ALL 0x7fffu
 
 /* OPEN_DST / OPEN_SRC flags. */
 enum msg_open_flags {
@@ -219,8 +225,11 @@ enum msg_open_flags {
     OPEN_FORCE_SHARE = 1u << 4, /* OPEN_SRC: read it even if in use
                                    (only with MSG_FEAT_SRC_CHECK) */
     OPEN_ASK = 1u << 5,         /* ask the client before overwriting */
+    OPEN_SIZE_UNKNOWN = 1u << 6, /* OPEN_DST: a stream; size 0, the real
+                                    one comes in SET_SIZE before the last
+                                    FLUSH (MSG_FEAT_STREAM_DST) */
 };
-#define OPEN_FLAGS_ALL 0x3fu
+#define OPEN_FLAGS_ALL 0x7fu
 
 /* Kinds in the options tail of OPEN_DST / OPEN_SRC. */
 enum msg_open_opt {

@@ -43,6 +43,7 @@ struct remote {
     struct resume_plan rp;      /* ... kept by the engine's plan */
     struct rjournal_leaves leaves;  /* ... their leaf hashes */
     uint64_t skipped_resumed;
+    bool size_unknown;          /* a stream: SET_SIZE at finish */
 };
 
 uint64_t remote_src_id(const char *path, uint64_t size,
@@ -220,6 +221,13 @@ static int remote_sink_finish(struct sink *s, struct df_error *err)
     msg_buf_init(&b);
     if (sender_drain(r->snd, err) < 0)
         goto out;
+    if (r->size_unknown) {          /* the stream's end: its size */
+        msg_enc_u64(&b, s->size);
+        if (session_send(&r->s, MSG_SET_SIZE, &b, err) < 0)
+            goto out;
+        msg_buf_release(&b);
+        msg_buf_init(&b);
+    }
     msg_enc_u64(&b, sender_next_seq(r->snd));
     if (session_send(&r->s, MSG_FLUSH, &b, err) < 0 ||
         session_expect(&r->s, MSG_FLUSHED, &f, err) < 0)
@@ -362,6 +370,22 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
     int ret = -1;
     uint32_t flags = OPEN_CREATE;
     msg_buf_init(&b);
+    if (size == REMOTE_SIZE_UNKNOWN) {
+        /* a stream: its size is known at its end (SET_SIZE) */
+        if (!(r->s.features & MSG_FEAT_STREAM_DST)) {
+            df_usage(err, "the remote diskferry cannot take a stream (an "
+                     "older version): update it, or give a file or "
+                     "device as SRC");
+            goto out;
+        }
+        if (r->o.resume) {
+            df_usage(err, "--resume: a stream on stdin cannot resume");
+            goto out;
+        }
+        flags |= OPEN_SIZE_UNKNOWN;
+        size = 0;
+        r->size_unknown = true;
+    }
     if (r->o.overwrite)
         flags |= OPEN_OVERWRITE;
     if (r->o.resume)

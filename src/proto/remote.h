@@ -84,7 +84,10 @@ uint64_t remote_src_id(const char *path, uint64_t size,
 
 int remote_connect(const struct remote_opts *o, struct remote **out,
                    struct df_error *err);
-/* Open the remote destination (size bytes) and return a sink for the
+/* A stream's size, known at its end (remote_open_dst). */
+#define REMOTE_SIZE_UNKNOWN UINT64_MAX
+/* Open the remote destination (size bytes; REMOTE_SIZE_UNKNOWN: a
+ * stream, whose size the sink sends at finish) and return a sink for the
  * engine (owned by r: do not free).  src_id identifies the source for
  * the resume journal.  With o->ask, the server's question is asked
  * here (on stderr, answered on stdin); *created (may be NULL) says the

@@ -144,9 +144,19 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         close(dirfd);
         return df_io(err, sv->path, ENOENT, "cannot open");
     }
-    if (dest_open_session(&sv->d, &o, sv->path, dirfd, m->size, m->src_id,
-                          m->flags & OPEN_RESUME, err) < 0)
+    if (m->flags & OPEN_SIZE_UNKNOWN) {
+        /* a stream: no journal (it cannot resume), the size at its end */
+        sv->size_unknown = true;
+        if (m->flags & OPEN_RESUME)
+            return df_usage(err, "--resume: a stream cannot resume");
+        sv->d.dirfd = dirfd;
+        if (dest_open(&sv->d, &o, sv->path, NULL, 0, false, err) < 0)
+            return -1;
+    } else if (dest_open_session(&sv->d, &o, sv->path, dirfd, m->size,
+                                 m->src_id, m->flags & OPEN_RESUME,
+                                 err) < 0) {
         return -1;
+    }
     sv->sink = sv->d.sink;
     return 0;
 }
@@ -160,7 +170,10 @@ static int serve_apply(struct serve *sv, struct comp_worker *cw,
     const struct msg *m = &f->m;
     const void *p = NULL;
     struct sink *k = sv->sink;
-    if (m->off > k->size || m->len > k->size - m->off)
+    /* A stream's end is not known: the sink refuses what runs past a
+     * destination of fixed size, naming it ("the stream is longer"). */
+    if (!sv->size_unknown &&
+        (m->off > k->size || m->len > k->size - m->off))
         return df_net(err, sv->s.peer, "protocol error: %s [%llu, +%llu) "
                       "past the end of the destination (%llu)",
                       msg_type_name(m->type), (unsigned long long)m->off,
@@ -258,6 +271,8 @@ static int serve_flush(struct serve *sv, uint64_t seq, struct df_error *err)
         return -1;
     }
     pthread_mutex_lock(&sv->sink_lock);
+    if (sv->have_final_size)            /* a stream's end (SET_SIZE) */
+        sv->sink->size = sv->final_size;
     int r = apply_finish(&sv->ap, err);
     pthread_mutex_unlock(&sv->sink_lock);
     return r;
@@ -293,8 +308,25 @@ static int serve_on_flush(struct serve *sv, const struct msg *m,
            session_send(&sv->s, MSG_FLUSHED, NULL, err) < 0 ? -1 : 0;
 }
 
+/* SET_SIZE: the stream ended at size bytes; the FLUSH that follows
+ * gives the destination that size. */
+static int serve_on_set_size(struct serve *sv, const struct msg *m,
+                             struct df_error *err)
+{
+    if (!sv->size_unknown || sv->have_final_size)
+        return df_net(err, sv->s.peer, "protocol error: unexpected "
+                      "SET_SIZE");
+    if (m->size > IMAGE_STREAM_MAX_SIZE)
+        return df_net(err, sv->s.peer, "protocol error: SET_SIZE of %llu "
+                      "bytes", (unsigned long long)m->size);
+    sv->final_size = m->size;
+    sv->have_final_size = true;
+    return 0;
+}
+
 static const struct serve_handler serve_dst_handlers[] = {
     {MSG_FLUSH, serve_on_flush},
+    {MSG_SET_SIZE, serve_on_set_size},
     {MSG_DIGEST_REQ, serve_digest},
     {0, NULL},
 };
@@ -369,8 +401,9 @@ int serve_dst(struct serve *sv, const struct msg *open,
         goto out;
     /* Created here, the destination reads as zeros: the client sends
      * no zero runs. */
-    bool dst_is_zero = sv->sink && sv->d.img && sv->d.partial &&
-                       !sv->d.resumed;
+    bool dst_is_zero = sv->sink && sv->d.img &&
+                       ((sv->d.partial && !sv->d.resumed) ||
+                        (sv->size_unknown && sv->d.created));
     msg_enc_opened(&b, (dst_is_zero ? OPENED_DST_IS_ZERO : 0) |
                            (sv->d.resumed ? OPENED_RESUMED : 0),
                    open->size,

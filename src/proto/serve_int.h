@@ -29,6 +29,9 @@ struct serve {
     struct dest d;              /* the destination (engine/dest.h) */
     struct sink *sink;          /* d.sink, or open_dst_hook's */
     struct apply ap;            /* the applier's, under sink_lock */
+    bool size_unknown;          /* OPEN_SIZE_UNKNOWN: a stream */
+    bool have_final_size;       /* SET_SIZE came: the stream ended */
+    uint64_t final_size;
 
     pthread_mutex_t sink_lock;
     pthread_mutex_t lock;

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import df, files_equal, sh, sha256_file
+from conftest import DISKFERRY, df, files_equal, sh, sha256_file
 
 MIB = 1 << 20
 
@@ -225,3 +225,70 @@ def test_stream_to_qcow2_odd_size(tmp_path):
     back = tmp_path / "back.raw"
     sh("qemu-img convert -O raw %s %s" % (dst, back))
     assert back.read_bytes() == data + bytes(352)
+
+
+# ---- a stream to another host ----
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def rcopy(*args, **kw):
+    return df("copy", "--rsh", os.path.join(HERE, "rsh_local.sh"),
+              "--remote-path", DISKFERRY, *args, **kw)
+
+
+@pytest.mark.parametrize("form", ["raw", "gzip", "tar", "qcow2"])
+def test_stream_to_a_remote_host(tmp_path, form):
+    """(was: "a stream on stdin cannot go to a remote host yet")"""
+    disk = make_disk(tmp_path / "vm.raw", 16 * MIB + 512)
+    data, spec, args = open(disk, "rb").read(), "-", []
+    if form == "gzip":
+        data = gzip.compress(data, 1)
+    elif form == "tar":
+        sh("tar -C %s -cSf %s vm.raw" % (tmp_path, tmp_path / "vm.tar"))
+        data, spec = open(tmp_path / "vm.tar", "rb").read(), "tar:-//vm.raw"
+    elif form == "qcow2":
+        args = ["-O", "qcow2"]
+    dst = tmp_path / "far" / "out.img"
+    dst.parent.mkdir()
+    p = rcopy("--json", *args, spec, "localhost:%s" % dst, input=data)
+    assert p.returncode == 0, p.stderr.decode()
+    rep = json.loads(p.stdout)
+    assert rep["verified"] is True and rep["disk_size"] == 16 * MIB + 512
+    assert rep["bytes_written"] == 2 * MIB      # the zeros did not travel
+    if form == "qcow2":
+        sh("qemu-img compare -f raw -F qcow2 %s %s" % (disk, dst))
+    else:
+        assert files_equal(disk, dst)
+    assert os.listdir(dst.parent) == ["out.img"]
+
+
+def test_stream_to_a_remote_device(tmp_path, loop):
+    disk = make_disk(tmp_path / "vm.raw", 8 * MIB)
+    back = tmp_path / "dev.img"
+    back.write_bytes(bytes(16 * MIB))
+    with loop(back) as dev:
+        p = rcopy("-", "localhost:%s" % dev, input=open(disk, "rb").read())
+        assert p.returncode == 0, p.stderr.decode()
+        with open(back, "rb") as f:
+            assert f.read(8 * MIB) == open(disk, "rb").read()
+        # longer than the device: refused by the far side, named
+        p = rcopy("--overwrite", "--yes", "-", "localhost:%s" % dev,
+                  input=bytes(17 * MIB))
+        assert p.returncode == 4, p.stderr.decode()
+        assert "the stream is longer than the destination (16.0 MiB)" in \
+            p.stderr.decode()
+
+
+def test_stream_to_a_remote_file_with_data_needs_overwrite(tmp_path):
+    dst = tmp_path / "old.img"
+    dst.write_bytes(os.urandom(MIB))
+    before = sha256_file(dst)
+    p = rcopy("-", "localhost:%s" % dst, input=bytes(MIB))
+    assert p.returncode == 3, p.stderr.decode()
+    assert "give --overwrite" in p.stderr.decode()
+    assert sha256_file(dst) == before
+    p = rcopy("--resume", "-", "localhost:%s" % (tmp_path / "n.img"),
+              input=bytes(MIB))
+    assert p.returncode == 2, p.stderr.decode()
+    assert "a stream on stdin cannot resume" in p.stderr.decode()

@@ -112,8 +112,8 @@ int cmd_verify(int argc, char **argv)
     extent_list_init(&differ, VERIFY_MAX_RANGES);
     struct image_open_opts ob = io.open;
     ob.format = fmt_b;
-    if (image_open(pa, &io.open, &a, &err) < 0 ||
-        image_open(pb, &ob, &b, &err) < 0 ||
+    if (job_open_image(pa, &io.open, &a, &err) < 0 ||
+        job_open_image(pb, &ob, &b, &err) < 0 ||
         cli_check_source(&c, &io, a, "comparison", &err) < 0 ||
         cli_check_source(&c, &io, b, "comparison", &err) < 0) {
         rc = err.cat;

@@ -27,6 +27,7 @@
 #include "engine/dest.h"
 #include "engine/endpoint.h"
 #include "engine/stream_in.h"
+#include "image/nbd.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
 #include "util/size.h"
@@ -60,11 +61,18 @@ static void job_dest_opts(const struct job_spec *spec, struct dest_opts *o)
     };
 }
 
+int job_open_image(const char *arg, const struct image_open_opts *opts,
+                   struct image **out, struct df_error *err)
+{
+    return image_is_nbd_uri(arg) ? image_open_nbd(arg, opts, out, err)
+                                 : image_open(arg, opts, out, err);
+}
+
 /* Open the source image and check it (nothing is written before). */
 static int job_open_source(const struct job_spec *spec, struct image **src,
                            struct df_error *err)
 {
-    if (image_open(spec->src, &spec->src_open, src, err) < 0)
+    if (job_open_image(spec->src, &spec->src_open, src, err) < 0)
         return -1;
     return job_check_source(*src, spec->cmd, "copy", spec->force_share,
                             !spec->msgs, err);
@@ -359,6 +367,12 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
         return df_usage(err, "both SRC and DST are remote: run diskferry "
                         "on one of the two hosts");
     }
+    if ((sep.kind == EP_REMOTE && dep.kind == EP_NBD) ||
+        (sep.kind == EP_NBD && dep.kind == EP_REMOTE)) {
+        rep->usage_hint = true;
+        return df_usage(err, "an NBD export and a remote host: run "
+                        "diskferry on the host that has the other one");
+    }
     if (sep.kind == EP_REMOTE || dep.kind == EP_REMOTE)
         return job_copy_remote(spec, &sep, &dep, rep, err);
     if (spec->resume || spec->remote.tcp || spec->remote.bwlimit) {
@@ -413,6 +427,8 @@ int job_undo(const struct job_spec *spec, struct job_report *rep,
         return -1;
     if (ep.kind == EP_REMOTE)
         return job_undo_remote(spec, &ep, rep, err);
+    if (ep.kind == EP_NBD)
+        return df_usage(err, "%s: an undo journal is a file", spec->src);
     memset(&us, 0, sizeof(us));
     if (undo_apply(spec->src, spec->dst, &uo, &us, err) < 0)
         return -1;

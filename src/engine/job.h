@@ -180,6 +180,11 @@ int job_undo(const struct job_spec *spec, struct job_report *rep,
 int job_create(const char *path, const char *fmt, uint64_t size,
                struct df_error *err);
 
+/* Open a disk named on the command line for reading: a local image
+ * (image_open) or an NBD export's URI (image_open_nbd). */
+int job_open_image(const char *arg, const struct image_open_opts *opts,
+                   struct image **out, struct df_error *err);
+
 /*
  * The source check (safety_check_source()) on an open source: result
  * names what an inconsistent read spoils ("copy", "comparison"); quiet:

@@ -324,6 +324,27 @@ fail:
     return -1;
 }
 
+int image_open_nofile(const struct image_driver *drv, const char *name,
+                      const struct image_open_opts *opts, struct image **out,
+                      struct df_error *err)
+{
+    struct image *img = image_alloc(drv, err);
+
+    *out = NULL;
+    if (!img)
+        return -1;
+    snprintf(img->name, sizeof(img->name), "%s", name);
+    snprintf(img->path, sizeof(img->path), "%s", name);
+    img->writable = opts && opts->writable;
+    img->format_named = true;
+    if (drv->open(img, err) < 0) {
+        image_free_one(img);
+        return -1;
+    }
+    *out = img;
+    return 0;
+}
+
 int image_open(const char *path, const struct image_open_opts *opts,
                struct image **out, struct df_error *err)
 {
@@ -645,5 +666,7 @@ uint64_t image_allocated_bytes(const struct image *img)
     if (img->file.fd >= 0 && img->file.is_regular &&
         fstat(img->file.fd, &st) == 0)
         return (uint64_t)st.st_blocks * 512;
+    if (img->file.fd < 0 && !img->file.mem)
+        return img->size;       /* no local file (an NBD export) */
     return img->file.size;
 }

@@ -347,6 +347,24 @@ out:
     return rc;
 }
 
+/* A copy that ended (rc 0, DST committed) with unreadable ranges
+ * written as zeros (--salvage) still fails: DF_IO, after the fact. */
+static int job_salvage_end(const struct job_spec *spec,
+                           struct job_report *rep, int rc,
+                           struct df_error *err)
+{
+    const struct extent_list *l = spec->jo.salvaged;
+    char bytes[32];
+    if (rc < 0 || !l || l->n == 0)
+        return rc;
+    rep->salvaged = true;
+    size_format(rep->st.bytes_salvaged, bytes, sizeof(bytes));
+    return df_fail(err, DF_IO, 0, spec->src, -1, "%zu unreadable range%s "
+                   "(%s) written as zeros (--salvage); %s is complete "
+                   "otherwise", l->n, l->n == 1 ? "" : "s", bytes,
+                   spec->dst);
+}
+
 int job_run(const struct job_spec *spec, struct job_report *rep,
             struct df_error *err)
 {
@@ -373,14 +391,21 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
         return df_usage(err, "an NBD export and a remote host: run "
                         "diskferry on the host that has the other one");
     }
+    if (spec->jo.salvaged && sep.kind != EP_LOCAL && sep.kind != EP_NBD) {
+        rep->usage_hint = true;
+        return df_usage(err, "--salvage applies to a file, device or NBD "
+                        "export as SRC");
+    }
     if (sep.kind == EP_REMOTE || dep.kind == EP_REMOTE)
-        return job_copy_remote(spec, &sep, &dep, rep, err);
+        return job_salvage_end(spec, rep, job_copy_remote(spec, &sep, &dep,
+                                                          rep, err), err);
     if (spec->resume || spec->remote.tcp || spec->remote.bwlimit) {
         rep->usage_hint = true;
         return df_usage(err, "--resume, --transport and --bwlimit apply to "
                         "a remote SRC or DST");
     }
-    return job_copy_local(spec, &sep, rep, err);
+    return job_salvage_end(spec, rep, job_copy_local(spec, &sep, rep, err),
+                           err);
 }
 
 /* JOURNAL on another host: serve runs undo_apply() there. */

@@ -48,13 +48,13 @@ bool image_is_nbd_uri(const char *arg)
     return false;
 }
 
-/* err from libnbd's last error in this thread. */
+/* err from libnbd's last error in this thread (its message names the
+ * errno already). */
 static int nbd_fail(struct df_error *err, enum df_cat cat, struct image *img,
                     int64_t off, const char *what)
 {
     const char *msg = nbd_get_error();
-    int e = nbd_get_errno();
-    return df_fail(err, cat, e > 0 ? e : 0, img->name, off, "%s: %s", what,
+    return df_fail(err, cat, 0, img->name, off, "%s: %s", what,
                    msg ? msg : "unknown error");
 }
 

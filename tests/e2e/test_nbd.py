@@ -214,3 +214,65 @@ def test_destination_read_only_export_refused(tmp_path):
         p = df("copy", raw, uri)
     assert p.returncode == 3, p.stderr
     assert "read-only" in p.stderr.decode()
+
+
+BAD = 5 * MiB + 8192            # one unreadable 4 KiB sector
+
+
+def bad_sector_server(tmp_path, src, size):
+    """nbdkit's sh plugin over src: reads touching [BAD, BAD+4096) fail
+    with EIO (the error filter fails whole requests at random)."""
+    script = tmp_path / "bad.sh"
+    script.write_text("""#!/bin/sh
+case "$1" in
+  get_size) echo %d ;;
+  can_write) exit 3 ;;
+  thread_model) echo parallel ;;
+  pread)
+    if [ "$4" -lt %d ] && [ $(($4 + $3)) -gt %d ]; then
+      echo "EIO bad sector" >&2; exit 1
+    fi
+    dd if=%s iflag=skip_bytes,count_bytes skip=$4 count=$3 status=none ;;
+  *) exit 2 ;;
+esac
+""" % (size, BAD + 4096, BAD, src))
+    script.chmod(0o755)
+    return nbdkit(tmp_path, "sh", script, name="bad")
+
+
+def test_read_error_without_salvage_leaves_nothing(tmp_path):
+    src = tmp_path / "src.raw"
+    src.write_bytes(os.urandom(8 * MiB))
+    out = tmp_path / "out.raw"
+    with bad_sector_server(tmp_path, src, 8 * MiB) as uri:
+        p = df("copy", uri, out)
+    assert p.returncode == 4, p.stderr
+    assert "read failed" in p.stderr.decode()
+    assert not out.exists()
+    assert [f for f in os.listdir(tmp_path) if "diskferry" in f] == []
+
+
+def test_salvage_zeros_the_bad_sector_lists_it_exit_4(tmp_path):
+    data = bytearray(os.urandom(8 * MiB))
+    src = tmp_path / "src.raw"
+    src.write_bytes(data)
+    out = tmp_path / "out.raw"
+    with bad_sector_server(tmp_path, src, 8 * MiB) as uri:
+        p = df("copy", "--salvage", "--json", uri, out)
+    assert p.returncode == 4, p.stderr
+    rep = json.loads(p.stdout)
+    assert rep["salvaged"] == [{"offset": BAD, "length": 4096}]
+    assert rep["verified"]      # against what was written: the zeros
+    err = p.stderr.decode()
+    assert "1 unreadable range (4.0 KiB) written as zeros (--salvage)" in err
+    assert "unreadable, written as zeros: offset %d, 4096 bytes" % BAD in err
+    data[BAD:BAD + 4096] = bytes(4096)
+    assert out.read_bytes() == bytes(data)
+
+
+def test_salvage_needs_a_file_or_export_source(tmp_path):
+    out = tmp_path / "out.raw"
+    p = df("copy", "--salvage", "-", out, input=b"x" * 4096)
+    assert p.returncode == 2, p.stderr
+    assert "--salvage applies to a file, device or NBD export as SRC" in \
+        p.stderr.decode()

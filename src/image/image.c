@@ -651,6 +651,9 @@ int image_open_related(struct image *img, const char *rel, int flags,
     if (img->file.mem)
         return df_corrupt(err, img->name, -1,
                           "cannot open '%s' next to an in-memory image", rel);
+    if (img->file.fd < 0)
+        return df_corrupt(err, img->name, -1, "cannot open '%s' next to "
+                          "an image with no local file", rel);
     path_dirname(img->path, dir, sizeof(dir));
     if (path_join(path, sizeof(path), dir, rel) < 0)
         return df_corrupt(err, img->name, -1, "file name too long: %.64s...",

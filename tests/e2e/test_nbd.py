@@ -276,3 +276,37 @@ def test_salvage_needs_a_file_or_export_source(tmp_path):
     assert p.returncode == 2, p.stderr
     assert "--salvage applies to a file, device or NBD export as SRC" in \
         p.stderr.decode()
+
+
+def test_export_to_export_and_verify(tmp_path):
+    raw = sparse_image(tmp_path / "src.raw")
+    with nbdkit(tmp_path, "-r", "file", raw, name="a") as a, \
+            nbdkit(tmp_path, "memory", "size=64M", name="b") as b:
+        rep = copy_json(a, b)
+        assert rep["bytes_read"] <= 10 * MiB, rep
+        p = df("verify", a, b)
+        assert p.returncode == 0, p.stderr
+        back = tmp_path / "back.raw"
+        sh(["nbdcopy", b, str(back)])
+    assert files_equal(back, raw)
+
+
+def test_destination_dry_run_and_output_format(tmp_path):
+    raw = sparse_image(tmp_path / "src.raw")
+    with nbdkit(tmp_path, "memory", "size=64M") as uri:
+        p = df("copy", "-O", "qcow2", raw, uri)
+        assert p.returncode == 2, p.stderr
+        assert "an NBD export is written raw: -O qcow2 needs a file" in \
+            p.stderr.decode()
+        p = df("copy", "--dry-run", raw, uri)
+        assert p.returncode == 0, p.stderr
+        back = tmp_path / "back.raw"
+        sh(["nbdcopy", uri, str(back)])
+    assert back.read_bytes() == bytes(64 * MiB)
+
+
+def test_nbd_and_remote_host_refused(tmp_path):
+    p = df("copy", "nbd://localhost/x", "host:/tmp/x")
+    assert p.returncode == 2, p.stderr
+    p = df("copy", "host:/tmp/x", "nbd://localhost/x")
+    assert p.returncode == 2, p.stderr

@@ -11,11 +11,14 @@
 
 #include <errno.h>
 #include <libnbd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "util/overflow.h"
 
@@ -34,6 +37,20 @@ struct nbd_priv {
     bool can_zero, can_fast_zero, can_flush;
     bool fast_zero_failed;      /* the server said no once: plain zero */
     bool inited;
+    /* One connection: reads and writes go through libnbd's aio calls,
+     * so that every worker has its request in flight at once; one
+     * waiting thread at a time drives the socket (poll_lock), woken
+     * by wake (an eventfd) when a request is issued or completes. */
+    bool aio;
+    pthread_mutex_t poll_lock;
+    int wake;
+};
+
+/* One aio request: set by its completion callback (any thread). */
+struct nbd_req {
+    struct nbd_priv *p;
+    int done;                   /* atomic */
+    int error;                  /* errno of a failed request, or 0 */
 };
 
 bool image_is_nbd_uri(const char *arg)
@@ -166,6 +183,14 @@ static int nbd_drv_open(struct image *img, struct df_error *err)
     p->can_fast_zero = nbd_can_fast_zero(h) == 1;
     p->can_flush = nbd_can_flush(h) == 1;
     p->max = nbd_can_multi_conn(h) == 1 ? NBD_POOL_MAX : 1;
+    p->wake = -1;
+    if (p->max == 1) {
+        p->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->wake < 0)
+            return df_io(err, img->name, errno, "cannot create an eventfd");
+        pthread_mutex_init(&p->poll_lock, NULL);
+        p->aio = true;
+    }
     image_set_prop(img, "multi-conn", "%s", p->max > 1 ? "yes" : "no");
     image_set_prop(img, "block-status", "%s", p->has_alloc ? "yes" : "no");
     return 0;
@@ -181,6 +206,10 @@ static void nbd_drv_close(struct image *img)
             nbd_close(p->h[i]);
         }
     p->n = 0;
+    if (p->aio) {
+        close(p->wake);
+        pthread_mutex_destroy(&p->poll_lock);
+    }
     if (p->inited) {
         pthread_mutex_destroy(&p->lock);
         pthread_cond_destroy(&p->cond);
@@ -276,25 +305,131 @@ static int nbd_drv_map(struct image *img, uint64_t off, uint64_t len,
     return 0;
 }
 
+static void nbd_wake(struct nbd_priv *p)
+{
+    uint64_t one = 1;
+    if (write(p->wake, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is already set, the poller will wake */
+    }
+}
+
+static int nbd_req_done(void *user, int *error)
+{
+    struct nbd_req *r = user;
+    r->error = *error;
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    nbd_wake(r->p);
+    return 1;           /* retire the command */
+}
+
+/*
+ * Wait for r: the thread holding poll_lock drives the socket with the
+ * direction libnbd wants (re-asked after every wake-up, so a request
+ * another thread queued meanwhile gets written); the others wait for
+ * the lock and find their request done by then, or drive it in turn.
+ */
+static int nbd_aio_wait(struct image *img, struct nbd_handle *h,
+                        struct nbd_req *r, uint64_t off,
+                        struct df_error *err)
+{
+    struct nbd_priv *p = img->priv;
+    int ret = 0;
+
+    pthread_mutex_lock(&p->poll_lock);
+    while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
+        if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
+            ret = df_fail(err, DF_IO, 0, img->name, (int64_t)off,
+                          "the NBD connection was lost");
+            break;
+        }
+        unsigned dir = nbd_aio_get_direction(h);
+        struct pollfd fds[2] = {
+            { .fd = nbd_aio_get_fd(h),
+              .events = (short)(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN
+                                                                   : 0) |
+                                ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT
+                                                                    : 0)) },
+            { .fd = p->wake, .events = POLLIN },
+        };
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            ret = df_io(err, img->name, errno, "poll failed");
+            break;
+        }
+        if (fds[1].revents & POLLIN) {
+            uint64_t v;
+            if (read(p->wake, &v, sizeof(v)) < 0) {
+                /* EAGAIN: another wake-up drained it */
+            }
+        }
+        int n = 0;
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
+            n = nbd_aio_notify_read(h);
+        else if (fds[0].revents & POLLOUT)
+            n = nbd_aio_notify_write(h);
+        if (n < 0) {
+            ret = nbd_fail(err, DF_IO, img, (int64_t)off, "NBD I/O failed");
+            break;
+        }
+    }
+    pthread_mutex_unlock(&p->poll_lock);
+    /* A waiter that stopped early must not return while libnbd may
+     * still write into its buffer: the connection is dead then, and a
+     * dead handle completes nothing more. */
+    return ret;
+}
+
+/* One request of the aio path: issue it, then wait for it. */
+static int nbd_aio_rw(struct image *img, struct nbd_handle *h, void *buf,
+                      const void *wbuf, size_t n, uint64_t off,
+                      struct df_error *err)
+{
+    struct nbd_priv *p = img->priv;
+    struct nbd_req r = { .p = p };
+    nbd_completion_callback cb = { .callback = nbd_req_done,
+                                   .user_data = &r };
+    int64_t c = wbuf ? nbd_aio_pwrite(h, wbuf, n, off, cb, 0)
+                     : nbd_aio_pread(h, buf, n, off, cb, 0);
+    if (c < 0)
+        return nbd_fail(err, DF_IO, img, (int64_t)off,
+                        wbuf ? "write failed" : "read failed");
+    nbd_wake(p);        /* the poller: maybe something to write now */
+    if (nbd_aio_wait(img, h, &r, off, err) < 0)
+        return -1;
+    if (r.error)
+        return df_fail(err, DF_IO, r.error, img->name, (int64_t)off, "%s",
+                       wbuf ? "write failed" : "read failed");
+    return 0;
+}
+
 /* Read into buf, or write wbuf (NULL: read), in NBD_MAX_REQ pieces. */
 static int nbd_rw(struct image *img, void *buf, const void *wbuf,
                   size_t len, uint64_t off, struct df_error *err)
 {
-    unsigned slot;
-    struct nbd_handle *h = nbd_take(img, &slot, err);
+    struct nbd_priv *p = img->priv;
+    unsigned slot = 0;
+    /* aio: the one handle is shared, every request in flight at once */
+    struct nbd_handle *h = p->aio ? p->h[0] : nbd_take(img, &slot, err);
     if (!h)
         return -1;
     int r = 0;
     for (size_t done = 0; r == 0 && done < len;) {
         size_t n = len - done < NBD_MAX_REQ ? len - done : NBD_MAX_REQ;
-        if ((wbuf ? nbd_pwrite(h, (const char *)wbuf + done, n, off + done,
-                               0)
-                  : nbd_pread(h, (char *)buf + done, n, off + done, 0)) < 0)
+        if (p->aio)
+            r = nbd_aio_rw(img, h, buf ? (char *)buf + done : NULL,
+                           wbuf ? (const char *)wbuf + done : NULL, n,
+                           off + done, err);
+        else if ((wbuf ? nbd_pwrite(h, (const char *)wbuf + done, n,
+                                    off + done, 0)
+                       : nbd_pread(h, (char *)buf + done, n, off + done,
+                                   0)) < 0)
             r = nbd_fail(err, DF_IO, img, (int64_t)(off + done),
                          wbuf ? "write failed" : "read failed");
         done += n;
     }
-    nbd_give(img, slot);
+    if (!p->aio)
+        nbd_give(img, slot);
     return r;
 }
 

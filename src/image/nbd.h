@@ -7,13 +7,18 @@
  * block-status replies come from the server and are checked as input.
  *
  * Concurrency (image.h contract 4): the driver is IMG_THREAD_SAFE.  A
- * libnbd handle serialises the synchronous calls made on it, so one
- * connection runs one request at a time; when the server offers
- * multi-conn (its connections see each other's writes and a flush on
- * one covers all), up to NBD_POOL_MAX connections are opened as the
- * workers ask for them, one request in flight on each.  Without
- * multi-conn one connection is used (qemu-nbd accepts one client by
- * default).
+ * libnbd handle serialises the synchronous calls made on it (each holds
+ * the handle's lock until its reply), so:
+ *  - when the server offers multi-conn (its connections see each
+ *    other's writes and a flush on one covers all), up to NBD_POOL_MAX
+ *    connections are opened as the workers ask for them, one
+ *    synchronous request in flight on each;
+ *  - without multi-conn one connection is used (qemu-nbd accepts one
+ *    client by default), and reads and writes go through libnbd's aio
+ *    calls: every worker issues its request, and one waiting thread at
+ *    a time drives the socket for all (nbd.c, nbd_aio_wait), so the
+ *    requests of all workers are in flight together.  Block status,
+ *    write-zeroes and flush stay synchronous on it.
  */
 #ifndef DF_IMAGE_NBD_H
 #define DF_IMAGE_NBD_H

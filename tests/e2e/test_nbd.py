@@ -310,3 +310,27 @@ def test_nbd_and_remote_host_refused(tmp_path):
     assert p.returncode == 2, p.stderr
     p = df("copy", "host:/tmp/x", "nbd://localhost/x")
     assert p.returncode == 2, p.stderr
+
+
+def test_one_connection_keeps_requests_in_flight(tmp_path):
+    """Without multi-conn the reads of the workers still overlap on the
+    one connection (libnbd's aio calls), not one at a time."""
+    src = tmp_path / "src.raw"
+    src.write_bytes(os.urandom(32 * MiB))
+    log = tmp_path / "log.txt"
+    out = tmp_path / "out.raw"
+    with nbdkit(tmp_path, "-r", "--filter=log", "--filter=multi-conn",
+                "--filter=delay", "file", src, "rdelay=5ms",
+                "multi-conn-mode=disable", "logfile=%s" % log) as uri:
+        copy_json("--threads", "4", uri, out)
+    assert files_equal(out, src)
+    lines = log.read_text().splitlines()
+    assert sum(" Connect " in line for line in lines) == 1
+    inflight = most = 0
+    for line in lines:
+        if " Read id=" in line:
+            inflight += 1
+        elif " ...Read id=" in line:
+            inflight -= 1
+        most = max(most, inflight)
+    assert most >= 2, most

@@ -83,7 +83,10 @@ static struct nbd_handle *nbd_connect_one(struct image *img,
         nbd_fail(err, DF_NET, img, -1, "cannot create an NBD handle");
         return NULL;
     }
+    /* The URI is the user's own argument: its tls-psk-file is a path
+     * they named, like any other on the command line. */
     if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+        nbd_set_uri_allow_local_file(h, true) < 0 ||
         nbd_connect_uri(h, img->path) < 0) {
         nbd_fail(err, DF_NET, img, -1, "cannot connect");
         nbd_close(h);

@@ -334,3 +334,23 @@ def test_one_connection_keeps_requests_in_flight(tmp_path):
             inflight -= 1
         most = max(most, inflight)
     assert most >= 2, most
+
+
+def test_tls_psk_export(tmp_path):
+    """nbds+unix:// with a PSK file named in the URI; the same export
+    without TLS is refused by the server (a network error)."""
+    raw = sparse_image(tmp_path / "src.raw")
+    psk = tmp_path / "keys.psk"
+    psk.write_text("alice:%s\n" % os.urandom(32).hex())
+    psk.chmod(0o600)
+    out = tmp_path / "out.raw"
+    sock = str(tmp_path / "t.sock")
+    with server(["nbdkit", "-f", "-r", "-U", sock, "--tls=require",
+                 "--tls-psk=%s" % psk, "file", str(raw)], sock):
+        uri = "nbds+unix://alice@/?socket=%s&tls-psk-file=%s" % (sock, psk)
+        rep = copy_json(uri, out)
+        assert rep["verified"]
+        p = df("copy", "nbd+unix:///?socket=%s" % sock,
+               tmp_path / "plain.raw")
+        assert p.returncode == 6, p.stderr
+    assert files_equal(out, raw)

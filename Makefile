@@ -21,7 +21,7 @@ PYTEST_ARGS ?= -q -ra
 DEB_BUILD = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 	libzstd-dev liblz4-dev libxxhash-dev libssl-dev libblkid-dev \
 	libnbd-dev zlib1g-dev libarchive-dev
-DEB_TEST = python3-pytest qemu-utils e2fsprogs openssh-server \
+DEB_TEST = python3-pytest qemu-utils nbdkit libnbd-bin e2fsprogs openssh-server \
 	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
 	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod
 DEB_BENCH = hyperfine

@@ -32,6 +32,9 @@ static const char copy_usage[] =
     "device is raw unless -f\n     says), or - for a raw stream on stdin\n"
     "DST  a new file (never replaces one), an existing file or device "
     "with\n     --overwrite, or - for raw bytes on stdout\n"
+    "SRC and DST may be an NBD export: nbd://HOST[:PORT]/EXPORT,\n"
+    "     nbd+unix:///EXPORT?socket=PATH, nbds://... (TLS); a non-empty "
+    "export\n     as DST needs --overwrite\n"
     "\n"
     "options:\n"
     "  -f, --format FMT        read SRC as FMT instead of probing "
@@ -58,6 +61,12 @@ static const char copy_usage[] =
     "FILE first\n"
     "                          ('diskferry undo FILE' puts it back)\n"
     "      --no-verify         skip the read-back verification\n"
+    "      --salvage           go on past source read errors: unreadable "
+    "ranges\n"
+    "                          (narrowed to 4 KiB) are written as zeros "
+    "and listed;\n"
+    "                          DST is completed and kept, the exit code "
+    "is 4\n"
     "      --fsync             wait until DST is on stable storage before "
     "verifying\n"
     "                          (and report write-back errors); without it, "
@@ -120,11 +129,13 @@ struct copy_opts {
     struct job_spec spec;
     bool json;
     int progress;
+    struct extent_list salvaged;    /* --salvage */
 };
 
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
     OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
+    OPT_SALVAGE,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
@@ -139,6 +150,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "dry-run", no_argument, NULL, OPT_DRY_RUN },
         { "undo", required_argument, NULL, OPT_UNDO },
         { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
+        { "salvage", no_argument, NULL, OPT_SALVAGE },
         { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
@@ -164,6 +176,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_DRY_RUN: o->spec.dry_run = true; break;
         case OPT_UNDO: o->spec.undo = optarg; break;
         case OPT_NO_VERIFY: o->spec.jo.verify = false; break;
+        case OPT_SALVAGE: o->spec.jo.salvaged = &o->salvaged; break;
         case OPT_FSYNC: o->spec.fsync = true; break;
         case OPT_DIGEST:
             if (digest_alg_parse(optarg, &o->spec.jo.digest) < 0)
@@ -214,6 +227,7 @@ int cmd_copy(int argc, char **argv)
     int rc;
 
     memset(&o, 0, sizeof(o));
+    extent_list_init(&o.salvaged, 100000);     /* listed ranges */
     o.c.cmd = "copy";
     o.progress = -1;
     cli_image_opts_init(&o.src_io);
@@ -234,15 +248,24 @@ int cmd_copy(int argc, char **argv)
     o.spec.msgs = o.c.quiet ? NULL : stderr;
 
     df_error_init(&err);
+    rc = 0;
     if (job_run(&o.spec, &rep, &err) < 0) {
-        if (rep.usage_hint)
-            return cli_usage(&o.c, "%s", err.msg);
+        if (rep.usage_hint) {
+            rc = cli_usage(&o.c, "%s", err.msg);
+            goto out;
+        }
         cli_print_error(&o.c, &err);
-        return err.cat;
+        rc = err.cat;
+        if (!rep.salvaged)
+            goto out;
+        if (!o.c.quiet)
+            report_salvaged_text(stderr, o.spec.cmd, &o.salvaged);
     }
     if (o.json)
         report_copy_json(stdout, &o.spec, &rep);
     if (o.c.verbose)
         report_copy_line(&o.spec, &rep);
-    return 0;
+out:
+    extent_list_release(&o.salvaged);
+    return rc;
 }

@@ -35,6 +35,20 @@ static double report_ratio(const struct job_report *rep)
                : 1.0;
 }
 
+/* key: [{"offset": N, "length": N}, ...] */
+static void report_ranges(struct json *j, const char *key,
+                          const struct extent_list *l)
+{
+    json_arr(j, key);
+    for (size_t i = 0; i < l->n; i++) {
+        json_obj(j, NULL);
+        json_u64(j, "offset", l->v[i].off);
+        json_u64(j, "length", l->v[i].len);
+        json_close_obj(j);
+    }
+    json_close_arr(j);
+}
+
 void report_copy_json(FILE *f, const struct job_spec *spec,
                       const struct job_report *rep)
 {
@@ -76,7 +90,21 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
     json_bool(&j, "verified", st->verified);
     report_digest(&j, spec->jo.digest, &st->src_digest,
                   st->verified ? &st->dst_digest : NULL);
+    if (spec->jo.salvaged)
+        report_ranges(&j, "salvaged", spec->jo.salvaged);
     json_end(&j);
+}
+
+void report_salvaged_text(FILE *f, const char *cmd,
+                          const struct extent_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        fprintf(f, "diskferry: %s: unreadable, written as zeros: offset "
+                "%llu, %llu bytes\n", cmd, (unsigned long long)l->v[i].off,
+                (unsigned long long)l->v[i].len);
+    if (l->n == l->cap)
+        fprintf(f, "diskferry: %s: (the list stops at %zu ranges)\n", cmd,
+                l->cap);
 }
 
 void report_copy_line(const struct job_spec *spec,
@@ -117,14 +145,7 @@ void report_verify_json(FILE *f, const struct job_spec *spec,
     json_dbl(&j, "seconds", st->seconds);
     report_digest(&j, st->src_digest.alg, &st->src_digest,
                   identical ? &st->dst_digest : NULL);
-    json_arr(&j, "differ");
-    for (size_t i = 0; i < differ->n; i++) {
-        json_obj(&j, NULL);
-        json_u64(&j, "offset", differ->v[i].off);
-        json_u64(&j, "length", differ->v[i].len);
-        json_close_obj(&j);
-    }
-    json_close_arr(&j);
+    report_ranges(&j, "differ", differ);
     json_end(&j);
 }
 

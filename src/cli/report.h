@@ -25,6 +25,9 @@
 /* copy (and later sync): --json on f, the -v lines on stderr. */
 void report_copy_json(FILE *f, const struct job_spec *spec,
                       const struct job_report *rep);
+/* --salvage: each unreadable range on f, one line each. */
+void report_salvaged_text(FILE *f, const char *cmd,
+                          const struct extent_list *l);
 void report_copy_line(const struct job_spec *spec,
                       const struct job_report *rep);
 

@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "image/nbd.h"
+
 #include "engine/job.h"
 #include "safety/safety.h"
 #include "util/file.h"
@@ -419,6 +421,52 @@ static int dest_open_existing(struct dest *d, const struct dest_opts *o,
     return dest_in_place(d, o, orig_size, need, need_known, guard, 0, err);
 }
 
+/*
+ * An NBD export (image/nbd.h): written raw in place.  Of the safety
+ * checks, size (5) and content (6, sampled through the export) apply,
+ * and without --overwrite the guard reads every range before it is
+ * written; there is no local file to look for holders of.
+ */
+static int dest_open_nbd(struct dest *d, const struct dest_opts *o,
+                         struct image *src, uint64_t need, bool need_known,
+                         struct df_error *err)
+{
+    struct image_open_opts oo = { .writable = !o->dry_run };
+
+    if (!need_known)
+        return df_usage(err, "a stream on stdin has no size known in "
+                        "advance: an NBD export as DST needs a file or "
+                        "device as SRC");
+    if (o->out_format && strcmp(o->out_format, "raw"))
+        return df_usage(err, "%s: an NBD export is written raw: -O %s "
+                        "needs a file", d->path, o->out_format);
+    if (o->undo)
+        return df_usage(err, "--undo: not for an NBD export");
+    if (image_open_nbd(d->path, &oo, &d->img, err) < 0)
+        return -1;
+    struct safety_req req = {
+        .dst_path = d->path, .dst_image = d->img, .src_image = src,
+        .need_size = need, .op = SAFETY_OP_WRITE,
+        .overwrite = o->overwrite, .yes = o->yes, .dry_run = o->dry_run,
+        .interactive = o->interactive,
+        .confirm = o->confirm, .confirm_ctx = o->confirm_ctx,
+    };
+    if (safety_check_destination(&req, err) < 0)
+        return -1;
+    bool guard = !o->overwrite && d->img->size > 0;
+    if (o->dry_run) {
+        if (dest_dry_sink(d, o, need, false, err) == 0 && guard)
+            d->sink = sink_guard_wrap(d->sink, d->img, false, err);
+        return d->sink ? 0 : -1;
+    }
+    d->sink = sink_image_new(d->img, false, err);
+    if (d->sink)
+        d->sink->size = need;
+    if (d->sink && guard)
+        d->sink = sink_guard_wrap(d->sink, d->img, true, err);
+    return d->sink ? 0 : -1;
+}
+
 int dest_open(struct dest *d, const struct dest_opts *o, const char *path,
               struct image *src, uint64_t need, bool need_known,
               struct df_error *err)
@@ -426,6 +474,8 @@ int dest_open(struct dest *d, const struct dest_opts *o, const char *path,
     struct stat st;
 
     d->path = path;
+    if (image_is_nbd_uri(path))
+        return dest_open_nbd(d, o, src, need, need_known, err);
     if (!strcmp(path, "-")) {
         if (o->report_on_stdout)
             return df_usage(err, "--json cannot share stdout with the disk "

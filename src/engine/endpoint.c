@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "image/nbd.h"
+
 /* [user@]host:PATH, or 0 when arg is not remote. */
 static int endpoint_parse_remote(const char *arg, struct endpoint *ep,
                                  struct df_error *err)
@@ -90,15 +92,13 @@ static int endpoint_parse_tar(const char *arg, struct endpoint *ep,
  * URI-like prefixes are never host names.  `word://...` (word as an RFC
  * 3986 scheme: a letter, then letters, digits, '+', '-', '.') is always
  * a scheme, and so is `word:` for the words reserved below or a word
- * with a '+' (never in a host name), whatever follows.  NBD exports
- * (a later endpoint) and any other scheme are usage errors until they
- * exist, never an ssh attempt; tar: is parsed before (EP_TAR).  Returns -1 with err set, or 0 when arg is no such form.
+ * with a '+' (never in a host name), whatever follows.  NBD URIs are
+ * parsed before (EP_NBD), and tar: (EP_TAR); any other scheme is a
+ * usage error, never an ssh attempt.  Returns -1 with err set, or 0
+ * when arg is no such form.
  */
 static int endpoint_check_scheme(const char *arg, struct df_error *err)
 {
-    static const char *const nbd[] = {
-        "nbd", "nbds", "nbd+unix", "nbds+unix", "nbd+vsock", "nbds+vsock",
-    };
     size_t n = 0;
     if ((arg[0] | 0x20) < 'a' || (arg[0] | 0x20) > 'z')
         return 0;
@@ -107,10 +107,6 @@ static int endpoint_check_scheme(const char *arg, struct df_error *err)
         n++;
     if (arg[n] != ':')
         return 0;
-    for (size_t i = 0; i < sizeof(nbd) / sizeof(nbd[0]); i++)
-        if (strlen(nbd[i]) == n && !strncasecmp(arg, nbd[i], n))
-            return df_usage(err, "%s: NBD endpoints are not supported yet",
-                            arg);
     if (n == 4 && !strncasecmp(arg, "file", 4))
         return df_usage(err, "%s: file: URIs are not supported: give the "
                         "path itself", arg);
@@ -128,6 +124,13 @@ int endpoint_parse(const char *arg, struct endpoint *ep,
         return df_usage(err, "empty path");
     if (!strncasecmp(arg, "tar:", 4))
         return endpoint_parse_tar(arg, ep, err);
+    if (image_is_nbd_uri(arg)) {
+        if (strlen(arg) >= PATH_MAX)
+            return df_usage(err, "NBD URI too long");
+        ep->path = arg;
+        ep->kind = EP_NBD;
+        return 0;
+    }
     if (endpoint_check_scheme(arg, err) < 0)
         return -1;
     int r = endpoint_parse_remote(arg, ep, err);

@@ -5,7 +5,9 @@
  * `./a:b` and `/x/a:b` are local; an IPv6 address goes in brackets:
  * `[fe80::1]:/dev/vg0/vm`, `root@[::1]:vm.img`), or a member of a
  * tar archive, `tar:ARCHIVE//MEMBER` (ARCHIVE a path or `-`, split at
- * its first `//`; a source only).
+ * its first `//`; a source only), or an NBD export named by its URI
+ * (`nbd://host[:port]/export`, `nbd+unix:///export?socket=PATH`,
+ * `nbds://...`: image/nbd.h), opened as an image with no local file.
  */
 #ifndef DF_ENDPOINT_H
 #define DF_ENDPOINT_H
@@ -15,7 +17,7 @@
 
 #include "util/error.h"
 
-enum endpoint_kind { EP_LOCAL, EP_STREAM, EP_REMOTE, EP_TAR };
+enum endpoint_kind { EP_LOCAL, EP_STREAM, EP_REMOTE, EP_TAR, EP_NBD };
 
 struct endpoint {
     enum endpoint_kind kind;

@@ -327,7 +327,7 @@ static int job_verify(const struct job_spec *spec, struct job_report *rep,
         struct source_opts so = { .open = open[i], .arg = arg[i] };
         if (endpoint_parse(arg[i], &ep, err) < 0)
             goto out;
-        if (ep.kind != EP_LOCAL) {
+        if (ep.kind != EP_LOCAL && ep.kind != EP_NBD) {
             rep->usage_hint = true;
             df_usage(err, ep.kind == EP_STREAM || ep.kind == EP_TAR
                      ? "%s: verify compares two disks, not a stream"
@@ -366,6 +366,24 @@ out:
     return rc;
 }
 
+/* A copy that ended (rc 0, DST committed) with unreadable ranges
+ * written as zeros (--salvage) still fails: DF_IO, after the fact. */
+static int job_salvage_end(const struct job_spec *spec,
+                           struct job_report *rep, int rc,
+                           struct df_error *err)
+{
+    const struct extent_list *l = spec->jo.salvaged;
+    char bytes[32];
+    if (rc < 0 || !l || l->n == 0)
+        return rc;
+    rep->salvaged = true;
+    size_format(rep->st.bytes_salvaged, bytes, sizeof(bytes));
+    return df_fail(err, DF_IO, 0, spec->src, -1, "%zu unreadable range%s "
+                   "(%s) written as zeros (--salvage); %s is complete "
+                   "otherwise", l->n, l->n == 1 ? "" : "s", bytes,
+                   spec->dst);
+}
+
 int job_run(const struct job_spec *spec, struct job_report *rep,
             struct df_error *err)
 {
@@ -388,13 +406,25 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
         return df_usage(err, "both SRC and DST are remote: run diskferry "
                         "on one of the two hosts");
     }
+    if ((sep.kind == EP_REMOTE && dep.kind == EP_NBD) ||
+        (sep.kind == EP_NBD && dep.kind == EP_REMOTE)) {
+        rep->usage_hint = true;
+        return df_usage(err, "an NBD export and a remote host: run "
+                        "diskferry on the host that has the other one");
+    }
+    if (spec->jo.salvaged && sep.kind != EP_LOCAL && sep.kind != EP_NBD) {
+        rep->usage_hint = true;
+        return df_usage(err, "--salvage applies to a file, device or NBD "
+                        "export as SRC");
+    }
     if (sep.kind != EP_REMOTE && dep.kind != EP_REMOTE &&
         (spec->resume || spec->remote.tcp || spec->remote.bwlimit)) {
         rep->usage_hint = true;
         return df_usage(err, "--resume, --transport and --bwlimit apply to "
                         "a remote SRC or DST");
     }
-    return job_copy(spec, &sep, &dep, rep, err);
+    return job_salvage_end(spec, rep, job_copy(spec, &sep, &dep, rep, err),
+                           err);
 }
 
 void job_report_release(struct job_report *rep)
@@ -446,6 +476,8 @@ int job_undo(const struct job_spec *spec, struct job_report *rep,
         return -1;
     if (ep.kind == EP_REMOTE)
         return job_undo_remote(spec, &ep, rep, err);
+    if (ep.kind == EP_NBD)
+        return df_usage(err, "%s: an undo journal is a file", spec->src);
     memset(&us, 0, sizeof(us));
     if (undo_apply(spec->src, spec->dst, &uo, &us, err) < 0)
         return -1;

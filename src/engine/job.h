@@ -75,7 +75,14 @@ struct job_opts {
     /* engine_copy only: what the destination already holds (plan.h);
      * NULL: copy everything.  Borrowed. */
     const struct plan_inputs *plan;
+    /* --salvage (engine_copy): a source read that fails (DF_IO) is
+     * retried in SALVAGE_PIECE pieces; those that still fail are
+     * delivered as zeros and their ranges appended here, in order
+     * (merged).  Borrowed; NULL: a read error stops the job. */
+    struct extent_list *salvaged;
 };
+
+#define SALVAGE_PIECE 4096u
 
 struct job_stats {
     uint64_t disk_size;
@@ -96,6 +103,7 @@ struct job_stats {
     struct digest src_digest;
     struct digest dst_digest;
     bool verified;
+    uint64_t bytes_salvaged;    /* --salvage: unreadable, written as zeros */
 };
 
 #define JOB_DEFAULT_UNIT (1u << 20)
@@ -151,6 +159,10 @@ struct job_report {
     bool verify;                /* verification was asked for (not with
                                  * --no-verify, nor a dry run to a host) */
     bool usage_hint;            /* the error is a misuse of the options */
+    /* --salvage: the job ended, DST committed, but ranges of the source
+     * were unreadable (spec->jo.salvaged lists them; the error says so):
+     * the report is printed as for a success. */
+    bool salvaged;
     bool remote;                /* a remote endpoint: what follows is set */
     const char *transport;      /* "ssh", "tcp" */
     const char *compression;    /* comp_mode_name() */

@@ -58,6 +58,9 @@ struct slot {
     uint8_t *hashes;            /* one hash per leaf */
     uint8_t *known;             /* KEEP: the leaf's hash came from a
                                  * change source (not read) */
+    uint8_t *bad;               /* --salvage: one flag per SALVAGE_PIECE,
+                                 * unreadable (read as zeros) */
+    bool has_bad;
     enum extent_state kept;     /* KEEP: EXT_UNCHANGED or EXT_FREE */
     bool failed;
     bool written;               /* data runs already written by the worker */
@@ -393,12 +396,37 @@ static int cursor_next(struct pipeline *p, struct slot *s,
     return 0;
 }
 
+/*
+ * --salvage: the read of item s failed with an I/O error.  Read it again
+ * SALVAGE_PIECE at a time; a piece that still fails reads as zeros and
+ * is flagged for the writer to list.  Other errors stop the job.
+ */
+static int salvage_read(struct pipeline *p, struct slot *s,
+                        struct df_error *err)
+{
+    for (uint64_t a = 0; a < s->len; a += SALVAGE_PIECE) {
+        size_t n = (size_t)min_u64(SALVAGE_PIECE, s->len - a);
+        df_error_reset(err);
+        if (image_read(p->src, s->buf + a, n, s->off + a, err) == 0)
+            continue;
+        if (err->cat != DF_IO)
+            return -1;
+        memset(s->buf + a, 0, n);
+        s->bad[a / SALVAGE_PIECE] = 1;
+        s->has_bad = true;
+    }
+    df_error_reset(err);
+    return 0;
+}
+
 /* Read and analyse one DATA item (outside the lock). */
 static int process_data(struct pipeline *p, struct slot *s,
                         struct df_error *err)
 {
     if (!p->stream) {
-        if (image_read(p->src, s->buf, s->len, s->off, err) < 0)
+        s->has_bad = false;
+        if (image_read(p->src, s->buf, s->len, s->off, err) < 0 &&
+            (!s->bad || err->cat != DF_IO || salvage_read(p, s, err) < 0))
             return -1;
         __atomic_fetch_add(&p->bytes_read, s->len, __ATOMIC_RELAXED);
     }
@@ -550,6 +578,25 @@ static void *worker_main(void *arg)
 }
 
 /* Deliver one finished item to the digest tree and the sink. */
+/* The writer, in item order: list the pieces of s salvage_read()
+ * could not read (adjacent ones merge). */
+static int salvage_note(struct pipeline *p, struct slot *s,
+                        struct df_error *err)
+{
+    for (uint64_t a = 0; a < s->len; a += SALVAGE_PIECE) {
+        if (!s->bad[a / SALVAGE_PIECE])
+            continue;
+        s->bad[a / SALVAGE_PIECE] = 0;
+        uint64_t n = min_u64(SALVAGE_PIECE, s->len - a);
+        p->st->bytes_salvaged += n;
+        if (extent_list_append(p->o->salvaged, s->off + a, n, EXT_DATA,
+                               "salvaged", err) < 0)
+            return -1;
+    }
+    s->has_bad = false;
+    return 0;
+}
+
 static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
 {
     struct job_stats *st = p->st;
@@ -571,6 +618,8 @@ static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
             st->bytes_unchanged += s->len;
         return 0;
     }
+    if (s->has_bad && salvage_note(p, s, err) < 0)
+        return -1;
     uint64_t nleaves = div_round_up(s->len, LEAF);
     const uint8_t *z0 = digest_zero_node(p->o->digest, 0);
     uint64_t i = 0;
@@ -661,6 +710,7 @@ static void pipeline_release(struct pipeline *p)
         free(p->slots[i].is_zero);
         free(p->slots[i].hashes);
         free(p->slots[i].known);
+        free(p->slots[i].bad);
     }
     free(p->slots);
     extent_list_release(&p->plan);
@@ -721,7 +771,10 @@ static int pipeline_run(struct image *src, struct df_file *stream,
         s->is_zero = calloc(nleaves, 1);
         s->hashes = calloc(nleaves, p.hlen);
         s->known = calloc(nleaves, 1);
-        if (!s->buf || !s->is_zero || !s->hashes || !s->known) {
+        if (o->salvaged && !stream)
+            s->bad = calloc(div_round_up(p.unit, SALVAGE_PIECE), 1);
+        if (!s->buf || !s->is_zero || !s->hashes || !s->known ||
+            (o->salvaged && !stream && !s->bad)) {
             df_io(err, "", ENOMEM, "cannot allocate pipeline buffers");
             goto out;
         }

@@ -91,21 +91,37 @@ static void guard_buf_put(struct guard *g, uint8_t *b)
     pthread_mutex_unlock(&g->lock);
 }
 
-/* 1 with *at set when [off, off+len) of f holds a non-zero byte, 0 if
+/* An image with no local file (an NBD export) is read through the
+ * image; the rest through its file. */
+static bool guard_nofile(const struct image *dst)
+{
+    return dst->file.fd < 0 && !dst->file.mem;
+}
+
+static uint64_t guard_size(const struct image *dst)
+{
+    return guard_nofile(dst) ? dst->size : dst->file.size;
+}
+
+/* 1 with *at set when [off, off+len) of dst holds a non-zero byte, 0 if
  * all zero, -1 on error; buf: GUARD_CHUNK bytes. */
-static int scan_zero(struct df_file *f, uint8_t *buf, uint64_t off,
+static int scan_zero(struct image *dst, uint8_t *buf, uint64_t off,
                      uint64_t len, uint64_t *at, struct df_error *err)
 {
-    uint64_t end = min_u64(off + len, f->size);
+    struct df_file *f = &dst->file;
+    bool nofile = guard_nofile(dst);
+    uint64_t end = min_u64(off + len, guard_size(dst));
     int r = 0;
 
     while (r == 0 && off < end) {
-        bool data;
-        uint64_t run_end;
-        df_file_data_run(f, off, end, &data, &run_end);
+        bool data = true;
+        uint64_t run_end = end;
+        if (!nofile)
+            df_file_data_run(f, off, end, &data, &run_end);
         while (data && r == 0 && off < run_end) {
             size_t n = (size_t)min_u64(run_end - off, GUARD_CHUNK);
-            if (df_file_pread(f, buf, n, off, err) < 0) {
+            if (nofile ? image_read(dst, buf, n, off, err) < 0
+                       : df_file_pread(f, buf, n, off, err) < 0) {
                 r = -1;
             } else if (!zero_is_zero(buf, n)) {
                 size_t i = 0;
@@ -125,12 +141,12 @@ static int scan_zero(struct df_file *f, uint8_t *buf, uint64_t off,
 static int guard_scan(struct guard *g, uint64_t off, uint64_t len,
                       uint64_t *at, struct df_error *err)
 {
-    if (off >= g->dst->file.size)
+    if (off >= guard_size(g->dst))
         return 0;
     uint8_t *buf = guard_buf_take(g);
     if (!buf)
         return df_io(err, g->inner->name, ENOMEM, "cannot check contents");
-    int r = scan_zero(&g->dst->file, buf, off, len, at, err);
+    int r = scan_zero(g->dst, buf, off, len, at, err);
     guard_buf_put(g, buf);
     return r;
 }
@@ -394,7 +410,7 @@ int guard_check_empty(struct image *dst, uint64_t len, const char *name,
     uint8_t *buf;
     if (posix_memalign((void **)&buf, 4096, GUARD_CHUNK) != 0)
         return df_io(err, name, ENOMEM, "cannot check contents");
-    int r = scan_zero(&dst->file, buf, 0, len, &at, err);
+    int r = scan_zero(dst, buf, 0, len, &at, err);
     free(buf);
     if (r > 0)
         return df_refuse(err, name, "refusing to write: holds data at "

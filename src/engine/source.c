@@ -10,6 +10,7 @@
 
 #include "engine/plan.h"
 #include "engine/stream_in.h"
+#include "image/nbd.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
 
@@ -265,6 +266,11 @@ int source_open(const struct endpoint *ep, const struct source_opts *o,
         if (!o->remote)
             return df_usage(err, "%s: not a local disk", o->arg);
         return source_remote_open(o, out, err);
+    case EP_NBD:
+        /* an export: an image with no local file (image/nbd.h) */
+        if (image_open_nbd(ep->path, o->open, &img, err) < 0)
+            return -1;
+        return source_image_new(img, out, err);
     case EP_LOCAL:
         break;
     }

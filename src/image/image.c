@@ -324,6 +324,27 @@ fail:
     return -1;
 }
 
+int image_open_nofile(const struct image_driver *drv, const char *name,
+                      const struct image_open_opts *opts, struct image **out,
+                      struct df_error *err)
+{
+    struct image *img = image_alloc(drv, err);
+
+    *out = NULL;
+    if (!img)
+        return -1;
+    snprintf(img->name, sizeof(img->name), "%s", name);
+    snprintf(img->path, sizeof(img->path), "%s", name);
+    img->writable = opts && opts->writable;
+    img->format_named = true;
+    if (drv->open(img, err) < 0) {
+        image_free_one(img);
+        return -1;
+    }
+    *out = img;
+    return 0;
+}
+
 int image_open(const char *path, const struct image_open_opts *opts,
                struct image **out, struct df_error *err)
 {
@@ -630,6 +651,9 @@ int image_open_related(struct image *img, const char *rel, int flags,
     if (img->file.mem)
         return df_corrupt(err, img->name, -1,
                           "cannot open '%s' next to an in-memory image", rel);
+    if (img->file.fd < 0)
+        return df_corrupt(err, img->name, -1, "cannot open '%s' next to "
+                          "an image with no local file", rel);
     path_dirname(img->path, dir, sizeof(dir));
     if (path_join(path, sizeof(path), dir, rel) < 0)
         return df_corrupt(err, img->name, -1, "file name too long: %.64s...",
@@ -645,5 +669,7 @@ uint64_t image_allocated_bytes(const struct image *img)
     if (img->file.fd >= 0 && img->file.is_regular &&
         fstat(img->file.fd, &st) == 0)
         return (uint64_t)st.st_blocks * 512;
+    if (img->file.fd < 0 && !img->file.mem)
+        return img->size;       /* no local file (an NBD export) */
     return img->file.size;
 }

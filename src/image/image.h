@@ -231,6 +231,11 @@ int image_open(const char *path, const struct image_open_opts *opts,
 int image_open_file(struct df_file *f, const char *name, const char *path,
                     const struct image_open_opts *opts, struct image **out,
                     struct df_error *err);
+/* Open an image that has no local file (img->file stays closed: an
+ * NBD export): drv's open() reaches it by name (img->path). */
+int image_open_nofile(const struct image_driver *drv, const char *name,
+                      const struct image_open_opts *opts, struct image **out,
+                      struct df_error *err);
 /* Create a new image of `format` at path (O_EXCL); copts may be NULL.
  * A file that exists is refused (DF_REFUSED) and left alone. */
 int image_create(const char *path, const char *format, uint64_t size,

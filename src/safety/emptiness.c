@@ -18,6 +18,8 @@
  *         EMPTINESS_SPREAD data extents found with SEEK_DATA (a sparse file
  *         with a few written blocks anywhere is found for the price of
  *         a few reads; a fully sparse file reads nothing).
+ *     An image with no local file (an NBD export) gets only these two
+ *     samples, read through the image (emptiness_probe_image).
  *     Resuming (ours != NULL), bytes in ranges an interrupted copy of
  *     ours wrote are not looked at, nor a signature whose magic lies
  *     there: they came from the source.
@@ -151,9 +153,17 @@ static int emptiness_blkid(const struct df_file *f,
     return found;
 }
 
+/* What the sampled regions are read from: a file, or an image with no
+ * local file (an NBD export). */
+struct emptiness_src {
+    const struct df_file *f;
+    struct image *img;
+    uint64_t size;
+};
+
 /* 1 with desc when [off, off+len) holds a non-zero byte outside ours
  * (looked at in 4 KiB pieces). */
-static int emptiness_window(const struct df_file *f,
+static int emptiness_window(const struct emptiness_src *f,
                             const struct extent_list *ours, uint8_t *buf,
                             uint64_t off, uint64_t len, char *desc,
                             size_t dlen, struct df_error *err)
@@ -174,7 +184,9 @@ static int emptiness_window(const struct df_file *f,
         return 0;
     }
     /* df_file_pread does not change f; it just is not declared const. */
-    if (df_file_pread((struct df_file *)f, buf, (size_t)len, off, err) < 0)
+    if (f->img ? image_read(f->img, buf, (size_t)len, off, err) < 0
+               : df_file_pread((struct df_file *)f->f, buf, (size_t)len, off,
+                               err) < 0)
         return -1;
     if (zero_is_zero(buf, (size_t)len))
         return 0;
@@ -184,6 +196,39 @@ static int emptiness_window(const struct df_file *f,
     snprintf(desc, dlen, "non-zero data at offset %llu",
              (unsigned long long)at);
     return 1;
+}
+
+/* The first and last MiB and EMPTINESS_SPREAD windows between; buf:
+ * EMPTINESS_EDGE bytes. */
+static int emptiness_sample(const struct emptiness_src *es,
+                            const struct extent_list *ours, uint8_t *buf,
+                            char *desc, size_t len, struct df_error *err)
+{
+    int r = emptiness_window(es, ours, buf, 0, EMPTINESS_EDGE, desc, len,
+                             err);
+    if (r == 0 && es->size > EMPTINESS_EDGE)
+        r = emptiness_window(es, ours, buf, es->size - EMPTINESS_EDGE,
+                             EMPTINESS_EDGE, desc, len, err);
+    for (uint64_t i = 1; r == 0 && i <= EMPTINESS_SPREAD; i++) {
+        uint64_t off = es->size / (EMPTINESS_SPREAD + 1) * i;
+        r = emptiness_window(es, ours, buf, off - off % 4096,
+                             EMPTINESS_WINDOW, desc, len, err);
+    }
+    return r;
+}
+
+int emptiness_probe_image(struct image *img, char *desc, size_t len,
+                          struct df_error *err)
+{
+    if (img->size == 0)
+        return 0;
+    uint8_t *buf = malloc(EMPTINESS_EDGE);
+    if (!buf)
+        return df_io(err, img->name, ENOMEM, "cannot check contents");
+    struct emptiness_src es = { .img = img, .size = img->size };
+    int r = emptiness_sample(&es, NULL, buf, desc, len, err);
+    free(buf);
+    return r;
 }
 
 int emptiness_probe(const struct df_file *f, const struct extent_list *ours,
@@ -215,15 +260,8 @@ int emptiness_probe(const struct df_file *f, const struct extent_list *ours,
     buf = malloc(EMPTINESS_EDGE);
     if (!buf)
         return df_io(err, f->name, ENOMEM, "cannot check contents");
-    r = emptiness_window(f, ours, buf, 0, EMPTINESS_EDGE, desc, len, err);
-    if (r == 0 && f->size > EMPTINESS_EDGE)
-        r = emptiness_window(f, ours, buf, f->size - EMPTINESS_EDGE,
-                             EMPTINESS_EDGE, desc, len, err);
-    for (uint64_t i = 1; r == 0 && i <= EMPTINESS_SPREAD; i++) {
-        uint64_t off = f->size / (EMPTINESS_SPREAD + 1) * i;
-        r = emptiness_window(f, ours, buf, off - off % 4096,
-                             EMPTINESS_WINDOW, desc, len, err);
-    }
+    struct emptiness_src es = { .f = f, .size = f->size };
+    r = emptiness_sample(&es, ours, buf, desc, len, err);
     /* Regular files: the start of each of the first few data extents. */
     off_t pos = 0;
     for (int i = 0;
@@ -232,7 +270,7 @@ int emptiness_probe(const struct df_file *f, const struct extent_list *ours,
         off_t data = lseek(f->fd, pos, SEEK_DATA);
         if (data < 0)
             break;          /* ENXIO: no more data; EINVAL: unsupported */
-        r = emptiness_window(f, ours, buf, (uint64_t)data,
+        r = emptiness_window(&es, ours, buf, (uint64_t)data,
                              EMPTINESS_WINDOW, desc, len, err);
         off_t hole = lseek(f->fd, data, SEEK_HOLE);
         if (hole <= data)

@@ -51,20 +51,21 @@ static int safety_check_size(const struct safety_req *req,
                              struct df_error *err)
 {
     const struct df_file *d = req->dst;
+    uint64_t size = req->dst_image ? req->dst_image->size : d->size;
     char have[32], need[32];
     FILE *msgs = req->msgs ? req->msgs : stderr;
 
-    if (d->size == req->need_size || (d->is_regular && d->size == 0))
+    if (size == req->need_size || (d && d->is_regular && size == 0))
         return 0;
-    size_format(d->size, have, sizeof(have));
+    size_format(size, have, sizeof(have));
     size_format(req->need_size, need, sizeof(need));
     if (!strcmp(have, need)) {
         snprintf(have, sizeof(have), "%llu bytes",
-                 (unsigned long long)d->size);
+                 (unsigned long long)size);
         snprintf(need, sizeof(need), "%llu bytes",
                  (unsigned long long)req->need_size);
     }
-    if (d->size < req->need_size)
+    if (size < req->need_size)
         return df_refuse(err, req->dst_path, "refusing to write: %s is "
                          "smaller than the source (%s)", have, need);
     fprintf(msgs, "diskferry: warning: %s: %s is larger than the source "
@@ -79,7 +80,9 @@ static int safety_check_content(const struct safety_req *req,
                                 struct df_error *err)
 {
     char desc[256];
-    int r = emptiness_probe(req->dst, req->ours, desc, sizeof(desc), err);
+    int r = req->dst_image
+            ? emptiness_probe_image(req->dst_image, desc, sizeof(desc), err)
+            : emptiness_probe(req->dst, req->ours, desc, sizeof(desc), err);
     if (r < 0)
         return r;
     if (r == 0 && req->replace && !req->overwrite)
@@ -101,6 +104,13 @@ int safety_check_destination(const struct safety_req *req,
 {
     if (!req->dst_path || !req->dst_path[0])
         return df_usage(err, "no destination given");
+    if (req->dst_image) {
+        /* No local file: nothing of this host to look for holders of. */
+        if (req->op == SAFETY_OP_WRITE && (safety_check_size(req, err) < 0 ||
+                                           safety_check_content(req, err) < 0))
+            return -1;
+        return 0;
+    }
     if (!req->dst)
         return safety_check_new(req, err);
     if (req->dst->is_stream || req->dst->fd < 0)

@@ -83,6 +83,9 @@ struct safety_req {
     /* The opened destination, or NULL when it does not exist yet and
      * will be created O_EXCL.  A stream (stdout, a pipe) passes. */
     const struct df_file *dst;
+    /* A destination with no local file (an NBD export), instead of dst:
+     * only checks 5 and 6 apply, read through it. */
+    struct image *dst_image;
     /* The source, as much as is known (each may be NULL; all NULL for
      * stdin or a remote source): its file, its open image (the whole
      * chain is checked), its path. */

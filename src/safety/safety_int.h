@@ -59,6 +59,9 @@ int inuse_source_writer(const struct image *src, char *why, size_t len,
  * "non-zero data at offset 4096") in desc, 0 when empty, -1 on error. */
 int emptiness_probe(const struct df_file *f, const struct extent_list *ours,
                     char *desc, size_t len, struct df_error *err);
+/* The same, sampled, for an image with no local file (read through it). */
+int emptiness_probe_image(struct image *img, char *desc, size_t len,
+                          struct df_error *err);
 
 /* confirm.c: ask on a terminal to type the destination's name.  0 when
  * typed, -1 DF_REFUSED otherwise. */

@@ -17,12 +17,13 @@ def marker_rsh(tmp_path):
     return str(rsh), marker
 
 
+# NBD URIs are endpoints now (test_nbd.py): never a host either.
+NBD_URIS = [
+    "nbd+unix:///?socket=%s/no.sock", "nbd://127.0.0.1:1/export",
+    "NBD+UNIX:///e?socket=%s/no.sock",
+]
+
 SCHEMES = [
-    ("nbd+unix:///?socket=/tmp/s", "NBD endpoints are not supported yet"),
-    ("nbd://localhost/export", "NBD endpoints are not supported yet"),
-    ("nbds://localhost:10809/e", "NBD endpoints are not supported yet"),
-    ("nbd:localhost:10809", "NBD endpoints are not supported yet"),
-    ("NBD+UNIX:///e?socket=s", "NBD endpoints are not supported yet"),
     ("file:///var/tmp/x.img", "file: URIs are not supported: give the "
      "path itself"),
     ("https://example.org/x.img", "unknown scheme 'https' (a path on "
@@ -34,17 +35,22 @@ SCHEMES = [
 ]
 
 
-@pytest.mark.parametrize("arg,reason", SCHEMES)
-@pytest.mark.parametrize("side", ["src", "dst"])
-def test_scheme_is_a_usage_error_never_a_host(tmp_path, arg, reason, side):
-    rsh, marker = marker_rsh(tmp_path)
+def copy_one_side(tmp_path, arg, side, rsh):
+    """copy with arg as SRC or DST, a local file as the other."""
     local = tmp_path / "local.img"
     local.write_bytes(b"\0" * 4096)
     if side == "src":
         args = [arg, str(tmp_path / "out.img")]
     else:
         args = [str(local), arg]
-    p = df("copy", "--rsh", rsh, *args, cwd=str(tmp_path))
+    return df("copy", "--rsh", rsh, *args, cwd=str(tmp_path))
+
+
+@pytest.mark.parametrize("arg,reason", SCHEMES)
+@pytest.mark.parametrize("side", ["src", "dst"])
+def test_scheme_is_a_usage_error_never_a_host(tmp_path, arg, reason, side):
+    rsh, marker = marker_rsh(tmp_path)
+    p = copy_one_side(tmp_path, arg, side, rsh)
     assert p.returncode == 2, p.stderr
     assert p.stderr.decode().splitlines()[0] == \
         "diskferry: copy: %s: %s" % (arg, reason)
@@ -52,7 +58,31 @@ def test_scheme_is_a_usage_error_never_a_host(tmp_path, arg, reason, side):
     assert not (tmp_path / "out.img").exists()
 
 
-@pytest.mark.parametrize("arg,reason", SCHEMES[:3] + SCHEMES[5:6])
+@pytest.mark.parametrize("uri", NBD_URIS)
+@pytest.mark.parametrize("side", ["src", "dst"])
+def test_nbd_uri_is_an_export_never_a_host(tmp_path, uri, side):
+    """No server there: a network error (exit 6) naming the URI."""
+    rsh, marker = marker_rsh(tmp_path)
+    arg = uri.replace("%s", str(tmp_path))
+    p = copy_one_side(tmp_path, arg, side, rsh)
+    assert p.returncode == 6, p.stderr
+    assert p.stderr.decode().startswith(
+        "diskferry: copy: %s: cannot connect: " % arg)
+    assert not marker.exists()
+    assert not (tmp_path / "out.img").exists()
+
+
+def test_undo_journal_nbd_is_a_usage_error(tmp_path):
+    rsh, marker = marker_rsh(tmp_path)
+    arg = "nbd://localhost/export"
+    p = df("undo", "--rsh", rsh, arg, cwd=str(tmp_path))
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.decode().splitlines()[0] == \
+        "diskferry: undo: %s: an undo journal is a file" % arg
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("arg,reason", SCHEMES[:1] + SCHEMES[2:3])
 def test_undo_journal_scheme_is_a_usage_error(tmp_path, arg, reason):
     rsh, marker = marker_rsh(tmp_path)
     p = df("undo", "--rsh", rsh, arg, cwd=str(tmp_path))

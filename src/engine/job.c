@@ -283,14 +283,16 @@ fail:
     if (err->cat == DF_VERIFY && r) {
         /* A resumed copy that does not verify: the source changed in a
          * way its id did not show (a remote source is known by path and
-         * size).  Its journal would resume into the same failure. */
+         * size), or what the interrupted run wrote did (the journal's
+         * leaf hashes stood for it).  Its journal would resume into the
+         * same failure. */
         if (jd.d.resumed || rs.skipped_resumed) {
             if (jd.d.resumed)
                 rjournal_remove(&jd.d.j);
             size_t n = strlen(err->msg);
-            snprintf(err->msg + n, sizeof(err->msg) - n, "; the source "
-                     "changed since the interrupted copy: run without "
-                     "--resume");
+            snprintf(err->msg + n, sizeof(err->msg) - n, "; the source, or "
+                     "what the interrupted copy wrote, changed since: run "
+                     "without --resume");
         }
     }
     dest_abort(&jd.d);

@@ -17,8 +17,6 @@
 #define _GNU_SOURCE
 #include "engine/stream_in.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -27,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/archive_dl.h"
 #include "image/image.h"
 
 #define STREAM_CHUNK (1u << 20)
@@ -303,6 +302,8 @@ static int stream_in_pump(struct stream_in *s, struct df_error *err)
     bool filter;
     int p[2];
 
+    if (archive_dl_load(err) < 0)
+        return -1;
     if (pipe2(p, O_CLOEXEC) < 0)
         return df_io(err, s->name, errno, "cannot create a pipe");
     s->pipe_w = p[1];

@@ -10,7 +10,6 @@
 #include "image/nbd.h"
 
 #include <errno.h>
-#include <libnbd.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "image/nbd_dl.h"
 #include "util/overflow.h"
 
 #define NBD_MAX_REQ (32u << 20)
@@ -535,5 +535,7 @@ int image_open_nbd(const char *uri, const struct image_open_opts *opts,
 {
     if (strlen(uri) >= PATH_MAX)
         return df_usage(err, "NBD URI too long");
+    if (nbd_dl_load(err) < 0)
+        return -1;
     return image_open_nofile(&image_driver_nbd, uri, opts, out, err);
 }

@@ -19,10 +19,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "engine/archive_dl.h"
@@ -106,8 +108,21 @@ static la_ssize_t pump_read(struct archive *a, void *ctx, const void **out)
         }
     }
     for (;;) {
+        /* wait for the stream, or for stream_in_close() to stop us */
+        struct pollfd pf[2] = { { io->s->src_fd, POLLIN, 0 },
+                                { io->s->stop_fd, POLLIN, 0 } };
+        if (poll(pf, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            archive_set_error(a, errno, "poll failed");
+            return -1;
+        }
+        if (pf[1].revents) {
+            archive_set_error(a, ECANCELED, "stopped");
+            return -1;
+        }
         ssize_t r = read(io->s->src_fd, io->buf, STREAM_CHUNK);
-        if (r < 0 && errno == EINTR)
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (r < 0) {
             archive_set_error(a, errno, "read failed");
@@ -198,26 +213,41 @@ static int pump_find_member(struct stream_in *s, struct archive *a)
     return 0;
 }
 
-static void *pump_main(void *arg)
+/* What the pump holds, freed when it ends. */
+struct pump_res {
+    struct stream_in *s;
+    struct archive *a;
+    struct pump_io io;
+};
+
+static void pump_release(void *arg)
 {
-    struct stream_in *s = arg;
-    struct pump_io io = { .s = s };
-    struct archive *a = archive_read_new();
+    struct pump_res *r = arg;
+    close(r->s->pipe_w);
+    r->s->pipe_w = -1;
+    if (r->a)
+        archive_read_free(r->a);
+    free(r->io.buf);
+}
+
+static void pump_run(struct pump_res *r)
+{
+    struct stream_in *s = r->s;
+    struct archive *a = r->a;
     struct archive_entry *e;
     uint64_t at = 0;
 
-    io.buf = malloc(STREAM_CHUNK);
-    if (!a || !io.buf) {
+    if (!a || !r->io.buf) {
         df_io(&s->terr, s->name, ENOMEM, "cannot allocate the "
               "decompressor");
-        goto out;
+        return;
     }
     archive_read_support_filter_all(a);
     if (s->member[0])
         archive_read_support_format_tar(a);
     else
         archive_read_support_format_raw(a);
-    if (archive_read_open(a, &io, NULL, pump_read, NULL) != ARCHIVE_OK) {
+    if (archive_read_open(a, &r->io, NULL, pump_read, NULL) != ARCHIVE_OK) {
         df_corrupt(&s->terr, s->name, -1, "cannot be read: %s",
                    archive_error_string(a) ? archive_error_string(a)
                                            : "unknown format");
@@ -235,10 +265,10 @@ static void *pump_main(void *arg)
         const void *buf;
         size_t n;
         la_int64_t off;
-        int r = archive_read_data_block(a, &buf, &n, &off);
-        if (r == ARCHIVE_EOF)
+        int rc = archive_read_data_block(a, &buf, &n, &off);
+        if (rc == ARCHIVE_EOF)
             break;
-        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+        if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
             df_corrupt(&s->terr, s->name, -1, "%s%s: %s after %llu bytes "
                        "of it", s->member[0] ? "tar archive" : s->filter,
                        s->member[0] ? "" : " stream",
@@ -267,11 +297,17 @@ write_failed:
     if (errno != EPIPE)         /* EPIPE: the copy stopped */
         df_io(&s->terr, s->name, errno, "cannot pass on the data");
 out:
-    close(s->pipe_w);
-    s->pipe_w = -1;
-    if (a)
-        archive_read_free(a);
-    free(io.buf);
+    return;
+}
+
+static void *pump_main(void *arg)
+{
+    struct pump_res r = { .s = arg };
+    r.io.s = r.s;
+    r.a = archive_read_new();
+    r.io.buf = malloc(STREAM_CHUNK);
+    pump_run(&r);
+    pump_release(&r);
     return NULL;
 }
 
@@ -304,6 +340,8 @@ static int stream_in_pump(struct stream_in *s, struct df_error *err)
 
     if (archive_dl_load(err) < 0)
         return -1;
+    if ((s->stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+        return df_io(err, s->name, errno, "cannot create an eventfd");
     if (pipe2(p, O_CLOEXEC) < 0)
         return df_io(err, s->name, errno, "cannot create a pipe");
     s->pipe_w = p[1];
@@ -346,6 +384,7 @@ static void stream_in_init(struct stream_in *s, int fd, const char *name)
     memset(s, 0, sizeof(*s));
     s->src_fd = fd;
     s->pipe_w = -1;
+    s->stop_fd = -1;
     df_file_init(&s->in);
     df_error_init(&s->terr);
     snprintf(s->name, sizeof(s->name), "%s", name);
@@ -412,14 +451,19 @@ int stream_in_finish(struct stream_in *s, struct df_error *err)
 void stream_in_close(struct stream_in *s)
 {
     /* Closing the read end first: a pump blocked on a full pipe gets
-     * EPIPE and ends; one waiting for the stream is cancelled (read(2)
-     * is a cancellation point): the copy has failed or stopped. */
+     * EPIPE and ends; one waiting for the stream is woken by stop_fd:
+     * the copy has failed or stopped. */
     df_file_close(&s->in);
     if (s->started) {
-        pthread_cancel(s->thread);
+        uint64_t one = 1;
+        if (write(s->stop_fd, &one, sizeof(one)) < 0)
+            (void)0;            /* an eventfd write cannot fail here */
         pthread_join(s->thread, NULL);
         s->started = false;
     }
+    if (s->stop_fd >= 0)
+        close(s->stop_fd);
+    s->stop_fd = -1;
     free(s->head);
     free(s->dhead);
     s->head = s->dhead = NULL;

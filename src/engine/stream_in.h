@@ -53,6 +53,7 @@ struct stream_in {
     pthread_t thread;
     bool started;
     int pipe_w;                 /* the decompressor's end */
+    int stop_fd;                /* eventfd: stream_in_close stops it */
     struct df_error terr;       /* the decompressor's failure */
     uint64_t bytes_in;          /* compressed bytes consumed */
     char member[PATH_MAX];      /* tar: the member read, or "" */

@@ -292,3 +292,32 @@ def test_stream_to_a_remote_file_with_data_needs_overwrite(tmp_path):
               input=bytes(MIB))
     assert p.returncode == 2, p.stderr.decode()
     assert "a stream on stdin cannot resume" in p.stderr.decode()
+
+
+def test_refusal_does_not_wait_for_the_stream_to_end(tmp_path):
+    """A refused stream whose producer keeps stdin open: the decompressor
+    waiting on stdin is stopped, the refusal comes at once (no hang)."""
+    disk = make_disk(tmp_path / "vm.raw")
+    tgz = tmp_path / "vm.tgz"
+    sh("tar -C %s -czf %s vm.raw" % (tmp_path, tgz))
+    proc = subprocess.Popen([DISKFERRY, "copy", "-", str(tmp_path / "o")],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        try:
+            proc.stdin.write(open(tgz, "rb").read()[:256 << 10])
+            proc.stdin.flush()
+        except BrokenPipeError:
+            pass                        # it refused while we wrote
+        rc = proc.wait(timeout=20)      # stdin still open
+        err = proc.stderr.read()
+        assert rc == 5, err
+        assert b"is a tar archive" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+    assert not (tmp_path / "o").exists()

@@ -251,7 +251,7 @@ static void pump_run(struct pump_res *r)
         df_corrupt(&s->terr, s->name, -1, "cannot be read: %s",
                    archive_error_string(a) ? archive_error_string(a)
                                            : "unknown format");
-        goto out;
+        return;
     }
     if (s->member[0] ? !pump_find_member(s, a)
                   : archive_read_next_header(a, &e) != ARCHIVE_OK) {
@@ -259,7 +259,7 @@ static void pump_run(struct pump_res *r)
             df_corrupt(&s->terr, s->name, -1, "%s stream: %s", s->filter,
                        archive_error_string(a) ? archive_error_string(a)
                                                : "cannot be read");
-        goto out;
+        return;
     }
     for (;;) {
         const void *buf;
@@ -292,12 +292,10 @@ static void pump_run(struct pump_res *r)
     if (s->terr.cat == DF_OK && s->member[0] && at < s->member_size &&
         write_zeros(s->pipe_w, s->member_size - at) < 0)
         goto write_failed;
-    goto out;
+    return;
 write_failed:
     if (errno != EPIPE)         /* EPIPE: the copy stopped */
         df_io(&s->terr, s->name, errno, "cannot pass on the data");
-out:
-    return;
 }
 
 static void *pump_main(void *arg)

@@ -80,6 +80,11 @@ struct job_opts {
      * delivered as zeros and their ranges appended here, in order
      * (merged).  Borrowed; NULL: a read error stops the job. */
     struct extent_list *salvaged;
+    /* Every leaf's hash, in order, as the digest takes it (the source's;
+     * engine_digest: the image's): nleaf_hashes x digest_len() bytes
+     * (a sync's hash tree, track/htree.h).  NULL: not kept. */
+    uint8_t *leaf_hashes;
+    uint64_t nleaf_hashes;
 };
 
 #define SALVAGE_PIECE 4096u
@@ -251,6 +256,13 @@ int engine_copy_stream(struct df_file *in, struct sink *dst,
 int engine_digest(struct image *img, const struct job_opts *opts,
                   struct digest *out, struct job_stats *st,
                   struct df_error *err);
+/* As engine_digest, keeping every leaf: the hash tree of img
+ * (track/htree.h, initialised here, opts->digest; release it with
+ * htree_release) and its digest.  0 or -1 with err. */
+struct htree;
+int engine_tree(struct image *img, const struct job_opts *opts,
+                struct htree *t, struct digest *out, struct job_stats *st,
+                struct df_error *err);
 /*
  * Compare a and b: 0 identical, 1 different (ranges appended to
  * `differ`, capped), -1 error.  Digests of both land in st.

@@ -35,6 +35,7 @@
 #include "engine/job.h"
 #include "engine/pipeline.h"
 #include "engine/plan.h"
+#include "track/htree.h"
 #include "util/interrupt.h"
 #include "util/overflow.h"
 #include "util/progress.h"
@@ -100,6 +101,7 @@ struct pipeline {
     bool stop;
     struct df_error err;        /* first error (invariant 5) */
     struct digest_tree tree;
+    uint64_t leaf_i;            /* leaves fed to the tree */
     struct progress *progress;
     uint64_t bytes_read;        /* atomic: workers add */
     uint64_t bytes_read_for_digest; /* atomic: workers add */
@@ -597,13 +599,33 @@ static int salvage_note(struct pipeline *p, struct slot *s,
     return 0;
 }
 
+/* The writer's leaf, in order: into the digest tree and, if asked
+ * (job_opts.leaf_hashes), the caller's array. */
+static void feed_leaf(struct pipeline *p, const uint8_t *h)
+{
+    digest_tree_add_leaf(&p->tree, h);
+    if (p->o->leaf_hashes && p->leaf_i < p->o->nleaf_hashes)
+        memcpy(p->o->leaf_hashes + p->leaf_i * p->hlen, h, p->hlen);
+    p->leaf_i++;
+}
+
+static void feed_zero_leaves(struct pipeline *p, uint64_t n)
+{
+    digest_tree_add_zero_leaves(&p->tree, n);
+    const uint8_t *z0 = digest_zero_node(p->o->digest, 0);
+    for (uint64_t i = 0; p->o->leaf_hashes && i < n &&
+                         p->leaf_i + i < p->o->nleaf_hashes; i++)
+        memcpy(p->o->leaf_hashes + (p->leaf_i + i) * p->hlen, z0, p->hlen);
+    p->leaf_i += n;
+}
+
 static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
 {
     struct job_stats *st = p->st;
     struct sink *k = p->sink;
 
     if (s->kind == ITEM_SKIP) {
-        digest_tree_add_zero_leaves(&p->tree, div_round_up(s->len, LEAF));
+        feed_zero_leaves(p, div_round_up(s->len, LEAF));
         st->skipped_unallocated += s->len;
         return k ? k->ops->zero(k, s->off, s->len, err) : 0;
     }
@@ -611,7 +633,7 @@ static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
         /* The destination holds it: its hashes in order, nothing sent. */
         uint64_t nkeep = div_round_up(s->len, LEAF);
         for (uint64_t i = 0; i < nkeep; i++)
-            digest_tree_add_leaf(&p->tree, s->hashes + i * p->hlen);
+            feed_leaf(p, s->hashes + i * p->hlen);
         if (s->kept == EXT_FREE)
             st->bytes_free += s->len;
         else
@@ -627,8 +649,7 @@ static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
         uint64_t j = i;
         bool zero = s->is_zero[i];
         while (j < nleaves && s->is_zero[j] == zero) {
-            digest_tree_add_leaf(&p->tree,
-                                 zero ? z0 : s->hashes + j * p->hlen);
+            feed_leaf(p, zero ? z0 : s->hashes + j * p->hlen);
             j++;
         }
         uint64_t a = i * LEAF, b = min_u64(j * LEAF, s->len);
@@ -889,6 +910,24 @@ int engine_digest(struct image *img, const struct job_opts *opts,
     memset(&local, 0, sizeof(local));
     return pipeline_run(img, NULL, NULL, NULL, opts, st ? st : &local, out,
                         err);
+}
+
+int engine_tree(struct image *img, const struct job_opts *opts,
+                struct htree *t, struct digest *out, struct job_stats *st,
+                struct df_error *err)
+{
+    struct job_opts o = *opts;
+    o.plan = NULL;
+    if (htree_init(t, o.digest, img->size, err) < 0)
+        return -1;
+    o.leaf_hashes = t->level[0];
+    o.nleaf_hashes = t->nleaves;
+    if (engine_digest(img, &o, out, st, err) < 0 ||
+        htree_build(t, err) < 0) {
+        htree_release(t);
+        return -1;
+    }
+    return 0;
 }
 
 int engine_compare_run(struct image *a, struct sink *cmp,

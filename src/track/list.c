@@ -4,7 +4,9 @@
  * set or used blocks).
  */
 #include <stdlib.h>
+#include <string.h>
 
+#include "track/htree.h"
 #include "track/track.h"
 
 struct list_source {
@@ -12,6 +14,8 @@ struct list_source {
     struct used_map um;
     struct extent_list l;
     size_t hint;                /* index to start the next search at */
+    const struct htree *tree;   /* leaf hashes of what is not in l */
+    size_t hhint;               /* leaf_hash's search start */
 };
 
 /* The ranges of ls in [off, off+len), into out (track.h contract 1). */
@@ -98,6 +102,42 @@ struct change_source *change_source_from_list(const char *name,
                                      .changed = list_changed,
                                      .close = list_close };
     return &ls->cs;
+}
+
+/* A leaf outside the changed ranges is the same on both sides: its
+ * hash is the tree's. */
+static int tree_leaf_hash(struct change_source *cs, enum digest_alg alg,
+                          uint64_t leaf_off, uint8_t *out,
+                          struct df_error *err)
+{
+    struct list_source *ls = cs->priv;
+    const struct extent_list *l = &ls->l;
+    uint64_t i = leaf_off / DIGEST_LEAF_SIZE;
+    (void)err;
+    if (alg != ls->tree->alg || i >= ls->tree->nleaves)
+        return 0;
+    size_t k = ls->hhint < l->n && l->v[ls->hhint].off <= leaf_off
+                   ? ls->hhint : 0;
+    while (k < l->n && l->v[k].off + l->v[k].len <= leaf_off)
+        k++;
+    ls->hhint = k;
+    if (k < l->n && l->v[k].off < leaf_off + DIGEST_LEAF_SIZE)
+        return 0;
+    memcpy(out, ls->tree->level[0] + i * ls->tree->hlen, ls->tree->hlen);
+    return 1;
+}
+
+struct change_source *change_source_from_tree(const char *name,
+                                              const struct extent_list *changed,
+                                              const struct htree *tree,
+                                              struct df_error *err)
+{
+    struct change_source *cs = change_source_from_list(name, changed, err);
+    if (!cs)
+        return NULL;
+    ((struct list_source *)cs->priv)->tree = tree;
+    cs->leaf_hash = tree_leaf_hash;
+    return cs;
 }
 
 struct change_source *change_source_missing(const char *name, uint64_t size,

@@ -75,6 +75,17 @@ struct change_source *change_source_from_list(const char *name,
                                               struct df_error *err);
 
 /*
+ * A change source over `changed` whose leaf_hash answers, for every
+ * leaf outside it, the hash in `tree` (borrowed, built; its leaves are
+ * the content of both sides there: a sync's comparison or manifest).
+ */
+struct htree;
+struct change_source *change_source_from_tree(const char *name,
+                                              const struct extent_list *changed,
+                                              const struct htree *tree,
+                                              struct df_error *err);
+
+/*
  * What a resumed copy still has to send: the change source naming every
  * range of [0, size) outside `done` (the resume journal's written and
  * durable ranges, sorted, states ignored).

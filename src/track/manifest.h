@@ -1,0 +1,76 @@
+/*
+ * manifest.h: what a copy or sync wrote, kept for the next sync.
+ *
+ * A manifest records, for one destination, the hash of every
+ * DIGEST_LEAF_SIZE leaf of what was written, the digest those leaves
+ * make (util/hash.h), the destination's identity and the source it was
+ * written from.  `--write-manifest FILE` keeps one where the user says;
+ * every copy and sync also keeps one as the destination's state record,
+ * in diskferry's state directory on the destination's host (never
+ * beside the file), named after the destination's identity.  A later
+ * `sync` hashes only the source and sends the leaves whose hash
+ * differs; `verify --manifest` checks a backup against it.
+ *
+ * The file (little endian):
+ *
+ *   0   8   magic "DFMANIF1"
+ *   8   4   version (1)
+ *   12  4   alg (enum digest_alg)
+ *   16  8   disk size in bytes
+ *   24  8   nleaves = ceil(size / 64 KiB), at least 1
+ *   32  4   leaf size (65536)
+ *   36  4   identity length I (<= MANIFEST_MAX_STR)
+ *   40  4   source length S (<= MANIFEST_MAX_STR)
+ *   44  4   reserved (0)
+ *   48  32  digest (the first digest_len(alg) bytes)
+ *   80  I   destination identity (text, no NUL)
+ *   ..  S   source (text, no NUL)
+ *   ..  nleaves x hlen  leaf hashes
+ *   ..  hlen  H(every byte before), the file's own check
+ *
+ * Read as hostile: every length is checked against the file's size,
+ * the check must match, and the digest must be the one the leaves make.
+ * Written to a temporary name in the same directory, made durable and
+ * renamed over the old one: a crash leaves the old manifest or the new.
+ */
+#ifndef DF_MANIFEST_H
+#define DF_MANIFEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "track/htree.h"
+#include "util/error.h"
+#include "util/hash.h"
+
+#define MANIFEST_MAGIC "DFMANIF1"
+#define MANIFEST_VERSION 1
+#define MANIFEST_MAX_STR 4096
+#define MANIFEST_HDR_LEN 80
+
+struct manifest {
+    struct htree tree;          /* leaves; built by manifest_read */
+    struct digest digest;
+    char id[MANIFEST_MAX_STR + 1];      /* destination identity */
+    char src[MANIFEST_MAX_STR + 1];     /* written from */
+};
+
+/* Read FILE (dirfd-relative when dirfd >= 0 and name is relative).
+ * 0; 1 when it does not exist (ENOENT, nothing set); -1 with err:
+ * DF_CORRUPT naming the file and offset for a bad one, DF_IO. */
+int manifest_read(int dirfd, const char *name, struct manifest *m,
+                  struct df_error *err);
+/* Parse a manifest held in memory (the fuzz target's entry). */
+int manifest_parse(const uint8_t *buf, uint64_t len, const char *name,
+                   struct manifest *m, struct df_error *err);
+/* Write m (its tree's leaves, digest, id, src) to FILE, atomically and
+ * durably (header).  0 or -1 with err. */
+int manifest_write(int dirfd, const char *name, const struct manifest *m,
+                   struct df_error *err);
+void manifest_release(struct manifest *m);
+
+/* The state record's file name of a destination identity, in the
+ * state directory (util/file.h state_dir_open). */
+void manifest_record_name(const char *id, char *out, size_t len);
+
+#endif

@@ -97,6 +97,7 @@ bool cli_progress_enabled(int mode);
 int cmd_info(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_copy(int argc, char **argv);
+int cmd_sync(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_undo(int argc, char **argv);

@@ -1,6 +1,8 @@
 /*
  * cmd_copy.c: `diskferry copy SRC DST`: full copy or conversion, zero-
- * and hole-aware, verified end to end.
+ * and hole-aware, verified end to end; and `diskferry sync SRC DST`,
+ * which takes the same options and a few of its own (the job is
+ * engine/sync.c's).
  *
  * Options in, a job spec out (engine/job.h; the options of images and
  * remote endpoints are cli.c's); job_run() does the work (the source,
@@ -123,6 +125,68 @@ static const char copy_usage[] =
     "errors arose\n"
     "  -h, --help              this text\n";
 
+static const char sync_usage[] =
+    "usage: diskferry sync [OPTIONS] SRC DST\n"
+    "\n"
+    "Bring DST, an earlier copy of SRC, up to date: only the 64 KiB "
+    "blocks that\ndiffer are written, and DST is verified end to end "
+    "afterwards (exit 7 on a\nmismatch).  A DST that does not exist is "
+    "copied whole.\n"
+    "\n"
+    "How sync learns what changed (--changes):\n"
+    "  (default)          the state record the last copy or sync to DST "
+    "left in\n"
+    "                     diskferry's state directory on DST's host; "
+    "reads SRC\n"
+    "                     once, DST only to prove it is that copy; "
+    "without a\n"
+    "                     record: compare\n"
+    "  compare            hash both SRC and DST where they are and "
+    "compare the\n"
+    "                     hash trees (holes are not read)\n"
+    "  manifest:FILE      the leaf hashes a copy or sync --write-manifest "
+    "FILE kept\n"
+    "A record or manifest is proved before anything is written: DST's "
+    "identity\nand its blocks at 64 spread places and wherever the sync "
+    "will write must\nmatch it, else the sync is refused (exit 3): run "
+    "with --changes compare.\nA DST recorded as a copy of this SRC is "
+    "written without --overwrite; any\nother DST needs it, as for "
+    "copy.  A regular file DST takes SRC's size.\n"
+    "\n"
+    "SRC  an image file, block device or NBD export (as for copy)\n"
+    "DST  a raw file or block device on this host, written in place\n"
+    "\n"
+    "options:\n"
+    "      --changes HOW       compare or manifest:FILE (above)\n"
+    "      --write-manifest FILE  keep the leaf hashes of what DST holds "
+    "in FILE\n"
+    "      --passes N          sync N times in a row (pre-copy while the "
+    "VM runs;\n"
+    "                          a source in use is read); each pass says "
+    "what it sent\n"
+    "      --until SIZE        sync again until a pass sends at most SIZE "
+    "(at most\n"
+    "                          20 passes)\n"
+    "      --block-size SIZE   compare in blocks of SIZE (64K, the "
+    "default, to 64M)\n"
+    "      --overwrite         write into a DST that is not a recorded "
+    "copy of SRC\n"
+    "      --yes               do not ask before overwriting\n"
+    "      --dry-run           find what changed, list the ranges that "
+    "would be\n"
+    "                          written, write nothing\n"
+    "      --undo FILE         save what is overwritten in the journal "
+    "FILE first\n"
+    "      --no-verify         skip the read-back verification\n"
+    "      --fsync             wait until DST is on stable storage before "
+    "verifying\n"
+    "      --digest ALG        xxh128 (default) or sha256\n"
+    "      --threads N         reader threads (default: cores)\n"
+    "  -f, --format FMT        read SRC as FMT instead of probing\n"
+    "      --parent-dir DIR, --parent C=P, --force-share   as for copy\n"
+    "      --json              one JSON report on stdout at the end\n"
+    "      --progress, --no-progress, -q, -v, -h   as for copy\n";
+
 struct copy_opts {
     struct cli c;
     struct cli_image_opts src_io;
@@ -135,7 +199,8 @@ struct copy_opts {
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
     OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
-    OPT_SALVAGE,
+    OPT_SALVAGE, OPT_CHANGES, OPT_WRITE_MANIFEST, OPT_PASSES, OPT_UNTIL,
+    OPT_BLOCK_SIZE,
 };
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
@@ -151,6 +216,11 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "undo", required_argument, NULL, OPT_UNDO },
         { "no-verify", no_argument, NULL, OPT_NO_VERIFY },
         { "salvage", no_argument, NULL, OPT_SALVAGE },
+        { "changes", required_argument, NULL, OPT_CHANGES },
+        { "write-manifest", required_argument, NULL, OPT_WRITE_MANIFEST },
+        { "passes", required_argument, NULL, OPT_PASSES },
+        { "until", required_argument, NULL, OPT_UNTIL },
+        { "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
         { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
@@ -163,6 +233,8 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { NULL, 0, NULL, 0 },
     };
     struct cli *c = &o->c;
+    bool sync = o->spec.kind == JOB_SYNC;
+    const char *only = NULL;    /* an option of the other command */
     int opt, r;
 
     optind = 1;
@@ -177,6 +249,30 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_UNDO: o->spec.undo = optarg; break;
         case OPT_NO_VERIFY: o->spec.jo.verify = false; break;
         case OPT_SALVAGE: o->spec.jo.salvaged = &o->salvaged; break;
+        case OPT_CHANGES:
+            if (strcmp(optarg, "compare") &&
+                (strncmp(optarg, "manifest:", 9) || !optarg[9]))
+                return cli_usage(c, "--changes: expected compare or "
+                                 "manifest:FILE, got '%s'", optarg);
+            o->spec.changes = optarg;
+            break;
+        case OPT_WRITE_MANIFEST: o->spec.write_manifest = optarg; break;
+        case OPT_PASSES:
+            if (cli_parse_uint(c, "--passes", optarg, 1, 1000,
+                               &o->spec.passes))
+                return DF_USAGE;
+            break;
+        case OPT_UNTIL:
+            if (cli_parse_size(c, "--until", optarg, &o->spec.until))
+                return DF_USAGE;
+            if (!o->spec.until)
+                return cli_usage(c, "--until: more than 0, e.g. 64M");
+            break;
+        case OPT_BLOCK_SIZE:
+            if (cli_parse_size(c, "--block-size", optarg,
+                               &o->spec.block_size))
+                return DF_USAGE;
+            break;
         case OPT_FSYNC: o->spec.fsync = true; break;
         case OPT_DIGEST:
             if (digest_alg_parse(optarg, &o->spec.jo.digest) < 0)
@@ -193,14 +289,26 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_NO_PROGRESS: o->progress = 0; break;
         case 'q': c->quiet = true; break;
         case 'v': c->verbose++; break;
-        case 'h': fputs(copy_usage, stdout); return -1;
+        case 'h': fputs(sync ? sync_usage : copy_usage, stdout); return -1;
         default:
             if (!(r = cli_image_option(c, &o->src_io, opt, optarg)))
                 r = cli_remote_option(c, &o->spec, opt, optarg);
             if (r <= 0)
                 return r ? DF_USAGE : cli_bad_option(c, argv);
         }
+        if (sync ? opt == 'O' || opt == 'c' || opt == OPT_SALVAGE ||
+                       opt == CLI_OPT_RESUME || opt == CLI_OPT_TRANSPORT
+                 : opt == OPT_CHANGES || opt == OPT_PASSES ||
+                       opt == OPT_UNTIL || opt == OPT_BLOCK_SIZE)
+            only = argv[optind - 1];
     }
+    if (only)
+        return cli_usage(c, "%s: not an option of %s", only, c->cmd);
+    if (o->spec.passes && o->spec.until)
+        return cli_usage(c, "--passes and --until: one or the other");
+    if (o->spec.undo && (o->spec.passes > 1 || o->spec.until))
+        return cli_usage(c, "--undo keeps what one sync overwrote: not "
+                         "with --passes or --until");
     if (argc - optind != 2)
         return cli_usage(c, "expected SRC and DST");
     const char *ofmt = o->spec.out_format;
@@ -219,8 +327,9 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
     return 0;
 }
 
-int cmd_copy(int argc, char **argv)
+static int copy_or_sync(int argc, char **argv, enum job_kind kind)
 {
+    const char *cmd = kind == JOB_SYNC ? "sync" : "copy";
     struct copy_opts o;
     struct job_report rep;
     struct df_error err;
@@ -228,16 +337,16 @@ int cmd_copy(int argc, char **argv)
 
     memset(&o, 0, sizeof(o));
     extent_list_init(&o.salvaged, 100000);     /* listed ranges */
-    o.c.cmd = "copy";
+    o.c.cmd = cmd;
+    o.spec.kind = kind;
     o.progress = -1;
     cli_image_opts_init(&o.src_io);
     job_opts_init(&o.spec.jo);
-    o.spec.jo.title = "copy";
+    o.spec.jo.title = cmd;
     if ((rc = copy_parse(argc, argv, &o)) != 0)
         return rc < 0 ? 0 : rc;      /* -1: --help was printed */
     interrupt_install();
-    o.spec.kind = JOB_COPY;
-    o.spec.cmd = "copy";
+    o.spec.cmd = cmd;
     o.spec.src = argv[optind];
     o.spec.dst = argv[optind + 1];
     o.spec.src_open = o.src_io.open;
@@ -268,4 +377,14 @@ int cmd_copy(int argc, char **argv)
 out:
     extent_list_release(&o.salvaged);
     return rc;
+}
+
+int cmd_copy(int argc, char **argv)
+{
+    return copy_or_sync(argc, argv, JOB_COPY);
+}
+
+int cmd_sync(int argc, char **argv)
+{
+    return copy_or_sync(argc, argv, JOB_SYNC);
 }

@@ -20,6 +20,8 @@ static const struct command commands[] = {
     { "info", cmd_info, "what is this disk: format, size, allocation, chain" },
     { "create", cmd_create, "a new empty disk; never replaces a file" },
     { "copy", cmd_copy, "copy or convert a disk, verified end to end" },
+    { "sync", cmd_sync, "bring an earlier copy up to date: only what "
+      "changed" },
     { "verify", cmd_verify, "are two disks identical?" },
     { "serve", cmd_serve, "the remote end (started over ssh)" },
     { "undo", cmd_undo, "put back what a copy --undo JOURNAL overwrote" },

@@ -92,6 +92,19 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
                   st->verified ? &st->dst_digest : NULL);
     if (spec->jo.salvaged)
         report_ranges(&j, "salvaged", spec->jo.salvaged);
+    if (spec->kind == JOB_SYNC && rep->changes) {
+        json_obj(&j, "sync");
+        json_str(&j, "changes", rep->changes);
+        json_u64(&j, "passes", rep->passes);
+        json_u64(&j, "changed_bytes", rep->changed_bytes);
+        json_u64(&j, "changed_ranges", rep->changed_blocks);
+        json_dbl(&j, "last_pass_seconds", rep->last_pass_seconds);
+        json_u64(&j, "bytes_unchanged", st->bytes_unchanged);
+        json_u64(&j, "src_bytes_hashed", rep->src_bytes_hashed);
+        json_u64(&j, "dst_bytes_read", rep->dst_bytes_read);
+        json_u64(&j, "proof_leaves", rep->proof_leaves);
+        json_close_obj(&j);
+    }
     json_end(&j);
 }
 

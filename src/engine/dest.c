@@ -189,7 +189,7 @@ int dest_resume_partial(int dirfd, const char *part, uint64_t size,
 int dest_grow(struct image *img, uint64_t need, const char *path,
               struct df_error *err)
 {
-    if (img->size >= need)
+    if (img->size >= need || !img->file.is_regular)
         return 0;
     if (ftruncate(img->file.fd, (off_t)need) < 0)
         return df_io(err, path, errno, "cannot grow to %llu bytes",
@@ -244,7 +244,7 @@ static int dest_check(const struct dest_opts *o, struct image *src,
     struct safety_req req = {
         .dst_path = path, .dst = dst, .src_image = src,
         .need_size = need, .op = SAFETY_OP_WRITE, .replace = replace,
-        .overwrite = o->overwrite, .yes = o->yes, .dry_run = o->dry_run,
+        .grow = o->grow, .overwrite = o->overwrite, .yes = o->yes, .dry_run = o->dry_run,
         .interactive = o->interactive,
         .confirm = o->confirm, .confirm_ctx = o->confirm_ctx,
     };

@@ -75,6 +75,8 @@ struct dest_opts {
     bool report_on_stdout;      /* --json: stdout is taken; a dry run
                                  * prints on stderr, DST - is refused */
     const char *undo;           /* --undo journal, or NULL */
+    bool grow;                  /* sync: a regular file takes the
+                                 * source's size (safety.h req.grow) */
     /* Check 6's question asked elsewhere (serve: on the client's
      * terminal; safety.h confirm); NULL: on ours. */
     int (*confirm)(void *ctx, const char *desc, struct df_error *err);

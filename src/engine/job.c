@@ -28,9 +28,11 @@
 
 #include "engine/dest.h"
 #include "engine/endpoint.h"
+#include "engine/job_int.h"
 #include "engine/source.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
+#include "util/progress.h"
 #include "util/size.h"
 
 int job_compress_check(const char *s)
@@ -51,7 +53,7 @@ int job_check_source(const struct image *src, const char *cmd,
     return safety_check_source(&req, err);
 }
 
-static void job_dest_opts(const struct job_spec *spec, struct dest_opts *o)
+void job_dest_opts(const struct job_spec *spec, struct dest_opts *o)
 {
     *o = (struct dest_opts){
         .cmd = spec->cmd, .msgs = spec->msgs,
@@ -63,7 +65,7 @@ static void job_dest_opts(const struct job_spec *spec, struct dest_opts *o)
 }
 
 /* DF_INTERRUPTED: say how far it got and how to go on (docs/design.md). */
-static void job_interrupted(struct df_error *err, uint64_t written,
+void job_interrupted(struct df_error *err, uint64_t written,
                             uint64_t total, bool resumable)
 {
     char done[32], all[32];
@@ -77,7 +79,7 @@ static void job_interrupted(struct df_error *err, uint64_t written,
             ? "with --resume to continue" : "again");
 }
 
-static void job_set_format(char *out, const char *fmt)
+void job_set_format(char *out, const char *fmt)
 {
     snprintf(out, sizeof(((struct job_report *)0)->src_format), "%s", fmt);
 }
@@ -222,7 +224,7 @@ static struct remote *job_session(const struct job_dst *jd,
     return jd->r ? jd->r : src ? src->session : NULL;
 }
 
-static int job_copy(const struct job_spec *spec, const struct endpoint *sep,
+int job_copy(const struct job_spec *spec, const struct endpoint *sep,
                     const struct endpoint *dep, struct job_report *rep,
                     struct df_error *err)
 {
@@ -424,6 +426,12 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
         rep->usage_hint = true;
         return df_usage(err, "--resume, --transport and --bwlimit apply to "
                         "a remote SRC or DST");
+    }
+    if (spec->kind == JOB_SYNC) {
+        double t0 = time_now();
+        int rc = job_sync(spec, &sep, &dep, rep, err);
+        rep->st.seconds = time_now() - t0;
+        return rc;
     }
     return job_salvage_end(spec, rep, job_copy(spec, &sep, &dep, rep, err),
                            err);

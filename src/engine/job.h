@@ -118,6 +118,8 @@ void job_opts_init(struct job_opts *o);
 enum job_kind {
     JOB_COPY,                   /* src to dst */
     JOB_VERIFY,                 /* compare src (A) with dst (B) */
+    JOB_SYNC,                   /* src to dst, an earlier copy: only
+                                 * what changed (engine/sync.c) */
 };
 
 /* verify: at most this many differing ranges are listed. */
@@ -152,6 +154,14 @@ struct job_spec {
     bool report_on_stdout;      /* --json: stdout is the report's */
     const char *undo;           /* --undo journal, or NULL */
     struct job_opts jo;
+    /* JOB_SYNC */
+    const char *changes;        /* --changes: NULL (the state record, else
+                                 * compare), "compare", "manifest:FILE" */
+    const char *write_manifest; /* --write-manifest FILE (copy, sync) */
+    unsigned passes;            /* --passes N; 0: one */
+    uint64_t until;             /* --until SIZE: passes until one sends at
+                                 * most this; 0: not */
+    uint64_t block_size;        /* --block-size; 0: 64 KiB */
     struct job_remote remote;
     int verbose;                /* > 0: relay a remote host's stderr */
     FILE *msgs;                 /* warnings; NULL: quiet */
@@ -180,6 +190,16 @@ struct job_report {
     uint64_t undo_bytes;        /* bytes put back */
     bool undo_complete;         /* the copy that wrote the journal ended */
     bool undo_truncated;        /* a grown regular file was cut back */
+    /* JOB_SYNC */
+    const char *changes;        /* "compare", "record", "manifest",
+                                 * "copy" (DST did not exist) */
+    unsigned passes;
+    uint64_t changed_bytes;     /* of the last pass */
+    uint64_t changed_blocks;    /* its changed ranges */
+    double last_pass_seconds;
+    uint64_t src_bytes_hashed;  /* SRC read to find what changed */
+    uint64_t dst_bytes_read;    /* DST read to compare or prove its base */
+    uint64_t proof_leaves;      /* leaves of DST the base proof read */
     /* JOB_VERIFY */
     bool identical;
     uint64_t src_size, dst_size;        /* A's and B's */
@@ -252,7 +272,9 @@ int engine_copy_stream(struct df_file *in, struct sink *dst,
                        const struct job_opts *opts, struct job_stats *st,
                        struct df_error *err);
 /* The verification digest of an image (hole-aware: holes are not read).
- * opts->plan is ignored here and in engine_compare. */
+ * With opts->plan, a leaf the plan keeps takes its hash from the change
+ * source that knows it (a destination read back after a sync: only
+ * what was written is read).  opts->plan is ignored by engine_compare. */
 int engine_digest(struct image *img, const struct job_opts *opts,
                   struct digest *out, struct job_stats *st,
                   struct df_error *err);

@@ -908,8 +908,8 @@ int engine_digest(struct image *img, const struct job_opts *opts,
 {
     struct job_stats local;
     memset(&local, 0, sizeof(local));
-    return pipeline_run(img, NULL, NULL, NULL, opts, st ? st : &local, out,
-                        err);
+    return pipeline_run(img, NULL, opts->plan, NULL, opts,
+                        st ? st : &local, out, err);
 }
 
 int engine_tree(struct image *img, const struct job_opts *opts,

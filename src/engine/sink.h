@@ -35,6 +35,7 @@
 #include "util/hash.h"
 
 struct sink;
+struct plan_inputs;
 
 struct sink_ops {
     const char *name;
@@ -58,6 +59,12 @@ struct sink {
     bool dst_is_zero;           /* destination known to read all zeros */
     bool durable;               /* finish() waits for stable storage */
     bool parallel_write;        /* write() may run concurrently (rule 1) */
+    /* Set by the engine before digest(): the plan the copy kept leaves
+     * by (engine/plan.h; NULL: none).  A sink that reads its
+     * destination back may take a kept leaf's hash from these change
+     * sources (track.h leaf_hash: the content of both sides) instead
+     * of reading it; a wrapper passes it to its inner sink. */
+    const struct plan_inputs *known;
     /* Counters the sink keeps for the report (parallel writers add with
      * __atomic builtins). */
     uint64_t bytes_written;     /* payload bytes written or sent */

@@ -367,6 +367,7 @@ static int guard_digest(struct sink *s, uint64_t size, enum digest_alg alg,
     if (!g->inner->ops->digest)
         return df_fail(err, DF_USAGE, 0, s->name, -1,
                        "cannot be read back");
+    g->inner->known = s->known;
     return g->inner->ops->digest(g->inner, size, alg, threads, out, err);
 }
 

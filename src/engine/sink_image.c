@@ -119,6 +119,7 @@ static int sink_image_digest(struct sink *s, uint64_t size,
     o.digest = alg;
     o.threads = threads;
     o.verify = false;
+    o.plan = s->known;
     if (size > si->img->size)
         return df_fail(err, DF_VERIFY, 0, s->name, -1,
                        "verification failed: destination holds %llu bytes, "

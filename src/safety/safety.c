@@ -55,7 +55,8 @@ static int safety_check_size(const struct safety_req *req,
     char have[32], need[32];
     FILE *msgs = req->msgs ? req->msgs : stderr;
 
-    if (size == req->need_size || (d && d->is_regular && size == 0))
+    if (size == req->need_size ||
+        (d && d->is_regular && (size == 0 || req->grow)))
         return 0;
     size_format(size, have, sizeof(have));
     size_format(req->need_size, need, sizeof(need));

@@ -106,6 +106,10 @@ struct safety_req {
      * its size does not matter (no check 5), and it is refused without
      * req->overwrite even when it holds nothing. */
     bool replace;
+    /* A regular file of another size takes need_size (sync: the source
+     * grew or shrank since the last copy): grown, or cut after the job
+     * verified; neither refused nor warned about. */
+    bool grow;
     bool interactive;               /* stdin and stderr are a terminal */
     FILE *msgs;                     /* warnings, the question; NULL=stderr */
     FILE *answers;                  /* the typed answer; NULL = stdin */

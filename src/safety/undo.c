@@ -478,6 +478,7 @@ static int undo_digest(struct sink *s, uint64_t size, enum digest_alg alg,
     if (!u->inner->ops->digest)
         return df_fail(err, DF_USAGE, 0, s->name, -1,
                        "cannot be read back");
+    u->inner->known = s->known;
     return u->inner->ops->digest(u->inner, size, alg, threads, out, err);
 }
 

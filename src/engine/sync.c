@@ -1,0 +1,686 @@
+/*
+ * sync.c: `diskferry sync SRC DST`: write into DST, an earlier copy of
+ * SRC, only the blocks that differ, verified end to end.
+ *
+ * The life of a sync:
+ *
+ *   SRC opened and checked (as a copy's source; with --passes or
+ *       --until a source in use is read anyway: those passes run while
+ *       the VM does, and the last one must run with it stopped)
+ *   DST looked at: it must exist (else the sync is a copy) and be raw
+ *       (a file or device written in place); its identity names its
+ *       state record (track/manifest.h)
+ *   what changed, from the base DST is known to hold:
+ *       compare          DST's hash tree, read where it lives
+ *       record           the state record the last copy or sync left
+ *       manifest:FILE    a manifest the user kept (--write-manifest)
+ *     record and manifest are proved before anything is written: their
+ *     identity must be DST's, and DST's leaves at 64 spread places and
+ *     at every leaf the sync will overwrite must hash as they say
+ *     (exit 3 otherwise, naming --changes compare)
+ *   DST opened for writing (dest.h): the same checks as a copy's; a DST
+ *       that the record or manifest shows to be a copy of this SRC
+ *       needs no --overwrite and no question, any other does
+ *   each pass: SRC's tree, diffed against the base; the changed blocks
+ *       copied with the plan (engine_copy), the kept leaves' hashes
+ *       known to the digest on both sides, so verification reads back
+ *       only what was written; the leaves delivered are the next base
+ *   a regular file takes SRC's size (grown before, cut after)
+ *   the state record (and --write-manifest) rewritten
+ *
+ * A sync that is killed leaves the record marked busy (NAME.busy beside
+ * it in the state directory): the next one compares instead of trusting
+ * it, so it sends only what still differs.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "engine/dest.h"
+#include "engine/endpoint.h"
+#include "engine/job_int.h"
+#include "engine/plan.h"
+#include "engine/source.h"
+#include "track/htree.h"
+#include "track/manifest.h"
+#include "track/track.h"
+#include "util/overflow.h"
+#include "util/progress.h"
+#include "util/size.h"
+
+/* Leaves the base proof samples besides those the sync overwrites. */
+#define SYNC_PROOF_SAMPLES 64
+
+void sync_identity(const struct df_file *f, char *out, size_t len)
+{
+    if (f->is_blockdev)
+        snprintf(out, len, "block device %u:%u", major(f->dev),
+                 minor(f->dev));
+    else
+        snprintf(out, len, "file %llu:%llu", (unsigned long long)f->dev,
+                 (unsigned long long)f->ino);
+}
+
+void sync_source_name(const char *arg, char *out, size_t len)
+{
+    char *rp = realpath(arg, NULL);
+    snprintf(out, len, "%s", rp ? rp : arg);
+    free(rp);
+}
+
+/* ---- state records ---- */
+
+int sync_record_open(FILE *msgs, const char *cmd)
+{
+    struct df_error e;
+    df_error_init(&e);
+    int fd = state_dir_open(NULL, &e);
+    if (fd < 0 && msgs) {
+        char msg[PATH_MAX + 256];
+        df_error_format(&e, msg, sizeof(msg));
+        fprintf(msgs, "diskferry: %s: warning: no state record kept: %s\n",
+                cmd, msg);
+    }
+    return fd;
+}
+
+static void busy_name(const char *id, char *out, size_t len)
+{
+    char rec[128];
+    manifest_record_name(id, rec, sizeof(rec));
+    snprintf(out, len, "%s.busy", rec);
+}
+
+/* Before the first write: a record is no longer the truth until the
+ * job that writes the destination ends. */
+int sync_record_begin(int sfd, const char *id, struct df_error *err)
+{
+    char busy[160];
+    if (sfd < 0)
+        return 0;
+    busy_name(id, busy, sizeof(busy));
+    int fd = openat(sfd, busy, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+                    0600);
+    if (fd < 0)
+        return df_io(err, busy, errno, "cannot mark the state record busy");
+    close(fd);
+    if (fsync(sfd) < 0)
+        return df_io(err, busy, errno, "cannot mark the state record busy");
+    return 0;
+}
+
+int sync_record_commit(int sfd, const char *id, const struct manifest *m,
+                       FILE *msgs, const char *cmd)
+{
+    char rec[128], busy[160];
+    struct df_error e;
+    if (sfd < 0)
+        return 0;
+    df_error_init(&e);
+    manifest_record_name(id, rec, sizeof(rec));
+    busy_name(id, busy, sizeof(busy));
+    if (manifest_write(sfd, rec, m, &e) < 0) {
+        if (msgs) {
+            char msg[PATH_MAX + 256];
+            df_error_format(&e, msg, sizeof(msg));
+            fprintf(msgs, "diskferry: %s: warning: state record not "
+                    "written: %s\n", cmd, msg);
+        }
+        return -1;
+    }
+    unlinkat(sfd, busy, 0);
+    fsync(sfd);
+    return 0;
+}
+
+/* The record of id, if there is one to trust: 0 (m filled), 1 none (or
+ * busy: a job that wrote DST did not end), -1 unreadable (warned). */
+static int record_load(int sfd, const char *id, struct manifest *m,
+                       bool *busy, FILE *msgs)
+{
+    char rec[128], bn[160];
+    struct stat st;
+    struct df_error e;
+    *busy = false;
+    if (sfd < 0)
+        return 1;
+    manifest_record_name(id, rec, sizeof(rec));
+    busy_name(id, bn, sizeof(bn));
+    if (fstatat(sfd, bn, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        *busy = true;
+        return 1;
+    }
+    df_error_init(&e);
+    int r = manifest_read(sfd, rec, m, &e);
+    if (r < 0 && msgs) {
+        char msg[PATH_MAX + 256];
+        df_error_format(&e, msg, sizeof(msg));
+        fprintf(msgs, "diskferry: sync: warning: state record ignored: %s\n",
+                msg);
+    }
+    return r;
+}
+
+/* ---- trees ---- */
+
+/* t (built) as a tree of a size-byte disk: leaves past its end read as
+ * zeros (a file that will grow), leaves past size dropped. */
+static int tree_resize(struct htree *t, uint64_t size, struct df_error *err)
+{
+    struct htree n;
+    if (t->size == size)
+        return 0;
+    if (htree_init(&n, t->alg, size, err) < 0)
+        return -1;
+    const uint8_t *z0 = digest_zero_node(t->alg, 0);
+    for (uint64_t i = 0; i < n.nleaves; i++)
+        memcpy(htree_leaf(&n, i), i < t->nleaves ? htree_leaf(t, i) : z0,
+               t->hlen);
+    /* A leaf cut short by the new end no longer holds what it did. */
+    if (size < t->size && size % DIGEST_LEAF_SIZE)
+        memset(htree_leaf(&n, n.nleaves - 1), 0xff, t->hlen);
+    if (htree_build(&n, err) < 0) {
+        htree_release(&n);
+        return -1;
+    }
+    htree_release(t);
+    *t = n;
+    return 0;
+}
+
+/* The tree of img's first `size` bytes (a larger DST: its tail is not
+ * compared), resized to `want` (a smaller DST: the rest as zeros). */
+static int tree_of(struct image *img, const struct job_opts *o,
+                   uint64_t want, struct htree *t, uint64_t *bytes_read,
+                   struct df_error *err)
+{
+    struct digest d;
+    struct job_stats st;
+    memset(&st, 0, sizeof(st));
+    uint64_t whole = img->size;
+    img->size = min_u64(whole, want);
+    int r = engine_tree(img, o, t, &d, &st, err);
+    img->size = whole;
+    *bytes_read += st.bytes_read;
+    return r < 0 ? -1 : tree_resize(t, want, err);
+}
+
+struct tree_job {
+    struct image *img;
+    const struct job_opts *o;
+    uint64_t want;
+    struct htree t;
+    uint64_t bytes_read;
+    struct df_error err;
+    int rc;
+};
+
+static void *tree_thread(void *arg)
+{
+    struct tree_job *tj = arg;
+    tj->rc = tree_of(tj->img, tj->o, tj->want, &tj->t, &tj->bytes_read,
+                     &tj->err);
+    return NULL;
+}
+
+/* ---- base proof ---- */
+
+/* Leaf i of DST must hash as the base says. */
+static int prove_leaf(struct image *dst, const struct htree *base,
+                      uint64_t i, uint8_t *buf, const char *what,
+                      uint64_t *leaves, uint64_t *bytes,
+                      struct df_error *err)
+{
+    uint8_t h[DIGEST_MAX_LEN];
+    uint64_t off = i * DIGEST_LEAF_SIZE;
+    uint64_t len = min_u64(DIGEST_LEAF_SIZE, base->size - off);
+    if (off + len > dst->size)
+        len = dst->size > off ? dst->size - off : 0;
+    if (len && image_read(dst, buf, (size_t)len, off, err) < 0)
+        return -1;
+    digest_leaf(base->alg, buf, (size_t)len, h);
+    (*leaves)++;
+    *bytes += len;
+    if (!memcmp(h, base->level[0] + i * base->hlen, base->hlen))
+        return 0;
+    char at[32];
+    size_format(off, at, sizeof(at));
+    return df_refuse(err, dst->name, "refusing to sync: DST is not the copy "
+                     "%s describes (its 64 KiB block at byte %llu (%s) "
+                     "differs): it was written since; run with --changes "
+                     "compare", what, (unsigned long long)off, at);
+}
+
+/*
+ * DST's leaves at SYNC_PROOF_SAMPLES spread places and under every
+ * changed range (those the sync overwrites) must hash as the base says.
+ * 0, or -1: DF_REFUSED naming the first that does not (nothing was
+ * written yet), or an I/O error.
+ */
+static int base_prove(struct image *dst, const struct htree *base,
+                      const struct extent_list *changed, const char *what,
+                      uint64_t *leaves, uint64_t *bytes,
+                      struct df_error *err)
+{
+    uint64_t n = base->nleaves;
+    uint64_t step = n > SYNC_PROOF_SAMPLES ? n / SYNC_PROOF_SAMPLES : 1;
+    uint64_t sample = step / 2;     /* next sampled leaf */
+    uint64_t last = UINT64_MAX;     /* last leaf proved */
+    size_t ci = 0;
+    uint8_t *buf = malloc(DIGEST_LEAF_SIZE);
+    int rc = 0;
+
+    if (!buf)
+        return df_io(err, dst->name, ENOMEM, "out of memory");
+    for (;;) {
+        /* the next leaf to prove: a sample or the next changed one */
+        uint64_t c = UINT64_MAX;
+        while (ci < changed->n) {
+            uint64_t a = changed->v[ci].off / DIGEST_LEAF_SIZE;
+            uint64_t b = div_round_up(changed->v[ci].off +
+                                      changed->v[ci].len, DIGEST_LEAF_SIZE);
+            uint64_t from = last == UINT64_MAX ? a : max_u64(a, last + 1);
+            if (from < b) {
+                c = from;
+                break;
+            }
+            ci++;
+        }
+        while (last != UINT64_MAX && sample <= last)
+            sample += step;
+        uint64_t i = min_u64(c, sample);
+        if (i >= n)
+            break;
+        if ((rc = prove_leaf(dst, base, i, buf, what, leaves, bytes,
+                             err)) < 0)
+            break;
+        last = i;
+    }
+    free(buf);
+    return rc;
+}
+
+/* ---- the job ---- */
+
+struct sync_state {
+    const struct job_spec *spec;
+    struct job_report *rep;
+    struct source *src;
+    struct dest d;
+    uint64_t size;              /* SRC's */
+    char id[256];               /* DST's identity */
+    char srcname[PATH_MAX];
+    int sfd;                    /* state directory, or -1 */
+    struct manifest base;       /* record or manifest */
+    bool have_base;
+    const char *base_what;      /* "the state record", "manifest FILE" */
+    struct htree prev;          /* what DST holds after the last pass */
+    bool have_prev;
+    unsigned block_level;
+    uint64_t copy_read;         /* SRC read by the passes' copies */
+};
+
+/* The first pass's change set: SRC's tree diffed against the base
+ * (compare: DST's tree, hashed at the same time). */
+static int first_diff(struct sync_state *s, struct htree *src_t,
+                      struct extent_list *changed, struct df_error *err)
+{
+    const struct job_spec *spec = s->spec;
+    struct job_opts o = spec->jo;
+    struct job_report *rep = s->rep;
+    o.progress = false;
+
+    if (s->have_base) {
+        if (tree_of(s->src->img, &o, s->size, src_t, &rep->src_bytes_hashed,
+                    err) < 0)
+            return -1;
+        struct htree b = s->base.tree;       /* a resized copy for diff */
+        struct htree bt;
+        if (htree_init(&bt, b.alg, b.size, err) < 0)
+            return -1;
+        memcpy(bt.level[0], b.level[0], (size_t)b.nleaves * b.hlen);
+        if (tree_resize(&bt, s->size, err) < 0 ||
+            (bt.size == b.size && htree_build(&bt, err) < 0) ||
+            htree_diff(src_t, &bt, s->block_level, changed, err) < 0) {
+            htree_release(&bt);
+            return -1;
+        }
+        htree_release(&bt);
+        return base_prove(s->d.img, &s->base.tree, changed, s->base_what,
+                          &rep->proof_leaves, &rep->dst_bytes_read, err);
+    }
+    /* compare: both trees at once, each where its data lives */
+    struct tree_job tj = { .img = s->d.img, .o = &o, .want = s->size };
+    pthread_t tid;
+    df_error_init(&tj.err);
+    if (pthread_create(&tid, NULL, tree_thread, &tj) != 0)
+        return df_io(err, "", errno, "cannot start a thread");
+    int r = tree_of(s->src->img, &o, s->size, src_t,
+                    &rep->src_bytes_hashed, err);
+    pthread_join(tid, NULL);
+    rep->dst_bytes_read += tj.bytes_read;
+    if (tj.rc < 0) {
+        if (r == 0)
+            htree_release(src_t);
+        df_error_copy(err, &tj.err);
+        return -1;
+    }
+    if (r < 0 || htree_diff(src_t, &tj.t, s->block_level, changed,
+                            err) < 0) {
+        htree_release(&tj.t);
+        return -1;
+    }
+    htree_release(&tj.t);
+    return 0;
+}
+
+/* One pass: what changed since the base, copied and verified; *next
+ * gets the leaves delivered (what DST holds now). */
+static int sync_pass(struct sync_state *s, unsigned pass,
+                     struct df_error *err)
+{
+    const struct job_spec *spec = s->spec;
+    struct job_report *rep = s->rep;
+    struct htree src_t, next;
+    struct extent_list changed;
+    struct change_source *cs = NULL;
+    struct job_stats st;
+    int rc = -1;
+    double t0 = time_now();
+
+    memset(&src_t, 0, sizeof(src_t));
+    memset(&next, 0, sizeof(next));
+    memset(&st, 0, sizeof(st));
+    extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
+    if (!s->have_prev) {
+        if (first_diff(s, &src_t, &changed, err) < 0)
+            goto out;
+    } else {
+        struct job_opts o = spec->jo;
+        o.progress = false;
+        if (tree_of(s->src->img, &o, s->size, &src_t,
+                    &rep->src_bytes_hashed, err) < 0 ||
+            htree_diff(&src_t, &s->prev, s->block_level, &changed,
+                       err) < 0)
+            goto out;
+    }
+    cs = change_source_from_tree("compare", &changed, &src_t, err);
+    if (!cs || htree_init(&next, spec->jo.digest, s->size, err) < 0)
+        goto out;
+    struct change_source *csv[1] = { cs };
+    struct plan_inputs in = { .changes = csv, .nchanges = 1 };
+    struct job_opts jo = spec->jo;
+    jo.plan = &in;
+    jo.leaf_hashes = next.level[0];
+    jo.nleaf_hashes = next.nleaves;
+    if (spec->dry_run)
+        jo.verify = false;
+    if (pass == 1 && !spec->dry_run &&
+        sync_record_begin(s->sfd, s->id, err) < 0)
+        goto out;
+    if (engine_copy(s->src->img, s->d.sink, &jo, &st, err) < 0)
+        goto out;
+    if (htree_build(&next, err) < 0)
+        goto out;
+    uint64_t nchanged = 0;
+    for (size_t i = 0; i < changed.n; i++)
+        nchanged += changed.v[i].len;
+    rep->passes = pass;
+    rep->changed_bytes = nchanged;
+    rep->changed_blocks = changed.n;
+    rep->last_pass_seconds = time_now() - t0;
+    rep->st.bytes_written += st.bytes_written;
+    rep->st.bytes_zeroed += st.bytes_zeroed;
+    rep->st.skipped_zero += st.skipped_zero;
+    rep->st.skipped_unallocated = st.skipped_unallocated;
+    rep->st.bytes_unchanged = st.bytes_unchanged;
+    s->copy_read += st.bytes_read;
+    rep->st.bytes_read = rep->src_bytes_hashed + s->copy_read;
+    rep->st.disk_size = st.disk_size;
+    rep->st.verify_seconds += st.verify_seconds;
+    rep->st.src_digest = st.src_digest;
+    rep->st.dst_digest = st.dst_digest;
+    rep->st.verified = st.verified;
+    if (spec->msgs && (spec->passes > 1 || spec->until)) {
+        char b[32];
+        size_format(nchanged, b, sizeof(b));
+        fprintf(spec->msgs, "diskferry: sync: pass %u: %s changed, %.1f s\n",
+                pass, b, rep->last_pass_seconds);
+    }
+    if (s->have_prev)
+        htree_release(&s->prev);
+    s->prev = next;
+    s->have_prev = true;
+    memset(&next, 0, sizeof(next));
+    rc = 0;
+out:
+    change_source_close(cs);
+    htree_release(&src_t);
+    htree_release(&next);
+    extent_list_release(&changed);
+    return rc;
+}
+
+/* DST before it is opened for writing: raw, its identity, and the base
+ * the changes are taken from.  Sets consent: DST is a copy of SRC that
+ * diskferry recorded. */
+static int sync_look(struct sync_state *s, bool *consent,
+                     struct df_error *err)
+{
+    const struct job_spec *spec = s->spec;
+    struct image_open_opts po = { .no_parents = true };
+    struct image *probe = NULL;
+    const char *ch = spec->changes;
+    bool busy = false;
+
+    if (image_open(spec->dst, &po, &probe, err) < 0)
+        return -1;
+    const char *fmt = image_format_name(probe);
+    if (strcmp(fmt, "raw")) {
+        image_close(probe);
+        return df_usage(err, "%s: a %s image: sync writes raw files and "
+                        "devices in place (use copy --overwrite to replace "
+                        "it)", spec->dst, fmt);
+    }
+    sync_identity(&probe->file, s->id, sizeof(s->id));
+    image_close(probe);
+    sync_source_name(spec->src, s->srcname, sizeof(s->srcname));
+    s->sfd = sync_record_open(spec->msgs, spec->cmd);
+
+    struct manifest rec;
+    int r = record_load(s->sfd, s->id, &rec, &busy, spec->msgs);
+    bool have_rec = r == 0;
+    *consent = have_rec && !strcmp(rec.src, s->srcname);
+    if (busy && spec->msgs && (!ch || !strcmp(ch, "compare")))
+        fprintf(spec->msgs, "diskferry: sync: the last copy or sync to %s "
+                "did not finish: comparing\n", spec->dst);
+    if (!ch && have_rec) {
+        s->base = rec;
+        s->have_base = true;
+        s->base_what = "the state record";
+        s->rep->changes = "record";
+        return 0;
+    }
+    if (have_rec)
+        manifest_release(&rec);
+    if (!ch || !strcmp(ch, "compare")) {
+        s->rep->changes = "compare";
+        return 0;
+    }
+    /* manifest:FILE */
+    const char *file = ch + strlen("manifest:");
+    r = manifest_read(-1, file, &s->base, err);
+    if (r != 0)
+        return r < 0 ? -1 : df_usage(err, "--changes manifest:%s: no such "
+                                     "file", file);
+    s->have_base = true;
+    s->base_what = "the manifest";
+    s->rep->changes = "manifest";
+    if (strcmp(s->base.id, s->id))
+        return df_refuse(err, spec->dst, "refusing to sync: manifest %s "
+                         "describes %s, not %s (%s); run with --changes "
+                         "compare", file, s->base.id, spec->dst, s->id);
+    if (s->base.tree.alg != spec->jo.digest)
+        return df_usage(err, "--changes manifest:%s: its hashes are %s, "
+                        "this sync's %s (--digest)", file,
+                        digest_alg_name(s->base.tree.alg),
+                        digest_alg_name(spec->jo.digest));
+    *consent = !strcmp(s->base.src, s->srcname);
+    return 0;
+}
+
+/* After the last pass: a regular file cut to SRC's size, the record and
+ * the manifest written. */
+static int sync_finish(struct sync_state *s, struct df_error *err)
+{
+    const struct job_spec *spec = s->spec;
+    if (spec->dry_run)
+        return 0;
+    struct image *img = s->d.img;
+    if (img && img->file.is_regular && img->file.size > s->size) {
+        if (ftruncate(img->file.fd, (off_t)s->size) < 0)
+            return df_io(err, spec->dst, errno, "cannot cut to %llu bytes",
+                         (unsigned long long)s->size);
+        img->file.size = img->size = s->size;
+    }
+    struct manifest m;
+    memset(&m, 0, sizeof(m));
+    m.tree = s->prev;
+    m.digest = s->rep->st.src_digest;
+    snprintf(m.id, sizeof(m.id), "%s", s->id);
+    snprintf(m.src, sizeof(m.src), "%s", s->srcname);
+    sync_record_commit(s->sfd, s->id, &m, spec->msgs, spec->cmd);
+    if (spec->write_manifest &&
+        manifest_write(-1, spec->write_manifest, &m, err) < 0)
+        return -1;
+    return 0;
+}
+
+int job_sync(const struct job_spec *spec, const struct endpoint *sep,
+             const struct endpoint *dep, struct job_report *rep,
+             struct df_error *err)
+{
+    struct sync_state s;
+    struct source_opts so = { .open = &spec->src_open, .arg = spec->src };
+    struct stat st;
+    bool consent = false;
+    int rc = -1;
+
+    memset(&s, 0, sizeof(s));
+    s.spec = spec;
+    s.rep = rep;
+    s.sfd = -1;
+    dest_init(&s.d);
+    if (sep->kind != EP_LOCAL && sep->kind != EP_NBD) {
+        rep->usage_hint = true;
+        return df_usage(err, "%s: sync reads a file, device or NBD export "
+                        "on this host as SRC", spec->src);
+    }
+    if (dep->kind != EP_LOCAL) {
+        rep->usage_hint = true;
+        return df_usage(err, "%s: sync writes a file or device on this "
+                        "host (another host's DST: copy --overwrite, or "
+                        "verify to compare)", spec->dst);
+    }
+    int bl = htree_block_level(spec->block_size ? spec->block_size
+                                                : DIGEST_LEAF_SIZE);
+    if (bl < 0) {
+        rep->usage_hint = true;
+        return df_usage(err, "--block-size: a power of two from 64K to 64M");
+    }
+    s.block_level = (unsigned)bl;
+    if (stat(spec->dst, &st) < 0 && errno == ENOENT) {
+        if (spec->changes && strcmp(spec->changes, "compare")) {
+            rep->usage_hint = true;
+            return df_usage(err, "%s does not exist: there is nothing to "
+                            "sync with --changes %s", spec->dst,
+                            spec->changes);
+        }
+        /* Nothing to sync with: the first sync is a copy. */
+        rep->changes = "copy";
+        return job_copy(spec, sep, dep, rep, err);
+    }
+    bool running = spec->passes > 1 || spec->until;
+    if (source_open(sep, &so, &s.src, err) < 0 ||
+        source_check(s.src, spec->cmd, "sync", spec->force_share || running,
+                     !spec->msgs || running, err) < 0)
+        goto out;
+    if (!source_size(s.src, &s.size) || !s.src->img) {
+        df_usage(err, "%s: not a disk that can be compared", spec->src);
+        goto out;
+    }
+    if (sync_look(&s, &consent, err) < 0)
+        goto out;
+
+    struct dest_opts dopts;
+    job_dest_opts(spec, &dopts);
+    dopts.overwrite = spec->overwrite || consent;
+    dopts.yes = spec->yes || consent;
+    dopts.grow = true;
+    if (dest_open(&s.d, &dopts, spec->dst, s.src->img, s.size, true,
+                  err) < 0)
+        goto fail;
+    if (s.d.created || !s.d.img) {
+        df_usage(err, "%s: sync writes raw files and devices in place",
+                 spec->dst);
+        goto fail;
+    }
+    char id2[256];
+    sync_identity(&s.d.img->file, id2, sizeof(id2));
+    if (strcmp(id2, s.id)) {
+        df_refuse(err, spec->dst, "refusing to sync: %s was replaced while "
+                  "it was being checked", spec->dst);
+        goto fail;
+    }
+    if (spec->undo && s.d.img->file.is_regular &&
+        s.d.img->file.size > s.size) {
+        df_refuse(err, spec->dst, "refusing to sync: %s would be cut to the "
+                  "source's size, which --undo cannot put back", spec->dst);
+        goto fail;
+    }
+    s.d.sink->durable = spec->fsync;
+    rep->verify = spec->jo.verify && !spec->dry_run;
+    unsigned max_passes = spec->passes ? spec->passes : spec->until ? 20 : 1;
+    for (unsigned p = 1; p <= max_passes; p++) {
+        if (sync_pass(&s, p, err) < 0)
+            goto fail;
+        if (spec->dry_run)
+            break;
+        if (spec->until && rep->changed_bytes <= spec->until)
+            break;
+    }
+    if (sync_finish(&s, err) < 0 || dest_commit(&s.d, err) < 0)
+        goto fail;
+    job_set_format(rep->src_format, s.src->format);
+    job_set_format(rep->dst_format, "raw");
+    if (running && spec->msgs && !spec->dry_run) {
+        char b[32];
+        size_format(rep->changed_bytes, b, sizeof(b));
+        fprintf(spec->msgs, "diskferry: sync: last pass: %s in %.1f s — "
+                "stop the VM and run: diskferry sync %s %s\n", b,
+                rep->last_pass_seconds, spec->src, spec->dst);
+    }
+    rc = 0;
+    goto out;
+fail:
+    job_interrupted(err, s.d.sink ? s.d.sink->bytes_written : 0, s.size,
+                    false);
+    dest_abort(&s.d);
+out:
+    if (s.have_base)
+        manifest_release(&s.base);
+    if (s.have_prev)
+        htree_release(&s.prev);
+    if (s.sfd >= 0)
+        close(s.sfd);
+    dest_close(&s.d);
+    source_close(s.src);
+    return rc;
+}

@@ -234,11 +234,13 @@ int job_copy(const struct job_spec *spec, const struct endpoint *sep,
     struct remote_stats rs;
     struct remote_opts ro;
     struct remote *r;
+    struct copy_record rec;
     uint64_t size = 0;
     bool to_remote = dep->kind == EP_REMOTE;
     int rc;
 
     dest_init(&jd.d);
+    copy_record_init(&rec);
     memset(&rs, 0, sizeof(rs));
     memset(&ro, 0, sizeof(ro));
     if (to_remote || sep->kind == EP_REMOTE) {
@@ -254,10 +256,12 @@ int job_copy(const struct job_spec *spec, const struct endpoint *sep,
         source_check(src, spec->cmd, "copy", spec->force_share,
                      !spec->msgs, err) < 0 ||
         job_dst_open(spec, dep, &ro, src, &jd, rep, err) < 0 ||
+        copy_record_start(spec, dep, src, &jd.d, &jd.jo, &rec, err) < 0 ||
         source_deliver(src, jd.jo.plan, jd.sink, &jd.jo, &rep->st,
                        err) < 0 ||
         job_dst_commit(spec, &jd, rep->st.verified, err) < 0 ||
-        source_done(src, rep->st.verified, err) < 0)
+        source_done(src, rep->st.verified, err) < 0 ||
+        copy_record_end(spec, &rec, &rep->st, err) < 0)
         goto fail;
     if (src->journal)
         rjournal_remove(src->journal);
@@ -309,6 +313,7 @@ out:
         rep->zstd_level_max = rs.zstd_level_max;
     }
     remote_close(jd.r);
+    copy_record_release(&rec);
     dest_close(&jd.d);
     source_close(src);
     return rc;

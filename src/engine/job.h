@@ -81,10 +81,12 @@ struct job_opts {
      * (merged).  Borrowed; NULL: a read error stops the job. */
     struct extent_list *salvaged;
     /* Every leaf's hash, in order, as the digest takes it (the source's;
-     * engine_digest: the image's): nleaf_hashes x digest_len() bytes
-     * (a sync's hash tree, track/htree.h).  NULL: not kept. */
-    uint8_t *leaf_hashes;
-    uint64_t nleaf_hashes;
+     * engine_digest: the image's): leaf_fn(leaf_ctx, leaf index, hash),
+     * from the writer thread.  Runs of zero leaves the map knows (holes,
+     * zero runs) are not told: the receiver (a sync's hash tree,
+     * track/htree.h) takes an untold leaf as zero.  NULL: not kept. */
+    void (*leaf_fn)(void *ctx, uint64_t leaf, const uint8_t *hash);
+    void *leaf_ctx;
 };
 
 #define SALVAGE_PIECE 4096u

@@ -9,6 +9,7 @@
 #include "engine/dest.h"
 #include "engine/endpoint.h"
 #include "engine/job.h"
+#include "engine/source.h"
 #include "track/manifest.h"
 
 void job_dest_opts(const struct job_spec *spec, struct dest_opts *o);
@@ -36,5 +37,30 @@ int sync_record_begin(int sfd, const char *id, struct df_error *err);
 /* Write id's record m and clear busy; a failure is warned, not fatal. */
 int sync_record_commit(int sfd, const char *id, const struct manifest *m,
                        FILE *msgs, const char *cmd);
+
+/*
+ * A copy's state record (and --write-manifest): the leaf hashes of what
+ * it delivers, kept while it runs (job_opts.leaf_hashes), written when
+ * it committed.  Only for a local image source into a local file or
+ * device (the record of a remote destination is its host's).
+ */
+struct copy_record {
+    bool on;
+    int sfd;
+    struct htree t;
+    char id[256];
+    char src[PATH_MAX];
+};
+void copy_record_init(struct copy_record *r);
+/* After the destination opened, before the copy: 0 or -1 (a usage
+ * error: --write-manifest where no record can be kept). */
+int copy_record_start(const struct job_spec *spec,
+                      const struct endpoint *dep, const struct source *src,
+                      const struct dest *d, struct job_opts *jo,
+                      struct copy_record *r, struct df_error *err);
+/* The copy committed: write the record and the manifest. */
+int copy_record_end(const struct job_spec *spec, struct copy_record *r,
+                    const struct job_stats *st, struct df_error *err);
+void copy_record_release(struct copy_record *r);
 
 #endif

@@ -13,7 +13,9 @@
  *     plan, opts.plan) covers only whole leaves every byte of which the
  *     plan says is unchanged or free: nothing is delivered for it, and
  *     of its leaves only those whose hash no change source knows are
- *     read, to hash them.  A leaf partly kept is read and delivered
+ *     read, to hash them.  A KEEP item of EXT_UNCHANGED_ZERO (unchanged
+ *     where the map says zero) spans its whole range, as a SKIP does,
+ *     and costs nothing but its zero leaves in the digest.  A leaf partly kept is read and delivered
  *     whole (a DATA item), like a leaf partly zero.
  *  4. Only the writer (the thread that called engine_*) touches the
  *     digest tree and calls the sink's zero(), in item order (sink.h
@@ -136,6 +138,7 @@ static void pipe_fail(struct pipeline *p, const struct df_error *e)
 #define LEAF_ZERO 2u
 #define LEAF_UNCHANGED 4u
 #define LEAF_FREE 8u
+#define LEAF_KZERO 16u          /* unchanged, known zero */
 
 static unsigned leaf_bit(enum extent_state st)
 {
@@ -147,6 +150,8 @@ static unsigned leaf_bit(enum extent_state st)
         return LEAF_UNCHANGED;
     case EXT_FREE:
         return LEAF_FREE;
+    case EXT_UNCHANGED_ZERO:
+        return LEAF_KZERO;
     default:
         return LEAF_DATA;       /* and anything unexpected: read it */
     }
@@ -158,8 +163,10 @@ static enum extent_state leaf_state(unsigned bits)
 {
     if (bits & LEAF_DATA)
         return EXT_DATA;
-    if (bits == LEAF_ZERO)
-        return EXT_ZERO;
+    if (bits == LEAF_ZERO || bits == (LEAF_ZERO | LEAF_KZERO))
+        return EXT_ZERO;        /* zeroing a kept zero part is harmless */
+    if (bits == LEAF_KZERO)
+        return EXT_UNCHANGED_ZERO;
     if (bits & LEAF_ZERO)
         return EXT_DATA;        /* part zero, part kept: deliver it whole */
     /* FREE wins: a leaf partly free is hashed by reading it (see
@@ -343,6 +350,12 @@ static int cursor_planned(struct pipeline *p, struct slot *s,
     switch (st) {
     case EXT_ZERO:
         s->kind = ITEM_SKIP;
+        s->len = end - p->pos;
+        break;
+    case EXT_UNCHANGED_ZERO:
+        /* All of it at once, as a SKIP: nothing to read or hash. */
+        s->kind = ITEM_KEEP;
+        s->kept = st;
         s->len = end - p->pos;
         break;
     case EXT_UNCHANGED:
@@ -563,7 +576,7 @@ static void *worker_main(void *arg)
         s->written = false;
         if (s->kind == ITEM_DATA && process_data(p, s, &s->err) < 0)
             s->failed = true;
-        else if (s->kind == ITEM_KEEP)
+        else if (s->kind == ITEM_KEEP && s->kept != EXT_UNCHANGED_ZERO)
             s->failed = process_keep(p, s, &s->err) < 0;
         else if (s->kind == ITEM_DATA && p->sink &&
                  p->sink->parallel_write) {
@@ -604,18 +617,15 @@ static int salvage_note(struct pipeline *p, struct slot *s,
 static void feed_leaf(struct pipeline *p, const uint8_t *h)
 {
     digest_tree_add_leaf(&p->tree, h);
-    if (p->o->leaf_hashes && p->leaf_i < p->o->nleaf_hashes)
-        memcpy(p->o->leaf_hashes + p->leaf_i * p->hlen, h, p->hlen);
+    if (p->o->leaf_fn)
+        p->o->leaf_fn(p->o->leaf_ctx, p->leaf_i, h);
     p->leaf_i++;
 }
 
 static void feed_zero_leaves(struct pipeline *p, uint64_t n)
 {
     digest_tree_add_zero_leaves(&p->tree, n);
-    const uint8_t *z0 = digest_zero_node(p->o->digest, 0);
-    for (uint64_t i = 0; p->o->leaf_hashes && i < n &&
-                         p->leaf_i + i < p->o->nleaf_hashes; i++)
-        memcpy(p->o->leaf_hashes + (p->leaf_i + i) * p->hlen, z0, p->hlen);
+    /* Zero leaves are not told: leaf_fn's receiver starts all zero. */
     p->leaf_i += n;
 }
 
@@ -628,6 +638,11 @@ static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
         feed_zero_leaves(p, div_round_up(s->len, LEAF));
         st->skipped_unallocated += s->len;
         return k ? k->ops->zero(k, s->off, s->len, err) : 0;
+    }
+    if (s->kind == ITEM_KEEP && s->kept == EXT_UNCHANGED_ZERO) {
+        feed_zero_leaves(p, div_round_up(s->len, LEAF));
+        st->bytes_unchanged += s->len;
+        return 0;
     }
     if (s->kind == ITEM_KEEP) {
         /* The destination holds it: its hashes in order, nothing sent. */
@@ -920,8 +935,8 @@ int engine_tree(struct image *img, const struct job_opts *opts,
     o.plan = NULL;
     if (htree_init(t, o.digest, img->size, err) < 0)
         return -1;
-    o.leaf_hashes = t->level[0];
-    o.nleaf_hashes = t->nleaves;
+    o.leaf_fn = htree_leaf_fn;
+    o.leaf_ctx = t;
     if (engine_digest(img, &o, out, st, err) < 0 ||
         htree_build(t, err) < 0) {
         htree_release(t);

@@ -72,7 +72,13 @@ int plan_window(const struct extent_list *map, const struct plan_inputs *in,
         struct change_source *cs = in->changes[i];
         extent_list_clear(&q);
         int qrc = cs->changed(cs, off, end - off, &q, err);
-        if (overlay(out, &tmp, &q, qrc, EXT_UNCHANGED, EXT_ALL_STATES, off,
+        /* Unchanged where the map says zero: nothing at all to do (a
+         * sparse disk's holes cost no leaf-by-leaf work). */
+        if (overlay(out, &tmp, &q, qrc, EXT_UNCHANGED_ZERO,
+                    1u << EXT_ZERO | 1u << EXT_HOLE, off, &end, err) < 0)
+            goto done;
+        if (overlay(out, &tmp, &q, qrc, EXT_UNCHANGED,
+                    EXT_ALL_STATES & ~(1u << EXT_UNCHANGED_ZERO), off,
                     &end, err) < 0)
             goto done;
     }

@@ -4,7 +4,9 @@
  * A plan is the source's map (image_map: data / zero / hole) with every
  * change source and used-block map (track/track.h) laid over it:
  *
- *   not named by every change source   -> EXT_UNCHANGED (nothing to do)
+ *   not named by every change source   -> EXT_UNCHANGED (nothing to do),
+ *                                         EXT_UNCHANGED_ZERO where the
+ *                                         map says zero or hole
  *   DATA not named by every used map   -> EXT_FREE (neither read nor sent)
  *   everything else                    -> its state in the map
  *

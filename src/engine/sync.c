@@ -168,6 +168,69 @@ static int record_load(int sfd, const char *id, struct manifest *m,
     return r;
 }
 
+void copy_record_init(struct copy_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->sfd = -1;
+}
+
+int copy_record_start(const struct job_spec *spec,
+                      const struct endpoint *dep, const struct source *src,
+                      const struct dest *d, struct job_opts *jo,
+                      struct copy_record *r, struct df_error *err)
+{
+    uint64_t size;
+    if (spec->dry_run)
+        return 0;
+    if (dep->kind != EP_LOCAL || !src->img || !d->img ||
+        !source_size(src, &size) || strcmp(image_format_name(d->img),
+                                           "raw") ||
+        (!d->img->file.is_regular && !d->img->file.is_blockdev)) {
+        if (spec->write_manifest)
+            return df_usage(err, "--write-manifest: for an image source "
+                            "and a file or device DST on this host");
+        return 0;
+    }
+    if (htree_init(&r->t, jo->digest, size, err) < 0)
+        return -1;
+    jo->leaf_fn = htree_leaf_fn;
+    jo->leaf_ctx = &r->t;
+    sync_identity(&d->img->file, r->id, sizeof(r->id));
+    sync_source_name(spec->src, r->src, sizeof(r->src));
+    /* A copy keeps a record where it can, quietly (sync says when it
+     * cannot). */
+    r->sfd = sync_record_open(NULL, spec->cmd);
+    r->on = true;
+    return sync_record_begin(r->sfd, r->id, err);
+}
+
+int copy_record_end(const struct job_spec *spec, struct copy_record *r,
+                    const struct job_stats *st, struct df_error *err)
+{
+    struct manifest m;
+    if (!r->on)
+        return 0;
+    memset(&m, 0, sizeof(m));
+    m.tree = r->t;
+    m.digest = st->src_digest;
+    snprintf(m.id, sizeof(m.id), "%s", r->id);
+    snprintf(m.src, sizeof(m.src), "%s", r->src);
+    sync_record_commit(r->sfd, r->id, &m, spec->msgs, spec->cmd);
+    if (spec->write_manifest &&
+        manifest_write(-1, spec->write_manifest, &m, err) < 0)
+        return -1;
+    return 0;
+}
+
+void copy_record_release(struct copy_record *r)
+{
+    if (r->on)
+        htree_release(&r->t);
+    if (r->sfd >= 0)
+        close(r->sfd);
+    copy_record_init(r);
+}
+
 /* ---- trees ---- */
 
 /* t (built) as a tree of a size-byte disk: leaves past its end read as
@@ -179,13 +242,11 @@ static int tree_resize(struct htree *t, uint64_t size, struct df_error *err)
         return 0;
     if (htree_init(&n, t->alg, size, err) < 0)
         return -1;
-    const uint8_t *z0 = digest_zero_node(t->alg, 0);
-    for (uint64_t i = 0; i < n.nleaves; i++)
-        memcpy(htree_leaf(&n, i), i < t->nleaves ? htree_leaf(t, i) : z0,
-               t->hlen);
+    /* leaves past t's end read as zeros: the sentinel, left as it is */
+    htree_copy_leaves(&n, t);
     /* A leaf cut short by the new end no longer holds what it did. */
     if (size < t->size && size % DIGEST_LEAF_SIZE)
-        memset(htree_leaf(&n, n.nleaves - 1), 0xff, t->hlen);
+        memset(htree_leaf_slot(&n, n.nleaves - 1, 1), 0xff, t->hlen);
     if (htree_build(&n, err) < 0) {
         htree_release(&n);
         return -1;
@@ -245,10 +306,12 @@ static int prove_leaf(struct image *dst, const struct htree *base,
         len = dst->size > off ? dst->size - off : 0;
     if (len && image_read(dst, buf, (size_t)len, off, err) < 0)
         return -1;
+    uint8_t want[DIGEST_MAX_LEN];
     digest_leaf(base->alg, buf, (size_t)len, h);
+    htree_leaf_hash(base, i, want);
     (*leaves)++;
     *bytes += len;
-    if (!memcmp(h, base->level[0] + i * base->hlen, base->hlen))
+    if (!memcmp(h, want, base->hlen))
         return 0;
     char at[32];
     size_format(off, at, sizeof(at));
@@ -345,7 +408,7 @@ static int first_diff(struct sync_state *s, struct htree *src_t,
         struct htree bt;
         if (htree_init(&bt, b.alg, b.size, err) < 0)
             return -1;
-        memcpy(bt.level[0], b.level[0], (size_t)b.nleaves * b.hlen);
+        htree_copy_leaves(&bt, &b);
         if (tree_resize(&bt, s->size, err) < 0 ||
             (bt.size == b.size && htree_build(&bt, err) < 0) ||
             htree_diff(src_t, &bt, s->block_level, changed, err) < 0) {
@@ -418,8 +481,8 @@ static int sync_pass(struct sync_state *s, unsigned pass,
     struct plan_inputs in = { .changes = csv, .nchanges = 1 };
     struct job_opts jo = spec->jo;
     jo.plan = &in;
-    jo.leaf_hashes = next.level[0];
-    jo.nleaf_hashes = next.nleaves;
+    jo.leaf_fn = htree_leaf_fn;
+    jo.leaf_ctx = &next;
     if (spec->dry_run)
         jo.verify = false;
     if (pass == 1 && !spec->dry_run &&

@@ -7,10 +7,122 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "util/overflow.h"
 
 #define LEAF DIGEST_LEAF_SIZE
+
+/* A zeroed level of n hashes, mapped untouched. */
+static int level_alloc(struct htree *t, unsigned lv, uint64_t n,
+                       struct df_error *err)
+{
+    size_t len = (size_t)n * t->hlen;
+    void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return df_io(err, "", ENOMEM, "cannot allocate a hash tree of "
+                     "%llu leaves", (unsigned long long)t->nleaves);
+    t->written[lv] = calloc((size_t)(n / HTREE_CHUNK / 8 + 1), 1);
+    if (!t->written[lv]) {
+        munmap(p, len ? len : 1);
+        return df_io(err, "", ENOMEM, "cannot allocate a hash tree");
+    }
+    t->level[lv] = p;
+    t->maplen[lv] = len ? len : 1;
+    t->count[lv] = n;
+    return 0;
+}
+
+static void level_free(struct htree *t, unsigned lv)
+{
+    if (t->level[lv])
+        munmap(t->level[lv], t->maplen[lv]);
+    free(t->written[lv]);
+    t->written[lv] = NULL;
+    t->level[lv] = NULL;
+    t->maplen[lv] = 0;
+    t->count[lv] = 0;
+}
+
+bool htree_is_zero(const struct htree *t, const uint8_t *h)
+{
+    for (size_t i = 0; i < t->hlen; i++)
+        if (h[i])
+            return false;
+    return true;
+}
+
+static void mark(struct htree *t, unsigned lv, uint64_t i)
+{
+    uint64_t c = i / HTREE_CHUNK;
+    t->written[lv][c / 8] |= (uint8_t)(1u << (c % 8));
+}
+
+uint8_t *htree_leaf_slot(struct htree *t, uint64_t i, uint64_t n)
+{
+    for (uint64_t k = i; k < i + n; k += HTREE_CHUNK - k % HTREE_CHUNK)
+        mark(t, 0, k);
+    if (n)
+        mark(t, 0, i + n - 1);
+    return t->level[0] + i * t->hlen;
+}
+
+void htree_set_leaf(struct htree *t, uint64_t i, const uint8_t *h)
+{
+    uint8_t *p = t->level[0] + i * t->hlen;
+    if (!memcmp(h, digest_zero_node(t->alg, 0), t->hlen)) {
+        if (htree_chunk_written(t, 0, i / HTREE_CHUNK) &&
+            !htree_is_zero(t, p))
+            memset(p, 0, t->hlen);
+        return;
+    }
+    mark(t, 0, i);
+    memcpy(p, h, t->hlen);
+}
+
+uint64_t htree_zero_run(const struct htree *t, uint64_t i, uint64_t max)
+{
+    uint64_t j = i, end = i + max < t->nleaves ? i + max : t->nleaves;
+    while (j < end) {
+        if (!htree_chunk_written(t, 0, j / HTREE_CHUNK)) {
+            j += HTREE_CHUNK - j % HTREE_CHUNK;
+            continue;
+        }
+        if (!htree_is_zero(t, t->level[0] + j * t->hlen))
+            break;
+        j++;
+    }
+    return (j < end ? j : end) - i;
+}
+
+void htree_leaf_fn(void *tree, uint64_t i, const uint8_t *h)
+{
+    struct htree *t = tree;
+    if (i < t->nleaves)
+        htree_set_leaf(t, i, h);
+}
+
+void htree_copy_leaves(struct htree *dst, const struct htree *src)
+{
+    uint64_t n = dst->nleaves < src->nleaves ? dst->nleaves : src->nleaves;
+    for (uint64_t i = 0; i < n; i++) {
+        if (!htree_chunk_written(src, 0, i / HTREE_CHUNK)) {
+            i += HTREE_CHUNK - 1 - i % HTREE_CHUNK;
+            continue;
+        }
+        const uint8_t *h = src->level[0] + i * src->hlen;
+        if (!htree_is_zero(src, h))
+            htree_set_leaf(dst, i, h);
+    }
+}
+
+void htree_leaf_hash(const struct htree *t, uint64_t i, uint8_t *out)
+{
+    const uint8_t *p = t->level[0] + i * t->hlen;
+    memcpy(out, htree_is_zero(t, p) ? digest_zero_node(t->alg, 0) : p,
+           t->hlen);
+}
 
 int htree_init(struct htree *t, enum digest_alg alg, uint64_t size,
                struct df_error *err)
@@ -22,11 +134,8 @@ int htree_init(struct htree *t, enum digest_alg alg, uint64_t size,
     t->nleaves = size ? div_round_up(size, LEAF) : 1;
     if (t->nleaves > SIZE_MAX / t->hlen / 2)
         return df_io(err, "", ENOMEM, "disk too large for a hash tree");
-    t->level[0] = calloc((size_t)t->nleaves, t->hlen);
-    if (!t->level[0])
-        return df_io(err, "", ENOMEM, "cannot allocate a hash tree of "
-                     "%llu leaves", (unsigned long long)t->nleaves);
-    t->count[0] = t->nleaves;
+    if (level_alloc(t, 0, t->nleaves, err) < 0)
+        return -1;
     t->nlevels = 1;
     return 0;
 }
@@ -34,7 +143,7 @@ int htree_init(struct htree *t, enum digest_alg alg, uint64_t size,
 void htree_release(struct htree *t)
 {
     for (unsigned i = 0; i < DIGEST_MAX_LEVELS; i++)
-        free(t->level[i]);
+        level_free(t, i);
     memset(t, 0, sizeof(*t));
 }
 
@@ -43,27 +152,35 @@ int htree_build(struct htree *t, struct df_error *err)
     uint8_t pair[2 * DIGEST_MAX_LEN];
     unsigned lv = 0;
 
-    for (unsigned i = 1; i < DIGEST_MAX_LEVELS; i++) {
-        free(t->level[i]);
-        t->level[i] = NULL;
-        t->count[i] = 0;
-    }
+    for (unsigned i = 1; i < DIGEST_MAX_LEVELS; i++)
+        level_free(t, i);
     while (t->count[lv] > 1) {
         uint64_t n = t->count[lv], m = (n + 1) / 2;
-        uint8_t *up = malloc((size_t)m * t->hlen);
-        if (!up)
-            return df_io(err, "", ENOMEM, "cannot allocate a hash tree");
+        if (level_alloc(t, lv + 1, m, err) < 0)
+            return -1;
+        uint8_t *up = t->level[lv + 1];
         for (uint64_t i = 0; i < m; i++) {
+            /* children 2i, 2i+1 in chunk 2i / HTREE_CHUNK, never written:
+             * the parent stays the sentinel (skip to the next chunk) */
+            if (!htree_chunk_written(t, lv, 2 * i / HTREE_CHUNK)) {
+                i += HTREE_CHUNK / 2 - 1 - i % (HTREE_CHUNK / 2);
+                continue;
+            }
             const uint8_t *l = t->level[lv] + 2 * i * t->hlen;
-            if (2 * i + 1 < n) {
+            bool two = 2 * i + 1 < n;
+            /* zero over zero stays the sentinel, untouched */
+            if (htree_is_zero(t, l) &&
+                (!two || htree_is_zero(t, l + t->hlen)))
+                continue;
+            if (two) {
                 memcpy(pair, l, 2 * t->hlen);
                 digest_buf(t->alg, pair, 2 * t->hlen, up + i * t->hlen);
             } else {
                 memcpy(up + i * t->hlen, l, t->hlen);
             }
+            mark(t, lv + 1, i);
         }
-        t->level[++lv] = up;
-        t->count[lv] = m;
+        lv++;
     }
     t->nlevels = lv + 1;
     return 0;

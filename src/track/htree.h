@@ -22,8 +22,18 @@
  * walk ends at the block level (a --block-size of 2^b leaves: level b);
  * its last differing nodes are the changed blocks.
  *
- * Memory: hlen bytes per leaf and as much again for the levels above:
- * 512 KiB per GiB of disk with XXH3-128 (1 GiB per TiB with SHA-256).
+ * An all-zero leaf (a hole, a zero run, data that reads as zeros) is
+ * stored as hlen zero bytes, not as its hash Z0, and a node over two
+ * such children is zero bytes too: zero is the sentinel (a real hash is
+ * zero with probability 2^-128), so the levels are allocated untouched
+ * (mmap) and a sparse disk's tree costs no memory where it is sparse.
+ * htree_leaf_hash() gives the real hash.  Both hosts use the same rule,
+ * so their trees stay comparable.  Who reads a level skips what was
+ * never written: one bit per HTREE_CHUNK nodes says which chunks were
+ * (reading an untouched page would map it, and count as memory).
+ *
+ * Memory, where the disk holds data: hlen bytes per leaf and as much
+ * again for the levels above: 512 KiB per GiB with XXH3-128.
  */
 #ifndef DF_HTREE_H
 #define DF_HTREE_H
@@ -38,6 +48,8 @@
 
 /* Levels descended per round of a walk (fan-out 16). */
 #define HTREE_STEP 4
+/* Nodes per written-or-not bit (one 4 KiB page of XXH3-128 hashes). */
+#define HTREE_CHUNK 256
 
 struct htree {
     enum digest_alg alg;
@@ -47,6 +59,8 @@ struct htree {
     unsigned nlevels;           /* level nlevels-1 is the root */
     uint64_t count[DIGEST_MAX_LEVELS];
     uint8_t *level[DIGEST_MAX_LEVELS];
+    size_t maplen[DIGEST_MAX_LEVELS];   /* mmapped bytes of each level */
+    uint8_t *written[DIGEST_MAX_LEVELS];  /* bit per HTREE_CHUNK nodes */
 };
 
 /* A tree of a size-byte disk with its leaves allocated (zeroed) and no
@@ -55,11 +69,35 @@ int htree_init(struct htree *t, enum digest_alg alg, uint64_t size,
                struct df_error *err);
 void htree_release(struct htree *t);
 
-/* The hash of leaf i (i < nleaves), to fill before htree_build(). */
-static inline uint8_t *htree_leaf(struct htree *t, uint64_t i)
+/* The stored hash of leaf i (i < nleaves): zero bytes for an all-zero
+ * leaf (the sentinel).  Read only; fill with htree_set_leaf(). */
+static inline const uint8_t *htree_leaf(const struct htree *t, uint64_t i)
 {
     return t->level[0] + i * t->hlen;
 }
+/* Was chunk c (nodes [c*HTREE_CHUNK, ...)) of level lv ever written? */
+static inline bool htree_chunk_written(const struct htree *t, unsigned lv,
+                                       uint64_t c)
+{
+    return t->written[lv][c / 8] >> (c % 8) & 1;
+}
+/* How many leaves from i on (at most max) are the sentinel: reads only
+ * chunks that were written. */
+uint64_t htree_zero_run(const struct htree *t, uint64_t i, uint64_t max);
+/* Leaf i's storage for n raw hashes (manifest_parse), marked written. */
+uint8_t *htree_leaf_slot(struct htree *t, uint64_t i, uint64_t n);
+/* The pipeline's leaf callback (job_opts.leaf_fn) into a tree. */
+void htree_leaf_fn(void *tree, uint64_t i, const uint8_t *h);
+
+/* Store h as leaf i (the sentinel when h is the zero leaf's hash). */
+void htree_set_leaf(struct htree *t, uint64_t i, const uint8_t *h);
+/* Copy src's leaves into dst's (both initialised, same alg), as many
+ * as both have; only those not zero are written. */
+void htree_copy_leaves(struct htree *dst, const struct htree *src);
+/* Leaf i's real hash (Z0 for the sentinel). */
+void htree_leaf_hash(const struct htree *t, uint64_t i, uint8_t *out);
+/* Is this stored hash the sentinel? */
+bool htree_is_zero(const struct htree *t, const uint8_t *h);
 
 /* Node i of level lv (after htree_build). */
 static inline const uint8_t *htree_node(const struct htree *t, unsigned lv,

@@ -123,7 +123,7 @@ static int tree_leaf_hash(struct change_source *cs, enum digest_alg alg,
     ls->hhint = k;
     if (k < l->n && l->v[k].off < leaf_off + DIGEST_LEAF_SIZE)
         return 0;
-    memcpy(out, ls->tree->level[0] + i * ls->tree->hlen, ls->tree->hlen);
+    htree_leaf_hash(ls->tree, i, out);
     return 1;
 }
 

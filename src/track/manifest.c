@@ -30,8 +30,16 @@ static void leaves_digest(const struct htree *t, struct digest *out)
 {
     struct digest_tree dt;
     digest_tree_init(&dt, t->alg);
-    for (uint64_t i = 0; i < t->nleaves; i++)
-        digest_tree_add_leaf(&dt, t->level[0] + i * t->hlen);
+    for (uint64_t i = 0; i < t->nleaves;) {
+        uint64_t z = htree_zero_run(t, i, t->nleaves - i);
+        if (z) {
+            digest_tree_add_zero_leaves(&dt, z);
+            i += z;
+            continue;
+        }
+        digest_tree_add_leaf(&dt, htree_leaf(t, i));
+        i++;
+    }
     digest_tree_final(&dt, t->size, out);
 }
 
@@ -61,28 +69,64 @@ int manifest_parse(const uint8_t *buf, uint64_t len, const char *name,
         return df_corrupt(err, name, 36, "name longer than %d bytes",
                           MANIFEST_MAX_STR);
     size_t hl = digest_len((enum digest_alg)alg);
-    uint64_t need = MANIFEST_HDR_LEN + (uint64_t)ilen + slen;
-    if (nleaves > (MANIFEST_MAX_FILE - need) / hl - 1)
-        return df_corrupt(err, name, 24, "too many leaves");
-    need += (nleaves + 1) * hl;
-    if (len != need)
-        return df_corrupt(err, name, len < need ? len : need, "manifest "
-                          "is %llu bytes, its header says %llu",
-                          (unsigned long long)len,
-                          (unsigned long long)need);
+    uint64_t start = MANIFEST_HDR_LEN + (uint64_t)ilen + slen;
+    if (len < start + hl)
+        return df_corrupt(err, name, len, "manifest cut short");
     uint8_t check[DIGEST_MAX_LEN];
     digest_buf((enum digest_alg)alg, buf, (size_t)(len - hl), check);
     if (memcmp(check, buf + len - hl, hl))
         return df_corrupt(err, name, len - hl, "manifest checksum does "
                           "not match: the file was damaged or edited");
+    /* Every run must fit in what is left before the check and tell at
+     * most the leaves left.  The tree is mapped untouched: a huge leaf
+     * count costs address space (refused by mmap past what fits), not
+     * memory. */
+    uint64_t end = len - hl, pos = start, told = 0;
     if (htree_init(&m->tree, (enum digest_alg)alg, size, err) < 0)
         return -1;
+    while (told < nleaves) {
+        uint64_t n;
+        if (pos >= end)
+            goto cut;
+        uint8_t kind = buf[pos];
+        if (kind == 0) {
+            if (end - pos < 9)
+                goto cut;
+            n = get_le64(buf + pos + 1);
+            pos += 9;
+            if (n == 0 || n > nleaves - told)
+                goto bad_run;
+        } else if (kind == 1) {
+            if (end - pos < 5)
+                goto cut;
+            n = get_le32(buf + pos + 1);
+            pos += 5;
+            if (n == 0 || n > nleaves - told || n > (end - pos) / hl)
+                goto bad_run;
+            for (uint64_t i = 0; i < n; i++) {
+                const uint8_t *h = buf + pos + i * hl;
+                if (htree_is_zero(&m->tree, h))
+                    goto bad_run;
+                memcpy(htree_leaf_slot(&m->tree, told + i, 1), h, hl);
+            }
+            pos += n * hl;
+        } else {
+            manifest_release(m);
+            return df_corrupt(err, name, pos, "unknown leaf run kind %u",
+                              kind);
+        }
+        told += n;
+    }
+    if (pos != end) {
+        manifest_release(m);
+        return df_corrupt(err, name, pos, "%llu bytes after the last leaf",
+                          (unsigned long long)(end - pos));
+    }
     const uint8_t *p = buf + MANIFEST_HDR_LEN;
     memcpy(m->id, p, ilen);
     m->id[ilen] = '\0';
     memcpy(m->src, p + ilen, slen);
     m->src[slen] = '\0';
-    memcpy(m->tree.level[0], p + ilen + slen, (size_t)(nleaves * hl));
     m->digest.alg = (enum digest_alg)alg;
     m->digest.len = hl;
     memcpy(m->digest.bytes, buf + 48, hl);
@@ -98,6 +142,15 @@ int manifest_parse(const uint8_t *buf, uint64_t len, const char *name,
         return -1;
     }
     return 0;
+cut:
+    manifest_release(m);
+    return df_corrupt(err, name, pos, "manifest cut short: %llu of %llu "
+                      "leaves told", (unsigned long long)told,
+                      (unsigned long long)nleaves);
+bad_run:
+    manifest_release(m);
+    return df_corrupt(err, name, pos, "bad run of leaves (at leaf %llu)",
+                      (unsigned long long)told);
 }
 
 int manifest_read(int dirfd, const char *name, struct manifest *m,
@@ -185,17 +238,40 @@ int manifest_write(int dirfd, const char *name, const struct manifest *m,
     put_le32(hdr + 40, (uint32_t)slen);
     memcpy(hdr + 48, m->digest.bytes, t->hlen);
 
-    /* The check is over everything before it: hash it in one buffer. */
-    size_t body = MANIFEST_HDR_LEN + ilen + slen +
-                  (size_t)t->nleaves * t->hlen;
-    uint8_t *buf = malloc(body + t->hlen);
+    /* The check is over everything before it: build it in one buffer.
+     * Worst case: a run header per leaf. */
+    size_t cap = MANIFEST_HDR_LEN + ilen + slen + t->hlen;
+    for (uint64_t i = 0; i < t->nleaves;) {
+        uint64_t z = htree_zero_run(t, i, t->nleaves - i);
+        cap += z ? 9 : 5 + t->hlen;     /* at most: runs of one */
+        i += z ? z : 1;
+    }
+    uint8_t *buf = malloc(cap);
     if (!buf)
         return df_io(err, name, ENOMEM, "cannot write the manifest");
     memcpy(buf, hdr, MANIFEST_HDR_LEN);
     memcpy(buf + MANIFEST_HDR_LEN, m->id, ilen);
     memcpy(buf + MANIFEST_HDR_LEN + ilen, m->src, slen);
-    memcpy(buf + MANIFEST_HDR_LEN + ilen + slen, t->level[0],
-           (size_t)t->nleaves * t->hlen);
+    size_t body = MANIFEST_HDR_LEN + ilen + slen;
+    for (uint64_t i = 0; i < t->nleaves;) {
+        uint64_t j = i + htree_zero_run(t, i, t->nleaves - i);
+        bool zero = j > i;
+        while (!zero && j < t->nleaves && j - i < UINT32_MAX &&
+               !htree_zero_run(t, j, 1))
+            j++;
+        if (zero) {
+            buf[body] = 0;
+            put_le64(buf + body + 1, j - i);
+            body += 9;
+        } else {
+            buf[body] = 1;
+            put_le32(buf + body + 1, (uint32_t)(j - i));
+            memcpy(buf + body + 5, t->level[0] + i * t->hlen,
+                   (size_t)(j - i) * t->hlen);
+            body += 5 + (size_t)(j - i) * t->hlen;
+        }
+        i = j;
+    }
     digest_buf(t->alg, buf, body, buf + body);
 
     fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |

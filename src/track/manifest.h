@@ -25,11 +25,15 @@
  *   48  32  digest (the first digest_len(alg) bytes)
  *   80  I   destination identity (text, no NUL)
  *   ..  S   source (text, no NUL)
- *   ..  nleaves x hlen  leaf hashes
+ *   ..      the leaf hashes, in order, as runs until nleaves are told:
+ *           u8 0, u64 n        n all-zero leaves (n >= 1)
+ *           u8 1, u32 n, n x hlen  n leaf hashes (n >= 1; none of them
+ *                              zero bytes, htree.h's sentinel)
  *   ..  hlen  H(every byte before), the file's own check
  *
- * Read as hostile: every length is checked against the file's size,
- * the check must match, and the digest must be the one the leaves make.
+ * Read as hostile: every length is checked against the file's size and
+ * the leaves left to tell, the check must match, and the digest must be
+ * the one the leaves make.
  * Written to a temporary name in the same directory, made durable and
  * renamed over the old one: a crash leaves the old manifest or the new.
  */

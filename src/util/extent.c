@@ -89,6 +89,7 @@ const char *extent_state_name(enum extent_state s)
     case EXT_PARENT: return "parent";
     case EXT_UNCHANGED: return "unchanged";
     case EXT_FREE: return "free";
+    case EXT_UNCHANGED_ZERO: return "unchanged-zero";
     }
     return "?";
 }

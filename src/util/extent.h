@@ -31,6 +31,8 @@ enum extent_state {
     EXT_PARENT = 3, /* unallocated in this layer: defer to the parent */
     EXT_UNCHANGED = 4, /* a plan's: the same as on the destination, not sent */
     EXT_FREE = 5,   /* a plan's: free in the filesystem there, not sent */
+    EXT_UNCHANGED_ZERO = 6, /* a plan's: unchanged and known zero: nothing
+                               read, nothing sent, hashed as zeros */
 };
 
 struct extent {
@@ -97,6 +99,6 @@ int extent_list_mask(const struct extent_list *a,
                      unsigned which, struct extent_list *out,
                      struct df_error *err);
 
-#define EXT_ALL_STATES 0x3fu
+#define EXT_ALL_STATES 0x7fu
 
 #endif

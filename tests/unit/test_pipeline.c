@@ -255,24 +255,30 @@ static void run_plan_case(const struct plan_case *c)
     uint8_t *keep = calloc(1, nleaves);
     for (uint64_t l = 0; l < nleaves; l++) {
         uint64_t a = l * LEAF, b = a + LEAF < size ? a + LEAF : size;
+        /* The leaf's bits, as pipeline.c leaf_state() reads them. */
         bool any_data = false, any_zero = false, any_free = false;
+        bool any_kzero = false, any_unch = false;
         for (uint64_t x = a; x < b; x++) {
-            if (!changed[x])
-                continue;
-            if (hole[x])
+            if (!changed[x]) {
+                if (hole[x])
+                    any_kzero = true;
+                else
+                    any_unch = true;
+            } else if (hole[x]) {
                 any_zero = true;
-            else if (!used[x])
+            } else if (!used[x]) {
                 any_free = true;
-            else
+            } else {
                 any_data = true;
+            }
         }
-        bool any_keep = false;
-        for (uint64_t x = a; x < b && !any_keep; x++)
-            any_keep = !changed[x] || (!hole[x] && !used[x]);
-        if (any_data || (any_zero && any_keep)) {
+        if (any_data || (any_zero && (any_unch || any_free))) {
             want_read += b - a;
         } else if (any_zero) {
             want_skip += b - a;
+        } else if (any_kzero && !any_unch && !any_free) {
+            keep[l] = 1;        /* unchanged and known zero */
+            want_unch += b - a;
         } else {
             keep[l] = 1;
             if (any_free) {

@@ -146,7 +146,8 @@ int main(void)
             int want = cmap[x];
             bool changed = (nc < 1 || in1[x]) && (nc < 2 || in2[x]);
             if (!changed)
-                want = EXT_UNCHANGED;
+                want = want == EXT_ZERO || want == EXT_HOLE
+                           ? EXT_UNCHANGED_ZERO : EXT_UNCHANGED;
             else if (nu && !used[x] && want == EXT_DATA)
                 want = EXT_FREE;
             if (got[x] != want)

@@ -15,12 +15,18 @@
 
 static const char verify_usage[] =
     "usage: diskferry verify [OPTIONS] A B\n"
+    "       diskferry verify [OPTIONS] --manifest FILE A\n"
     "\n"
     "Compare the disks A and B as a guest sees them (any formats, chains "
     "flattened).\nExit 0 when identical; exit 1 when they differ, "
     "printing the differing ranges.\n"
+    "With --manifest, compare A with what a copy or sync --write-manifest "
+    "FILE\nrecorded (a backup checked against the manifest of what was "
+    "written): only A\nis read; differing 64 KiB blocks are listed, and a "
+    "size that differs is said.\n"
     "\n"
     "options:\n"
+    "      --manifest FILE     check A against FILE\n"
     "  -f, --format FMT        read A as FMT\n"
     "  -F, --other-format FMT  read B as FMT\n"
     "                          (without them a file's format is probed, "
@@ -49,6 +55,7 @@ int cmd_verify(int argc, char **argv)
     static const struct option longopts[] = {
         CLI_IMAGE_LONGOPTS,
         { "other-format", required_argument, NULL, 'F' },
+        { "manifest", required_argument, NULL, 'm' },
         { "threads", required_argument, NULL, 't' },
         { "digest", required_argument, NULL, 'd' },
         { "json", no_argument, NULL, 'j' },
@@ -78,6 +85,7 @@ int cmd_verify(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, "f:F:qvh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'F': fmt_b = optarg; break;
+        case 'm': spec.manifest = optarg; break;
         case 't':
             if (cli_parse_uint(&c, "--threads", optarg, 1, 64, &jo->threads))
                 return DF_USAGE;
@@ -101,7 +109,9 @@ int cmd_verify(int argc, char **argv)
             }
         }
     }
-    if (argc - optind != 2)
+    if (spec.manifest && argc - optind != 1)
+        return cli_usage(&c, "--manifest FILE: expected one disk");
+    if (!spec.manifest && argc - optind != 2)
         return cli_usage(&c, "expected two disks A and B");
     jo->progress = cli_progress_enabled(progress);
 
@@ -111,7 +121,7 @@ int cmd_verify(int argc, char **argv)
     spec.kind = JOB_VERIFY;
     spec.cmd = "verify";
     spec.src = argv[optind];
-    spec.dst = argv[optind + 1];
+    spec.dst = spec.manifest ? spec.manifest : argv[optind + 1];
     spec.src_open = io.open;
     spec.dst_open = io.open;
     spec.dst_open.format = fmt_b;

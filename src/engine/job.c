@@ -400,6 +400,8 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
 
     memset(rep, 0, sizeof(*rep));
     rep->verify = spec->jo.verify;
+    if (spec->kind == JOB_VERIFY && spec->manifest)
+        return job_verify_manifest(spec, rep, err);
     if (spec->kind == JOB_VERIFY)
         return job_verify(spec, rep, err);
     if (endpoint_parse(spec->src, &sep, err) < 0 ||

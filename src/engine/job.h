@@ -164,6 +164,8 @@ struct job_spec {
     uint64_t until;             /* --until SIZE: passes until one sends at
                                  * most this; 0: not */
     uint64_t block_size;        /* --block-size; 0: 64 KiB */
+    const char *manifest;       /* verify --manifest FILE: src is checked
+                                 * against it (dst names it) */
     struct job_remote remote;
     int verbose;                /* > 0: relay a remote host's stderr */
     FILE *msgs;                 /* warnings; NULL: quiet */

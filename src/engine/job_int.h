@@ -20,6 +20,8 @@ void job_set_format(char *out, const char *fmt);
 int job_copy(const struct job_spec *spec, const struct endpoint *sep,
              const struct endpoint *dep, struct job_report *rep,
              struct df_error *err);
+int job_verify_manifest(const struct job_spec *spec, struct job_report *rep,
+                        struct df_error *err);
 int job_sync(const struct job_spec *spec, const struct endpoint *sep,
              const struct endpoint *dep, struct job_report *rep,
              struct df_error *err);

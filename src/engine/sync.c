@@ -140,8 +140,9 @@ int sync_record_commit(int sfd, const char *id, const struct manifest *m,
     return 0;
 }
 
-/* The record of id, if there is one to trust: 0 (m filled), 1 none (or
- * busy: a job that wrote DST did not end), -1 unreadable (warned). */
+/* The record of id: 0 (m filled; *busy: a job that wrote DST since did
+ * not end, so it says who wrote DST but not what DST holds), 1 none, -1
+ * unreadable (warned). */
 static int record_load(int sfd, const char *id, struct manifest *m,
                        bool *busy, FILE *msgs)
 {
@@ -153,10 +154,7 @@ static int record_load(int sfd, const char *id, struct manifest *m,
         return 1;
     manifest_record_name(id, rec, sizeof(rec));
     busy_name(id, bn, sizeof(bn));
-    if (fstatat(sfd, bn, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        *busy = true;
-        return 1;
-    }
+    *busy = fstatat(sfd, bn, &st, AT_SYMLINK_NOFOLLOW) == 0;
     df_error_init(&e);
     int r = manifest_read(sfd, rec, m, &e);
     if (r < 0 && msgs) {
@@ -564,7 +562,7 @@ static int sync_look(struct sync_state *s, bool *consent,
     if (busy && spec->msgs && (!ch || !strcmp(ch, "compare")))
         fprintf(spec->msgs, "diskferry: sync: the last copy or sync to %s "
                 "did not finish: comparing\n", spec->dst);
-    if (!ch && have_rec) {
+    if (!ch && have_rec && !busy) {
         s->base = rec;
         s->have_base = true;
         s->base_what = "the state record";

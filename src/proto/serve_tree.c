@@ -19,6 +19,9 @@ int serve_tree_req(struct serve *sv, struct image *img, const struct msg *m,
     struct msg_buf b;
     int ret = -1;
 
+    if (!(sv->s.features & MSG_FEAT_TREE))
+        return df_net(err, sv->s.peer, "protocol error: TREE_REQ without "
+                      "the feature");
     if (sv->have_tree)
         return df_net(err, sv->s.peer, "protocol error: a second "
                       "TREE_REQ");

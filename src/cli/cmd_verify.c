@@ -25,6 +25,12 @@ static const char verify_usage[] =
     "written): only A\nis read; differing 64 KiB blocks are listed, and a "
     "size that differs is said.\n"
     "\n"
+    "One of A and B may be [user@]host:PATH: `diskferry serve` there "
+    "reads that disk\nand builds its hash tree while this side builds "
+    "the other's; only hashes\ncross the wire, and the differing "
+    "ranges are whole 64 KiB blocks (the\nhash tree's leaves), not "
+    "bytes.\n"
+    "\n"
     "options:\n"
     "      --manifest FILE     check A against FILE\n"
     "  -f, --format FMT        read A as FMT\n"
@@ -44,6 +50,11 @@ static const char verify_usage[] =
     "      --threads N         reader threads (default: cores)\n"
     "      --digest ALG        xxh128 (default) or sha256\n"
     "      --json              one JSON report on stdout\n"
+    "      --rsh CMD           how to reach a host (default ssh)\n"
+    "      --remote-path P     diskferry on the remote host (default "
+    "diskferry)\n"
+    "      --timeout SECS      give up on a host that answers nothing "
+    "for SECS\n"
     "      --progress          draw progress (default: when stderr is a "
     "terminal)\n"
     "      --no-progress       never draw progress\n"
@@ -54,6 +65,7 @@ int cmd_verify(int argc, char **argv)
 {
     static const struct option longopts[] = {
         CLI_IMAGE_LONGOPTS,
+        CLI_HOST_LONGOPTS,
         { "other-format", required_argument, NULL, 'F' },
         { "manifest", required_argument, NULL, 'm' },
         { "threads", required_argument, NULL, 't' },
@@ -104,7 +116,13 @@ int cmd_verify(int argc, char **argv)
         default:
             switch (cli_image_option(&c, &io, opt, optarg)) {
             case 1: break;
-            case 0: return cli_bad_option(&c, argv);
+            case 0:
+                switch (cli_remote_option(&c, &spec, opt, optarg)) {
+                case 1: break;
+                case 0: return cli_bad_option(&c, argv);
+                default: return DF_USAGE;
+                }
+                break;
             default: return DF_USAGE;
             }
         }

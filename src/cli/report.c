@@ -159,6 +159,11 @@ void report_verify_json(FILE *f, const struct job_spec *spec,
     report_digest(&j, st->src_digest.alg, &st->src_digest,
                   identical ? &st->dst_digest : NULL);
     report_ranges(&j, "differ", differ);
+    if (rep->remote) {      /* a hash-tree comparison with another host */
+        json_u64(&j, "hash_bytes_sent", rep->hash_bytes_sent);
+        json_u64(&j, "hash_bytes_received", rep->hash_bytes_received);
+        json_u64(&j, "rounds", rep->tree_rounds);
+    }
     json_end(&j);
 }
 

@@ -32,6 +32,7 @@
 #include "engine/source.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
+#include "track/htree.h"
 #include "util/progress.h"
 #include "util/size.h"
 
@@ -319,6 +320,123 @@ out:
     return rc;
 }
 
+/* The remote half of a verify (job_verify_remote): tree against tree,
+ * s[ri] the remote source, s[1 - ri] the local image. */
+static int job_verify_trees(const struct job_spec *spec,
+                            struct source *const s[2], int ri,
+                            struct job_report *rep, struct df_error *err)
+{
+    struct job_opts jo = spec->jo;
+    struct remote_tree_stats ts;
+    struct digest mine;
+    struct htree t;
+    double t0 = time_now();
+
+    jo.digest = jo.digest ? jo.digest : DIGEST_XXH128;
+    /* serve reads its disk while this side reads its own */
+    if (remote_tree_request(s[ri]->session, jo.digest, 0, err) < 0 ||
+        engine_tree(s[1 - ri]->img, &jo, &t, &mine, &rep->st, err) < 0)
+        return -1;
+    int r = remote_tree_diff(s[ri]->session, &t, 0, &rep->differ, &ts, err);
+    htree_release(&t);
+    if (r < 0)
+        return -1;
+    rep->hash_bytes_sent = ts.hash_bytes_sent;
+    rep->hash_bytes_received = ts.hash_bytes_received;
+    rep->tree_rounds = ts.rounds;
+    rep->identical = rep->differ.n == 0;
+    if (rep->identical && (ts.remote_digest.len != mine.len ||
+                           memcmp(ts.remote_digest.bytes, mine.bytes,
+                                  mine.len)))
+        return df_net(err, spec->src, "protocol error: the remote digest "
+                      "does not match its hash tree");
+    rep->st.src_digest = ri ? mine : ts.remote_digest;
+    rep->st.dst_digest = ri ? ts.remote_digest : mine;
+    rep->st.seconds = time_now() - t0;
+    return 0;
+}
+
+/*
+ * verify A host:B, verify host:A B: the remote disk opened as a source
+ * (serve checks it on its host), the local one as job_verify opens it;
+ * then job_verify_trees.  Disks of different sizes are not compared:
+ * they differ, and the ranges past the shorter one are listed.  1:
+ * neither endpoint is remote (job_verify goes on).
+ */
+static int job_verify_remote(const struct job_spec *spec,
+                             struct job_report *rep, struct df_error *err)
+{
+    const char *arg[2] = { spec->src, spec->dst };
+    const struct image_open_opts *open[2] = { &spec->src_open,
+                                              &spec->dst_open };
+    struct source *s[2] = { NULL, NULL };
+    struct endpoint ep[2];
+    struct remote_opts ro;
+    uint64_t size[2];
+    int rc = -1, ri = -1;
+
+    for (int i = 0; i < 2; i++) {
+        if (endpoint_parse(arg[i], &ep[i], err) < 0)
+            return -1;
+        if (ep[i].kind == EP_REMOTE)
+            ri = ri < 0 ? i : 2;
+    }
+    if (ri < 0)
+        return 1;
+    rep->usage_hint = true;
+    if (ri == 2)
+        return df_usage(err, "both A and B are on other hosts: run "
+                        "diskferry verify on one of them");
+    if (ep[1 - ri].kind != EP_LOCAL && ep[1 - ri].kind != EP_NBD)
+        return df_usage(err, "%s: verify compares two disks, not a stream",
+                        arg[1 - ri]);
+    rep->usage_hint = false;
+    job_remote_opts(spec, &ep[ri], &ro);
+    ro.force_share = spec->force_share;
+    rep->remote = true;
+    rep->transport = "ssh";
+    for (int i = 0; i < 2; i++) {
+        struct source_opts so = { .open = open[i], .arg = arg[i],
+                                  .remote = i == ri ? &ro : NULL };
+        if (source_open(&ep[i], &so, &s[i], err) < 0 ||
+            source_check(s[i], spec->cmd, "comparison", spec->force_share,
+                         !spec->msgs, err) < 0)
+            goto out;
+    }
+    if (!s[1 - ri]->img) {
+        df_usage(err, "%s: a %s source cannot be compared", arg[1 - ri],
+                 s[1 - ri]->ops->kind);
+        goto out;
+    }
+    for (int i = 0; i < 2; i++)
+        source_size(s[i], &size[i]);
+    rep->src_size = size[0];
+    rep->dst_size = size[1];
+    rep->st.disk_size = size[1 - ri];
+    job_set_format(rep->src_format, s[0]->format);
+    job_set_format(rep->dst_format, s[1]->format);
+    if (size[0] != size[1]) {
+        uint64_t lo = size[0] < size[1] ? size[0] : size[1];
+        uint64_t hi = size[0] ^ size[1] ^ lo;
+        if (extent_list_append(&rep->differ, lo, hi - lo, EXT_DATA,
+                               spec->cmd, err) < 0)
+            goto out;
+        if (spec->msgs)
+            fprintf(spec->msgs, "diskferry: %s: the sizes differ: the "
+                    "contents were not compared\n", spec->cmd);
+        rep->identical = false;
+    } else if (job_verify_trees(spec, s, ri, rep, err) < 0) {
+        goto out;
+    }
+    rc = source_done(s[ri], true, err);
+out:
+    if (rc < 0 && s[ri] && s[ri]->session)
+        remote_explain(s[ri]->session, err);
+    source_close(s[0]);
+    source_close(s[1]);
+    return rc;
+}
+
 /* verify A B: both local disks, opened as sources and checked, then
  * compared (engine_compare reads B where A has data). */
 static int job_verify(const struct job_spec *spec, struct job_report *rep,
@@ -332,6 +450,8 @@ static int job_verify(const struct job_spec *spec, struct job_report *rep,
     int rc = -1, r;
 
     extent_list_init(&rep->differ, JOB_VERIFY_MAX_RANGES);
+    if ((r = job_verify_remote(spec, rep, err)) != 1)
+        return r;
     for (int i = 0; i < 2; i++) {
         struct source_opts so = { .open = open[i], .arg = arg[i] };
         if (endpoint_parse(arg[i], &ep, err) < 0)

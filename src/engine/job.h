@@ -25,7 +25,10 @@
  *
  * A verify job (JOB_VERIFY) opens both endpoints as sources (two local
  * disks), checks both, and compares them (engine_compare): the report
- * says identical, or lists the differing ranges.
+ * says identical, or lists the differing ranges.  With one disk on
+ * another host, both sides build its hash tree (engine_tree; serve
+ * there) and walk them in step (remote_tree_diff): only hashes cross,
+ * and the ranges are whole 64 KiB leaves.
  *
  * The pipeline (pipeline.c):
  *
@@ -210,6 +213,9 @@ struct job_report {
     struct extent_list differ;  /* the differing ranges (capped at
                                  * JOB_VERIFY_MAX_RANGES: n == cap says
                                  * the list was cut) */
+    /* JOB_VERIFY with a disk on another host (a hash-tree comparison,
+     * at 64 KiB granularity): what crossed the wire */
+    uint64_t hash_bytes_sent, hash_bytes_received, tree_rounds;
 };
 
 /* Free what a report holds (verify's list). */

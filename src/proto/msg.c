@@ -21,6 +21,10 @@ static const char *const msg_names[] = {
     [MSG_RESUME_RANGES] = "RESUME_RANGES",
     [MSG_LEAF_HASHES] = "LEAF_HASHES",
     [MSG_SET_SIZE] = "SET_SIZE",
+    [MSG_TREE_REQ] = "TREE_REQ",
+    [MSG_TREE] = "TREE",
+    [MSG_TREE_HASHES] = "TREE_HASHES",
+    [MSG_TREE_BITS] = "TREE_BITS",
     [MSG_WRITE] = "WRITE",
     [MSG_ZERO] = "ZERO",
     [MSG_TRIM] = "TRIM",
@@ -377,6 +381,32 @@ static void rd_ranges(struct msg_rd *r, struct msg *m, size_t rec)
     m->data_len = (size_t)m->n * rec;
 }
 
+/* TREE_HASHES (n hashes of 16 or 32 bytes) and TREE_BITS (n bits):
+ * first u64, n u32, the rest is data, of exactly its size. */
+static void rd_tree_nodes(struct msg_rd *r, struct msg *m)
+{
+    m->off = rd_u64(r, "first node");
+    m->n = rd_u32(r, "node count");
+    if (r->bad)
+        return;
+    if (m->n == 0 || m->n > MSG_TREE_MAX_NODES || m->off + m->n < m->off) {
+        r->bad = "node count";
+        return;
+    }
+    m->data = r->p + r->pos;
+    m->data_len = r->len - r->pos;
+    r->pos = r->len;
+    if (m->type == MSG_TREE_BITS) {
+        if (m->data_len != ((size_t)m->n + 7) / 8)
+            r->bad = "bits length";
+        else if (m->n % 8 && m->data[m->data_len - 1] >> (m->n % 8))
+            r->bad = "unused bits";
+    } else if (m->data_len != (size_t)m->n * 16 &&
+               m->data_len != (size_t)m->n * 32) {
+        r->bad = "hashes length";
+    }
+}
+
 /* The options tail of OPEN_*: absent, or n entries (kind, string),
  * each checked here so that msg_open_opt() need not. */
 static void rd_open_opts(struct msg_rd *r, struct msg *m)
@@ -591,6 +621,23 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         m->len = rd_u64(&r, "bytes");
         m->flags = rd_u32(&r, "flags");
         break;
+    case MSG_TREE_REQ:
+        m->alg = rd_u8(&r, "digest algorithm");
+        m->level = rd_u8(&r, "block level");
+        if (!r.bad && m->alg != 1 && m->alg != 2)
+            r.bad = "digest algorithm";
+        if (!r.bad && m->level > MSG_TREE_MAX_BLOCK_LEVEL)
+            r.bad = "block level";
+        break;
+    case MSG_TREE:
+        m->size = rd_u64(&r, "size");
+        rd_digest(&r, m);
+        m->len = rd_u64(&r, "bytes read");
+        break;
+    case MSG_TREE_HASHES:
+    case MSG_TREE_BITS:
+        rd_tree_nodes(&r, m);
+        break;
     default:
         return df_net(err, peer, "protocol error: unknown message type %u",
                       (unsigned)type);
@@ -602,6 +649,15 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         return df_net(err, peer, "protocol error: %s: %zu trailing bytes",
                       msg_type_name(type), r.len - r.pos);
     return 0;
+}
+
+void msg_enc_tree_nodes(struct msg_buf *b, uint64_t first, uint32_t n,
+                        const void *data, size_t len)
+{
+    msg_buf_reset(b);
+    msg_put_u64(b, first);
+    msg_put_u32(b, n);
+    msg_put_bytes(b, data, len);
 }
 
 void msg_leaf_hash(const struct msg *m, uint32_t i, uint64_t *leaf,

@@ -79,6 +79,15 @@
  *                (may be empty: the one recorded); MSG_FEAT_UNDO
  *   UNDONE       records u64, bytes u64, flags u32 (UNDONE_COMPLETE,
  *                UNDONE_TRUNCATED)
+ *   TREE_REQ     alg u8 (1 xxh128, 2 sha256), block_level u8 (0..10: a
+ *                block is 2^block_level 64 KiB leaves) (MSG_FEAT_TREE)
+ *   TREE         size u64, digest: alg u8, len u8, bytes, bytes_read u64
+ *                (what serve read to build its tree)
+ *   TREE_HASHES  first u64, n u32 (1..MSG_TREE_MAX_NODES), n x hlen bytes:
+ *                the client's hashes of the walk's current nodes
+ *                [first, first+n) of this round
+ *   TREE_BITS    first u64, n u32, (n + 7) / 8 bytes: bit i (LSB first)
+ *                set when node first+i differs; the unused bits are 0
  *
  * Sequences (-> client to server, <- server to client):
  *
@@ -100,6 +109,26 @@
  *   (exit 3) and nothing is written.
  *
  *   diskferry undo host:JOURNAL:  -> HELLO <- HELLO -> UNDO <- UNDONE
+ *
+ *   Hash-tree comparison (MSG_FEAT_TREE; verify with a remote disk, and
+ *   sync), after OPENED of an OPEN_SRC, or of an OPEN_DST on an existing
+ *   destination before any data frame:
+ *   -> TREE_REQ(alg, block_level)     serve builds its endpoint's tree
+ *   <- TREE(size, digest, bytes_read) (track/htree.h) and keeps it
+ *   then rounds of the walk both sides take in step (struct htree_walk,
+ *   starting at the root): per round
+ *   -> TREE_HASHES(first, n, hashes)  the walk's current nodes in chunks
+ *   <- TREE_BITS(first, n, bits)      of at most MSG_TREE_MAX_NODES, in
+ *                                     order, at most 2 unanswered
+ *   and when the round's last bits are in, both sides call
+ *   htree_walk_next() with them.  A round of no nodes ends the walk (no
+ *   difference); so does the round at the block level: serve keeps the
+ *   differing ranges (serve_tree_diff()), the client has them too.
+ *   Only hashes cross: about hlen bytes per node visited, which grows
+ *   with the change, not with the disk.  A TREE_HASHES before TREE_REQ,
+ *   after the walk, out of order, of the wrong hash length or beyond the
+ *   round's nodes is a protocol error (serve answers ERROR); so are
+ *   TREE_BITS that do not answer the oldest chunk in flight.
  *
  *   Resume (--resume after a broken link or kill -9 of either side):
  *   the receiving end keeps a journal of ranges written and made durable
@@ -185,7 +214,11 @@ enum msg_type {
     MSG_UNDONE = 27,
     MSG_LEAF_HASHES = 28,
     MSG_SET_SIZE = 29,
-    MSG_TYPE_MAX = 29,
+    MSG_TREE_REQ = 30,
+    MSG_TREE = 31,
+    MSG_TREE_HASHES = 32,
+    MSG_TREE_BITS = 33,
+    MSG_TYPE_MAX = 33,
 };
 
 /* Feature bits in HELLO. */
@@ -213,8 +246,16 @@ enum msg_feature {
     /* OPEN_SIZE_UNKNOWN and SET_SIZE: a stream whose size is known at
      * its end can be written (a new raw or qcow2 file, or in place). */
     MSG_FEAT_STREAM_DST = 1u << 14,
+    /* TREE_REQ, TREE, TREE_HASHES, TREE_BITS: a hash-tree comparison
+     * with the open endpoint. */
+    MSG_FEAT_TREE = 1u << 15,
 };
-#define MSG_FEAT_ALL 0x7fffu
+#define MSG_FEAT_ALL 0xffffu
+
+/* Nodes in one TREE_HASHES / TREE_BITS (2 MiB of SHA-256 hashes). */
+#define MSG_TREE_MAX_NODES 65536u
+/* Highest block level of a TREE_REQ (htree_block_level: 64 MiB). */
+#define MSG_TREE_MAX_BLOCK_LEVEL 10
 
 /* OPEN_DST / OPEN_SRC flags. */
 enum msg_open_flags {
@@ -283,6 +324,8 @@ struct msg {
     const uint8_t *data;
     size_t data_len;
     /* MAP_REPLY / RESUME_RANGES: n records at data (use msg_range());
+     * TREE_HASHES / TREE_BITS: first node in off, n nodes, data;
+     * TREE_REQ: block level in level; TREE: bytes read in len;
      * OPEN_* options tail: n options at data (msg_open_opt()) */
     uint32_t n;
     bool last;
@@ -374,6 +417,9 @@ void msg_enc_digest(struct msg_buf *b, uint8_t type, uint64_t seq,
                     uint8_t alg, const uint8_t *d, uint8_t len);
 void msg_enc_read_stream(struct msg_buf *b, uint32_t flags, uint8_t comp,
                          uint8_t level, uint32_t streams, uint64_t bwlimit);
+/* TREE_HASHES / TREE_BITS: first, n, then len bytes of data. */
+void msg_enc_tree_nodes(struct msg_buf *b, uint64_t first, uint32_t n,
+                        const void *data, size_t len);
 void msg_enc_tcp_offer(struct msg_buf *b, uint16_t port,
                        const uint8_t key[32]);
 /* Append the options tail to an encoded OPEN_*: n options, kinds[i]

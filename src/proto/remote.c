@@ -21,6 +21,7 @@
 #include "sender.h"
 #include "session.h"
 #include "transport/bwlimit.h"
+#include "track/htree.h"
 #include "transport/transport.h"
 #include "util/interrupt.h"
 #include "util/overflow.h"
@@ -44,6 +45,9 @@ struct remote {
     struct rjournal_leaves leaves;  /* ... their leaf hashes */
     uint64_t skipped_resumed;
     bool size_unknown;          /* a stream: SET_SIZE at finish */
+    bool tree_asked;            /* TREE_REQ sent (remote_tree_request) */
+    enum digest_alg tree_alg;
+    unsigned tree_level;
 };
 
 uint64_t remote_src_id(const char *path, uint64_t size,
@@ -810,4 +814,169 @@ void remote_close(struct remote *r)
     rjournal_leaves_release(&r->leaves);
     extent_list_release(&r->done);
     free(r);
+}
+
+/* ---- the hash-tree comparison (msg.h) ---- */
+
+int remote_tree_request(struct remote *r, enum digest_alg alg,
+                        unsigned block_level, struct df_error *err)
+{
+    struct msg_buf b;
+    int ret;
+    if (remote_need(r, MSG_FEAT_TREE, "a hash-tree comparison (verify "
+                    "or sync with a remote disk)", err) < 0)
+        return -1;
+    if (r->tree_asked)
+        return df_usage(err, "%s: its hash tree was asked for already",
+                        r->name);
+    if (block_level > MSG_TREE_MAX_BLOCK_LEVEL)
+        return df_usage(err, "block of 2^%u leaves: too large",
+                        block_level);
+    /* the control reader: serve's KEEPALIVEs while both sides hash */
+    if (session_start(&r->s, err) < 0)
+        return -1;
+    msg_buf_init(&b);
+    msg_put_u8(&b, (uint8_t)alg);
+    msg_put_u8(&b, (uint8_t)block_level);
+    ret = session_send(&r->s, MSG_TREE_REQ, &b, err);
+    msg_buf_release(&b);
+    r->tree_asked = ret == 0;
+    r->tree_alg = alg;
+    r->tree_level = block_level;
+    return ret;
+}
+
+/* TREE: the remote tree is built; it must be one `mine` can walk. */
+static int remote_tree_reply(struct remote *r, const struct htree *mine,
+                             struct remote_tree_stats *st,
+                             struct df_error *err)
+{
+    struct rx_frame *f = NULL;
+    int ret = -1;
+    if (session_expect(&r->s, MSG_TREE, &f, err) < 0)
+        goto out;
+    if (f->m.alg != r->tree_alg ||
+        f->m.digest_len != digest_len(r->tree_alg)) {
+        df_net(err, r->s.peer, "protocol error: TREE of the wrong digest");
+        goto out;
+    }
+    st->remote_size = f->m.size;
+    st->remote_bytes_read = f->m.len;
+    st->remote_digest.alg = r->tree_alg;
+    st->remote_digest.len = f->m.digest_len;
+    memcpy(st->remote_digest.bytes, f->m.digest, f->m.digest_len);
+    if (f->m.size != mine->size) {
+        df_usage(err, "sizes differ: the disk here is %llu bytes, %s is "
+                 "%llu", (unsigned long long)mine->size, r->name,
+                 (unsigned long long)f->m.size);
+        goto out;
+    }
+    ret = 0;
+out:
+    rx_frame_free(f);
+    return ret;
+}
+
+/* TREE_BITS for the oldest chunk in flight: [first, first+n). */
+static int remote_tree_bits(struct remote *r, size_t first, size_t n,
+                            uint8_t *bits, struct remote_tree_stats *st,
+                            struct df_error *err)
+{
+    struct rx_frame *f = NULL;
+    if (session_expect(&r->s, MSG_TREE_BITS, &f, err) < 0)
+        return -1;
+    if (f->m.off != first || f->m.n != n) {
+        df_net(err, r->s.peer, "protocol error: TREE_BITS for nodes "
+               "[%llu, +%u), expected [%zu, +%zu)",
+               (unsigned long long)f->m.off, f->m.n, first, n);
+        rx_frame_free(f);
+        return -1;
+    }
+    /* chunks start at multiples of MSG_TREE_MAX_NODES: whole bytes */
+    memcpy(bits + first / 8, f->m.data, f->m.data_len);
+    st->hash_bytes_received += f->m.data_len;
+    rx_frame_free(f);
+    return 0;
+}
+
+/* One round: the walk's current nodes in chunks, at most 2 of them
+ * unanswered; bits receives the answer for all of them. */
+static int remote_tree_round(struct remote *r, const struct htree_walk *w,
+                             uint8_t *bits, struct remote_tree_stats *st,
+                             struct df_error *err)
+{
+    const size_t chunk = MSG_TREE_MAX_NODES, hl = w->t->hlen;
+    struct msg_buf b;
+    size_t sent = 0, got = 0;
+    int ret = -1;
+    msg_buf_init(&b);
+    while (got < w->n) {
+        while (sent < w->n && sent - got < 2 * chunk) {
+            size_t n = w->n - sent < chunk ? w->n - sent : chunk;
+            msg_buf_reset(&b);
+            msg_put_u64(&b, sent);
+            msg_put_u32(&b, (uint32_t)n);
+            for (size_t i = sent; i < sent + n; i++)
+                msg_put_bytes(&b, htree_node(w->t, w->level, w->idx[i]),
+                              hl);
+            if (!msg_buf_ok(&b)) {
+                df_net(err, r->s.peer, "out of memory");
+                goto out;
+            }
+            if (session_send(&r->s, MSG_TREE_HASHES, &b, err) < 0)
+                goto out;
+            st->hash_bytes_sent += n * hl;
+            sent += n;
+        }
+        size_t n = w->n - got < chunk ? w->n - got : chunk;
+        if (remote_tree_bits(r, got, n, bits, st, err) < 0)
+            goto out;
+        got += n;
+    }
+    ret = 0;
+out:
+    msg_buf_release(&b);
+    return ret;
+}
+
+int remote_tree_diff(struct remote *r, const struct htree *mine,
+                     unsigned block_level, struct extent_list *out,
+                     struct remote_tree_stats *st, struct df_error *err)
+{
+    struct htree_walk w;
+    uint8_t *bits = NULL;
+    int ret = -1;
+    memset(st, 0, sizeof(*st));
+    memset(&w, 0, sizeof(w));
+    if (!r->tree_asked &&
+        remote_tree_request(r, mine->alg, block_level, err) < 0)
+        return -1;
+    if (r->tree_alg != mine->alg)
+        return df_usage(err, "digests differ: the tree here is %s, the "
+                        "one asked of %s %s", digest_alg_name(mine->alg),
+                        r->name, digest_alg_name(r->tree_alg));
+    if (r->tree_level != block_level)
+        return df_usage(err, "%s: its tree was asked for another block "
+                        "size", r->name);
+    if (remote_tree_reply(r, mine, st, err) < 0 ||
+        htree_walk_start(&w, mine, block_level, err) < 0)
+        goto out;
+    while (!w.done && w.n) {
+        bits = calloc((w.n + 7) / 8, 1);
+        if (!bits) {
+            df_net(err, r->s.peer, "out of memory");
+            goto out;
+        }
+        if (remote_tree_round(r, &w, bits, st, err) < 0 ||
+            htree_walk_next(&w, bits, err) < 0)
+            goto out;
+        free(bits);
+        bits = NULL;
+        st->rounds++;
+    }
+    ret = htree_walk_ranges(&w, out, err);
+out:
+    free(bits);
+    htree_walk_release(&w);
+    return ret;
 }

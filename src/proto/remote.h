@@ -128,6 +128,33 @@ int remote_undo(struct remote *r, const char *dst, struct undo_result *st,
 struct plan_inputs;
 const struct plan_inputs *remote_plan(struct remote *r,
                                       const struct image *src);
+/*
+ * The hash-tree comparison with the open remote endpoint (msg.h,
+ * "Hash-tree comparison"; after remote_open_src, or remote_open_dst of
+ * an existing destination before anything is written).
+ *
+ * remote_tree_request() asks serve to build its tree (alg, a block of
+ * 2^block_level leaves), so that it reads while this side builds its
+ * own; remote_tree_diff() asks too if that was not done, waits for the
+ * remote tree, and walks it in step with `mine` (built here, the same
+ * size and algorithm: else DF_USAGE naming both): out receives the
+ * ranges where the disks differ (block granularity), st what crossed.
+ * A serve without MSG_FEAT_TREE: DF_NET "too old".  0 or -1.
+ */
+struct htree;
+struct remote_tree_stats {
+    uint64_t hash_bytes_sent;       /* hashes in TREE_HASHES */
+    uint64_t hash_bytes_received;   /* bits in TREE_BITS */
+    uint64_t rounds;                /* steps of the walk */
+    uint64_t remote_size;           /* the remote disk's */
+    uint64_t remote_bytes_read;     /* what serve read for its tree */
+    struct digest remote_digest;
+};
+int remote_tree_request(struct remote *r, enum digest_alg alg,
+                        unsigned block_level, struct df_error *err);
+int remote_tree_diff(struct remote *r, const struct htree *mine,
+                     unsigned block_level, struct extent_list *out,
+                     struct remote_tree_stats *st, struct df_error *err);
 /* Tell the server the job is over (it removes its resume journal). */
 int remote_done(struct remote *r, bool verified, struct df_error *err);
 /* Prefer the remote's own ERROR over a local "connection closed". */

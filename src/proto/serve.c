@@ -219,6 +219,7 @@ out:
     /* A partial file and its journal stay for --resume (dest.h
      * invariant 4): never dest_abort(). */
     dest_close(&sv.d);
+    serve_tree_release(&sv);
     image_close(sv.img);
     extent_list_release(&sv.client_done);
     pthread_mutex_destroy(&sv.sink_lock);

@@ -324,10 +324,34 @@ static int serve_on_set_size(struct serve *sv, const struct msg *m,
     return 0;
 }
 
+/* TREE_REQ: the hash tree of the destination as it is, before anything
+ * is written (serve_tree.c): the sink is held meanwhile, and a data
+ * frame already applied makes it too late. */
+static int serve_dst_tree(struct serve *sv, const struct msg *m,
+                          struct df_error *err)
+{
+    struct image *img = sv->d.old ? sv->d.old : sv->d.img;
+    int r;
+    if (!img || sv->size_unknown)
+        return df_usage(err, "%s: this destination has no hash tree (a "
+                        "stream)", sv->path);
+    pthread_mutex_lock(&sv->sink_lock);
+    pthread_mutex_lock(&sv->lock);
+    bool written = sv->applied_seq > 0 || sv->applier_done;
+    pthread_mutex_unlock(&sv->lock);
+    r = written ? df_net(err, sv->s.peer, "protocol error: TREE_REQ after "
+                         "data was written")
+                : serve_tree_req(sv, img, m, err);
+    pthread_mutex_unlock(&sv->sink_lock);
+    return r;
+}
+
 static const struct serve_handler serve_dst_handlers[] = {
     {MSG_FLUSH, serve_on_flush},
     {MSG_SET_SIZE, serve_on_set_size},
     {MSG_DIGEST_REQ, serve_digest},
+    {MSG_TREE_REQ, serve_dst_tree},
+    {MSG_TREE_HASHES, serve_tree_hashes},
     {0, NULL},
 };
 

@@ -17,6 +17,7 @@
 #include "msg.h"
 #include "serve.h"
 #include "session.h"
+#include "track/htree.h"
 #include "util/error.h"
 
 struct serve {
@@ -41,6 +42,16 @@ struct serve {
     uint64_t applied_seq, applied_bytes, acked_bytes;
     bool applier_done;
     struct df_error aerr;
+
+    /* TREE_REQ (serve_tree.c): the endpoint's hash tree and the walk
+     * taken in step with the client, until the session ends */
+    bool have_tree;
+    struct htree tree;
+    struct htree_walk walk;
+    size_t walk_pos;            /* nodes of this round answered */
+    uint8_t *walk_bits;         /* this round's bits, (walk.n + 7) / 8 */
+    bool walk_over;             /* tree_diff holds the result */
+    struct extent_list tree_diff;
 };
 
 /* A control message a role answers, and how; a table ends with type 0. */
@@ -58,6 +69,22 @@ struct serve_handler {
 int serve_loop(struct serve *sv, const struct serve_handler *h,
                int (*done)(struct serve *sv, struct df_error *err),
                struct df_error *err);
+/*
+ * The hash-tree comparison (serve_tree.c, msg.h): TREE_REQ builds the
+ * tree of img (the open source, or the destination before it is
+ * written); TREE_HASHES answers one round's chunk.  Both roles' handler
+ * tables name them; serve_tree_release() (serve_run) frees the state.
+ */
+int serve_tree_req(struct serve *sv, struct image *img, const struct msg *m,
+                   struct df_error *err);
+int serve_tree_hashes(struct serve *sv, const struct msg *m,
+                      struct df_error *err);
+void serve_tree_release(struct serve *sv);
+/* After the walk: the ranges where the client's disk differs from this
+ * end's (block granularity, ascending, merged); NULL while the walk is
+ * not over (or never began). */
+const struct extent_list *serve_tree_diff(const struct serve *sv);
+
 /* After OPEN_DST (serve_dst.c): the destination until DONE. */
 int serve_dst(struct serve *sv, const struct msg *open,
               struct df_error *err);

@@ -200,10 +200,19 @@ out:
     return ret;
 }
 
+/* TREE_REQ: the source's hash tree (serve_tree.c). */
+static int serve_src_tree(struct serve *sv, const struct msg *m,
+                          struct df_error *err)
+{
+    return serve_tree_req(sv, sv->img, m, err);
+}
+
 static const struct serve_handler serve_src_handlers[] = {
     {MSG_RESUME_RANGES, serve_add_ranges},
     {MSG_MAP_REQ, serve_map},
     {MSG_READ_STREAM, serve_read_stream},
+    {MSG_TREE_REQ, serve_src_tree},
+    {MSG_TREE_HASHES, serve_tree_hashes},
     {0, NULL},
 };
 

@@ -11,6 +11,9 @@ MODE:
   badwrite    a remote source whose first WRITE does not decompress
   oldsrc      a server of before MSG_FEAT_SRC_CHECK: answers OPEN_SRC with
               an ERROR that names the flags it received
+  notree      a server of before MSG_FEAT_TREE: a 1 MiB source, no tree
+  badbits     a 1 MiB source whose TREE_BITS answer nodes not asked about
+  manybits    a 1 MiB source whose TREE_BITS answer more nodes than asked
 """
 import os
 import struct
@@ -26,8 +29,8 @@ def s(x):
     return struct.pack("<H", len(x)) + x
 
 
-def hello(vmin=1, vmax=1):
-    return frame(1, struct.pack("<IHHII", 0x59524644, vmin, vmax, 0x7F,
+def hello(vmin=1, vmax=1, features=0x7F):
+    return frame(1, struct.pack("<IHHII", 0x59524644, vmin, vmax, features,
                                 (16 << 20) + 4096) + s("fake 0.0"))
 
 
@@ -74,6 +77,29 @@ def main():
         flags = struct.unpack("<I", p[:4])[0] if t == 4 else -1
         out.write(frame(2, struct.pack("<BqI", 6, -1, 0) + s("/fake") +
                         s("old server got open flags %d" % flags)))
+    elif mode in ("notree", "badbits", "manybits"):
+        read_frame()
+        out.write(hello(features=0x7F if mode == "notree" else 0xFFFF))
+        out.flush()
+        read_frame()                                    # OPEN_SRC
+        out.write(frame(5, struct.pack("<IQ", 0, 1 << 20) + s("raw") +
+                        s("/fake")))
+        out.flush()
+        if mode != "notree":
+            t, p = read_frame()                         # TREE_REQ
+            out.write(frame(31, struct.pack("<QBB", 1 << 20, p[0],
+                                             16 if p[0] == 1 else 32) +
+                            b"\1" * (16 if p[0] == 1 else 32) +
+                            struct.pack("<Q", 0)))
+            out.flush()
+            t, p = read_frame()                         # TREE_HASHES
+            first, n = struct.unpack("<QI", p[:12])
+            if mode == "badbits":
+                first += 1
+            else:
+                n += 8
+            out.write(frame(33, struct.pack("<QI", first, n) +
+                            b"\0" * ((n + 7) // 8)))
     out.flush()
     sys.stdin.buffer.read()
 

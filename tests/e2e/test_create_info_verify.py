@@ -163,16 +163,21 @@ def test_verify_job_qcow2_against_raw(tmp_path):
 
 
 def test_verify_refuses_stream_and_remote(tmp_path):
-    """A stream or a disk on another host is not something verify
-    compares: a usage error naming it (exit 2), not "cannot open"."""
+    """A stream is not something verify compares, nor two disks both on
+    other hosts (one on another host is: test_verify_remote.py): a
+    usage error naming it (exit 2), not "cannot open"."""
     a = tmp_path / "a.img"
     a.write_bytes(b"\0" * 4096)
     p = df("verify", "-", a)
     assert p.returncode == 2
     assert p.stderr.decode().splitlines()[0] == (
         "diskferry: verify: -: verify compares two disks, not a stream")
-    p = df("verify", a, "somehost:disk.img")
+    p = df("verify", "-", "somehost:disk.img")
     assert p.returncode == 2
     assert p.stderr.decode().splitlines()[0] == (
-        "diskferry: verify: somehost:disk.img: verify compares two disks "
-        "on this host (a local name with a colon is written ./a:b)")
+        "diskferry: verify: -: verify compares two disks, not a stream")
+    p = df("verify", "otherhost:a.img", "somehost:disk.img")
+    assert p.returncode == 2
+    assert p.stderr.decode().splitlines()[0] == (
+        "diskferry: verify: both A and B are on other hosts: run "
+        "diskferry verify on one of them")

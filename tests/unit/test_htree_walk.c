@@ -81,16 +81,18 @@ static void test_walk(void)
                 struct htree a, b;
                 CHECK(htree_init(&a, alg, sizes[si], &err) == 0);
                 CHECK(htree_init(&b, alg, sizes[si], &err) == 0);
+                uint8_t *la = htree_leaf_slot(&a, 0, a.nleaves);
                 for (uint64_t i = 0; i < a.nleaves * a.hlen; i++)
-                    a.level[0][i] = (uint8_t)rand_r(&seed);
-                memcpy(b.level[0], a.level[0], a.nleaves * a.hlen);
+                    la[i] = (uint8_t)rand_r(&seed);
+                memcpy(htree_leaf_slot(&b, 0, b.nleaves), la,
+                       a.nleaves * a.hlen);
                 /* none, one, a few, about a third of the leaves */
                 uint64_t nch = change == 0 ? 0 : change == 1 ? 1
                              : change == 2 ? 1 + a.nleaves / 50
                                            : 1 + a.nleaves / 3;
                 for (uint64_t k = 0; k < nch; k++)
-                    htree_leaf(&b, (uint64_t)rand_r(&seed) % b.nleaves)[0] ^=
-                        (uint8_t)(1 + k % 255);
+                    htree_leaf_slot(&b, (uint64_t)rand_r(&seed) % b.nleaves,
+                                    1)[0] ^= (uint8_t)(1 + k % 255);
                 CHECK(htree_build(&a, &err) == 0);
                 CHECK(htree_build(&b, &err) == 0);
                 for (unsigned bl = 0; bl <= 3; bl++) {

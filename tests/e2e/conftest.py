@@ -3,6 +3,14 @@
 DISKFERRY and DF_IMGCAT name the binaries under test (the Makefile and
 meson set them; by default build/diskferry and build/imgcat).  DF_VG can
 prefix a command such as "valgrind -q --error-exitcode=99".
+
+`make check` runs the suite twice: plain, then against the ASan+UBSan
+build with DF_SANITIZED=1.  A test marked @pytest.mark.slow_once runs in
+the plain pass only: it spends its time waiting (sshd, timeouts,
+kill-and-resume at a bandwidth limit, NBD servers) or on large data,
+while the C paths it takes are also taken under the sanitizers by faster
+tests of its family (each test file and each of remote ssh, tcp,
+resume, nbd and stream keeps tests in the sanitized pass).
 """
 import contextlib
 import hashlib
@@ -28,6 +36,26 @@ if not os.environ.get("DISKFERRY_STATE_DIR"):
     os.environ["DISKFERRY_STATE_DIR"] = tempfile.mkdtemp(
         prefix="diskferry-state-")
     atexit.register(shutil.rmtree, os.environ["DISKFERRY_STATE_DIR"], True)
+
+
+SANITIZED = bool(os.environ.get("DF_SANITIZED"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow_once: slow for waiting, not for C work: runs in "
+        "the plain pass only, skipped when DF_SANITIZED is set")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not SANITIZED:
+        return
+    skip = pytest.mark.skip(
+        reason="slow_once: ran in the plain pass; its C paths run under "
+        "the sanitizers in faster tests")
+    for item in items:
+        if item.get_closest_marker("slow_once"):
+            item.add_marker(skip)
 
 
 def run(argv, input=None, env=None, timeout=600, cwd=None):

@@ -77,7 +77,8 @@ def test_silent_and_garbage_tcp_connections_do_not_hold_the_job(tmp_path):
     assert time.time() - t0 < 20
 
 
-@pytest.mark.parametrize("transport", ["ssh", "tcp"])
+@pytest.mark.parametrize("transport", [
+    pytest.param("ssh", marks=pytest.mark.slow_once), "tcp"])
 def test_stopped_peer_times_out(tmp_path, transport):
     src = make_disk(tmp_path / "src.img", 64 * MIB)
     dst = tmp_path / "dst.img"

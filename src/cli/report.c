@@ -103,6 +103,11 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
         json_u64(&j, "src_bytes_hashed", rep->src_bytes_hashed);
         json_u64(&j, "dst_bytes_read", rep->dst_bytes_read);
         json_u64(&j, "proof_leaves", rep->proof_leaves);
+        if (rep->remote) {
+            json_u64(&j, "hash_bytes_sent", rep->hash_bytes_sent);
+            json_u64(&j, "hash_bytes_received", rep->hash_bytes_received);
+            json_u64(&j, "rounds", rep->tree_rounds);
+        }
         json_close_obj(&j);
     }
     json_end(&j);

@@ -101,7 +101,7 @@ static void job_remote_opts(const struct job_spec *spec,
 }
 
 /* ... and those of a copy to or from it. */
-static void job_copy_remote_opts(const struct job_spec *spec,
+void job_copy_remote_opts(const struct job_spec *spec,
                                  const struct endpoint *ep,
                                  struct remote_opts *ro,
                                  struct job_report *rep)

@@ -13,6 +13,11 @@
 #include "track/manifest.h"
 
 void job_dest_opts(const struct job_spec *spec, struct dest_opts *o);
+struct remote_opts;
+/* The options of a copy to or from the remote endpoint ep. */
+void job_copy_remote_opts(const struct job_spec *spec,
+                          const struct endpoint *ep, struct remote_opts *ro,
+                          struct job_report *rep);
 /* DF_INTERRUPTED: say how far it got and how to go on. */
 void job_interrupted(struct df_error *err, uint64_t written, uint64_t total,
                      bool resumable);

@@ -48,6 +48,7 @@
 #include "engine/job_int.h"
 #include "engine/plan.h"
 #include "engine/source.h"
+#include "proto/remote.h"
 #include "track/htree.h"
 #include "track/manifest.h"
 #include "track/track.h"
@@ -624,6 +625,126 @@ static int sync_finish(struct sync_state *s, struct df_error *err)
     return 0;
 }
 
+/*
+ * sync SRC host:DST: serve hashes DST on its host while SRC is hashed
+ * here; the two trees are compared by the walk (track/htree.h), so only
+ * hashes of what differs cross before the changed blocks do; the copy
+ * then runs with the plan, and serve verifies what DST holds.  A DST
+ * that does not exist there is copied whole.  Compare only: a remote
+ * DST's state record is not kept yet, so writing into it takes
+ * --overwrite, as a copy does.
+ */
+static int job_sync_remote(const struct job_spec *spec,
+                           const struct endpoint *sep,
+                           const struct endpoint *dep,
+                           struct job_report *rep, struct df_error *err)
+{
+    struct source_opts so = { .open = &spec->src_open, .arg = spec->src };
+    struct source *src = NULL;
+    struct remote_opts ro;
+    struct remote *r = NULL;
+    struct sink *sink = NULL;
+    struct htree t;
+    struct extent_list changed;
+    struct change_source *cs = NULL;
+    struct remote_tree_stats ts;
+    struct remote_stats rs;
+    bool created = false, have_t = false;
+    uint64_t size = 0;
+    int rc = -1;
+
+    memset(&ts, 0, sizeof(ts));
+    extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
+    if (spec->changes && strcmp(spec->changes, "compare")) {
+        rep->usage_hint = true;
+        return df_usage(err, "--changes %s: for a DST on this host (a "
+                        "remote DST is compared)", spec->changes);
+    }
+    if (spec->dry_run || spec->passes > 1 || spec->until ||
+        spec->write_manifest) {
+        rep->usage_hint = true;
+        return df_usage(err, "--dry-run, --passes, --until and "
+                        "--write-manifest: for a DST on this host");
+    }
+    int bl = htree_block_level(spec->block_size ? spec->block_size
+                                                : DIGEST_LEAF_SIZE);
+    if (bl < 0) {
+        rep->usage_hint = true;
+        return df_usage(err, "--block-size: a power of two from 64K to 64M");
+    }
+    job_copy_remote_opts(spec, dep, &ro, rep);
+    so.remote = &ro;
+    if (source_open(sep, &so, &src, err) < 0 ||
+        source_check(src, spec->cmd, "sync", spec->force_share,
+                     !spec->msgs, err) < 0)
+        goto out;
+    if (!source_size(src, &size) || !src->img) {
+        df_usage(err, "%s: not a disk that can be compared", spec->src);
+        goto out;
+    }
+    if (remote_connect(&ro, &r, err) < 0 ||
+        remote_open_dst(r, size, source_id(src), &sink, &created, err) < 0)
+        goto out;
+    struct job_opts jo = spec->jo;
+    const struct plan_inputs *plan = NULL;
+    struct change_source *csv[1];
+    struct plan_inputs in = { .changes = csv, .nchanges = 1 };
+    if (created) {
+        rep->changes = "copy";          /* nothing there to compare */
+    } else {
+        rep->changes = "compare";
+        struct job_opts o = spec->jo;
+        o.progress = false;
+        if (remote_tree_request(r, o.digest, (unsigned)bl, err) < 0 ||
+            tree_of(src->img, &o, size, &t, &rep->src_bytes_hashed,
+                    err) < 0)
+            goto out;
+        have_t = true;
+        if (remote_tree_diff(r, &t, (unsigned)bl, &changed, &ts, err) < 0)
+            goto out;
+        rep->dst_bytes_read = ts.remote_bytes_read;
+        rep->hash_bytes_sent = ts.hash_bytes_sent;
+        rep->hash_bytes_received = ts.hash_bytes_received;
+        rep->tree_rounds = ts.rounds;
+        cs = change_source_from_tree("compare", &changed, &t, err);
+        if (!cs)
+            goto out;
+        csv[0] = cs;
+        jo.plan = plan = &in;
+        for (size_t i = 0; i < changed.n; i++)
+            rep->changed_bytes += changed.v[i].len;
+        rep->changed_blocks = changed.n;
+    }
+    double t0 = time_now();
+    if (source_deliver(src, plan, sink, &jo, &rep->st, err) < 0 ||
+        remote_done(r, rep->st.verified, err) < 0)
+        goto out;
+    rep->passes = 1;
+    rep->last_pass_seconds = time_now() - t0;
+    rep->st.bytes_read += rep->src_bytes_hashed;
+    job_set_format(rep->src_format, src->format);
+    job_set_format(rep->dst_format, "raw");
+    rc = 0;
+out:
+    if (rc < 0) {
+        remote_explain(r, err);
+        job_interrupted(err, 0, size, false);
+    }
+    if (r) {
+        remote_get_stats(r, &rs);
+        rep->st.bytes_wire = rs.bytes_wire;
+        rep->payload_bytes = rs.raw_in;
+        rep->payload_bytes_compressed = rs.comp_out;
+    }
+    change_source_close(cs);
+    if (have_t)
+        htree_release(&t);
+    extent_list_release(&changed);
+    remote_close(r);
+    source_close(src);
+    return rc;
+}
+
 int job_sync(const struct job_spec *spec, const struct endpoint *sep,
              const struct endpoint *dep, struct job_report *rep,
              struct df_error *err)
@@ -644,11 +765,12 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
         return df_usage(err, "%s: sync reads a file, device or NBD export "
                         "on this host as SRC", spec->src);
     }
+    if (dep->kind == EP_REMOTE)
+        return job_sync_remote(spec, sep, dep, rep, err);
     if (dep->kind != EP_LOCAL) {
         rep->usage_hint = true;
         return df_usage(err, "%s: sync writes a file or device on this "
-                        "host (another host's DST: copy --overwrite, or "
-                        "verify to compare)", spec->dst);
+                        "host or another host's", spec->dst);
     }
     int bl = htree_block_level(spec->block_size ? spec->block_size
                                                 : DIGEST_LEAF_SIZE);

@@ -24,7 +24,7 @@ DEB_BUILD = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 DEB_TEST = python3-pytest qemu-utils nbdkit libnbd-bin e2fsprogs openssh-server \
 	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
 	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod
-DEB_BENCH = hyperfine
+DEB_BENCH = hyperfine rsync
 # What `make deb` needs beyond DEB_BUILD (installed by that target only).
 DEB_PKG = debhelper dpkg-dev fakeroot lintian
 DIST ?= dist
@@ -128,11 +128,12 @@ deb:
 	@echo "built $(DIST)/$(DEB_FILE)"
 
 bench: build
-	@command -v hyperfine >/dev/null || apt-get install -y -qq $(DEB_BENCH)
+	@$(call apt_install,$(DEB_BENCH))
 	bash bench/zero_detect.sh $(BUILD)
 	bash bench/copy_vs_peers.sh $(BUILD)
 	bash bench/formats_vs_qemu_img.sh $(BUILD)
 	bash bench/copy_remote.sh $(BUILD)
+	bash bench/sync.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(RELEASE_BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo $(DIST)

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# bench/sync.sh [BUILD]: diskferry sync of the 2 GiB corpus into an earlier
+# copy of it, against rsync and against only reading the images.
+#
+# Data (DATA: BENCH_DATA, default /var/tmp/diskferry-bench):
+#   A    corpus.img of bench/corpus.sh (30% random, 20% text-like, 50%
+#        zeros written as bytes); never written
+#   A'   sync-src.img: A's bytes with a share of its 64 KiB blocks, at
+#        distinct random positions, rewritten with random data (fixed
+#        SEED; bench/sync_blocks.py change; zeros as bytes, no holes),
+#        regenerated for each change level; the one path that is both
+#        copied and synced, as a VM's image is
+#   B    sync-dst.img: `diskferry copy --write-manifest M A' B` made once,
+#        while A' still held A's bytes (zeros as holes, as copy leaves
+#        them); M is kept aside as it was
+# Before every timed run, untimed (interleave.py --prepare): B made A's
+# bytes again in place (only the blocks that differ, zero blocks punched
+# back to holes, fdatasynced: bench/sync_blocks.py restore), so it keeps
+# its inode and M, put back too, still describes it.  Cache: warm (A', B
+# and A are read before and between runs; the machine the figures are
+# for has 24 GiB of RAM); nobody fsyncs.  Each sync command is run once
+# untimed first and B compared with A' afterwards.
+#
+# Rows, each an interleave.py run (commands interleaved, one warm-up
+# round dropped, median of RUNS, default 5), 1% of the blocks changed:
+#   compare:   diskferry sync --changes compare A' B   (hashes A' and
+#              the data of B, writes the changed blocks, verifies them
+#              by reading back what it wrote)
+#              rsync --inplace --no-whole-file --ignore-times A' B
+#              (the delta algorithm although both are local;
+#              --ignore-times only so that a size and mtime that happen
+#              to match never skip the file)
+#              cat A' B > /dev/null   (reading both images)
+#              goal: diskferry/cat <= 1.3x
+#   manifest:  diskferry sync --changes manifest:M A' B   (reads A', and
+#              B only for the proof and the read-back)
+#              cat A' > /dev/null
+#              goal: diskferry/cat <= 1.3x
+# Then a table for LEVELS (default 0.1 1 10 % of the blocks changed; the
+# same SEED, so 1% is the A' above): diskferry compare and manifest
+# interleaved with each other (the 1% row reuses the medians above), and
+# from one extra `--json` run of each:
+#   written     bytes_written         (what diskferry wrote into B)
+#   changed     sync.changed_bytes    (the blocks found to differ)
+#   read SRC    bytes_read            (A' hashed, and the changed blocks
+#                                      read again to be sent)
+#   read DST    sync.dst_bytes_read   (B's hash tree where B holds data,
+#                                      or the manifest's proof)
+#
+# Every row runs on this host: sync writes a DST on this host only.  Each
+# row is one function (row_*), so a row over ssh on loopback (an sshd as
+# bench/copy_remote.sh starts one; bytes on the wire against rsync's) is
+# one more function beside them.
+#
+# CORPUS_MB (default 2048) takes a smaller corpus to try the script out;
+# it then lives in /var/tmp/diskferry-bench-<CORPUS_MB>m unless
+# BENCH_DATA says otherwise, so the 2 GiB corpus is left alone.
+# Needs rsync (installed when missing and run as root).
+set -euo pipefail
+BUILD=${1:-build}
+DF=$(realpath "$BUILD/diskferry")
+CORPUS_MB=${CORPUS_MB:-2048}
+if [ "$CORPUS_MB" = 2048 ]; then
+    DATA=${BENCH_DATA:-/var/tmp/diskferry-bench}
+else
+    DATA=${BENCH_DATA:-/var/tmp/diskferry-bench-${CORPUS_MB}m}
+fi
+RUNS=${RUNS:-5}
+LEVELS=${LEVELS:-0.1 1 10}
+SEED=${SEED:-20261216}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BLOCKS=$HERE/sync_blocks.py
+if ! command -v rsync >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get install -y -qq rsync >/dev/null
+    else
+        echo "sync.sh: needs rsync (apt-get install rsync)" >&2
+        exit 1
+    fi
+fi
+bash "$HERE/corpus.sh" "$DATA" "$CORPUS_MB"
+
+A=$DATA/corpus.img
+S=$DATA/sync-src.img
+B=$DATA/sync-dst.img
+M=$DATA/sync-dst.manifest
+TMP=$(mktemp -d)
+export DISKFERRY_STATE_DIR=$DATA/state
+mkdir -p -m 700 "$DISKFERRY_STATE_DIR"
+trap 'rm -rf "$TMP" "$S" "$B" "$M"' EXIT
+
+RESTORE="$BLOCKS restore --holes $A $B && cp $TMP/manifest $M"
+DF_COMPARE="$DF sync --changes compare $S $B"
+DF_MANIFEST="$DF sync --changes manifest:$M $S $B"
+RSYNC="rsync --inplace --no-whole-file --ignore-times $S $B"
+
+# The copy B, once, of A' while it holds A's bytes.
+rm -f "$S" "$B" "$M"
+"$BLOCKS" change "$A" "$S" 0 "$SEED" >/dev/null
+"$DF" copy --write-manifest "$M" "$S" "$B" >/dev/null
+cp "$M" "$TMP/manifest"
+
+# change PERCENT: A' becomes A with PERCENT % of its blocks rewritten;
+# prints how many.
+change() {
+    local n
+    n=$("$BLOCKS" change "$A" "$S" "$1" "$SEED")
+    sh -c "$RESTORE"
+    cat "$A" "$S" "$B" >/dev/null
+    echo "$n"
+}
+
+# once CMD: CMD run untimed on a restored B, which must hold A' after it.
+once() {
+    sh -c "$RESTORE"
+    sh -c "$1" >/dev/null
+    if ! cmp -s "$S" "$B"; then
+        echo "sync.sh: after '$1' $B differs from $S" >&2
+        exit 1
+    fi
+}
+
+# report MODE PERCENT CMD: one --json run of the diskferry CMD, kept.
+report() {
+    once "$3 --json > $TMP/report-$1-$2.json"
+}
+
+# interleave JSON TITLE NAME=CMD...: one timed row, B restored before each.
+interleave() {
+    local json=$1 title=$2
+    shift 2
+    "$HERE/interleave.py" --runs "$RUNS" --prepare "$RESTORE" \
+        --json "$json" --title "$title" "$@"
+}
+
+row_compare_local() {     # row_compare_local PERCENT
+    once "$DF_COMPARE"
+    once "$RSYNC"
+    interleave "$TMP/compare-$1.json" \
+        "sync --changes compare, local files, $1% of the blocks changed (goal: diskferry/cat <= 1.3x)" \
+        "diskferry=$DF_COMPARE" "rsync=$RSYNC" "cat A' B=cat $S $B >/dev/null"
+}
+
+row_manifest_local() {    # row_manifest_local PERCENT
+    once "$DF_MANIFEST"
+    interleave "$TMP/manifest-$1.json" \
+        "sync --changes manifest:M, local files, $1% of the blocks changed (goal: diskferry/cat <= 1.3x)" \
+        "diskferry=$DF_MANIFEST" "cat A'=cat $S >/dev/null"
+}
+
+row_scaling_local() {     # row_scaling_local PERCENT: both diskferry modes
+    if [ ! -f "$TMP/compare-$1.json" ] || [ ! -f "$TMP/manifest-$1.json" ]; then
+        interleave "$TMP/scale-$1.json" \
+            "sync, local files, $1% of the blocks changed" \
+            "compare=$DF_COMPARE" "manifest=$DF_MANIFEST" >/dev/null
+    fi
+    report compare "$1" "$DF_COMPARE"
+    report manifest "$1" "$DF_MANIFEST"
+}
+
+echo "corpus: $A ($CORPUS_MB MiB), $RUNS runs, $(basename "$DF") of $DF"
+n=$(change 1)
+echo "1% changed: $n blocks of 64 KiB"
+echo
+row_compare_local 1
+echo
+row_manifest_local 1
+echo
+for level in $LEVELS; do
+    n=$(change "$level")
+    row_scaling_local "$level"
+    echo "$level $n" >> "$TMP/levels"
+done
+
+/usr/bin/python3 - "$TMP" <<'PY'
+import json, os, sys
+tmp = sys.argv[1]
+MiB = 1 << 20
+def median(level, mode):
+    for name, key in ((f"{mode}-{level}.json", "diskferry"),
+                      (f"scale-{level}.json", mode)):
+        p = os.path.join(tmp, name)
+        if os.path.exists(p):
+            return json.load(open(p))["median"][key]
+print("time grows with the change: diskferry sync, local files "
+      "(MiB from one --json run)")
+print("  %-8s %7s  %-8s %8s  %9s %9s %9s %9s" % (
+    "changed", "blocks", "changes", "median s", "written", "changed",
+    "read SRC", "read DST"))
+for line in open(os.path.join(tmp, "levels")):
+    level, blocks = line.split()
+    for mode in ("compare", "manifest"):
+        r = json.load(open(os.path.join(tmp, f"report-{mode}-{level}.json")))
+        print("  %-8s %7s  %-8s %8.2f  %9.1f %9.1f %9.1f %9.1f" % (
+            level + "%", blocks, mode, median(level, mode),
+            r["bytes_written"] / MiB, r["sync"]["changed_bytes"] / MiB,
+            r["bytes_read"] / MiB, r["sync"]["dst_bytes_read"] / MiB))
+PY

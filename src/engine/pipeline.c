@@ -44,6 +44,10 @@
 #include "util/zero.h"
 
 #define LEAF DIGEST_LEAF_SIZE
+/* An unchanged item whose every leaf hash a change source knows spans
+ * up to this much (nothing is read for it: a larger item is fewer trips
+ * through the ring for a sync that changed little). */
+#define KEEP_MAX (64ull << 20)
 /* Map the source this much at a time (bounded plan memory). */
 #define PLAN_WINDOW (64ull << 30)
 #define PLAN_MAX_EXTENTS 65536
@@ -316,7 +320,16 @@ static int keep_hashes(struct pipeline *p, struct slot *s,
     memset(s->known, 0, (size_t)nleaves);
     if (s->kept != EXT_UNCHANGED)
         return 0;
+    /* An item holds at most a unit of leaves to read (process_keep
+     * reads them into the slot's buffer): it ends after the one that
+     * makes a unit, so that every leaf asked is the item's (leaf_hash
+     * is asked each leaf once, in order). */
+    uint64_t unit_leaves = div_round_up(p->unit, LEAF), unknown = 0;
     for (uint64_t i = 0; i < nleaves; i++) {
+        if (i && !s->known[i - 1] && ++unknown == unit_leaves) {
+            s->len = i * LEAF;
+            break;
+        }
         for (size_t c = 0; c < p->inputs->nchanges; c++) {
             struct change_source *cs = p->inputs->changes[c];
             if (!cs->leaf_hash)
@@ -359,6 +372,14 @@ static int cursor_planned(struct pipeline *p, struct slot *s,
         s->len = end - p->pos;
         break;
     case EXT_UNCHANGED:
+        /* As far as KEEP_MAX while every leaf's hash is known; a unit
+         * (its leaves read to hash them) when the first one is not. */
+        s->kind = ITEM_KEEP;
+        s->kept = st;
+        s->len = min_u64(max_u64(p->unit, KEEP_MAX), end - p->pos);
+        if (keep_hashes(p, s, err) < 0)
+            return -1;
+        break;
     case EXT_FREE:
         s->kind = ITEM_KEEP;
         s->kept = st;
@@ -472,14 +493,16 @@ static int process_keep(struct pipeline *p, struct slot *s,
         uint64_t j = i;
         while (j < nleaves && !s->known[j])
             j++;
+        /* each run from the buffer's start: an item holds at most a
+         * unit of unknown leaves (keep_hashes) */
         uint64_t a = i * LEAF, b = min_u64(j * LEAF, s->len);
-        if (image_read(p->src, s->buf + a, (size_t)(b - a), s->off + a,
+        if (image_read(p->src, s->buf, (size_t)(b - a), s->off + a,
                        err) < 0)
             return -1;
         __atomic_fetch_add(&p->bytes_read_for_digest, b - a,
                            __ATOMIC_RELAXED);
         for (; i < j; i++) {
-            const uint8_t *leaf = s->buf + i * LEAF;
+            const uint8_t *leaf = s->buf + (i * LEAF - a);
             size_t n = (size_t)min_u64(LEAF, s->len - i * LEAF);
             uint8_t *h = s->hashes + i * p->hlen;
             if (zero_is_zero(leaf, n))
@@ -800,13 +823,14 @@ static int pipeline_run(struct image *src, struct df_file *stream,
         goto out;
     }
     size_t nleaves = (size_t)(p.unit / LEAF);
+    size_t nkeep = (size_t)(max_u64(p.unit, KEEP_MAX) / LEAF);
     for (unsigned i = 0; i < p.nslots; i++) {
         struct slot *s = &p.slots[i];
         if (posix_memalign((void **)&s->buf, 4096, (size_t)p.unit) != 0)
             s->buf = NULL;
         s->is_zero = calloc(nleaves, 1);
-        s->hashes = calloc(nleaves, p.hlen);
-        s->known = calloc(nleaves, 1);
+        s->hashes = calloc(nkeep, p.hlen);
+        s->known = calloc(nkeep, 1);
         if (o->salvaged && !stream)
             s->bad = calloc(div_round_up(p.unit, SALVAGE_PIECE), 1);
         if (!s->buf || !s->is_zero || !s->hashes || !s->known ||

@@ -557,7 +557,8 @@ static int sync_look(struct sync_state *s, bool *consent,
     s->sfd = sync_record_open(spec->msgs, spec->cmd);
 
     struct manifest rec;
-    int r = record_load(s->sfd, s->id, &rec, &busy, spec->msgs);
+    bool named = ch && strcmp(ch, "compare");   /* manifest:FILE */
+    int r = named ? 1 : record_load(s->sfd, s->id, &rec, &busy, spec->msgs);
     bool have_rec = r == 0;
     *consent = have_rec && !strcmp(rec.src, s->srcname);
     if (busy && spec->msgs && (!ch || !strcmp(ch, "compare")))
@@ -594,7 +595,10 @@ static int sync_look(struct sync_state *s, bool *consent,
                         "this sync's %s (--digest)", file,
                         digest_alg_name(s->base.tree.alg),
                         digest_alg_name(spec->jo.digest));
-    *consent = !strcmp(s->base.src, s->srcname);
+    /* The user named the manifest, which names DST (checked above) and
+     * is proved on it before any write: DST is that earlier copy,
+     * whatever SRC is called now (a new snapshot's name, a moved VM). */
+    *consent = true;
     return 0;
 }
 

@@ -244,8 +244,14 @@ int job_copy(const struct job_spec *spec, const struct endpoint *sep,
     copy_record_init(&rec);
     memset(&rs, 0, sizeof(rs));
     memset(&ro, 0, sizeof(ro));
+    char recsrc[PATH_MAX + 300];
     if (to_remote || sep->kind == EP_REMOTE) {
         job_copy_remote_opts(spec, to_remote ? dep : sep, &ro, rep);
+        if (to_remote && sep->kind == EP_LOCAL) {
+            /* serve keeps DST's record under this name */
+            sync_remote_source_name(spec->src, recsrc, sizeof(recsrc));
+            ro.record_src = recsrc;
+        }
         so.remote = &ro;
         if (spec->undo && !to_remote) {
             df_usage(err, "--undo: the journal is kept on the "

@@ -10,6 +10,7 @@
 #include "engine/endpoint.h"
 #include "engine/job.h"
 #include "engine/source.h"
+#include "engine/sync.h"
 #include "track/manifest.h"
 
 void job_dest_opts(const struct job_spec *spec, struct dest_opts *o);
@@ -31,19 +32,10 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
              const struct endpoint *dep, struct job_report *rep,
              struct df_error *err);
 
-/* A destination's identity (a file's device and inode, a device's
- * number): what its state record is named after. */
-void sync_identity(const struct df_file *f, char *out, size_t len);
-/* SRC as a record names it: its real path, else as given. */
+/* SRC as a record names it: its real path, else as given; on another
+ * host's record, this host's name, a colon and that. */
 void sync_source_name(const char *arg, char *out, size_t len);
-/* The state directory for records, or -1 (warned on msgs: none kept). */
-int sync_record_open(FILE *msgs, const char *cmd);
-/* Mark id's record busy before writing its destination (a job killed
- * after it leaves the record untrusted); 0 or -1. */
-int sync_record_begin(int sfd, const char *id, struct df_error *err);
-/* Write id's record m and clear busy; a failure is warned, not fatal. */
-int sync_record_commit(int sfd, const char *id, const struct manifest *m,
-                       FILE *msgs, const char *cmd);
+void sync_remote_source_name(const char *arg, char *out, size_t len);
 
 /*
  * A copy's state record (and --write-manifest): the leaf hashes of what

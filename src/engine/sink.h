@@ -65,6 +65,11 @@ struct sink {
      * sources (track.h leaf_hash: the content of both sides) instead
      * of reading it; a wrapper passes it to its inner sink. */
     const struct plan_inputs *known;
+    /* Set before digest() to be told every leaf's hash of what the
+     * destination holds (job_opts.leaf_fn): serve keeps its record so.
+     * NULL: not asked. */
+    void (*leaf_fn)(void *ctx, uint64_t leaf, const uint8_t *hash);
+    void *leaf_ctx;
     /* Counters the sink keeps for the report (parallel writers add with
      * __atomic builtins). */
     uint64_t bytes_written;     /* payload bytes written or sent */

@@ -120,6 +120,8 @@ static int sink_image_digest(struct sink *s, uint64_t size,
     o.threads = threads;
     o.verify = false;
     o.plan = s->known;
+    o.leaf_fn = s->leaf_fn;
+    o.leaf_ctx = s->leaf_ctx;
     if (size > si->img->size)
         return df_fail(err, DF_VERIFY, 0, s->name, -1,
                        "verification failed: destination holds %llu bytes, "

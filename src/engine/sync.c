@@ -56,8 +56,16 @@
 #include "util/progress.h"
 #include "util/size.h"
 
-/* Leaves the base proof samples besides those the sync overwrites. */
-#define SYNC_PROOF_SAMPLES 64
+void sync_identity_stat(const struct stat *st, char *out, size_t len)
+{
+    if (S_ISBLK(st->st_mode))
+        snprintf(out, len, "block device %u:%u", major(st->st_rdev),
+                 minor(st->st_rdev));
+    else
+        snprintf(out, len, "file %llu:%llu",
+                 (unsigned long long)st->st_dev,
+                 (unsigned long long)st->st_ino);
+}
 
 void sync_identity(const struct df_file *f, char *out, size_t len)
 {
@@ -74,6 +82,16 @@ void sync_source_name(const char *arg, char *out, size_t len)
     char *rp = realpath(arg, NULL);
     snprintf(out, len, "%s", rp ? rp : arg);
     free(rp);
+}
+
+void sync_remote_source_name(const char *arg, char *out, size_t len)
+{
+    char host[256], path[PATH_MAX];
+    if (gethostname(host, sizeof(host)) < 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = '\0';
+    sync_source_name(arg, path, sizeof(path));
+    snprintf(out, len, "%s:%s", host, path);
 }
 
 /* ---- state records ---- */
@@ -141,11 +159,8 @@ int sync_record_commit(int sfd, const char *id, const struct manifest *m,
     return 0;
 }
 
-/* The record of id: 0 (m filled; *busy: a job that wrote DST since did
- * not end, so it says who wrote DST but not what DST holds), 1 none, -1
- * unreadable (warned). */
-static int record_load(int sfd, const char *id, struct manifest *m,
-                       bool *busy, FILE *msgs)
+int sync_record_load(int sfd, const char *id, struct manifest *m,
+                     bool *busy, FILE *msgs)
 {
     char rec[128], bn[160];
     struct stat st;
@@ -320,13 +335,8 @@ static int prove_leaf(struct image *dst, const struct htree *base,
                      "compare", what, (unsigned long long)off, at);
 }
 
-/*
- * DST's leaves at SYNC_PROOF_SAMPLES spread places and under every
- * changed range (those the sync overwrites) must hash as the base says.
- * 0, or -1: DF_REFUSED naming the first that does not (nothing was
- * written yet), or an I/O error.
- */
-static int base_prove(struct image *dst, const struct htree *base,
+/* sync.h */
+int sync_base_prove(struct image *dst, const struct htree *base,
                       const struct extent_list *changed, const char *what,
                       uint64_t *leaves, uint64_t *bytes,
                       struct df_error *err)
@@ -415,7 +425,7 @@ static int first_diff(struct sync_state *s, struct htree *src_t,
             return -1;
         }
         htree_release(&bt);
-        return base_prove(s->d.img, &s->base.tree, changed, s->base_what,
+        return sync_base_prove(s->d.img, &s->base.tree, changed, s->base_what,
                           &rep->proof_leaves, &rep->dst_bytes_read, err);
     }
     /* compare: both trees at once, each where its data lives */
@@ -558,7 +568,7 @@ static int sync_look(struct sync_state *s, bool *consent,
 
     struct manifest rec;
     bool named = ch && strcmp(ch, "compare");   /* manifest:FILE */
-    int r = named ? 1 : record_load(s->sfd, s->id, &rec, &busy, spec->msgs);
+    int r = named ? 1 : sync_record_load(s->sfd, s->id, &rec, &busy, spec->msgs);
     bool have_rec = r == 0;
     *consent = have_rec && !strcmp(rec.src, s->srcname);
     if (busy && spec->msgs && (!ch || !strcmp(ch, "compare")))
@@ -633,10 +643,13 @@ static int sync_finish(struct sync_state *s, struct df_error *err)
  * sync SRC host:DST: serve hashes DST on its host while SRC is hashed
  * here; the two trees are compared by the walk (track/htree.h), so only
  * hashes of what differs cross before the changed blocks do; the copy
- * then runs with the plan, and serve verifies what DST holds.  A DST
- * that does not exist there is copied whole.  Compare only: a remote
- * DST's state record is not kept yet, so writing into it takes
- * --overwrite, as a copy does.
+ * then runs with the plan, and serve verifies what DST holds, reading
+ * back only what was written.  A DST that does not exist there is
+ * copied whole.  Serve keeps DST's state record on its host (msg.h,
+ * "State records"): a DST recorded as a copy of this SRC is written
+ * without --overwrite, and by default its record stands for its tree
+ * (serve proves DST against it first), so DST is read only for that
+ * proof.
  */
 static int job_sync_remote(const struct job_spec *spec,
                            const struct endpoint *sep,
@@ -676,7 +689,10 @@ static int job_sync_remote(const struct job_spec *spec,
         rep->usage_hint = true;
         return df_usage(err, "--block-size: a power of two from 64K to 64M");
     }
+    char recsrc[PATH_MAX + 300];
     job_copy_remote_opts(spec, dep, &ro, rep);
+    sync_remote_source_name(spec->src, recsrc, sizeof(recsrc));
+    ro.record_src = recsrc;
     so.remote = &ro;
     if (source_open(sep, &so, &src, err) < 0 ||
         source_check(src, spec->cmd, "sync", spec->force_share,
@@ -696,10 +712,16 @@ static int job_sync_remote(const struct job_spec *spec,
     if (created) {
         rep->changes = "copy";          /* nothing there to compare */
     } else {
-        rep->changes = "compare";
+        /* the record there, proved by serve before the walk ends, else
+         * DST read there */
+        bool rec = !spec->changes && remote_dst_has_record(r);
+        rep->changes = rec ? "record" : "compare";
         struct job_opts o = spec->jo;
         o.progress = false;
-        if (remote_tree_request(r, o.digest, (unsigned)bl, err) < 0 ||
+        if ((rec ? remote_tree_request_record(r, o.digest, (unsigned)bl,
+                                              err)
+                 : remote_tree_request(r, o.digest, (unsigned)bl,
+                                       err)) < 0 ||
             tree_of(src->img, &o, size, &t, &rep->src_bytes_hashed,
                     err) < 0)
             goto out;

@@ -25,6 +25,7 @@ static const char *const msg_names[] = {
     [MSG_TREE] = "TREE",
     [MSG_TREE_HASHES] = "TREE_HASHES",
     [MSG_TREE_BITS] = "TREE_BITS",
+    [MSG_TREE_REQ_RECORD] = "TREE_REQ_RECORD",
     [MSG_WRITE] = "WRITE",
     [MSG_ZERO] = "ZERO",
     [MSG_TRIM] = "TRIM",
@@ -421,7 +422,7 @@ static void rd_open_opts(struct msg_rd *r, struct msg *m)
     for (uint32_t i = 0; i < m->n && !r->bad; i++) {
         uint8_t kind = rd_u8(r, "option");
         uint16_t n = rd_u16(r, "option");
-        if (!r->bad && (kind < OPT_UNDO || kind > OPT_PARENT ||
+        if (!r->bad && (kind < OPT_UNDO || kind > OPT_SYNC_SRC ||
                         n == 0 || n > MSG_MAX_STR))
             r->bad = "option";
         const uint8_t *p = rd_take(r, n, "option");
@@ -622,6 +623,7 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         m->flags = rd_u32(&r, "flags");
         break;
     case MSG_TREE_REQ:
+    case MSG_TREE_REQ_RECORD:
         m->alg = rd_u8(&r, "digest algorithm");
         m->level = rd_u8(&r, "block level");
         if (!r.bad && m->alg != 1 && m->alg != 2)

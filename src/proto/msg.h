@@ -40,9 +40,12 @@
  *   OPEN_SRC     flags u32 (OPEN_FORCE_SHARE), format string, path string
  *                [OPEN_DST, OPEN_SRC with MSG_FEAT_OPEN_OPTS: n u16, n x
  *                (kind u8, string): OPT_UNDO journal (destination),
- *                OPT_PARENT_DIR dir, OPT_PARENT "CHILD=PARENT" (source);
+ *                OPT_PARENT_DIR dir, OPT_PARENT "CHILD=PARENT" (source),
+ *                OPT_SYNC_SRC the source's name (destination,
+ *                MSG_FEAT_RECORD);
  *                paths on the server's host, confined as the image path]
- *   OPENED       flags u32 (OPENED_DST_IS_ZERO, OPENED_RESUMED), size u64,
+ *   OPENED       flags u32 (OPENED_DST_IS_ZERO, OPENED_RESUMED,
+ *                OPENED_RECORD), size u64,
  *                format string, name string (as the server calls it)
  *   MAP_REQ      off u64, len u64
  *   MAP_REPLY    n u32, n x (off u64, len u64, state u8)
@@ -129,6 +132,23 @@
  *   after the walk, out of order, of the wrong hash length or beyond the
  *   round's nodes is a protocol error (serve answers ERROR); so are
  *   TREE_BITS that do not answer the oldest chunk in flight.
+ *
+ *   State records (MSG_FEAT_RECORD; engine/sync.h): the client names its
+ *   source in OPEN_DST (OPT_SYNC_SRC).  Serve keeps the record of an
+ *   existing raw destination on its host: a destination recorded as a
+ *   copy of that source is written without OPEN_OVERWRITE; the record
+ *   is marked busy before anything is written and rewritten after DONE
+ *   of a verified job, from the leaves the DIGEST_REQ read back.  When
+ *   the record says what the destination holds, OPENED carries
+ *   OPENED_RECORD, and
+ *   -> TREE_REQ_RECORD(alg, level)    (as TREE_REQ) takes the record's
+ *   <- TREE(size, digest, 0)          tree instead of reading the disk;
+ *   the walk is the same, and before answering its last chunk serve
+ *   proves the destination against the record (sampled leaves and every
+ *   differing one): a destination written behind the record's back is
+ *   refused (ERROR, exit 3) before any data frame.  After a walk,
+ *   DIGEST_REQ reads back only the differing ranges: the rest hash as
+ *   the walk's tree says.
  *
  *   Resume (--resume after a broken link or kill -9 of either side):
  *   the receiving end keeps a journal of ranges written and made durable
@@ -218,7 +238,8 @@ enum msg_type {
     MSG_TREE = 31,
     MSG_TREE_HASHES = 32,
     MSG_TREE_BITS = 33,
-    MSG_TYPE_MAX = 33,
+    MSG_TREE_REQ_RECORD = 34,
+    MSG_TYPE_MAX = 34,
 };
 
 /* Feature bits in HELLO. */
@@ -249,8 +270,11 @@ enum msg_feature {
     /* TREE_REQ, TREE, TREE_HASHES, TREE_BITS: a hash-tree comparison
      * with the open endpoint. */
     MSG_FEAT_TREE = 1u << 15,
+    /* The destination's state record kept on its host (engine/sync.h):
+     * OPT_SYNC_SRC, OPENED_RECORD, TREE_REQ_RECORD. */
+    MSG_FEAT_RECORD = 1u << 16,
 };
-#define MSG_FEAT_ALL 0xffffu
+#define MSG_FEAT_ALL 0x1ffffu
 
 /* Nodes in one TREE_HASHES / TREE_BITS (2 MiB of SHA-256 hashes). */
 #define MSG_TREE_MAX_NODES 65536u
@@ -277,6 +301,8 @@ enum msg_open_opt {
     OPT_UNDO = 1,               /* --undo JOURNAL (destination) */
     OPT_PARENT_DIR = 2,         /* --parent-dir DIR (source) */
     OPT_PARENT = 3,             /* --parent CHILD=PARENT (source) */
+    OPT_SYNC_SRC = 4,           /* the source as a record names it
+                                   (destination; MSG_FEAT_RECORD) */
 };
 #define MSG_MAX_OPEN_OPTS 64
 
@@ -290,6 +316,9 @@ enum msg_undone_flags {
 enum msg_opened_flags {
     OPENED_DST_IS_ZERO = 1u << 0,   /* new file: reads as zeros */
     OPENED_RESUMED = 1u << 1,       /* RESUME_RANGES follow */
+    OPENED_RECORD = 1u << 2,        /* the destination's state record
+                                       says what it holds (TREE_REQ_RECORD
+                                       may ask for it) */
 };
 
 enum msg_done_flags {

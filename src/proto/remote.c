@@ -46,6 +46,7 @@ struct remote {
     uint64_t skipped_resumed;
     bool size_unknown;          /* a stream: SET_SIZE at finish */
     bool tree_asked;            /* TREE_REQ sent (remote_tree_request) */
+    bool dst_record;            /* OPENED_RECORD */
     enum digest_alg tree_alg;
     unsigned tree_level;
 };
@@ -150,6 +151,13 @@ static int remote_open_opts(struct remote *r, struct msg_buf *b, bool dst,
         kinds[n] = OPT_UNDO;
         vals[n++] = r->o.undo;
     }
+    /* the record's source name: only to a serve that keeps records */
+    if (dst && r->o.record_src && r->o.record_src[0] &&
+        (r->s.features & (MSG_FEAT_RECORD | MSG_FEAT_OPEN_OPTS)) ==
+            (MSG_FEAT_RECORD | MSG_FEAT_OPEN_OPTS)) {
+        kinds[n] = OPT_SYNC_SRC;
+        vals[n++] = r->o.record_src;
+    }
     for (size_t i = 0; !dst && i < r->o.n_parent_dirs; i++) {
         kinds[n] = OPT_PARENT_DIR;
         vals[n++] = r->o.parent_dirs[i];
@@ -168,7 +176,12 @@ static int remote_open_opts(struct remote *r, struct msg_buf *b, bool dst,
     }
     if (!n)
         return 0;
-    if (remote_need(r, MSG_FEAT_OPEN_OPTS | (dst ? MSG_FEAT_UNDO : 0),
+    /* what the user asked for needs the features; the record's name
+     * was sent only where they are */
+    bool asked = dst ? r->o.undo != NULL
+                     : r->o.n_parent_dirs || r->o.n_parents;
+    if (asked &&
+        remote_need(r, MSG_FEAT_OPEN_OPTS | (dst ? MSG_FEAT_UNDO : 0),
                     dst ? "--undo" : "--parent-dir and --parent", err) < 0)
         return -1;
     msg_enc_open_opts(b, n, kinds, vals);
@@ -427,6 +440,7 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
     }
     if (created)
         *created = f->m.flags & OPENED_DST_IS_ZERO;
+    r->dst_record = f->m.flags & OPENED_RECORD;
     r->sink.ops = &remote_sink_ops;
     r->sink.priv = r;
     r->sink.size = size;
@@ -818,7 +832,7 @@ void remote_close(struct remote *r)
 
 /* ---- the hash-tree comparison (msg.h) ---- */
 
-int remote_tree_request(struct remote *r, enum digest_alg alg,
+static int tree_request(struct remote *r, uint8_t type, enum digest_alg alg,
                         unsigned block_level, struct df_error *err)
 {
     struct msg_buf b;
@@ -838,12 +852,31 @@ int remote_tree_request(struct remote *r, enum digest_alg alg,
     msg_buf_init(&b);
     msg_put_u8(&b, (uint8_t)alg);
     msg_put_u8(&b, (uint8_t)block_level);
-    ret = session_send(&r->s, MSG_TREE_REQ, &b, err);
+    ret = session_send(&r->s, type, &b, err);
     msg_buf_release(&b);
     r->tree_asked = ret == 0;
     r->tree_alg = alg;
     r->tree_level = block_level;
     return ret;
+}
+
+int remote_tree_request(struct remote *r, enum digest_alg alg,
+                        unsigned block_level, struct df_error *err)
+{
+    return tree_request(r, MSG_TREE_REQ, alg, block_level, err);
+}
+
+int remote_tree_request_record(struct remote *r, enum digest_alg alg,
+                               unsigned block_level, struct df_error *err)
+{
+    if (!r->dst_record)
+        return df_usage(err, "%s: no state record there", r->name);
+    return tree_request(r, MSG_TREE_REQ_RECORD, alg, block_level, err);
+}
+
+bool remote_dst_has_record(const struct remote *r)
+{
+    return r->dst_record;
 }
 
 /* TREE: the remote tree is built; it must be one `mine` can walk. */

@@ -53,6 +53,9 @@ struct remote_opts {
      * question as a local overwrite, naming host:PATH) */
     bool ask;
     const char *undo;           /* --undo JOURNAL on the remote host */
+    /* The source as the destination's state record names it (this
+     * host's name and the path); NULL: none sent */
+    const char *record_src;
     /* image options of a remote source, interpreted on its host */
     const char *const *parent_dirs;
     size_t n_parent_dirs;
@@ -152,6 +155,13 @@ struct remote_tree_stats {
 };
 int remote_tree_request(struct remote *r, enum digest_alg alg,
                         unsigned block_level, struct df_error *err);
+/* After remote_open_dst: the destination's state record on its host
+ * says what it holds (OPENED_RECORD); remote_tree_request_record()
+ * then takes the record's tree instead of the disk's, and serve proves
+ * the disk against it before the walk ends (msg.h, "State records"). */
+bool remote_dst_has_record(const struct remote *r);
+int remote_tree_request_record(struct remote *r, enum digest_alg alg,
+                               unsigned block_level, struct df_error *err);
 int remote_tree_diff(struct remote *r, const struct htree *mine,
                      unsigned block_level, struct extent_list *out,
                      struct remote_tree_stats *st, struct df_error *err);

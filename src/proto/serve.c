@@ -174,6 +174,7 @@ int serve_run(int rfd, int wfd, const struct serve_opts *o,
     int ret = -1;
     memset(&sv, 0, sizeof(sv));
     sv.o = o;
+    sv.rec_fd = -1;
     dest_init(&sv.d);
     extent_list_init(&sv.client_done, EXTENT_LIST_DEFAULT_CAP);
     pthread_mutex_init(&sv.sink_lock, NULL);
@@ -220,6 +221,7 @@ out:
      * invariant 4): never dest_abort(). */
     dest_close(&sv.d);
     serve_tree_release(&sv);
+    serve_record_release(&sv);
     image_close(sv.img);
     extent_list_release(&sv.client_done);
     pthread_mutex_destroy(&sv.sink_lock);

@@ -24,7 +24,10 @@
 #include <unistd.h>
 
 #include "compress.h"
+#include "engine/plan.h"
+#include "engine/sync.h"
 #include "serve_int.h"
+#include "track/track.h"
 #include "util/file.h"
 
 /* ---- destination ---- */
@@ -53,7 +56,8 @@ out:
     return ret;
 }
 
-/* The options tail of OPEN_DST: --undo JOURNAL, confined for writing. */
+/* The options tail of OPEN_DST: --undo JOURNAL, confined for writing;
+ * the source's name for the record (MSG_FEAT_RECORD). */
 static int serve_dst_opts(struct serve *sv, const struct msg *m,
                           char *undo, struct df_error *err)
 {
@@ -62,6 +66,10 @@ static int serve_dst_opts(struct serve *sv, const struct msg *m,
     size_t pos = 0;
     undo[0] = '\0';
     while (msg_open_opt(m, &pos, &kind, val)) {
+        if (kind == OPT_SYNC_SRC && (sv->s.features & MSG_FEAT_RECORD)) {
+            snprintf(sv->sync_src, sizeof(sv->sync_src), "%s", val);
+            continue;
+        }
         if (kind != OPT_UNDO)
             return df_usage(err, "--parent-dir and --parent apply to a "
                             "source");
@@ -100,6 +108,45 @@ static int serve_open_dir(struct serve *sv, struct df_error *err)
         return -1;
     }
     return fd;
+}
+
+/*
+ * An existing raw destination's state record (engine/sync.h): loaded;
+ * a record of the client's source is consent to write it (no
+ * --overwrite asked); one that is not busy and of the size asked says
+ * what it holds (OPENED_RECORD).
+ */
+static void serve_record_open(struct serve *sv, const struct stat *st,
+                              uint64_t size, struct dest_opts *o)
+{
+    bool busy = false;
+    if (!sv->sync_src[0] || !(S_ISREG(st->st_mode) || S_ISBLK(st->st_mode)))
+        return;
+    sync_identity_stat(st, sv->rec_id, sizeof(sv->rec_id));
+    if (sv->rec_fd < 0)
+        sv->rec_fd = sync_record_open(NULL, "serve");
+    if (sync_record_load(sv->rec_fd, sv->rec_id, &sv->rec, &busy,
+                         NULL) != 0)
+        return;
+    sv->have_rec = true;
+    sv->rec_usable = !busy && sv->rec.tree.size == size;
+    if (!strcmp(sv->rec.src, sv->sync_src)) {
+        o->overwrite = true;
+        o->yes = true;
+        o->interactive = false;
+    }
+}
+
+void serve_record_release(struct serve *sv)
+{
+    if (sv->have_rec)
+        manifest_release(&sv->rec);
+    if (sv->have_newtree)
+        htree_release(&sv->newtree);
+    if (sv->rec_fd >= 0)
+        close(sv->rec_fd);
+    sv->rec_fd = -1;
+    sv->have_rec = sv->have_newtree = false;
 }
 
 /* OPEN_DST: the destination through engine/dest.h, the one scheme of
@@ -144,6 +191,10 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         close(dirfd);
         return df_io(err, sv->path, ENOENT, "cannot open");
     }
+    struct stat tst;
+    if (!(m->flags & OPEN_SIZE_UNKNOWN) && !strcmp(fmt, "raw") &&
+        fstatat(dirfd, path_basename(sv->path), &tst, 0) == 0)
+        serve_record_open(sv, &tst, m->size, &o);
     if (m->flags & OPEN_SIZE_UNKNOWN) {
         /* a stream: no journal (it cannot resume), the size at its end */
         sv->size_unknown = true;
@@ -158,6 +209,10 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         return -1;
     }
     sv->sink = sv->d.sink;
+    /* From here the record is not the truth until DONE rewrites it. */
+    if (sv->rec_id[0] && sv->sink && !o.dry_run &&
+        sync_record_begin(sv->rec_fd, sv->rec_id, err) < 0)
+        return -1;
     return 0;
 }
 
@@ -287,10 +342,43 @@ static int serve_digest(struct serve *sv, const struct msg *m,
     if (!sv->sink->ops->digest)
         return df_net(err, sv->path, "this destination cannot be read "
                       "back");
+    /* After a walk, what was not written hashes as the walk's tree says;
+     * with a record to keep, every leaf read back is kept for it. */
+    struct change_source *cs = NULL;
+    struct change_source *csv[1];
+    struct plan_inputs in = { .changes = csv, .nchanges = 1 };
+    if (sv->walk_over && sv->tree.alg == (enum digest_alg)m->alg &&
+        sv->tree.size == m->size) {
+        if (!(cs = change_source_from_tree("compare", &sv->tree_diff,
+                                           &sv->tree, err)))
+            return -1;
+        csv[0] = cs;
+        sv->sink->known = &in;
+    }
+    if (sv->sync_src[0] && !sv->size_unknown && !sv->have_newtree &&
+        sv->d.img && !strcmp(image_format_name(sv->d.img), "raw")) {
+        if (htree_init(&sv->newtree, (enum digest_alg)m->alg, m->size,
+                       err) < 0) {
+            change_source_close(cs);
+            return -1;
+        }
+        sv->have_newtree = true;
+        sv->sink->leaf_fn = htree_leaf_fn;
+        sv->sink->leaf_ctx = &sv->newtree;
+    }
     pthread_mutex_lock(&sv->sink_lock);
     int r = sv->sink->ops->digest(sv->sink, m->size, (enum digest_alg)m->alg,
                                   sv->o->threads, &d, err);
     pthread_mutex_unlock(&sv->sink_lock);
+    sv->sink->known = NULL;
+    sv->sink->leaf_fn = NULL;
+    change_source_close(cs);
+    if (r == 0)
+        sv->newdigest = d;
+    else if (sv->have_newtree) {
+        htree_release(&sv->newtree);
+        sv->have_newtree = false;
+    }
     if (r == 0) {
         msg_enc_digest(&b, MSG_DIGEST, 0, (uint8_t)d.alg, d.bytes,
                        (uint8_t)d.len);
@@ -341,7 +429,8 @@ static int serve_dst_tree(struct serve *sv, const struct msg *m,
     pthread_mutex_unlock(&sv->lock);
     r = written ? df_net(err, sv->s.peer, "protocol error: TREE_REQ after "
                          "data was written")
-                : serve_tree_req(sv, img, m, err);
+        : m->type == MSG_TREE_REQ_RECORD ? serve_tree_req_record(sv, m, err)
+                                         : serve_tree_req(sv, img, m, err);
     pthread_mutex_unlock(&sv->sink_lock);
     return r;
 }
@@ -351,17 +440,62 @@ static const struct serve_handler serve_dst_handlers[] = {
     {MSG_SET_SIZE, serve_on_set_size},
     {MSG_DIGEST_REQ, serve_digest},
     {MSG_TREE_REQ, serve_dst_tree},
+    {MSG_TREE_REQ_RECORD, serve_dst_tree},
     {MSG_TREE_HASHES, serve_tree_hashes},
     {0, NULL},
 };
 
-/* DONE: the client verified; the destination takes its name. */
+/* DONE: the client verified; the destination takes its name, and its
+ * record says what it holds now (the leaves DIGEST_REQ read back). */
 static int serve_dst_done(struct serve *sv, struct df_error *err)
 {
     if (dest_commit(&sv->d, err) < 0)
         return -1;
     rjournal_remove(&sv->d.j);          /* journal.h invariant 4 */
+    if (sv->have_newtree && sv->d.img) {
+        struct manifest m;
+        memset(&m, 0, sizeof(m));
+        m.tree = sv->newtree;
+        m.digest = sv->newdigest;
+        sync_identity(&sv->d.img->file, m.id, sizeof(m.id));
+        snprintf(m.src, sizeof(m.src), "%s", sv->sync_src);
+        if (sv->rec_fd < 0)
+            sv->rec_fd = sync_record_open(NULL, "serve");
+        sync_record_commit(sv->rec_fd, m.id, &m, NULL, "serve");
+    }
     return 0;
+}
+
+int serve_tree_req_record(struct serve *sv, const struct msg *m,
+                          struct df_error *err)
+{
+    struct msg_buf b;
+    int ret;
+    if (!(sv->s.features & MSG_FEAT_RECORD) || !sv->rec_usable ||
+        sv->have_tree)
+        return df_net(err, sv->s.peer, "protocol error: TREE_REQ_RECORD "
+                      "without a record to take");
+    if (sv->rec.tree.alg != (enum digest_alg)m->alg)
+        return df_usage(err, "%s: its state record holds %s hashes, not "
+                        "%s: run with --changes compare", sv->path,
+                        digest_alg_name(sv->rec.tree.alg),
+                        digest_alg_name((enum digest_alg)m->alg));
+    sv->tree = sv->rec.tree;            /* moved: rec keeps no tree */
+    memset(&sv->rec.tree, 0, sizeof(sv->rec.tree));
+    sv->have_tree = true;
+    sv->tree_from_record = true;
+    extent_list_init(&sv->tree_diff, EXTENT_LIST_DEFAULT_CAP);
+    if (htree_walk_start(&sv->walk, &sv->tree, m->level, err) < 0)
+        return -1;
+    msg_buf_init(&b);
+    msg_put_u64(&b, sv->tree.size);
+    msg_put_u8(&b, (uint8_t)sv->rec.digest.alg);
+    msg_put_u8(&b, (uint8_t)sv->rec.digest.len);
+    msg_put_bytes(&b, sv->rec.digest.bytes, sv->rec.digest.len);
+    msg_put_u64(&b, 0);
+    ret = session_send(&sv->s, MSG_TREE, &b, err);
+    msg_buf_release(&b);
+    return ret;
 }
 
 static int serve_send_ranges(struct serve *sv, const struct extent_list *l,
@@ -429,7 +563,8 @@ int serve_dst(struct serve *sv, const struct msg *open,
                        ((sv->d.partial && !sv->d.resumed) ||
                         (sv->size_unknown && sv->d.created));
     msg_enc_opened(&b, (dst_is_zero ? OPENED_DST_IS_ZERO : 0) |
-                           (sv->d.resumed ? OPENED_RESUMED : 0),
+                           (sv->d.resumed ? OPENED_RESUMED : 0) |
+                           (sv->rec_usable ? OPENED_RECORD : 0),
                    open->size,
                    sv->d.img ? image_format_name(sv->d.img) : "raw",
                    sv->path);

@@ -18,6 +18,7 @@
 #include "serve.h"
 #include "session.h"
 #include "track/htree.h"
+#include "track/manifest.h"
 #include "util/error.h"
 
 struct serve {
@@ -52,6 +53,17 @@ struct serve {
     uint8_t *walk_bits;         /* this round's bits, (walk.n + 7) / 8 */
     bool walk_over;             /* tree_diff holds the result */
     struct extent_list tree_diff;
+    bool tree_from_record;      /* TREE_REQ_RECORD: tree is rec's */
+
+    /* The destination's state record (serve_dst.c, engine/sync.h) */
+    char sync_src[MSG_MAX_STR + 1]; /* OPT_SYNC_SRC; "": keep none */
+    int rec_fd;                 /* the state directory, or -1 */
+    char rec_id[256];           /* an existing destination's identity */
+    bool have_rec, rec_usable;  /* rec loaded; says what DST holds */
+    struct manifest rec;
+    bool have_newtree;          /* DIGEST_REQ's leaves of what DST holds */
+    struct htree newtree;
+    struct digest newdigest;
 };
 
 /* A control message a role answers, and how; a table ends with type 0. */
@@ -80,6 +92,11 @@ int serve_tree_req(struct serve *sv, struct image *img, const struct msg *m,
 int serve_tree_hashes(struct serve *sv, const struct msg *m,
                       struct df_error *err);
 void serve_tree_release(struct serve *sv);
+/* TREE_REQ_RECORD (serve_dst.c): the record's tree, not the disk's. */
+int serve_tree_req_record(struct serve *sv, const struct msg *m,
+                          struct df_error *err);
+/* Free the record state (serve_run). */
+void serve_record_release(struct serve *sv);
 /* After the walk: the ranges where the client's disk differs from this
  * end's (block granularity, ascending, merged); NULL while the walk is
  * not over (or never began). */

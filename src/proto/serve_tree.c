@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/job.h"
+#include "engine/sync.h"
 #include "serve_int.h"
 
 int serve_tree_req(struct serve *sv, struct image *img, const struct msg *m,
@@ -58,7 +59,22 @@ static int serve_tree_round(struct serve *sv, struct df_error *err)
     if (!sv->walk.done && sv->walk.n)
         return 0;
     sv->walk_over = true;
-    return htree_walk_ranges(&sv->walk, &sv->tree_diff, err);
+    if (htree_walk_ranges(&sv->walk, &sv->tree_diff, err) < 0)
+        return -1;
+    if (!sv->tree_from_record)
+        return 0;
+    /* The record is proved on the disk before the client hears the
+     * walk's end, so before any data frame comes. */
+    uint64_t leaves = 0, bytes = 0;
+    struct image *img = sv->d.img;
+    if (!img)
+        return df_net(err, sv->s.peer, "protocol error: a record's walk "
+                      "with no destination");
+    pthread_mutex_lock(&sv->sink_lock);
+    int r = sync_base_prove(img, &sv->tree, &sv->tree_diff,
+                            "the state record", &leaves, &bytes, err);
+    pthread_mutex_unlock(&sv->sink_lock);
+    return r;
 }
 
 int serve_tree_hashes(struct serve *sv, const struct msg *m,
@@ -93,14 +109,16 @@ int serve_tree_hashes(struct serve *sv, const struct msg *m,
             size_t k = sv->walk_pos + i;
             sv->walk_bits[k / 8] |= (uint8_t)(1u << (k % 8));
         }
+    /* The round's end first (with a record, its proof): its last bits
+     * go out after it. */
+    sv->walk_pos += m->n;
+    if (sv->walk_pos == w->n && serve_tree_round(sv, err) < 0)
+        return -1;
     msg_buf_init(&b);
     msg_enc_tree_nodes(&b, m->off, m->n, bits, ((size_t)m->n + 7) / 8);
     ret = session_send(&sv->s, MSG_TREE_BITS, &b, err);
     msg_buf_release(&b);
-    if (ret < 0)
-        return -1;
-    sv->walk_pos += m->n;
-    return sv->walk_pos == w->n ? serve_tree_round(sv, err) : 0;
+    return ret;
 }
 
 const struct extent_list *serve_tree_diff(const struct serve *sv)

@@ -406,8 +406,8 @@ def test_sync_to_a_remote_host_sends_only_changed_blocks(tmp_path, fraction):
     assert p.returncode == 3, p.stderr          # not a recorded copy there
     assert b"--overwrite" in p.stderr
     assert sha256_file(dst) == before
-    p = rdf("sync", "--overwrite", "--compress", "none", "--json", src,
-            "localhost:%s" % dst)
+    p = rdf("sync", "--overwrite", "--changes", "compare", "--compress",
+            "none", "--json", src, "localhost:%s" % dst)
     assert p.returncode == 0, p.stderr
     assert files_equal(src, dst)
     r = report(p)
@@ -440,3 +440,44 @@ def test_sync_to_a_remote_host_new_dst_is_a_copy(tmp_path):
     assert report(p)["sync"]["changes"] == "copy"
     p = rdf("sync", "--dry-run", src, "localhost:%s" % dst)
     assert p.returncode == 2, p.stderr
+
+
+def test_sync_to_a_remote_host_after_a_remote_copy_uses_its_record(tmp_path):
+    """A copy to a host leaves DST's state record there: the next sync
+    needs no flag, takes the record for DST's tree (serve proves DST
+    against it) and reads DST only for that proof; a DST written behind
+    the record's back is refused before any write."""
+    src = make_image(tmp_path / "src.img")
+    dst = tmp_path / "dst.img"
+    p = rdf("copy", src, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    blocks = change(src, 0.01)
+    p = rdf("sync", "--json", src, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+    r = report(p)
+    assert r["sync"]["changes"] == "record"
+    assert r["sync"]["dst_bytes_read"] == 0     # no tree read there
+    assert r["bytes_written"] == len(blocks) * LEAF
+    assert r["bytes_sent"] <= len(blocks) * LEAF * 1.2 + SIZE // 1000
+    # the record the sync left stands for the next one
+    more = change(src, 0.01, seed=5)
+    p = rdf("sync", "--json", src, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert report(p)["sync"]["changes"] == "record"
+    assert report(p)["bytes_written"] == len(more) * LEAF
+    assert files_equal(src, dst)
+    # DST written behind the record's back where the sync would write
+    more = change(src, 0.01, seed=6)
+    write_at(dst, more[0] * LEAF + 9, b"behind its back")
+    before = sha256_file(dst)
+    p = rdf("sync", src, "localhost:%s" % dst)
+    assert p.returncode == 3, p.stderr
+    assert b"not the copy the state record describes" in p.stderr
+    assert b"--changes compare" in p.stderr
+    assert sha256_file(dst) == before
+    # compare puts it right, still without --overwrite (a recorded copy)
+    p = rdf("sync", "--changes", "compare", "--json", src,
+            "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)

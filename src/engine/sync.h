@@ -1,0 +1,56 @@
+/*
+ * sync.h: state records and base proofs, for the local job (sync.c,
+ * job.c) and for serve, which keeps the records of the destinations on
+ * its host (proto/serve_dst.c).
+ *
+ * A state record is a manifest (track/manifest.h) in diskferry's state
+ * directory, named after the destination's identity: what the last
+ * copy or sync wrote there, and from which source.  It is marked busy
+ * (NAME.busy) before a job writes the destination and rewritten when
+ * the job verified: a busy record still says who wrote the destination
+ * (consent to write it again), not what it holds.
+ */
+#ifndef DF_SYNC_H
+#define DF_SYNC_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "track/htree.h"
+#include "track/manifest.h"
+#include "util/error.h"
+#include "util/extent.h"
+#include "util/file.h"
+
+/* A destination's identity (a file's device and inode, a device's
+ * number): what its record is named after. */
+void sync_identity(const struct df_file *f, char *out, size_t len);
+void sync_identity_stat(const struct stat *st, char *out, size_t len);
+/* The state directory for records, or -1 (said on msgs, if not NULL:
+ * no record kept). */
+int sync_record_open(FILE *msgs, const char *cmd);
+/* The record of id: 0 (m filled; *busy: a job that wrote since did not
+ * end), 1 none, -1 unreadable (said on msgs). */
+int sync_record_load(int sfd, const char *id, struct manifest *m,
+                     bool *busy, FILE *msgs);
+/* Mark id's record busy before writing its destination; 0 or -1. */
+int sync_record_begin(int sfd, const char *id, struct df_error *err);
+/* Write id's record m and clear busy; a failure is said on msgs. */
+int sync_record_commit(int sfd, const char *id, const struct manifest *m,
+                       FILE *msgs, const char *cmd);
+/*
+ * The base proof: dst's leaves at SYNC_PROOF_SAMPLES spread places and
+ * under every range of `changed` (those a sync overwrites) must hash as
+ * base says.  0, or -1: DF_REFUSED naming the first that does not
+ * (`what`: "the state record"), or an I/O error.  *leaves and *bytes
+ * count what was read.
+ */
+#define SYNC_PROOF_SAMPLES 64
+struct image;
+int sync_base_prove(struct image *dst, const struct htree *base,
+                    const struct extent_list *changed, const char *what,
+                    uint64_t *leaves, uint64_t *bytes,
+                    struct df_error *err);
+
+#endif

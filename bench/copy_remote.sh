@@ -3,7 +3,7 @@
 # pipelines administrators type today.
 #
 # Part 1, loopback: a real sshd on 127.0.0.1 (own host and user keys in
-# a temporary directory, a free port), the 2 GiB corpus (bench/corpus.sh:
+# a temporary directory, a free port: bench/loopback_sshd.sh), the 2 GiB corpus (bench/corpus.sh:
 # 30% random, 20% text-like, 50% zeros written as bytes), warm cache,
 # destination a new file on the same file system (removed before each
 # run; nobody fsyncs).  Best of RUNS (default 3) after one warm-up, except
@@ -40,10 +40,11 @@ fi
 SRC=$DATA/corpus.img
 OUT=$DATA/remote-out.img
 TMP=$(mktemp -d)
-SSHD_PID=
 NS_CREATED=
+# shellcheck source=bench/loopback_sshd.sh
+. "$HERE/loopback_sshd.sh"
 cleanup() {
-    [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true
+    bench_sshd_stop
     if [ -f "$TMP/ns_sshd.pid" ]; then
         kill "$(cat "$TMP/ns_sshd.pid")" 2>/dev/null || true
     fi
@@ -55,30 +56,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ssh-keygen -q -t ed25519 -N "" -f "$TMP/host_key"
-ssh-keygen -q -t ed25519 -N "" -f "$TMP/user_key"
-cp "$TMP/user_key.pub" "$TMP/authorized_keys"
-mkdir -p /run/sshd
-sshd_config() {    # sshd_config ADDR PORT PIDFILE
-    cat <<CFG
-Port $2
-ListenAddress $1
-HostKey $TMP/host_key
-AuthorizedKeysFile $TMP/authorized_keys
-PidFile $3
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-CFG
-}
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sshd_config 127.0.0.1 "$PORT" "$TMP/sshd.pid" > "$TMP/sshd_config"
-/usr/sbin/sshd -D -f "$TMP/sshd_config" & SSHD_PID=$!
-SSHOPT="-i $TMP/user_key -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes"
-SSH="ssh -p $PORT $SSHOPT"
-for _ in $(seq 50); do $SSH 127.0.0.1 true 2>/dev/null && break; sleep 0.1; done
+bench_sshd_start "$TMP"
+SSHOPT=$BENCH_SSHOPT
+SSH=$BENCH_SSH
 
 cat "$SRC" > /dev/null
 now() { date +%s.%N; }
@@ -122,7 +102,7 @@ echo "  dd|ssh-aes / diskferry         = $(ratio "$T_DDAES" "$T_DF")x   (same ci
 echo "  dd|zstd|ssh / diskferry        = $(ratio "$T_ZSTD" "$T_DF")x"
 echo "  diskferry ssh / diskferry tcp  = $(ratio "$T_DF" "$T_TCP")x   (goal >= 1.5)"
 fi
-kill "$SSHD_PID"; wait "$SSHD_PID" 2>/dev/null || true; SSHD_PID=
+bench_sshd_stop
 
 [ "${SKIP_SHAPED:-0}" = 1 ] && exit 0
 echo "== 20 Mbit/s link (veth between two namespaces, tbf), 256 MiB slice, one run"
@@ -141,7 +121,7 @@ ip -n dfbenchB link set dfbB up
 ip -n dfbenchA link set lo up
 ip -n dfbenchB link set lo up
 ip netns exec dfbenchA tc qdisc add dev dfbA root tbf rate 20mbit burst 32kb latency 400ms
-sshd_config 169.254.77.2 22 "$TMP/ns_sshd.pid" > "$TMP/ns_sshd_config"
+bench_sshd_config "$TMP" 169.254.77.2 22 "$TMP/ns_sshd.pid" > "$TMP/ns_sshd_config"
 ip netns exec dfbenchB /usr/sbin/sshd -f "$TMP/ns_sshd_config"
 NSSH="ssh $SSHOPT"
 A="ip netns exec dfbenchA"

@@ -47,15 +47,34 @@
 #   read DST    sync.dst_bytes_read   (B's hash tree where B holds data,
 #                                      or the manifest's proof)
 #
-# Every row runs on this host: sync writes a DST on this host only.  Each
-# row is one function (row_*), so a row over ssh on loopback (an sshd as
-# bench/copy_remote.sh starts one; bytes on the wire against rsync's) is
-# one more function beside them.
+# Over ssh on loopback, at each of LEVELS (row_remote; SKIP_REMOTE=1
+# leaves it out): a private sshd on 127.0.0.1 with its own keys
+# (bench/loopback_sshd.sh, as bench/copy_remote.sh uses it), B the same
+# file written by the far end, restored as above before every run.  Both
+# tools get the same ssh command line, which names ssh's own default
+# cipher list (from `ssh -G`) so that diskferry keeps it instead of
+# putting AES-GCM first (it does so only when no cipher is chosen):
+#   diskferry (none):  diskferry sync --overwrite --yes --changes compare
+#                      --compress none --rsh SSH --remote-path DF
+#                      A' 127.0.0.1:B
+#                      (serve on the far end hashes B while A' is hashed
+#                      here; the trees are compared by exchanging the
+#                      hashes of what differs; only changed blocks go)
+#   diskferry (auto):  the same with the default compression (auto)
+#   rsync:             rsync --inplace --no-whole-file --ignore-times
+#                      -e SSH A' 127.0.0.1:B
+# interleaved, median of RUNS; bytes on the wire from one more run of
+# each: diskferry's --json bytes_sent (the session's bytes in both
+# directions, hashes included, before ssh), rsync's --stats "Total bytes
+# sent" + "Total bytes received" (also both directions, before ssh).
+# Goal: wire bytes <= 1.2 x changed bytes + 0.1% of the image, changed
+# bytes being the rewritten blocks x 64 KiB.
 #
 # CORPUS_MB (default 2048) takes a smaller corpus to try the script out;
 # it then lives in /var/tmp/diskferry-bench-<CORPUS_MB>m unless
 # BENCH_DATA says otherwise, so the 2 GiB corpus is left alone.
-# Needs rsync (installed when missing and run as root).
+# Needs rsync (installed when missing and run as root) and, for the rows
+# over ssh, OpenSSH's client and sshd.
 set -euo pipefail
 BUILD=${1:-build}
 DF=$(realpath "$BUILD/diskferry")
@@ -87,12 +106,26 @@ M=$DATA/sync-dst.manifest
 TMP=$(mktemp -d)
 export DISKFERRY_STATE_DIR=$DATA/state
 mkdir -p -m 700 "$DISKFERRY_STATE_DIR"
-trap 'rm -rf "$TMP" "$S" "$B" "$M"' EXIT
+# shellcheck source=bench/loopback_sshd.sh
+. "$HERE/loopback_sshd.sh"
+trap 'bench_sshd_stop; rm -rf "$TMP" "$S" "$B" "$M"' EXIT
 
 RESTORE="$BLOCKS restore --holes $A $B && cp $TMP/manifest $M"
 DF_COMPARE="$DF sync --changes compare $S $B"
 DF_MANIFEST="$DF sync --changes manifest:$M $S $B"
 RSYNC="rsync --inplace --no-whole-file --ignore-times $S $B"
+REMOTE=1
+[ "${SKIP_REMOTE:-0}" = 1 ] && REMOTE=
+if [ -n "$REMOTE" ]; then
+    mkdir "$TMP/ssh"
+    bench_sshd_start "$TMP/ssh"
+    CIPHERS=$($BENCH_SSH -G 127.0.0.1 | awk '$1 == "ciphers" { print $2 }')
+    RSH="$BENCH_SSH -o Ciphers=$CIPHERS"
+    DF_REMOTE="$DF sync --overwrite --yes --changes compare --rsh '$RSH' --remote-path $DF"
+    DF_R_NONE="$DF_REMOTE --compress none $S 127.0.0.1:$B"
+    DF_R_AUTO="$DF_REMOTE $S 127.0.0.1:$B"
+    RSYNC_R="rsync --inplace --no-whole-file --ignore-times -e '$RSH' $S 127.0.0.1:$B"
+fi
 
 # The copy B, once, of A' while it holds A's bytes.
 rm -f "$S" "$B" "$M"
@@ -158,6 +191,16 @@ row_scaling_local() {     # row_scaling_local PERCENT: both diskferry modes
     report manifest "$1" "$DF_MANIFEST"
 }
 
+row_remote() {            # row_remote PERCENT: over ssh on loopback
+    once "$DF_R_NONE --json > $TMP/remote-none-$1.json"
+    once "$DF_R_AUTO --json > $TMP/remote-auto-$1.json"
+    once "rsync --stats ${RSYNC_R#rsync } > $TMP/remote-rsync-$1.txt"
+    interleave "$TMP/remote-$1.json" \
+        "sync over ssh on loopback, $1% of the blocks changed" \
+        "diskferry (none)=$DF_R_NONE" "diskferry (auto)=$DF_R_AUTO" \
+        "rsync=$RSYNC_R"
+}
+
 echo "corpus: $A ($CORPUS_MB MiB), $RUNS runs, $(basename "$DF") of $DF"
 n=$(change 1)
 echo "1% changed: $n blocks of 64 KiB"
@@ -169,6 +212,10 @@ echo
 for level in $LEVELS; do
     n=$(change "$level")
     row_scaling_local "$level"
+    if [ -n "$REMOTE" ]; then
+        echo
+        row_remote "$level"
+    fi
     echo "$level $n" >> "$TMP/levels"
 done
 
@@ -195,4 +242,48 @@ for line in open(os.path.join(tmp, "levels")):
             level + "%", blocks, mode, median(level, mode),
             r["bytes_written"] / MiB, r["sync"]["changed_bytes"] / MiB,
             r["bytes_read"] / MiB, r["sync"]["dst_bytes_read"] / MiB))
+PY
+[ -n "$REMOTE" ] || exit 0
+echo
+/usr/bin/python3 - "$TMP" "$(stat -c %s "$S")" <<'PY'
+import json, os, re, sys
+tmp, size = sys.argv[1], int(sys.argv[2])
+MiB = 1 << 20
+def rsync_wire(path):
+    n = 0
+    for line in open(path):
+        m = re.match(r"Total bytes (sent|received): ([\d,]+)", line)
+        if m:
+            n += int(m.group(2).replace(",", ""))
+    return n
+print("over ssh on loopback: bytes on the wire, both directions, before ssh "
+      "(goal: wire <= 1.2 x changed + 0.1% of the image)")
+print("  %-8s %7s %9s %9s  %-17s %8s %9s %9s %6s" % (
+    "changed", "blocks", "changed", "goal", "", "median s", "wire",
+    "hashes", "goal"))
+for line in open(os.path.join(tmp, "levels")):
+    level, blocks = line.split()
+    changed = int(blocks) * 65536
+    goal = 1.2 * changed + size / 1000
+    med = json.load(open(os.path.join(tmp, f"remote-{level}.json")))["median"]
+    first = True
+    for name, what in (("diskferry (none)", "none"),
+                       ("diskferry (auto)", "auto"), ("rsync", "rsync")):
+        if what == "rsync":
+            wire = rsync_wire(os.path.join(tmp, f"remote-rsync-{level}.txt"))
+            hashes = "-"
+        else:
+            r = json.load(open(os.path.join(tmp, f"remote-{what}-{level}.json")))
+            wire = r["bytes_sent"]
+            hashes = "%9.2f" % ((r["sync"]["hash_bytes_sent"] +
+                                 r["sync"]["hash_bytes_received"]) / MiB)
+        head = ("%-8s %7s %9.2f %9.2f" % (level + "%", blocks, changed / MiB,
+                                          goal / MiB)) if first else " " * 36
+        first = False
+        print("  %s  %-17s %8.2f %9.2f %9s %6s" % (
+            head, name, med[name], wire / MiB, hashes,
+            "met" if wire <= goal else "missed"))
+print("  (MiB; wire: diskferry's --json bytes_sent, rsync's --stats total "
+      "bytes sent + received; hashes: diskferry's share of wire for hash "
+      "trees)")
 PY

@@ -62,6 +62,13 @@ static const char copy_usage[] =
     "      --undo FILE         save what is overwritten in the journal "
     "FILE first\n"
     "                          ('diskferry undo FILE' puts it back)\n"
+    "      --write-manifest FILE  keep the hash of every 64 KiB block "
+    "written in\n"
+    "                          FILE (for sync --changes manifest:FILE and "
+    "verify\n"
+    "                          --manifest); a raw file or device DST here "
+    "also\n"
+    "                          gets a state record (see sync --help)\n"
     "      --no-verify         skip the read-back verification\n"
     "      --salvage           go on past source read errors: unreadable "
     "ranges\n"
@@ -153,8 +160,10 @@ static const char sync_usage[] =
     "written without --overwrite; any\nother DST needs it, as for "
     "copy.  A regular file DST takes SRC's size.\n"
     "\n"
-    "SRC  an image file, block device or NBD export (as for copy)\n"
-    "DST  a raw file or block device on this host, written in place\n"
+    "SRC  an image file, block device or NBD export (as for copy), or\n"
+    "     [user@]host:PATH: its tree is hashed there\n"
+    "DST  a raw file or block device, written in place, here or\n"
+    "     [user@]host:PATH: hashed there, its state record kept there\n"
     "\n"
     "options:\n"
     "      --changes HOW       compare or manifest:FILE (above)\n"
@@ -185,7 +194,13 @@ static const char sync_usage[] =
     "  -f, --format FMT        read SRC as FMT instead of probing\n"
     "      --parent-dir DIR, --parent C=P, --force-share   as for copy\n"
     "      --json              one JSON report on stdout at the end\n"
-    "      --progress, --no-progress, -q, -v, -h   as for copy\n";
+    "      --progress, --no-progress, -q, -v, -h   as for copy\n"
+    "\n"
+    "remote endpoints (SRC or DST, not both):\n"
+    "      --rsh CMD, --remote-path P, --timeout SECS, --compress MODE,\n"
+    "      --bwlimit RATE   as for copy; only hashes of what differs and "
+    "the\n"
+    "                       changed blocks cross\n";
 
 struct copy_opts {
     struct cli c;

@@ -191,10 +191,16 @@ static int src_remote_deliver(struct source *s,
                               struct sink *dst, const struct job_opts *opts,
                               struct job_stats *st, struct df_error *err)
 {
-    if (plan)
+    /* A plan comes with s->held, the ranges it keeps, which the server
+     * leaves out; here it stands for the kept leaves' hashes when the
+     * destination is read back (a sync's). */
+    if (plan && !s->held)
         return df_fail(err, DF_USAGE, 0, s->path, -1, "a plan cannot be "
-                       "applied to a remote source yet");
-    return remote_copy_from(s->session, dst, s->journal, s->held, opts, st,
+                       "applied to a remote source without its kept "
+                       "ranges");
+    struct job_opts o = *opts;
+    o.plan = plan;
+    return remote_copy_from(s->session, dst, s->journal, s->held, &o, st,
                             err);
 }
 

@@ -96,11 +96,11 @@ void sync_remote_source_name(const char *arg, char *out, size_t len)
 
 /* ---- state records ---- */
 
-int sync_record_open(FILE *msgs, const char *cmd)
+int sync_record_open(const char *dir, FILE *msgs, const char *cmd)
 {
     struct df_error e;
     df_error_init(&e);
-    int fd = state_dir_open(NULL, &e);
+    int fd = state_dir_open(dir, &e);
     if (fd < 0 && msgs) {
         char msg[PATH_MAX + 256];
         df_error_format(&e, msg, sizeof(msg));
@@ -196,7 +196,8 @@ int copy_record_start(const struct job_spec *spec,
     uint64_t size;
     if (spec->dry_run)
         return 0;
-    if (dep->kind != EP_LOCAL || !src->img || !d->img ||
+    bool pulled = src->session && !src->img;    /* a remote source */
+    if (dep->kind != EP_LOCAL || (!src->img && !pulled) || !d->img ||
         !source_size(src, &size) || strcmp(image_format_name(d->img),
                                            "raw") ||
         (!d->img->file.is_regular && !d->img->file.is_blockdev)) {
@@ -205,15 +206,23 @@ int copy_record_start(const struct job_spec *spec,
                             "and a file or device DST on this host");
         return 0;
     }
+    if (pulled && !jo->verify)
+        return 0;               /* nothing read back: no record */
     if (htree_init(&r->t, jo->digest, size, err) < 0)
         return -1;
-    jo->leaf_fn = htree_leaf_fn;
-    jo->leaf_ctx = &r->t;
+    if (pulled) {
+        /* the leaves come from reading DST back (verification) */
+        d->sink->leaf_fn = htree_leaf_fn;
+        d->sink->leaf_ctx = &r->t;
+    } else {
+        jo->leaf_fn = htree_leaf_fn;
+        jo->leaf_ctx = &r->t;
+    }
     sync_identity(&d->img->file, r->id, sizeof(r->id));
     sync_source_name(spec->src, r->src, sizeof(r->src));
     /* A copy keeps a record where it can, quietly (sync says when it
      * cannot). */
-    r->sfd = sync_record_open(NULL, spec->cmd);
+    r->sfd = sync_record_open(NULL, NULL, spec->cmd);
     r->on = true;
     return sync_record_begin(r->sfd, r->id, err);
 }
@@ -564,7 +573,7 @@ static int sync_look(struct sync_state *s, bool *consent,
     sync_identity(&probe->file, s->id, sizeof(s->id));
     image_close(probe);
     sync_source_name(spec->src, s->srcname, sizeof(s->srcname));
-    s->sfd = sync_record_open(spec->msgs, spec->cmd);
+    s->sfd = sync_record_open(NULL, spec->msgs, spec->cmd);
 
     struct manifest rec;
     bool named = ch && strcmp(ch, "compare");   /* manifest:FILE */
@@ -771,6 +780,182 @@ out:
     return rc;
 }
 
+/*
+ * sync host:SRC DST: serve hashes SRC on its host; here, DST's tree is
+ * DST's state record (proved on DST once the walk says what changed)
+ * or DST read here (compare).  The walk gives the changed blocks; serve
+ * then streams only those (the rest is "held", as a resume's), and DST
+ * is read back only where written.  The record here is rewritten.
+ */
+static int job_sync_pull(const struct job_spec *spec,
+                         const struct endpoint *sep, struct job_report *rep,
+                         struct df_error *err)
+{
+    struct source_opts so = { .open = &spec->src_open, .arg = spec->src };
+    struct sync_state s;
+    struct remote_opts ro;
+    struct htree mine, next;
+    struct extent_list changed, held, disk;
+    struct change_source *cs = NULL;
+    struct remote_tree_stats ts;
+    bool consent = false, have_mine = false, have_next = false;
+    int rc = -1;
+
+    memset(&s, 0, sizeof(s));
+    memset(&ts, 0, sizeof(ts));
+    s.spec = spec;
+    s.rep = rep;
+    s.sfd = -1;
+    dest_init(&s.d);
+    extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
+    extent_list_init(&held, EXTENT_LIST_DEFAULT_CAP);
+    extent_list_init(&disk, 1);
+    if (spec->dry_run || spec->passes > 1 || spec->until ||
+        (spec->changes && strcmp(spec->changes, "compare"))) {
+        rep->usage_hint = true;
+        return df_usage(err, "from a remote SRC: compare or the state "
+                        "record (--dry-run, --passes, --until and "
+                        "--changes manifest: for a SRC on this host)");
+    }
+    int bl = htree_block_level(spec->block_size ? spec->block_size
+                                                : DIGEST_LEAF_SIZE);
+    if (bl < 0) {
+        rep->usage_hint = true;
+        return df_usage(err, "--block-size: a power of two from 64K to 64M");
+    }
+    job_copy_remote_opts(spec, sep, &ro, rep);
+    so.remote = &ro;
+    if (source_open(sep, &so, &s.src, err) < 0 ||
+        source_check(s.src, spec->cmd, "sync", spec->force_share,
+                     !spec->msgs, err) < 0)
+        goto out;
+    if (!source_size(s.src, &s.size)) {
+        df_usage(err, "%s: its size is not known", spec->src);
+        goto out;
+    }
+    if (sync_look(&s, &consent, err) < 0)
+        goto out;
+    struct dest_opts dopts;
+    job_dest_opts(spec, &dopts);
+    dopts.overwrite = spec->overwrite || consent;
+    dopts.yes = spec->yes || consent;
+    dopts.grow = true;
+    if (dest_open(&s.d, &dopts, spec->dst, NULL, s.size, true, err) < 0)
+        goto fail;
+    if (s.d.created || !s.d.img) {
+        df_usage(err, "%s: sync writes raw files and devices in place",
+                 spec->dst);
+        goto fail;
+    }
+    s.d.sink->durable = spec->fsync;
+    /* both trees at once: serve reads SRC there while DST's tree is
+     * taken here (the record, or DST read) */
+    struct job_opts o = spec->jo;
+    o.progress = false;
+    if (remote_tree_request(s.src->session, o.digest, (unsigned)bl,
+                            err) < 0)
+        goto fail;
+    if (s.have_base && s.base.tree.size == s.size &&
+        s.base.tree.alg == o.digest) {
+        mine = s.base.tree;             /* borrowed from s.base */
+    } else {
+        if (s.have_base) {
+            manifest_release(&s.base);
+            s.have_base = false;
+            rep->changes = "compare";
+        }
+        if (tree_of(s.d.img, &o, s.size, &mine, &rep->dst_bytes_read,
+                    err) < 0)
+            goto fail;
+        have_mine = true;
+    }
+    if (remote_tree_diff(s.src->session, &mine, (unsigned)bl, &changed, &ts,
+                         err) < 0)
+        goto fail;
+    rep->src_bytes_hashed = ts.remote_bytes_read;
+    rep->hash_bytes_sent = ts.hash_bytes_sent;
+    rep->hash_bytes_received = ts.hash_bytes_received;
+    rep->tree_rounds = ts.rounds;
+    if (s.have_base &&
+        sync_base_prove(s.d.img, &mine, &changed, s.base_what,
+                        &rep->proof_leaves, &rep->dst_bytes_read, err) < 0)
+        goto fail;
+    for (size_t i = 0; i < changed.n; i++)
+        rep->changed_bytes += changed.v[i].len;
+    rep->changed_blocks = changed.n;
+    /* what DST keeps: the server leaves it out */
+    if ((s.size && extent_list_append(&disk, 0, s.size, EXT_DATA, "sync",
+                                      err) < 0) ||
+        extent_list_subtract(&disk, &changed, &held, err) != 0) {
+        if (err->cat == DF_OK)
+            df_io(err, spec->dst, ENOMEM, "too many ranges");
+        goto fail;
+    }
+    if (!(cs = change_source_from_tree("compare", &changed, &mine, err)) ||
+        htree_init(&next, o.digest, s.size, err) < 0)
+        goto fail;
+    have_next = true;
+    struct change_source *csv[1] = { cs };
+    struct plan_inputs in = { .changes = csv, .nchanges = 1 };
+    struct job_opts jo = spec->jo;
+    s.src->held = &held;
+    s.d.sink->leaf_fn = htree_leaf_fn;  /* what DST holds, read back */
+    s.d.sink->leaf_ctx = &next;
+    if (sync_record_begin(s.sfd, s.id, err) < 0)
+        goto fail;
+    double t0 = time_now();
+    if (source_deliver(s.src, &in, s.d.sink, &jo, &rep->st, err) < 0 ||
+        source_done(s.src, rep->st.verified, err) < 0)
+        goto fail;
+    rep->passes = 1;
+    rep->last_pass_seconds = time_now() - t0;
+    if (rep->st.verified) {
+        s.prev = next;                  /* sync_finish writes it */
+        s.have_prev = true;
+        have_next = false;
+    }
+    if (s.have_prev && sync_finish(&s, err) < 0)
+        goto fail;
+    if (dest_commit(&s.d, err) < 0)
+        goto fail;
+    job_set_format(rep->src_format, s.src->format);
+    job_set_format(rep->dst_format, "raw");
+    rc = 0;
+    goto out;
+fail:
+    remote_explain(s.src ? s.src->session : NULL, err);
+    job_interrupted(err, s.d.sink ? s.d.sink->bytes_written : 0, s.size,
+                    false);
+    dest_abort(&s.d);
+out:
+    if (s.src && s.src->session) {
+        struct remote_stats rs;
+        remote_get_stats(s.src->session, &rs);
+        rep->st.bytes_wire = rs.bytes_wire;
+        rep->payload_bytes = rs.raw_in;
+        rep->payload_bytes_compressed = rs.comp_out;
+    }
+    if (s.src)
+        s.src->held = NULL;
+    change_source_close(cs);
+    if (have_mine)
+        htree_release(&mine);
+    if (have_next)
+        htree_release(&next);
+    extent_list_release(&changed);
+    extent_list_release(&held);
+    extent_list_release(&disk);
+    if (s.have_base)
+        manifest_release(&s.base);
+    if (s.have_prev)
+        htree_release(&s.prev);
+    if (s.sfd >= 0)
+        close(s.sfd);
+    dest_close(&s.d);
+    source_close(s.src);
+    return rc;
+}
+
 int job_sync(const struct job_spec *spec, const struct endpoint *sep,
              const struct endpoint *dep, struct job_report *rep,
              struct df_error *err)
@@ -786,10 +971,14 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     s.rep = rep;
     s.sfd = -1;
     dest_init(&s.d);
-    if (sep->kind != EP_LOCAL && sep->kind != EP_NBD) {
+    if (sep->kind == EP_REMOTE && dep->kind == EP_LOCAL &&
+        !(stat(spec->dst, &st) < 0 && errno == ENOENT))
+        return job_sync_pull(spec, sep, rep, err);
+    if (sep->kind != EP_LOCAL && sep->kind != EP_NBD && sep->kind !=
+                                                            EP_REMOTE) {
         rep->usage_hint = true;
-        return df_usage(err, "%s: sync reads a file, device or NBD export "
-                        "on this host as SRC", spec->src);
+        return df_usage(err, "%s: sync reads a file, device, NBD export "
+                        "or another host's disk as SRC", spec->src);
     }
     if (dep->kind == EP_REMOTE)
         return job_sync_remote(spec, sep, dep, rep, err);

@@ -96,6 +96,9 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
     struct job_stats st;
     struct resume_plan rp;
     struct msg_buf b;
+    struct change_source *tcs = NULL;   /* a sync's kept ranges */
+    struct change_source *tcsv[1];
+    struct plan_inputs tin = { .changes = tcsv, .nchanges = 1 };
     int ret = -1;
     msg_buf_init(&b);
     memset(&rp, 0, sizeof(rp));
@@ -134,6 +137,18 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
     if (resume_plan_init(&rp, k.size, &sv->client_done, err) < 0)
         goto out;
     jo.plan = resume_plan_get(&rp);
+    /* A sync's: after the walk, the leaves the client keeps are those
+     * the tree says are the same on both sides: their hashes are the
+     * tree's, not read again. */
+    if (jo.plan && sv->walk_over && sv->tree.alg == jo.digest &&
+        sv->tree.size == k.size) {
+        if (!(tcs = change_source_missing_tree("compare", k.size,
+                                               &sv->client_done,
+                                               &sv->tree, err)))
+            goto out;
+        tcsv[0] = tcs;
+        jo.plan = &tin;
+    }
     memset(&st, 0, sizeof(st));
     if (engine_copy(sv->img, &k, &jo, &st, err) < 0)
         goto out;
@@ -150,6 +165,7 @@ out:
     pthread_mutex_unlock(&sv->s.lock);
     sender_free(ss.snd);
     resume_plan_release(&rp);
+    change_source_close(tcs);
     msg_buf_release(&b);
     return ret;
 }

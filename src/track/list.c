@@ -140,6 +140,20 @@ struct change_source *change_source_from_tree(const char *name,
     return cs;
 }
 
+struct change_source *change_source_missing_tree(const char *name,
+                                                 uint64_t size,
+                                                 const struct extent_list *done,
+                                                 const struct htree *tree,
+                                                 struct df_error *err)
+{
+    struct change_source *cs = change_source_missing(name, size, done, err);
+    if (!cs)
+        return NULL;
+    ((struct list_source *)cs->priv)->tree = tree;
+    cs->leaf_hash = tree_leaf_hash;
+    return cs;
+}
+
 struct change_source *change_source_missing(const char *name, uint64_t size,
                                             const struct extent_list *done,
                                             struct df_error *err)

@@ -94,6 +94,14 @@ struct change_source *change_source_missing(const char *name, uint64_t size,
                                             const struct extent_list *done,
                                             struct df_error *err);
 
+/* As change_source_missing, whose leaf_hash answers from tree (as
+ * change_source_from_tree): a sync's kept ranges, sent by the client. */
+struct change_source *change_source_missing_tree(const char *name,
+                                                 uint64_t size,
+                                                 const struct extent_list *done,
+                                                 const struct htree *tree,
+                                                 struct df_error *err);
+
 /* A used-block map over a fixed list (copied): its ranges are used. */
 struct used_map *used_map_from_list(const char *name,
                                     const struct extent_list *used,

@@ -481,3 +481,39 @@ def test_sync_to_a_remote_host_after_a_remote_copy_uses_its_record(tmp_path):
             "localhost:%s" % dst)
     assert p.returncode == 0, p.stderr
     assert files_equal(src, dst)
+
+
+def test_sync_from_a_remote_host(tmp_path):
+    """sync host:SRC DST: serve hashes SRC there; DST's tree is its
+    record here (proved on DST) or DST read here; only changed blocks
+    come."""
+    src = make_image(tmp_path / "src.img")
+    dst = tmp_path / "dst.img"
+    rsrc = "localhost:%s" % src
+    p = rdf("sync", "--json", rsrc, dst)       # not there yet: a copy
+    assert p.returncode == 0, p.stderr
+    assert report(p)["sync"]["changes"] == "copy"
+    assert files_equal(src, dst)
+    blocks = change(src, 0.01)
+    p = rdf("sync", "--json", rsrc, dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+    r = report(p)
+    assert r["sync"]["changes"] == "record"
+    assert r["bytes_written"] == len(blocks) * LEAF
+    assert r["sync"]["dst_bytes_read"] <= (64 + len(blocks)) * LEAF
+    assert r["bytes_sent"] <= len(blocks) * LEAF * 1.2 + SIZE // 1000
+    more = change(src, 0.001, seed=12)
+    p = rdf("sync", "--changes", "compare", "--json", rsrc, dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+    assert report(p)["bytes_written"] == len(more) * LEAF
+    # DST changed behind its record's back where the sync would write
+    more = change(src, 0.01, seed=13)
+    write_at(dst, more[-1] * LEAF + 1, b"!")
+    before = sha256_file(dst)
+    p = rdf("sync", rsrc, dst)
+    assert p.returncode == 3, p.stderr
+    assert sha256_file(dst) == before
+    p = rdf("sync", "--dry-run", rsrc, dst)
+    assert p.returncode == 2, p.stderr

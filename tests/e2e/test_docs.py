@@ -1,10 +1,12 @@
 """The documentation a user's clone has: README.md and the comments of
 src/ and tests/ point at docs/design.md and docs/formats.md, and every
-section they cite exists there."""
+section they cite exists there; README names every command and only
+`make` targets the Makefile has (the man page and the completion are
+test_install.py's)."""
 import os
 import re
 
-from conftest import ROOT
+from conftest import ROOT, df
 
 # Spelled in two pieces so that this file does not match itself.
 OUTSIDE = re.compile(r"shared" + "/" + r"|DESIGN" + r"\.md")
@@ -61,3 +63,27 @@ def test_cited_sections_exist():
             if m.group(1) not in design:
                 missing.append((path, "design.md " + m.group(1)))
     assert missing == []
+
+
+def test_readme_names_every_command():
+    """Every command of `diskferry --help` has its line in README's Use."""
+    top = df("--help").stdout.decode()
+    cmds = re.findall(r"^  ([a-z]+)  ", top.split("commands:")[1], re.M)
+    assert "sync" in cmds
+    use = read(os.path.join(ROOT, "README.md")).split("## Use")[1]
+    missing = [c for c in cmds
+               if not re.search(r"^ +diskferry %s +" % c, use, re.M)]
+    assert missing == []
+
+
+def test_readme_make_targets_are_the_makefiles():
+    """The `make` targets README names exist, and its Tests section names
+    every target `make check` runs."""
+    readme = read(os.path.join(ROOT, "README.md"))
+    makefile = read(os.path.join(ROOT, "Makefile"))
+    targets = set(re.findall(r"^([a-z][a-z0-9-]*):", makefile, re.M))
+    named = set(re.findall(r"\bmake ([a-z][a-z0-9-]*)", readme))
+    assert named and named <= targets, named - targets
+    check = re.search(r"^check: *(.*)$", makefile, re.M).group(1).split()
+    tests = readme.split("## Tests")[1]
+    assert [t for t in check if "make %s" % t not in tests] == []

@@ -13,7 +13,16 @@ from conftest import BUILD, DISKFERRY, ROOT, df
 
 MAN = os.path.join(ROOT, "docs", "diskferry.1")
 COMPLETION = os.path.join(ROOT, "completion", "diskferry")
-COMMANDS = ["info", "create", "copy", "verify", "serve", "undo"]
+COMMANDS = ["info", "create", "copy", "sync", "verify", "serve", "undo"]
+# Options a command takes that its --help names only in its text (or not
+# at all), not on an option line; with a value the binary accepts.
+UNLISTED = {
+    "copy": {"--write-manifest": "m.dfm"},
+    "sync": {"--rsh": "ssh", "--remote-path": "diskferry",
+             "--compress": "none", "--bwlimit": "1M", "--timeout": "5",
+             "--quiet": None, "--verbose": None, "--help": None},
+    "undo": {"--rsh": "ssh", "--remote-path": "diskferry", "--timeout": "5"},
+}
 
 
 def man_text():
@@ -26,17 +35,22 @@ def man_text():
 
 
 def help_options(cmd):
+    """Every option of the option lines of `diskferry CMD --help`: the
+    field before the description ("  -f, --format FMT   text", or
+    "      --a X, --b, -q   as for copy")."""
     text = df(cmd, "--help").stdout.decode()
     opts = set()
     for line in text.splitlines():
-        m = re.match(r"^ +(-[A-Za-z]), (--[a-z][a-z-]*)", line)
-        if m:
-            opts.update(m.groups())
+        if not re.match(r"^ +-", line):
             continue
-        m = re.match(r"^ +(--[a-z][a-z-]*)(?: |$)", line)
-        if m:
-            opts.add(m.group(1))
+        field = re.split(r" {2,}", line.strip())[0]
+        opts.update(w for w in re.split(r"[ ,]+", field)
+                    if re.match(r"^(-[A-Za-z]|--[a-z][a-z-]*)$", w))
     return opts
+
+
+def all_options(cmd):
+    return help_options(cmd) | set(UNLISTED.get(cmd, {}))
 
 
 @pytest.mark.skipif(not shutil.which("groff"), reason="groff not installed")
@@ -57,7 +71,7 @@ def test_man_page_renders_without_warnings():
 def test_man_page_names_every_option_of_help(cmd):
     text = man_text()
     assert re.search(r"^ +diskferry %s\b" % cmd, text, re.M), cmd
-    opts = help_options(cmd)
+    opts = all_options(cmd)
     assert "--help" in opts and len(opts) > 2
     section = text.split("diskferry %s [" % cmd)[-1] if cmd != "create" \
         else text.split("diskferry create --size")[-1]
@@ -112,8 +126,32 @@ def test_completion_subcommands_and_options():
 @pytest.mark.parametrize("cmd", COMMANDS)
 def test_completion_offers_every_option_of_help(cmd):
     offered = set(complete(["diskferry", cmd, "--"], 2))
-    longs = {o for o in help_options(cmd) if o.startswith("--")}
+    longs = {o for o in all_options(cmd) if o.startswith("--")}
     assert longs <= offered, longs - offered
+
+
+@pytest.mark.parametrize("cmd", sorted(UNLISTED))
+def test_unlisted_options_are_options(cmd):
+    """What UNLISTED adds to the page and the completion is taken by the
+    binary (then --help answers)."""
+    for opt, val in UNLISTED[cmd].items():
+        p = df(cmd, *([opt, val] if val else [opt]), "--help")
+        assert p.returncode == 0 and p.stdout.startswith(b"usage:"), \
+            (opt, p.stderr)
+
+
+def test_completion_of_sync_and_manifests(tmp_path):
+    assert complete(["diskferry", "sy"], 1) == ["sync"]
+    assert complete(["diskferry", "sync", "--changes", ""], 3) == \
+        ["compare", "manifest:"]
+    (tmp_path / "vm.dfm").write_bytes(b"")
+    assert complete(["diskferry", "sync", "--changes",
+                     "manifest:%s" % (tmp_path / "v")], 3) == \
+        ["manifest:%s" % (tmp_path / "vm.dfm")]
+    assert complete(["diskferry", "verify", "--manifest",
+                     str(tmp_path / "v")], 3) == [str(tmp_path / "vm.dfm")]
+    assert complete(["diskferry", "sync", "--block-size", "64"], 3) == \
+        ["64K", "64M"]
 
 
 def test_completion_paths_and_hosts(tmp_path):

@@ -178,6 +178,11 @@ static const char sync_usage[] =
     "                          20 passes)\n"
     "      --block-size SIZE   compare in blocks of SIZE (64K, the "
     "default, to 64M)\n"
+    "      --resume            (accepted) an interrupted sync is finished "
+    "by running\n"
+    "                          it again: its record is marked busy, so it "
+    "compares\n"
+    "                          and sends only what still differs\n"
     "      --overwrite         write into a DST that is not a recorded "
     "copy of SRC\n"
     "      --yes               do not ask before overwriting\n"
@@ -312,7 +317,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
                 return r ? DF_USAGE : cli_bad_option(c, argv);
         }
         if (sync ? opt == 'O' || opt == 'c' || opt == OPT_SALVAGE ||
-                       opt == CLI_OPT_RESUME || opt == CLI_OPT_TRANSPORT
+                       opt == CLI_OPT_TRANSPORT
                  : opt == OPT_CHANGES || opt == OPT_PASSES ||
                        opt == OPT_UNTIL || opt == OPT_BLOCK_SIZE)
             only = argv[optind - 1];

@@ -549,6 +549,12 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
         return df_usage(err, "an NBD export and a remote host: run "
                         "diskferry on the host that has the other one");
     }
+    if (spec->kind == JOB_SYNC) {
+        double t0 = time_now();
+        int rc = job_sync(spec, &sep, &dep, rep, err);
+        rep->st.seconds = time_now() - t0;
+        return rc;
+    }
     if (spec->jo.salvaged && sep.kind != EP_LOCAL && sep.kind != EP_NBD) {
         rep->usage_hint = true;
         return df_usage(err, "--salvage applies to a file, device or NBD "
@@ -559,12 +565,6 @@ int job_run(const struct job_spec *spec, struct job_report *rep,
         rep->usage_hint = true;
         return df_usage(err, "--resume, --transport and --bwlimit apply to "
                         "a remote SRC or DST");
-    }
-    if (spec->kind == JOB_SYNC) {
-        double t0 = time_now();
-        int rc = job_sync(spec, &sep, &dep, rep, err);
-        rep->st.seconds = time_now() - t0;
-        return rc;
     }
     return job_salvage_end(spec, rep, job_copy(spec, &sep, &dep, rep, err),
                            err);

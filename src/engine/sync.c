@@ -686,11 +686,10 @@ static int job_sync_remote(const struct job_spec *spec,
         return df_usage(err, "--changes %s: for a DST on this host (a "
                         "remote DST is compared)", spec->changes);
     }
-    if (spec->dry_run || spec->passes > 1 || spec->until ||
-        spec->write_manifest) {
+    if (spec->dry_run || spec->write_manifest) {
         rep->usage_hint = true;
-        return df_usage(err, "--dry-run, --passes, --until and "
-                        "--write-manifest: for a DST on this host");
+        return df_usage(err, "--dry-run and --write-manifest: for a DST "
+                        "on this host");
     }
     int bl = htree_block_level(spec->block_size ? spec->block_size
                                                 : DIGEST_LEAF_SIZE);
@@ -700,6 +699,7 @@ static int job_sync_remote(const struct job_spec *spec,
     }
     char recsrc[PATH_MAX + 300];
     job_copy_remote_opts(spec, dep, &ro, rep);
+    ro.resume = false;      /* a sync goes on by comparing (header) */
     sync_remote_source_name(spec->src, recsrc, sizeof(recsrc));
     ro.record_src = recsrc;
     so.remote = &ro;
@@ -810,12 +810,12 @@ static int job_sync_pull(const struct job_spec *spec,
     extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
     extent_list_init(&held, EXTENT_LIST_DEFAULT_CAP);
     extent_list_init(&disk, 1);
-    if (spec->dry_run || spec->passes > 1 || spec->until ||
+    if (spec->dry_run ||
         (spec->changes && strcmp(spec->changes, "compare"))) {
         rep->usage_hint = true;
         return df_usage(err, "from a remote SRC: compare or the state "
-                        "record (--dry-run, --passes, --until and "
-                        "--changes manifest: for a SRC on this host)");
+                        "record (--dry-run and --changes manifest: for a "
+                        "SRC on this host)");
     }
     int bl = htree_block_level(spec->block_size ? spec->block_size
                                                 : DIGEST_LEAF_SIZE);
@@ -824,6 +824,7 @@ static int job_sync_pull(const struct job_spec *spec,
         return df_usage(err, "--block-size: a power of two from 64K to 64M");
     }
     job_copy_remote_opts(spec, sep, &ro, rep);
+    ro.resume = false;      /* a sync goes on by comparing (header) */
     so.remote = &ro;
     if (source_open(sep, &so, &s.src, err) < 0 ||
         source_check(s.src, spec->cmd, "sync", spec->force_share,
@@ -956,6 +957,52 @@ out:
     return rc;
 }
 
+/*
+ * --passes / --until with another host: each pass is a session of its
+ * own, and the record the last one left on DST's host (or here, for a
+ * pull) is the next one's base: SRC is read again, DST only for the
+ * proof.  The report is the last pass's.
+ */
+static int sync_remote_passes(const struct job_spec *spec,
+                              const struct endpoint *sep,
+                              const struct endpoint *dep, bool pull,
+                              struct job_report *rep, struct df_error *err)
+{
+    unsigned max = spec->passes ? spec->passes : spec->until ? 20 : 1;
+    bool running = max > 1;
+    struct job_spec one = *spec;
+    one.passes = 0;
+    one.until = 0;
+    one.force_share = spec->force_share || running;
+    for (unsigned p = 1; p <= max; p++) {
+        struct job_report r1;
+        memset(&r1, 0, sizeof(r1));
+        r1.verify = rep->verify;
+        int rc = pull ? job_sync_pull(&one, sep, &r1, err)
+                      : job_sync_remote(&one, sep, dep, &r1, err);
+        *rep = r1;
+        rep->passes = p;
+        if (rc < 0)
+            return -1;
+        if (running && spec->msgs) {
+            char b[32];
+            size_format(rep->changed_bytes, b, sizeof(b));
+            fprintf(spec->msgs, "diskferry: sync: pass %u: %s changed, "
+                    "%.1f s\n", p, b, rep->last_pass_seconds);
+        }
+        if (spec->until && rep->changed_bytes <= spec->until)
+            break;
+    }
+    if (running && spec->msgs) {
+        char b[32];
+        size_format(rep->changed_bytes, b, sizeof(b));
+        fprintf(spec->msgs, "diskferry: sync: last pass: %s in %.1f s — "
+                "stop the VM and run: diskferry sync %s %s\n", b,
+                rep->last_pass_seconds, spec->src, spec->dst);
+    }
+    return 0;
+}
+
 int job_sync(const struct job_spec *spec, const struct endpoint *sep,
              const struct endpoint *dep, struct job_report *rep,
              struct df_error *err)
@@ -973,7 +1020,7 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     dest_init(&s.d);
     if (sep->kind == EP_REMOTE && dep->kind == EP_LOCAL &&
         !(stat(spec->dst, &st) < 0 && errno == ENOENT))
-        return job_sync_pull(spec, sep, rep, err);
+        return sync_remote_passes(spec, sep, dep, true, rep, err);
     if (sep->kind != EP_LOCAL && sep->kind != EP_NBD && sep->kind !=
                                                             EP_REMOTE) {
         rep->usage_hint = true;
@@ -981,7 +1028,7 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
                         "or another host's disk as SRC", spec->src);
     }
     if (dep->kind == EP_REMOTE)
-        return job_sync_remote(spec, sep, dep, rep, err);
+        return sync_remote_passes(spec, sep, dep, false, rep, err);
     if (dep->kind != EP_LOCAL) {
         rep->usage_hint = true;
         return df_usage(err, "%s: sync writes a file or device on this "

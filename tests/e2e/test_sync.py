@@ -517,3 +517,56 @@ def test_sync_from_a_remote_host(tmp_path):
     assert sha256_file(dst) == before
     p = rdf("sync", "--dry-run", rsrc, dst)
     assert p.returncode == 2, p.stderr
+
+
+def test_sync_to_a_remote_host_in_passes(tmp_path):
+    src = make_image(tmp_path / "src.img")
+    dst = tmp_path / "dst.img"
+    change(src, 0.01)
+    p = rdf("sync", "--passes", "3", "--json", src, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    err = p.stderr.decode()
+    assert "pass 1:" in err and "pass 3:" in err and "last pass:" in err
+    r = report(p)
+    assert r["sync"]["passes"] == 3
+    assert r["sync"]["changes"] == "record"     # passes 2, 3: its record
+    assert r["sync"]["changed_bytes"] == 0
+    assert files_equal(src, dst)
+
+
+def test_killed_remote_sync_is_finished_by_the_next_one(tmp_path):
+    """serve killed (-9) in the middle of writing DST: its record there is
+    busy, so the next sync compares (no --overwrite: the busy record
+    still names this source) and sends only what still differs."""
+    src = make_image(tmp_path / "src.img")
+    dst = tmp_path / "dst.img"
+    assert rdf("copy", src, "localhost:%s" % dst).returncode == 0
+    blocks = change(src, 0.01)
+    env = dict(os.environ, DF_TEST_UNDO_KILL_AFTER="2")
+    p = rdf("sync", "--undo", tmp_path / "j", src, "localhost:%s" % dst,
+            env=env)
+    assert p.returncode == 6, p.stderr
+    assert not files_equal(src, dst)
+    p = rdf("sync", "--resume", "--json", src, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    r = report(p)
+    assert r["sync"]["changes"] == "compare"
+    assert 0 < r["bytes_written"] <= len(blocks) * LEAF
+    assert files_equal(src, dst)
+
+
+def test_sync_to_a_remote_loop_device(tmp_path):
+    src = make_image(tmp_path / "src.img", 32 << 20)
+    backing = tmp_path / "backing.img"
+    with open(backing, "wb") as f:
+        f.write(os.urandom(32 << 20))
+    with loop_device(backing) as dev:
+        p = rdf("copy", "--overwrite", "--yes", src, "localhost:%s" % dev)
+        assert p.returncode == 0, p.stderr
+        blocks = change(src, 0.01, size=32 << 20)
+        p = rdf("sync", "--json", src, "localhost:%s" % dev)
+        assert p.returncode == 0, p.stderr
+        r = report(p)
+        assert r["sync"]["changes"] == "record"
+        assert r["bytes_written"] == len(blocks) * LEAF
+        assert sha256_file(dev) == sha256_file(src)

@@ -44,6 +44,14 @@ def change(path, fraction, seed=2, size=SIZE):
     return blocks
 
 
+def random_device(tmp_path, size, name="backing.img"):
+    """A loop device over a file of random bytes (detached after)."""
+    backing = tmp_path / name
+    with open(backing, "wb") as f:
+        f.write(os.urandom(size))
+    return loop_device(backing)
+
+
 def copied(tmp_path, src, name="dst.img"):
     dst = tmp_path / name
     p = df("copy", src, dst)
@@ -177,10 +185,7 @@ def test_sync_corrupt_manifest_refused(tmp_path):
 
 def test_sync_loop_device(tmp_path):
     src = make_image(tmp_path / "src.img", 32 << 20)
-    backing = tmp_path / "backing.img"
-    with open(backing, "wb") as f:
-        f.write(os.urandom(32 << 20))
-    with loop_device(backing) as dev:
+    with random_device(tmp_path, 32 << 20) as dev:
         p = df("copy", "--overwrite", "--yes", src, dev)
         assert p.returncode == 0, p.stderr
         blocks = change(src, 0.01, size=32 << 20)
@@ -230,10 +235,7 @@ def test_sync_sizes_that_change(tmp_path):
     assert os.path.getsize(dst) == os.path.getsize(src)
     assert files_equal(src, dst)
     # A device smaller than SRC: refused, nothing written
-    backing = tmp_path / "small.img"
-    with open(backing, "wb") as f:
-        f.write(os.urandom(2 << 20))
-    with loop_device(backing) as dev:
+    with random_device(tmp_path, 2 << 20, "small.img") as dev:
         before = sha256_file(dev)
         p = df("sync", "--overwrite", src, dev)
         assert p.returncode == 3, p.stderr
@@ -557,10 +559,7 @@ def test_killed_remote_sync_is_finished_by_the_next_one(tmp_path):
 
 def test_sync_to_a_remote_loop_device(tmp_path):
     src = make_image(tmp_path / "src.img", 32 << 20)
-    backing = tmp_path / "backing.img"
-    with open(backing, "wb") as f:
-        f.write(os.urandom(32 << 20))
-    with loop_device(backing) as dev:
+    with random_device(tmp_path, 32 << 20) as dev:
         p = rdf("copy", "--overwrite", "--yes", src, "localhost:%s" % dev)
         assert p.returncode == 0, p.stderr
         blocks = change(src, 0.01, size=32 << 20)

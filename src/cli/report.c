@@ -134,10 +134,20 @@ void report_copy_line(const struct job_spec *spec,
     size_format(st->bytes_written, written, sizeof(written));
     size_format(st->skipped_unallocated + st->skipped_zero, skipped,
                 sizeof(skipped));
-    fprintf(stderr, "diskferry: %s: %s disk, %s written, %s of zeros and "
-            "holes skipped, %.2f s%s\n", spec->cmd, size, written, skipped,
-            st->seconds, st->verified ? ", verified" : rep->verify ? "" :
-            ", not verified (--no-verify)");
+    const char *done = st->verified ? ", verified" : rep->verify ? ""
+                       : ", not verified (--no-verify)";
+    if (spec->kind == JOB_SYNC && rep->changes &&
+        strcmp(rep->changes, "copy")) {
+        char changed[32];
+        size_format(rep->changed_bytes, changed, sizeof(changed));
+        fprintf(stderr, "diskferry: %s: %s disk, %s changed (%s), %s "
+                "written, %.2f s%s\n", spec->cmd, size, changed,
+                rep->changes, written, st->seconds, done);
+    } else {
+        fprintf(stderr, "diskferry: %s: %s disk, %s written, %s of zeros "
+                "and holes skipped, %.2f s%s\n", spec->cmd, size, written,
+                skipped, st->seconds, done);
+    }
     if (!rep->remote)
         return;
     fprintf(stderr, "diskferry: %s: %llu bytes on the wire, compression "

@@ -910,6 +910,7 @@ static int job_sync_pull(const struct job_spec *spec,
         goto fail;
     rep->passes = 1;
     rep->last_pass_seconds = time_now() - t0;
+    rep->st.bytes_unchanged = s.size - rep->changed_bytes;
     if (rep->st.verified) {
         s.prev = next;                  /* sync_finish writes it */
         s.have_prev = true;

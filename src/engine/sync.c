@@ -49,6 +49,7 @@
 #include "engine/plan.h"
 #include "engine/source.h"
 #include "proto/remote.h"
+#include "safety/safety.h"
 #include "track/htree.h"
 #include "track/manifest.h"
 #include "track/track.h"
@@ -686,10 +687,9 @@ static int job_sync_remote(const struct job_spec *spec,
         return df_usage(err, "--changes %s: for a DST on this host (a "
                         "remote DST is compared)", spec->changes);
     }
-    if (spec->dry_run || spec->write_manifest) {
+    if (spec->write_manifest) {
         rep->usage_hint = true;
-        return df_usage(err, "--dry-run and --write-manifest: for a DST "
-                        "on this host");
+        return df_usage(err, "--write-manifest: for a DST on this host");
     }
     int bl = htree_block_level(spec->block_size ? spec->block_size
                                                 : DIGEST_LEAF_SIZE);
@@ -700,6 +700,7 @@ static int job_sync_remote(const struct job_spec *spec,
     char recsrc[PATH_MAX + 300];
     job_copy_remote_opts(spec, dep, &ro, rep);
     ro.resume = false;      /* a sync goes on by comparing (header) */
+    ro.sync_walk = spec->dry_run;   /* serve stays for the walk */
     sync_remote_source_name(spec->src, recsrc, sizeof(recsrc));
     ro.record_src = recsrc;
     so.remote = &ro;
@@ -751,8 +752,22 @@ static int job_sync_remote(const struct job_spec *spec,
         rep->changed_blocks = changed.n;
     }
     double t0 = time_now();
-    if (source_deliver(src, plan, sink, &jo, &rep->st, err) < 0 ||
-        remote_done(r, rep->st.verified, err) < 0)
+    struct sink *dry = NULL;
+    if (spec->dry_run) {
+        /* what would be written, shown here; serve wrote nothing */
+        dry = dryrun_sink_new(spec->dst, size, spec->report_on_stdout
+                                                   ? stderr : stdout, err);
+        if (!dry)
+            goto out;
+        sink = dry;
+        jo.verify = false;
+        rep->verify = false;
+    }
+    int dr = source_deliver(src, plan, sink, &jo, &rep->st, err);
+    sink_free(dry);
+    /* a dry run of a new DST: serve ended after its checks */
+    if (dr < 0 || (!(spec->dry_run && created) &&
+                   remote_done(r, rep->st.verified, err) < 0))
         goto out;
     rep->passes = 1;
     rep->last_pass_seconds = time_now() - t0;
@@ -810,12 +825,11 @@ static int job_sync_pull(const struct job_spec *spec,
     extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
     extent_list_init(&held, EXTENT_LIST_DEFAULT_CAP);
     extent_list_init(&disk, 1);
-    if (spec->dry_run ||
-        (spec->changes && strcmp(spec->changes, "compare"))) {
+    if (spec->changes && strcmp(spec->changes, "compare")) {
         rep->usage_hint = true;
         return df_usage(err, "from a remote SRC: compare or the state "
-                        "record (--dry-run and --changes manifest: for a "
-                        "SRC on this host)");
+                        "record (--changes manifest: for a SRC on this "
+                        "host)");
     }
     int bl = htree_block_level(spec->block_size ? spec->block_size
                                                 : DIGEST_LEAF_SIZE);
@@ -884,6 +898,17 @@ static int job_sync_pull(const struct job_spec *spec,
     for (size_t i = 0; i < changed.n; i++)
         rep->changed_bytes += changed.v[i].len;
     rep->changed_blocks = changed.n;
+    if (spec->dry_run) {
+        /* the ranges that would come; their data stays there */
+        for (size_t i = 0; i < changed.n; i++)
+            dryrun_sink_range(s.d.sink, changed.v[i].off, changed.v[i].len);
+        rep->verify = false;
+        if (s.d.sink->ops->finish(s.d.sink, err) < 0 ||
+            source_done(s.src, false, err) < 0)
+            goto fail;
+        rc = 0;
+        goto out;
+    }
     /* what DST keeps: the server leaves it out */
     if ((s.size && extent_list_append(&disk, 0, s.size, EXT_DATA, "sync",
                                       err) < 0) ||

@@ -148,7 +148,10 @@
  *   differing one): a destination written behind the record's back is
  *   refused (ERROR, exit 3) before any data frame.  After a walk,
  *   DIGEST_REQ reads back only the differing ranges: the rest hash as
- *   the walk's tree says.
+ *   the walk's tree says.  A sync's dry run (OPEN_DRY_RUN | OPEN_SYNC)
+ *   keeps the session open for the walk (nothing written, no record
+ *   touched) until DONE; a DST that is not there is OPENED as new
+ *   (OPENED_DST_IS_ZERO).
  *
  *   Resume (--resume after a broken link or kill -9 of either side):
  *   the receiving end keeps a journal of ranges written and made durable
@@ -293,8 +296,11 @@ enum msg_open_flags {
     OPEN_SIZE_UNKNOWN = 1u << 6, /* OPEN_DST: a stream; size 0, the real
                                     one comes in SET_SIZE before the last
                                     FLUSH (MSG_FEAT_STREAM_DST) */
+    OPEN_SYNC = 1u << 7,        /* OPEN_DST with OPEN_DRY_RUN: a sync's
+                                   tree walk follows, then DONE
+                                   (MSG_FEAT_RECORD) */
 };
-#define OPEN_FLAGS_ALL 0x7fu
+#define OPEN_FLAGS_ALL 0xffu
 
 /* Kinds in the options tail of OPEN_DST / OPEN_SRC. */
 enum msg_open_opt {

@@ -56,6 +56,8 @@ struct remote_opts {
     /* The source as the destination's state record names it (this
      * host's name and the path); NULL: none sent */
     const char *record_src;
+    /* A dry run of sync: serve stays for the tree walk (OPEN_SYNC) */
+    bool sync_walk;
     /* image options of a remote source, interpreted on its host */
     const char *const *parent_dirs;
     size_t n_parent_dirs;

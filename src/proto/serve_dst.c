@@ -562,6 +562,10 @@ int serve_dst(struct serve *sv, const struct msg *open,
     bool dst_is_zero = sv->sink && sv->d.img &&
                        ((sv->d.partial && !sv->d.resumed) ||
                         (sv->size_unknown && sv->d.created));
+    /* a sync's dry run of a DST that is not there: it would be new */
+    if ((open->flags & (OPEN_DRY_RUN | OPEN_SYNC)) ==
+            (OPEN_DRY_RUN | OPEN_SYNC) && !sv->d.img)
+        dst_is_zero = true;
     msg_enc_opened(&b, (dst_is_zero ? OPENED_DST_IS_ZERO : 0) |
                            (sv->d.resumed ? OPENED_RESUMED : 0) |
                            (sv->rec_usable ? OPENED_RECORD : 0),
@@ -575,6 +579,20 @@ int serve_dst(struct serve *sv, const struct msg *open,
     if (sv->d.resumed && (sv->s.features & MSG_FEAT_LEAF_HASHES) &&
         serve_send_leaves(sv, open->size, err) < 0)
         goto out;
+    if ((open->flags & OPEN_DRY_RUN) && (open->flags & OPEN_SYNC) &&
+        (sv->s.features & MSG_FEAT_RECORD) && sv->d.img) {
+        /* a sync's dry run: the tree walk, nothing written, then DONE */
+        static const struct serve_handler walk_only[] = {
+            {MSG_TREE_REQ, serve_dst_tree},
+            {MSG_TREE_REQ_RECORD, serve_dst_tree},
+            {MSG_TREE_HASHES, serve_tree_hashes},
+            {0, NULL},
+        };
+        if (session_start(&sv->s, err) < 0)
+            goto out;
+        ret = serve_loop(sv, walk_only, NULL, err);
+        goto out;
+    }
     if (open->flags & OPEN_DRY_RUN) {
         ret = 0;
         goto out;

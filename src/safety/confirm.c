@@ -116,6 +116,13 @@ static int dryrun_write(struct sink *s, uint64_t off, const void *buf,
     return 0;
 }
 
+void dryrun_sink_range(struct sink *s, uint64_t off, uint64_t len)
+{
+    struct dryrun *d = s->priv;
+    dryrun_add(d, DRYRUN_WRITE, off, len);
+    d->wbytes += len;
+}
+
 static int dryrun_zero(struct sink *s, uint64_t off, uint64_t len,
                        struct df_error *err)
 {

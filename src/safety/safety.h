@@ -197,6 +197,9 @@ int safety_claim(const struct df_file *dst, int *claim_fd,
  */
 struct sink *dryrun_sink_new(const char *name, uint64_t size, FILE *out,
                              struct df_error *err);
+/* Note [off, off+len) as a range that would be written, without its
+ * data (a sync's dry run from another host: the data stays there). */
+void dryrun_sink_range(struct sink *s, uint64_t off, uint64_t len);
 
 /*
  * Wrap `inner` (ownership passes to the wrapper, also on failure) so

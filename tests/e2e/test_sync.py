@@ -440,8 +440,19 @@ def test_sync_to_a_remote_host_new_dst_is_a_copy(tmp_path):
     assert p.returncode == 0, p.stderr
     assert files_equal(src, dst)
     assert report(p)["sync"]["changes"] == "copy"
+    # a dry run: the blocks that differ there, nothing written
+    blocks = change(src, 0.01, size=4 << 20)
+    before = sha256_file(dst)
     p = rdf("sync", "--dry-run", src, "localhost:%s" % dst)
-    assert p.returncode == 2, p.stderr
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.decode()
+    assert "would write %d bytes" % (len(blocks) * LEAF) in out
+    assert sha256_file(dst) == before
+    # ... and of a DST that is not there yet: a copy, nothing created
+    p = rdf("sync", "--dry-run", src, "localhost:%s" % (tmp_path / "z"))
+    assert p.returncode == 0, p.stderr
+    assert b"would write" in p.stdout
+    assert not (tmp_path / "z").exists()
 
 
 def test_sync_to_a_remote_host_after_a_remote_copy_uses_its_record(tmp_path):
@@ -517,8 +528,11 @@ def test_sync_from_a_remote_host(tmp_path):
     p = rdf("sync", rsrc, dst)
     assert p.returncode == 3, p.stderr
     assert sha256_file(dst) == before
-    p = rdf("sync", "--dry-run", rsrc, dst)
-    assert p.returncode == 2, p.stderr
+    # a dry run lists what would come, writes nothing
+    p = rdf("sync", "--changes", "compare", "--dry-run", rsrc, dst)
+    assert p.returncode == 0, p.stderr
+    assert b"would write" in p.stdout
+    assert sha256_file(dst) == before
 
 
 def test_sync_to_a_remote_host_in_passes(tmp_path):

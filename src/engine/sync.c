@@ -97,12 +97,14 @@ void sync_remote_source_name(const char *arg, char *out, size_t len)
 
 /* ---- state records ---- */
 
-int sync_record_open(const char *dir, FILE *msgs, const char *cmd)
+int sync_record_open(const char *dir, bool create, FILE *msgs,
+                     const char *cmd)
 {
     struct df_error e;
     df_error_init(&e);
-    int fd = state_dir_open(dir, &e);
-    if (fd < 0 && msgs) {
+    int fd = create ? state_dir_open(dir, &e)
+                    : state_dir_open_existing(dir, &e);
+    if (fd < 0 && msgs && (create || e.errnum != ENOENT)) {
         char msg[PATH_MAX + 256];
         df_error_format(&e, msg, sizeof(msg));
         fprintf(msgs, "diskferry: %s: warning: no state record kept: %s\n",
@@ -223,7 +225,7 @@ int copy_record_start(const struct job_spec *spec,
     sync_source_name(spec->src, r->src, sizeof(r->src));
     /* A copy keeps a record where it can, quietly (sync says when it
      * cannot). */
-    r->sfd = sync_record_open(NULL, NULL, spec->cmd);
+    r->sfd = sync_record_open(NULL, true, NULL, spec->cmd);
     r->on = true;
     return sync_record_begin(r->sfd, r->id, err);
 }
@@ -574,7 +576,8 @@ static int sync_look(struct sync_state *s, bool *consent,
     sync_identity(&probe->file, s->id, sizeof(s->id));
     image_close(probe);
     sync_source_name(spec->src, s->srcname, sizeof(s->srcname));
-    s->sfd = sync_record_open(NULL, spec->msgs, spec->cmd);
+    s->sfd = sync_record_open(NULL, !spec->dry_run, spec->msgs,
+                              spec->cmd);
 
     struct manifest rec;
     bool named = ch && strcmp(ch, "compare");   /* manifest:FILE */

@@ -28,8 +28,10 @@
 void sync_identity(const struct df_file *f, char *out, size_t len);
 void sync_identity_stat(const struct stat *st, char *out, size_t len);
 /* The state directory for records (dir, or util/file.h's default), or
- * -1 (said on msgs, if not NULL: no record kept). */
-int sync_record_open(const char *dir, FILE *msgs, const char *cmd);
+ * -1 (said on msgs, if not NULL: no record kept).  create false (a dry
+ * run): one that does not exist is not made. */
+int sync_record_open(const char *dir, bool create, FILE *msgs,
+                     const char *cmd);
 /* The record of id: 0 (m filled; *busy: a job that wrote since did not
  * end), 1 none, -1 unreadable (said on msgs). */
 int sync_record_load(int sfd, const char *id, struct manifest *m,

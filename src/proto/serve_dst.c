@@ -124,7 +124,8 @@ static void serve_record_open(struct serve *sv, const struct stat *st,
         return;
     sync_identity_stat(st, sv->rec_id, sizeof(sv->rec_id));
     if (sv->rec_fd < 0)
-        sv->rec_fd = sync_record_open(sv->o->state_dir, NULL, "serve");
+        sv->rec_fd = sync_record_open(sv->o->state_dir, !o->dry_run, NULL,
+                                      "serve");
     if (sync_record_load(sv->rec_fd, sv->rec_id, &sv->rec, &busy,
                          NULL) != 0)
         return;
@@ -460,7 +461,8 @@ static int serve_dst_done(struct serve *sv, struct df_error *err)
         sync_identity(&sv->d.img->file, m.id, sizeof(m.id));
         snprintf(m.src, sizeof(m.src), "%s", sv->sync_src);
         if (sv->rec_fd < 0)
-            sv->rec_fd = sync_record_open(sv->o->state_dir, NULL, "serve");
+            sv->rec_fd = sync_record_open(sv->o->state_dir, true, NULL,
+                                          "serve");
         sync_record_commit(sv->rec_fd, m.id, &m, NULL, "serve");
     }
     return 0;

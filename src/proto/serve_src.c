@@ -132,6 +132,14 @@ static int serve_read_stream(struct serve *sv, const struct msg *rs,
     job_opts_init(&jo);
     jo.verify = false;
     jo.threads = sv->o->threads;
+    /* the digest the client asked for (READ_STREAM flags bits 0-7) */
+    unsigned alg = rs->flags & 0xffu;
+    if (alg == DIGEST_XXH128 || alg == DIGEST_SHA256)
+        jo.digest = (enum digest_alg)alg;
+    else if (alg) {
+        df_net(err, sv->s.peer, "protocol error: digest algorithm %u", alg);
+        goto out;
+    }
     /* --resume: the client's partial file holds client_done (its journal,
      * re-checked there): only the rest is read and sent. */
     if (resume_plan_init(&rp, k.size, &sv->client_done, err) < 0)

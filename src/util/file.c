@@ -271,14 +271,17 @@ void df_file_data_run(const struct df_file *f, uint64_t off, uint64_t end,
         *run_end = (uint64_t)h;
 }
 
-int state_dir_open(const char *dir, struct df_error *err)
+static int state_dir_open_how(const char *dir, bool create,
+                              struct df_error *err)
 {
     struct stat st;
     if (!dir || !dir[0])
         dir = getenv("DISKFERRY_STATE_DIR");
     if (!dir || !dir[0])
         dir = DF_STATE_DIR;
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    if (!create && lstat(dir, &st) < 0)
+        return df_io(err, dir, errno, "no state directory");
+    if (create && mkdir(dir, 0700) < 0 && errno != EEXIST)
         return df_io(err, dir, errno, "cannot create the state directory");
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -306,6 +309,16 @@ int state_dir_open(const char *dir, struct df_error *err)
                          "%s", why);
     }
     return fd;
+}
+
+int state_dir_open(const char *dir, struct df_error *err)
+{
+    return state_dir_open_how(dir, true, err);
+}
+
+int state_dir_open_existing(const char *dir, struct df_error *err)
+{
+    return state_dir_open_how(dir, false, err);
 }
 
 int fd_wait(int fd, short events, int timeout_ms)

@@ -99,5 +99,8 @@ const char *path_basename(const char *path);
  */
 #define DF_STATE_DIR "/var/lib/diskferry"
 int state_dir_open(const char *dir, struct df_error *err);
+/* As state_dir_open, but a directory that does not exist is not made:
+ * -1 with DF_IO (ENOENT) then (a dry run leaves no trace). */
+int state_dir_open_existing(const char *dir, struct df_error *err);
 
 #endif

@@ -516,17 +516,6 @@ def test_sync_from_a_remote_host(tmp_path):
     assert r["bytes_written"] == len(blocks) * LEAF
     assert r["sync"]["dst_bytes_read"] <= (64 + len(blocks)) * LEAF
     assert r["bytes_sent"] <= len(blocks) * LEAF * 1.2 + SIZE // 1000
-    more = change(src, 0.001, seed=12)
-    p = rdf("sync", "--changes", "compare", "--digest", "sha256", "--json",
-            rsrc, dst)
-    assert p.returncode == 0, p.stderr
-    assert files_equal(src, dst)
-    r = report(p)
-    assert r["bytes_written"] == len(more) * LEAF
-    assert r["verified"] and r["digest"]["algorithm"] == "sha256"
-    # (serve took the digest asked for: a pull with sha256 was refused)
-    p = rdf("copy", "--digest", "sha256", rsrc, tmp_path / "again.img")
-    assert p.returncode == 0, p.stderr
     # DST changed behind its record's back where the sync would write
     more = change(src, 0.01, seed=13)
     write_at(dst, more[-1] * LEAF + 1, b"!")
@@ -539,6 +528,18 @@ def test_sync_from_a_remote_host(tmp_path):
     assert p.returncode == 0, p.stderr
     assert b"would write" in p.stdout
     assert sha256_file(dst) == before
+    # compare puts it right (sha256: serve hashes with what is asked)
+    more = change(src, 0.001, seed=12)
+    p = rdf("sync", "--changes", "compare", "--digest", "sha256", "--json",
+            rsrc, dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+    r = report(p)
+    assert r["bytes_written"] >= len(more) * LEAF
+    assert r["verified"] and r["digest"]["algorithm"] == "sha256"
+    # (serve took the digest asked for: a pull with sha256 was refused)
+    p = rdf("copy", "--digest", "sha256", rsrc, tmp_path / "again.img")
+    assert p.returncode == 0, p.stderr
 
 
 def test_sync_to_a_remote_host_in_passes(tmp_path):

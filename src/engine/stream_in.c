@@ -134,21 +134,6 @@ static la_ssize_t pump_read(struct archive *a, void *ctx, const void **out)
     }
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t r = write(fd, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
 /* "./a/b" and "a/b" name the same member. */
 static const char *member_name(const char *p)
 {
@@ -165,7 +150,7 @@ static int write_zeros(int fd, uint64_t n)
     static const uint8_t zeros[64 * 1024];
     while (n) {
         size_t k = n < sizeof(zeros) ? (size_t)n : sizeof(zeros);
-        if (write_all(fd, zeros, k) < 0)
+        if (fd_write_all(fd, zeros, k) < 0)
             return -1;
         n -= k;
     }
@@ -284,7 +269,7 @@ static void pump_run(struct pump_res *r)
             break;
         }
         if (write_zeros(s->pipe_w, (uint64_t)off - at) < 0 ||
-            write_all(s->pipe_w, buf, n) < 0)
+            fd_write_all(s->pipe_w, buf, n) < 0)
             goto write_failed;
         at = (uint64_t)off + n;
     }

@@ -625,6 +625,39 @@ static int sync_look(struct sync_state *s, bool *consent,
     return 0;
 }
 
+static void sync_state_release(struct sync_state *s)
+{
+    if (s->have_base)
+        manifest_release(&s->base);
+    if (s->have_prev)
+        htree_release(&s->prev);
+    if (s->sfd >= 0)
+        close(s->sfd);
+    dest_close(&s->d);
+    source_close(s->src);
+}
+
+/* DST opened for writing, in place (dest.h: copy's checks; consent, a
+ * record or manifest of this copy, stands for --overwrite and the
+ * question; a regular file takes SRC's size).  src: for the check that
+ * DST is not SRC (NULL: a remote SRC). */
+static int sync_dest_open(struct sync_state *s, bool consent,
+                          struct image *src, struct df_error *err)
+{
+    const struct job_spec *spec = s->spec;
+    struct dest_opts dopts;
+    job_dest_opts(spec, &dopts);
+    dopts.overwrite = spec->overwrite || consent;
+    dopts.yes = spec->yes || consent;
+    dopts.grow = true;
+    if (dest_open(&s->d, &dopts, spec->dst, src, s->size, true, err) < 0)
+        return -1;
+    if (s->d.created || !s->d.img)
+        return df_usage(err, "%s: sync writes raw files and devices in "
+                        "place", spec->dst);
+    return 0;
+}
+
 /* After the last pass: a regular file cut to SRC's size, the record and
  * the manifest written. */
 static int sync_finish(struct sync_state *s, struct df_error *err)
@@ -853,18 +886,8 @@ static int job_sync_pull(const struct job_spec *spec,
     }
     if (sync_look(&s, &consent, err) < 0)
         goto out;
-    struct dest_opts dopts;
-    job_dest_opts(spec, &dopts);
-    dopts.overwrite = spec->overwrite || consent;
-    dopts.yes = spec->yes || consent;
-    dopts.grow = true;
-    if (dest_open(&s.d, &dopts, spec->dst, NULL, s.size, true, err) < 0)
+    if (sync_dest_open(&s, consent, NULL, err) < 0)
         goto fail;
-    if (s.d.created || !s.d.img) {
-        df_usage(err, "%s: sync writes raw files and devices in place",
-                 spec->dst);
-        goto fail;
-    }
     s.d.sink->durable = spec->fsync;
     /* both trees at once: serve reads SRC there while DST's tree is
      * taken here (the record, or DST read) */
@@ -975,14 +998,7 @@ out:
     extent_list_release(&changed);
     extent_list_release(&held);
     extent_list_release(&disk);
-    if (s.have_base)
-        manifest_release(&s.base);
-    if (s.have_prev)
-        htree_release(&s.prev);
-    if (s.sfd >= 0)
-        close(s.sfd);
-    dest_close(&s.d);
-    source_close(s.src);
+    sync_state_release(&s);
     return rc;
 }
 
@@ -1092,20 +1108,8 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     }
     if (sync_look(&s, &consent, err) < 0)
         goto out;
-
-    struct dest_opts dopts;
-    job_dest_opts(spec, &dopts);
-    dopts.overwrite = spec->overwrite || consent;
-    dopts.yes = spec->yes || consent;
-    dopts.grow = true;
-    if (dest_open(&s.d, &dopts, spec->dst, s.src->img, s.size, true,
-                  err) < 0)
+    if (sync_dest_open(&s, consent, s.src->img, err) < 0)
         goto fail;
-    if (s.d.created || !s.d.img) {
-        df_usage(err, "%s: sync writes raw files and devices in place",
-                 spec->dst);
-        goto fail;
-    }
     char id2[256];
     sync_identity(&s.d.img->file, id2, sizeof(id2));
     if (strcmp(id2, s.id)) {
@@ -1148,14 +1152,7 @@ fail:
                     false);
     dest_abort(&s.d);
 out:
-    if (s.have_base)
-        manifest_release(&s.base);
-    if (s.have_prev)
-        htree_release(&s.prev);
-    if (s.sfd >= 0)
-        close(s.sfd);
-    dest_close(&s.d);
-    source_close(s.src);
+    sync_state_release(&s);
     return rc;
 }
 

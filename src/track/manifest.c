@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "util/bytes.h"
+#include "util/file.h"
 #include "util/overflow.h"
 
 /* A manifest of a 64 TiB disk with SHA-256 is 32 GiB: refuse beyond. */
@@ -197,21 +198,6 @@ int manifest_read(int dirfd, const char *name, struct manifest *m,
     return rc;
 }
 
-static int write_full(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t r = write(fd, p, len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return -1;
-        p += r;
-        len -= (size_t)r;
-    }
-    return 0;
-}
-
 int manifest_write(int dirfd, const char *name, const struct manifest *m,
                    struct df_error *err)
 {
@@ -281,7 +267,7 @@ int manifest_write(int dirfd, const char *name, const struct manifest *m,
         free(buf);
         return df_io(err, tmp, e, "cannot create the manifest");
     }
-    if (write_full(fd, buf, body + t->hlen) < 0 || fsync(fd) < 0) {
+    if (fd_write_all(fd, buf, body + t->hlen) < 0 || fsync(fd) < 0) {
         int e = errno;
         free(buf);
         close(fd);

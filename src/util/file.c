@@ -321,6 +321,21 @@ int state_dir_open_existing(const char *dir, struct df_error *err)
     return state_dir_open_how(dir, false, err);
 }
 
+int fd_write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t r = write(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
 int fd_wait(int fd, short events, int timeout_ms)
 {
     struct pollfd pfd = {.fd = fd, .events = events};

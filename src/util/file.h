@@ -84,6 +84,9 @@ void path_dirname(const char *path, char *dir, size_t len);
 /* poll(2) fd for events up to timeout_ms (-1: for ever): 0 when ready,
  * -1 with errno (ETIMEDOUT). */
 int fd_wait(int fd, short events, int timeout_ms);
+/* write() all of buf to fd (a pipe, a new file), retrying on EINTR and
+ * short writes: 0, or -1 with errno. */
+int fd_write_all(int fd, const void *buf, size_t len);
 
 /* Join dir and name unless name is absolute. Returns -1 if too long. */
 int path_join(char *out, size_t len, const char *dir, const char *name);

@@ -57,25 +57,79 @@
 #include "util/progress.h"
 #include "util/size.h"
 
-void sync_identity_stat(const struct stat *st, char *out, size_t len)
+/* "DEV:INO", and "@SEC.NSEC" when the filesystem keeps the birth: an
+ * inode number is reused as soon as its file is removed, and what was
+ * said of the old file must not describe the new one. */
+static void identity_inode(const struct statx *sx, char *out, size_t len)
 {
-    if (S_ISBLK(st->st_mode))
-        snprintf(out, len, "block device %u:%u", major(st->st_rdev),
-                 minor(st->st_rdev));
+    unsigned long long dev = makedev(sx->stx_dev_major, sx->stx_dev_minor);
+    if (sx->stx_mask & STATX_BTIME)
+        snprintf(out, len, "%llu:%llu@%lld.%09u", dev,
+                 (unsigned long long)sx->stx_ino,
+                 (long long)sx->stx_btime.tv_sec, sx->stx_btime.tv_nsec);
     else
-        snprintf(out, len, "file %llu:%llu",
-                 (unsigned long long)st->st_dev,
-                 (unsigned long long)st->st_ino);
+        snprintf(out, len, "%llu:%llu", dev,
+                 (unsigned long long)sx->stx_ino);
+}
+
+/*
+ * A block device's number is reused too (a loop device attached to
+ * another file, an LV removed and another created), so what the kernel
+ * says the device is joins it: a dm device's uuid (LVM's names the LV),
+ * a loop device's backing file; nothing for others, whose number stays
+ * with the hardware.
+ */
+static void identity_blk(unsigned maj, unsigned min, char *out, size_t len)
+{
+    char path[128], buf[PATH_MAX], ino[128];
+    struct statx sx;
+    size_t n = (size_t)snprintf(out, len, "block device %u:%u", maj, min);
+    if (n >= len)
+        return;
+    snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/uuid", maj, min);
+    if (read_small_file(path, buf, sizeof(buf)) == 0 && buf[0]) {
+        snprintf(out + n, len - n, " dm %s", buf);
+        return;
+    }
+    snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/loop/backing_file",
+             maj, min);
+    if (read_small_file(path, buf, sizeof(buf)) == 0 && buf[0] &&
+        statx(AT_FDCWD, buf, 0, STATX_INO | STATX_BTIME, &sx) == 0) {
+        identity_inode(&sx, ino, sizeof(ino));
+        snprintf(out + n, len - n, " loop over %s", ino);
+    }
+}
+
+static void identity_statx(const struct statx *sx, char *out, size_t len)
+{
+    char ino[128];
+    if (S_ISBLK(sx->stx_mode)) {
+        identity_blk(sx->stx_rdev_major, sx->stx_rdev_minor, out, len);
+        return;
+    }
+    identity_inode(sx, ino, sizeof(ino));
+    snprintf(out, len, "file %s", ino);
+}
+
+static void identity_at(int dirfd, const char *name, int flags, char *out,
+                        size_t len)
+{
+    struct statx sx;
+    if (statx(dirfd, name, flags, STATX_TYPE | STATX_INO | STATX_BTIME,
+              &sx) < 0)
+        snprintf(out, len, "unknown: %s", strerror(errno));
+    else
+        identity_statx(&sx, out, len);
+}
+
+void sync_identity_at(int dirfd, const char *name, char *out, size_t len)
+{
+    identity_at(dirfd, name, 0, out, len);
 }
 
 void sync_identity(const struct df_file *f, char *out, size_t len)
 {
-    if (f->is_blockdev)
-        snprintf(out, len, "block device %u:%u", major(f->dev),
-                 minor(f->dev));
-    else
-        snprintf(out, len, "file %llu:%llu", (unsigned long long)f->dev,
-                 (unsigned long long)f->ino);
+    identity_at(f->fd, "", AT_EMPTY_PATH, out, len);
 }
 
 void sync_source_name(const char *arg, char *out, size_t len)
@@ -587,7 +641,10 @@ static int sync_look(struct sync_state *s, bool *consent,
     if (busy && spec->msgs && (!ch || !strcmp(ch, "compare")))
         fprintf(spec->msgs, "diskferry: sync: the last copy or sync to %s "
                 "did not finish: comparing\n", spec->dst);
-    if (!ch && have_rec && !busy) {
+    /* A record of another source (the same DST copied from elsewhere)
+     * is no base: compare.  The name is one more check, beyond the
+     * identity, that the record is this DST's. */
+    if (!ch && *consent && !busy) {
         s->base = rec;
         s->have_base = true;
         s->base_what = "the state record";

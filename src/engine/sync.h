@@ -23,10 +23,12 @@
 #include "util/extent.h"
 #include "util/file.h"
 
-/* A destination's identity (a file's device and inode, a device's
- * number): what its record is named after. */
+/* A destination's identity (a file's device, inode and birth; a
+ * device's number and what the kernel says it is: a dm uuid, a loop
+ * device's backing file): what its record is named after. */
 void sync_identity(const struct df_file *f, char *out, size_t len);
-void sync_identity_stat(const struct stat *st, char *out, size_t len);
+/* name in dirfd (symlinks followed), not opened */
+void sync_identity_at(int dirfd, const char *name, char *out, size_t len);
 /* The state directory for records (dir, or util/file.h's default), or
  * -1 (said on msgs, if not NULL: no record kept).  create false (a dry
  * run): one that does not exist is not made. */

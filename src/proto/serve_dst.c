@@ -116,13 +116,15 @@ static int serve_open_dir(struct serve *sv, struct df_error *err)
  * --overwrite asked); one that is not busy and of the size asked says
  * what it holds (OPENED_RECORD).
  */
-static void serve_record_open(struct serve *sv, const struct stat *st,
-                              uint64_t size, struct dest_opts *o)
+static void serve_record_open(struct serve *sv, int dirfd,
+                              const struct stat *st, uint64_t size,
+                              struct dest_opts *o)
 {
     bool busy = false;
     if (!sv->sync_src[0] || !(S_ISREG(st->st_mode) || S_ISBLK(st->st_mode)))
         return;
-    sync_identity_stat(st, sv->rec_id, sizeof(sv->rec_id));
+    sync_identity_at(dirfd, path_basename(sv->path), sv->rec_id,
+                     sizeof(sv->rec_id));
     if (sv->rec_fd < 0)
         sv->rec_fd = sync_record_open(sv->o->state_dir, !o->dry_run, NULL,
                                       "serve");
@@ -130,8 +132,11 @@ static void serve_record_open(struct serve *sv, const struct stat *st,
                          NULL) != 0)
         return;
     sv->have_rec = true;
-    sv->rec_usable = !busy && sv->rec.tree.size == size;
-    if (!strcmp(sv->rec.src, sv->sync_src)) {
+    /* a record of another source says what DST holds just as well, but
+     * the source's name is one more check that it is this DST's */
+    bool mine = !strcmp(sv->rec.src, sv->sync_src);
+    sv->rec_usable = mine && !busy && sv->rec.tree.size == size;
+    if (mine) {
         o->overwrite = true;
         o->yes = true;
         o->interactive = false;
@@ -195,7 +200,7 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     struct stat tst;
     if (!(m->flags & OPEN_SIZE_UNKNOWN) && !strcmp(fmt, "raw") &&
         fstatat(dirfd, path_basename(sv->path), &tst, 0) == 0)
-        serve_record_open(sv, &tst, m->size, &o);
+        serve_record_open(sv, dirfd, &tst, m->size, &o);
     if (m->flags & OPEN_SIZE_UNKNOWN) {
         /* a stream: no journal (it cannot resume), the size at its end */
         sv->size_unknown = true;

@@ -90,21 +90,6 @@ static void inuse_id_from_file(const struct df_file *f, struct safety_id *id)
     id->ino = f->ino;
 }
 
-/* Read a small sysfs/proc file into buf, trailing newline removed.
- * -1 when it cannot be read. */
-static int inuse_read_small(const char *path, char *buf, size_t len)
-{
-    FILE *fp = fopen(path, "re");
-    if (!fp)
-        return -1;
-    size_t n = fread(buf, 1, len - 1, fp);
-    fclose(fp);
-    buf[n] = '\0';
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    return 0;
-}
-
 static int inuse_parse_devnum(const char *s, uint64_t *rdev)
 {
     unsigned ma, mi;
@@ -178,7 +163,7 @@ static void inuse_add_partitions(struct inuse_family *f, uint64_t rdev)
         if (access(path, F_OK) < 0)
             continue;
         snprintf(path, sizeof(path), "%s/%s/dev", dir, e->d_name);
-        if (inuse_read_small(path, buf, sizeof(buf)) == 0 &&
+        if (read_small_file(path, buf, sizeof(buf)) == 0 &&
             inuse_parse_devnum(buf, &prdev) == 0)
             inuse_add_blk(f, prdev, REL_PARTITION);
     }
@@ -194,7 +179,7 @@ static void inuse_add_whole_disk(struct inuse_family *f, uint64_t rdev)
     if (access(path, F_OK) < 0)
         return;
     snprintf(path, sizeof(path), "%s/../dev", dir);
-    if (inuse_read_small(path, buf, sizeof(buf)) == 0 &&
+    if (read_small_file(path, buf, sizeof(buf)) == 0 &&
         inuse_parse_devnum(buf, &wrdev) == 0)
         inuse_add_blk(f, wrdev, REL_WHOLE_DISK);
 }
@@ -221,10 +206,10 @@ static void inuse_add_loops(struct inuse_family *f)
             continue;
         snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file",
                  e->d_name);
-        if (inuse_read_small(path, backing, sizeof(backing)) < 0)
+        if (read_small_file(path, backing, sizeof(backing)) < 0)
             continue;
         snprintf(path, sizeof(path), "/sys/block/%s/dev", e->d_name);
-        if (inuse_read_small(path, buf, sizeof(buf)) < 0 ||
+        if (read_small_file(path, buf, sizeof(buf)) < 0 ||
             inuse_parse_devnum(buf, &rdev) < 0)
             continue;
         /* " (deleted)": the backing file has no name any more. */
@@ -477,7 +462,7 @@ static bool inuse_sysfs_holder(uint64_t rdev, char *desc, size_t len)
         found = true;
         snprintf(path, sizeof(path), "/sys/class/block/%s/dm/name",
                  e->d_name);
-        if (inuse_read_small(path, name, sizeof(name)) == 0) {
+        if (read_small_file(path, name, sizeof(name)) == 0) {
             snprintf(desc, len, "device-mapper %s (%s)", name, e->d_name);
             continue;
         }
@@ -590,7 +575,7 @@ static void inuse_command(long pid, char *buf, size_t len)
         return;
     }
     snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
-    if (inuse_read_small(path, buf, len) < 0)
+    if (read_small_file(path, buf, len) < 0)
         snprintf(buf, len, "?");
 }
 

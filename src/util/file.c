@@ -347,3 +347,16 @@ int fd_wait(int fd, short events, int timeout_ms)
         errno = ETIMEDOUT;
     return r > 0 ? 0 : -1;
 }
+
+int read_small_file(const char *path, char *buf, size_t len)
+{
+    FILE *fp = fopen(path, "re");
+    if (!fp)
+        return -1;
+    size_t n = fread(buf, 1, len - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    return 0;
+}

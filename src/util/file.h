@@ -87,6 +87,9 @@ int fd_wait(int fd, short events, int timeout_ms);
 /* write() all of buf to fd (a pipe, a new file), retrying on EINTR and
  * short writes: 0, or -1 with errno. */
 int fd_write_all(int fd, const void *buf, size_t len);
+/* A small sysfs or proc file into buf (NUL-terminated, trailing
+ * newlines and blanks removed): 0, or -1 when it cannot be read. */
+int read_small_file(const char *path, char *buf, size_t len);
 
 /* Join dir and name unless name is absolute. Returns -1 if too long. */
 int path_join(char *out, size_t len, const char *dir, const char *name);

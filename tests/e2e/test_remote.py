@@ -805,6 +805,8 @@ def sshd(tmp_path_factory):
     shutil.copy(d / "user_key.pub", d / "authorized_keys")
     port = free_port()
     cfg = d / "sshd_config"
+    # serve keeps its state records in the test run's directory, not in
+    # this machine's /var/lib/diskferry
     cfg.write_text("""Port %d
 ListenAddress 127.0.0.1
 HostKey %s/host_key
@@ -816,7 +818,8 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 Subsystem sftp internal-sftp
-""" % (port, d, d, d))
+SetEnv DISKFERRY_STATE_DIR=%s
+""" % (port, d, d, d, os.environ["DISKFERRY_STATE_DIR"]))
     os.makedirs("/run/sshd", exist_ok=True)
     proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
                             stderr=subprocess.PIPE)

@@ -201,6 +201,56 @@ def test_sync_loop_device(tmp_path):
         assert sha256_file(dev) == sha256_file(src)
 
 
+def test_a_record_does_not_outlive_its_file(tmp_path):
+    """A file removed and another made in its place (often at the same
+    inode number): the old file's record says nothing of the new one,
+    which is no recorded copy (--overwrite) and is compared."""
+    src = make_image(tmp_path / "src.img")
+    dst = copied(tmp_path, src)
+    ino = os.stat(dst).st_ino
+    os.unlink(dst)
+    with open(dst, "wb") as f:
+        f.write(open(src, "rb").read())
+    reused = os.stat(dst).st_ino == ino
+    write_at(dst, 5 * LEAF, b"x" * LEAF)    # behind any record's back
+    blocks = change(src, 0.01)
+    p = df("sync", src, dst)
+    assert p.returncode == 3, p.stderr
+    assert b"--overwrite" in p.stderr
+    p = df("sync", "--overwrite", "--json", src, dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+    r = report(p)
+    assert r["sync"]["changes"] == "compare"
+    assert r["bytes_written"] == (len(set(blocks) | {5})) * LEAF
+    if not reused:
+        pytest.skip("the filesystem gave the new file another inode")
+
+
+def test_a_loop_device_record_does_not_outlive_its_backing_file(tmp_path):
+    """/dev/loopN attached to another file is another disk: the record
+    of the first says nothing of it."""
+    src = make_image(tmp_path / "src.img", 8 << 20)
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    for f in (a, b):
+        f.write_bytes(open(src, "rb").read())
+    with loop_device(a) as dev:
+        p = df("copy", "--overwrite", "--yes", src, dev)
+        assert p.returncode == 0, p.stderr
+    subprocess.run(["losetup", dev, str(b)], check=True)
+    try:
+        write_at(dev, 4 * LEAF, b"y" * LEAF)
+        p = df("sync", src, dev)
+        assert p.returncode == 3, p.stderr
+        p = df("sync", "--overwrite", "--yes", "--json", src, dev)
+        assert p.returncode == 0, p.stderr
+        assert report(p)["sync"]["changes"] == "compare"
+        assert report(p)["bytes_written"] == LEAF
+        assert sha256_file(dev) == sha256_file(src)
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
 def test_sync_not_a_recorded_copy_needs_overwrite(tmp_path):
     src = make_image(tmp_path / "src.img")
     dst = tmp_path / "other.img"

@@ -53,6 +53,13 @@ struct change_source {
                    struct extent_list *out, struct df_error *err);
     int (*leaf_hash)(struct change_source *cs, enum digest_alg alg,
                      uint64_t leaf_off, uint8_t *out, struct df_error *err);
+    /* What the base (DST before the sync) held at [off, off+len), a
+     * range inside one the source names as changed, into buf: 0, or -1
+     * with err set.  NULL: the source does not know (only lvm-cow does:
+     * its store keeps each changed chunk's old contents).  The sync
+     * proves DST with it before writing and keeps it for --undo. */
+    int (*base_read)(struct change_source *cs, uint64_t off, size_t len,
+                     uint8_t *buf, struct df_error *err);
     void (*close)(struct change_source *cs);
 };
 
@@ -106,6 +113,39 @@ struct change_source *change_source_missing_tree(const char *name,
 struct used_map *used_map_from_list(const char *name,
                                     const struct extent_list *used,
                                     struct df_error *err);
+
+/*
+ * Change sources read from metadata (sync --changes SPEC; each in a file
+ * of its own).  Each names, over SRC's virtual disk of `size` bytes,
+ * every range that may differ from the base DST holds (a superset is
+ * allowed: a chunk written twice, a write of the same bytes), clipped to
+ * size, ascending, coalesced.  Opening one validates all of its metadata
+ * first: corrupt, truncated or out-of-range metadata is DF_CORRUPT (exit
+ * 5) naming the file and the offset; metadata that is well formed but
+ * cannot be trusted (an overflowed snapshot, a bitmap left in use) is
+ * DF_CORRUPT too, with the fallback (--changes compare) named.
+ *
+ *   lvm-cow:COW      lvm_cow.c: a device-mapper persistent snapshot
+ *                    exception store (docs/formats.md section 1); COW is
+ *                    the -cow device or a file holding the store, or an
+ *                    LV (/dev/VG/LV, VG/LV, /dev/mapper/VG-LV) whose
+ *                    store is found as lvmsync does: its dm name + "-cow"
+ *                    through sysfs (root: "/" normally; tests give a fake
+ *                    tree).  base_read gives the old contents.
+ *   lvm-thin:META,OLD,NEW  lvm_thin.c: thin_delta on the pool metadata
+ *                    META (a file or device) between thin ids OLD and
+ *                    NEW; ranges mapped in OLD only (discarded) are
+ *                    named too: SRC reads zeros there.
+ *   bitmap:NAME      qcow2_bitmap.c: the persistent dirty bitmap NAME of
+ *                    the qcow2 file `image` (SRC), read offline.
+ */
+struct change_source *lvm_cow_open(const char *cow, const char *root,
+                                   uint64_t size, struct df_error *err);
+struct change_source *lvm_thin_open(const char *meta, uint64_t old_id,
+                                    uint64_t new_id, uint64_t size,
+                                    struct df_error *err);
+struct change_source *qcow2_bitmap_open(const char *image, const char *name,
+                                        uint64_t size, struct df_error *err);
 
 void change_source_close(struct change_source *cs);
 void used_map_close(struct used_map *um);

@@ -221,6 +221,15 @@ static void report_props(struct json *j, const struct image *img)
     json_close_obj(j);
 }
 
+/* The layer's identities (image.h), each only when it has one. */
+static void report_ids(struct json *j, const struct image *img)
+{
+    if (img->layer_id[0])
+        json_str(j, "layer_id", img->layer_id);
+    if (img->parent_id[0])
+        json_str(j, "parent_id", img->parent_id);
+}
+
 void report_info_json(FILE *f, const struct image *img,
                       const struct info_counts *c)
 {
@@ -237,6 +246,7 @@ void report_info_json(FILE *f, const struct image *img,
         json_str(&j, "probe_note", img->probe_note);
     if (img->has_parent_ref && !img->parent && img->parent_name[0])
         json_str(&j, "recorded_parent", img->parent_name);
+    report_ids(&j, img);
     report_props(&j, img);
     json_arr(&j, "chain");
     const struct image *child = NULL;
@@ -252,6 +262,7 @@ void report_info_json(FILE *f, const struct image *img,
                      child->parent_name[0] ? child->parent_name : NULL);
             json_str(&j, "found_by", child->parent_how);
         }
+        report_ids(&j, m);
         report_props(&j, m);
         json_close_obj(&j);
     }

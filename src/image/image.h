@@ -80,7 +80,8 @@ struct image_driver {
     /*
      * Validate all metadata (contract 1).  img->file is open; fill
      * img->size, and img->parent_name when the image records a parent
-     * by path (img->parent_by_id when only by an identifier).
+     * by path (img->parent_by_id when only by an identifier), and
+     * img->layer_id / img->parent_id where the format has them.
      */
     int (*open)(struct image *img, struct df_error *err);
     /* Contract 2. */
@@ -131,6 +132,11 @@ struct image_prop {
     char val[128];
 };
 
+/* Sizes of struct image's identity strings: parent_id also holds a
+ * qcow2 backing file name (at most 1023 bytes). */
+#define IMAGE_LAYER_ID_MAX 160
+#define IMAGE_PARENT_ID_MAX (IMAGE_LAYER_ID_MAX + 1024)
+
 struct image {
     const struct image_driver *drv;
     void *priv;
@@ -155,6 +161,31 @@ struct image {
     char parent_name[PATH_MAX]; /* "" = none recorded by path */
     bool parent_by_id;          /* recorded only by identifier (VDI) */
     bool has_parent_ref;        /* the image is a child layer */
+    /*
+     * Identities, set by open (both "" when the format has none):
+     * layer_id is this layer as a child of it would name it, parent_id
+     * the parent as this child names it, in the same text, so that
+     * strcmp(child->parent_id, parent->layer_id) == 0 when the child
+     * was made on that parent and the parent has not changed since
+     * (as far as the format's identity tells: see each form).
+     *   vmdk  "vmdk CID %08x": the descriptor's CID / parentCID
+     *         (parentCID ffffffff, or no descriptor: no parent_id).
+     *         Writers change the CID on the first write after opening.
+     *   vhd   "vhd uuid <uuid>": the footer's unique id / the dynamic
+     *         header's parent unique id.  Writes do not change it.
+     *   vhdx  "vhdx <guid>": the header's DataWriteGuid / the locator's
+     *         parent_linkage (parent_linkage2, rarely written, is not
+     *         in parent_id).  Changes whenever the disk's data does.
+     *   vdi   "vdi <uuidCreate> <uuidModify>" / "vdi <uuidLinkage>
+     *         <uuidParentModify>".  uuidModify changes on writes.
+     *   qcow2 no layer_id (a qcow2 records no identity of its own);
+     *         parent_id "qcow2 backing <name>": the backing file name as
+     *         recorded ("file:" prefix dropped, as parent_name), so a
+     *         qcow2 overlay's parent is proved by name only.
+     *   raw, nbd: none.
+     */
+    char layer_id[IMAGE_LAYER_ID_MAX];
+    char parent_id[IMAGE_PARENT_ID_MAX];
     /* Set by chain.c when it opened the parent. */
     struct image *parent;
     char parent_how[24];        /* "recorded", "--parent-dir", "--parent" */

@@ -327,6 +327,7 @@ static int qcow2_parse_backing(struct image *img, const struct qcow2_hdr *h,
         return df_corrupt(err, n, (int64_t)h->backing_off,
                           "empty backing file name");
     snprintf(img->parent_name, sizeof(img->parent_name), "%s", p);
+    snprintf(img->parent_id, sizeof(img->parent_id), "qcow2 backing %s", p);
     img->has_parent_ref = true;
     return 0;
 }
@@ -538,6 +539,7 @@ int qcow2_load(struct image *img, struct df_error *err)
     q->incompat = 0;
     q->compression = QCOW2_COMPRESS_ZLIB;
     img->parent_name[0] = '\0';
+    img->parent_id[0] = '\0';
     img->has_parent_ref = false;
 
     if (fsize < QCOW2_V2_HEADER_LEN)

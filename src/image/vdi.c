@@ -123,6 +123,17 @@ static void vdi_set_uuid_prop(struct image *img, const char *key,
     image_set_prop(img, key, "%s", s);
 }
 
+/* An identity string (image.h): "vdi <uuid> <modify uuid>", the two
+ * fields vdi_check_parent() compares. */
+static void vdi_format_id(char *buf, size_t len, const uint8_t create[16],
+                          const uint8_t modify[16])
+{
+    char c[40], m[40];
+    guid_format_mixed(create, c, sizeof(c));
+    guid_format_mixed(modify, m, sizeof(m));
+    snprintf(buf, len, "vdi %s %s", c, m);
+}
+
 /* The file offset of allocated block e, with the extra prefix skipped. */
 static uint64_t vdi_block_off(const struct vdi *v, uint32_t e)
 {
@@ -316,8 +327,12 @@ static int vdi_open(struct image *img, struct df_error *err)
                    v->type == VDI_TYPE_FIXED ? "fixed" : "dynamic");
     vdi_set_uuid_prop(img, "uuid", v->uuid_create);
     vdi_set_uuid_prop(img, "modify_uuid", v->uuid_modify);
+    vdi_format_id(img->layer_id, sizeof(img->layer_id), v->uuid_create,
+                  v->uuid_modify);
     if (v->is_diff) {
         vdi_set_uuid_prop(img, "parent_uuid", v->uuid_linkage);
+        vdi_format_id(img->parent_id, sizeof(img->parent_id),
+                      v->uuid_linkage, v->uuid_parent_modify);
         img->has_parent_ref = true;
         img->parent_by_id = true;
     }

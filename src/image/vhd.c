@@ -545,6 +545,7 @@ static int vhd_open_dynamic(struct image *img, const uint8_t *f,
     char s[40];
     guid_format_plain(v->parent_id, s, sizeof(s));
     image_set_prop(img, "parent_unique_id", "%s", s);
+    snprintf(img->parent_id, sizeof(img->parent_id), "vhd uuid %s", s);
     img->has_parent_ref = true;
     img->parent_by_id = true;
     return vhd_parent_name(img, h, err);
@@ -592,6 +593,7 @@ static int vhd_open(struct image *img, struct df_error *err)
                    cver & 0xffff);
     guid_format_plain(v->unique_id, s, sizeof(s));
     image_set_prop(img, "unique_id", "%s", s);
+    snprintf(img->layer_id, sizeof(img->layer_id), "vhd uuid %s", s);
 
     if (v->disk_type == VHD_TYPE_FIXED) {
         if (img->size > v->footer_off)

@@ -774,9 +774,11 @@ static int vhdx_open(struct image *img, struct df_error *err)
                    s->physical_sector);
     guid_format_mixed(s->data_write_guid, gs, sizeof(gs));
     image_set_prop(img, "data_write_guid", "%s", gs);
+    snprintf(img->layer_id, sizeof(img->layer_id), "vhdx %s", gs);
     if (s->has_parent) {
         guid_format_mixed(s->linkage, gs, sizeof(gs));
         image_set_prop(img, "parent_linkage", "%s", gs);
+        snprintf(img->parent_id, sizeof(img->parent_id), "vhdx %s", gs);
     }
     return 0;
 }

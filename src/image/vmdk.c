@@ -351,9 +351,15 @@ static int vmdk_open(struct image *img, struct df_error *err)
         compressed |= p->ext[i].compressed;
     if (p->has_desc) {
         image_set_prop(img, "create_type", "%s", p->desc.create_type);
-        if (p->desc.has_cid)
+        if (p->desc.has_cid) {
             image_set_prop(img, "cid", "%08" PRIx32, p->desc.cid);
+            snprintf(img->layer_id, sizeof(img->layer_id),
+                     "vmdk CID %08" PRIx32, p->desc.cid);
+        }
         image_set_prop(img, "parent_cid", "%08" PRIx32, p->desc.parent_cid);
+        if (p->desc.parent_cid != VMDK_NO_PARENT_CID)
+            snprintf(img->parent_id, sizeof(img->parent_id),
+                     "vmdk CID %08" PRIx32, p->desc.parent_cid);
     } else {
         image_set_prop(img, "create_type", "%s",
                        kind == VMDK_K_COWD ? "vmfsSparse"

@@ -4,7 +4,10 @@
  * print its extents ("off len state" lines).  Tests compare its output
  * with `qemu-img convert -O raw` without going through the engine.
  *
- *   imgcat [--map] [--layer] [-f FMT] [--parent-dir D] IMAGE
+ *   imgcat [--map] [--layer] [--no-parents] [-f FMT] [--parent-dir D] IMAGE
+ *
+ * --no-parents opens IMAGE alone (image_open_opts.no_parents): a child
+ * then reads as its own layer, zeros where it defers to its parent.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,8 @@ int main(int argc, char **argv)
             map = true;
         else if (!strcmp(argv[i], "--layer"))
             layer = true;
+        else if (!strcmp(argv[i], "--no-parents"))
+            opts.no_parents = true;
         else if (!strcmp(argv[i], "-f") && i + 1 < argc)
             opts.format = argv[++i];
         else if (!strcmp(argv[i], "--parent-dir") && i + 1 < argc &&

@@ -1,19 +1,20 @@
 """The qcow2 dirty bitmap reader (src/track/qcow2_bitmap.c) on images
 qemu-img and qemu-io make: the changed ranges through build/bitmap_dump
 (the change source `bitmap:NAME` alone), the trust rules, corrupt
-copies.
+copies, and `diskferry info`'s list.
 
 bitmap_dump IMAGE NAME [SIZE] prints "off len" lines and exits with the
 error category: 3 untrusted (sync falls back to compare), 5 corrupt, 2
 no such bitmap.
 """
+import json
 import os
 import shutil
 
 import pytest
 
 import qcow2bm as q
-from conftest import BUILD, VG, run
+from conftest import BUILD, VG, df, run
 
 DUMP = os.environ.get("DF_BITMAP_DUMP", os.path.join(BUILD, "bitmap_dump"))
 K, M = 1 << 10, 1 << 20
@@ -314,3 +315,47 @@ def test_truncated_copies(img, tmp_path):
         open(bad, "wb").write(buf[:cut])
         p = dump(bad, "b0", 64 * M)
         assert p.returncode == 5, (cut, p.stderr)
+
+
+def test_info_lists_bitmaps(img):
+    q.bitmap(img, "add", "slow", 1 << 20)
+    q.bitmap(img, "disable", "slow")
+    p = df("info", img)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.decode()
+    assert "bitmap b0: granularity 64 KiB, enabled, consistent\n" in out
+    assert "bitmap slow: granularity 1 MiB, disabled, consistent\n" in out
+    p = df("info", "--json", img)
+    j = json.loads(p.stdout)
+    assert j["bitmaps"] == [
+        dict(name="b0", granularity=65536, enabled=True, in_use=False,
+             consistent=True, state="consistent", usable=True),
+        dict(name="slow", granularity=1 << 20, enabled=False, in_use=False,
+             consistent=True, state="consistent", usable=True)]
+
+
+def test_info_bitmap_states(img, tmp_path):
+    qio = q.QemuIo(img)
+    try:
+        qio.cmd("write 40M 4k")
+    finally:
+        qio.kill()
+    out = df("info", img).stdout.decode()
+    assert "bitmap b0: granularity 64 KiB, enabled, in use\n" in out
+    bad = patched(img, tmp_path, lambda b: q.put(b, q.OFF_AUTOCLEAR, ">Q", 0))
+    out = df("info", bad).stdout.decode()
+    assert "bitmap b0: granularity 64 KiB, enabled, not kept\n" in out
+
+
+def test_info_without_bitmaps_and_with_a_broken_directory(img, tmp_path):
+    plain = str(tmp_path / "plain.qcow2")
+    q.create(plain)
+    p = df("info", "--json", plain)
+    assert json.loads(p.stdout)["bitmaps"] == []
+    assert b"\nbitmap " not in df("info", plain).stdout
+    bad = patched(img, tmp_path, lambda b: _entry(b, "gbits", ">B", 40))
+    p = df("info", bad)
+    assert p.returncode == 0
+    assert b"bitmap b0" not in p.stdout
+    assert b"diskferry: info: warning: bitmaps not shown: " in p.stderr
+    assert b"granularity_bits 40" in p.stderr

@@ -1,6 +1,6 @@
 /*
  * cmd_info.c: `diskferry info IMAGE`: format, virtual size, allocation,
- * the chain with each layer's identity.
+ * the chain with each layer's identity, a qcow2 image's dirty bitmaps.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/report.h"
+#include "track/qcow2_bitmap.h"
 #include "util/size.h"
 
 static const char info_usage[] =
@@ -60,6 +61,49 @@ out:
     return ret;
 }
 
+/*
+ * The dirty bitmaps of a qcow2 top layer into c (free with
+ * qcow2_bitmap_list_free).  A directory that cannot be read is a
+ * warning: the rest of what info shows does not depend on it.
+ */
+static void info_bitmaps(const struct cli *cl, struct image *img,
+                         struct info_counts *c)
+{
+    struct qcow2_bitmap_info *v;
+    struct df_error err;
+    size_t n;
+
+    if (strcmp(image_format_name(img), "qcow2") != 0 || img->file.fd < 0)
+        return;
+    df_error_init(&err);
+    if (qcow2_bitmap_list_file(&img->file, &v, &n, &err) < 0) {
+        char msg[PATH_MAX + 2400];
+        df_error_format(&err, msg, sizeof(msg));
+        cli_warn(cl, "bitmaps not shown: %s", msg);
+        return;
+    }
+    c->has_bitmaps = true;
+    c->bitmaps = v;
+    c->nbitmaps = n;
+}
+
+static void print_bitmaps(const struct info_counts *c)
+{
+    for (size_t i = 0; i < c->nbitmaps; i++) {
+        const struct qcow2_bitmap_info *b = &c->bitmaps[i];
+        /* A power of two from 512: exact in its unit ("64 KiB"). */
+        static const char *const unit[] = { "B", "KiB", "MiB", "GiB" };
+        unsigned k = b->granularity_bits / 10;
+        printf("bitmap ");
+        for (const char *p = b->name; *p; p++)
+            putchar((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
+        printf(": granularity %llu %s, %s, %s%s\n",
+               1ull << (b->granularity_bits - 10 * k), unit[k],
+               b->enabled ? "enabled" : "disabled", qcow2_bitmap_state(b),
+               b->usable ? "" : ", unusable (unknown extra data)");
+    }
+}
+
 static void print_human(const struct image *img, const struct info_counts *c)
 {
     char a[32], b[32];
@@ -78,6 +122,7 @@ static void print_human(const struct image *img, const struct info_counts *c)
     printf(", zero: %s, holes: %s\n", a, b);
     for (unsigned i = 0; i < img->nprops; i++)
         printf("%s: %s\n", img->props[i].key, img->props[i].val);
+    print_bitmaps(c);
     if (img->has_parent_ref && !img->parent) {
         printf("recorded parent: %s\n", img->parent_name[0]
                ? img->parent_name : "(identifier)");
@@ -148,10 +193,12 @@ int cmd_info(int argc, char **argv)
         image_close(img);
         return err.cat;
     }
+    info_bitmaps(&c, img, &counts);
     if (json)
         report_info_json(stdout, img, &counts);
     else
         print_human(img, &counts);
+    qcow2_bitmap_list_free(counts.bitmaps, counts.nbitmaps);
     image_close(img);
     return 0;
 }

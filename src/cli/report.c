@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "track/qcow2_bitmap.h"
 #include "util/size.h"
 
 #define VERIFY_PRINT_RANGES 1000
@@ -248,6 +249,22 @@ void report_info_json(FILE *f, const struct image *img,
         json_str(&j, "recorded_parent", img->parent_name);
     report_ids(&j, img);
     report_props(&j, img);
+    if (c->has_bitmaps) {
+        json_arr(&j, "bitmaps");
+        for (size_t i = 0; i < c->nbitmaps; i++) {
+            const struct qcow2_bitmap_info *b = &c->bitmaps[i];
+            json_obj(&j, NULL);
+            json_str(&j, "name", b->name);
+            json_u64(&j, "granularity", 1ull << b->granularity_bits);
+            json_bool(&j, "enabled", b->enabled);
+            json_bool(&j, "in_use", b->in_use);
+            json_bool(&j, "consistent", b->consistent);
+            json_str(&j, "state", qcow2_bitmap_state(b));
+            json_bool(&j, "usable", b->usable);
+            json_close_obj(&j);
+        }
+        json_close_arr(&j);
+    }
     json_arr(&j, "chain");
     const struct image *child = NULL;
     for (const struct image *m = img; m; child = m, m = m->parent) {

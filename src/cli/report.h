@@ -15,6 +15,7 @@
 #define DF_REPORT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -38,9 +39,14 @@ void report_verify_json(FILE *f, const struct job_spec *spec,
 void report_verify_text(FILE *f, const struct job_spec *spec,
                         const struct job_report *rep);
 
-/* info IMAGE: the chain and how much of the disk is data, zero, hole. */
+/* info IMAGE: the chain and how much of the disk is data, zero, hole;
+ * a qcow2 top layer's dirty bitmaps (has_bitmaps: read, maybe none). */
+struct qcow2_bitmap_info;
 struct info_counts {
     uint64_t data, zero, hole;
+    bool has_bitmaps;
+    struct qcow2_bitmap_info *bitmaps;      /* cmd_info's, freed there */
+    size_t nbitmaps;
 };
 void report_info_json(FILE *f, const struct image *img,
                       const struct info_counts *c);

@@ -1,7 +1,7 @@
 /*
  * lvm_thin.c: the lvm-thin:META,OLD,NEW change source: what changed
  * between two thin devices of one LVM thin pool, from the pool's block
- * mappings (docs/formats.md section 10).
+ * mappings (docs/formats.md section 9).
  *
  * A thin device maps its blocks to the pool's data blocks; a snapshot
  * starts by sharing all of its origin's, and a write to either side

@@ -1,6 +1,6 @@
 /*
  * lvm_thin.h: the reader of thin_delta's output behind the lvm-thin
- * change source (lvm_thin_open in track.h; docs/formats.md section 10).
+ * change source (lvm_thin_open in track.h; docs/formats.md section 9).
  *
  * thin_delta (thin-provisioning-tools) compares the block mappings of
  * two thin devices of one pool and prints, without --verbose:

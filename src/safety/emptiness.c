@@ -87,14 +87,7 @@ static bool emptiness_ours(const struct extent_list *ours, uint64_t off,
 {
     if (!ours)
         return false;
-    size_t lo = 0, hi = ours->n;
-    while (lo < hi) {               /* the first extent ending past off */
-        size_t mid = lo + (hi - lo) / 2;
-        if (ours->v[mid].off + ours->v[mid].len <= off)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
+    size_t lo = extent_list_find(ours, off);
     return lo < ours->n && ours->v[lo].off <= off &&
            ours->v[lo].off + ours->v[lo].len - off >= len;
 }

@@ -249,4 +249,13 @@ int undo_apply(const char *journal, const char *dst,
                const struct undo_opts *opts, struct undo_stats *stats,
                struct df_error *err);
 
+/*
+ * The QEMU lock bytes held on fd by other open file descriptions: bit i
+ * for byte 100+i, bit 8+i for byte 200+i (i = 0..4).  0 when none or
+ * when the probe is not supported.
+ */
+unsigned inuse_qemu_locks(int fd);
+#define INUSE_LOCK_PERM(i) (1u << (i))
+#define INUSE_LOCK_SHARED(i) (1u << (8 + (i)))
+
 #endif

@@ -27,14 +27,6 @@ bool safety_id_eq(const struct safety_id *a, const struct safety_id *b);
 int inuse_check_source(const struct safety_req *req, struct df_error *err);
 int inuse_check_holders(const struct safety_req *req, struct df_error *err);
 
-/*
- * The QEMU lock bytes held on fd by other open file descriptions: bit i
- * for byte 100+i, bit 8+i for byte 200+i (i = 0..4).  0 when none or
- * when the probe is not supported.
- */
-unsigned inuse_qemu_locks(int fd);
-#define INUSE_LOCK_PERM(i) (1u << (i))
-#define INUSE_LOCK_SHARED(i) (1u << (8 + (i)))
 
 /*
  * Is the block device rdev mounted (this mount namespace; with rw_only,

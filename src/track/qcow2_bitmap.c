@@ -40,7 +40,7 @@
 #include <string.h>
 
 #include "image/qcow2_int.h"
-#include "safety/safety_int.h"
+#include "safety/safety.h"
 #include "track/qcow2_bitmap.h"
 #include "util/bytes.h"
 #include "util/overflow.h"

@@ -157,3 +157,16 @@ int extent_list_mask(const struct extent_list *a,
 {
     return extent_sweep(a, b, KEEP_IN | KEEP_OUT, outside, which, out, err);
 }
+
+size_t extent_list_find(const struct extent_list *l, uint64_t off)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->v[mid].off + l->v[mid].len <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}

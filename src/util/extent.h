@@ -65,6 +65,10 @@ int extent_list_append(struct extent_list *l, uint64_t off, uint64_t len,
                        enum extent_state state, const char *what,
                        struct df_error *err);
 
+/* The index of the first extent of l (sorted) that ends after off
+ * (l->n: none), by binary search. */
+size_t extent_list_find(const struct extent_list *l, uint64_t off);
+
 /* One past the last byte described, or `dflt` when empty. */
 uint64_t extent_list_end(const struct extent_list *l, uint64_t dflt);
 

@@ -153,6 +153,32 @@ static const char sync_usage[] =
     "                     hash trees (holes are not read)\n"
     "  manifest:FILE      the leaf hashes a copy or sync --write-manifest "
     "FILE kept\n"
+    "  lvm-cow:COW        an LVM snapshot's copy-on-write store (the "
+    "-cow device,\n"
+    "                     or the snapshot LV, whose store is found): the "
+    "chunks of\n"
+    "                     SRC (the origin) written since the snapshot; "
+    "the store's\n"
+    "                     saved chunks prove DST is the origin as the "
+    "snapshot saw it\n"
+    "  lvm-thin:META,OLD,NEW  the blocks thin device NEW maps "
+    "differently from\n"
+    "                     OLD, from the pool metadata META (thin_delta)\n"
+    "  bitmap:NAME        the qcow2 SRC's persistent dirty bitmap NAME "
+    "(read\n"
+    "                     offline; one that QEMU left in use: compare)\n"
+    "  top-layer          SRC is a delta image (qcow2 overlay, VMDK "
+    "child or\n"
+    "                     delta, VHD/VHDX/VDI differencing) whose parent "
+    "DST\n"
+    "                     holds: what the delta holds is written, its "
+    "parent is\n"
+    "                     not needed; DST's record must show it was "
+    "written from\n"
+    "                     that parent (else --trust-base)\n"
+    "The metadata sources read SRC only where it changed; but for "
+    "lvm-cow they\nneed DST's state record (proved as above).  With "
+    "lvm-cow and no record,\nverification covers the changed ranges.\n"
     "A record or manifest is proved before anything is written: DST's "
     "identity\nand its blocks at 64 spread places and wherever the sync "
     "will write must\nmatch it, else the sync is refused (exit 3): run "
@@ -166,7 +192,7 @@ static const char sync_usage[] =
     "     [user@]host:PATH: hashed there, its state record kept there\n"
     "\n"
     "options:\n"
-    "      --changes HOW       compare or manifest:FILE (above)\n"
+    "      --changes HOW       how to learn what changed (above)\n"
     "      --write-manifest FILE  keep the leaf hashes of what DST holds "
     "in FILE\n"
     "      --passes N          sync N times in a row (pre-copy while the "
@@ -178,6 +204,11 @@ static const char sync_usage[] =
     "                          20 passes)\n"
     "      --block-size SIZE   compare in blocks of SIZE (64K, the "
     "default, to 64M)\n"
+    "      --trust-base        --changes top-layer: apply the delta to a "
+    "DST no\n"
+    "                          record shows to be its parent (the user "
+    "vouches;\n"
+    "                          verification covers what is written)\n"
     "      --resume            (accepted) an interrupted sync is finished "
     "by running\n"
     "                          it again: its record is marked busy, so it "
@@ -220,8 +251,24 @@ enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
     OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
     OPT_SALVAGE, OPT_CHANGES, OPT_WRITE_MANIFEST, OPT_PASSES, OPT_UNTIL,
-    OPT_BLOCK_SIZE,
+    OPT_BLOCK_SIZE, OPT_TRUST_BASE,
 };
+
+/* --changes: a kind this build knows, with its argument (the source
+ * itself checks the argument when it opens). */
+static bool changes_spec_ok(const char *s)
+{
+    static const char *const kinds[] = { "manifest:", "lvm-cow:",
+                                         "lvm-thin:", "bitmap:" };
+    if (!strcmp(s, "compare") || !strcmp(s, "top-layer"))
+        return true;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        size_t n = strlen(kinds[i]);
+        if (!strncmp(s, kinds[i], n) && s[n])
+            return true;
+    }
+    return false;
+}
 
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
 {
@@ -241,6 +288,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "passes", required_argument, NULL, OPT_PASSES },
         { "until", required_argument, NULL, OPT_UNTIL },
         { "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
+        { "trust-base", no_argument, NULL, OPT_TRUST_BASE },
         { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
@@ -270,13 +318,15 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_NO_VERIFY: o->spec.jo.verify = false; break;
         case OPT_SALVAGE: o->spec.jo.salvaged = &o->salvaged; break;
         case OPT_CHANGES:
-            if (strcmp(optarg, "compare") &&
-                (strncmp(optarg, "manifest:", 9) || !optarg[9]))
-                return cli_usage(c, "--changes: expected compare or "
-                                 "manifest:FILE, got '%s'", optarg);
+            if (!changes_spec_ok(optarg))
+                return cli_usage(c, "--changes: expected compare, "
+                                 "manifest:FILE, lvm-cow:COW, lvm-thin:"
+                                 "METADATA,OLD,NEW, bitmap:NAME or "
+                                 "top-layer, got '%s'", optarg);
             o->spec.changes = optarg;
             break;
         case OPT_WRITE_MANIFEST: o->spec.write_manifest = optarg; break;
+        case OPT_TRUST_BASE: o->spec.trust_base = true; break;
         case OPT_PASSES:
             if (cli_parse_uint(c, "--passes", optarg, 1, 1000,
                                &o->spec.passes))
@@ -319,7 +369,8 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         if (sync ? opt == 'O' || opt == 'c' || opt == OPT_SALVAGE ||
                        opt == CLI_OPT_TRANSPORT
                  : opt == OPT_CHANGES || opt == OPT_PASSES ||
-                       opt == OPT_UNTIL || opt == OPT_BLOCK_SIZE)
+                       opt == OPT_UNTIL || opt == OPT_BLOCK_SIZE ||
+                       opt == OPT_TRUST_BASE)
             only = argv[optind - 1];
     }
     if (only)

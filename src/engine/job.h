@@ -161,8 +161,12 @@ struct job_spec {
     struct job_opts jo;
     /* JOB_SYNC */
     const char *changes;        /* --changes: NULL (the state record, else
-                                 * compare), "compare", "manifest:FILE" */
+                                 * compare), "compare", "manifest:FILE",
+                                 * "lvm-cow:COW", "lvm-thin:META,OLD,NEW",
+                                 * "bitmap:NAME", "top-layer" */
     const char *write_manifest; /* --write-manifest FILE (copy, sync) */
+    bool trust_base;            /* --trust-base: a top layer's DST is its
+                                 * parent, unproved */
     unsigned passes;            /* --passes N; 0: one */
     uint64_t until;             /* --until SIZE: passes until one sends at
                                  * most this; 0: not */

@@ -49,6 +49,7 @@ struct copy_record {
     struct htree t;
     char id[256];
     char src[PATH_MAX];
+    char layer[160];            /* the source's layer_id (image.h) */
 };
 void copy_record_init(struct copy_record *r);
 /* After the destination opened, before the copy: 0 or -1 (a usage

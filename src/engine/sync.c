@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "engine/dest.h"
+#include "image/chain.h"
 #include "engine/endpoint.h"
 #include "engine/job_int.h"
 #include "engine/plan.h"
@@ -52,6 +53,7 @@
 #include "safety/safety.h"
 #include "track/htree.h"
 #include "track/manifest.h"
+#include "track/qcow2_bitmap.h"
 #include "track/track.h"
 #include "util/overflow.h"
 #include "util/progress.h"
@@ -192,6 +194,16 @@ int sync_record_begin(int sfd, const char *id, struct df_error *err)
     return 0;
 }
 
+void sync_record_unbusy(int sfd, const char *id)
+{
+    char busy[160];
+    if (sfd < 0)
+        return;
+    busy_name(id, busy, sizeof(busy));
+    if (unlinkat(sfd, busy, 0) == 0)
+        fsync(sfd);
+}
+
 int sync_record_commit(int sfd, const char *id, const struct manifest *m,
                        FILE *msgs, const char *cmd)
 {
@@ -277,6 +289,8 @@ int copy_record_start(const struct job_spec *spec,
     }
     sync_identity(&d->img->file, r->id, sizeof(r->id));
     sync_source_name(spec->src, r->src, sizeof(r->src));
+    snprintf(r->layer, sizeof(r->layer), "%s",
+             src->img ? src->img->layer_id : "");
     /* A copy keeps a record where it can, quietly (sync says when it
      * cannot). */
     r->sfd = sync_record_open(NULL, true, NULL, spec->cmd);
@@ -295,6 +309,7 @@ int copy_record_end(const struct job_spec *spec, struct copy_record *r,
     m.digest = st->src_digest;
     snprintf(m.id, sizeof(m.id), "%s", r->id);
     snprintf(m.src, sizeof(m.src), "%s", r->src);
+    snprintf(m.src_layer, sizeof(m.src_layer), "%s", r->layer);
     sync_record_commit(r->sfd, r->id, &m, spec->msgs, spec->cmd);
     if (spec->write_manifest &&
         manifest_write(-1, spec->write_manifest, &m, err) < 0)
@@ -401,10 +416,12 @@ static int prove_leaf(struct image *dst, const struct htree *base,
                      "compare", what, (unsigned long long)off, at);
 }
 
-/* sync.h */
-int sync_base_prove(struct image *dst, const struct htree *base,
-                      const struct extent_list *changed, const char *what,
-                      uint64_t *leaves, uint64_t *bytes,
+/* sync_base_prove; resumed: a sync that was killed may have written
+ * some of `changed` already, so those leaves are not proved (they are
+ * all written again), only the samples outside them. */
+static int base_prove(struct image *dst, const struct htree *base,
+                      const struct extent_list *changed, bool resumed,
+                      const char *what, uint64_t *leaves, uint64_t *bytes,
                       struct df_error *err)
 {
     uint64_t n = base->nleaves;
@@ -436,13 +453,23 @@ int sync_base_prove(struct image *dst, const struct htree *base,
         uint64_t i = min_u64(c, sample);
         if (i >= n)
             break;
-        if ((rc = prove_leaf(dst, base, i, buf, what, leaves, bytes,
+        if (!(resumed && i == c) &&
+            (rc = prove_leaf(dst, base, i, buf, what, leaves, bytes,
                              err)) < 0)
             break;
         last = i;
     }
     free(buf);
     return rc;
+}
+
+/* sync.h */
+int sync_base_prove(struct image *dst, const struct htree *base,
+                    const struct extent_list *changed, const char *what,
+                    uint64_t *leaves, uint64_t *bytes,
+                    struct df_error *err)
+{
+    return base_prove(dst, base, changed, false, what, leaves, bytes, err);
 }
 
 /* ---- the job ---- */
@@ -463,7 +490,271 @@ struct sync_state {
     bool have_prev;
     unsigned block_level;
     uint64_t copy_read;         /* SRC read by the passes' copies */
+    struct change_source *meta; /* --changes from metadata, or NULL */
+    bool resumed;               /* the record's last job did not end */
 };
+
+/* The base's tree at SRC's size (a grown SRC: zero leaves after it),
+ * built. */
+static int base_resized(struct sync_state *s, struct htree *bt,
+                        struct df_error *err)
+{
+    const struct htree *b = &s->base.tree;
+    if (htree_init(bt, b->alg, b->size, err) < 0)
+        return -1;
+    htree_copy_leaves(bt, b);
+    if (tree_resize(bt, s->size, err) < 0 ||
+        (bt->size == b->size && htree_build(bt, err) < 0)) {
+        htree_release(bt);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- change sources read from metadata (--changes lvm-cow:, ...) ---- */
+
+static bool meta_spec(const char *ch)
+{
+    return ch && (!strncmp(ch, "lvm-cow:", 8) ||
+                  !strncmp(ch, "lvm-thin:", 9) || !strncmp(ch, "bitmap:", 7) ||
+                  !strcmp(ch, "top-layer"));
+}
+
+static bool top_layer(const char *ch)
+{
+    return ch && !strcmp(ch, "top-layer");
+}
+
+/*
+ * Whether rec, DST's record, shows DST to hold the parent of the delta
+ * SRC: the image it was written from is the one the delta names (its
+ * layer identity: a CID, UUID or DataWriteGuid; a qcow2 overlay names
+ * its backing file only, compared by file name), or it was written from
+ * this very delta before (the sync run again).
+ */
+static bool layer_base(const struct manifest *rec, const struct image *delta,
+                       const char *srcname)
+{
+    static const char qb[] = "qcow2 backing ";
+    const char *pid = delta->parent_id;
+    if (!strcmp(rec->src, srcname) && !strcmp(rec->src_layer, delta->layer_id))
+        return true;
+    if (!strncmp(pid, qb, sizeof(qb) - 1))
+        return !strcmp(path_basename(pid + sizeof(qb) - 1),
+                       path_basename(rec->src));
+    return pid[0] && !strcmp(rec->src_layer, pid);
+}
+
+/* The delta SRC reads what it leaves to its parent from DST, which holds
+ * that parent (proved, or vouched for: --trust-base): a 64 KiB leaf it
+ * holds only part of is hashed whole, as DST will hold it. */
+static int top_layer_attach(struct sync_state *s, struct df_error *err)
+{
+    struct image_open_opts po = { .no_parents = true, .format = "raw" };
+    struct image *p = NULL;
+    if (image_open(s->spec->dst, &po, &p, err) < 0)
+        return -1;
+    chain_attach_parent(s->src->img, p, "DST");
+    return 0;
+}
+
+/* "META,OLD,NEW": the last two commas split (META may hold commas). */
+static int thin_spec(const char *arg, char *meta, size_t len, uint64_t *a,
+                     uint64_t *b)
+{
+    const char *c2 = strrchr(arg, ',');
+    const char *c1 = c2 ? memrchr(arg, ',', (size_t)(c2 - arg)) : NULL;
+    char *end;
+    if (!c1 || c1 == arg || (size_t)(c1 - arg) >= len)
+        return -1;
+    errno = 0;
+    *a = strtoull(c1 + 1, &end, 10);
+    if (errno || end != c2 || c1[1] < '0' || c1[1] > '9')
+        return -1;
+    *b = strtoull(c2 + 1, &end, 10);
+    if (errno || *end || c2[1] < '0' || c2[1] > '9')
+        return -1;
+    memcpy(meta, arg, (size_t)(c1 - arg));
+    meta[c1 - arg] = '\0';
+    return 0;
+}
+
+/* A bitmap that cannot be trusted (qcow2_bitmap.h: DF_REFUSED): said,
+ * and the sync compares (1); any other error stays (-1). */
+static int bitmap_untrusted(const struct job_spec *spec, struct df_error *err)
+{
+    if (err->cat != DF_REFUSED)
+        return -1;
+    if (spec->msgs) {
+        char msg[PATH_MAX + 256];
+        df_error_format(err, msg, sizeof(msg));
+        fprintf(spec->msgs, "diskferry: sync: warning: %s; comparing "
+                "instead\n", msg);
+    }
+    df_error_reset(err);
+    return 1;
+}
+
+/* A disabled bitmap misses every write made since it was disabled: it
+ * is no change set of SRC as it is now (DF_REFUSED: compare). */
+static bool bitmap_disabled(const char *image, const char *name,
+                            struct df_error *err)
+{
+    struct qcow2_bitmap_info *v = NULL;
+    size_t n = 0;
+    bool off = false;
+    if (qcow2_bitmap_list(image, &v, &n, err) < 0)
+        return true;
+    for (size_t i = 0; i < n; i++)
+        if (strlen(name) == v[i].name_len &&
+            !memcmp(v[i].name, name, v[i].name_len) && !v[i].enabled)
+            off = true;
+    qcow2_bitmap_list_free(v, n);
+    if (off)
+        df_refuse(err, image, "bitmap '%s' is disabled: the writes made "
+                  "since are not in it", name);
+    return off;
+}
+
+/* s->meta opened from --changes: 0; 1 when the source cannot be trusted
+ * (said on msgs: the sync compares instead); -1 with err. */
+static int meta_open(struct sync_state *s, struct df_error *err)
+{
+    const struct job_spec *spec = s->spec;
+    const char *ch = spec->changes;
+    struct image *img = s->src->img;
+    if (!strncmp(ch, "lvm-cow:", 8)) {
+        s->meta = lvm_cow_open(ch + 8, "/", s->size, err);
+    } else if (!strncmp(ch, "lvm-thin:", 9)) {
+        char meta[PATH_MAX];
+        uint64_t a, b;
+        if (thin_spec(ch + 9, meta, sizeof(meta), &a, &b) < 0)
+            return df_usage(err, "--changes %s: expected lvm-thin:METADATA,"
+                            "OLD_ID,NEW_ID", ch);
+        s->meta = lvm_thin_open(meta, a, b, s->size, err);
+    } else if (top_layer(ch)) {
+        if (!img || !img->has_parent_ref)
+            return df_usage(err, "--changes top-layer: %s is not a delta "
+                            "image (it records no parent)", spec->src);
+        s->meta = top_layer_open(img, s->size, err);
+    } else {
+        if (!img || strcmp(s->src->format, "qcow2"))
+            return df_usage(err, "--changes %s: a dirty bitmap is read from "
+                            "a qcow2 SRC on this host; %s is %s", ch,
+                            spec->src, s->src->format);
+        s->meta = qcow2_bitmap_open(spec->src, ch + 7, s->size, err);
+        if (!s->meta || bitmap_disabled(spec->src, ch + 7, err)) {
+            change_source_close(s->meta);
+            s->meta = NULL;
+            return bitmap_untrusted(spec, err);
+        }
+    }
+    return s->meta ? 0 : -1;
+}
+
+/* What the source names as changed, over the whole disk. */
+static int meta_changed(struct sync_state *s, struct extent_list *changed,
+                        struct df_error *err)
+{
+    uint64_t off = 0;
+    while (off < s->size) {
+        int r = s->meta->changed(s->meta, off, s->size - off, changed, err);
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        uint64_t end = extent_list_end(changed, off);
+        if (end <= off)
+            return df_io(err, s->spec->src, E2BIG, "--changes %s: more "
+                         "changed ranges than a sync holds", s->meta->name);
+        off = end;
+    }
+    return 0;
+}
+
+/*
+ * A store that keeps the old contents (lvm-cow) proves DST itself: DST
+ * must hold, under every changed range, what the store saved (the
+ * origin as the snapshot saw it) or, after a sync that was killed, what
+ * SRC holds now, in 4 KiB pieces.  Anything else is another disk.
+ */
+#define STORE_PROOF_STEP (1u << 20)
+#define STORE_PROOF_PIECE 4096u
+static int store_prove(struct sync_state *s, const struct extent_list *changed,
+                       struct df_error *err)
+{
+    struct job_report *rep = s->rep;
+    uint8_t *d = malloc(STORE_PROOF_STEP), *old = malloc(STORE_PROOF_STEP);
+    uint8_t *now = malloc(STORE_PROOF_STEP);
+    int rc = -1;
+    if (!d || !old || !now) {
+        df_io(err, s->spec->dst, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < changed->n; i++) {
+        uint64_t end = changed->v[i].off + changed->v[i].len;
+        for (uint64_t off = changed->v[i].off; off < end;) {
+            size_t n = (size_t)min_u64(STORE_PROOF_STEP, end - off);
+            bool have_now = false;
+            if (image_read(s->d.img, d, n, off, err) < 0 ||
+                s->meta->base_read(s->meta, off, n, old, err) < 0)
+                goto out;
+            rep->dst_bytes_read += n;
+            for (size_t p = 0; memcmp(d, old, n) && p < n;
+                 p += STORE_PROOF_PIECE) {
+                size_t k = (size_t)min_u64(STORE_PROOF_PIECE, n - p);
+                if (!memcmp(d + p, old + p, k))
+                    continue;
+                if (!have_now) {
+                    if (image_read(s->src->img, now, n, off, err) < 0)
+                        goto out;
+                    s->copy_read += n;
+                    have_now = true;
+                }
+                if (memcmp(d + p, now + p, k)) {
+                    char at[32];
+                    size_format(off + p, at, sizeof(at));
+                    df_refuse(err, s->spec->dst, "refusing to sync: %s is "
+                              "not the disk %s describes (at byte %llu "
+                              "(%s) it holds neither what the snapshot "
+                              "saved nor what SRC holds now); run with "
+                              "--changes compare", s->spec->dst,
+                              s->spec->changes,
+                              (unsigned long long)(off + p), at);
+                    goto out;
+                }
+            }
+            off += n;
+        }
+    }
+    rc = 0;
+out:
+    free(d);
+    free(old);
+    free(now);
+    return rc;
+}
+
+/* The first pass of a sync whose changes come from metadata: SRC is not
+ * hashed; the base record's tree (if any) stands for SRC's kept leaves
+ * (src_t), proved on DST as a record is; a store that keeps old
+ * contents proves the changed ranges. */
+static int meta_diff(struct sync_state *s, struct htree *src_t,
+                     struct extent_list *changed, struct df_error *err)
+{
+    struct job_report *rep = s->rep;
+    if (meta_changed(s, changed, err) < 0)
+        return -1;
+    if (s->have_base &&
+        (base_resized(s, src_t, err) < 0 ||
+         base_prove(s->d.img, &s->base.tree, changed, s->resumed,
+                    s->base_what, &rep->proof_leaves, &rep->dst_bytes_read,
+                    err) < 0))
+        return -1;
+    if (s->meta->base_read && store_prove(s, changed, err) < 0)
+        return -1;
+    return 0;
+}
 
 /* The first pass's change set: SRC's tree diffed against the base
  * (compare: DST's tree, hashed at the same time). */
@@ -475,18 +766,16 @@ static int first_diff(struct sync_state *s, struct htree *src_t,
     struct job_report *rep = s->rep;
     o.progress = false;
 
+    if (s->meta)
+        return meta_diff(s, src_t, changed, err);
     if (s->have_base) {
         if (tree_of(s->src->img, &o, s->size, src_t, &rep->src_bytes_hashed,
                     err) < 0)
             return -1;
-        struct htree b = s->base.tree;       /* a resized copy for diff */
         struct htree bt;
-        if (htree_init(&bt, b.alg, b.size, err) < 0)
+        if (base_resized(s, &bt, err) < 0)
             return -1;
-        htree_copy_leaves(&bt, &b);
-        if (tree_resize(&bt, s->size, err) < 0 ||
-            (bt.size == b.size && htree_build(&bt, err) < 0) ||
-            htree_diff(src_t, &bt, s->block_level, changed, err) < 0) {
+        if (htree_diff(src_t, &bt, s->block_level, changed, err) < 0) {
             htree_release(&bt);
             return -1;
         }
@@ -549,7 +838,11 @@ static int sync_pass(struct sync_state *s, unsigned pass,
                        err) < 0)
             goto out;
     }
-    cs = change_source_from_tree("compare", &changed, &src_t, err);
+    if (s->meta && !s->have_base)
+        cs = change_source_unverified(s->meta->name, &changed, err);
+    else
+        cs = change_source_from_tree(s->meta ? s->meta->name : "compare",
+                                     &changed, &src_t, err);
     if (!cs || htree_init(&next, spec->jo.digest, s->size, err) < 0)
         goto out;
     struct change_source *csv[1] = { cs };
@@ -634,7 +927,7 @@ static int sync_look(struct sync_state *s, bool *consent,
                               spec->cmd);
 
     struct manifest rec;
-    bool named = ch && strcmp(ch, "compare");   /* manifest:FILE */
+    bool named = ch && !strncmp(ch, "manifest:", 9);
     int r = named ? 1 : sync_record_load(s->sfd, s->id, &rec, &busy, spec->msgs);
     bool have_rec = r == 0;
     *consent = have_rec && !strcmp(rec.src, s->srcname);
@@ -650,6 +943,61 @@ static int sync_look(struct sync_state *s, bool *consent,
         s->base_what = "the state record";
         s->rep->changes = "record";
         return 0;
+    }
+    if (meta_spec(ch)) {
+        int m = meta_open(s, err);
+        if (m < 0 || m == 1) {
+            if (have_rec)
+                manifest_release(&rec);
+            s->rep->changes = "compare";
+            return m < 0 ? -1 : 0;
+        }
+        s->rep->changes = s->meta->name;
+        /* DST's record says what the rest of DST holds, whatever SRC it
+         * was written from (a snapshot then, the origin now: only one of
+         * this SRC is consent); a top layer's must be of its parent.
+         * One whose job did not end, only with --resume (what that job
+         * wrote is written again). */
+        bool fits = have_rec;
+        if (top_layer(ch))
+            *consent = fits = have_rec && layer_base(&rec, s->src->img,
+                                                     s->srcname);
+        if (fits && (!busy || spec->resume)) {
+            s->base = rec;
+            s->have_base = true;
+            s->base_what = "the state record";
+            s->resumed = busy;
+            return 0;
+        }
+        if (have_rec)
+            manifest_release(&rec);
+        if (s->meta->base_read && spec->write_manifest)
+            return df_usage(err, "--write-manifest: with --changes %s and "
+                            "no record of DST, what DST holds is known only "
+                            "where the sync writes", ch);
+        if (s->meta->base_read)
+            return 0;           /* the store proves DST */
+        if (top_layer(ch) && spec->trust_base && !busy) {
+            *consent = true;    /* the user vouches for DST */
+            return 0;
+        }
+        if (busy && fits)
+            return df_refuse(err, spec->dst, "refusing to sync with "
+                             "--changes %s: the last job writing DST did "
+                             "not finish (run with --resume to finish it)",
+                             ch);
+        if (top_layer(ch))
+            return df_refuse(err, spec->dst, "refusing to sync with "
+                             "--changes top-layer: no state record shows "
+                             "DST was written from the parent %s names "
+                             "(%s); give --trust-base if it was, or run "
+                             "with --changes compare", spec->src,
+                             s->src->img->parent_id[0]
+                                 ? s->src->img->parent_id
+                                 : s->src->img->parent_name);
+        return df_refuse(err, spec->dst, "refusing to sync with --changes "
+                         "%s: no state record says what DST holds (run "
+                         "with --changes compare)", ch);
     }
     if (have_rec)
         manifest_release(&rec);
@@ -684,6 +1032,7 @@ static int sync_look(struct sync_state *s, bool *consent,
 
 static void sync_state_release(struct sync_state *s)
 {
+    change_source_close(s->meta);
     if (s->have_base)
         manifest_release(&s->base);
     if (s->have_prev)
@@ -729,12 +1078,20 @@ static int sync_finish(struct sync_state *s, struct df_error *err)
                          (unsigned long long)s->size);
         img->file.size = img->size = s->size;
     }
+    if (s->meta && !s->have_base) {
+        /* DST's tree is known only where this sync wrote: no record (the
+         * busy mark stays: the next sync compares) */
+        return 0;
+    }
     struct manifest m;
     memset(&m, 0, sizeof(m));
     m.tree = s->prev;
     m.digest = s->rep->st.src_digest;
     snprintf(m.id, sizeof(m.id), "%s", s->id);
     snprintf(m.src, sizeof(m.src), "%s", s->srcname);
+    if (s->src->img)
+        snprintf(m.src_layer, sizeof(m.src_layer), "%s",
+                 s->src->img->layer_id);
     sync_record_commit(s->sfd, s->id, &m, spec->msgs, spec->cmd);
     if (spec->write_manifest &&
         manifest_write(-1, spec->write_manifest, &m, err) < 0)
@@ -773,12 +1130,16 @@ static int job_sync_remote(const struct job_spec *spec,
     uint64_t size = 0;
     int rc = -1;
 
+    struct sync_state ms;       /* for the metadata source */
     memset(&ts, 0, sizeof(ts));
+    memset(&ms, 0, sizeof(ms));
     extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
-    if (spec->changes && strcmp(spec->changes, "compare")) {
+    if (spec->changes && strcmp(spec->changes, "compare") &&
+        (!meta_spec(spec->changes) || top_layer(spec->changes))) {
         rep->usage_hint = true;
         return df_usage(err, "--changes %s: for a DST on this host (a "
-                        "remote DST is compared)", spec->changes);
+                        "remote DST is compared, or synced from lvm-cow:, "
+                        "lvm-thin: or bitmap: metadata)", spec->changes);
     }
     if (spec->write_manifest) {
         rep->usage_hint = true;
@@ -805,6 +1166,13 @@ static int job_sync_remote(const struct job_spec *spec,
         df_usage(err, "%s: not a disk that can be compared", spec->src);
         goto out;
     }
+    /* the metadata read and checked before anything is sent */
+    ms.spec = spec;
+    ms.rep = rep;
+    ms.src = src;
+    ms.size = size;
+    if (meta_spec(spec->changes) && meta_open(&ms, err) < 0)
+        goto out;
     if (remote_connect(&ro, &r, err) < 0 ||
         remote_open_dst(r, size, source_id(src), &sink, &created, err) < 0)
         goto out;
@@ -814,6 +1182,29 @@ static int job_sync_remote(const struct job_spec *spec,
     struct plan_inputs in = { .changes = csv, .nchanges = 1 };
     if (created) {
         rep->changes = "copy";          /* nothing there to compare */
+    } else if (ms.meta) {
+        /* the changes from metadata here, proved there against the
+         * record (a store's old contents are not sent: the record is
+         * the proof) */
+        rep->changes = ms.meta->name;
+        if (!remote_dst_has_record(r)) {
+            df_refuse(err, spec->dst, "refusing to sync with --changes %s: "
+                      "no state record on DST's host says DST is a copy of "
+                      "SRC (run with --changes compare)", spec->changes);
+            goto out;
+        }
+        if (remote_tree_request_record(r, spec->jo.digest, (unsigned)bl,
+                                       err) < 0 ||
+            meta_changed(&ms, &changed, err) < 0 ||
+            remote_tree_changes(r, size, &changed, &ts, err) < 0 ||
+            !(cs = change_source_unverified(ms.meta->name, &changed, err)))
+            goto out;
+        rep->hash_bytes_sent = ts.hash_bytes_sent;
+        csv[0] = cs;
+        jo.plan = plan = &in;
+        for (size_t i = 0; i < changed.n; i++)
+            rep->changed_bytes += changed.v[i].len;
+        rep->changed_blocks = changed.n;
     } else {
         /* the record there, proved by serve before the walk ends, else
          * DST read there */
@@ -880,6 +1271,7 @@ out:
         rep->payload_bytes_compressed = rs.comp_out;
     }
     change_source_close(cs);
+    change_source_close(ms.meta);
     if (have_t)
         htree_release(&t);
     extent_list_release(&changed);
@@ -1155,6 +1547,22 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
         return job_copy(spec, sep, dep, rep, err);
     }
     bool running = spec->passes > 1 || spec->until;
+    if (running && meta_spec(spec->changes)) {
+        rep->usage_hint = true;
+        return df_usage(err, "--passes, --until: with --changes %s the "
+                        "changes are read once from metadata",
+                        spec->changes);
+    }
+    struct image_open_opts top = spec->src_open;
+    if (top_layer(spec->changes)) {
+        if (sep->kind != EP_LOCAL) {
+            rep->usage_hint = true;
+            return df_usage(err, "--changes top-layer: SRC is a delta image "
+                            "on this host");
+        }
+        top.no_parents = true;      /* the parent is DST */
+        so.open = &top;
+    }
     if (source_open(sep, &so, &s.src, err) < 0 ||
         source_check(s.src, spec->cmd, "sync", spec->force_share || running,
                      !spec->msgs || running, err) < 0)
@@ -1174,6 +1582,8 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
                   "it was being checked", spec->dst);
         goto fail;
     }
+    if (top_layer(spec->changes) && top_layer_attach(&s, err) < 0)
+        goto fail;
     if (spec->undo && s.d.img->file.is_regular &&
         s.d.img->file.size > s.size) {
         df_refuse(err, spec->dst, "refusing to sync: %s would be cut to the "

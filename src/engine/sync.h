@@ -40,6 +40,9 @@ int sync_record_load(int sfd, const char *id, struct manifest *m,
                      bool *busy, FILE *msgs);
 /* Mark id's record busy before writing its destination; 0 or -1. */
 int sync_record_begin(int sfd, const char *id, struct df_error *err);
+/* The busy mark taken back by a job that wrote nothing (refused before
+ * its first write): the record is the truth again. */
+void sync_record_unbusy(int sfd, const char *id);
 /* Write id's record m and clear busy; a failure is said on msgs. */
 int sync_record_commit(int sfd, const char *id, const struct manifest *m,
                        FILE *msgs, const char *cmd);

@@ -297,3 +297,11 @@ int chain_open_parents(struct image *img, const struct image_open_opts *opts,
     }
     return 0;
 }
+
+void chain_attach_parent(struct image *child, struct image *parent,
+                         const char *how)
+{
+    snprintf(child->parent_how, sizeof(child->parent_how), "%s", how);
+    parent->depth = child->depth + 1;
+    child->parent = parent;
+}

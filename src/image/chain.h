@@ -35,4 +35,11 @@
 int chain_open_parents(struct image *img, const struct image_open_opts *opts,
                        struct df_error *err);
 
+/* Make `parent` (opened by the caller, owned by child from now on) the
+ * parent of child, opened without its parents: no identity check (the
+ * caller proved it otherwise: sync --changes top-layer reads a delta
+ * over the DST that holds its parent).  `how` is said by info. */
+void chain_attach_parent(struct image *child, struct image *parent,
+                         const char *how);
+
 #endif

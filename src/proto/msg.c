@@ -26,6 +26,8 @@ static const char *const msg_names[] = {
     [MSG_TREE_HASHES] = "TREE_HASHES",
     [MSG_TREE_BITS] = "TREE_BITS",
     [MSG_TREE_REQ_RECORD] = "TREE_REQ_RECORD",
+    [MSG_TREE_CHANGES] = "TREE_CHANGES",
+    [MSG_TREE_PROVED] = "TREE_PROVED",
     [MSG_WRITE] = "WRITE",
     [MSG_ZERO] = "ZERO",
     [MSG_TRIM] = "TRIM",
@@ -511,6 +513,7 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         rd_ranges(&r, m, 17);
         break;
     case MSG_RESUME_RANGES:
+    case MSG_TREE_CHANGES:
         rd_ranges(&r, m, 16);
         break;
     case MSG_LEAF_HASHES:
@@ -557,6 +560,7 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         m->size = rd_u64(&r, "size");
         break;
     case MSG_FLUSHED:
+    case MSG_TREE_PROVED:
         break;
     case MSG_DIGEST_REQ:
         m->alg = rd_u8(&r, "digest algorithm");

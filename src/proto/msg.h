@@ -91,6 +91,9 @@
  *                [first, first+n) of this round
  *   TREE_BITS    first u64, n u32, (n + 7) / 8 bytes: bit i (LSB first)
  *                set when node first+i differs; the unused bits are 0
+ *   TREE_CHANGES n u32, last u8, n x (off u64, len u64): ranges that
+ *                changed, ascending (MSG_FEAT_CHANGES)
+ *   TREE_PROVED  (empty)
  *
  * Sequences (-> client to server, <- server to client):
  *
@@ -152,6 +155,19 @@
  *   keeps the session open for the walk (nothing written, no record
  *   touched) until DONE; a DST that is not there is OPENED as new
  *   (OPENED_DST_IS_ZERO).
+ *
+ *   A sync whose changes the client reads from metadata (sync --changes
+ *   lvm-cow:, lvm-thin:, bitmap:; MSG_FEAT_CHANGES) needs no walk:
+ *   -> TREE_REQ_RECORD  <- TREE       (the record's tree, as above)
+ *   -> TREE_CHANGES ... (last)        the changed ranges, in chunks
+ *   <- TREE_PROVED                    serve proved DST against its
+ *                                     record (sampled leaves and every
+ *                                     changed one), else ERROR (exit 3)
+ *   The changed ranges are then the walk's differing ranges, but
+ *   DIGEST_REQ compares only them: every leaf wholly outside hashes as
+ *   a mark on both sides (change_source_unverified), since the client
+ *   knows SRC's hashes only where it read.  The record rewritten after
+ *   DONE keeps its own hashes there.
  *
  *   Resume (--resume after a broken link or kill -9 of either side):
  *   the receiving end keeps a journal of ranges written and made durable
@@ -242,7 +258,9 @@ enum msg_type {
     MSG_TREE_HASHES = 32,
     MSG_TREE_BITS = 33,
     MSG_TREE_REQ_RECORD = 34,
-    MSG_TYPE_MAX = 34,
+    MSG_TREE_CHANGES = 35,
+    MSG_TREE_PROVED = 36,
+    MSG_TYPE_MAX = 36,
 };
 
 /* Feature bits in HELLO. */
@@ -276,8 +294,11 @@ enum msg_feature {
     /* The destination's state record kept on its host (engine/sync.h):
      * OPT_SYNC_SRC, OPENED_RECORD, TREE_REQ_RECORD. */
     MSG_FEAT_RECORD = 1u << 16,
+    /* TREE_CHANGES, TREE_PROVED: a sync whose changes come from
+     * metadata on the client's host, against the record's tree. */
+    MSG_FEAT_CHANGES = 1u << 17,
 };
-#define MSG_FEAT_ALL 0x1ffffu
+#define MSG_FEAT_ALL 0x3ffffu
 
 /* Nodes in one TREE_HASHES / TREE_BITS (2 MiB of SHA-256 hashes). */
 #define MSG_TREE_MAX_NODES 65536u

@@ -885,7 +885,7 @@ bool remote_dst_has_record(const struct remote *r)
 }
 
 /* TREE: the remote tree is built; it must be one `mine` can walk. */
-static int remote_tree_reply(struct remote *r, const struct htree *mine,
+static int remote_tree_reply(struct remote *r, uint64_t size,
                              struct remote_tree_stats *st,
                              struct df_error *err)
 {
@@ -903,9 +903,9 @@ static int remote_tree_reply(struct remote *r, const struct htree *mine,
     st->remote_digest.alg = r->tree_alg;
     st->remote_digest.len = f->m.digest_len;
     memcpy(st->remote_digest.bytes, f->m.digest, f->m.digest_len);
-    if (f->m.size != mine->size) {
+    if (f->m.size != size) {
         df_usage(err, "sizes differ: the disk here is %llu bytes, %s is "
-                 "%llu", (unsigned long long)mine->size, r->name,
+                 "%llu", (unsigned long long)size, r->name,
                  (unsigned long long)f->m.size);
         goto out;
     }
@@ -996,7 +996,7 @@ int remote_tree_diff(struct remote *r, const struct htree *mine,
     if (r->tree_level != block_level)
         return df_usage(err, "%s: its tree was asked for another block "
                         "size", r->name);
-    if (remote_tree_reply(r, mine, st, err) < 0 ||
+    if (remote_tree_reply(r, mine->size, st, err) < 0 ||
         htree_walk_start(&w, mine, block_level, err) < 0)
         goto out;
     while (!w.done && w.n) {
@@ -1016,5 +1016,36 @@ int remote_tree_diff(struct remote *r, const struct htree *mine,
 out:
     free(bits);
     htree_walk_release(&w);
+    return ret;
+}
+
+int remote_tree_changes(struct remote *r, uint64_t size,
+                        const struct extent_list *changed,
+                        struct remote_tree_stats *st, struct df_error *err)
+{
+    struct msg_buf b;
+    struct rx_frame *f = NULL;
+    int ret = 0;
+    if (!r->tree_asked || !r->dst_record)
+        return df_usage(err, "%s: TREE_CHANGES without the record's tree",
+                        r->name);
+    if (remote_need(r, MSG_FEAT_CHANGES, "a sync from metadata (--changes) "
+                    "with a remote disk", err) < 0 ||
+        remote_tree_reply(r, size, st, err) < 0)
+        return -1;
+    msg_buf_init(&b);
+    size_t i = 0;
+    do {
+        size_t n = changed->n - i < MSG_MAX_RANGES_PER_MSG
+                       ? changed->n - i : MSG_MAX_RANGES_PER_MSG;
+        msg_enc_ranges(&b, changed, i, n, i + n == changed->n, false);
+        ret = session_send(&r->s, MSG_TREE_CHANGES, &b, err);
+        st->hash_bytes_sent += (uint64_t)n * 16;
+        i += n;
+    } while (ret == 0 && i < changed->n);
+    msg_buf_release(&b);
+    if (ret < 0 || session_expect(&r->s, MSG_TREE_PROVED, &f, err) < 0)
+        ret = -1;
+    rx_frame_free(f);
     return ret;
 }

@@ -167,6 +167,14 @@ int remote_tree_request_record(struct remote *r, enum digest_alg alg,
 int remote_tree_diff(struct remote *r, const struct htree *mine,
                      unsigned block_level, struct extent_list *out,
                      struct remote_tree_stats *st, struct df_error *err);
+/* After remote_tree_request_record: the changed ranges (ascending) as
+ * the client's metadata says, instead of a walk; serve proves DST
+ * against its record before it answers (msg.h, TREE_CHANGES).  The
+ * digest then compares only those leaves (track.h,
+ * change_source_unverified, on both sides). */
+int remote_tree_changes(struct remote *r, uint64_t size,
+                        const struct extent_list *changed,
+                        struct remote_tree_stats *st, struct df_error *err);
 /* Tell the server the job is over (it removes its resume journal). */
 int remote_done(struct remote *r, bool verified, struct df_error *err);
 /* Prefer the remote's own ERROR over a local "connection closed". */

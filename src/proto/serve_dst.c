@@ -128,8 +128,9 @@ static void serve_record_open(struct serve *sv, int dirfd,
     if (sv->rec_fd < 0)
         sv->rec_fd = sync_record_open(sv->o->state_dir, !o->dry_run, NULL,
                                       "serve");
-    if (sync_record_load(sv->rec_fd, sv->rec_id, &sv->rec, &busy,
-                         NULL) != 0)
+    int r = sync_record_load(sv->rec_fd, sv->rec_id, &sv->rec, &busy, NULL);
+    sv->rec_was_busy = busy;
+    if (r != 0)
         return;
     sv->have_rec = true;
     /* a record of another source says what DST holds just as well, but
@@ -145,6 +146,10 @@ static void serve_record_open(struct serve *sv, int dirfd,
 
 void serve_record_release(struct serve *sv)
 {
+    /* Refused before any data came (a proof that failed, a question
+     * answered no): DST is what the record says. */
+    if (sv->rec_marked && !sv->data_seen)
+        sync_record_unbusy(sv->rec_fd, sv->rec_id);
     if (sv->have_rec)
         manifest_release(&sv->rec);
     if (sv->have_newtree)
@@ -216,8 +221,10 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     }
     sv->sink = sv->d.sink;
     /* From here the record is not the truth until DONE rewrites it. */
-    if (sv->rec_id[0] && sv->sink && !o.dry_run &&
-        sync_record_begin(sv->rec_fd, sv->rec_id, err) < 0)
+    /* (a mark a killed job left is never taken back) */
+    bool mark = sv->rec_id[0] && sv->sink && !o.dry_run;
+    sv->rec_marked = mark && !sv->rec_was_busy;
+    if (mark && sync_record_begin(sv->rec_fd, sv->rec_id, err) < 0)
         return -1;
     return 0;
 }
@@ -268,6 +275,7 @@ static void *serve_applier(void *arg)
                    "a destination");
         if (r != 0)
             break;
+        sv->data_seen = true;
         pthread_mutex_lock(&sv->sink_lock);
         r = serve_apply(sv, &cw, dbuf, f, &err);
         pthread_mutex_unlock(&sv->sink_lock);
@@ -339,6 +347,20 @@ static int serve_flush(struct serve *sv, uint64_t seq, struct df_error *err)
     return r;
 }
 
+/* After TREE_CHANGES a leaf wholly outside the changes hashes as a
+ * zero leaf (track.h, change_source_unverified): the new record keeps
+ * the old record's hash for it, copied in before; a leaf the changes
+ * touch takes what was read back. */
+static void serve_changed_leaf(void *ctx, uint64_t i, const uint8_t *h)
+{
+    struct serve *sv = ctx;
+    const struct extent_list *l = &sv->tree_diff;
+    uint64_t a = i * DIGEST_LEAF_SIZE, b = a + DIGEST_LEAF_SIZE;
+    size_t lo = extent_list_find(l, a);
+    if (lo < l->n && l->v[lo].off < b)
+        htree_leaf_fn(&sv->newtree, i, h);
+}
+
 static int serve_digest(struct serve *sv, const struct msg *m,
                         struct df_error *err)
 {
@@ -353,10 +375,18 @@ static int serve_digest(struct serve *sv, const struct msg *m,
     struct change_source *cs = NULL;
     struct change_source *csv[1];
     struct plan_inputs in = { .changes = csv, .nchanges = 1 };
+    bool marked = sv->tree_changes;
+    if (marked && (sv->tree.alg != (enum digest_alg)m->alg ||
+                   sv->tree.size != m->size))
+        return df_net(err, sv->s.peer, "protocol error: DIGEST_REQ of "
+                      "another disk than TREE_CHANGES'");
     if (sv->walk_over && sv->tree.alg == (enum digest_alg)m->alg &&
         sv->tree.size == m->size) {
-        if (!(cs = change_source_from_tree("compare", &sv->tree_diff,
-                                           &sv->tree, err)))
+        cs = marked ? change_source_unverified("changes", &sv->tree_diff,
+                                               err)
+                    : change_source_from_tree("compare", &sv->tree_diff,
+                                              &sv->tree, err);
+        if (!cs)
             return -1;
         csv[0] = cs;
         sv->sink->known = &in;
@@ -371,6 +401,11 @@ static int serve_digest(struct serve *sv, const struct msg *m,
         sv->have_newtree = true;
         sv->sink->leaf_fn = htree_leaf_fn;
         sv->sink->leaf_ctx = &sv->newtree;
+        if (marked) {
+            htree_copy_leaves(&sv->newtree, &sv->tree);
+            sv->sink->leaf_fn = serve_changed_leaf;
+            sv->sink->leaf_ctx = sv;
+        }
     }
     pthread_mutex_lock(&sv->sink_lock);
     int r = sv->sink->ops->digest(sv->sink, m->size, (enum digest_alg)m->alg,
@@ -379,7 +414,9 @@ static int serve_digest(struct serve *sv, const struct msg *m,
     sv->sink->known = NULL;
     sv->sink->leaf_fn = NULL;
     change_source_close(cs);
-    if (r == 0)
+    if (r == 0 && marked)
+        manifest_leaves_digest(&sv->newtree, &sv->newdigest);
+    else if (r == 0)
         sv->newdigest = d;
     else if (sv->have_newtree) {
         htree_release(&sv->newtree);
@@ -448,6 +485,7 @@ static const struct serve_handler serve_dst_handlers[] = {
     {MSG_TREE_REQ, serve_dst_tree},
     {MSG_TREE_REQ_RECORD, serve_dst_tree},
     {MSG_TREE_HASHES, serve_tree_hashes},
+    {MSG_TREE_CHANGES, serve_tree_changes},
     {0, NULL},
 };
 

@@ -42,6 +42,9 @@ struct serve {
     bool applier_started;
     uint64_t applied_seq, applied_bytes, acked_bytes;
     bool applier_done;
+    bool data_seen;             /* a data frame arrived (applier's) */
+    bool rec_marked;            /* this session marked the record busy */
+    bool rec_was_busy;          /* ... or a job before it had */
     struct df_error aerr;
 
     /* TREE_REQ (serve_tree.c): the endpoint's hash tree and the walk
@@ -54,6 +57,8 @@ struct serve {
     bool walk_over;             /* tree_diff holds the result */
     struct extent_list tree_diff;
     bool tree_from_record;      /* TREE_REQ_RECORD: tree is rec's */
+    bool tree_changes;          /* TREE_CHANGES gave tree_diff: the
+                                 * digest compares only those leaves */
 
     /* The destination's state record (serve_dst.c, engine/sync.h) */
     char sync_src[MSG_MAX_STR + 1]; /* OPT_SYNC_SRC; "": keep none */
@@ -89,6 +94,9 @@ int serve_loop(struct serve *sv, const struct serve_handler *h,
  */
 int serve_tree_req(struct serve *sv, struct image *img, const struct msg *m,
                    struct df_error *err);
+/* TREE_CHANGES: the client's changed ranges instead of a walk. */
+int serve_tree_changes(struct serve *sv, const struct msg *m,
+                       struct df_error *err);
 int serve_tree_hashes(struct serve *sv, const struct msg *m,
                       struct df_error *err);
 void serve_tree_release(struct serve *sv);

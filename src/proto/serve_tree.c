@@ -47,6 +47,8 @@ int serve_tree_req(struct serve *sv, struct image *img, const struct msg *m,
     return ret;
 }
 
+static int serve_tree_prove(struct serve *sv, struct df_error *err);
+
 /* The round is answered: both sides move on (htree_walk_next); no
  * nodes left, or the block level passed, ends the walk. */
 static int serve_tree_round(struct serve *sv, struct df_error *err)
@@ -61,10 +63,13 @@ static int serve_tree_round(struct serve *sv, struct df_error *err)
     sv->walk_over = true;
     if (htree_walk_ranges(&sv->walk, &sv->tree_diff, err) < 0)
         return -1;
-    if (!sv->tree_from_record)
-        return 0;
-    /* The record is proved on the disk before the client hears the
-     * walk's end, so before any data frame comes. */
+    return sv->tree_from_record ? serve_tree_prove(sv, err) : 0;
+}
+
+/* The record is proved on the disk before the client hears the walk's
+ * end (or that its changes are taken), so before any data frame. */
+static int serve_tree_prove(struct serve *sv, struct df_error *err)
+{
     uint64_t leaves = 0, bytes = 0;
     struct image *img = sv->d.img;
     if (!img)
@@ -119,6 +124,35 @@ int serve_tree_hashes(struct serve *sv, const struct msg *m,
     ret = session_send(&sv->s, MSG_TREE_BITS, &b, err);
     msg_buf_release(&b);
     return ret;
+}
+
+int serve_tree_changes(struct serve *sv, const struct msg *m,
+                       struct df_error *err)
+{
+    if (!(sv->s.features & MSG_FEAT_CHANGES) || !sv->have_tree ||
+        !sv->tree_from_record || sv->walk_over || sv->walk_pos)
+        return df_net(err, sv->s.peer, "protocol error: TREE_CHANGES "
+                      "without a record's tree to take them against");
+    for (uint32_t i = 0; i < m->n; i++) {
+        uint64_t off, len;
+        msg_range(m, i, &off, &len, NULL);
+        if (!len || off > sv->tree.size || len > sv->tree.size - off ||
+            off < extent_list_end(&sv->tree_diff, 0) ||
+            extent_list_append(&sv->tree_diff, off, len, EXT_DATA,
+                               sv->path, err) != 0) {
+            df_error_init(err);
+            return df_net(err, sv->s.peer, "protocol error: bad changed "
+                          "range [%llu, +%llu)", (unsigned long long)off,
+                          (unsigned long long)len);
+        }
+    }
+    if (!m->last)
+        return 0;
+    sv->walk_over = true;
+    sv->tree_changes = true;
+    if (serve_tree_prove(sv, err) < 0)
+        return -1;
+    return session_send(&sv->s, MSG_TREE_PROVED, NULL, err);
 }
 
 const struct extent_list *serve_tree_diff(const struct serve *sv)

@@ -27,7 +27,7 @@ void manifest_release(struct manifest *m)
 }
 
 /* The digest the leaves make (util/hash.h). */
-static void leaves_digest(const struct htree *t, struct digest *out)
+void manifest_leaves_digest(const struct htree *t, struct digest *out)
 {
     struct digest_tree dt;
     digest_tree_init(&dt, t->alg);
@@ -66,11 +66,13 @@ int manifest_parse(const uint8_t *buf, uint64_t len, const char *name,
                           "bytes", (unsigned long long)nleaves,
                           (unsigned long long)size);
     uint32_t ilen = get_le32(buf + 36), slen = get_le32(buf + 40);
-    if (ilen > MANIFEST_MAX_STR || slen > MANIFEST_MAX_STR)
+    uint32_t llen = get_le32(buf + 44);
+    if (ilen > MANIFEST_MAX_STR || slen > MANIFEST_MAX_STR ||
+        llen > MANIFEST_MAX_STR)
         return df_corrupt(err, name, 36, "name longer than %d bytes",
                           MANIFEST_MAX_STR);
     size_t hl = digest_len((enum digest_alg)alg);
-    uint64_t start = MANIFEST_HDR_LEN + (uint64_t)ilen + slen;
+    uint64_t start = MANIFEST_HDR_LEN + (uint64_t)ilen + slen + llen;
     if (len < start + hl)
         return df_corrupt(err, name, len, "manifest cut short");
     uint8_t check[DIGEST_MAX_LEN];
@@ -128,11 +130,13 @@ int manifest_parse(const uint8_t *buf, uint64_t len, const char *name,
     m->id[ilen] = '\0';
     memcpy(m->src, p + ilen, slen);
     m->src[slen] = '\0';
+    memcpy(m->src_layer, p + ilen + slen, llen);
+    m->src_layer[llen] = '\0';
     m->digest.alg = (enum digest_alg)alg;
     m->digest.len = hl;
     memcpy(m->digest.bytes, buf + 48, hl);
     struct digest d;
-    leaves_digest(&m->tree, &d);
+    manifest_leaves_digest(&m->tree, &d);
     if (memcmp(d.bytes, m->digest.bytes, hl)) {
         manifest_release(m);
         return df_corrupt(err, name, 48, "the manifest's digest is not the "
@@ -203,12 +207,14 @@ int manifest_write(int dirfd, const char *name, const struct manifest *m,
 {
     const struct htree *t = &m->tree;
     size_t ilen = strlen(m->id), slen = strlen(m->src);
+    size_t llen = strlen(m->src_layer);
     uint8_t hdr[MANIFEST_HDR_LEN];
     char tmp[PATH_MAX];
     int dfd = dirfd >= 0 ? dirfd : AT_FDCWD;
     int fd = -1;
 
-    if (ilen > MANIFEST_MAX_STR || slen > MANIFEST_MAX_STR)
+    if (ilen > MANIFEST_MAX_STR || slen > MANIFEST_MAX_STR ||
+        llen > MANIFEST_MAX_STR)
         return df_usage(err, "%s: name too long for a manifest", name);
     if (snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", name, (long)getpid()) >=
         (int)sizeof(tmp))
@@ -222,11 +228,12 @@ int manifest_write(int dirfd, const char *name, const struct manifest *m,
     put_le32(hdr + 32, DIGEST_LEAF_SIZE);
     put_le32(hdr + 36, (uint32_t)ilen);
     put_le32(hdr + 40, (uint32_t)slen);
+    put_le32(hdr + 44, (uint32_t)llen);
     memcpy(hdr + 48, m->digest.bytes, t->hlen);
 
     /* The check is over everything before it: build it in one buffer.
      * Worst case: a run header per leaf. */
-    size_t cap = MANIFEST_HDR_LEN + ilen + slen + t->hlen;
+    size_t cap = MANIFEST_HDR_LEN + ilen + slen + llen + t->hlen;
     for (uint64_t i = 0; i < t->nleaves;) {
         uint64_t z = htree_zero_run(t, i, t->nleaves - i);
         cap += z ? 9 : 5 + t->hlen;     /* at most: runs of one */
@@ -238,7 +245,8 @@ int manifest_write(int dirfd, const char *name, const struct manifest *m,
     memcpy(buf, hdr, MANIFEST_HDR_LEN);
     memcpy(buf + MANIFEST_HDR_LEN, m->id, ilen);
     memcpy(buf + MANIFEST_HDR_LEN + ilen, m->src, slen);
-    size_t body = MANIFEST_HDR_LEN + ilen + slen;
+    memcpy(buf + MANIFEST_HDR_LEN + ilen + slen, m->src_layer, llen);
+    size_t body = MANIFEST_HDR_LEN + ilen + slen + llen;
     for (uint64_t i = 0; i < t->nleaves;) {
         uint64_t j = i + htree_zero_run(t, i, t->nleaves - i);
         bool zero = j > i;

@@ -21,10 +21,13 @@
  *   32  4   leaf size (65536)
  *   36  4   identity length I (<= MANIFEST_MAX_STR)
  *   40  4   source length S (<= MANIFEST_MAX_STR)
- *   44  4   reserved (0)
+ *   44  4   source layer length L (<= MANIFEST_MAX_STR)
  *   48  32  digest (the first digest_len(alg) bytes)
  *   80  I   destination identity (text, no NUL)
  *   ..  S   source (text, no NUL)
+ *   ..  L   the source's layer identity (text, no NUL; "" when it has
+ *           none): what a delta made on that source names as its
+ *           parent (image.h layer_id; sync --changes top-layer)
  *   ..      the leaf hashes, in order, as runs until nleaves are told:
  *           u8 0, u64 n        n all-zero leaves (n >= 1)
  *           u8 1, u32 n, n x hlen  n leaf hashes (n >= 1; none of them
@@ -57,6 +60,7 @@ struct manifest {
     struct digest digest;
     char id[MANIFEST_MAX_STR + 1];      /* destination identity */
     char src[MANIFEST_MAX_STR + 1];     /* written from */
+    char src_layer[MANIFEST_MAX_STR + 1];   /* its layer_id, or "" */
 };
 
 /* Read FILE (dirfd-relative when dirfd >= 0 and name is relative).
@@ -72,6 +76,8 @@ int manifest_parse(const uint8_t *buf, uint64_t len, const char *name,
 int manifest_write(int dirfd, const char *name, const struct manifest *m,
                    struct df_error *err);
 void manifest_release(struct manifest *m);
+/* The digest (util/hash.h) that t's leaves make. */
+void manifest_leaves_digest(const struct htree *t, struct digest *out);
 
 /* The state record's file name of a destination identity, in the
  * state directory (util/file.h state_dir_open). */

@@ -93,6 +93,17 @@ struct change_source *change_source_from_tree(const char *name,
                                               struct df_error *err);
 
 /*
+ * As change_source_from_list, whose leaf_hash answers for every leaf
+ * outside `changed` the hash of a zero leaf, on both sides alike (a
+ * range either side's plan knows to be zero hashes so too): the digests
+ * then compare only the changed leaves (a sync whose base is proved by
+ * its change source alone: nothing says what the rest of DST holds).
+ */
+struct change_source *change_source_unverified(const char *name,
+                                               const struct extent_list *changed,
+                                               struct df_error *err);
+
+/*
  * What a resumed copy still has to send: the change source naming every
  * range of [0, size) outside `done` (the resume journal's written and
  * durable ranges, sorted, states ignored).
@@ -121,9 +132,11 @@ struct used_map *used_map_from_list(const char *name,
  * allowed: a chunk written twice, a write of the same bytes), clipped to
  * size, ascending, coalesced.  Opening one validates all of its metadata
  * first: corrupt, truncated or out-of-range metadata is DF_CORRUPT (exit
- * 5) naming the file and the offset; metadata that is well formed but
- * cannot be trusted (an overflowed snapshot, a bitmap left in use) is
- * DF_CORRUPT too, with the fallback (--changes compare) named.
+ * 5) naming the file and the offset.  Metadata that is well formed but
+ * cannot be trusted: an overflowed snapshot is DF_CORRUPT too, with the
+ * fallback (--changes compare) named; a dirty bitmap that QEMU holds or
+ * left in use is DF_REFUSED with the reason, and the sync compares
+ * instead (qcow2_bitmap.h).
  *
  *   lvm-cow:COW      lvm_cow.c: a device-mapper persistent snapshot
  *                    exception store (docs/formats.md section 1); COW is
@@ -146,6 +159,12 @@ struct change_source *lvm_thin_open(const char *meta, uint64_t old_id,
                                     struct df_error *err);
 struct change_source *qcow2_bitmap_open(const char *image, const char *name,
                                         uint64_t size, struct df_error *err);
+/*   top-layer        top_layer.c: what the delta image `delta` (opened
+ *                    without its parents) holds itself, mapped at open;
+ *                    the sync proves DST is its parent. */
+struct image;
+struct change_source *top_layer_open(struct image *delta, uint64_t size,
+                                     struct df_error *err);
 
 void change_source_close(struct change_source *cs);
 void used_map_close(struct used_map *um);

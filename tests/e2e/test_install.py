@@ -143,7 +143,12 @@ def test_unlisted_options_are_options(cmd):
 def test_completion_of_sync_and_manifests(tmp_path):
     assert complete(["diskferry", "sy"], 1) == ["sync"]
     assert complete(["diskferry", "sync", "--changes", ""], 3) == \
-        ["compare", "manifest:"]
+        ["compare", "manifest:", "lvm-cow:", "lvm-thin:", "bitmap:",
+         "top-layer"]
+    (tmp_path / "snap-cow").write_bytes(b"")
+    assert complete(["diskferry", "sync", "--changes",
+                     "lvm-cow:%s" % (tmp_path / "snap")], 3) == \
+        ["lvm-cow:%s" % (tmp_path / "snap-cow")]
     (tmp_path / "vm.dfm").write_bytes(b"")
     assert complete(["diskferry", "sync", "--changes",
                      "manifest:%s" % (tmp_path / "v")], 3) == \

@@ -1173,6 +1173,7 @@ static int job_sync_remote(const struct job_spec *spec,
     ms.size = size;
     if (meta_spec(spec->changes) && meta_open(&ms, err) < 0)
         goto out;
+    ro.any_record = ms.meta != NULL;
     if (remote_connect(&ro, &r, err) < 0 ||
         remote_open_dst(r, size, source_id(src), &sink, &created, err) < 0)
         goto out;
@@ -1189,8 +1190,8 @@ static int job_sync_remote(const struct job_spec *spec,
         rep->changes = ms.meta->name;
         if (!remote_dst_has_record(r)) {
             df_refuse(err, spec->dst, "refusing to sync with --changes %s: "
-                      "no state record on DST's host says DST is a copy of "
-                      "SRC (run with --changes compare)", spec->changes);
+                      "no state record on DST's host says what DST holds "
+                      "(run with --changes compare)", spec->changes);
             goto out;
         }
         if (remote_tree_request_record(r, spec->jo.digest, (unsigned)bl,

@@ -320,8 +320,13 @@ enum msg_open_flags {
     OPEN_SYNC = 1u << 7,        /* OPEN_DST with OPEN_DRY_RUN: a sync's
                                    tree walk follows, then DONE
                                    (MSG_FEAT_RECORD) */
+    OPEN_ANY_RECORD = 1u << 8,  /* OPEN_DST: the record says what DST
+                                   holds whatever source it names (a
+                                   sync from metadata: TREE_CHANGES);
+                                   consent is still only a record of
+                                   this source (MSG_FEAT_CHANGES) */
 };
-#define OPEN_FLAGS_ALL 0xffu
+#define OPEN_FLAGS_ALL 0x1ffu
 
 /* Kinds in the options tail of OPEN_DST / OPEN_SRC. */
 enum msg_open_opt {

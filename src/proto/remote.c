@@ -409,6 +409,12 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
         flags |= OPEN_RESUME;
     if (r->o.dry_run)
         flags |= OPEN_DRY_RUN;
+    if (r->o.any_record) {
+        if (remote_need(r, MSG_FEAT_CHANGES, "a sync from metadata "
+                        "(--changes) with a remote disk", err) < 0)
+            goto out;
+        flags |= OPEN_ANY_RECORD;
+    }
     if (r->o.dry_run && r->o.sync_walk) {
         if (remote_need(r, MSG_FEAT_RECORD, "a dry run of sync", err) < 0)
             goto out;

@@ -58,6 +58,9 @@ struct remote_opts {
     const char *record_src;
     /* A dry run of sync: serve stays for the tree walk (OPEN_SYNC) */
     bool sync_walk;
+    /* A sync from metadata: DST's record is its base whatever source it
+     * names (OPEN_ANY_RECORD) */
+    bool any_record;
     /* image options of a remote source, interpreted on its host */
     const char *const *parent_dirs;
     size_t n_parent_dirs;

@@ -118,7 +118,7 @@ static int serve_open_dir(struct serve *sv, struct df_error *err)
  */
 static void serve_record_open(struct serve *sv, int dirfd,
                               const struct stat *st, uint64_t size,
-                              struct dest_opts *o)
+                              bool any, struct dest_opts *o)
 {
     bool busy = false;
     if (!sv->sync_src[0] || !(S_ISREG(st->st_mode) || S_ISBLK(st->st_mode)))
@@ -136,7 +136,7 @@ static void serve_record_open(struct serve *sv, int dirfd,
     /* a record of another source says what DST holds just as well, but
      * the source's name is one more check that it is this DST's */
     bool mine = !strcmp(sv->rec.src, sv->sync_src);
-    sv->rec_usable = mine && !busy && sv->rec.tree.size == size;
+    sv->rec_usable = (mine || any) && !busy && sv->rec.tree.size == size;
     if (mine) {
         o->overwrite = true;
         o->yes = true;
@@ -205,7 +205,9 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     struct stat tst;
     if (!(m->flags & OPEN_SIZE_UNKNOWN) && !strcmp(fmt, "raw") &&
         fstatat(dirfd, path_basename(sv->path), &tst, 0) == 0)
-        serve_record_open(sv, dirfd, &tst, m->size, &o);
+        serve_record_open(sv, dirfd, &tst, m->size,
+                          (m->flags & OPEN_ANY_RECORD) &&
+                          (sv->s.features & MSG_FEAT_CHANGES), &o);
     if (m->flags & OPEN_SIZE_UNKNOWN) {
         /* a stream: no journal (it cannot resume), the size at its end */
         sv->size_unknown = true;

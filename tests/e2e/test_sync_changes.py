@@ -529,3 +529,57 @@ def test_top_layer_to_a_remote_host_is_a_usage_error(tmp_path):
     p = rdf("sync", "--changes", "top-layer", src, "localhost:%s" %
             (tmp_path / "d.img"))
     assert p.returncode == 2, p.stderr
+
+
+@pytest.mark.skipif(not thingen.tool("thin_delta"),
+                    reason="needs thin-provisioning-tools")
+def test_lvm_thin_to_a_remote_host(tmp_path):
+    """DST there was copied from the old thin device: its record is the
+    base (OPEN_ANY_RECORD), --overwrite the consent."""
+    meta, old, new, want = thin_pool(tmp_path)
+    dst = tmp_path / "dst.img"
+    assert rdf("copy", old, "localhost:%s" % dst).returncode == 0
+    spec = "lvm-thin:%s,1,2" % meta
+    p = rdf("sync", "--changes", spec, new, "localhost:%s" % dst)
+    assert p.returncode == 3, p.stderr          # not a copy of new
+    assert b"--overwrite" in p.stderr
+    p = rdf("sync", "--overwrite", "--yes", "--json", "--changes", spec, new,
+            "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(new, dst)
+    r = report(p)
+    assert r["sync"]["changes"] == "lvm-thin"
+    assert r["bytes_read"] <= sum(n for _, n in want) * 1.05
+
+
+@pytest.mark.parametrize("kind", ["bitmap", "top-layer"])
+def test_killed_then_resumed_and_dry_run(tmp_path, kind):
+    """--dry-run lists the changed ranges and writes nothing; kill -9
+    after two writes leaves the record busy: a plain re-run is refused,
+    --resume finishes it (the record's changed leaves written again)."""
+    if kind == "bitmap":
+        img, dst = bitmapped(tmp_path)
+        args = ["--changes", "bitmap:b0", str(img), str(dst)]
+    else:
+        base = base_image(tmp_path, "qcow2")
+        dst = tmp_path / "dst.raw"
+        assert df("copy", base, dst).returncode == 0
+        img = overlay(tmp_path, base, "qcow2", "qcow2")
+        args = ["-f", "qcow2", "--changes", "top-layer", str(img), str(dst)]
+    want = qemu_raw(img, tmp_path / "want.raw")
+    before = sha256_file(dst)
+    p = df("sync", "--dry-run", *args)
+    assert p.returncode == 0, p.stderr
+    assert b"would write" in p.stdout
+    assert sha256_file(dst) == before
+    env = dict(os.environ, DF_TEST_UNDO_KILL_AFTER="2")
+    p = subprocess.run([DISKFERRY, "sync", "--undo", str(tmp_path / "j")] +
+                       args, env=env, capture_output=True, timeout=120)
+    assert p.returncode == -9, p.stderr
+    p = df("sync", *args)
+    assert p.returncode == 3, p.stderr
+    assert b"--resume" in p.stderr
+    p = df("sync", "--resume", "--json", *args)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(want, dst)
+    assert report(p)["sync"]["changes"] == kind

@@ -94,7 +94,7 @@ prepare() {
         qemu-img convert -O raw "$SRC" "$WANT" ;;
     top-layer)
         SRC=$W/overlay.qcow2; SPEC=top-layer; WANT=$W/want.raw
-        CMPF="-f qcow2"
+        CMPF="-f qcow2 --overwrite --yes"
         first_copy "$A"
         rm -f "$SRC"
         qemu-img create -q -f qcow2 -b "$A" -F raw "$SRC"

@@ -745,11 +745,13 @@ static int meta_diff(struct sync_state *s, struct htree *src_t,
     struct job_report *rep = s->rep;
     if (meta_changed(s, changed, err) < 0)
         return -1;
+    /* A store's proof covers the changed ranges byte for byte: the
+     * record's then proves only the samples outside them. */
     if (s->have_base &&
         (base_resized(s, src_t, err) < 0 ||
-         base_prove(s->d.img, &s->base.tree, changed, s->resumed,
-                    s->base_what, &rep->proof_leaves, &rep->dst_bytes_read,
-                    err) < 0))
+         base_prove(s->d.img, &s->base.tree, changed,
+                    s->resumed || s->meta->base_read, s->base_what,
+                    &rep->proof_leaves, &rep->dst_bytes_read, err) < 0))
         return -1;
     if (s->meta->base_read && store_prove(s, changed, err) < 0)
         return -1;

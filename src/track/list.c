@@ -110,10 +110,17 @@ struct change_source *change_source_from_list(const char *name,
 static bool leaf_outside(struct list_source *ls, uint64_t leaf_off)
 {
     const struct extent_list *l = &ls->l;
-    size_t k = ls->hhint < l->n && l->v[ls->hhint].off <= leaf_off
-                   ? ls->hhint : 0;
-    while (k < l->n && l->v[k].off + l->v[k].len <= leaf_off)
-        k++;
+    size_t k = ls->hhint;
+    /* a few steps from the hint; else a binary search (the two sides'
+     * digests ask in turn, each ascending) */
+    for (unsigned steps = 0; k < l->n && l->v[k].off + l->v[k].len <=
+                                          leaf_off; steps++, k++)
+        if (steps == 8) {
+            k = extent_list_find(l, leaf_off);
+            break;
+        }
+    if (k > 0 && k <= l->n && l->v[k - 1].off + l->v[k - 1].len > leaf_off)
+        k = extent_list_find(l, leaf_off);      /* asked behind the hint */
     ls->hhint = k;
     return !(k < l->n && l->v[k].off < leaf_off + DIGEST_LEAF_SIZE);
 }

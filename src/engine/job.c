@@ -261,8 +261,11 @@ int job_copy(const struct job_spec *spec, const struct endpoint *sep,
     }
     if (source_open(sep, &so, &src, err) < 0 ||
         source_check(src, spec->cmd, "copy", spec->force_share,
-                     !spec->msgs, err) < 0 ||
-        job_dst_open(spec, dep, &ro, src, &jd, rep, err) < 0 ||
+                     !spec->msgs, err) < 0)
+        goto fail;
+    if (ro.record_src && src->img)  /* what a delta of SRC will name */
+        ro.sync_layer = src->img->layer_id;
+    if (job_dst_open(spec, dep, &ro, src, &jd, rep, err) < 0 ||
         copy_record_start(spec, dep, src, &jd.d, &jd.jo, &rec, err) < 0 ||
         source_deliver(src, jd.jo.plan, jd.sink, &jd.jo, &rep->st,
                        err) < 0 ||

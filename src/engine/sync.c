@@ -416,13 +416,11 @@ static int prove_leaf(struct image *dst, const struct htree *base,
                      "compare", what, (unsigned long long)off, at);
 }
 
-/* sync_base_prove; resumed: a sync that was killed may have written
- * some of `changed` already, so those leaves are not proved (they are
- * all written again), only the samples outside them. */
-static int base_prove(struct image *dst, const struct htree *base,
-                      const struct extent_list *changed, bool resumed,
-                      const char *what, uint64_t *leaves, uint64_t *bytes,
-                      struct df_error *err)
+/* sync.h */
+int sync_base_prove(struct image *dst, const struct htree *base,
+                    const struct extent_list *changed, bool resumed,
+                    const char *what, uint64_t *leaves, uint64_t *bytes,
+                    struct df_error *err)
 {
     uint64_t n = base->nleaves;
     uint64_t step = n > SYNC_PROOF_SAMPLES ? n / SYNC_PROOF_SAMPLES : 1;
@@ -463,14 +461,6 @@ static int base_prove(struct image *dst, const struct htree *base,
     return rc;
 }
 
-/* sync.h */
-int sync_base_prove(struct image *dst, const struct htree *base,
-                    const struct extent_list *changed, const char *what,
-                    uint64_t *leaves, uint64_t *bytes,
-                    struct df_error *err)
-{
-    return base_prove(dst, base, changed, false, what, leaves, bytes, err);
-}
 
 /* ---- the job ---- */
 
@@ -525,24 +515,57 @@ static bool top_layer(const char *ch)
     return ch && !strcmp(ch, "top-layer");
 }
 
-/*
- * Whether rec, DST's record, shows DST to hold the parent of the delta
- * SRC: the image it was written from is the one the delta names (its
- * layer identity: a CID, UUID or DataWriteGuid; a qcow2 overlay names
- * its backing file only, compared by file name), or it was written from
- * this very delta before (the sync run again).
- */
-static bool layer_base(const struct manifest *rec, const struct image *delta,
-                       const char *srcname)
+/* sync.h */
+bool sync_layer_base(const struct manifest *rec, const char *parent_id,
+                     const char *layer_id, const char *srcname)
 {
     static const char qb[] = "qcow2 backing ";
-    const char *pid = delta->parent_id;
-    if (!strcmp(rec->src, srcname) && !strcmp(rec->src_layer, delta->layer_id))
+    if (!strcmp(rec->src, srcname) && !strcmp(rec->src_layer, layer_id))
         return true;
-    if (!strncmp(pid, qb, sizeof(qb) - 1))
-        return !strcmp(path_basename(pid + sizeof(qb) - 1),
+    if (!strncmp(parent_id, qb, sizeof(qb) - 1))
+        return !strcmp(path_basename(parent_id + sizeof(qb) - 1),
                        path_basename(rec->src));
-    return pid[0] && !strcmp(rec->src_layer, pid);
+    return parent_id[0] && !strcmp(rec->src_layer, parent_id);
+}
+
+/* --changes top-layer: SRC, a delta on this host, is opened alone (its
+ * parent is what DST holds): so->open becomes *top. */
+static int top_layer_open_opts(const struct job_spec *spec,
+                               const struct endpoint *sep,
+                               struct image_open_opts *top,
+                               struct source_opts *so,
+                               struct job_report *rep, struct df_error *err)
+{
+    if (!top_layer(spec->changes))
+        return 0;
+    if (sep->kind != EP_LOCAL) {
+        rep->usage_hint = true;
+        return df_usage(err, "--changes top-layer: SRC is a delta image on "
+                        "this host");
+    }
+    top->no_parents = true;
+    so->open = top;
+    return 0;
+}
+
+/* To another host a delta goes alone: a 64 KiB leaf it holds only in
+ * part (VHD and VHDX sectors, small grains) would be hashed here
+ * without its parent's part, which only DST has. */
+static int top_layer_whole_leaves(const struct job_spec *spec,
+                                  const struct extent_list *changed,
+                                  uint64_t size, struct df_error *err)
+{
+    for (size_t i = 0; i < changed->n; i++) {
+        uint64_t a = changed->v[i].off, b = a + changed->v[i].len;
+        if (a % DIGEST_LEAF_SIZE || (b % DIGEST_LEAF_SIZE && b != size))
+            return df_usage(err, "--changes top-layer: %s holds part of the "
+                            "64 KiB block at byte %llu, whose rest is its "
+                            "parent's: sync it to a DST on this host, or "
+                            "with --changes compare", spec->src,
+                            (unsigned long long)(a % DIGEST_LEAF_SIZE
+                                                     ? a : b));
+    }
+    return 0;
 }
 
 /* The delta SRC reads what it leaves to its parent from DST, which holds
@@ -749,7 +772,7 @@ static int meta_diff(struct sync_state *s, struct htree *src_t,
      * record's then proves only the samples outside them. */
     if (s->have_base &&
         (base_resized(s, src_t, err) < 0 ||
-         base_prove(s->d.img, &s->base.tree, changed,
+         sync_base_prove(s->d.img, &s->base.tree, changed,
                     s->resumed || s->meta->base_read, s->base_what,
                     &rep->proof_leaves, &rep->dst_bytes_read, err) < 0))
         return -1;
@@ -782,7 +805,8 @@ static int first_diff(struct sync_state *s, struct htree *src_t,
             return -1;
         }
         htree_release(&bt);
-        return sync_base_prove(s->d.img, &s->base.tree, changed, s->base_what,
+        return sync_base_prove(s->d.img, &s->base.tree, changed, false,
+                               s->base_what,
                           &rep->proof_leaves, &rep->dst_bytes_read, err);
     }
     /* compare: both trees at once, each where its data lives */
@@ -962,8 +986,9 @@ static int sync_look(struct sync_state *s, bool *consent,
          * wrote is written again). */
         bool fits = have_rec;
         if (top_layer(ch))
-            *consent = fits = have_rec && layer_base(&rec, s->src->img,
-                                                     s->srcname);
+            *consent = fits = have_rec &&
+                sync_layer_base(&rec, s->src->img->parent_id,
+                                s->src->img->layer_id, s->srcname);
         if (fits && (!busy || spec->resume)) {
             s->base = rec;
             s->have_base = true;
@@ -1137,12 +1162,15 @@ static int job_sync_remote(const struct job_spec *spec,
     memset(&ms, 0, sizeof(ms));
     extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
     if (spec->changes && strcmp(spec->changes, "compare") &&
-        (!meta_spec(spec->changes) || top_layer(spec->changes))) {
+        !meta_spec(spec->changes)) {
         rep->usage_hint = true;
         return df_usage(err, "--changes %s: for a DST on this host (a "
-                        "remote DST is compared, or synced from lvm-cow:, "
-                        "lvm-thin: or bitmap: metadata)", spec->changes);
+                        "remote DST is compared, or synced from metadata)",
+                        spec->changes);
     }
+    struct image_open_opts top = spec->src_open;
+    if (top_layer_open_opts(spec, sep, &top, &so, rep, err) < 0)
+        return -1;
     if (spec->write_manifest) {
         rep->usage_hint = true;
         return df_usage(err, "--write-manifest: for a DST on this host");
@@ -1175,7 +1203,11 @@ static int job_sync_remote(const struct job_spec *spec,
     ms.size = size;
     if (meta_spec(spec->changes) && meta_open(&ms, err) < 0)
         goto out;
-    ro.any_record = ms.meta != NULL;
+    ro.any_record = ms.meta && !top_layer(spec->changes);
+    ro.busy_record = ms.meta && spec->resume;
+    ro.sync_layer = src->img->layer_id;
+    if (ms.meta && top_layer(spec->changes))
+        ro.sync_parent = src->img->parent_id;
     if (remote_connect(&ro, &r, err) < 0 ||
         remote_open_dst(r, size, source_id(src), &sink, &created, err) < 0)
         goto out;
@@ -1199,6 +1231,8 @@ static int job_sync_remote(const struct job_spec *spec,
         if (remote_tree_request_record(r, spec->jo.digest, (unsigned)bl,
                                        err) < 0 ||
             meta_changed(&ms, &changed, err) < 0 ||
+            (top_layer(spec->changes) &&
+             top_layer_whole_leaves(spec, &changed, size, err) < 0) ||
             remote_tree_changes(r, size, &changed, &ts, err) < 0 ||
             !(cs = change_source_unverified(ms.meta->name, &changed, err)))
             goto out;
@@ -1370,7 +1404,7 @@ static int job_sync_pull(const struct job_spec *spec,
     rep->hash_bytes_received = ts.hash_bytes_received;
     rep->tree_rounds = ts.rounds;
     if (s.have_base &&
-        sync_base_prove(s.d.img, &mine, &changed, s.base_what,
+        sync_base_prove(s.d.img, &mine, &changed, false, s.base_what,
                         &rep->proof_leaves, &rep->dst_bytes_read, err) < 0)
         goto fail;
     for (size_t i = 0; i < changed.n; i++)
@@ -1515,6 +1549,12 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     s.rep = rep;
     s.sfd = -1;
     dest_init(&s.d);
+    if ((spec->passes > 1 || spec->until) && meta_spec(spec->changes)) {
+        rep->usage_hint = true;
+        return df_usage(err, "--passes, --until: with --changes %s the "
+                        "changes are read once from metadata",
+                        spec->changes);
+    }
     if (sep->kind == EP_REMOTE && dep->kind == EP_LOCAL &&
         !(stat(spec->dst, &st) < 0 && errno == ENOENT))
         return sync_remote_passes(spec, sep, dep, true, rep, err);
@@ -1550,22 +1590,9 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
         return job_copy(spec, sep, dep, rep, err);
     }
     bool running = spec->passes > 1 || spec->until;
-    if (running && meta_spec(spec->changes)) {
-        rep->usage_hint = true;
-        return df_usage(err, "--passes, --until: with --changes %s the "
-                        "changes are read once from metadata",
-                        spec->changes);
-    }
     struct image_open_opts top = spec->src_open;
-    if (top_layer(spec->changes)) {
-        if (sep->kind != EP_LOCAL) {
-            rep->usage_hint = true;
-            return df_usage(err, "--changes top-layer: SRC is a delta image "
-                            "on this host");
-        }
-        top.no_parents = true;      /* the parent is DST */
-        so.open = &top;
-    }
+    if (top_layer_open_opts(spec, sep, &top, &so, rep, err) < 0)
+        return -1;
     if (source_open(sep, &so, &s.src, err) < 0 ||
         source_check(s.src, spec->cmd, "sync", spec->force_share || running,
                      !spec->msgs || running, err) < 0)

@@ -49,15 +49,27 @@ int sync_record_commit(int sfd, const char *id, const struct manifest *m,
 /*
  * The base proof: dst's leaves at SYNC_PROOF_SAMPLES spread places and
  * under every range of `changed` (those a sync overwrites) must hash as
- * base says.  0, or -1: DF_REFUSED naming the first that does not
+ * base says (resumed: a killed sync may have written some of `changed`
+ * already, all written again: only the samples outside it).  0, or -1:
+ * DF_REFUSED naming the first that does not
  * (`what`: "the state record"), or an I/O error.  *leaves and *bytes
  * count what was read.
  */
 #define SYNC_PROOF_SAMPLES 64
 struct image;
 int sync_base_prove(struct image *dst, const struct htree *base,
-                    const struct extent_list *changed, const char *what,
-                    uint64_t *leaves, uint64_t *bytes,
+                    const struct extent_list *changed, bool resumed,
+                    const char *what, uint64_t *leaves, uint64_t *bytes,
                     struct df_error *err);
+/*
+ * Whether rec, DST's record, shows DST to hold the parent of a delta
+ * (sync --changes top-layer) that names its parent parent_id and is
+ * itself layer_id (image.h): the image DST was written from is that
+ * parent (its layer identity: a CID, UUID or DataWriteGuid; a qcow2
+ * overlay names its backing file only, compared by file name), or DST
+ * was written from this very delta before (srcname, the sync again).
+ */
+bool sync_layer_base(const struct manifest *rec, const char *parent_id,
+                     const char *layer_id, const char *srcname);
 
 #endif

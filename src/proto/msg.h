@@ -42,7 +42,9 @@
  *                (kind u8, string): OPT_UNDO journal (destination),
  *                OPT_PARENT_DIR dir, OPT_PARENT "CHILD=PARENT" (source),
  *                OPT_SYNC_SRC the source's name (destination,
- *                MSG_FEAT_RECORD);
+ *                MSG_FEAT_RECORD); OPT_SYNC_PARENT, OPT_SYNC_LAYER a
+ *                delta's parent identity and its own (destination,
+ *                MSG_FEAT_CHANGES);
  *                paths on the server's host, confined as the image path]
  *   OPENED       flags u32 (OPENED_DST_IS_ZERO, OPENED_RESUMED,
  *                OPENED_RECORD), size u64,
@@ -325,8 +327,14 @@ enum msg_open_flags {
                                    sync from metadata: TREE_CHANGES);
                                    consent is still only a record of
                                    this source (MSG_FEAT_CHANGES) */
+    OPEN_BUSY_RECORD = 1u << 9, /* OPEN_DST: a record a killed job left
+                                   busy is still the base (sync --resume
+                                   from metadata: the changes are all
+                                   written again, so only the samples
+                                   outside them are proved;
+                                   MSG_FEAT_CHANGES) */
 };
-#define OPEN_FLAGS_ALL 0x1ffu
+#define OPEN_FLAGS_ALL 0x3ffu
 
 /* Kinds in the options tail of OPEN_DST / OPEN_SRC. */
 enum msg_open_opt {
@@ -335,6 +343,12 @@ enum msg_open_opt {
     OPT_PARENT = 3,             /* --parent CHILD=PARENT (source) */
     OPT_SYNC_SRC = 4,           /* the source as a record names it
                                    (destination; MSG_FEAT_RECORD) */
+    OPT_SYNC_PARENT = 5,        /* sync --changes top-layer: the parent
+                                   identity the delta records; a record
+                                   of that parent is the base and the
+                                   consent (MSG_FEAT_CHANGES) */
+    OPT_SYNC_LAYER = 6,         /* the source's own layer identity, for
+                                   the record (MSG_FEAT_CHANGES) */
 };
 #define MSG_MAX_OPEN_OPTS 64
 

@@ -158,6 +158,16 @@ static int remote_open_opts(struct remote *r, struct msg_buf *b, bool dst,
         kinds[n] = OPT_SYNC_SRC;
         vals[n++] = r->o.record_src;
     }
+    if (dst && (r->s.features & MSG_FEAT_CHANGES)) {
+        if (r->o.sync_parent && r->o.sync_parent[0]) {
+            kinds[n] = OPT_SYNC_PARENT;
+            vals[n++] = r->o.sync_parent;
+        }
+        if (r->o.sync_layer && r->o.sync_layer[0]) {
+            kinds[n] = OPT_SYNC_LAYER;
+            vals[n++] = r->o.sync_layer;
+        }
+    }
     for (size_t i = 0; !dst && i < r->o.n_parent_dirs; i++) {
         kinds[n] = OPT_PARENT_DIR;
         vals[n++] = r->o.parent_dirs[i];
@@ -409,11 +419,14 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
         flags |= OPEN_RESUME;
     if (r->o.dry_run)
         flags |= OPEN_DRY_RUN;
-    if (r->o.any_record) {
+    if (r->o.any_record || r->o.sync_parent || r->o.busy_record) {
         if (remote_need(r, MSG_FEAT_CHANGES, "a sync from metadata "
                         "(--changes) with a remote disk", err) < 0)
             goto out;
-        flags |= OPEN_ANY_RECORD;
+        if (r->o.any_record)
+            flags |= OPEN_ANY_RECORD;
+        if (r->o.busy_record)
+            flags |= OPEN_BUSY_RECORD;
     }
     if (r->o.dry_run && r->o.sync_walk) {
         if (remote_need(r, MSG_FEAT_RECORD, "a dry run of sync", err) < 0)

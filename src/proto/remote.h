@@ -59,8 +59,14 @@ struct remote_opts {
     /* A dry run of sync: serve stays for the tree walk (OPEN_SYNC) */
     bool sync_walk;
     /* A sync from metadata: DST's record is its base whatever source it
-     * names (OPEN_ANY_RECORD) */
+     * names (OPEN_ANY_RECORD), or, for a delta, a record of its parent
+     * (sync_parent: OPT_SYNC_PARENT; sync_layer: OPT_SYNC_LAYER, the
+     * delta's own identity, kept in the new record); busy_record: a
+     * record a killed sync left busy too (--resume: OPEN_BUSY_RECORD) */
     bool any_record;
+    const char *sync_parent;
+    const char *sync_layer;
+    bool busy_record;
     /* image options of a remote source, interpreted on its host */
     const char *const *parent_dirs;
     size_t n_parent_dirs;

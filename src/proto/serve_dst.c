@@ -70,6 +70,13 @@ static int serve_dst_opts(struct serve *sv, const struct msg *m,
             snprintf(sv->sync_src, sizeof(sv->sync_src), "%s", val);
             continue;
         }
+        if ((kind == OPT_SYNC_PARENT || kind == OPT_SYNC_LAYER) &&
+            (sv->s.features & MSG_FEAT_CHANGES)) {
+            char *to = kind == OPT_SYNC_PARENT ? sv->sync_parent
+                                               : sv->sync_layer;
+            snprintf(to, MSG_MAX_STR + 1, "%s", val);
+            continue;
+        }
         if (kind != OPT_UNDO)
             return df_usage(err, "--parent-dir and --parent apply to a "
                             "source");
@@ -118,7 +125,7 @@ static int serve_open_dir(struct serve *sv, struct df_error *err)
  */
 static void serve_record_open(struct serve *sv, int dirfd,
                               const struct stat *st, uint64_t size,
-                              bool any, struct dest_opts *o)
+                              unsigned flags, struct dest_opts *o)
 {
     bool busy = false;
     if (!sv->sync_src[0] || !(S_ISREG(st->st_mode) || S_ISBLK(st->st_mode)))
@@ -135,8 +142,15 @@ static void serve_record_open(struct serve *sv, int dirfd,
     sv->have_rec = true;
     /* a record of another source says what DST holds just as well, but
      * the source's name is one more check that it is this DST's */
+    bool meta = sv->s.features & MSG_FEAT_CHANGES;
     bool mine = !strcmp(sv->rec.src, sv->sync_src);
-    sv->rec_usable = (mine || any) && !busy && sv->rec.tree.size == size;
+    if (meta && sv->sync_parent[0])     /* a delta: a record of its parent */
+        mine = sync_layer_base(&sv->rec, sv->sync_parent, sv->sync_layer,
+                               sv->sync_src);
+    bool any = meta && (flags & OPEN_ANY_RECORD);
+    sv->rec_resumed = busy && meta && (flags & OPEN_BUSY_RECORD);
+    sv->rec_usable = (mine || any) && (!busy || sv->rec_resumed) &&
+                     sv->rec.tree.size == size;
     if (mine) {
         o->overwrite = true;
         o->yes = true;
@@ -205,9 +219,7 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
     struct stat tst;
     if (!(m->flags & OPEN_SIZE_UNKNOWN) && !strcmp(fmt, "raw") &&
         fstatat(dirfd, path_basename(sv->path), &tst, 0) == 0)
-        serve_record_open(sv, dirfd, &tst, m->size,
-                          (m->flags & OPEN_ANY_RECORD) &&
-                          (sv->s.features & MSG_FEAT_CHANGES), &o);
+        serve_record_open(sv, dirfd, &tst, m->size, m->flags, &o);
     if (m->flags & OPEN_SIZE_UNKNOWN) {
         /* a stream: no journal (it cannot resume), the size at its end */
         sv->size_unknown = true;
@@ -404,7 +416,15 @@ static int serve_digest(struct serve *sv, const struct msg *m,
         sv->sink->leaf_fn = htree_leaf_fn;
         sv->sink->leaf_ctx = &sv->newtree;
         if (marked) {
+            /* the record's leaves, but those the changes touch: what is
+             * read back there (a zero leaf is not told: it stays zero) */
             htree_copy_leaves(&sv->newtree, &sv->tree);
+            const struct extent_list *l = &sv->tree_diff;
+            for (size_t k = 0; k < l->n; k++)
+                for (uint64_t i = l->v[k].off / DIGEST_LEAF_SIZE;
+                     i * DIGEST_LEAF_SIZE < l->v[k].off + l->v[k].len; i++)
+                    memset(htree_leaf_slot(&sv->newtree, i, 1), 0,
+                           sv->newtree.hlen);
             sv->sink->leaf_fn = serve_changed_leaf;
             sv->sink->leaf_ctx = sv;
         }
@@ -505,6 +525,7 @@ static int serve_dst_done(struct serve *sv, struct df_error *err)
         m.digest = sv->newdigest;
         sync_identity(&sv->d.img->file, m.id, sizeof(m.id));
         snprintf(m.src, sizeof(m.src), "%s", sv->sync_src);
+        snprintf(m.src_layer, sizeof(m.src_layer), "%s", sv->sync_layer);
         if (sv->rec_fd < 0)
             sv->rec_fd = sync_record_open(sv->o->state_dir, true, NULL,
                                           "serve");

@@ -62,6 +62,9 @@ struct serve {
 
     /* The destination's state record (serve_dst.c, engine/sync.h) */
     char sync_src[MSG_MAX_STR + 1]; /* OPT_SYNC_SRC; "": keep none */
+    char sync_parent[MSG_MAX_STR + 1];  /* OPT_SYNC_PARENT, or "" */
+    char sync_layer[MSG_MAX_STR + 1];   /* OPT_SYNC_LAYER, or "" */
+    bool rec_resumed;           /* the base is a busy record (--resume) */
     int rec_fd;                 /* the state directory, or -1 */
     char rec_id[256];           /* an existing destination's identity */
     bool have_rec, rec_usable;  /* rec loaded; says what DST holds */

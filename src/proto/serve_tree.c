@@ -77,6 +77,7 @@ static int serve_tree_prove(struct serve *sv, struct df_error *err)
                       "with no destination");
     pthread_mutex_lock(&sv->sink_lock);
     int r = sync_base_prove(img, &sv->tree, &sv->tree_diff,
+                            sv->tree_changes && sv->rec_resumed,
                             "the state record", &leaves, &bytes, err);
     pthread_mutex_unlock(&sv->sink_lock);
     return r;

@@ -524,11 +524,82 @@ def test_lvm_cow_to_a_remote_host_and_a_dst_changed_there(tmp_path):
     assert r["bytes_read"] == len(chunks) * (64 << 10)
 
 
-def test_top_layer_to_a_remote_host_is_a_usage_error(tmp_path):
+@pytest.mark.parametrize("fmt", ["qcow2", "vmdk"])
+def test_top_layer_to_a_remote_host(tmp_path, fmt):
+    """The record there names the parent's identity (OPT_SYNC_PARENT):
+    the delta's clusters travel, nothing of the parent."""
+    base = base_image(tmp_path, fmt)
+    dst = tmp_path / "dst.raw"
+    assert rdf("copy", "-f", fmt, base, "localhost:%s" % dst).returncode == 0
+    child = overlay(tmp_path, base, fmt, fmt)
+    want = qemu_raw(child, tmp_path / "want.raw")
+    p = rdf("sync", "--json", "--compress", "none", "-f", fmt, "--changes",
+            "top-layer", child, "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(want, dst)
+    r = report(p)
+    assert r["sync"]["changes"] == "top-layer"
+    assert r["bytes_read"] < 3 << 20
+    # the record there names the delta now: the same sync again is a
+    # no-op there, and another parent's delta is refused
+    p = rdf("sync", "--json", "-f", fmt, "--changes", "top-layer", child,
+            "localhost:%s" % dst)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(want, dst)
+
+
+def test_top_layer_to_a_remote_host_refusals(tmp_path):
     src = make_image(tmp_path / "src.img", 4 << 20)
     p = rdf("sync", "--changes", "top-layer", src, "localhost:%s" %
             (tmp_path / "d.img"))
+    assert p.returncode == 2, p.stderr          # not a delta
+    # a VHD delta holds single sectors: their leaves are part parent's
+    parent, child, fmt, want = built_delta(tmp_path, "vhd")
+    dst = tmp_path / "dst.raw"
+    assert rdf("copy", "-f", fmt, parent, "localhost:%s" % dst).returncode \
+        == 0
+    before = sha256_file(dst)
+    p = rdf("sync", "-f", fmt, "--changes", "top-layer", child,
+            "localhost:%s" % dst)
     assert p.returncode == 2, p.stderr
+    assert b"holds part of the 64 KiB block" in p.stderr
+    assert sha256_file(dst) == before
+    # a delta of another parent: no record of it there
+    other = base_image(tmp_path, "vmdk", "other")
+    dst2 = tmp_path / "dst2.raw"
+    assert rdf("copy", "-f", "vmdk", other, "localhost:%s" % dst2) \
+        .returncode == 0
+    base = base_image(tmp_path, "vmdk")
+    child = overlay(tmp_path, base, "vmdk", "vmdk")
+    before = sha256_file(dst2)
+    p = rdf("sync", "-f", "vmdk", "--changes", "top-layer", child,
+            "localhost:%s" % dst2)
+    assert p.returncode == 3, p.stderr
+    assert sha256_file(dst2) == before
+
+
+def test_bitmap_to_a_remote_host_killed_then_resumed(tmp_path):
+    """serve killed after two writes: its record there is busy; a plain
+    re-run is refused, --resume takes the busy record as the base."""
+    img = tmp_path / "src.qcow2"
+    q.create(str(img))
+    q.write(str(img), "write -P 0x41 0 8M")
+    dst = tmp_path / "dst.raw"
+    assert rdf("copy", img, "localhost:%s" % dst).returncode == 0
+    q.bitmap(str(img), "add", "b0", 65536)
+    q.bitmap(str(img), "enable", "b0")
+    q.write(str(img), "write -P 0x61 1M 64k", "write -P 0x62 3M 64k",
+            "write -P 0x63 9M 192k", "write -P 0x64 30M 64k")
+    args = ["--changes", "bitmap:b0", img, "localhost:%s" % dst]
+    env = dict(os.environ, DF_TEST_UNDO_KILL_AFTER="2")
+    p = rdf("sync", "--undo", tmp_path / "j", *args, env=env)
+    assert p.returncode == 6, p.stderr
+    p = rdf("sync", *args)
+    assert p.returncode == 3, p.stderr
+    p = rdf("sync", "--resume", "--json", *args)
+    assert p.returncode == 0, p.stderr
+    assert report(p)["sync"]["changes"] == "bitmap"
+    assert files_equal(qemu_raw(img, tmp_path / "want.raw"), dst)
 
 
 @pytest.mark.skipif(not thingen.tool("thin_delta"),
@@ -583,3 +654,19 @@ def test_killed_then_resumed_and_dry_run(tmp_path, kind):
     assert p.returncode == 0, p.stderr
     assert files_equal(want, dst)
     assert report(p)["sync"]["changes"] == kind
+
+
+def test_metadata_changes_usage_errors(tmp_path):
+    src = make_image(tmp_path / "src.img", 4 << 20)
+    dst = copied(tmp_path, src)
+    for d in (dst, "localhost:%s" % dst):
+        p = rdf("sync", "--passes", "2", "--changes", "lvm-cow:x", src, d)
+        assert p.returncode == 2, p.stderr
+        assert b"read once from metadata" in p.stderr
+    p = df("sync", "--changes", "lvm-thin:meta,1", src, dst)
+    assert p.returncode == 2, p.stderr
+    p = df("sync", "--changes", "bitmap:", src, dst)
+    assert p.returncode == 2, p.stderr
+    p = df("sync", "--changes", "lvm-cow:%s" % (tmp_path / "nothing"), src,
+           dst)
+    assert p.returncode in (2, 4), p.stderr

@@ -19,6 +19,10 @@
 #   top-layer  O: a qcow2 overlay on A (qemu-img create -b A -F raw),
 #              the same chunks written into it through qemu-io.  Timed:
 #              diskferry sync --changes top-layer O B
+#   cowd       a VMware vmfsSparse delta (COWD, 64 KiB grains, random
+#              data in the same chunks) over base.vmdk, a vmfs descriptor
+#              of A (bench/changes_gen.py cowd; qemu-img cannot make one).
+#              Timed: diskferry sync --changes top-layer child.vmdk B
 # B (DATA/changes/dst.img) is a `diskferry copy` of the source while it
 # still held A's bytes (so B's state record, kept in DATA/changes/state,
 # names it); before every timed run B is made A's bytes again in place
@@ -46,7 +50,7 @@ else
 fi
 RUNS=${RUNS:-5}
 LEVELS=${LEVELS:-1 5 20}
-SOURCES=${SOURCES:-lvm-cow bitmap top-layer}
+SOURCES=${SOURCES:-lvm-cow bitmap top-layer cowd}
 SEED=${SEED:-20261203}
 HERE=$(cd "$(dirname "$0")" && pwd)
 GEN=$HERE/changes_gen.py
@@ -92,6 +96,11 @@ prepare() {
         "$GEN" qemu-io "$SIZE" "$2" "$SEED" > "$io"
         qemu-io -f qcow2 "$SRC" < "$io" >/dev/null
         qemu-img convert -O raw "$SRC" "$WANT" ;;
+    cowd)
+        SRC=$W/child.vmdk; SPEC=top-layer; WANT=$W/want.raw
+        CMPF="-f vmdk --overwrite --yes"
+        "$GEN" cowd "$A" "$W" "$2" "$SEED" >/dev/null
+        first_copy "$W/base.vmdk" ;;
     top-layer)
         SRC=$W/overlay.qcow2; SPEC=top-layer; WANT=$W/want.raw
         CMPF="-f qcow2 --overwrite --yes"

@@ -59,7 +59,7 @@ struct part {
     uint64_t off, len;          /* bytes */
     unsigned number;            /* 1.. as the kernel numbers them; 0: the
                                  * whole disk (no table) */
-    char type[40];              /* "mbr 0x83", "gpt <type guid>" */
+    char type[48];              /* "mbr 0x83", "gpt <type guid>" */
 };
 #define PARTS_MAX 256
 /* The regions of img: 0 (*n set; a disk without a table gives one

@@ -12,12 +12,13 @@
  *   records  u32le offset (mod FUZZ_COW_MAX), u16le length, then that
  *            many bytes, until the input ends; clipped to the size
  *
- * and the rest of the file is zeros.  tests/fuzz/lvm_cow_seeds.py
+ * and the rest of the file is zeros (fuzz_sized.h).  tests/fuzz/lvm_cow_seeds.py
  * writes the seed corpus in this form.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_sized.h"
 #include "track/lvm_cow.h"
 #include "util/bytes.h"
 #include "util/overflow.h"
@@ -27,32 +28,10 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The store the input describes (*len bytes, caller frees). */
-static uint8_t *fuzz_cow_file(const uint8_t *data, size_t size, size_t *len)
-{
-    if (size < 4)
-        return NULL;
-    size_t flen = get_le32(data) % (FUZZ_COW_MAX + 1), pos = 4;
-    uint8_t *buf = calloc(1, flen ? flen : 1);
-    if (!buf)
-        return NULL;
-    while (pos + 6 <= size) {
-        size_t off = get_le32(data + pos) % FUZZ_COW_MAX;
-        size_t n = get_le16(data + pos + 4);
-        pos += 6;
-        n = n < size - pos ? n : size - pos;
-        if (off < flen)
-            memcpy(buf + off, data + pos, n < flen - off ? n : flen - off);
-        pos += n;
-    }
-    *len = flen;
-    return buf;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t len = 0;
-    uint8_t *buf = fuzz_cow_file(data, size, &len);
+    uint8_t *buf = fuzz_sized_file(data, size, FUZZ_COW_MAX, &len);
     struct df_file f;
     struct df_error err;
     struct extent_list l;

@@ -7,6 +7,7 @@ every file byte-identical; the used bytes must be close to what the
 superblock says is allocated.  Loop mounts need root; every mount and
 loop device is undone in `finally`.
 """
+import ctypes
 import hashlib
 import os
 import random
@@ -80,6 +81,13 @@ def sb_field(img, name):
     return int(r.stdout.split("=")[1].strip(), 0)
 
 
+def agf_field(img, ag, name):
+    r = subprocess.run(["xfs_db", "-r", "-c", "agf %d" % ag, "-c",
+                        "p " + name, str(img)], capture_output=True,
+                       text=True, check=True)
+    return int(r.stdout.split("=")[1].strip(), 0)
+
+
 def mkxfs(img, *opts):
     with open(img, "wb") as f:
         f.truncate(300 * M)
@@ -99,6 +107,20 @@ def fill(mnt, seed=1):
         names.append(name)
     for name in names[::3]:
         os.unlink(name)
+
+
+def punch(mnt, seed=0):
+    """A 20 MiB file with every other KiB punched out: thousands of free
+    extents, a free-space tree three levels deep with 1 KiB blocks."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long,
+                               ctypes.c_long]
+    with open(os.path.join(mnt, "big"), "wb") as f:
+        f.write(random.Random(seed).randbytes(20 * M))
+        f.flush()
+        os.fsync(f.fileno())
+        for off in range(0, 20 * M, 2048):     # PUNCH_HOLE | KEEP_SIZE
+            assert libc.fallocate(f.fileno(), 3, off, 1024) == 0
 
 
 @pytest.fixture
@@ -122,19 +144,24 @@ def zero_outside(src, dst, used):
 
 
 @needs_xfs
-@pytest.mark.parametrize("opts", [(), ("-m", "crc=0"),
-                                  ("-m", "rmapbt=1", "-b", "size=1024")])
-def test_used_ranges_hold_the_filesystem(tmp_path, opts):
+@pytest.mark.parametrize("opts,filler", [
+    ((), fill), (("-m", "crc=0"), fill),
+    (("-m", "rmapbt=1", "-b", "size=1024"), fill),
+    (("-b", "size=1024"), punch)])
+def test_used_ranges_hold_the_filesystem(tmp_path, opts, filler):
     img = tmp_path / "xfs.img"
     mkxfs(img, *opts)
     try:
         with Mounted(img, tmp_path / "mnt") as mnt:
-            fill(mnt, seed=len(opts))
+            filler(mnt, seed=len(opts))
             expect = files_of(mnt)
     except subprocess.CalledProcessError:
         if "crc=0" in opts:
             pytest.skip("this kernel does not mount v4 XFS")
         raise
+    if filler is punch:
+        assert max(agf_field(img, ag, "bnolevel") for ag in range(
+            sb_field(img, "agcount"))) >= 2
     used, why = dump("xfs", img)
     assert why is None
     bs = sb_field(img, "blocksize")

@@ -23,7 +23,8 @@ DEB_BUILD = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 	libnbd-dev zlib1g-dev libarchive-dev libext2fs-dev
 DEB_TEST = python3-pytest qemu-utils nbdkit libnbd-bin e2fsprogs openssh-server \
 	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
-	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod thin-provisioning-tools
+	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod thin-provisioning-tools \
+	xfsprogs
 DEB_BENCH = hyperfine rsync
 # What `make deb` needs beyond DEB_BUILD (installed by that target only).
 DEB_PKG = debhelper dpkg-dev fakeroot lintian

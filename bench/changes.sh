@@ -42,17 +42,13 @@
 set -euo pipefail
 BUILD=${1:-build}
 DF=$(realpath "$BUILD/diskferry")
-CORPUS_MB=${CORPUS_MB:-2048}
-if [ "$CORPUS_MB" = 2048 ]; then
-    DATA=${BENCH_DATA:-/var/tmp/diskferry-bench}
-else
-    DATA=${BENCH_DATA:-/var/tmp/diskferry-bench-${CORPUS_MB}m}
-fi
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/corpus_data.sh
+. "$HERE/corpus_data.sh"
 RUNS=${RUNS:-5}
 LEVELS=${LEVELS:-1 5 20}
 SOURCES=${SOURCES:-lvm-cow bitmap top-layer cowd}
 SEED=${SEED:-20261203}
-HERE=$(cd "$(dirname "$0")" && pwd)
 GEN=$HERE/changes_gen.py
 BLOCKS=$HERE/sync_blocks.py
 bash "$HERE/corpus.sh" "$DATA" "$CORPUS_MB"

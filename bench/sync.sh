@@ -78,16 +78,12 @@
 set -euo pipefail
 BUILD=${1:-build}
 DF=$(realpath "$BUILD/diskferry")
-CORPUS_MB=${CORPUS_MB:-2048}
-if [ "$CORPUS_MB" = 2048 ]; then
-    DATA=${BENCH_DATA:-/var/tmp/diskferry-bench}
-else
-    DATA=${BENCH_DATA:-/var/tmp/diskferry-bench-${CORPUS_MB}m}
-fi
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/corpus_data.sh
+. "$HERE/corpus_data.sh"
 RUNS=${RUNS:-5}
 LEVELS=${LEVELS:-0.1 1 10}
 SEED=${SEED:-20261216}
-HERE=$(cd "$(dirname "$0")" && pwd)
 BLOCKS=$HERE/sync_blocks.py
 if ! command -v rsync >/dev/null; then
     if [ "$(id -u)" = 0 ]; then

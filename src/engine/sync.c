@@ -40,291 +40,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "engine/dest.h"
-#include "image/chain.h"
 #include "engine/endpoint.h"
 #include "engine/job_int.h"
 #include "engine/plan.h"
 #include "engine/source.h"
+#include "engine/sync_int.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
 #include "track/htree.h"
 #include "track/manifest.h"
-#include "track/qcow2_bitmap.h"
 #include "track/track.h"
 #include "util/overflow.h"
 #include "util/progress.h"
 #include "util/size.h"
-
-/* "DEV:INO", and "@SEC.NSEC" when the filesystem keeps the birth: an
- * inode number is reused as soon as its file is removed, and what was
- * said of the old file must not describe the new one. */
-static void identity_inode(const struct statx *sx, char *out, size_t len)
-{
-    unsigned long long dev = makedev(sx->stx_dev_major, sx->stx_dev_minor);
-    if (sx->stx_mask & STATX_BTIME)
-        snprintf(out, len, "%llu:%llu@%lld.%09u", dev,
-                 (unsigned long long)sx->stx_ino,
-                 (long long)sx->stx_btime.tv_sec, sx->stx_btime.tv_nsec);
-    else
-        snprintf(out, len, "%llu:%llu", dev,
-                 (unsigned long long)sx->stx_ino);
-}
-
-/*
- * A block device's number is reused too (a loop device attached to
- * another file, an LV removed and another created), so what the kernel
- * says the device is joins it: a dm device's uuid (LVM's names the LV),
- * a loop device's backing file; nothing for others, whose number stays
- * with the hardware.
- */
-static void identity_blk(unsigned maj, unsigned min, char *out, size_t len)
-{
-    char path[128], buf[PATH_MAX], ino[128];
-    struct statx sx;
-    size_t n = (size_t)snprintf(out, len, "block device %u:%u", maj, min);
-    if (n >= len)
-        return;
-    snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/uuid", maj, min);
-    if (read_small_file(path, buf, sizeof(buf)) == 0 && buf[0]) {
-        snprintf(out + n, len - n, " dm %s", buf);
-        return;
-    }
-    snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/loop/backing_file",
-             maj, min);
-    if (read_small_file(path, buf, sizeof(buf)) == 0 && buf[0] &&
-        statx(AT_FDCWD, buf, 0, STATX_INO | STATX_BTIME, &sx) == 0) {
-        identity_inode(&sx, ino, sizeof(ino));
-        snprintf(out + n, len - n, " loop over %s", ino);
-    }
-}
-
-static void identity_statx(const struct statx *sx, char *out, size_t len)
-{
-    char ino[128];
-    if (S_ISBLK(sx->stx_mode)) {
-        identity_blk(sx->stx_rdev_major, sx->stx_rdev_minor, out, len);
-        return;
-    }
-    identity_inode(sx, ino, sizeof(ino));
-    snprintf(out, len, "file %s", ino);
-}
-
-static void identity_at(int dirfd, const char *name, int flags, char *out,
-                        size_t len)
-{
-    struct statx sx;
-    if (statx(dirfd, name, flags, STATX_TYPE | STATX_INO | STATX_BTIME,
-              &sx) < 0)
-        snprintf(out, len, "unknown: %s", strerror(errno));
-    else
-        identity_statx(&sx, out, len);
-}
-
-void sync_identity_at(int dirfd, const char *name, char *out, size_t len)
-{
-    identity_at(dirfd, name, 0, out, len);
-}
-
-void sync_identity(const struct df_file *f, char *out, size_t len)
-{
-    identity_at(f->fd, "", AT_EMPTY_PATH, out, len);
-}
-
-void sync_source_name(const char *arg, char *out, size_t len)
-{
-    char *rp = realpath(arg, NULL);
-    snprintf(out, len, "%s", rp ? rp : arg);
-    free(rp);
-}
-
-void sync_remote_source_name(const char *arg, char *out, size_t len)
-{
-    char host[256], path[PATH_MAX];
-    if (gethostname(host, sizeof(host)) < 0)
-        snprintf(host, sizeof(host), "localhost");
-    host[sizeof(host) - 1] = '\0';
-    sync_source_name(arg, path, sizeof(path));
-    snprintf(out, len, "%s:%s", host, path);
-}
-
-/* ---- state records ---- */
-
-int sync_record_open(const char *dir, bool create, FILE *msgs,
-                     const char *cmd)
-{
-    struct df_error e;
-    df_error_init(&e);
-    int fd = create ? state_dir_open(dir, &e)
-                    : state_dir_open_existing(dir, &e);
-    if (fd < 0 && msgs && (create || e.errnum != ENOENT)) {
-        char msg[PATH_MAX + 256];
-        df_error_format(&e, msg, sizeof(msg));
-        fprintf(msgs, "diskferry: %s: warning: no state record kept: %s\n",
-                cmd, msg);
-    }
-    return fd;
-}
-
-static void busy_name(const char *id, char *out, size_t len)
-{
-    char rec[128];
-    manifest_record_name(id, rec, sizeof(rec));
-    snprintf(out, len, "%s.busy", rec);
-}
-
-/* Before the first write: a record is no longer the truth until the
- * job that writes the destination ends. */
-int sync_record_begin(int sfd, const char *id, struct df_error *err)
-{
-    char busy[160];
-    if (sfd < 0)
-        return 0;
-    busy_name(id, busy, sizeof(busy));
-    int fd = openat(sfd, busy, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-                    0600);
-    if (fd < 0)
-        return df_io(err, busy, errno, "cannot mark the state record busy");
-    close(fd);
-    if (fsync(sfd) < 0)
-        return df_io(err, busy, errno, "cannot mark the state record busy");
-    return 0;
-}
-
-void sync_record_unbusy(int sfd, const char *id)
-{
-    char busy[160];
-    if (sfd < 0)
-        return;
-    busy_name(id, busy, sizeof(busy));
-    if (unlinkat(sfd, busy, 0) == 0)
-        fsync(sfd);
-}
-
-int sync_record_commit(int sfd, const char *id, const struct manifest *m,
-                       FILE *msgs, const char *cmd)
-{
-    char rec[128], busy[160];
-    struct df_error e;
-    if (sfd < 0)
-        return 0;
-    df_error_init(&e);
-    manifest_record_name(id, rec, sizeof(rec));
-    busy_name(id, busy, sizeof(busy));
-    if (manifest_write(sfd, rec, m, &e) < 0) {
-        if (msgs) {
-            char msg[PATH_MAX + 256];
-            df_error_format(&e, msg, sizeof(msg));
-            fprintf(msgs, "diskferry: %s: warning: state record not "
-                    "written: %s\n", cmd, msg);
-        }
-        return -1;
-    }
-    unlinkat(sfd, busy, 0);
-    fsync(sfd);
-    return 0;
-}
-
-int sync_record_load(int sfd, const char *id, struct manifest *m,
-                     bool *busy, FILE *msgs)
-{
-    char rec[128], bn[160];
-    struct stat st;
-    struct df_error e;
-    *busy = false;
-    if (sfd < 0)
-        return 1;
-    manifest_record_name(id, rec, sizeof(rec));
-    busy_name(id, bn, sizeof(bn));
-    *busy = fstatat(sfd, bn, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    df_error_init(&e);
-    int r = manifest_read(sfd, rec, m, &e);
-    if (r < 0 && msgs) {
-        char msg[PATH_MAX + 256];
-        df_error_format(&e, msg, sizeof(msg));
-        fprintf(msgs, "diskferry: sync: warning: state record ignored: %s\n",
-                msg);
-    }
-    return r;
-}
-
-void copy_record_init(struct copy_record *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->sfd = -1;
-}
-
-int copy_record_start(const struct job_spec *spec,
-                      const struct endpoint *dep, const struct source *src,
-                      const struct dest *d, struct job_opts *jo,
-                      struct copy_record *r, struct df_error *err)
-{
-    uint64_t size;
-    if (spec->dry_run)
-        return 0;
-    bool pulled = src->session && !src->img;    /* a remote source */
-    if (dep->kind != EP_LOCAL || (!src->img && !pulled) || !d->img ||
-        !source_size(src, &size) || strcmp(image_format_name(d->img),
-                                           "raw") ||
-        (!d->img->file.is_regular && !d->img->file.is_blockdev)) {
-        if (spec->write_manifest)
-            return df_usage(err, "--write-manifest: for an image source "
-                            "and a file or device DST on this host");
-        return 0;
-    }
-    if (pulled && !jo->verify)
-        return 0;               /* nothing read back: no record */
-    if (htree_init(&r->t, jo->digest, size, err) < 0)
-        return -1;
-    if (pulled) {
-        /* the leaves come from reading DST back (verification) */
-        d->sink->leaf_fn = htree_leaf_fn;
-        d->sink->leaf_ctx = &r->t;
-    } else {
-        jo->leaf_fn = htree_leaf_fn;
-        jo->leaf_ctx = &r->t;
-    }
-    sync_identity(&d->img->file, r->id, sizeof(r->id));
-    sync_source_name(spec->src, r->src, sizeof(r->src));
-    snprintf(r->layer, sizeof(r->layer), "%s",
-             src->img ? src->img->layer_id : "");
-    /* A copy keeps a record where it can, quietly (sync says when it
-     * cannot). */
-    r->sfd = sync_record_open(NULL, true, NULL, spec->cmd);
-    r->on = true;
-    return sync_record_begin(r->sfd, r->id, err);
-}
-
-int copy_record_end(const struct job_spec *spec, struct copy_record *r,
-                    const struct job_stats *st, struct df_error *err)
-{
-    struct manifest m;
-    if (!r->on)
-        return 0;
-    memset(&m, 0, sizeof(m));
-    m.tree = r->t;
-    m.digest = st->src_digest;
-    snprintf(m.id, sizeof(m.id), "%s", r->id);
-    snprintf(m.src, sizeof(m.src), "%s", r->src);
-    snprintf(m.src_layer, sizeof(m.src_layer), "%s", r->layer);
-    sync_record_commit(r->sfd, r->id, &m, spec->msgs, spec->cmd);
-    if (spec->write_manifest &&
-        manifest_write(-1, spec->write_manifest, &m, err) < 0)
-        return -1;
-    return 0;
-}
-
-void copy_record_release(struct copy_record *r)
-{
-    if (r->on)
-        htree_release(&r->t);
-    if (r->sfd >= 0)
-        close(r->sfd);
-    copy_record_init(r);
-}
 
 /* ---- trees ---- */
 
@@ -464,30 +195,11 @@ int sync_base_prove(struct image *dst, const struct htree *base,
 
 /* ---- the job ---- */
 
-struct sync_state {
-    const struct job_spec *spec;
-    struct job_report *rep;
-    struct source *src;
-    struct dest d;
-    uint64_t size;              /* SRC's */
-    char id[256];               /* DST's identity */
-    char srcname[PATH_MAX];
-    int sfd;                    /* state directory, or -1 */
-    struct manifest base;       /* record or manifest */
-    bool have_base;
-    const char *base_what;      /* "the state record", "manifest FILE" */
-    struct htree prev;          /* what DST holds after the last pass */
-    bool have_prev;
-    unsigned block_level;
-    uint64_t copy_read;         /* SRC read by the passes' copies */
-    struct change_source *meta; /* --changes from metadata, or NULL */
-    bool resumed;               /* the record's last job did not end */
-};
 
 /* The base's tree at SRC's size (a grown SRC: zero leaves after it),
  * built. */
-static int base_resized(struct sync_state *s, struct htree *bt,
-                        struct df_error *err)
+int sync_base_resized(struct sync_state *s, struct htree *bt,
+                      struct df_error *err)
 {
     const struct htree *b = &s->base.tree;
     if (htree_init(bt, b->alg, b->size, err) < 0)
@@ -498,286 +210,6 @@ static int base_resized(struct sync_state *s, struct htree *bt,
         htree_release(bt);
         return -1;
     }
-    return 0;
-}
-
-/* ---- change sources read from metadata (--changes lvm-cow:, ...) ---- */
-
-static bool meta_spec(const char *ch)
-{
-    return ch && (!strncmp(ch, "lvm-cow:", 8) ||
-                  !strncmp(ch, "lvm-thin:", 9) || !strncmp(ch, "bitmap:", 7) ||
-                  !strcmp(ch, "top-layer"));
-}
-
-static bool top_layer(const char *ch)
-{
-    return ch && !strcmp(ch, "top-layer");
-}
-
-/* sync.h */
-bool sync_layer_base(const struct manifest *rec, const char *parent_id,
-                     const char *layer_id, const char *srcname)
-{
-    static const char qb[] = "qcow2 backing ";
-    if (!strcmp(rec->src, srcname) && !strcmp(rec->src_layer, layer_id))
-        return true;
-    if (!strncmp(parent_id, qb, sizeof(qb) - 1))
-        return !strcmp(path_basename(parent_id + sizeof(qb) - 1),
-                       path_basename(rec->src));
-    return parent_id[0] && !strcmp(rec->src_layer, parent_id);
-}
-
-/* --changes top-layer: SRC, a delta on this host, is opened alone (its
- * parent is what DST holds): so->open becomes *top. */
-static int top_layer_open_opts(const struct job_spec *spec,
-                               const struct endpoint *sep,
-                               struct image_open_opts *top,
-                               struct source_opts *so,
-                               struct job_report *rep, struct df_error *err)
-{
-    if (!top_layer(spec->changes))
-        return 0;
-    if (sep->kind != EP_LOCAL) {
-        rep->usage_hint = true;
-        return df_usage(err, "--changes top-layer: SRC is a delta image on "
-                        "this host");
-    }
-    top->no_parents = true;
-    so->open = top;
-    return 0;
-}
-
-/* To another host a delta goes alone: a 64 KiB leaf it holds only in
- * part (VHD and VHDX sectors, small grains) would be hashed here
- * without its parent's part, which only DST has. */
-static int top_layer_whole_leaves(const struct job_spec *spec,
-                                  const struct extent_list *changed,
-                                  uint64_t size, struct df_error *err)
-{
-    for (size_t i = 0; i < changed->n; i++) {
-        uint64_t a = changed->v[i].off, b = a + changed->v[i].len;
-        if (a % DIGEST_LEAF_SIZE || (b % DIGEST_LEAF_SIZE && b != size))
-            return df_usage(err, "--changes top-layer: %s holds part of the "
-                            "64 KiB block at byte %llu, whose rest is its "
-                            "parent's: sync it to a DST on this host, or "
-                            "with --changes compare", spec->src,
-                            (unsigned long long)(a % DIGEST_LEAF_SIZE
-                                                     ? a : b));
-    }
-    return 0;
-}
-
-/* The delta SRC reads what it leaves to its parent from DST, which holds
- * that parent (proved, or vouched for: --trust-base): a 64 KiB leaf it
- * holds only part of is hashed whole, as DST will hold it. */
-static int top_layer_attach(struct sync_state *s, struct df_error *err)
-{
-    struct image_open_opts po = { .no_parents = true, .format = "raw" };
-    struct image *p = NULL;
-    if (image_open(s->spec->dst, &po, &p, err) < 0)
-        return -1;
-    chain_attach_parent(s->src->img, p, "DST");
-    return 0;
-}
-
-/* "META,OLD,NEW": the last two commas split (META may hold commas). */
-static int thin_spec(const char *arg, char *meta, size_t len, uint64_t *a,
-                     uint64_t *b)
-{
-    const char *c2 = strrchr(arg, ',');
-    const char *c1 = c2 ? memrchr(arg, ',', (size_t)(c2 - arg)) : NULL;
-    char *end;
-    if (!c1 || c1 == arg || (size_t)(c1 - arg) >= len)
-        return -1;
-    errno = 0;
-    *a = strtoull(c1 + 1, &end, 10);
-    if (errno || end != c2 || c1[1] < '0' || c1[1] > '9')
-        return -1;
-    *b = strtoull(c2 + 1, &end, 10);
-    if (errno || *end || c2[1] < '0' || c2[1] > '9')
-        return -1;
-    memcpy(meta, arg, (size_t)(c1 - arg));
-    meta[c1 - arg] = '\0';
-    return 0;
-}
-
-/* A bitmap that cannot be trusted (qcow2_bitmap.h: DF_REFUSED): said,
- * and the sync compares (1); any other error stays (-1). */
-static int bitmap_untrusted(const struct job_spec *spec, struct df_error *err)
-{
-    if (err->cat != DF_REFUSED)
-        return -1;
-    if (spec->msgs) {
-        char msg[PATH_MAX + 256];
-        df_error_format(err, msg, sizeof(msg));
-        fprintf(spec->msgs, "diskferry: sync: warning: %s; comparing "
-                "instead\n", msg);
-    }
-    df_error_reset(err);
-    return 1;
-}
-
-/* A disabled bitmap misses every write made since it was disabled: it
- * is no change set of SRC as it is now (DF_REFUSED: compare). */
-static bool bitmap_disabled(const char *image, const char *name,
-                            struct df_error *err)
-{
-    struct qcow2_bitmap_info *v = NULL;
-    size_t n = 0;
-    bool off = false;
-    if (qcow2_bitmap_list(image, &v, &n, err) < 0)
-        return true;
-    for (size_t i = 0; i < n; i++)
-        if (strlen(name) == v[i].name_len &&
-            !memcmp(v[i].name, name, v[i].name_len) && !v[i].enabled)
-            off = true;
-    qcow2_bitmap_list_free(v, n);
-    if (off)
-        df_refuse(err, image, "bitmap '%s' is disabled: the writes made "
-                  "since are not in it", name);
-    return off;
-}
-
-/* s->meta opened from --changes: 0; 1 when the source cannot be trusted
- * (said on msgs: the sync compares instead); -1 with err. */
-static int meta_open(struct sync_state *s, struct df_error *err)
-{
-    const struct job_spec *spec = s->spec;
-    const char *ch = spec->changes;
-    struct image *img = s->src->img;
-    if (!strncmp(ch, "lvm-cow:", 8)) {
-        s->meta = lvm_cow_open(ch + 8, "/", s->size, err);
-    } else if (!strncmp(ch, "lvm-thin:", 9)) {
-        char meta[PATH_MAX];
-        uint64_t a, b;
-        if (thin_spec(ch + 9, meta, sizeof(meta), &a, &b) < 0)
-            return df_usage(err, "--changes %s: expected lvm-thin:METADATA,"
-                            "OLD_ID,NEW_ID", ch);
-        s->meta = lvm_thin_open(meta, a, b, s->size, err);
-    } else if (top_layer(ch)) {
-        if (!img || !img->has_parent_ref)
-            return df_usage(err, "--changes top-layer: %s is not a delta "
-                            "image (it records no parent)", spec->src);
-        s->meta = top_layer_open(img, s->size, err);
-    } else {
-        if (!img || strcmp(s->src->format, "qcow2"))
-            return df_usage(err, "--changes %s: a dirty bitmap is read from "
-                            "a qcow2 SRC on this host; %s is %s", ch,
-                            spec->src, s->src->format);
-        s->meta = qcow2_bitmap_open(spec->src, ch + 7, s->size, err);
-        if (!s->meta || bitmap_disabled(spec->src, ch + 7, err)) {
-            change_source_close(s->meta);
-            s->meta = NULL;
-            return bitmap_untrusted(spec, err);
-        }
-    }
-    return s->meta ? 0 : -1;
-}
-
-/* What the source names as changed, over the whole disk. */
-static int meta_changed(struct sync_state *s, struct extent_list *changed,
-                        struct df_error *err)
-{
-    uint64_t off = 0;
-    while (off < s->size) {
-        int r = s->meta->changed(s->meta, off, s->size - off, changed, err);
-        if (r < 0)
-            return -1;
-        if (r == 0)
-            break;
-        uint64_t end = extent_list_end(changed, off);
-        if (end <= off)
-            return df_io(err, s->spec->src, E2BIG, "--changes %s: more "
-                         "changed ranges than a sync holds", s->meta->name);
-        off = end;
-    }
-    return 0;
-}
-
-/*
- * A store that keeps the old contents (lvm-cow) proves DST itself: DST
- * must hold, under every changed range, what the store saved (the
- * origin as the snapshot saw it) or, after a sync that was killed, what
- * SRC holds now, in 4 KiB pieces.  Anything else is another disk.
- */
-#define STORE_PROOF_STEP (1u << 20)
-#define STORE_PROOF_PIECE 4096u
-static int store_prove(struct sync_state *s, const struct extent_list *changed,
-                       struct df_error *err)
-{
-    struct job_report *rep = s->rep;
-    uint8_t *d = malloc(STORE_PROOF_STEP), *old = malloc(STORE_PROOF_STEP);
-    uint8_t *now = malloc(STORE_PROOF_STEP);
-    int rc = -1;
-    if (!d || !old || !now) {
-        df_io(err, s->spec->dst, ENOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < changed->n; i++) {
-        uint64_t end = changed->v[i].off + changed->v[i].len;
-        for (uint64_t off = changed->v[i].off; off < end;) {
-            size_t n = (size_t)min_u64(STORE_PROOF_STEP, end - off);
-            bool have_now = false;
-            if (image_read(s->d.img, d, n, off, err) < 0 ||
-                s->meta->base_read(s->meta, off, n, old, err) < 0)
-                goto out;
-            rep->dst_bytes_read += n;
-            for (size_t p = 0; memcmp(d, old, n) && p < n;
-                 p += STORE_PROOF_PIECE) {
-                size_t k = (size_t)min_u64(STORE_PROOF_PIECE, n - p);
-                if (!memcmp(d + p, old + p, k))
-                    continue;
-                if (!have_now) {
-                    if (image_read(s->src->img, now, n, off, err) < 0)
-                        goto out;
-                    s->copy_read += n;
-                    have_now = true;
-                }
-                if (memcmp(d + p, now + p, k)) {
-                    char at[32];
-                    size_format(off + p, at, sizeof(at));
-                    df_refuse(err, s->spec->dst, "refusing to sync: %s is "
-                              "not the disk %s describes (at byte %llu "
-                              "(%s) it holds neither what the snapshot "
-                              "saved nor what SRC holds now); run with "
-                              "--changes compare", s->spec->dst,
-                              s->spec->changes,
-                              (unsigned long long)(off + p), at);
-                    goto out;
-                }
-            }
-            off += n;
-        }
-    }
-    rc = 0;
-out:
-    free(d);
-    free(old);
-    free(now);
-    return rc;
-}
-
-/* The first pass of a sync whose changes come from metadata: SRC is not
- * hashed; the base record's tree (if any) stands for SRC's kept leaves
- * (src_t), proved on DST as a record is; a store that keeps old
- * contents proves the changed ranges. */
-static int meta_diff(struct sync_state *s, struct htree *src_t,
-                     struct extent_list *changed, struct df_error *err)
-{
-    struct job_report *rep = s->rep;
-    if (meta_changed(s, changed, err) < 0)
-        return -1;
-    /* A store's proof covers the changed ranges byte for byte: the
-     * record's then proves only the samples outside them. */
-    if (s->have_base &&
-        (base_resized(s, src_t, err) < 0 ||
-         sync_base_prove(s->d.img, &s->base.tree, changed,
-                    s->resumed || s->meta->base_read, s->base_what,
-                    &rep->proof_leaves, &rep->dst_bytes_read, err) < 0))
-        return -1;
-    if (s->meta->base_read && store_prove(s, changed, err) < 0)
-        return -1;
     return 0;
 }
 
@@ -792,13 +224,13 @@ static int first_diff(struct sync_state *s, struct htree *src_t,
     o.progress = false;
 
     if (s->meta)
-        return meta_diff(s, src_t, changed, err);
+        return sync_meta_diff(s, src_t, changed, err);
     if (s->have_base) {
         if (tree_of(s->src->img, &o, s->size, src_t, &rep->src_bytes_hashed,
                     err) < 0)
             return -1;
         struct htree bt;
-        if (base_resized(s, &bt, err) < 0)
+        if (sync_base_resized(s, &bt, err) < 0)
             return -1;
         if (htree_diff(src_t, &bt, s->block_level, changed, err) < 0) {
             htree_release(&bt);
@@ -970,8 +402,8 @@ static int sync_look(struct sync_state *s, bool *consent,
         s->rep->changes = "record";
         return 0;
     }
-    if (meta_spec(ch)) {
-        int m = meta_open(s, err);
+    if (sync_meta_spec(ch)) {
+        int m = sync_meta_open(s, err);
         if (m < 0 || m == 1) {
             if (have_rec)
                 manifest_release(&rec);
@@ -985,7 +417,7 @@ static int sync_look(struct sync_state *s, bool *consent,
          * One whose job did not end, only with --resume (what that job
          * wrote is written again). */
         bool fits = have_rec;
-        if (top_layer(ch))
+        if (sync_top_layer(ch))
             *consent = fits = have_rec &&
                 sync_layer_base(&rec, s->src->img->parent_id,
                                 s->src->img->layer_id, s->srcname);
@@ -1004,7 +436,7 @@ static int sync_look(struct sync_state *s, bool *consent,
                             "where the sync writes", ch);
         if (s->meta->base_read)
             return 0;           /* the store proves DST */
-        if (top_layer(ch) && spec->trust_base && !busy) {
+        if (sync_top_layer(ch) && spec->trust_base && !busy) {
             *consent = true;    /* the user vouches for DST */
             return 0;
         }
@@ -1013,7 +445,7 @@ static int sync_look(struct sync_state *s, bool *consent,
                              "--changes %s: the last job writing DST did "
                              "not finish (run with --resume to finish it)",
                              ch);
-        if (top_layer(ch))
+        if (sync_top_layer(ch))
             return df_refuse(err, spec->dst, "refusing to sync with "
                              "--changes top-layer: no state record shows "
                              "DST was written from the parent %s names "
@@ -1162,14 +594,14 @@ static int job_sync_remote(const struct job_spec *spec,
     memset(&ms, 0, sizeof(ms));
     extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
     if (spec->changes && strcmp(spec->changes, "compare") &&
-        !meta_spec(spec->changes)) {
+        !sync_meta_spec(spec->changes)) {
         rep->usage_hint = true;
         return df_usage(err, "--changes %s: for a DST on this host (a "
                         "remote DST is compared, or synced from metadata)",
                         spec->changes);
     }
     struct image_open_opts top = spec->src_open;
-    if (top_layer_open_opts(spec, sep, &top, &so, rep, err) < 0)
+    if (sync_top_layer_open_opts(spec, sep, &top, &so, rep, err) < 0)
         return -1;
     if (spec->write_manifest) {
         rep->usage_hint = true;
@@ -1201,12 +633,12 @@ static int job_sync_remote(const struct job_spec *spec,
     ms.rep = rep;
     ms.src = src;
     ms.size = size;
-    if (meta_spec(spec->changes) && meta_open(&ms, err) < 0)
+    if (sync_meta_spec(spec->changes) && sync_meta_open(&ms, err) < 0)
         goto out;
-    ro.any_record = ms.meta && !top_layer(spec->changes);
+    ro.any_record = ms.meta && !sync_top_layer(spec->changes);
     ro.busy_record = ms.meta && spec->resume;
     ro.sync_layer = src->img->layer_id;
-    if (ms.meta && top_layer(spec->changes))
+    if (ms.meta && sync_top_layer(spec->changes))
         ro.sync_parent = src->img->parent_id;
     if (remote_connect(&ro, &r, err) < 0 ||
         remote_open_dst(r, size, source_id(src), &sink, &created, err) < 0)
@@ -1230,9 +662,9 @@ static int job_sync_remote(const struct job_spec *spec,
         }
         if (remote_tree_request_record(r, spec->jo.digest, (unsigned)bl,
                                        err) < 0 ||
-            meta_changed(&ms, &changed, err) < 0 ||
-            (top_layer(spec->changes) &&
-             top_layer_whole_leaves(spec, &changed, size, err) < 0) ||
+            sync_meta_changed(&ms, &changed, err) < 0 ||
+            (sync_top_layer(spec->changes) &&
+             sync_top_layer_whole_leaves(spec, &changed, size, err) < 0) ||
             remote_tree_changes(r, size, &changed, &ts, err) < 0 ||
             !(cs = change_source_unverified(ms.meta->name, &changed, err)))
             goto out;
@@ -1549,7 +981,7 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     s.rep = rep;
     s.sfd = -1;
     dest_init(&s.d);
-    if ((spec->passes > 1 || spec->until) && meta_spec(spec->changes)) {
+    if ((spec->passes > 1 || spec->until) && sync_meta_spec(spec->changes)) {
         rep->usage_hint = true;
         return df_usage(err, "--passes, --until: with --changes %s the "
                         "changes are read once from metadata",
@@ -1591,7 +1023,7 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     }
     bool running = spec->passes > 1 || spec->until;
     struct image_open_opts top = spec->src_open;
-    if (top_layer_open_opts(spec, sep, &top, &so, rep, err) < 0)
+    if (sync_top_layer_open_opts(spec, sep, &top, &so, rep, err) < 0)
         return -1;
     if (source_open(sep, &so, &s.src, err) < 0 ||
         source_check(s.src, spec->cmd, "sync", spec->force_share || running,
@@ -1612,7 +1044,7 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
                   "it was being checked", spec->dst);
         goto fail;
     }
-    if (top_layer(spec->changes) && top_layer_attach(&s, err) < 0)
+    if (sync_top_layer(spec->changes) && sync_top_layer_attach(&s, err) < 0)
         goto fail;
     if (spec->undo && s.d.img->file.is_regular &&
         s.d.img->file.size > s.size) {

@@ -375,6 +375,9 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
     }
     if (only)
         return cli_usage(c, "%s: not an option of %s", only, c->cmd);
+    if (o->spec.trust_base &&
+        (!o->spec.changes || strcmp(o->spec.changes, "top-layer")))
+        return cli_usage(c, "--trust-base: only with --changes top-layer");
     if (o->spec.passes && o->spec.until)
         return cli_usage(c, "--passes and --until: one or the other");
     if (o->spec.undo && (o->spec.passes > 1 || o->spec.until))

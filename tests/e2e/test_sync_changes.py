@@ -667,6 +667,11 @@ def test_metadata_changes_usage_errors(tmp_path):
     assert p.returncode == 2, p.stderr
     p = df("sync", "--changes", "bitmap:", src, dst)
     assert p.returncode == 2, p.stderr
+    p = df("sync", "--trust-base", src, dst)
+    assert p.returncode == 2, p.stderr
+    assert b"only with --changes top-layer" in p.stderr
+    p = df("sync", "--changes", "snapshot:x", src, dst)
+    assert p.returncode == 2, p.stderr
     p = df("sync", "--changes", "lvm-cow:%s" % (tmp_path / "nothing"), src,
            dst)
     assert p.returncode in (2, 4), p.stderr

@@ -51,6 +51,8 @@ struct used_map *fs_ext_open(struct image *img, uint64_t off, uint64_t len,
                              struct fs_why *why, struct df_error *err);
 struct used_map *fs_xfs_open(struct image *img, uint64_t off, uint64_t len,
                              struct fs_why *why, struct df_error *err);
+struct used_map *fs_ntfs_open(struct image *img, uint64_t off, uint64_t len,
+                              struct fs_why *why, struct df_error *err);
 struct used_map *fs_swap_open(struct image *img, uint64_t off, uint64_t len,
                               struct fs_why *why, struct df_error *err);
 
@@ -68,5 +70,44 @@ struct part {
  * headers), naming the offset; DF_IO. */
 int parts_read(struct image *img, struct part *v, unsigned *n,
                struct df_error *err);
+
+/*
+ * The layout of a disk (fs_layout.c): its regions (parts_read) and the
+ * filesystem found in each, and one used map over the whole disk.
+ *
+ * A region's filesystem is recognised by its magic (ext: 0xef53 at
+ * 0x438; XFS: "XFSB"; NTFS: "NTFS    " at 3; swap: its signature) and
+ * opened by the matching fs_*_open.  The disk's used map names every
+ * byte outside the trusted filesystems (the table, gaps, unknown and
+ * untrusted regions) and, inside each trusted one, the ranges it uses:
+ * a range it does not name is free in a filesystem that can be trusted.
+ * A table that does not parse leaves the whole disk used (table_error
+ * says why).
+ */
+enum fs_kind { FS_NONE, FS_EXT, FS_NTFS, FS_XFS, FS_SWAP, FS_KINDS };
+
+struct fs_region {
+    struct part part;
+    enum fs_kind kind;          /* FS_NONE: nothing recognised */
+    struct fs_why why;          /* why.reason "" and trusted: skipped */
+    bool trusted;
+};
+
+struct fs_layout {
+    struct fs_region v[PARTS_MAX];
+    unsigned n;
+    char table_error[FS_REASON_LEN];    /* "" unless the table is bad */
+    struct used_map *used;      /* NULL: no filesystem can be trusted */
+    uint64_t size;              /* the disk's */
+    uint64_t free_bytes;        /* what used does not name */
+};
+
+/* 0 (l filled; release it), or -1 with err (I/O, memory). */
+int fs_layout_read(struct image *img, struct fs_layout *l,
+                   struct df_error *err);
+void fs_layout_release(struct fs_layout *l);
+/* The kind of filesystem whose region holds off (FS_NONE: none). */
+enum fs_kind fs_layout_kind_at(const struct fs_layout *l, uint64_t off);
+const char *fs_kind_name(enum fs_kind k);       /* "ext", "ntfs", ... */
 
 #endif

@@ -76,17 +76,14 @@ static int region_cmp(const void *a, const void *b)
     return x->part.off < y->part.off ? -1 : x->part.off > y->part.off;
 }
 
-/* Append [a, b) as used (merging with the last range). */
+/* Append [a, b) as used (merging with the last range): 0, 1 when the
+ * list is full, -1. */
 static int add_used(struct extent_list *l, uint64_t a, uint64_t b,
                     struct df_error *err)
 {
     if (a >= b)
         return 0;
-    int rc = extent_list_append(l, a, b - a, EXT_DATA, "used map", err);
-    if (rc == 1)
-        return df_fail(err, DF_UNSUPPORTED, 0, "used map", -1, "too many "
-                       "used ranges to map"), -1;
-    return rc;
+    return extent_list_append(l, a, b - a, EXT_DATA, "used map", err);
 }
 
 /* Open region r's filesystem; its used ranges into *um (NULL: all of
@@ -164,22 +161,35 @@ int fs_layout_read(struct image *img, struct fs_layout *l,
                      "too fragmented to map");
             continue;
         }
-        if (add_used(&used, at, r->part.off, err) < 0)
+        rc = add_used(&used, at, r->part.off, err);
+        for (size_t k = 0; rc == 0 && k < q.n; k++)
+            rc = add_used(&used, q.v[k].off, q.v[k].off + q.v[k].len, err);
+        if (rc < 0)
             goto out;
-        for (size_t k = 0; k < q.n; k++)
-            if (add_used(&used, q.v[k].off, q.v[k].off + q.v[k].len,
-                         err) < 0)
-                goto out;
+        if (rc == 1)
+            goto full;
         at = r->part.off + r->part.len;
     }
     if (at == 0)                /* nothing trusted: no map at all */
         goto done;
-    if (add_used(&used, at, img->size, err) < 0)
+    int rc = add_used(&used, at, img->size, err);
+    if (rc < 0)
         goto out;
+    if (rc == 1)
+        goto full;
     l->free_bytes = img->size - extent_list_bytes(&used, EXT_DATA);
     l->used = used_map_from_list("filesystems", &used, err);
     if (!l->used)
         goto out;
+    goto done;
+full:
+    /* the disk's map does not fit: nothing is skipped */
+    for (unsigned i = 0; i < l->n; i++)
+        if (l->v[i].trusted) {
+            l->v[i].trusted = false;
+            snprintf(l->v[i].why.reason, sizeof(l->v[i].why.reason),
+                     "too fragmented to map");
+        }
 done:
     ret = 0;
 out:

@@ -97,6 +97,14 @@ static const char copy_usage[] =
     "running VM,\n"
     "                          a read-write mount): the copy may be "
     "inconsistent\n"
+    "      --fs-aware          neither read nor send the blocks that "
+    "ext2/3/4, XFS,\n"
+    "                          NTFS and swap (whole disk or partitions of "
+    "MBR/GPT)\n"
+    "                          mark free; DST holds zeros there; a "
+    "filesystem that\n"
+    "                          is not clean is copied whole, with a "
+    "warning\n"
     "      --json              one JSON report on stdout at the end\n"
     "\n"
     "remote endpoints ([user@]host:PATH, [user@][IPv6]:PATH; SRC or "
@@ -228,7 +236,8 @@ static const char sync_usage[] =
     "      --digest ALG        xxh128 (default) or sha256\n"
     "      --threads N         reader threads (default: cores)\n"
     "  -f, --format FMT        read SRC as FMT instead of probing\n"
-    "      --parent-dir DIR, --parent C=P, --force-share   as for copy\n"
+    "      --parent-dir DIR, --parent C=P, --force-share   as for copy\n"    "      --fs-aware          as for copy: free blocks neither read nor "
+    "sent\n"
     "      --json              one JSON report on stdout at the end\n"
     "      --progress, --no-progress, -q, -v, -h   as for copy\n"
     "\n"
@@ -251,7 +260,7 @@ enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
     OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
     OPT_SALVAGE, OPT_CHANGES, OPT_WRITE_MANIFEST, OPT_PASSES, OPT_UNTIL,
-    OPT_BLOCK_SIZE, OPT_TRUST_BASE,
+    OPT_BLOCK_SIZE, OPT_TRUST_BASE, OPT_FS_AWARE,
 };
 
 /* --changes: a kind this build knows, with its argument (the source
@@ -289,6 +298,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "until", required_argument, NULL, OPT_UNTIL },
         { "block-size", required_argument, NULL, OPT_BLOCK_SIZE },
         { "trust-base", no_argument, NULL, OPT_TRUST_BASE },
+        { "fs-aware", no_argument, NULL, OPT_FS_AWARE },
         { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
@@ -327,6 +337,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
             break;
         case OPT_WRITE_MANIFEST: o->spec.write_manifest = optarg; break;
         case OPT_TRUST_BASE: o->spec.trust_base = true; break;
+        case OPT_FS_AWARE: o->spec.fs_aware = true; break;
         case OPT_PASSES:
             if (cli_parse_uint(c, "--passes", optarg, 1, 1000,
                                &o->spec.passes))
@@ -448,6 +459,8 @@ static int copy_or_sync(int argc, char **argv, enum job_kind kind)
         report_copy_json(stdout, &o.spec, &rep);
     if (o.c.verbose)
         report_copy_line(&o.spec, &rep);
+    if (!o.c.quiet && rc == 0)
+        report_fs_hint(stderr, &o.spec, &rep);
 out:
     extent_list_release(&o.salvaged);
     return rc;

@@ -5,8 +5,10 @@
 #include "cli/report.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "track/fs.h"
 #include "track/qcow2_bitmap.h"
 #include "util/size.h"
 
@@ -14,11 +16,13 @@
 
 /* The one spelling of a digest (report.h); dst NULL: not computed. */
 static void report_digest(struct json *j, enum digest_alg alg,
-                          const struct digest *src, const struct digest *dst)
+                          const struct digest *src, const struct digest *dst,
+                          const char *covers)
 {
     char hex[2 * DIGEST_MAX_LEN + 1];
     json_obj(j, "digest");
     json_str(j, "algorithm", digest_alg_name(alg));
+    json_str(j, "covers", covers);
     digest_hex(src, hex);
     json_str(j, "source", hex);
     if (dst) {
@@ -70,9 +74,18 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
     json_obj(&j, "skipped");
     json_u64(&j, "unallocated", st->skipped_unallocated);
     json_u64(&j, "zero", st->skipped_zero);
+    json_u64(&j, "free", st->bytes_free);
+    for (int k = FS_NONE + 1; k < FS_KINDS; k++) {
+        char key[32];
+        snprintf(key, sizeof(key), "free_%s", fs_kind_name(k));
+        json_u64(&j, key, st->bytes_free_by[k]);
+    }
     if (rep->remote)
         json_u64(&j, "resumed", rep->skipped_resumed);
     json_close_obj(&j);
+    json_bool(&j, "fs_aware", spec->fs_aware);
+    if (!spec->fs_aware && spec->kind == JOB_COPY)
+        json_u64(&j, "bytes_free_stale", st->bytes_free_stale);
     if (rep->remote) {
         json_obj(&j, "remote");
         json_str(&j, "transport", rep->transport);
@@ -90,7 +103,9 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
     json_dbl(&j, "verify_seconds", st->verify_seconds);
     json_bool(&j, "verified", st->verified);
     report_digest(&j, spec->jo.digest, &st->src_digest,
-                  st->verified ? &st->dst_digest : NULL);
+                  st->verified ? &st->dst_digest : NULL,
+                  st->bytes_free ? "used blocks (free blocks as zeros)"
+                                 : "all");
     if (spec->jo.salvaged)
         report_ranges(&j, "salvaged", spec->jo.salvaged);
     if (spec->kind == JOB_SYNC && rep->changes) {
@@ -114,6 +129,18 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
     json_end(&j);
 }
 
+void report_fs_hint(FILE *f, const struct job_spec *spec,
+                    const struct job_report *rep)
+{
+    char b[32];
+    if (!rep->st.bytes_free_stale)
+        return;
+    size_format(rep->st.bytes_free_stale, b, sizeof(b));
+    fprintf(f, "diskferry: %s: hint: %s of what was read and sent is free "
+            "space holding stale data; --fs-aware would neither read nor "
+            "send it\n", spec->cmd, b);
+}
+
 void report_salvaged_text(FILE *f, const char *cmd,
                           const struct extent_list *l)
 {
@@ -135,8 +162,9 @@ void report_copy_line(const struct job_spec *spec,
     size_format(st->bytes_written, written, sizeof(written));
     size_format(st->skipped_unallocated + st->skipped_zero, skipped,
                 sizeof(skipped));
-    const char *done = st->verified ? ", verified" : rep->verify ? ""
-                       : ", not verified (--no-verify)";
+    const char *done = st->verified ? st->bytes_free
+                       ? ", verified (used blocks)" : ", verified"
+                       : rep->verify ? "" : ", not verified (--no-verify)";
     if (spec->kind == JOB_SYNC && rep->changes &&
         strcmp(rep->changes, "copy")) {
         char changed[32];
@@ -148,6 +176,19 @@ void report_copy_line(const struct job_spec *spec,
         fprintf(stderr, "diskferry: %s: %s disk, %s written, %s of zeros "
                 "and holes skipped, %.2f s%s\n", spec->cmd, size, written,
                 skipped, st->seconds, done);
+    }
+    if (st->bytes_free) {
+        char b[32];
+        size_format(st->bytes_free, b, sizeof(b));
+        fprintf(stderr, "diskferry: %s: %s free in filesystems neither read "
+                "nor sent:", spec->cmd, b);
+        for (int k = FS_NONE + 1; k < FS_KINDS; k++) {
+            if (!st->bytes_free_by[k])
+                continue;
+            size_format(st->bytes_free_by[k], b, sizeof(b));
+            fprintf(stderr, " %s %s", fs_kind_name(k), b);
+        }
+        fputc('\n', stderr);
     }
     if (!rep->remote)
         return;
@@ -173,7 +214,7 @@ void report_verify_json(FILE *f, const struct job_spec *spec,
     json_u64(&j, "bytes_read", st->bytes_read);
     json_dbl(&j, "seconds", st->seconds);
     report_digest(&j, st->src_digest.alg, &st->src_digest,
-                  identical ? &st->dst_digest : NULL);
+                  identical ? &st->dst_digest : NULL, "all");
     report_ranges(&j, "differ", differ);
     if (rep->remote) {      /* a hash-tree comparison with another host */
         json_u64(&j, "hash_bytes_sent", rep->hash_bytes_sent);

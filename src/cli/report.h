@@ -27,6 +27,9 @@
 void report_copy_json(FILE *f, const struct job_spec *spec,
                       const struct job_report *rep);
 /* --salvage: each unreadable range on f, one line each. */
+/* Without --fs-aware: one line when the copy read stale free blocks. */
+void report_fs_hint(FILE *f, const struct job_spec *spec,
+                    const struct job_report *rep);
 void report_salvaged_text(FILE *f, const char *cmd,
                           const struct extent_list *l);
 void report_copy_line(const struct job_spec *spec,

@@ -22,6 +22,7 @@
 #include "engine/job.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,6 +53,93 @@ int job_check_source(const struct image *src, const char *cmd,
         .force_share = force_share, .quiet = quiet,
     };
     return safety_check_source(&req, err);
+}
+
+void fs_layout_free(struct fs_layout *fs)
+{
+    if (fs) {
+        fs_layout_release(fs);
+        free(fs);
+    }
+}
+
+/* One line for each region --fs-aware copies whole, and why. */
+static void fs_warn(const struct job_spec *spec, const struct fs_layout *l)
+{
+    if (!spec->msgs)
+        return;
+    if (l->table_error[0])
+        fprintf(spec->msgs, "diskferry: %s: warning: partition table not "
+                "read (%s): the disk is copied whole\n", spec->cmd,
+                l->table_error);
+    for (unsigned i = 0; i < l->n; i++) {
+        const struct fs_region *r = &l->v[i];
+        char where[80];
+        if (r->trusted)
+            continue;
+        if (r->part.number)
+            snprintf(where, sizeof(where), "partition %u",
+                     r->part.number);
+        else
+            snprintf(where, sizeof(where), "the disk");
+        if (r->kind == FS_NONE)
+            fprintf(spec->msgs, "diskferry: %s: warning: %s holds no "
+                    "filesystem diskferry reads: copied whole\n",
+                    spec->cmd, where);
+        else
+            fprintf(spec->msgs, "diskferry: %s: warning: %s (%s) copied "
+                    "whole: %s\n", spec->cmd, where, r->why.fs,
+                    r->why.reason);
+    }
+}
+
+int job_fs_begin(const struct job_spec *spec, const struct source *src,
+                 struct job_spec *spec_out, struct fs_layout **fs,
+                 struct df_error *err)
+{
+    *spec_out = *spec;
+    *fs = NULL;
+    bool local = src->img && !src->session;
+    if (!spec->fs_aware) {
+        if (spec->kind != JOB_COPY || !local || spec->dry_run)
+            return 0;
+    } else if (!local) {
+        return df_usage(err, "--fs-aware: %s is not a disk image on this "
+                        "host (run diskferry on the source's host)",
+                        spec->src);
+    } else if (spec->force_share &&
+               job_check_source(src->img, spec->cmd, "copy", false, true,
+                                err) < 0) {
+        if (err->cat == DF_REFUSED) {
+            size_t n = strlen(err->msg);
+            snprintf(err->msg + n, sizeof(err->msg) - n, "; --fs-aware "
+                     "reads a source no one writes: copy a snapshot");
+        }
+        return -1;
+    }
+    struct fs_layout *l = malloc(sizeof(*l));
+    if (!l)
+        return df_io(err, spec->src, ENOMEM, "out of memory");
+    struct df_error e;
+    df_error_init(&e);
+    if (fs_layout_read(src->img, l, &e) < 0) {
+        free(l);
+        if (spec->fs_aware) {
+            df_error_copy(err, &e);
+            return -1;
+        }
+        return 0;               /* no hint, the copy goes on */
+    }
+    if (spec->fs_aware)
+        fs_warn(spec, l);
+    if (!l->used) {             /* nothing to skip, nothing to count */
+        fs_layout_free(l);
+        return 0;
+    }
+    *fs = l;
+    spec_out->jo.fs = l;
+    spec_out->jo.fs_hint = !spec->fs_aware;
+    return 0;
 }
 
 void job_dest_opts(const struct job_spec *spec, struct dest_opts *o)
@@ -236,6 +324,8 @@ int job_copy(const struct job_spec *spec, const struct endpoint *sep,
     struct remote_opts ro;
     struct remote *r;
     struct copy_record rec;
+    struct job_spec fsspec;
+    struct fs_layout *fsl = NULL;
     uint64_t size = 0;
     bool to_remote = dep->kind == EP_REMOTE;
     int rc;
@@ -261,8 +351,10 @@ int job_copy(const struct job_spec *spec, const struct endpoint *sep,
     }
     if (source_open(sep, &so, &src, err) < 0 ||
         source_check(src, spec->cmd, "copy", spec->force_share,
-                     !spec->msgs, err) < 0)
+                     !spec->msgs, err) < 0 ||
+        job_fs_begin(spec, src, &fsspec, &fsl, err) < 0)
         goto fail;
+    spec = &fsspec;
     if (ro.record_src && src->img)  /* what a delta of SRC will name */
         ro.sync_layer = src->img->layer_id;
     if (job_dst_open(spec, dep, &ro, src, &jd, rep, err) < 0 ||
@@ -326,6 +418,7 @@ out:
     copy_record_release(&rec);
     dest_close(&jd.d);
     source_close(src);
+    fs_layout_free(fsl);
     return rc;
 }
 

@@ -61,6 +61,7 @@
 
 #include "engine/sink.h"
 #include "image/image.h"
+#include "track/fs.h"
 #include "util/error.h"
 #include "util/extent.h"
 #include "util/file.h"
@@ -90,6 +91,15 @@ struct job_opts {
      * track/htree.h) takes an untold leaf as zero.  NULL: not kept. */
     void (*leaf_fn)(void *ctx, uint64_t leaf, const uint8_t *hash);
     void *leaf_ctx;
+    /* --fs-aware (track/fs.h; borrowed, NULL: none): a leaf every byte
+     * of which is free in a trusted filesystem is neither read nor
+     * sent; the destination is zeroed there (a new one keeps its holes)
+     * unless a change source knows it holds zeros, and the digest takes
+     * it as a zero leaf, on both sides (the read-back does not read it
+     * either).  With fs_hint, nothing changes but the count of non-zero
+     * bytes read in such leaves (job_stats.bytes_free_stale). */
+    const struct fs_layout *fs;
+    bool fs_hint;
 };
 
 #define SALVAGE_PIECE 4096u
@@ -104,8 +114,11 @@ struct job_stats {
     uint64_t bytes_zeroed;      /* zeroed explicitly on the destination */
     uint64_t bytes_unchanged;   /* kept by the plan: the destination has
                                  * them (whole leaves) */
-    uint64_t bytes_free;        /* kept by the plan: free in the file
-                                 * system (whole leaves, any part free) */
+    uint64_t bytes_free;        /* not read: free in a trusted file
+                                 * system (whole leaves) */
+    uint64_t bytes_free_by[FS_KINDS];   /* the same, by enum fs_kind */
+    uint64_t bytes_free_stale;  /* fs_hint: non-zero bytes read in
+                                 * such leaves */
     uint64_t bytes_read_for_digest; /* kept leaves read only to hash them
                                  * (not in bytes_read) */
     double seconds;             /* whole job */
@@ -157,6 +170,9 @@ struct job_spec {
     bool fsync;                 /* DST durable before it is verified */
     bool resume;                /* continue from the receiver's journal */
     bool report_on_stdout;      /* --json: stdout is the report's */
+    bool fs_aware;              /* --fs-aware (job_opts.fs); without it a
+                                 * copy counts the stale free bytes it
+                                 * reads (job_stats.bytes_free_stale) */
     const char *undo;           /* --undo journal, or NULL */
     struct job_opts jo;
     /* JOB_SYNC */

@@ -32,6 +32,22 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
              const struct endpoint *dep, struct job_report *rep,
              struct df_error *err);
 
+/*
+ * --fs-aware on an open source: its layout read (track/fs.h), a line on
+ * spec->msgs for each region copied whole and why, and *spec_out a copy
+ * of *spec whose jo.fs is it (borrowed from *fs: fs_layout_free it
+ * after the job).  Refused (DF_REFUSED) on a source in use, even with
+ * --force-share: a live filesystem's free blocks do not stay free.
+ * Without --fs-aware, a copy's layout is read for the hint alone
+ * (jo.fs_hint), and nothing is said.  A source with no local image
+ * (a stream, another host's disk) is a usage error with --fs-aware, and
+ * gets no hint.  0 or -1 with err.
+ */
+int job_fs_begin(const struct job_spec *spec, const struct source *src,
+                 struct job_spec *spec_out, struct fs_layout **fs,
+                 struct df_error *err);
+void fs_layout_free(struct fs_layout *fs);
+
 /* SRC as a record names it: its real path, else as given; on another
  * host's record, this host's name, a colon and that. */
 void sync_source_name(const char *arg, char *out, size_t len);

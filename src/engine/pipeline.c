@@ -15,8 +15,13 @@
  *     of its leaves only those whose hash no change source knows are
  *     read, to hash them.  A KEEP item of EXT_UNCHANGED_ZERO (unchanged
  *     where the map says zero) spans its whole range, as a SKIP does,
- *     and costs nothing but its zero leaves in the digest.  A leaf partly kept is read and delivered
- *     whole (a DATA item), like a leaf partly zero.
+ *     and costs nothing but its zero leaves in the digest.  A leaf
+ *     partly kept is read and delivered whole (a DATA item), like a leaf
+ *     partly zero.  A FREE item (--fs-aware, opts.fs) covers only whole
+ *     leaves free in a trusted filesystem, changed or not: nothing is
+ *     read, the digest takes zero leaves, and the sink zeroes them but
+ *     those a change source knows to be zero on the destination already.
+ *     A leaf partly free is what its other part is.
  *  4. Only the writer (the thread that called engine_*) touches the
  *     digest tree and calls the sink's zero(), in item order (sink.h
  *     contract 1); write() too, unless the sink takes parallel writes:
@@ -52,7 +57,7 @@
 #define PLAN_WINDOW (64ull << 30)
 #define PLAN_MAX_EXTENTS 65536
 
-enum item_kind { ITEM_DATA, ITEM_SKIP, ITEM_KEEP, ITEM_END };
+enum item_kind { ITEM_DATA, ITEM_SKIP, ITEM_KEEP, ITEM_FREE, ITEM_END };
 enum slot_state { SLOT_FREE, SLOT_BUSY, SLOT_DONE };
 
 struct slot {
@@ -64,11 +69,12 @@ struct slot {
     uint8_t *is_zero;           /* one flag per leaf */
     uint8_t *hashes;            /* one hash per leaf */
     uint8_t *known;             /* KEEP: the leaf's hash came from a
-                                 * change source (not read) */
+                                 * change source (not read); FREE: the
+                                 * destination holds zeros there */
     uint8_t *bad;               /* --salvage: one flag per SALVAGE_PIECE,
                                  * unreadable (read as zeros) */
     bool has_bad;
-    enum extent_state kept;     /* KEEP: EXT_UNCHANGED or EXT_FREE */
+    enum extent_state kept;     /* KEEP: EXT_UNCHANGED(_ZERO) */
     bool failed;
     bool written;               /* data runs already written by the worker */
     struct df_error err;
@@ -78,6 +84,10 @@ struct pipeline {
     struct image *src;          /* or: */
     struct df_file *stream;
     const struct plan_inputs *inputs;   /* NULL: copy everything */
+    struct plan_inputs fs_inputs;       /* inputs and opts.fs's map */
+    struct used_map **fs_used;
+    struct used_map *hint;      /* opts.fs_hint: the map counted against */
+    struct extent_list hint_q;
     struct sink *sink;          /* NULL: digest only */
     const struct job_opts *o;
     struct job_stats *st;
@@ -162,20 +172,19 @@ static unsigned leaf_bit(enum extent_state st)
 }
 
 /* What the pipeline does with a leaf holding `bits` (invariant 3): keep
- * it only when all of it is kept, skip it only when all of it is zero. */
+ * it only when all of it is kept, skip it only when all of it is zero,
+ * free only when no part of it is data or kept data. */
 static enum extent_state leaf_state(unsigned bits)
 {
     if (bits & LEAF_DATA)
         return EXT_DATA;
-    if (bits == LEAF_ZERO || bits == (LEAF_ZERO | LEAF_KZERO))
-        return EXT_ZERO;        /* zeroing a kept zero part is harmless */
+    if (bits & LEAF_UNCHANGED)  /* part zero, part kept: deliver it whole */
+        return bits & LEAF_ZERO ? EXT_DATA : EXT_UNCHANGED;
+    if (bits & LEAF_FREE)       /* the rest zero: zeroing it is harmless */
+        return EXT_FREE;
     if (bits == LEAF_KZERO)
         return EXT_UNCHANGED_ZERO;
-    if (bits & LEAF_ZERO)
-        return EXT_DATA;        /* part zero, part kept: deliver it whole */
-    /* FREE wins: a leaf partly free is hashed by reading it (see
-     * keep_hashes). */
-    return bits & LEAF_FREE ? EXT_FREE : EXT_UNCHANGED;
+    return EXT_ZERO;            /* zeroing a kept zero part is harmless */
 }
 
 /* Append [off, off+len) of the leaf plan; 1 when the list is full. */
@@ -306,20 +315,44 @@ out:
 }
 
 /*
+ * The leaves of a FREE item the destination holds as zeros already: a
+ * change source knows their hash, and it is a zero leaf's (under lock,
+ * as keep_hashes).  Those are not zeroed again.
+ */
+static int free_known(struct pipeline *p, struct slot *s,
+                      struct df_error *err)
+{
+    uint64_t nleaves = div_round_up(s->len, LEAF);
+    const uint8_t *z0 = digest_zero_node(p->o->digest, 0);
+    uint8_t h[DIGEST_MAX_LEN];
+    memset(s->known, 0, (size_t)nleaves);
+    for (uint64_t i = 0; i < nleaves; i++) {
+        for (size_t c = 0; c < p->inputs->nchanges; c++) {
+            struct change_source *cs = p->inputs->changes[c];
+            if (!cs->leaf_hash)
+                continue;
+            int r = cs->leaf_hash(cs, p->o->digest, s->off + i * LEAF, h,
+                                  err);
+            if (r < 0)
+                return -1;
+            if (r == 1) {
+                s->known[i] = !memcmp(h, z0, p->hlen);
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
  * The hashes of a KEEP item's leaves that a change source knows (under
  * lock, so that leaf_hash is called in ascending order, one at a time).
- * FREE leaves are not asked: a used map vouches for nothing on the
- * destination, so they are read and hashed like any leaf no change
- * source knows.  When verification covers only used blocks (the
- * file-system-aware copy), they will cost nothing.
  */
 static int keep_hashes(struct pipeline *p, struct slot *s,
                        struct df_error *err)
 {
     uint64_t nleaves = div_round_up(s->len, LEAF);
     memset(s->known, 0, (size_t)nleaves);
-    if (s->kept != EXT_UNCHANGED)
-        return 0;
     /* An item holds at most a unit of leaves to read (process_keep
      * reads them into the slot's buffer): it ends after the one that
      * makes a unit, so that every leaf asked is the item's (leaf_hash
@@ -381,10 +414,15 @@ static int cursor_planned(struct pipeline *p, struct slot *s,
             return -1;
         break;
     case EXT_FREE:
-        s->kind = ITEM_KEEP;
-        s->kept = st;
-        if (keep_hashes(p, s, err) < 0)
-            return -1;
+        /* All of it, as a SKIP; KEEP_MAX at a time when a change source
+         * may know the destination is zero there already. */
+        s->kind = ITEM_FREE;
+        s->len = end - p->pos;
+        if (p->inputs->nchanges) {
+            s->len = min_u64(s->len, max_u64(p->unit, KEEP_MAX));
+            if (free_known(p, s, err) < 0)
+                return -1;
+        }
         break;
     default:
         s->kind = ITEM_DATA;
@@ -652,6 +690,65 @@ static void feed_zero_leaves(struct pipeline *p, uint64_t n)
     p->leaf_i += n;
 }
 
+/* A FREE item: zero leaves in the digest; zeros on the destination but
+ * where it holds them already (invariant 3). */
+static int deliver_free(struct pipeline *p, struct slot *s,
+                        struct df_error *err)
+{
+    struct sink *k = p->sink;
+    uint64_t nleaves = div_round_up(s->len, LEAF);
+    feed_zero_leaves(p, nleaves);
+    p->st->bytes_free += s->len;
+    if (p->o->fs)
+        p->st->bytes_free_by[fs_layout_kind_at(p->o->fs, s->off)] += s->len;
+    if (!k)
+        return 0;
+    if (!p->inputs->nchanges)
+        return k->ops->zero(k, s->off, s->len, err);
+    for (uint64_t i = 0; i < nleaves;) {
+        uint64_t j = i;
+        while (j < nleaves && s->known[j] == s->known[i])
+            j++;
+        uint64_t a = i * LEAF, b = min_u64(j * LEAF, s->len);
+        if (!s->known[i] && k->ops->zero(k, s->off + a, b - a, err) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+/*
+ * --fs-aware's hint (opts.fs_hint): the non-zero bytes of DATA item s in
+ * leaves free in a trusted filesystem, which --fs-aware would not have
+ * read nor sent.
+ */
+static int count_stale(struct pipeline *p, struct slot *s,
+                       struct df_error *err)
+{
+    struct used_map *um = p->hint;
+    uint64_t nleaves = div_round_up(s->len, LEAF);
+    uint64_t at = s->off;       /* start of the next gap to look at */
+
+    extent_list_clear(&p->hint_q);
+    int rc = um->used(um, s->off, s->len, &p->hint_q, err);
+    if (rc < 0)
+        return -1;
+    if (rc == 1)                /* too many: a hint need not be exact */
+        return 0;
+    for (size_t r = 0; r <= p->hint_q.n; r++) {
+        uint64_t gend = r < p->hint_q.n ? p->hint_q.v[r].off
+                                        : s->off + s->len;
+        /* the whole leaves of the free gap [at, gend) */
+        uint64_t i = div_round_up(at - s->off, LEAF);
+        for (; i < nleaves && s->off + (i + 1) * LEAF <= gend; i++)
+            if (!s->is_zero[i])
+                p->st->bytes_free_stale += LEAF;
+        if (r < p->hint_q.n)
+            at = p->hint_q.v[r].off + p->hint_q.v[r].len;
+    }
+    return 0;
+}
+
 static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
 {
     struct job_stats *st = p->st;
@@ -672,13 +769,14 @@ static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
         uint64_t nkeep = div_round_up(s->len, LEAF);
         for (uint64_t i = 0; i < nkeep; i++)
             feed_leaf(p, s->hashes + i * p->hlen);
-        if (s->kept == EXT_FREE)
-            st->bytes_free += s->len;
-        else
-            st->bytes_unchanged += s->len;
+        st->bytes_unchanged += s->len;
         return 0;
     }
+    if (s->kind == ITEM_FREE)
+        return deliver_free(p, s, err);
     if (s->has_bad && salvage_note(p, s, err) < 0)
+        return -1;
+    if (p->hint && count_stale(p, s, err) < 0)
         return -1;
     uint64_t nleaves = div_round_up(s->len, LEAF);
     const uint8_t *z0 = digest_zero_node(p->o->digest, 0);
@@ -773,10 +871,41 @@ static void pipeline_release(struct pipeline *p)
     }
     free(p->slots);
     extent_list_release(&p->plan);
+    extent_list_release(&p->hint_q);
+    free(p->fs_used);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->cond_free);
     pthread_cond_destroy(&p->cond_done);
     progress_free(p->progress);
+}
+
+/* opts.fs: its used map joins the plan's inputs; or, fs_hint, is only
+ * counted against.  A map of another disk is refused. */
+static int pipeline_fs(struct pipeline *p, struct image *src,
+                       const struct plan_inputs *inputs,
+                       struct df_error *err)
+{
+    const struct fs_layout *fs = p->o->fs;
+    if (fs->size != src->size)
+        return df_fail(err, DF_USAGE, 0, src->name, -1, "the filesystem "
+                       "map is of a disk of another size");
+    if (p->o->fs_hint) {
+        p->hint = fs->used;
+        return 0;
+    }
+    size_t n = inputs ? inputs->nused : 0;
+    p->fs_used = calloc(n + 1, sizeof(*p->fs_used));
+    if (!p->fs_used)
+        return df_io(err, "", ENOMEM, "cannot allocate pipeline");
+    for (size_t i = 0; i < n; i++)
+        p->fs_used[i] = inputs->used[i];
+    p->fs_used[n] = fs->used;
+    if (inputs)
+        p->fs_inputs = *inputs;
+    p->fs_inputs.used = p->fs_used;
+    p->fs_inputs.nused = n + 1;
+    p->inputs = &p->fs_inputs;
+    return 0;
 }
 
 /*
@@ -800,6 +929,7 @@ static int pipeline_run(struct image *src, struct df_file *stream,
     p.stream = stream;
     p.inputs = inputs;
     p.sink = sink;
+    extent_list_init(&p.hint_q, 4096);
     p.o = o;
     p.st = st;
     p.hlen = digest_len(o->digest);
@@ -816,6 +946,9 @@ static int pipeline_run(struct image *src, struct df_file *stream,
     p.progress = progress_new(o->title ? o->title : "copy", p.size,
                               o->progress);
 
+    if (src && o->fs && o->fs->used &&
+        pipeline_fs(&p, src, inputs, err) < 0)
+        goto out;
     p.slots = calloc(p.nslots, sizeof(*p.slots));
     tids = calloc(threads, sizeof(*tids));
     if (!p.slots || !tids) {

@@ -86,7 +86,8 @@ int plan_window(const struct extent_list *map, const struct plan_inputs *in,
         struct used_map *um = in->used[i];
         extent_list_clear(&q);
         int qrc = um->used(um, off, end - off, &q, err);
-        if (overlay(out, &tmp, &q, qrc, EXT_FREE, 1u << EXT_DATA, off, &end,
+        if (overlay(out, &tmp, &q, qrc, EXT_FREE,
+                    1u << EXT_DATA | 1u << EXT_UNCHANGED, off, &end,
                     err) < 0)
             goto done;
     }

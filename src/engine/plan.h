@@ -7,13 +7,15 @@
  *   not named by every change source   -> EXT_UNCHANGED (nothing to do),
  *                                         EXT_UNCHANGED_ZERO where the
  *                                         map says zero or hole
- *   DATA not named by every used map   -> EXT_FREE (neither read nor sent)
+ *   DATA or UNCHANGED not named by     -> EXT_FREE (neither read nor sent;
+ *   every used map                        zero on the destination)
  *   everything else                    -> its state in the map
  *
  * Change sources narrow each other (a range is sent only when every one
  * of them says it may differ: a sync's change set and a resume's
- * missing ranges together).  Used maps narrow data only: a hole stays a
- * hole, which the report counts apart from free blocks.
+ * missing ranges together).  Used maps turn data free, changed or not
+ * (DST is zero at a free leaf whatever it held: job_opts.fs); a hole
+ * stays a hole, which the report counts apart from free blocks.
  */
 #ifndef DF_PLAN_H
 #define DF_PLAN_H

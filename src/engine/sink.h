@@ -36,6 +36,7 @@
 
 struct sink;
 struct plan_inputs;
+struct fs_layout;
 
 struct sink_ops {
     const char *name;
@@ -65,6 +66,9 @@ struct sink {
      * sources (track.h leaf_hash: the content of both sides) instead
      * of reading it; a wrapper passes it to its inner sink. */
     const struct plan_inputs *known;
+    /* Set with known: --fs-aware's layout (job_opts.fs), whose free
+     * leaves the read-back takes as zeros without reading them. */
+    const struct fs_layout *fs;
     /* Set before digest() to be told every leaf's hash of what the
      * destination holds (job_opts.leaf_fn): serve keeps its record so.
      * NULL: not asked. */

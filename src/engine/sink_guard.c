@@ -368,6 +368,7 @@ static int guard_digest(struct sink *s, uint64_t size, enum digest_alg alg,
         return df_fail(err, DF_USAGE, 0, s->name, -1,
                        "cannot be read back");
     g->inner->known = s->known;
+    g->inner->fs = s->fs;
     g->inner->leaf_fn = s->leaf_fn;
     g->inner->leaf_ctx = s->leaf_ctx;
     return g->inner->ops->digest(g->inner, size, alg, threads, out, err);

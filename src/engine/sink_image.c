@@ -120,6 +120,7 @@ static int sink_image_digest(struct sink *s, uint64_t size,
     o.threads = threads;
     o.verify = false;
     o.plan = s->known;
+    o.fs = s->fs;
     o.leaf_fn = s->leaf_fn;
     o.leaf_ctx = s->leaf_ctx;
     if (size > si->img->size)

@@ -241,8 +241,11 @@ static int first_diff(struct sync_state *s, struct htree *src_t,
                                s->base_what,
                           &rep->proof_leaves, &rep->dst_bytes_read, err);
     }
-    /* compare: both trees at once, each where its data lives */
-    struct tree_job tj = { .img = s->d.img, .o = &o, .want = s->size };
+    /* compare: both trees at once, each where its data lives; DST's
+     * whole (a free leaf there is the same only when it is zero) */
+    struct job_opts od = o;
+    od.fs = NULL;
+    struct tree_job tj = { .img = s->d.img, .o = &od, .want = s->size };
     pthread_t tid;
     df_error_init(&tj.err);
     if (pthread_create(&tid, NULL, tree_thread, &tj) != 0)
@@ -330,6 +333,9 @@ static int sync_pass(struct sync_state *s, unsigned pass,
     rep->st.skipped_zero += st.skipped_zero;
     rep->st.skipped_unallocated = st.skipped_unallocated;
     rep->st.bytes_unchanged = st.bytes_unchanged;
+    rep->st.bytes_free = st.bytes_free;
+    memcpy(rep->st.bytes_free_by, st.bytes_free_by,
+           sizeof(st.bytes_free_by));
     s->copy_read += st.bytes_read;
     rep->st.bytes_read = rep->src_bytes_hashed + s->copy_read;
     rep->st.disk_size = st.disk_size;
@@ -500,6 +506,7 @@ static void sync_state_release(struct sync_state *s)
         close(s->sfd);
     dest_close(&s->d);
     source_close(s->src);
+    fs_layout_free(s->fs);
 }
 
 /* DST opened for writing, in place (dest.h: copy's checks; consent, a
@@ -586,6 +593,8 @@ static int job_sync_remote(const struct job_spec *spec,
     struct remote_tree_stats ts;
     struct remote_stats rs;
     bool created = false, have_t = false;
+    struct job_spec fsspec;
+    struct fs_layout *fsl = NULL;
     uint64_t size = 0;
     int rc = -1;
 
@@ -622,8 +631,10 @@ static int job_sync_remote(const struct job_spec *spec,
     so.remote = &ro;
     if (source_open(sep, &so, &src, err) < 0 ||
         source_check(src, spec->cmd, "sync", spec->force_share,
-                     !spec->msgs, err) < 0)
+                     !spec->msgs, err) < 0 ||
+        job_fs_begin(spec, src, &fsspec, &fsl, err) < 0)
         goto out;
+    spec = &fsspec;
     if (!source_size(src, &size) || !src->img) {
         df_usage(err, "%s: not a disk that can be compared", spec->src);
         goto out;
@@ -746,6 +757,7 @@ out:
     extent_list_release(&changed);
     remote_close(r);
     source_close(src);
+    fs_layout_free(fsl);
     return rc;
 }
 
@@ -972,6 +984,7 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
 {
     struct sync_state s;
     struct source_opts so = { .open = &spec->src_open, .arg = spec->src };
+    struct job_spec fsspec;
     struct stat st;
     bool consent = false;
     int rc = -1;
@@ -986,6 +999,18 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
         return df_usage(err, "--passes, --until: with --changes %s the "
                         "changes are read once from metadata",
                         spec->changes);
+    }
+    if ((spec->passes > 1 || spec->until) && spec->fs_aware) {
+        rep->usage_hint = true;
+        return df_usage(err, "--passes, --until: with --fs-aware the free "
+                        "blocks are read once, and a running VM's change: "
+                        "sync a snapshot");
+    }
+    if (sep->kind == EP_REMOTE && spec->fs_aware) {
+        rep->usage_hint = true;
+        return df_usage(err, "--fs-aware: %s is not a disk image on this "
+                        "host (run diskferry on the source's host)",
+                        spec->src);
     }
     if (sep->kind == EP_REMOTE && dep->kind == EP_LOCAL &&
         !(stat(spec->dst, &st) < 0 && errno == ENOENT))
@@ -1027,8 +1052,10 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
         return -1;
     if (source_open(sep, &so, &s.src, err) < 0 ||
         source_check(s.src, spec->cmd, "sync", spec->force_share || running,
-                     !spec->msgs || running, err) < 0)
+                     !spec->msgs || running, err) < 0 ||
+        job_fs_begin(spec, s.src, &fsspec, &s.fs, err) < 0)
         goto out;
+    s.spec = spec = &fsspec;
     if (!source_size(s.src, &s.size) || !s.src->img) {
         df_usage(err, "%s: not a disk that can be compared", spec->src);
         goto out;

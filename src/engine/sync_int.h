@@ -39,6 +39,7 @@ struct sync_state {
     uint64_t copy_read;         /* SRC read by the passes' copies */
     struct change_source *meta; /* --changes from metadata, or NULL */
     bool resumed;               /* the record's last job did not end */
+    struct fs_layout *fs;       /* --fs-aware's (job_fs_begin), or NULL */
 };
 
 /* sync.c: the base's tree at SRC's size (a grown SRC: zero leaves after

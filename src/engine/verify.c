@@ -212,6 +212,7 @@ int engine_verify_sink(struct sink *dst, const struct job_opts *opts,
         return 0;
     double tv = time_now();
     dst->known = opts->plan;
+    dst->fs = opts->fs_hint ? NULL : opts->fs;
     if (dst->ops->digest(dst, st->disk_size, opts->digest, opts->threads,
                          &st->dst_digest, err) < 0)
         return -1;

@@ -479,6 +479,7 @@ static int undo_digest(struct sink *s, uint64_t size, enum digest_alg alg,
         return df_fail(err, DF_USAGE, 0, s->name, -1,
                        "cannot be read back");
     u->inner->known = s->known;
+    u->inner->fs = s->fs;
     u->inner->leaf_fn = s->leaf_fn;
     u->inner->leaf_ctx = s->leaf_ctx;
     return u->inner->ops->digest(u->inner, size, alg, threads, out, err);

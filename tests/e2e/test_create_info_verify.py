@@ -124,7 +124,7 @@ def test_verify_json_digest_spelled_as_copy(tmp_path):
     r = json.loads(p.stdout)
     assert "digest_algorithm" not in r
     assert r["digest"] == copied
-    assert r["digest"] == {"algorithm": "sha256",
+    assert r["digest"] == {"algorithm": "sha256", "covers": "all",
                            "source": copied["source"],
                            "destination": copied["source"]}
     write_at(b, 4096, bytes([a.read_bytes()[4096] ^ 0xff]))

@@ -299,3 +299,11 @@ def test_map_without_filesystems(tmp_path):
     assert "free" not in t and "-" not in cells
     assert t["data"] == MiB and t["data"] + t["zero"] + t["hole"] == 4 * MiB
     assert cells == "." * 16 + "#" * 16 + "." * 32
+
+
+def test_completion_of_map():
+    from test_install import complete
+    assert "--map" in complete(["diskferry", "info", "--m"], 2)
+    assert complete(["diskferry", "info", "--map", "=", "s"], 4) == ["svg"]
+    assert complete(["diskferry", "info", "--map", "=", ""], 4) == \
+        ["text", "svg"]

@@ -1,12 +1,17 @@
 /*
  * cmd_info.c: `diskferry info IMAGE`: format, virtual size, allocation,
- * the chain with each layer's identity, a qcow2 image's dirty bitmaps.
+ * the chain with each layer's identity, a qcow2 image's dirty bitmaps,
+ * the partitions and filesystems (info_fs.c), and with --map a picture
+ * of the disk.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/info_fs.h"
 #include "cli/report.h"
 #include "track/qcow2_bitmap.h"
 #include "util/size.h"
@@ -16,8 +21,10 @@ static const char info_usage[] =
     "\n"
     "Show what IMAGE is: its format (probed from the content), virtual "
     "size,\nbytes allocated on storage, how much of the disk is data, "
-    "zeros or holes,\nand every layer of its backing chain with the "
-    "identity fields checked.\n"
+    "zeros or holes,\nevery layer of its backing chain with the "
+    "identity fields checked, and the\npartitions and filesystems on the "
+    "disk: each one's used bytes, or why a\nfilesystem would be copied "
+    "whole.\n"
     "\n"
     "A guest writes the content, so probing trusts it only so far: a "
     "block device\nis shown as raw (and any image signature it carries is "
@@ -36,6 +43,13 @@ static const char info_usage[] =
     "disk in use\n"
     "                          without asking)\n"
     "      --json              one JSON object on stdout\n"
+    "      --map               draw the disk: a grid of cells, each showing "
+    "what\n"
+    "                          most of it is (data, zero or hole, free in a\n"
+    "                          filesystem), where partitions start, and "
+    "totals\n"
+    "      --map=svg FILE      the same picture as an SVG file (FILE must "
+    "not exist)\n"
     "  -h, --help              this text\n";
 
 static int info_map(struct image *img, struct info_counts *c,
@@ -149,26 +163,141 @@ static void print_human(const struct image *img, const struct info_counts *c)
     }
 }
 
+/*
+ * The partitions and filesystems of img (NULL when they cannot be
+ * read: a warning, the rest of info goes on).
+ */
+static struct fs_layout *info_layout(const struct cli *cl, struct image *img)
+{
+    struct fs_layout *l = calloc(1, sizeof(*l));
+    struct df_error err;
+    df_error_init(&err);
+    if (!l) {
+        cli_warn(cl, "partitions not shown: out of memory");
+        return NULL;
+    }
+    if (fs_layout_read(img, l, &err) < 0) {
+        char msg[PATH_MAX + 2400];
+        df_error_format(&err, msg, sizeof(msg));
+        cli_warn(cl, "partitions not shown: %s", msg);
+        fs_layout_release(l);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+/*
+ * report_info_json's object with the partitions added: it closes its
+ * object, so it is written to memory and reopened here.
+ * NEEDSWORK: a hook in report_info_json (report.c) would avoid this.
+ */
+static int info_json(const struct image *img, const struct info_counts *c,
+                     const struct fs_layout *l)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = l ? open_memstream(&buf, &len) : NULL;
+    if (!m) {
+        report_info_json(stdout, img, c);
+        return 0;
+    }
+    report_info_json(m, img, c);
+    if (fclose(m) != 0 || len < 2 || memcmp(buf + len - 2, "}\n", 2)) {
+        free(buf);
+        report_info_json(stdout, img, c);
+        return 0;
+    }
+    fwrite(buf, 1, len - 2, stdout);
+    free(buf);
+    struct json j = { .f = stdout, .depth = 0 };
+    j.first[0] = false;         /* the object has its fields already */
+    info_fs_json(&j, l);
+    json_end(&j);
+    return 0;
+}
+
+/*
+ * "--map=svg FILE": FILE is the argument after the option.  getopt
+ * cannot say that of an optional argument, so the pair is taken out of
+ * argv (up to "--") before it runs.  1: found, 0: not, -1: no FILE.
+ */
+static int info_take_svg(int *argc, char **argv, const char **file)
+{
+    for (int i = 1; i < *argc && strcmp(argv[i], "--"); i++) {
+        if (strcmp(argv[i], "--map=svg"))
+            continue;
+        if (i + 1 >= *argc)
+            return -1;
+        *file = argv[i + 1];
+        memmove(argv + i, argv + i + 2, (size_t)(*argc - i - 2) *
+                sizeof(*argv));
+        *argc -= 2;
+        argv[*argc] = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+/* Draw img's map (text on stdout, or the SVG into svg_fd). */
+static int info_draw(struct image *img, const struct fs_layout *l,
+                     int svg_fd, const char *svg, struct df_error *err)
+{
+    struct info_map *m = calloc(1, sizeof(*m));
+    int ret = -1;
+    if (!m) {
+        df_io(err, img->name, ENOMEM, "cannot draw the map");
+        goto out;
+    }
+    if (info_map_build(img, l, m, err) < 0)
+        goto out;
+    if (svg) {
+        ret = info_map_svg_write(svg_fd, svg, img->name, m, l, err);
+        svg_fd = -1;            /* closed */
+        goto out;
+    }
+    putchar('\n');
+    info_map_print(stdout, m, l,
+                   isatty(STDOUT_FILENO) && !getenv("NO_COLOR"));
+    ret = 0;
+out:
+    if (svg_fd >= 0)
+        close(svg_fd);
+    free(m);
+    return ret;
+}
+
 int cmd_info(int argc, char **argv)
 {
     static const struct option longopts[] = {
         CLI_IMAGE_LONGOPTS,
         { "json", no_argument, NULL, 'j' },
+        { "map", optional_argument, NULL, 'm' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct cli c = { .cmd = "info" };
     struct cli_image_opts io;
-    bool json = false;
+    const char *svg = NULL;
+    bool json = false, map = false;
     int opt;
 
     cli_image_opts_init(&io);
+    if (info_take_svg(&argc, argv, &svg) < 0)
+        return cli_usage(&c, "--map=svg needs a FILE to write");
+    map = svg != NULL;
     optind = 1;
     opterr = 0;         /* cli_bad_option() says it in one line */
     while ((opt = getopt_long(argc, argv, "f:vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'j': json = true; break;
+        case 'm':
+            if (optarg && strcmp(optarg, "text"))
+                return cli_usage(&c, "--map=%s: expected --map, --map=text "
+                                 "or --map=svg FILE", optarg);
+            map = true;
+            break;
         case 'v': c.verbose++; break;
         case 'h': fputs(info_usage, stdout); return 0;
         default:
@@ -181,24 +310,58 @@ int cmd_info(int argc, char **argv)
     }
     if (argc - optind != 1)
         return cli_usage(&c, "expected one IMAGE");
+    if (json && map && !svg)
+        return cli_usage(&c, "--map draws on the terminal: with --json, "
+                         "use --map=svg FILE");
 
     struct df_error err;
     struct image *img = NULL;
     struct info_counts counts = { 0 };
+    struct fs_layout *layout = NULL;
+    int svg_fd = -1;
+    bool created = false;
     df_error_init(&err);
     io.open.inspect = true;
+    /* refuse an existing FILE before any work, and hold it */
+    if (svg && info_map_svg_create(svg, &svg_fd, &err) < 0)
+        goto fail;
+    created = svg != NULL;
     if (image_open(argv[optind], &io.open, &img, &err) < 0 ||
-        info_map(img, &counts, &err) < 0) {
-        cli_print_error(&c, &err);
-        image_close(img);
-        return err.cat;
-    }
+        info_map(img, &counts, &err) < 0)
+        goto fail;
     info_bitmaps(&c, img, &counts);
+    layout = info_layout(&c, img);
     if (json)
-        report_info_json(stdout, img, &counts);
-    else
+        info_json(img, &counts, layout);
+    else {
         print_human(img, &counts);
+        if (layout)
+            info_fs_print(stdout, layout);
+    }
+    if (map) {
+        int fd = svg_fd;
+        svg_fd = -1;            /* info_draw closes it */
+        if (info_draw(img, layout, fd, svg, &err) < 0)
+            goto fail;
+    }
+    fflush(stdout);
     qcow2_bitmap_list_free(counts.bitmaps, counts.nbitmaps);
+    if (layout)
+        fs_layout_release(layout);
+    free(layout);
     image_close(img);
     return 0;
+fail:
+    cli_print_error(&c, &err);
+    if (created) {
+        if (svg_fd >= 0)
+            close(svg_fd);
+        unlink(svg);            /* ours: created with O_EXCL above */
+    }
+    qcow2_bitmap_list_free(counts.bitmaps, counts.nbitmaps);
+    if (layout)
+        fs_layout_release(layout);
+    free(layout);
+    image_close(img);
+    return err.cat;
 }

@@ -188,36 +188,6 @@ static struct fs_layout *info_layout(const struct cli *cl, struct image *img)
 }
 
 /*
- * report_info_json's object with the partitions added: it closes its
- * object, so it is written to memory and reopened here.
- * NEEDSWORK: a hook in report_info_json (report.c) would avoid this.
- */
-static int info_json(const struct image *img, const struct info_counts *c,
-                     const struct fs_layout *l)
-{
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = l ? open_memstream(&buf, &len) : NULL;
-    if (!m) {
-        report_info_json(stdout, img, c);
-        return 0;
-    }
-    report_info_json(m, img, c);
-    if (fclose(m) != 0 || len < 2 || memcmp(buf + len - 2, "}\n", 2)) {
-        free(buf);
-        report_info_json(stdout, img, c);
-        return 0;
-    }
-    fwrite(buf, 1, len - 2, stdout);
-    free(buf);
-    struct json j = { .f = stdout, .depth = 0 };
-    j.first[0] = false;         /* the object has its fields already */
-    info_fs_json(&j, l);
-    json_end(&j);
-    return 0;
-}
-
-/*
  * "--map=svg FILE": FILE is the argument after the option.  getopt
  * cannot say that of an optional argument, so the pair is taken out of
  * argv (up to "--") before it runs.  1: found, 0: not, -1: no FILE.
@@ -331,8 +301,9 @@ int cmd_info(int argc, char **argv)
         goto fail;
     info_bitmaps(&c, img, &counts);
     layout = info_layout(&c, img);
+    counts.layout = layout;
     if (json)
-        info_json(img, &counts, layout);
+        report_info_json(stdout, img, &counts);
     else {
         print_human(img, &counts);
         if (layout)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/info_fs.h"
 #include "track/fs.h"
 #include "track/qcow2_bitmap.h"
 #include "util/size.h"
@@ -306,6 +307,8 @@ void report_info_json(FILE *f, const struct image *img,
         }
         json_close_arr(&j);
     }
+    if (c->layout)
+        info_fs_json(&j, c->layout);
     json_arr(&j, "chain");
     const struct image *child = NULL;
     for (const struct image *m = img; m; child = m, m = m->parent) {

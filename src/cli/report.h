@@ -50,6 +50,7 @@ struct info_counts {
     bool has_bitmaps;
     struct qcow2_bitmap_info *bitmaps;      /* cmd_info's, freed there */
     size_t nbitmaps;
+    const struct fs_layout *layout;         /* partitions, or NULL */
 };
 void report_info_json(FILE *f, const struct image *img,
                       const struct info_counts *c);

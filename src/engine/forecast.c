@@ -1,0 +1,635 @@
+/*
+ * forecast.c: `diskferry plan` (forecast.h): measure each stage of a
+ * copy for a bounded time, then predict.
+ *
+ * Invariants:
+ *  1. Nothing is written but a scratch file beside a local file DST,
+ *     created O_EXCL under a name of our own and removed before return;
+ *     a device DST is only read.
+ *  2. Every measurement has a share of the budget and stops at it: a
+ *     slow source is sampled less, not longer.
+ *  3. A stage not measured is not guessed at: its rate is 0, it is left
+ *     out of the model, and the band widens.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <libgen.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/dest.h"
+#include "engine/endpoint.h"
+#include "engine/forecast.h"
+#include "engine/job_int.h"
+#include "engine/plan.h"
+#include "engine/source.h"
+#include "proto/compress.h"
+#include "proto/remote.h"
+#include "util/overflow.h"
+#include "util/progress.h"
+#include "util/size.h"
+#include "util/zero.h"
+
+#define LEAF DIGEST_LEAF_SIZE
+#define SAMPLE (1u << 20)
+#define SAMPLES_MAX 64
+#define SCRATCH_MAX (64u << 20)
+#define MAP_WINDOW (64ull << 30)
+/* A rate above this is the page cache's, not a disk's: the CPU's work. */
+#define CACHE_SPEED 1.5e9
+/* Seconds a copy spends starting and committing beyond what the plan
+ * sees of it (exec, the destination's checks, the rename). */
+#define FIXED_START 0.01
+
+/* Shares of the budget (invariant 2). */
+#define SHARE_SOURCE 0.25
+#define SHARE_CPU 0.10
+#define SHARE_LINK 0.45
+#define SHARE_DEST 0.15
+
+const char *fc_stage_name(enum fc_stage s)
+{
+    static const char *const names[FC_STAGES] = {
+        "source read", "hashing", "compression", "link",
+        "destination write", "read-back",
+    };
+    return s < FC_STAGES ? names[s] : "?";
+}
+
+static void fc_note(struct forecast *fc, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void fc_note(struct forecast *fc, const char *fmt, ...)
+{
+    va_list ap;
+    if (fc->nnotes >= sizeof(fc->notes) / sizeof(fc->notes[0]))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(fc->notes[fc->nnotes++], sizeof(fc->notes[0]), fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the map ---- */
+
+/* Sum the states of the plan of the whole disk (as a copy lays it). */
+static int measure_map(struct image *img, const struct fs_layout *fs,
+                       struct forecast *fc, struct df_error *err)
+{
+    struct extent_list raw, pl;
+    struct used_map *used[1] = { fs ? fs->used : NULL };
+    struct plan_inputs in = { .used = used, .nused = fs && fs->used };
+    int ret = -1;
+
+    extent_list_init(&raw, EXTENT_LIST_DEFAULT_CAP);
+    extent_list_init(&pl, EXTENT_LIST_DEFAULT_CAP);
+    for (uint64_t off = 0; off < img->size;) {
+        uint64_t len = min_u64(MAP_WINDOW, img->size - off);
+        extent_list_clear(&raw);
+        if (image_map(img, off, len, &raw, err) < 0)
+            goto out;
+        uint64_t end = extent_list_end(&raw, off);
+        if (end <= off)
+            break;
+        if (plan_window(&raw, &in, off, end - off, &pl, err) < 0)
+            goto out;
+        end = extent_list_end(&pl, off);
+        for (size_t i = 0; i < pl.n; i++) {
+            const struct extent *e = &pl.v[i];
+            switch (e->state) {
+            case EXT_DATA: fc->data += e->len; break;
+            case EXT_ZERO: fc->zero += e->len; break;
+            case EXT_FREE:
+                fc->free += e->len;
+                if (fs)
+                    fc->free_by[fs_layout_kind_at(fs, e->off)] += e->len;
+                break;
+            default: fc->hole += e->len; break;
+            }
+        }
+        off = end;
+    }
+    ret = 0;
+out:
+    extent_list_release(&raw);
+    extent_list_release(&pl);
+    return ret;
+}
+
+/* The offset of the data byte `at` (counted over DATA, and FREE when
+ * free blocks are read) of the disk: one more pass over the map. */
+struct sampler {
+    uint64_t want[SAMPLES_MAX];
+    uint64_t off[SAMPLES_MAX];
+    unsigned n, found;
+};
+
+static int find_samples(struct image *img, const struct fs_layout *fs,
+                        bool read_free, struct sampler *s,
+                        struct df_error *err)
+{
+    struct extent_list raw, pl;
+    struct used_map *used[1] = { fs ? fs->used : NULL };
+    struct plan_inputs in = { .used = used, .nused = fs && fs->used };
+    uint64_t seen = 0;
+    int ret = -1;
+
+    extent_list_init(&raw, EXTENT_LIST_DEFAULT_CAP);
+    extent_list_init(&pl, EXTENT_LIST_DEFAULT_CAP);
+    for (uint64_t off = 0; off < img->size && s->found < s->n;) {
+        uint64_t len = min_u64(MAP_WINDOW, img->size - off);
+        extent_list_clear(&raw);
+        if (image_map(img, off, len, &raw, err) < 0 ||
+            plan_window(&raw, &in, off, extent_list_end(&raw, off) - off,
+                        &pl, err) < 0)
+            goto out;
+        uint64_t end = extent_list_end(&pl, off);
+        if (end <= off)
+            break;
+        for (size_t i = 0; i < pl.n && s->found < s->n; i++) {
+            const struct extent *e = &pl.v[i];
+            if (e->state != EXT_DATA && !(read_free && e->state == EXT_FREE))
+                continue;
+            while (s->found < s->n && s->want[s->found] < seen + e->len) {
+                uint64_t at = e->off + (s->want[s->found] - seen);
+                s->off[s->found++] = at & ~(uint64_t)(LEAF - 1);
+            }
+            seen += e->len;
+        }
+        off = end;
+    }
+    ret = 0;
+out:
+    extent_list_release(&raw);
+    extent_list_release(&pl);
+    return ret;
+}
+
+/* ---- the source and the CPU ---- */
+
+struct samples {
+    uint8_t *buf;               /* n * SAMPLE bytes read */
+    size_t len;
+    size_t nonzero;             /* bytes in non-zero leaves */
+};
+
+/* Samples spread over every byte a plain copy reads (free blocks too:
+ * the plain strategy reads them). */
+static int measure_source(struct image *img, const struct fs_layout *fs,
+                          struct forecast *fc, struct samples *sm,
+                          struct df_error *err)
+{
+    uint64_t total = fc->data + fc->free;
+    struct sampler s = { .n = 0 };
+    double rates[SAMPLES_MAX], t_all = 0;
+
+    s.n = (unsigned)min_u64(SAMPLES_MAX, div_round_up(total, SAMPLE));
+    for (unsigned i = 0; i < s.n; i++)
+        s.want[i] = total / s.n * i + total / s.n / 2;
+    if (s.n && find_samples(img, fs, true, &s, err) < 0)
+        return -1;
+    sm->buf = malloc((size_t)s.found * SAMPLE + 1);
+    if (!sm->buf)
+        return df_io(err, img->name, ENOMEM, "out of memory");
+    double limit = fc->budget * SHARE_SOURCE, t0 = time_now();
+    unsigned done = 0;
+    for (unsigned i = 0; i < s.found; i++) {
+        if (i >= 4 && time_now() - t0 > limit)
+            break;
+        size_t n = (size_t)min_u64(SAMPLE, img->size - s.off[i]);
+        double a = time_now();
+        if (image_read(img, sm->buf + sm->len, n, s.off[i], err) < 0)
+            return -1;
+        double t = time_now() - a;
+        t_all += t;
+        rates[done++] = t > 0 ? n / t : 0;
+        sm->len += n;
+    }
+    fc->samples = done;
+    if (t_all > 0)
+        fc->read_rate = sm->len / t_all;
+    if (done > 1) {
+        double mean = 0, var = 0;
+        for (unsigned i = 0; i < done; i++)
+            mean += rates[i] / done;
+        for (unsigned i = 0; i < done; i++)
+            var += (rates[i] - mean) * (rates[i] - mean) / (done - 1);
+        fc->read_cv = mean > 0 ? sqrt(var) / mean : 0;
+    }
+    /* zero leaves are not sent: keep the others at the front */
+    size_t zero = 0, w = 0;
+    for (size_t o = 0; o < sm->len; o += LEAF) {
+        size_t n = (size_t)min_u64(LEAF, sm->len - o);
+        if (zero_is_zero(sm->buf + o, n)) {
+            zero += n;
+            continue;
+        }
+        memmove(sm->buf + w, sm->buf + o, n);
+        w += n;
+    }
+    sm->nonzero = w;
+    fc->zero_share = sm->len ? (double)zero / sm->len : 0;
+    return 0;
+}
+
+/* Run fn over the non-zero sample until it took `limit` seconds (at
+ * least once): bytes per second on one core. */
+static double rate_of(void (*fn)(void *ctx, const uint8_t *b, size_t n),
+                      void *ctx, const struct samples *sm, double limit)
+{
+    if (!sm->nonzero)
+        return 0;
+    size_t done = 0;
+    double t0 = time_now(), t;
+    do {
+        for (size_t o = 0; o < sm->nonzero; o += LEAF) {
+            size_t n = (size_t)min_u64(LEAF, sm->nonzero - o);
+            fn(ctx, sm->buf + o, n);
+            done += n;
+        }
+        t = time_now() - t0;
+    } while (t < limit / 4 && done < (64u << 20));
+    return t > 0 ? done / t : 0;
+}
+
+static void hash_fn(void *ctx, const uint8_t *b, size_t n)
+{
+    uint8_t h[DIGEST_MAX_LEN];
+    digest_leaf(*(enum digest_alg *)ctx, b, n, h);
+}
+
+struct comp_probe {
+    struct comp_ctl ctl;
+    struct comp_worker w;
+    uint8_t *out;
+    uint64_t in_bytes, out_bytes;
+};
+
+static void comp_fn(void *ctx, const uint8_t *b, size_t n)
+{
+    struct comp_probe *c = ctx;
+    size_t len = n;
+    if (comp_block(&c->ctl, &c->w, b, n, c->out, comp_bound(LEAF),
+                   &len) == 0)
+        len = n;                /* sent as it is */
+    c->in_bytes += n;
+    c->out_bytes += len;
+}
+
+static void measure_comp(enum comp_mode mode, int level,
+                         const struct samples *sm, double limit,
+                         double *rate, double *ratio)
+{
+    struct comp_probe c;
+    memset(&c, 0, sizeof(c));
+    comp_ctl_init(&c.ctl, mode, level);
+    comp_worker_init(&c.w);
+    c.out = malloc(comp_bound(LEAF));
+    if (c.out) {
+        *rate = rate_of(comp_fn, &c, sm, limit);
+        *ratio = c.out_bytes ? (double)c.in_bytes / c.out_bytes : 1;
+    }
+    free(c.out);
+    comp_worker_release(&c.w);
+}
+
+static void measure_cpu(const struct job_spec *spec, struct forecast *fc,
+                        const struct samples *sm)
+{
+    double limit = fc->budget * SHARE_CPU / 3;
+    enum digest_alg alg = spec->jo.digest;
+    fc->hash_rate = rate_of(hash_fn, &alg, sm, limit);
+    if (!fc->remote)
+        return;
+    measure_comp(COMPRESS_ZSTD, 1, sm, limit, &fc->zstd_rate,
+                 &fc->zstd_ratio);
+    measure_comp(COMPRESS_LZ4, 0, sm, limit, &fc->lz4_rate, &fc->lz4_ratio);
+}
+
+/* ---- the destination ---- */
+
+/* A local file DST: write and read back a scratch file beside it. */
+static void measure_dest_file(const struct job_spec *spec,
+                              struct forecast *fc, const struct samples *sm)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    snprintf(dir, sizeof(dir), "%s", spec->dst);
+    snprintf(path, sizeof(path), "%s/.diskferry-plan-%d", dirname(dir),
+             (int)getpid());
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        fc_note(fc, "destination write rate not measured: %s: %s", path,
+                strerror(errno));
+        return;
+    }
+    size_t chunk = sm->nonzero ? sm->nonzero : 0;
+    uint8_t *fill = NULL;
+    if (!chunk) {               /* all zero: what is written is zeros */
+        chunk = SAMPLE;
+        fill = calloc(1, chunk);
+    }
+    const uint8_t *src = fill ? fill : sm->buf;
+    double limit = fc->budget * SHARE_DEST / 2, t0 = time_now(), t = 0;
+    uint64_t done = 0;
+    while (src && done < SCRATCH_MAX && (t = time_now() - t0) < limit) {
+        ssize_t w = pwrite(fd, src, chunk, (off_t)done);
+        if (w <= 0)
+            break;
+        done += (uint64_t)w;
+    }
+    if (spec->fsync)
+        fdatasync(fd);
+    t = time_now() - t0;
+    if (done && t > 0)
+        fc->write_rate = done / t;
+    /* the read-back, as the verification reads it */
+    uint8_t *rb = malloc(SAMPLE);
+    t0 = time_now();
+    uint64_t rd = 0;
+    while (rb && rd < done) {
+        ssize_t r = pread(fd, rb, SAMPLE, (off_t)rd);
+        if (r <= 0)
+            break;
+        rd += (uint64_t)r;
+    }
+    t = time_now() - t0;
+    if (rd && t > 0)
+        fc->readback_rate = rd / t;
+    free(rb);
+    free(fill);
+    close(fd);
+    unlink(path);
+}
+
+/* ---- the link ---- */
+
+/* The interface a connection to host leaves by, and its speed (sysfs,
+ * Mbit/s; none for loopback or a virtual one that does not say). */
+static void link_interface(const char *host, struct forecast *fc)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_DGRAM }, *ai = NULL;
+    struct sockaddr_storage me;
+    socklen_t melen = sizeof(me);
+    struct ifaddrs *ifs = NULL;
+
+    if (getaddrinfo(host, "22", &hints, &ai) != 0 || !ai)
+        return;
+    int s = socket(ai->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s >= 0 && connect(s, ai->ai_addr, ai->ai_addrlen) == 0 &&
+        getsockname(s, (struct sockaddr *)&me, &melen) == 0 &&
+        getifaddrs(&ifs) == 0) {
+        for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+            if (!i->ifa_addr || i->ifa_addr->sa_family != me.ss_family)
+                continue;
+            /* sin_addr / sin6_addr */
+            size_t off = me.ss_family == AF_INET ? 4 : 8;
+            size_t alen = me.ss_family == AF_INET ? 4 : 16;
+            if (memcmp((char *)i->ifa_addr + off, (char *)&me + off, alen))
+                continue;
+            snprintf(fc->iface, sizeof(fc->iface), "%s", i->ifa_name);
+            break;
+        }
+    }
+    if (s >= 0)
+        close(s);
+    freeaddrinfo(ai);
+    if (ifs)
+        freeifaddrs(ifs);
+    if (!fc->iface[0])
+        return;
+    char p[128], buf[32];
+    snprintf(p, sizeof(p), "/sys/class/net/%s/speed", fc->iface);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t r = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (r > 0) {
+        buf[r] = 0;
+        long mbit = strtol(buf, NULL, 10);
+        if (mbit > 0)
+            fc->iface_bps = mbit * 1e6 / 8;
+    }
+}
+
+/* ---- the model ---- */
+
+static void strategy(const struct job_spec *spec, struct forecast *fc,
+                     bool fs_aware, bool compress, bool tcp)
+{
+    if (fc->n >= FC_MAX_STRATEGIES)
+        return;
+    struct fc_strategy *s = &fc->v[fc->n++];
+    memset(s, 0, sizeof(*s));
+    s->fs_aware = fs_aware;
+    s->compress = compress;
+    s->tcp = tcp;
+    snprintf(s->name, sizeof(s->name), "%s%s%s",
+             fs_aware ? "fs-aware" : "plain",
+             fc->remote ? compress ? ", zstd" : ", uncompressed" : "",
+             tcp ? ", tcp" : "");
+    uint64_t rd = fc->data + (fs_aware ? 0 : fc->free);
+    uint64_t nonzero = (uint64_t)(rd * (1 - fc->zero_share));
+    s->bytes_read = rd;
+    double ratio = compress && fc->zstd_ratio > 1 ? fc->zstd_ratio : 1;
+    s->bytes_sent = fc->remote ? (uint64_t)(nonzero / ratio) : nonzero;
+    unsigned cores = fc->cores ? fc->cores : 1;
+    if (fc->read_rate > 0)
+        s->stage[FC_READ] = rd / fc->read_rate;
+    if (fc->hash_rate > 0)
+        s->stage[FC_HASH] = nonzero / fc->hash_rate / cores;
+    if (compress && fc->zstd_rate > 0)
+        s->stage[FC_COMPRESS] = nonzero / fc->zstd_rate / cores;
+    if (fc->remote) {
+        double up = tcp && fc->up_rate_streams > 0 ? fc->up_rate_streams
+                                                   : fc->up_rate;
+        if (spec->remote.bwlimit && (up <= 0 || spec->remote.bwlimit < up))
+            up = (double)spec->remote.bwlimit;
+        if (up > 0)
+            s->stage[FC_LINK] = s->bytes_sent / up;
+        /* serve reads back what it wrote, as fast as it was read here
+         * (not measured there) */
+        if (fc->read_rate > 0)
+            s->stage[FC_VERIFY] = nonzero / fc->read_rate;
+        s->fixed = fc->fixed_local + fc->fixed_remote;
+    } else {
+        if (fc->write_rate > 0)
+            s->stage[FC_WRITE] = nonzero / fc->write_rate;
+        double rb = fc->readback_rate > 0 ? fc->readback_rate
+                                          : fc->read_rate;
+        if (rb > 0)
+            s->stage[FC_VERIFY] = nonzero / rb;
+        s->fixed = fc->fixed_local;
+    }
+    /* The copy's stages overlap: the slowest sets the pace, unless the
+     * CPU's work spread over the cores takes longer still (hashing and
+     * compressing; reading from the cache and writing into it are the
+     * CPU's copies too when they run at memory speed). */
+    double slowest = 0, cpu = (s->stage[FC_HASH] + s->stage[FC_COMPRESS]);
+    s->bottleneck = FC_READ;
+    for (int k = FC_READ; k < FC_VERIFY; k++)
+        if (s->stage[k] > slowest) {
+            slowest = s->stage[k];
+            s->bottleneck = k;
+        }
+    if (fc->read_rate > CACHE_SPEED)
+        cpu += s->stage[FC_READ] / cores;
+    if (fc->write_rate > CACHE_SPEED)
+        cpu += s->stage[FC_WRITE] / cores;
+    double copy = slowest;
+    if (cpu > slowest) {
+        copy = cpu;
+        s->bottleneck = FC_HASH;
+    }
+    s->total = s->fixed + copy + s->stage[FC_VERIFY];
+    double band = 0.15 + (fc->read_cv > 0.5 ? 0.15 : fc->read_cv * 0.3);
+    if (fc->remote && fc->up_rate <= 0)
+        band += 0.3;
+    s->low = s->total * (1 - band);
+    s->high = s->total * (1 + band);
+    /* the command */
+    snprintf(s->command, sizeof(s->command), "diskferry %s%s%s%s %s %s",
+             spec->kind == JOB_SYNC ? "sync" : "copy",
+             fs_aware ? " --fs-aware" : "",
+             fc->remote && !compress ? " --compress none" : "",
+             tcp ? " --transport tcp" : "", spec->src, spec->dst);
+}
+
+static void predict(const struct job_spec *spec, struct forecast *fc)
+{
+    bool has_free = fc->free > 0;
+    for (int fsa = has_free ? 1 : 0; fsa >= 0; fsa--) {
+        if (!fc->remote) {
+            strategy(spec, fc, fsa, false, false);
+            continue;
+        }
+        strategy(spec, fc, fsa, true, false);
+        strategy(spec, fc, fsa, false, false);
+        if (spec->remote.tcp || fc->up_rate_streams > 0)
+            strategy(spec, fc, fsa, true, true);
+    }
+    fc->best = 0;
+    for (unsigned i = 1; i < fc->n; i++)
+        if (fc->v[i].total < fc->v[fc->best].total)
+            fc->best = i;
+    if (fc->remote && fc->iface_bps > 0 && fc->up_rate > 0 &&
+        fc->up_rate < fc->iface_bps / 4)
+        fc_note(fc, "link measured at %.0f Mbit/s on a %.0f Mbit/s "
+                "interface (%s): a shaper or a slow route is in the way",
+                fc->up_rate * 8 / 1e6, fc->iface_bps * 8 / 1e6, fc->iface);
+}
+
+/* ---- the job ---- */
+
+static int plan_dest_local(const struct job_spec *spec, struct source *src,
+                           struct forecast *fc, const struct samples *sm,
+                           struct df_error *err)
+{
+    struct dest d;
+    struct dest_opts o;
+    uint64_t size = 0;
+    struct stat st;
+
+    job_dest_opts(spec, &o);
+    o.dry_run = true;
+    o.msgs = NULL;
+    o.interactive = false;
+    o.grow = spec->kind == JOB_SYNC;
+    dest_init(&d);
+    bool known = source_size(src, &size);
+    bool exists = stat(spec->dst, &st) == 0;
+    /* a sync's DST must be there and is written in place: its checks
+     * are the copy's with consent (a record) or --overwrite */
+    if (spec->kind == JOB_SYNC && !exists)
+        fc_note(fc, "%s does not exist: the sync is a copy", spec->dst);
+    if (!(spec->kind == JOB_SYNC && exists) &&
+        dest_open(&d, &o, spec->dst, src->img, size, known, err) < 0) {
+        dest_close(&d);
+        return -1;
+    }
+    dest_abort(&d);
+    dest_close(&d);
+    if (!exists || S_ISREG(st.st_mode))
+        measure_dest_file(spec, fc, sm);
+    else
+        fc_note(fc, "%s is a device: not written; its write rate is not "
+                "measured", spec->dst);
+    return 0;
+}
+
+int job_plan(const struct job_spec *spec, struct forecast *fc,
+             struct df_error *err)
+{
+    struct endpoint sep, dep;
+    struct source_opts so = { .open = &spec->src_open, .arg = spec->src };
+    struct source *src = NULL;
+    struct fs_layout *fs = NULL;
+    struct job_spec fsspec;
+    struct samples sm = { 0 };
+    int ret = -1;
+    double t0 = time_now();
+
+    double budget = fc->budget > 0 ? fc->budget : 10;
+    memset(fc, 0, sizeof(*fc));
+    fc->budget = budget;
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    fc->cores = spec->jo.threads ? spec->jo.threads
+                                 : nc < 1 ? 1 : nc > 64 ? 64 : (unsigned)nc;
+    if (endpoint_parse(spec->src, &sep, err) < 0 ||
+        endpoint_parse(spec->dst, &dep, err) < 0)
+        return -1;
+    if (sep.kind != EP_LOCAL && sep.kind != EP_NBD)
+        return df_usage(err, "%s: plan measures a disk image, device or "
+                        "NBD export on this host (run it on the source's "
+                        "host)", spec->src);
+    if (dep.kind != EP_LOCAL && dep.kind != EP_REMOTE)
+        return df_usage(err, "%s: plan predicts a copy into a file, a "
+                        "device or another host's", spec->dst);
+    fc->remote = dep.kind == EP_REMOTE;
+    if (source_open(&sep, &so, &src, err) < 0 ||
+        source_check(src, spec->cmd, "copy", spec->force_share, true,
+                     err) < 0)
+        goto out;
+    /* the filesystems, read whatever the strategy: the plan compares */
+    fsspec = *spec;
+    fsspec.fs_aware = true;
+    fsspec.msgs = NULL;
+    if (job_fs_begin(&fsspec, src, &fsspec, &fs, err) < 0)
+        goto out;
+    for (unsigned i = 0; fs && i < fs->n; i++)
+        if (!fs->v[i].trusted && fs->v[i].kind != FS_NONE)
+            fc_note(fc, "%s %u (%s) would be copied whole: %s",
+                    fs->v[i].part.number ? "partition" : "disk",
+                    fs->v[i].part.number, fs->v[i].why.fs,
+                    fs->v[i].why.reason);
+    /* what the copy pays before its first byte, as measured here, and
+     * its start (exec, the destination's checks) */
+    fc->fixed_local = time_now() - t0 + FIXED_START;
+    fc->size = src->img->size;
+    if (measure_map(src->img, fs, fc, err) < 0 ||
+        measure_source(src->img, fs, fc, &sm, err) < 0)
+        goto out;
+    measure_cpu(spec, fc, &sm);
+    if (fc->remote) {
+        link_interface(dep.host, fc);
+        df_usage(err, "%s: plan to another host: not yet", spec->dst);
+        goto out;
+    } else if (plan_dest_local(spec, src, fc, &sm, err) < 0) {
+        goto out;
+    }
+    predict(spec, fc);
+    ret = 0;
+out:
+    fc->seconds = time_now() - t0;
+    free(sm.buf);
+    fs_layout_free(fs);
+    source_close(src);
+    return ret;
+}

@@ -20,7 +20,7 @@ PYTEST_ARGS ?= -q -ra
 # Debian packages: build, libraries, and the real tools the tests use.
 DEB_BUILD = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 	libzstd-dev liblz4-dev libxxhash-dev libssl-dev libblkid-dev \
-	libnbd-dev zlib1g-dev libarchive-dev libext2fs-dev
+	libnbd-dev zlib1g-dev libarchive-dev libext2fs-dev ntfs-3g-dev
 DEB_TEST = python3-pytest qemu-utils nbdkit libnbd-bin e2fsprogs openssh-server \
 	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
 	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod thin-provisioning-tools \

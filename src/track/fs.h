@@ -47,6 +47,12 @@ struct fs_why {
     uint64_t used_bytes;        /* what the map names (when trusted) */
 };
 
+/* The filesystem is not trusted: why->reason set from fmt (one line),
+ * used_bytes 0; returns NULL (err untouched), for `return
+ * fs_untrusted(why, ...)`. */
+struct used_map *fs_untrusted(struct fs_why *why, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 struct used_map *fs_ext_open(struct image *img, uint64_t off, uint64_t len,
                              struct fs_why *why, struct df_error *err);
 struct used_map *fs_xfs_open(struct image *img, uint64_t off, uint64_t len,

@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,19 +207,6 @@ static const char *ext_kind(uint32_t compat, uint32_t incompat,
     return (compat & EXT3_FEATURE_COMPAT_HAS_JOURNAL) ? "ext3" : "ext2";
 }
 
-static struct used_map *untrusted(struct fs_why *why, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static struct used_map *untrusted(struct fs_why *why, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why->reason, sizeof(why->reason), fmt, ap);
-    va_end(ap);
-    why->used_bytes = 0;
-    return NULL;
-}
-
 /* The used ranges being built, coalesced as they come (ascending). */
 struct used_acc {
     struct extent_list l;
@@ -330,24 +316,24 @@ struct used_map *fs_ext_open(struct image *img, uint64_t off, uint64_t len,
     /* The superblock as stored: its kind and the features we are told of
      * by name before libext2fs refuses them without saying which. */
     if (len < EXT_SB_OFF + EXT_SB_SIZE)
-        return untrusted(why, "region too small for an ext superblock");
+        return fs_untrusted(why, "region too small for an ext superblock");
     if (image_read(img, sb, sizeof(sb), off + EXT_SB_OFF, err) < 0)
         return NULL;
     if (get_le16(sb + 0x38) != EXT2_SUPER_MAGIC)
-        return untrusted(why, "no ext2/3/4 superblock at offset %" PRIu64
-                         " (bad magic)", off + EXT_SB_OFF);
+        return fs_untrusted(why, "no ext2/3/4 superblock at offset %" PRIu64
+                            " (bad magic)", off + EXT_SB_OFF);
     uint32_t compat = get_le32(sb + 0x5c), incompat = get_le32(sb + 0x60),
              ro_compat = get_le32(sb + 0x64);
     const char *kind = ext_kind(compat, incompat, ro_compat);
     snprintf(why->fs, sizeof(why->fs), "%s", kind);
     if (incompat & EXT3_FEATURE_INCOMPAT_RECOVER)
-        return untrusted(why, "%s needs journal recovery", kind);
+        return fs_untrusted(why, "%s needs journal recovery", kind);
     if (incompat & ~(uint32_t)EXT2_LIB_FEATURE_INCOMPAT_SUPP)
-        return untrusted(why, "%s: unknown incompatible feature 0x%" PRIx32,
-                         kind, incompat & ~(uint32_t)EXT2_LIB_FEATURE_INCOMPAT_SUPP);
+        return fs_untrusted(why, "%s: unknown incompatible feature 0x%" PRIx32,
+                            kind, incompat & ~(uint32_t)EXT2_LIB_FEATURE_INCOMPAT_SUPP);
     if (ro_compat & ~(uint32_t)EXT2_LIB_FEATURE_RO_COMPAT_SUPP)
-        return untrusted(why, "%s: unknown read-only feature 0x%" PRIx32,
-                         kind, ro_compat & ~(uint32_t)EXT2_LIB_FEATURE_RO_COMPAT_SUPP);
+        return fs_untrusted(why, "%s: unknown read-only feature 0x%" PRIx32,
+                            kind, ro_compat & ~(uint32_t)EXT2_LIB_FEATURE_RO_COMPAT_SUPP);
 
     snprintf(name, sizeof(name), "diskferry:%p", (void *)&io);
     e = ext2fs_open2(name, NULL, EXT2_FLAG_64BITS, 0, 0, &ext_io_manager,
@@ -358,23 +344,23 @@ struct used_map *fs_ext_open(struct image *img, uint64_t off, uint64_t len,
     }
     struct ext2_super_block *s = fs->super;
     if (s->s_feature_incompat & EXT3_FEATURE_INCOMPAT_RECOVER) {
-        untrusted(why, "%s needs journal recovery", kind);
+        fs_untrusted(why, "%s needs journal recovery", kind);
         goto out;
     }
     if (!(s->s_state & EXT2_VALID_FS)) {
-        untrusted(why, "%s was not cleanly unmounted", kind);
+        fs_untrusted(why, "%s was not cleanly unmounted", kind);
         goto out;
     }
     if (s->s_state & EXT2_ERROR_FS) {
-        untrusted(why, "%s has errors recorded (run e2fsck)", kind);
+        fs_untrusted(why, "%s has errors recorded (run e2fsck)", kind);
         goto out;
     }
     uint64_t nblocks = ext2fs_blocks_count(s), fs_bytes;
     if (nblocks <= s->s_first_data_block ||
         ovf_mul(nblocks, fs->blocksize, &fs_bytes) || fs_bytes > len) {
-        untrusted(why, "%s of %" PRIu64 " blocks of %u bytes is larger than "
-                  "its region (%" PRIu64 " bytes)", kind, nblocks,
-                  fs->blocksize, len);
+        fs_untrusted(why, "%s of %" PRIu64 " blocks of %u bytes is larger "
+                     "than its region (%" PRIu64 " bytes)", kind, nblocks,
+                     fs->blocksize, len);
         goto out;
     }
     e = ext2fs_check_desc(fs);
@@ -397,9 +383,9 @@ struct used_map *fs_ext_open(struct image *img, uint64_t off, uint64_t len,
     if (e)
         goto ext_error;
     if (nfree != ext2fs_free_blocks_count(s)) {
-        untrusted(why, "%s free block count %" PRIu64 " disagrees with its "
-                  "bitmap (%" PRIu64 " free)", kind,
-                  (uint64_t)ext2fs_free_blocks_count(s), nfree);
+        fs_untrusted(why, "%s free block count %" PRIu64 " disagrees with its "
+                     "bitmap (%" PRIu64 " free)", kind,
+                     (uint64_t)ext2fs_free_blocks_count(s), nfree);
         goto out;
     }
     /* Past the filesystem's end the region is not its: copied. */
@@ -425,10 +411,11 @@ ext_error:
         goto out;
     }
     if (e == EXT2_ET_UNSUPP_FEATURE || e == EXT2_ET_RO_UNSUPP_FEATURE)
-        untrusted(why, "%s: unsupported feature (%s)", kind, ext_strerror(e));
+        fs_untrusted(why, "%s: unsupported feature (%s)", kind,
+                     ext_strerror(e));
     else
-        untrusted(why, "%s at offset %" PRIu64 " does not parse: %s", kind,
-                  off, ext_strerror(e));
+        fs_untrusted(why, "%s at offset %" PRIu64 " does not parse: %s", kind,
+                     off, ext_strerror(e));
 out:
     if (fs)
         ext2fs_free(fs);

@@ -33,14 +33,16 @@ def sh(*argv):
     return p.stdout.decode()
 
 
-def dump(img, off=None, length=None):
-    """fs_dump ext IMG [OFF LEN]: ("ok", [(off, len)], used_bytes, fs) or
-    ("untrusted", reason, None, fs)."""
-    argv = list(VG) + [FS_DUMP, "ext", img]
+def dump(img, off=None, length=None, kind="ext"):
+    """fs_dump KIND IMG [OFF LEN]: ("ok", [(off, len)], used_bytes, fs) or
+    ("untrusted", reason, None, fs).  Whatever the filesystem's library
+    says, it says nothing on stderr."""
+    argv = list(VG) + [FS_DUMP, kind, img]
     if off is not None:
         argv += [str(off), str(length)]
     p = run(argv)
     assert p.returncode == 0, p.stderr.decode()
+    assert p.stderr == b""
     lines = p.stdout.decode().splitlines()
     fs = lines[-1].split()[1]
     if lines[0].startswith("untrusted: "):

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_fs.h"
 #include "image/image.h"
 #include "track/fs.h"
-#include "util/overflow.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -25,7 +25,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct df_file f;
     struct image *img = NULL;
     struct df_error err;
-    struct extent_list l;
     struct fs_why why;
 
     df_error_init(&err);
@@ -40,23 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         image_close(img);
         return 0;
     }
-    if (why.reason[0])
-        abort();
-    extent_list_init(&l, 1u << 16);
-    int rc = um->used(um, 0, len, &l, &err);
-    if (rc < 0 || !l.n || l.v[0].off != 0 || l.v[0].len < 2048)
-        abort();                /* the head is always named */
-    uint64_t sum = 0;
-    for (size_t i = 0; i < l.n; i++) {
-        if (!range_within(l.v[i].off, l.v[i].len, len) ||
-            (i && l.v[i].off <= l.v[i - 1].off + l.v[i - 1].len))
-            abort();            /* track.h: inside, ascending, coalesced */
-        sum += l.v[i].len;
-    }
-    if (rc == 0 && sum != why.used_bytes)
-        abort();
-    extent_list_release(&l);
-    used_map_close(um);
+    fuzz_fs_check(um, len, &why, 2048, false);
     image_close(img);
     return 0;
 }

@@ -7,9 +7,10 @@
  * On failure it prints the error as the CLI would and exits with its
  * category.
  *
- *   fs_dump ext IMAGE [OFF LEN]      (default: the whole disk)
+ *   fs_dump ext|ntfs IMAGE [OFF LEN]      (default: the whole disk)
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,10 +30,11 @@ int main(int argc, char **argv)
     uint64_t off = 0, len = 0;
     int rc = 0;
 
-    if ((argc != 3 && argc != 5) || strcmp(argv[1], "ext") ||
+    bool ntfs = argc > 1 && !strcmp(argv[1], "ntfs");
+    if ((argc != 3 && argc != 5) || (strcmp(argv[1], "ext") && !ntfs) ||
         (argc == 5 && (size_parse(argv[3], &off) < 0 ||
                        size_parse(argv[4], &len) < 0))) {
-        fprintf(stderr, "usage: fs_dump ext IMAGE [OFF LEN]\n");
+        fprintf(stderr, "usage: fs_dump ext|ntfs IMAGE [OFF LEN]\n");
         return 2;
     }
     df_error_init(&err);
@@ -41,7 +43,8 @@ int main(int argc, char **argv)
         goto fail;
     if (argc == 3)
         len = img->size;
-    um = fs_ext_open(img, off, len, &why, &err);
+    um = ntfs ? fs_ntfs_open(img, off, len, &why, &err)
+              : fs_ext_open(img, off, len, &why, &err);
     if (!um) {
         if (err.cat != DF_OK)
             goto fail;

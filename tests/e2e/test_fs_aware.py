@@ -326,3 +326,65 @@ def test_ext4_copied_while_mounted_is_copied_whole(ext4, tmp_path):
     assert "ext4 needs journal recovery" in err, err
     assert rep["skipped"]["free"] == 0
     assert files_equal(snap, tmp_path / "o.img")
+
+
+def wait_released(path, timeout=10):
+    """ntfs-3g may still hold the image a moment after umount returns."""
+    import time
+    real = os.path.realpath(path)
+    end = time.time() + timeout
+    while time.time() < end:
+        held = False
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                fds = os.listdir("/proc/%s/fd" % pid)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink("/proc/%s/fd/%s" % (pid, fd)) == real:
+                        held = True
+                except OSError:
+                    pass
+        if not held:
+            return
+        time.sleep(0.05)
+
+
+def ntfs_or_skip():
+    if not shutil.which("mkntfs") and not os.path.exists("/sbin/mkntfs"):
+        pytest.skip("ntfs-3g not installed")
+    import test_fs_ntfs
+    return test_fs_ntfs
+
+
+def test_ntfs(tmp_path):
+    nt = ntfs_or_skip()
+    img, files = nt.make_fs(tmp_path, seed=5)
+    wait_released(img)
+    dst = tmp_path / "out.img"
+    rep, err = copy_json("--fs-aware", img, dst)
+    assert "warning" not in err, err
+    assert rep["skipped"]["free_ntfs"] > 0
+    assert rep["skipped"]["free"] == rep["skipped"]["free_ntfs"]
+    clusters, free, cs = nt.ntfs_counts(img)
+    assert rep["bytes_read"] <= 1.05 * (clusters - free) * cs + MIB
+    assert run(["ntfsfix", "-n", str(dst)]).returncode == 0
+    with nt.Mounted(str(dst), tmp_path / "mnt", "ro") as mnt:
+        for name, data in files.items():
+            with open(os.path.join(mnt, name), "rb") as f:
+                assert f.read() == data, name
+
+
+def test_hibernated_ntfs_is_copied_whole(tmp_path):
+    nt = ntfs_or_skip()
+
+    def hiberfil(mnt):
+        with open(os.path.join(mnt, "hiberfil.sys"), "wb") as f:
+            f.write(b"hibr" + bytes(8192))
+    img, _ = nt.make_fs(tmp_path, seed=6, extra=hiberfil)
+    wait_released(img)
+    rep, err = copy_json("--fs-aware", img, tmp_path / "o.img")
+    assert "(ntfs) copied whole: NTFS is hibernated (hiberfil.sys)" in err
+    assert rep["skipped"]["free"] == 0
+    assert files_equal(img, tmp_path / "o.img")

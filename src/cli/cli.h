@@ -101,5 +101,6 @@ int cmd_sync(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_undo(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 
 #endif

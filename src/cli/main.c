@@ -23,6 +23,8 @@ static const struct command commands[] = {
     { "sync", cmd_sync, "bring an earlier copy up to date: only what "
       "changed" },
     { "verify", cmd_verify, "are two disks identical?" },
+    { "plan", cmd_plan, "how long would a copy take, and why? (writes "
+      "nothing)" },
     { "serve", cmd_serve, "the remote end (started over ssh)" },
     { "undo", cmd_undo, "put back what a copy --undo JOURNAL overwrote" },
 };

@@ -122,15 +122,24 @@ static int measure_map(struct image *img, const struct fs_layout *fs,
         end = extent_list_end(&pl, off);
         for (size_t i = 0; i < pl.n; i++) {
             const struct extent *e = &pl.v[i];
+            /* the pipeline skips whole leaves only: the rest is read */
+            uint64_t a = div_round_up(e->off, LEAF) * LEAF;
+            uint64_t b = e->off + e->len;
+            if (b < img->size)
+                b &= ~(uint64_t)(LEAF - 1);
+            uint64_t whole = b > a ? b - a : 0;
+            if (e->state == EXT_DATA)
+                whole = 0;
+            fc->data += e->len - whole;
             switch (e->state) {
-            case EXT_DATA: fc->data += e->len; break;
-            case EXT_ZERO: fc->zero += e->len; break;
+            case EXT_DATA: break;
+            case EXT_ZERO: fc->zero += whole; break;
             case EXT_FREE:
-                fc->free += e->len;
+                fc->free += whole;
                 if (fs)
-                    fc->free_by[fs_layout_kind_at(fs, e->off)] += e->len;
+                    fc->free_by[fs_layout_kind_at(fs, e->off)] += whole;
                 break;
-            default: fc->hole += e->len; break;
+            default: fc->hole += whole; break;
             }
         }
         off = end;

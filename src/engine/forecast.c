@@ -218,7 +218,9 @@ static int measure_source(struct image *img, const struct fs_layout *fs,
     struct sampler s = { .n = 0 };
     double rates[SAMPLES_MAX], t_all = 0;
 
-    s.n = (unsigned)min_u64(SAMPLES_MAX, div_round_up(total, SAMPLE));
+    s.n = (unsigned)min_u64(fc->max_samples ? fc->max_samples
+                                             : SAMPLES_MAX,
+                            div_round_up(total, SAMPLE));
     for (unsigned i = 0; i < s.n; i++)
         s.want[i] = total / s.n * i + total / s.n / 2;
     if (s.n && find_samples(img, fs, true, &s, err) < 0)
@@ -675,5 +677,60 @@ out:
     free(sm.buf);
     fs_layout_free(fs);
     source_close(src);
+    return ret;
+}
+
+/*
+ * The prediction a copy or sync starts with (forecast.h): the map, a few
+ * samples, the digest's rate; the destination's write and read-back at
+ * the rate the source was read (both are the page cache's for a file),
+ * and the link of the last plan to that host, if any (else none).
+ */
+int forecast_quick(const struct job_spec *spec, struct image *img,
+                   const struct fs_layout *fs, const struct link_figures *lk,
+                   double *predicted, struct df_error *err)
+{
+    struct forecast *fc = calloc(1, sizeof(*fc));
+    struct samples sm = { 0 };
+    bool remote = lk != NULL;
+    int ret = -1;
+
+    *predicted = 0;
+    if (!fc)
+        return df_io(err, img->name, ENOMEM, "out of memory");
+    fc->budget = 0.2;
+    fc->max_samples = 8;
+    fc->remote = remote;
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    fc->cores = spec->jo.threads ? spec->jo.threads
+                                 : nc < 1 ? 1 : nc > 64 ? 64 : (unsigned)nc;
+    fc->size = img->size;
+    bool fsa = fs && !spec->jo.fs_hint;
+    if (measure_map(img, fsa ? fs : NULL, fc, err) < 0 ||
+        measure_source(img, fsa ? fs : NULL, fc, &sm, err) < 0)
+        goto out;
+    measure_cpu(spec, fc, &sm);
+    fc->fixed_local = FIXED_START;
+    if (remote) {
+        if (lk->up <= 0) {
+            ret = 0;            /* no figures of that link: no guess */
+            goto out;
+        }
+        fc->up_rate = lk->up;
+        fc->up_rate_streams = lk->up_streams;
+        fc->rtt = lk->rtt;
+        fc->fixed_remote = lk->connect;
+    } else {
+        fc->write_rate = fc->read_rate;
+        fc->readback_rate = fc->read_rate;
+    }
+    bool compress = remote && (!spec->remote.compress ||
+                               strcmp(spec->remote.compress, "none"));
+    strategy(spec, fc, fsa, compress, remote && spec->remote.tcp);
+    *predicted = fc->v[0].total;
+    ret = 0;
+out:
+    free(sm.buf);
+    free(fc);
     return ret;
 }

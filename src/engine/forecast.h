@@ -64,6 +64,7 @@ struct forecast {
     double read_rate, hash_rate, zstd_rate, zstd_ratio, lz4_rate,
            lz4_ratio, write_rate, readback_rate;
     unsigned cores, samples;
+    unsigned max_samples;       /* 0: the default */
     double read_cv;             /* spread of the sampled read rates */
     /* the link (remote) */
     double rtt, up_rate, down_rate, up_rate_streams;
@@ -87,5 +88,21 @@ int job_plan(const struct job_spec *spec, struct forecast *fc,
              struct df_error *err);
 
 const char *fc_stage_name(enum fc_stage s);
+
+/* What a plan measured of a link, kept for the copies after it. */
+struct link_figures {
+    double up, up_streams, rtt, connect;
+};
+
+/*
+ * The prediction a copy or sync starts with, in about a hundredth of a
+ * second: img's map (laid over fs when spec->jo.fs is fs and not a
+ * hint), a few samples of it, the digest's rate; to another host (lk
+ * not NULL) only with the link's figures from a plan (lk->up > 0),
+ * else *predicted is 0: none.  0 or -1 with err.
+ */
+int forecast_quick(const struct job_spec *spec, struct image *img,
+                   const struct fs_layout *fs, const struct link_figures *lk,
+                   double *predicted, struct df_error *err);
 
 #endif

@@ -135,6 +135,7 @@ cleanup() {
     rm -f "$OUT".*
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM     # so that cleanup runs then too
 CHECK=$HERE/fs_check.py
 IO=$HERE/io_of.py
 SIZE=$(stat -c %s "$SRC")

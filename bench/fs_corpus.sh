@@ -44,6 +44,7 @@ cleanup() {
     rmdir "$MNT"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM     # so that cleanup runs then too
 echo "fs_corpus.sh: making $IMG ($STAMP)" >&2
 dd if=/dev/zero of="$IMG" bs=1M count="$SIZE_MIB" status=none
 mkfs.ext4 -q -F -b 4096 -E lazy_itable_init=0,lazy_journal_init=0,nodiscard \

@@ -25,7 +25,7 @@ DEB_TEST = python3-pytest qemu-utils nbdkit libnbd-bin e2fsprogs openssh-server 
 	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
 	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod thin-provisioning-tools \
 	xfsprogs
-DEB_BENCH = hyperfine rsync
+DEB_BENCH = hyperfine rsync partclone zerofree
 # What `make deb` needs beyond DEB_BUILD (installed by that target only).
 DEB_PKG = debhelper dpkg-dev fakeroot lintian
 DIST ?= dist
@@ -135,6 +135,7 @@ bench: build
 	bash bench/formats_vs_qemu_img.sh $(BUILD)
 	bash bench/copy_remote.sh $(BUILD)
 	bash bench/sync.sh $(BUILD)
+	bash bench/fs_aware.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(RELEASE_BUILD) $(ASAN_BUILD) $(TSAN_BUILD) demo $(DIST)

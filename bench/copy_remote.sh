@@ -13,9 +13,10 @@
 #   dd bs=4M | ssh 'dd bs=4M of=DST'
 #   dd | zstd -1 | ssh 'zstd -d | dd of=DST'
 #   dd | bzip2 | ssh 'bunzip2 | dd of=DST'
-# Part 2, a shaped link: two network namespaces joined by a veth pair with
-# link-local addresses (169.254.77.1 / .2), 20 Mbit/s on the sender's
-# egress (tc tbf), sshd inside the receiving namespace; a 256 MiB slice
+# Part 2, a shaped link (bench/shaped_link.sh): two network namespaces
+# joined by a veth pair with link-local addresses (169.254.77.1 / .2),
+# 20 Mbit/s on the sender's egress (tc tbf), sshd inside the receiving
+# namespace; a 256 MiB slice
 # of the corpus; one run each.
 # Goals: loopback diskferry >= 2x faster than dd|ssh, tcp >= 1.5x
 # diskferry over ssh; on the 20 Mbit link within 1.05x of the best
@@ -40,24 +41,18 @@ fi
 SRC=$DATA/corpus.img
 OUT=$DATA/remote-out.img
 TMP=$(mktemp -d)
-NS_CREATED=
 # shellcheck source=bench/loopback_sshd.sh
 . "$HERE/loopback_sshd.sh"
+# shellcheck source=bench/shaped_link.sh
+. "$HERE/shaped_link.sh"
 cleanup() {
     bench_sshd_stop
-    if [ -f "$TMP/ns_sshd.pid" ]; then
-        kill "$(cat "$TMP/ns_sshd.pid")" 2>/dev/null || true
-    fi
-    if [ -n "$NS_CREATED" ]; then
-        ip netns del dfbenchA 2>/dev/null || true
-        ip netns del dfbenchB 2>/dev/null || true
-    fi
+    shaped_link_down
     rm -rf "$TMP" "$OUT" "$DATA/slice.img" "$OUT".diskferry-resume
 }
 trap cleanup EXIT
 
 bench_sshd_start "$TMP"
-SSHOPT=$BENCH_SSHOPT
 SSH=$BENCH_SSH
 
 cat "$SRC" > /dev/null
@@ -108,33 +103,18 @@ bench_sshd_stop
 echo "== 20 Mbit/s link (veth between two namespaces, tbf), 256 MiB slice, one run"
 head -c 256M "$SRC" > "$DATA/slice.img"
 CUR_SRC=$DATA/slice.img
-NS_CREATED=1
-ip netns add dfbenchA
-ip netns add dfbenchB
-ip link add dfbA type veth peer name dfbB
-ip link set dfbA netns dfbenchA
-ip link set dfbB netns dfbenchB
-ip -n dfbenchA addr add 169.254.77.1/24 dev dfbA
-ip -n dfbenchB addr add 169.254.77.2/24 dev dfbB
-ip -n dfbenchA link set dfbA up
-ip -n dfbenchB link set dfbB up
-ip -n dfbenchA link set lo up
-ip -n dfbenchB link set lo up
-ip netns exec dfbenchA tc qdisc add dev dfbA root tbf rate 20mbit burst 32kb latency 400ms
-bench_sshd_config "$TMP" 169.254.77.2 22 "$TMP/ns_sshd.pid" > "$TMP/ns_sshd_config"
-ip netns exec dfbenchB /usr/sbin/sshd -f "$TMP/ns_sshd_config"
-NSSH="ssh $SSHOPT"
-A="ip netns exec dfbenchA"
-for _ in $(seq 50); do $A $NSSH 169.254.77.2 true 2>/dev/null && break; sleep 0.1; done
+shaped_link_up "$TMP" 20mbit
+NSSH=$SHAPED_SSH
+A=$SHAPED_A
 S=$DATA/slice.img
 rm -f "$OUT"
-t0=$(now); $A $DF copy --no-progress --json --rsh "$NSSH" --remote-path "$DF" "$S" "169.254.77.2:$OUT" > "$TMP/shaped.json"; t1=$(now)
+t0=$(now); $A $DF copy --no-progress --json --rsh "$NSSH" --remote-path "$DF" "$S" "$SHAPED_HOST:$OUT" > "$TMP/shaped.json"; t1=$(now)
 L_DF=$(printf '%.2f' "$(echo "$t1 - $t0" | bc -l)")
 cmp "$S" "$OUT"
-L_DD=$(once "$A sh -c \"dd if=$S bs=4M status=none | $NSSH 169.254.77.2 'dd of=$OUT bs=4M status=none'\"")
-L_ZSTD=$(once "$A sh -c \"dd if=$S bs=4M status=none | zstd -1 -q -c | $NSSH 169.254.77.2 'zstd -d -q -c | dd of=$OUT bs=4M status=none'\"")
-L_ZSTD19=$(once "$A sh -c \"dd if=$S bs=4M status=none | zstd -6 -T0 -q -c | $NSSH 169.254.77.2 'zstd -d -q -c | dd of=$OUT bs=4M status=none'\"")
-L_BZ=$(once "$A sh -c \"dd if=$S bs=4M status=none | bzip2 -c | $NSSH 169.254.77.2 'bunzip2 -c | dd of=$OUT bs=4M status=none'\"")
+L_DD=$(once "$A sh -c \"dd if=$S bs=4M status=none | $NSSH $SHAPED_HOST 'dd of=$OUT bs=4M status=none'\"")
+L_ZSTD=$(once "$A sh -c \"dd if=$S bs=4M status=none | zstd -1 -q -c | $NSSH $SHAPED_HOST 'zstd -d -q -c | dd of=$OUT bs=4M status=none'\"")
+L_ZSTD19=$(once "$A sh -c \"dd if=$S bs=4M status=none | zstd -6 -T0 -q -c | $NSSH $SHAPED_HOST 'zstd -d -q -c | dd of=$OUT bs=4M status=none'\"")
+L_BZ=$(once "$A sh -c \"dd if=$S bs=4M status=none | bzip2 -c | $NSSH $SHAPED_HOST 'bunzip2 -c | dd of=$OUT bs=4M status=none'\"")
 echo "  diskferry (ssh, auto)  $L_DF s   $(/usr/bin/python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["remote"]; print("wire %d MiB, ratio %.2f, zstd level up to %s" % (r["bytes_wire"]>>20, r["compression_ratio"], r.get("zstd_level_max")))' "$TMP/shaped.json")"
 echo "  dd | ssh dd            $L_DD s"
 echo "  dd | zstd -1 | ssh     $L_ZSTD s"

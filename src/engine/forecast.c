@@ -34,6 +34,7 @@
 #include "engine/source.h"
 #include "proto/compress.h"
 #include "proto/remote.h"
+#include "util/file.h"
 #include "util/overflow.h"
 #include "util/progress.h"
 #include "util/size.h"
@@ -732,5 +733,98 @@ int forecast_quick(const struct job_spec *spec, struct image *img,
 out:
     free(sm.buf);
     free(fc);
+    return ret;
+}
+
+/* ---- a link's figures, kept for the copies after a plan ---- */
+
+#define LINKS_FILE "plan-links"
+#define LINKS_MAX 64
+#define LINKS_LINE 384
+
+int link_figures_load(const char *host, struct link_figures *lk)
+{
+    struct df_error e;
+    char line[LINKS_LINE], name[260];
+    int found = 0;
+
+    memset(lk, 0, sizeof(*lk));
+    df_error_init(&e);
+    int dfd = state_dir_open_existing(NULL, &e);
+    if (dfd < 0)
+        return 0;
+    int fd = openat(dfd, LINKS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    close(dfd);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        struct link_figures v;
+        if (sscanf(line, "%259s %lf %lf %lf %lf", name, &v.up,
+                   &v.up_streams, &v.rtt, &v.connect) == 5 &&
+            !strcmp(name, host) && v.up > 0 && v.up < 1e12 &&
+            v.up_streams >= 0 && v.rtt >= 0 && v.connect >= 0 &&
+            v.connect < 600) {
+            *lk = v;            /* the last line of host wins */
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+int link_figures_save(const char *host, const struct link_figures *lk,
+                      struct df_error *err)
+{
+    char buf[LINKS_MAX * LINKS_LINE], name[260];
+    size_t len = 0;
+    int ret = -1;
+
+    if (strlen(host) >= sizeof(name) || strpbrk(host, " \t\n"))
+        return 0;               /* not a name a line can hold */
+    int dfd = state_dir_open(NULL, err);
+    if (dfd < 0)
+        return -1;
+    /* the other hosts' lines, the newest LINKS_MAX - 1 */
+    int fd = openat(dfd, LINKS_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        char all[LINKS_MAX * LINKS_LINE];
+        ssize_t n = read(fd, all, sizeof(all) - 1);
+        close(fd);
+        all[n > 0 ? n : 0] = 0;
+        char *lines[LINKS_MAX * 2];
+        unsigned nl = 0;
+        for (char *save = NULL, *l = strtok_r(all, "\n", &save);
+             l && nl < LINKS_MAX * 2; l = strtok_r(NULL, "\n", &save))
+            if (sscanf(l, "%259s", name) == 1 && strcmp(name, host))
+                lines[nl++] = l;
+        for (unsigned i = nl > LINKS_MAX - 1 ? nl - (LINKS_MAX - 1) : 0;
+             i < nl; i++)
+            len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s\n",
+                                    lines[i]);
+    }
+    len += (size_t)snprintf(buf + len, sizeof(buf) - len,
+                            "%s %.0f %.0f %.6f %.3f\n", host, lk->up,
+                            lk->up_streams, lk->rtt, lk->connect);
+    if (len >= sizeof(buf))
+        len = sizeof(buf) - 1;
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), "%s.%d", LINKS_FILE, (int)getpid());
+    fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                              O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, buf, len) != (ssize_t)len ||
+        renameat(dfd, tmp, dfd, LINKS_FILE) < 0) {
+        df_io(err, LINKS_FILE, errno, "cannot keep the link's figures");
+        if (fd >= 0)
+            unlinkat(dfd, tmp, 0);
+    } else {
+        ret = 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    close(dfd);
     return ret;
 }

@@ -94,6 +94,13 @@ struct link_figures {
     double up, up_streams, rtt, connect;
 };
 
+/* The figures the last plan to host measured (the state directory's
+ * plan-links): 1, or 0 (none; *lk zero). */
+int link_figures_load(const char *host, struct link_figures *lk);
+/* Keep them for host (a plan to another host): 0 or -1 with err. */
+int link_figures_save(const char *host, const struct link_figures *lk,
+                      struct df_error *err);
+
 /*
  * The prediction a copy or sync starts with, in about a hundredth of a
  * second: img's map (laid over fs when spec->jo.fs is fs and not a

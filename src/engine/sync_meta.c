@@ -18,6 +18,7 @@
 #include "engine/sync_int.h"
 #include "image/chain.h"
 #include "image/image.h"
+#include "image/nbd.h"
 #include "track/qcow2_bitmap.h"
 #include "track/track.h"
 #include "util/overflow.h"
@@ -50,14 +51,29 @@ bool sync_layer_base(const struct manifest *rec, const char *parent_id,
     return parent_id[0] && !strcmp(rec->src_layer, parent_id);
 }
 
+/* --changes bitmap:NAME on an NBD SRC: its open asks for the bitmap's
+ * meta context (image/nbd.h), which cannot be added once connected. */
+static bool sync_nbd_bitmap(const struct job_spec *spec,
+                            const struct endpoint *sep)
+{
+    return spec->changes && !strncmp(spec->changes, "bitmap:", 7) &&
+           sep->kind == EP_NBD;
+}
+
 /* --changes top-layer: SRC, a delta on this host, is opened alone (its
- * parent is what DST holds): so->open becomes *top. */
+ * parent is what DST holds): so->open becomes *top.  Also, before SRC
+ * is opened: an NBD SRC's bitmap context asked for. */
 int sync_top_layer_open_opts(const struct job_spec *spec,
                              const struct endpoint *sep,
                              struct image_open_opts *top,
                              struct source_opts *so,
                              struct job_report *rep, struct df_error *err)
 {
+    if (sync_nbd_bitmap(spec, sep) &&
+        nbd_want_bitmap(spec->changes + 7, err) < 0) {
+        rep->usage_hint = true;
+        return -1;
+    }
     if (!sync_top_layer(spec->changes))
         return 0;
     if (sep->kind != EP_LOCAL) {
@@ -182,11 +198,17 @@ int sync_meta_open(struct sync_state *s, struct df_error *err)
             return df_usage(err, "--changes top-layer: %s is not a delta "
                             "image (it records no parent)", spec->src);
         s->meta = top_layer_open(img, s->size, err);
+    } else if (img && img->drv == &image_driver_nbd) {
+        /* Served by a QEMU that keeps the bitmap: no file to judge its
+         * trust by, and a server without it is refused (exit 3), not
+         * compared: comparing reads the whole export. */
+        s->meta = nbd_bitmap_open(img, s->size, err);
     } else {
         if (!img || strcmp(s->src->format, "qcow2"))
             return df_usage(err, "--changes %s: a dirty bitmap is read from "
-                            "a qcow2 SRC on this host; %s is %s", ch,
-                            spec->src, s->src->format);
+                            "a qcow2 SRC on this host or an NBD export "
+                            "(qemu-nbd -B); %s is %s", ch, spec->src,
+                            s->src->format);
         s->meta = qcow2_bitmap_open(spec->src, ch + 7, s->size, err);
         if (!s->meta || bitmap_disabled(spec->src, ch + 7, err)) {
             change_source_close(s->meta);

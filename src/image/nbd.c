@@ -6,9 +6,14 @@
  * commands.  Requests are cut to NBD_MAX_REQ (libnbd and servers limit
  * one request; 32 MiB is below every limit we know of) and zero
  * requests to NBD_MAX_ZERO (the protocol's length is 32 bits).
+ *
+ * A dirty bitmap (nbd_want_bitmap): its context is asked for on every
+ * connection besides base:allocation, and nbd_image_dirty() asks block
+ * status and reads only its entries (map() only base:allocation's).
  */
 #include "image/nbd.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -25,6 +30,10 @@
 #define NBD_MAX_REQ (32u << 20)
 #define NBD_MAX_ZERO (1u << 30)
 #define NBD_MAX_STATUS (1u << 30)
+#define NBD_CTX_MAX (sizeof(NBD_CONTEXT_DIRTY_BITMAP) + NBD_BITMAP_NAME_MAX)
+
+/* nbd_want_bitmap's request, taken by the next open (main thread). */
+static char nbd_next_bitmap[NBD_CTX_MAX];
 
 struct nbd_priv {
     pthread_mutex_t lock;
@@ -34,6 +43,8 @@ struct nbd_priv {
     unsigned n;                 /* handles open */
     unsigned max;               /* 1, or NBD_POOL_MAX with multi-conn */
     bool has_alloc;             /* base:allocation negotiated */
+    char bitmap_ctx[NBD_CTX_MAX];   /* qemu:dirty-bitmap:NAME, or "" */
+    bool has_bitmap;            /* ... negotiated */
     bool can_zero, can_fast_zero, can_flush;
     bool fast_zero_failed;      /* the server said no once: plain zero */
     bool inited;
@@ -85,7 +96,9 @@ static struct nbd_handle *nbd_connect_one(struct image *img,
     }
     /* The URI is the user's own argument: its tls-psk-file is a path
      * they named, like any other on the command line. */
+    struct nbd_priv *p = img->priv;
     if (nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+        (p->bitmap_ctx[0] && nbd_add_meta_context(h, p->bitmap_ctx) < 0) ||
         nbd_set_uri_allow_local_file(h, true) < 0 ||
         nbd_connect_uri(h, img->path) < 0) {
         nbd_fail(err, DF_NET, img, -1, "cannot connect");
@@ -156,6 +169,8 @@ static int nbd_drv_open(struct image *img, struct df_error *err)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->inited = true;
+    memcpy(p->bitmap_ctx, nbd_next_bitmap, sizeof(p->bitmap_ctx));
+    nbd_next_bitmap[0] = '\0';
     h = nbd_create();
     if (!h)
         return nbd_fail(err, DF_NET, img, -1, "cannot create an NBD handle");
@@ -182,6 +197,8 @@ static int nbd_drv_open(struct image *img, struct df_error *err)
                          "read-only");
     p->has_alloc = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION)
                    == 1;
+    p->has_bitmap = p->bitmap_ctx[0] &&
+                    nbd_can_meta_context(h, p->bitmap_ctx) == 1;
     p->can_zero = nbd_can_zero(h) == 1;
     p->can_fast_zero = nbd_can_fast_zero(h) == 1;
     p->can_flush = nbd_can_flush(h) == 1;
@@ -250,6 +267,7 @@ int64_t nbd_extents_convert(const char *what, uint64_t off, uint64_t len,
     return (int64_t)done;
 }
 
+/* One block-status request: map()'s, or nbd_image_dirty()'s. */
 struct nbd_status_ctx {
     struct image *img;
     uint64_t off, len;
@@ -279,6 +297,26 @@ static int nbd_status_cb(void *user, const char *metacontext, uint64_t off,
     return 0;
 }
 
+/* Ask block status of c->off, c->len on a handle of the pool, its
+ * entries to cb (with c): 0, or -1 with c->err (the callback's error
+ * first). */
+static int nbd_status_request(struct nbd_status_ctx *c,
+                              int (*cb)(void *, const char *, uint64_t,
+                                        uint32_t *, size_t, int *))
+{
+    unsigned slot;
+    struct nbd_handle *h = nbd_take(c->img, &slot, c->err);
+    if (!h)
+        return -1;
+    int r = nbd_block_status(h, c->len, c->off, (nbd_extent_callback){
+                                 .callback = cb, .user_data = c }, 0);
+    if (r < 0 && c->got >= 0)
+        nbd_fail(c->err, DF_IO, c->img, (int64_t)c->off,
+                 "block status failed");
+    nbd_give(c->img, slot);
+    return r < 0 || c->got < 0 ? -1 : 0;
+}
+
 static int nbd_drv_map(struct image *img, uint64_t off, uint64_t len,
                        struct extent_list *out, struct df_error *err)
 {
@@ -290,22 +328,102 @@ static int nbd_drv_map(struct image *img, uint64_t off, uint64_t len,
         len = NBD_MAX_STATUS;
     struct nbd_status_ctx c = { .img = img, .off = off, .len = len,
                                 .out = out, .err = err };
-    unsigned slot;
-    struct nbd_handle *h = nbd_take(img, &slot, err);
-    if (!h)
-        return -1;
-    int r = nbd_block_status(h, len, off, (nbd_extent_callback){
-                                 .callback = nbd_status_cb, .user_data = &c },
-                             0);
-    if (r < 0)
-        nbd_fail(err, DF_IO, img, (int64_t)off, "block status failed");
-    nbd_give(img, slot);
-    if (r < 0 || c.got < 0)
+    if (nbd_status_request(&c, nbd_status_cb) < 0)
         return -1;
     if (!c.seen)
         return extent_list_append(out, off, len, EXT_DATA, img->name, err)
                < 0 ? -1 : 0;
     return 0;
+}
+
+int nbd_want_bitmap(const char *name, struct df_error *err)
+{
+    if (!*name || strlen(name) > NBD_BITMAP_NAME_MAX)
+        return df_usage(err, "bitmap name of %zu bytes: 1 to %d expected",
+                        strlen(name), NBD_BITMAP_NAME_MAX);
+    snprintf(nbd_next_bitmap, sizeof(nbd_next_bitmap), "%s%s",
+             NBD_CONTEXT_DIRTY_BITMAP, name);
+    return 0;
+}
+
+int64_t nbd_dirty_fold(const char *what, uint64_t off, uint64_t len,
+                       const uint32_t *entries, size_t nr_entries,
+                       struct extent_list *out, struct df_error *err)
+{
+    if (nr_entries == 0 || nr_entries % 2)
+        return df_corrupt(err, what, (int64_t)off, "NBD server answered "
+                          "dirty-bitmap status with %zu entries (pairs of "
+                          "length and flags expected)", nr_entries);
+    uint64_t done = 0;
+    for (size_t i = 0; i < nr_entries; i += 2) {
+        uint64_t n = entries[i];
+        if (done >= len)
+            return df_corrupt(err, what, (int64_t)(off + done), "NBD "
+                              "server answered dirty-bitmap status past "
+                              "the %llu bytes asked",
+                              (unsigned long long)len);
+        if (n == 0)
+            return df_corrupt(err, what, (int64_t)(off + done), "NBD "
+                              "server answered dirty-bitmap status with an "
+                              "empty extent");
+        if (n > len - done)
+            n = len - done;
+        if (entries[i + 1] & NBD_STATE_DIRTY) {
+            int r = extent_list_append(out, off + done, n, EXT_DATA, what,
+                                       err);
+            if (r != 0)
+                return r < 0 ? -1 : 0;
+        }
+        done += n;
+    }
+    return (int64_t)done;
+}
+
+static int nbd_dirty_cb(void *user, const char *metacontext, uint64_t off,
+                        uint32_t *entries, size_t nr_entries, int *error)
+{
+    struct nbd_status_ctx *c = user;
+    struct nbd_priv *p = c->img->priv;
+    (void)error;
+    if (strcmp(metacontext, p->bitmap_ctx) || c->got < 0)
+        return 0;
+    if (c->seen)
+        c->got = df_corrupt(c->err, c->img->name, (int64_t)off, "NBD "
+                            "server answered dirty-bitmap status twice");
+    else if (off != c->off)
+        c->got = df_corrupt(c->err, c->img->name, (int64_t)off, "NBD "
+                            "server answered dirty-bitmap status for "
+                            "another offset than asked (%llu)",
+                            (unsigned long long)c->off);
+    else
+        c->got = nbd_dirty_fold(c->img->name, c->off, c->len, entries,
+                                nr_entries, c->out, c->err);
+    c->seen = true;
+    return 0;
+}
+
+int64_t nbd_image_dirty(struct image *img, uint64_t off, uint64_t len,
+                        struct extent_list *out, struct df_error *err)
+{
+    struct nbd_priv *p = img->priv;
+    if (img->drv != &image_driver_nbd || !p->has_bitmap) {
+        const char *name = img->drv == &image_driver_nbd && p->bitmap_ctx[0]
+            ? p->bitmap_ctx + strlen(NBD_CONTEXT_DIRTY_BITMAP) : "";
+        return df_refuse(err, img->name, "the NBD server does not export "
+                         "the dirty bitmap '%s' (qemu-nbd -B %s exports "
+                         "it); run with --changes compare", name, name);
+    }
+    assert(len > 0 && off <= img->size && len <= img->size - off);
+    if (len > NBD_MAX_STATUS)
+        len = NBD_MAX_STATUS;
+    struct nbd_status_ctx c = { .img = img, .off = off, .len = len,
+                                .out = out, .err = err };
+    if (nbd_status_request(&c, nbd_dirty_cb) < 0)
+        return -1;
+    if (!c.seen)
+        return df_corrupt(err, img->name, (int64_t)off, "NBD server sent "
+                          "no status for %s", p->bitmap_ctx);
+    return c.got;
 }
 
 static void nbd_wake(struct nbd_priv *p)

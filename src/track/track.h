@@ -150,7 +150,11 @@ struct used_map *used_map_from_list(const char *name,
  *                    NEW; ranges mapped in OLD only (discarded) are
  *                    named too: SRC reads zeros there.
  *   bitmap:NAME      qcow2_bitmap.c: the persistent dirty bitmap NAME of
- *                    the qcow2 file `image` (SRC), read offline.
+ *                    the qcow2 file `image` (SRC), read offline; on an
+ *                    NBD SRC, nbd_bitmap.c: the export's meta context
+ *                    qemu:dirty-bitmap:NAME (qemu-nbd -B NAME), which
+ *                    the open of `img` asked for (image/nbd.h:
+ *                    nbd_want_bitmap); not offered is DF_REFUSED.
  */
 struct change_source *lvm_cow_open(const char *cow, const char *root,
                                    uint64_t size, struct df_error *err);
@@ -159,10 +163,12 @@ struct change_source *lvm_thin_open(const char *meta, uint64_t old_id,
                                     struct df_error *err);
 struct change_source *qcow2_bitmap_open(const char *image, const char *name,
                                         uint64_t size, struct df_error *err);
+struct image;
+struct change_source *nbd_bitmap_open(struct image *img, uint64_t size,
+                                      struct df_error *err);
 /*   top-layer        top_layer.c: what the delta image `delta` (opened
  *                    without its parents) holds itself, mapped at open;
  *                    the sync proves DST is its parent. */
-struct image;
 struct change_source *top_layer_open(struct image *delta, uint64_t size,
                                      struct df_error *err);
 

@@ -3,6 +3,7 @@
  */
 #include "cli/cli.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -179,4 +180,63 @@ bool cli_progress_enabled(int mode)
     if (mode >= 0)
         return mode == 1;
     return isatty(STDERR_FILENO);
+}
+
+void cli_progress_init(struct cli_progress *p)
+{
+    p->mode = -1;
+    p->fd = -1;
+}
+
+int cli_progress_option(const struct cli *c, struct cli_progress *p,
+                        int opt, const char *arg)
+{
+    unsigned fd;
+    switch (opt) {
+    case CLI_OPT_PROGRESS:
+        if (!arg || !strcmp(arg, "bar"))
+            p->mode = 1;
+        else if (!strcmp(arg, "json"))
+            p->mode = 2;
+        else {
+            cli_usage(c, "--progress: expected bar or json, got '%s'", arg);
+            return -1;
+        }
+        return 1;
+    case CLI_OPT_NO_PROGRESS:
+        p->mode = 0;
+        return 1;
+    case CLI_OPT_PROGRESS_FD:
+        if (cli_parse_uint(c, "--progress-fd", arg, 0, INT_MAX, &fd))
+            return -1;
+        int fl = fcntl((int)fd, F_GETFL);
+        if (fcntl((int)fd, F_GETFD) < 0 || fl < 0) {
+            cli_usage(c, "--progress-fd %u: not an open file descriptor",
+                      fd);
+            return -1;
+        }
+        if ((fl & O_ACCMODE) == O_RDONLY) {
+            cli_usage(c, "--progress-fd %u: not open for writing", fd);
+            return -1;
+        }
+        p->fd = (int)fd;
+        return 1;
+    }
+    return 0;
+}
+
+int cli_progress_apply(const struct cli *c, const struct cli_progress *p,
+                       const char *stdout_holds, struct job_opts *jo)
+{
+    if (p->fd == STDOUT_FILENO && stdout_holds)
+        return cli_usage(c, "--progress-fd 1: stdout carries %s",
+                         stdout_holds);
+    jo->progress = true;
+    jo->progress_out.show = p->mode == 2 ? PROGRESS_SHOW_JSON
+                            : cli_progress_enabled(p->mode)
+                                ? PROGRESS_SHOW_BAR
+                                : PROGRESS_SHOW_NONE;
+    jo->progress_out.has_fd = p->fd >= 0;
+    jo->progress_out.fd = p->fd;
+    return 0;
 }

@@ -55,6 +55,7 @@ enum {
     CLI_OPT_PARENT_DIR = 1001, CLI_OPT_PARENT, CLI_OPT_FORCE_SHARE,
     CLI_OPT_RSH, CLI_OPT_REMOTE_PATH, CLI_OPT_TIMEOUT, CLI_OPT_COMPRESS,
     CLI_OPT_BWLIMIT, CLI_OPT_TRANSPORT, CLI_OPT_STREAMS, CLI_OPT_RESUME,
+    CLI_OPT_PROGRESS, CLI_OPT_NO_PROGRESS, CLI_OPT_PROGRESS_FD,
 };
 #define CLI_IMAGE_LONGOPTS                                                 \
     { "format", required_argument, NULL, 'f' },                            \
@@ -92,6 +93,30 @@ int cli_add_parent(const struct cli *c, struct cli_image_opts *o,
 
 /* Should progress be drawn?  mode: -1 auto (stderr is a tty), 0, 1. */
 bool cli_progress_enabled(int mode);
+
+/* --progress[=bar|json], --no-progress, --progress-fd N: the commands
+ * that show progress (copy, sync, verify). */
+#define CLI_PROGRESS_LONGOPTS                                              \
+    { "progress", optional_argument, NULL, CLI_OPT_PROGRESS },             \
+    { "no-progress", no_argument, NULL, CLI_OPT_NO_PROGRESS },             \
+    { "progress-fd", required_argument, NULL, CLI_OPT_PROGRESS_FD }
+struct cli_progress {
+    int mode;                   /* -1 auto (a terminal), 0 none, 1 the
+                                 * bar, 2 JSON lines on stderr */
+    int fd;                     /* --progress-fd, or -1 */
+};
+void cli_progress_init(struct cli_progress *p);
+/* 1: opt was one of CLI_PROGRESS_LONGOPTS and is recorded (an fd is
+ * checked to be open for writing); 0: not one of them; -1: a usage
+ * error was printed. */
+int cli_progress_option(const struct cli *c, struct cli_progress *p,
+                        int opt, const char *arg);
+/* Into jo: progress on (a line on SIGUSR1 whatever the rest), and where
+ * it goes.  stdout_holds: what stdout carries ("the JSON report", "the
+ * data"), so that --progress-fd 1 is refused; NULL: nothing.  0, or a
+ * usage error (DF_USAGE). */
+int cli_progress_apply(const struct cli *c, const struct cli_progress *p,
+                       const char *stdout_holds, struct job_opts *jo);
 
 /* Subcommands: argc/argv start at the subcommand name. */
 int cmd_info(int argc, char **argv);

@@ -19,6 +19,7 @@
 #include "cli/report.h"
 #include "engine/job.h"
 #include "util/interrupt.h"
+#include "util/progress.h"
 
 static const char copy_usage[] =
     "usage: diskferry copy [OPTIONS] SRC DST\n"
@@ -134,7 +135,14 @@ static const char copy_usage[] =
     "                          seconds (default 60)\n"
     "      --progress          draw progress (default: when stderr is a "
     "terminal)\n"
-    "      --no-progress       never draw progress\n"
+    "      --progress=json     instead, one JSON line a second on stderr "
+    "(time,\n"
+    "                          bytes done and sent, rate, ETA) and a last "
+    "one\n"
+    "      --progress-fd N     the JSON lines to file descriptor N as "
+    "well\n"
+    "      --no-progress       never draw progress (SIGUSR1 still prints "
+    "a line)\n"
     "  -q, --quiet             no warnings\n"
     "  -v, --verbose           a summary line at the end; -vv: where "
     "errors arose\n"
@@ -239,7 +247,8 @@ static const char sync_usage[] =
     "      --parent-dir DIR, --parent C=P, --force-share   as for copy\n"    "      --fs-aware          as for copy: free blocks neither read nor "
     "sent\n"
     "      --json              one JSON report on stdout at the end\n"
-    "      --progress, --no-progress, -q, -v, -h   as for copy\n"
+    "      --progress, --progress=json, --progress-fd N, --no-progress,\n"
+    "      -q, -v, -h          as for copy\n"
     "\n"
     "remote endpoints (SRC or DST, not both):\n"
     "      --rsh CMD, --remote-path P, --timeout SECS, --compress MODE,\n"
@@ -252,13 +261,13 @@ struct copy_opts {
     struct cli_image_opts src_io;
     struct job_spec spec;
     bool json;
-    int progress;
+    struct cli_progress progress;
     struct extent_list salvaged;    /* --salvage */
 };
 
 enum {
     OPT_OVERWRITE = 256, OPT_YES, OPT_NO_VERIFY, OPT_DIGEST, OPT_THREADS,
-    OPT_JSON, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
+    OPT_JSON, OPT_FSYNC, OPT_DRY_RUN, OPT_UNDO,
     OPT_SALVAGE, OPT_CHANGES, OPT_WRITE_MANIFEST, OPT_PASSES, OPT_UNTIL,
     OPT_BLOCK_SIZE, OPT_TRUST_BASE, OPT_FS_AWARE,
 };
@@ -303,8 +312,7 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         { "digest", required_argument, NULL, OPT_DIGEST },
         { "threads", required_argument, NULL, OPT_THREADS },
         { "json", no_argument, NULL, OPT_JSON },
-        { "progress", no_argument, NULL, OPT_PROGRESS },
-        { "no-progress", no_argument, NULL, OPT_NO_PROGRESS },
+        CLI_PROGRESS_LONGOPTS,
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -366,13 +374,12 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
                 return DF_USAGE;
             break;
         case OPT_JSON: o->json = true; break;
-        case OPT_PROGRESS: o->progress = 1; break;
-        case OPT_NO_PROGRESS: o->progress = 0; break;
         case 'q': c->quiet = true; break;
         case 'v': c->verbose++; break;
         case 'h': fputs(sync ? sync_usage : copy_usage, stdout); return -1;
         default:
-            if (!(r = cli_image_option(c, &o->src_io, opt, optarg)))
+            if (!(r = cli_image_option(c, &o->src_io, opt, optarg)) &&
+                !(r = cli_progress_option(c, &o->progress, opt, optarg)))
                 r = cli_remote_option(c, &o->spec, opt, optarg);
             if (r <= 0)
                 return r ? DF_USAGE : cli_bad_option(c, argv);
@@ -408,8 +415,11 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
     if (o->spec.dry_run && o->spec.undo)
         return cli_usage(c, "--dry-run writes nothing: --undo has nothing "
                          "to save");
-    o->spec.jo.progress = cli_progress_enabled(o->progress);
-    return 0;
+    return cli_progress_apply(c, &o->progress,
+                              o->json ? "the JSON report"
+                              : !strcmp(argv[optind + 1], "-") ? "the data"
+                                                               : NULL,
+                              &o->spec.jo);
 }
 
 static int copy_or_sync(int argc, char **argv, enum job_kind kind)
@@ -424,7 +434,7 @@ static int copy_or_sync(int argc, char **argv, enum job_kind kind)
     extent_list_init(&o.salvaged, 100000);     /* listed ranges */
     o.c.cmd = cmd;
     o.spec.kind = kind;
-    o.progress = -1;
+    cli_progress_init(&o.progress);
     cli_image_opts_init(&o.src_io);
     job_opts_init(&o.spec.jo);
     o.spec.jo.title = cmd;
@@ -443,7 +453,10 @@ static int copy_or_sync(int argc, char **argv, enum job_kind kind)
 
     df_error_init(&err);
     rc = 0;
-    if (job_run(&o.spec, &rep, &err) < 0) {
+    progress_signal_install();          /* SIGUSR1: a progress line */
+    int jr = job_run(&o.spec, &rep, &err);
+    progress_signal_restore();
+    if (jr < 0) {
         if (rep.usage_hint) {
             rc = cli_usage(&o.c, "%s", err.msg);
             goto out;

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "cli/report.h"
 #include "engine/job.h"
+#include "util/progress.h"
 
 static const char verify_usage[] =
     "usage: diskferry verify [OPTIONS] A B\n"
@@ -55,9 +56,8 @@ static const char verify_usage[] =
     "diskferry)\n"
     "      --timeout SECS      give up on a host that answers nothing "
     "for SECS\n"
-    "      --progress          draw progress (default: when stderr is a "
-    "terminal)\n"
-    "      --no-progress       never draw progress\n"
+    "      --progress, --progress=json, --progress-fd N, --no-progress\n"
+    "                          as for copy\n"
     "  -q, --quiet             print nothing; the exit code answers\n"
     "  -h, --help              this text\n";
 
@@ -71,8 +71,7 @@ int cmd_verify(int argc, char **argv)
         { "threads", required_argument, NULL, 't' },
         { "digest", required_argument, NULL, 'd' },
         { "json", no_argument, NULL, 'j' },
-        { "progress", no_argument, NULL, 'p' },
-        { "no-progress", no_argument, NULL, 'n' },
+        CLI_PROGRESS_LONGOPTS,
         { "quiet", no_argument, NULL, 'q' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
@@ -85,12 +84,13 @@ int cmd_verify(int argc, char **argv)
     struct job_opts *jo = &spec.jo;
     const char *fmt_b = NULL;
     bool json = false;
-    int progress = -1;
-    int opt;
+    struct cli_progress progress;
+    int opt, r;
 
     memset(&spec, 0, sizeof(spec));
     cli_image_opts_init(&io);
     job_opts_init(jo);
+    cli_progress_init(&progress);
     jo->title = "verify";
     optind = 1;
     opterr = 0;         /* cli_bad_option() says it in one line */
@@ -108,13 +108,14 @@ int cmd_verify(int argc, char **argv)
                                  "(xxh128, sha256)", optarg);
             break;
         case 'j': json = true; break;
-        case 'p': progress = 1; break;
-        case 'n': progress = 0; break;
-        case 'q': c.quiet = true; progress = 0; break;
+        case 'q': c.quiet = true; progress.mode = 0; break;
         case 'v': c.verbose++; break;
         case 'h': fputs(verify_usage, stdout); return 0;
         default:
-            switch (cli_image_option(&c, &io, opt, optarg)) {
+            r = cli_image_option(&c, &io, opt, optarg);
+            if (r == 0)
+                r = cli_progress_option(&c, &progress, opt, optarg);
+            switch (r) {
             case 1: break;
             case 0:
                 switch (cli_remote_option(&c, &spec, opt, optarg)) {
@@ -131,7 +132,10 @@ int cmd_verify(int argc, char **argv)
         return cli_usage(&c, "--manifest FILE: expected one disk");
     if (!spec.manifest && argc - optind != 2)
         return cli_usage(&c, "expected two disks A and B");
-    jo->progress = cli_progress_enabled(progress);
+    if (cli_progress_apply(&c, &progress,
+                           json ? "the JSON report"
+                           : c.quiet ? NULL : "the report", jo))
+        return DF_USAGE;
 
     struct df_error err;
     int rc;
@@ -146,7 +150,10 @@ int cmd_verify(int argc, char **argv)
     spec.force_share = io.force_share;
     spec.verbose = c.verbose;
     spec.msgs = c.quiet ? NULL : stderr;
-    if (job_run(&spec, &rep, &err) < 0) {
+    progress_signal_install();          /* SIGUSR1: a progress line */
+    int jr = job_run(&spec, &rep, &err);
+    progress_signal_restore();
+    if (jr < 0) {
         rc = rep.usage_hint ? cli_usage(&c, "%s", err.msg)
                             : (cli_print_error(&c, &err), (int)err.cat);
         job_report_release(&rep);

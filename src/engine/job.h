@@ -66,6 +66,7 @@
 #include "util/extent.h"
 #include "util/file.h"
 #include "util/hash.h"
+#include "util/progress.h"
 
 struct plan_inputs;             /* engine/plan.h */
 
@@ -74,8 +75,16 @@ struct job_opts {
     uint64_t unit;              /* bytes per work item; 0 = default */
     enum digest_alg digest;     /* 0 = DIGEST_XXH128 */
     bool verify;                /* read back the destination and compare */
-    bool progress;              /* draw progress on stderr */
+    /* Progress (util/progress.h): where progress_out says, and a line
+     * on SIGUSR1.  false: none at all (a stage that is not the job's
+     * own progress: a sync's hashing). */
+    bool progress;
+    struct progress_out progress_out;   /* zeroed: the bar on stderr */
     const char *title;          /* progress title, e.g. "copy" */
+    /* The plan's prediction of the seconds the job's data phase takes
+     * (what progress counts); the ETA starts from it and turns to the
+     * measured rate as the job runs (progress_eta).  0: none. */
+    double predicted_seconds;
     /* engine_copy only: what the destination already holds (plan.h);
      * NULL: copy everything.  Borrowed. */
     const struct plan_inputs *plan;

@@ -944,7 +944,8 @@ static int pipeline_run(struct image *src, struct df_file *stream,
     pthread_cond_init(&p.cond_free, NULL);
     pthread_cond_init(&p.cond_done, NULL);
     p.progress = progress_new(o->title ? o->title : "copy", p.size,
-                              o->progress);
+                              o->progress ? &o->progress_out : NULL);
+    progress_set_prediction(p.progress, o->predicted_seconds);
 
     if (src && o->fs && o->fs->used &&
         pipeline_fs(&p, src, inputs, err) < 0)

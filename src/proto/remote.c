@@ -636,7 +636,8 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
     if (session_send(&r->s, MSG_READ_STREAM, &b, err) < 0)
         goto out;
     pg = progress_new(opts->title ? opts->title : "copy", dst->size,
-                      opts->progress);
+                      opts->progress ? &opts->progress_out : NULL);
+    progress_set_prediction(pg, opts->predicted_seconds);
     uint64_t done = 0;
     size_t si = 0;
     for (;;) {

@@ -148,7 +148,9 @@ int main(void)
             if (!changed)
                 want = want == EXT_ZERO || want == EXT_HOLE
                            ? EXT_UNCHANGED_ZERO : EXT_UNCHANGED;
-            else if (nu && !used[x] && want == EXT_DATA)
+            /* free, changed or not: DST is zero there (plan.h) */
+            if (nu && !used[x] &&
+                (want == EXT_DATA || want == EXT_UNCHANGED))
                 want = EXT_FREE;
             if (got[x] != want)
                 ok = 0;

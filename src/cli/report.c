@@ -101,6 +101,10 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
         json_close_obj(&j);
     }
     json_dbl(&j, "seconds", st->seconds);
+    if (rep->predicted_seconds > 0)
+        json_dbl(&j, "predicted_seconds", rep->predicted_seconds);
+    else
+        json_str(&j, "predicted_seconds", NULL);
     json_dbl(&j, "verify_seconds", st->verify_seconds);
     json_bool(&j, "verified", st->verified);
     report_digest(&j, spec->jo.digest, &st->src_digest,

@@ -514,6 +514,17 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
             s->stage[FC_VERIFY] = nonzero / rb;
         s->fixed = fc->fixed_local;
     }
+    /* A sync hashes SRC whole (and DST when it compares them, at the
+     * same time); what it then writes is not known before: taken as
+     * little.  Changes read from metadata: not even the hashing. */
+    if (spec->kind == JOB_SYNC) {
+        bool meta = spec->changes && strcmp(spec->changes, "compare") &&
+                    strncmp(spec->changes, "manifest:", 9);
+        if (meta)
+            s->stage[FC_READ] = s->stage[FC_HASH] = 0;
+        s->stage[FC_COMPRESS] = s->stage[FC_LINK] = 0;
+        s->stage[FC_WRITE] = s->stage[FC_VERIFY] = 0;
+    }
     /* The copy's stages overlap: the slowest sets the pace, unless the
      * CPU's work spread over the cores takes longer still (hashing and
      * compressing; reading from the cache and writing into it are the

@@ -29,6 +29,7 @@
 
 #include "engine/dest.h"
 #include "engine/endpoint.h"
+#include "engine/forecast.h"
 #include "engine/job_int.h"
 #include "engine/source.h"
 #include "proto/remote.h"
@@ -313,6 +314,26 @@ static struct remote *job_session(const struct job_dst *jd,
     return jd->r ? jd->r : src ? src->session : NULL;
 }
 
+void job_predict(const struct job_spec *spec, const struct source *src,
+                 const char *host, struct job_opts *jo,
+                 struct job_report *rep)
+{
+    struct link_figures lk;
+    struct df_error e;
+    double pred = 0;
+
+    if (!src->img || src->session || spec->dry_run)
+        return;
+    if (host)
+        link_figures_load(host, &lk);
+    df_error_init(&e);
+    if (forecast_quick(spec, src->img, spec->jo.fs, host ? &lk : NULL,
+                       &pred, &e) < 0 || pred <= 0)
+        return;
+    jo->predicted_seconds = pred;
+    rep->predicted_seconds = pred;
+}
+
 int job_copy(const struct job_spec *spec, const struct endpoint *sep,
                     const struct endpoint *dep, struct job_report *rep,
                     struct df_error *err)
@@ -357,8 +378,10 @@ int job_copy(const struct job_spec *spec, const struct endpoint *sep,
     spec = &fsspec;
     if (ro.record_src && src->img)  /* what a delta of SRC will name */
         ro.sync_layer = src->img->layer_id;
-    if (job_dst_open(spec, dep, &ro, src, &jd, rep, err) < 0 ||
-        copy_record_start(spec, dep, src, &jd.d, &jd.jo, &rec, err) < 0 ||
+    if (job_dst_open(spec, dep, &ro, src, &jd, rep, err) < 0)
+        goto fail;
+    job_predict(spec, src, to_remote ? dep->host : NULL, &jd.jo, rep);
+    if (copy_record_start(spec, dep, src, &jd.d, &jd.jo, &rec, err) < 0 ||
         source_deliver(src, jd.jo.plan, jd.sink, &jd.jo, &rep->st,
                        err) < 0 ||
         job_dst_commit(spec, &jd, rep->st.verified, err) < 0 ||

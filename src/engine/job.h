@@ -226,6 +226,10 @@ struct job_report {
     uint64_t undo_bytes;        /* bytes put back */
     bool undo_complete;         /* the copy that wrote the journal ended */
     bool undo_truncated;        /* a grown regular file was cut back */
+    /* What the job was predicted to take before it began (forecast.h,
+     * forecast_quick), or 0: no prediction (another host's link was
+     * never measured by a plan); st.seconds is what it took. */
+    double predicted_seconds;
     /* JOB_SYNC */
     const char *changes;        /* "compare", "record", "manifest",
                                  * "copy" (DST did not exist) */

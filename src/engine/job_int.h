@@ -47,6 +47,13 @@ int job_fs_begin(const struct job_spec *spec, const struct source *src,
                  struct job_spec *spec_out, struct fs_layout **fs,
                  struct df_error *err);
 void fs_layout_free(struct fs_layout *fs);
+/* The prediction a job on src starts with (forecast_quick): into
+ * jo->predicted_seconds (the progress's first ETA) and the report; host:
+ * DST's when it is another host's.  Quietly none when it cannot be made
+ * (a remote or stream source, a dry run, a link no plan measured). */
+void job_predict(const struct job_spec *spec, const struct source *src,
+                 const char *host, struct job_opts *jo,
+                 struct job_report *rep);
 
 /* SRC as a record names it: its real path, else as given; on another
  * host's record, this host's name, a colon and that. */

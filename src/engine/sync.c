@@ -635,6 +635,8 @@ static int job_sync_remote(const struct job_spec *spec,
         job_fs_begin(spec, src, &fsspec, &fsl, err) < 0)
         goto out;
     spec = &fsspec;
+    struct job_opts pjo = spec->jo;
+    job_predict(spec, src, dep->host, &pjo, rep);
     if (!source_size(src, &size) || !src->img) {
         df_usage(err, "%s: not a disk that can be compared", spec->src);
         goto out;
@@ -1056,6 +1058,9 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
         job_fs_begin(spec, s.src, &fsspec, &s.fs, err) < 0)
         goto out;
     s.spec = spec = &fsspec;
+    struct job_opts pjo = spec->jo;     /* the report's alone: a pass's
+                                         * copy is not the whole sync */
+    job_predict(spec, s.src, NULL, &pjo, rep);
     if (!source_size(s.src, &s.size) || !s.src->img) {
         df_usage(err, "%s: not a disk that can be compared", spec->src);
         goto out;

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""rsh_slow.py: an --rsh stand-in for ssh (as rsh_local.sh: drops the
+ssh-style options and the host, runs the rest through `sh -c`) that
+relays the remote command's stdin and stdout at a limited rate, like a
+slow link: DF_SLOW_RATE bytes/s each way (default 2000000).  It buffers
+one chunk per direction and keeps the pipes to the command small, so the
+sender cannot run far ahead of the "link"."""
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+
+F_SETPIPE_SZ = 1031
+CHUNK = 8192
+
+
+def parse(argv):
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if len(a) == 2 and a[0] == "-" and a[1] in "bcDEeFIiJLlmOopQRSWw":
+            i += 2
+        elif a.startswith("-"):
+            i += 1
+        else:
+            break
+    return " ".join(argv[i + 1:])    # past the host
+
+
+def relay(src, dst, rate):
+    allowed = time.monotonic()
+    try:
+        while True:
+            buf = os.read(src, CHUNK)
+            if not buf:
+                break
+            now = time.monotonic()
+            allowed = max(allowed, now - 0.05) + len(buf) / rate
+            if allowed > now:
+                time.sleep(allowed - now)
+            view = memoryview(buf)
+            while view:
+                n = os.write(dst, view)
+                view = view[n:]
+    except OSError:
+        pass
+    try:
+        os.close(dst)
+    except OSError:
+        pass
+
+
+def main():
+    rate = float(os.environ.get("DF_SLOW_RATE", "2000000"))
+    cmd = parse(sys.argv[1:])
+    p = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    for f in (p.stdin, p.stdout):
+        try:
+            fcntl.fcntl(f.fileno(), F_SETPIPE_SZ, 4096)
+        except OSError:
+            pass
+    up = threading.Thread(target=relay, daemon=True,
+                          args=(sys.stdin.fileno(), os.dup(p.stdin.fileno()),
+                                rate))
+    down = threading.Thread(target=relay, daemon=True,
+                            args=(p.stdout.fileno(),
+                                  os.dup(sys.stdout.fileno()), rate))
+    p.stdin.close()
+    up.start()
+    down.start()
+    down.join()
+    rc = p.wait()
+    os.close(sys.stdout.fileno())
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

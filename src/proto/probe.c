@@ -10,6 +10,7 @@
 
 #include "session.h"
 #include "util/bytes.h"
+#include "util/interrupt.h"
 #include "util/progress.h"
 
 #define PROBE_BUF (1u << 20)            /* the pattern, sent in slices */
@@ -245,7 +246,8 @@ static int probe_rtt(struct probe_ctx *c, double t0, double budget,
         struct msg m;
         double t = time_now();
         c->step++;
-        if (probe_send_req(c, PROBE_ECHO, 0, 1, err) < 0)
+        if (interrupt_check(err) < 0 ||
+            probe_send_req(c, PROBE_ECHO, 0, 1, err) < 0)
             return -1;
         int r = session_probe_done(c->s, c->step, c->end, &m, err);
         if (r < 0)
@@ -324,10 +326,12 @@ static int probe_dir(struct probe_ctx *c, uint8_t dir, double share_end,
     for (unsigned k = 0;; k++) {
         /* the time serve may take: its answer must be back by the end */
         double limit = share_end - time_now() - 2 * c->rtt - 0.02;
-        if (limit < 0.02 || (k && limit * 0.8 < best_span))
+        if (limit < 0.02 || (k && limit * 0.6 < best_span))
             break;
         if (k) {
-            double want = limit * 0.8 < PROBE_AIM ? limit * 0.8 : PROBE_AIM;
+            /* a step cut short leaves the link's buffers full of data
+             * that is dropped: aim well inside the time left */
+            double want = limit * 0.6 < PROBE_AIM ? limit * 0.6 : PROBE_AIM;
             double nb = est * want;
             if (nb > (double)bytes * 16)
                 nb = (double)bytes * 16;
@@ -338,7 +342,8 @@ static int probe_dir(struct probe_ctx *c, uint8_t dir, double share_end,
             bytes = (uint64_t)nb;
         }
         struct probe_result res;
-        if (probe_step(c, dir, bytes, limit,
+        if (interrupt_check(err) < 0 ||
+            probe_step(c, dir, bytes, limit,
                        share_end + PROBE_GRACE, &res, err) < 0)
             return -1;
         *total += res.bytes;
@@ -346,7 +351,9 @@ static int probe_dir(struct probe_ctx *c, uint8_t dir, double share_end,
         double r = spanned ? res.span_bytes / res.span
                            : res.bytes / (res.wall > c->rtt + 1e-4
                                               ? res.wall - c->rtt : 1e-4);
-        est = r;
+        /* a short span may be one burst of a policer or a buffer:
+         * size the next step from half of it */
+        est = res.span < 0.1 ? r / 2 : r;
         if (spanned && res.span >= best_span) {
             best_span = res.span;
             *rate = r;

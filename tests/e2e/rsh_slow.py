@@ -3,12 +3,15 @@
 ssh-style options and the host, runs the rest through `sh -c`) that
 relays the remote command's stdin and stdout at a limited rate, like a
 slow link: DF_SLOW_RATE bytes/s each way (default 2000000).  It buffers
-one chunk per direction and keeps the pipes to the command small, so the
-sender cannot run far ahead of the "link"."""
+DF_SLOW_BUFFER bytes per direction (default one chunk; more is a
+bufferbloated link, as ssh's window and TCP buffers are) and keeps the
+pipes to the command small, so the sender cannot run further ahead of
+the "link" than that."""
 import fcntl
 import os
 import subprocess
 import sys
+import collections
 import threading
 import time
 
@@ -29,11 +32,43 @@ def parse(argv):
     return " ".join(argv[i + 1:])    # past the host
 
 
-def relay(src, dst, rate):
+def fill(src, q, cv, limit):
+    """Read src into q while it holds less than limit bytes."""
+    try:
+        while True:
+            with cv:
+                while q.size >= limit:
+                    cv.wait()
+            buf = os.read(src, CHUNK)
+            with cv:
+                q.append(buf)
+                q.size += len(buf)
+                cv.notify_all()
+            if not buf:
+                return
+    except OSError:
+        with cv:
+            q.append(b"")
+            cv.notify_all()
+
+
+class Queue(collections.deque):
+    size = 0
+
+
+def relay(src, dst, rate, limit):
+    q, cv = Queue(), threading.Condition()
+    threading.Thread(target=fill, args=(src, q, cv, limit),
+                     daemon=True).start()
     allowed = time.monotonic()
     try:
         while True:
-            buf = os.read(src, CHUNK)
+            with cv:
+                while not q:
+                    cv.wait()
+                buf = q.popleft()
+                q.size -= len(buf)
+                cv.notify_all()
             if not buf:
                 break
             now = time.monotonic()
@@ -54,6 +89,7 @@ def relay(src, dst, rate):
 
 def main():
     rate = float(os.environ.get("DF_SLOW_RATE", "2000000"))
+    limit = int(os.environ.get("DF_SLOW_BUFFER", str(CHUNK)))
     cmd = parse(sys.argv[1:])
     p = subprocess.Popen(["sh", "-c", cmd], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE)
@@ -64,10 +100,10 @@ def main():
             pass
     up = threading.Thread(target=relay, daemon=True,
                           args=(sys.stdin.fileno(), os.dup(p.stdin.fileno()),
-                                rate))
+                                rate, limit))
     down = threading.Thread(target=relay, daemon=True,
                             args=(p.stdout.fileno(),
-                                  os.dup(sys.stdout.fileno()), rate))
+                                  os.dup(sys.stdout.fileno()), rate, limit))
     p.stdin.close()
     up.start()
     down.start()

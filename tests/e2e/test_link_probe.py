@@ -57,12 +57,16 @@ def test_probe_over_tcp_streams(streams):
 
 
 @pytest.mark.slow_once
-@pytest.mark.parametrize("budget", [1, 4])
-def test_probe_on_a_slow_link(budget):
-    """2 MB/s each way: both rates within 25%, and on time."""
-    rate = 2000000
+@pytest.mark.parametrize("rate,budget,buffer", [
+    (2000000, 1, 8192), (2000000, 4, 8192),
+    (2500000, 4, 1000000),      # 20 Mbit/s, 0.4 s of buffers
+])
+def test_probe_on_a_slow_link(rate, budget, buffer):
+    """A rate-limited link each way: both rates within 25%, and on
+    time."""
     p, v, wall = probe(budget, rsh=RSH_SLOW,
-                       env={"DF_SLOW_RATE": str(rate)})
+                       env={"DF_SLOW_RATE": str(rate),
+                            "DF_SLOW_BUFFER": str(buffer)})
     check_bounded(p, v, wall, budget)
     assert rate * 0.75 <= v["up"] <= rate * 1.25, v
     assert rate * 0.75 <= v["down"] <= rate * 1.25, v

@@ -47,6 +47,9 @@ static const char *const msg_names[] = {
     [MSG_ANSWER] = "ANSWER",
     [MSG_UNDO] = "UNDO",
     [MSG_UNDONE] = "UNDONE",
+    [MSG_PROBE] = "PROBE",
+    [MSG_PROBE_DATA] = "PROBE_DATA",
+    [MSG_PROBE_DONE] = "PROBE_DONE",
 };
 
 const char *msg_type_name(uint8_t type)
@@ -278,6 +281,26 @@ void msg_enc_read_stream(struct msg_buf *b, uint32_t flags, uint8_t comp,
     msg_put_u64(b, bwlimit);
 }
 
+void msg_enc_probe(struct msg_buf *b, uint32_t step, uint8_t dir,
+                   uint64_t bytes, uint32_t ms)
+{
+    msg_buf_reset(b);
+    msg_put_u32(b, step);
+    msg_put_u8(b, dir);
+    msg_put_u64(b, bytes);
+    msg_put_u32(b, ms);
+}
+
+void msg_enc_probe_done(struct msg_buf *b, uint32_t step, uint64_t bytes,
+                        uint64_t span_bytes, uint64_t span_us)
+{
+    msg_buf_reset(b);
+    msg_put_u32(b, step);
+    msg_put_u64(b, bytes);
+    msg_put_u64(b, span_bytes);
+    msg_put_u64(b, span_us);
+}
+
 void msg_enc_tcp_offer(struct msg_buf *b, uint16_t port,
                        const uint8_t key[32])
 {
@@ -362,6 +385,16 @@ static void rd_str(struct msg_rd *r, char *out, const char *field)
     out[n] = '\0';
 }
 
+/* The rest of the payload is the message's data (none once bad). */
+static void rd_rest(struct msg_rd *r, struct msg *m)
+{
+    if (r->bad)
+        return;
+    m->data = r->p + r->pos;
+    m->data_len = r->len - r->pos;
+    r->pos = r->len;
+}
+
 static void rd_digest(struct msg_rd *r, struct msg *m)
 {
     m->alg = rd_u8(r, "digest algorithm");
@@ -396,9 +429,7 @@ static void rd_tree_nodes(struct msg_rd *r, struct msg *m)
         r->bad = "node count";
         return;
     }
-    m->data = r->p + r->pos;
-    m->data_len = r->len - r->pos;
-    r->pos = r->len;
+    rd_rest(r, m);
     if (m->type == MSG_TREE_BITS) {
         if (m->data_len != ((size_t)m->n + 7) / 8)
             r->bad = "bits length";
@@ -526,9 +557,7 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
         m->raw_len = rd_u32(&r, "raw length");
         if (r.bad)
             break;
-        m->data = r.p + r.pos;
-        m->data_len = r.len - r.pos;
-        r.pos = r.len;
+        rd_rest(&r, m);
         if (m->comp > COMP_LZ4)
             r.bad = "compression";
         else if (m->raw_len == 0 || m->raw_len > MSG_MAX_DATA)
@@ -643,6 +672,32 @@ int msg_decode(uint8_t type, const uint8_t *p, size_t len, struct msg *m,
     case MSG_TREE_HASHES:
     case MSG_TREE_BITS:
         rd_tree_nodes(&r, m);
+        break;
+    case MSG_PROBE:
+        m->seq = rd_u32(&r, "step");
+        m->flags = rd_u8(&r, "direction");
+        m->len = rd_u64(&r, "bytes");
+        m->probe_ms = rd_u32(&r, "time limit");
+        if (!r.bad && m->flags > PROBE_DOWN)
+            r.bad = "direction";
+        if (!r.bad && (m->probe_ms == 0 || m->probe_ms > MSG_PROBE_MAX_MS))
+            r.bad = "time limit";
+        break;
+    case MSG_PROBE_DATA:
+        m->seq = rd_u32(&r, "step");
+        if (r.bad)
+            break;
+        rd_rest(&r, m);
+        if (m->data_len == 0 || m->data_len > MSG_MAX_DATA)
+            r.bad = "data length";
+        break;
+    case MSG_PROBE_DONE:
+        m->seq = rd_u32(&r, "step");
+        m->len = rd_u64(&r, "bytes");
+        m->span_bytes = rd_u64(&r, "span bytes");
+        m->span_us = rd_u64(&r, "span time");
+        if (!r.bad && m->span_bytes > m->len)
+            r.bad = "span bytes";
         break;
     default:
         return df_net(err, peer, "protocol error: unknown message type %u",

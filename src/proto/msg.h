@@ -96,6 +96,14 @@
  *   TREE_CHANGES n u32, last u8, n x (off u64, len u64): ranges that
  *                changed, ascending (MSG_FEAT_CHANGES)
  *   TREE_PROVED  (empty)
+ *   PROBE        step u32, dir u8 (PROBE_ECHO, PROBE_UP, PROBE_DOWN),
+ *                bytes u64, ms u32 (1..MSG_PROBE_MAX_MS: the step's time
+ *                limit at serve) (MSG_FEAT_PROBE)
+ *   PROBE_DATA   step u32, 1..MSG_MAX_DATA bytes of incompressible data
+ *                (never compressed; on any data channel, either way)
+ *   PROBE_DONE   step u32, bytes u64, span_bytes u64, span_us u64: UP:
+ *                what serve received of the step, DOWN: what it sent
+ *                (span 0), ECHO: zeros
  *
  * Sequences (-> client to server, <- server to client):
  *
@@ -117,6 +125,18 @@
  *   (exit 3) and nothing is written.
  *
  *   diskferry undo host:JOURNAL:  -> HELLO <- HELLO -> UNDO <- UNDONE
+ *
+ *   Link probe (MSG_FEAT_PROBE; before anything is opened, or instead):
+ *   [-> TCP_REQ <- TCP_OFFER, client opens N streams]
+ *   -> PROBE(step, ECHO)                     <- PROBE_DONE(step)
+ *   -> PROBE(step, DOWN, bytes, ms)          <- PROBE_DATA(step) ...
+ *                                               PROBE_DONE(step, sent)
+ *   -> PROBE(step, UP, bytes, ms)  -> PROBE_DATA(step) ...
+ *                                  <- PROBE_DONE(step, received, span)
+ *   ... then OPEN_DST / OPEN_SRC / UNDO as usual, or DONE (or the end
+ *   of the control channel).  Steps number from 1, ascending; a
+ *   PROBE_DATA of an older step is dropped (the data still in flight
+ *   when a step ran out of time).  serve opens no disk for a probe.
  *
  *   Hash-tree comparison (MSG_FEAT_TREE; verify with a remote disk, and
  *   sync), after OPENED of an OPEN_SRC, or of an OPEN_DST on an existing
@@ -262,7 +282,10 @@ enum msg_type {
     MSG_TREE_REQ_RECORD = 34,
     MSG_TREE_CHANGES = 35,
     MSG_TREE_PROVED = 36,
-    MSG_TYPE_MAX = 36,
+    MSG_PROBE = 37,
+    MSG_PROBE_DATA = 38,
+    MSG_PROBE_DONE = 39,
+    MSG_TYPE_MAX = 39,
 };
 
 /* Feature bits in HELLO. */
@@ -299,8 +322,20 @@ enum msg_feature {
     /* TREE_CHANGES, TREE_PROVED: a sync whose changes come from
      * metadata on the client's host, against the record's tree. */
     MSG_FEAT_CHANGES = 1u << 17,
+    /* PROBE, PROBE_DATA, PROBE_DONE (the link probe of `diskferry
+     * plan`), and TCP_REQ before anything is opened. */
+    MSG_FEAT_PROBE = 1u << 18,
 };
-#define MSG_FEAT_ALL 0x3ffffu
+#define MSG_FEAT_ALL 0x7ffffu
+
+/* PROBE directions. */
+enum msg_probe_dir {
+    PROBE_ECHO = 0,             /* answered at once: a round trip */
+    PROBE_UP = 1,               /* the client sends, serve counts */
+    PROBE_DOWN = 2,             /* serve sends, the client counts */
+};
+/* Longest step a PROBE may ask for. */
+#define MSG_PROBE_MAX_MS 60000u
 
 /* Nodes in one TREE_HASHES / TREE_BITS (2 MiB of SHA-256 hashes). */
 #define MSG_TREE_MAX_NODES 65536u
@@ -409,6 +444,13 @@ struct msg {
     uint32_t threads;
     uint8_t digest_len;
     uint8_t digest[32];
+    /* PROBE: step in seq, direction in flags, bytes in len, time limit
+     * in probe_ms; PROBE_DATA: step in seq, bytes at data;
+     * PROBE_DONE: step in seq, bytes in len, and the receiver's
+     * span: bytes after its first frame, microseconds from the first
+     * frame to the last */
+    uint32_t probe_ms;
+    uint64_t span_bytes, span_us;
     /* TCP */
     uint32_t streams;
     uint16_t port;
@@ -495,6 +537,10 @@ void msg_enc_read_stream(struct msg_buf *b, uint32_t flags, uint8_t comp,
 /* TREE_HASHES / TREE_BITS: first, n, then len bytes of data. */
 void msg_enc_tree_nodes(struct msg_buf *b, uint64_t first, uint32_t n,
                         const void *data, size_t len);
+void msg_enc_probe(struct msg_buf *b, uint32_t step, uint8_t dir,
+                   uint64_t bytes, uint32_t ms);
+void msg_enc_probe_done(struct msg_buf *b, uint32_t step, uint64_t bytes,
+                        uint64_t span_bytes, uint64_t span_us);
 void msg_enc_tcp_offer(struct msg_buf *b, uint16_t port,
                        const uint8_t key[32]);
 /* Append the options tail to an encoded OPEN_*: n options, kinds[i]

@@ -17,6 +17,7 @@
 #include "engine/apply.h"
 #include "engine/plan.h"
 #include "journal.h"
+#include "probe.h"
 #include "safety/safety.h"
 #include "sender.h"
 #include "session.h"
@@ -382,7 +383,8 @@ static int remote_recv_leaves(struct remote *r, struct df_error *err)
 
 static int remote_data_channels(struct remote *r, struct df_error *err)
 {
-    if (r->o.tcp && session_tcp_client(&r->s, r->o.host,
+    if (r->o.tcp && !r->s.nstreams &&     /* a probe may have set them up */
+        session_tcp_client(&r->s, r->o.host,
                                        r->o.streams ? r->o.streams : 4,
                                        err) < 0)
         return -1;
@@ -732,6 +734,22 @@ const struct plan_inputs *remote_plan(struct remote *r,
         !strcmp(image_format_name(src), "raw"))
         resume_plan_use_leaves(&r->rp, r->leaves.v, r->leaves.n);
     return in;
+}
+
+int remote_probe(struct remote *r, double budget, struct link_probe *out,
+                 struct df_error *err)
+{
+    double t0 = time_now();
+    memset(out, 0, sizeof(*out));
+    if (!(r->s.features & MSG_FEAT_PROBE))
+        return df_net(err, r->o.host, "the diskferry serve on %s is too "
+                      "old to measure the link (no link probe): upgrade "
+                      "diskferry there", r->o.host);
+    if (!(budget > 0))
+        return df_usage(err, "the link probe needs a time budget above 0");
+    if (remote_data_channels(r, err) < 0)
+        return -1;
+    return probe_run(&r->s, t0, budget, out, err);
 }
 
 int remote_done(struct remote *r, bool verified, struct df_error *err)

@@ -27,6 +27,7 @@
 #include "engine/job.h"
 #include "engine/sink.h"
 #include "image/image.h"
+#include "probe.h"
 #include "util/error.h"
 #include "util/file.h"
 
@@ -184,6 +185,18 @@ int remote_tree_diff(struct remote *r, const struct htree *mine,
 int remote_tree_changes(struct remote *r, uint64_t size,
                         const struct extent_list *changed,
                         struct remote_tree_stats *st, struct df_error *err);
+/*
+ * The link probe (probe.h; `diskferry plan`): after remote_connect(),
+ * before anything is opened or instead of it.  Sets up what the
+ * transport needs as a copy would (--transport tcp: the data streams,
+ * which a later remote_open_* then uses) and measures round trips and
+ * throughput both ways on those channels, for at most budget seconds
+ * in all (out->seconds says how long it took).  A serve without the
+ * probe (MSG_FEAT_PROBE): DF_NET naming the host and saying to upgrade
+ * diskferry there, nothing sent.  0 or -1 (then remote_explain()).
+ */
+int remote_probe(struct remote *r, double budget, struct link_probe *out,
+                 struct df_error *err);
 /* Tell the server the job is over (it removes its resume journal). */
 int remote_done(struct remote *r, bool verified, struct df_error *err);
 /* Prefer the remote's own ERROR over a local "connection closed". */

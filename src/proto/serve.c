@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "safety/safety.h"
+#include "probe.h"
 #include "serve_int.h"
 #include "session.h"
 #include "util/file.h"
@@ -131,6 +132,40 @@ out:
     return ret;
 }
 
+/*
+ * The link probe (probe.h), before anything is opened: answer PROBE and
+ * TCP_REQ from *f on.  0: the session ended (DONE, or the client closed
+ * its side); 1: *f is the first message of a job; -1 with err.
+ */
+static int serve_probe(struct serve *sv, struct rx_frame **f,
+                       struct df_error *err)
+{
+    if (session_start(&sv->s, err) < 0)
+        return -1;
+    for (;;) {
+        uint8_t t = (*f)->m.type;
+        bool eof;
+        if (t == MSG_OPEN_DST || t == MSG_OPEN_SRC || t == MSG_UNDO)
+            return 1;
+        if (t == MSG_DONE)
+            return 0;
+        if (t == MSG_PROBE) {
+            if (probe_answer(&sv->s, &(*f)->m, err) < 0)
+                return -1;
+        } else if (t == MSG_TCP_REQ) {
+            if (serve_tcp(sv, &(*f)->m, err) < 0)
+                return -1;
+        } else {
+            return df_net(err, sv->s.peer, "protocol error: unexpected %s "
+                          "before OPEN_DST or OPEN_SRC", msg_type_name(t));
+        }
+        rx_frame_free(*f);
+        *f = NULL;
+        if (session_recv_ctl(&sv->s, f, &eof, err) < 0)
+            return eof ? (df_error_reset(err), 0) : -1;
+    }
+}
+
 int serve_loop(struct serve *sv, const struct serve_handler *h,
                int (*done)(struct serve *sv, struct df_error *err),
                struct df_error *err)
@@ -189,6 +224,14 @@ int serve_run(int rfd, int wfd, const struct serve_opts *o,
         goto out;
     if (session_recv_ctl(&sv.s, &f, NULL, err) < 0)
         goto out;
+    if ((sv.s.features & MSG_FEAT_PROBE) &&
+        (f->m.type == MSG_PROBE || f->m.type == MSG_TCP_REQ)) {
+        int r = serve_probe(&sv, &f, err);
+        if (r <= 0) {
+            ret = r;
+            goto out;
+        }
+    }
     if (f->m.type == MSG_OPEN_DST)
         ret = serve_dst(&sv, &f->m, err);
     else if (f->m.type == MSG_OPEN_SRC)

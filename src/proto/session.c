@@ -200,6 +200,107 @@ static int session_put_data(struct session *s, struct rx_frame *f,
     return 0;
 }
 
+/* Probe data counts on arrival and is dropped (probe.h). */
+static void session_probe_take(struct session *s, struct rx_frame *f)
+{
+    uint64_t now = time_now_ns();
+    uint32_t step = (uint32_t)f->m.seq;
+    pthread_mutex_lock(&s->lock);
+    struct session_probe_count *c = &s->probe;
+    if (step > c->step)
+        *c = (struct session_probe_count){.step = step};
+    if (step == c->step) {
+        if (c->frames++ == 0)
+            c->t_first = now;
+        else
+            c->span_bytes += f->m.data_len;
+        c->t_last = now;
+        c->bytes += f->m.data_len;
+        pthread_cond_broadcast(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    rx_frame_free(f);
+}
+
+/* A client's PROBE_DONE: the newest is kept (rx_frame's strings are not
+ * used by it, so the copy is cheap enough for a few per second). */
+static void session_probe_done_take(struct session *s, struct rx_frame *f)
+{
+    pthread_mutex_lock(&s->lock);
+    s->probe_done = f->m;
+    s->probe_done.data = NULL;
+    s->has_probe_done = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    rx_frame_free(f);
+}
+
+/* Wait on s->cond (locked) until woken or deadline (time_now()). */
+static void session_wait_until(struct session *s, double deadline)
+{
+    double left = deadline - time_now();
+    if (left <= 0)
+        return;
+    if (left > 1)
+        left = 1;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(left * 1e9);
+    ts.tv_sec += ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+}
+
+void session_probe_arm(struct session *s, uint32_t step)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->probe.step != step)
+        s->probe = (struct session_probe_count){.step = step};
+    pthread_mutex_unlock(&s->lock);
+}
+
+int session_probe_wait(struct session *s, uint32_t step, uint64_t want,
+                       double deadline, struct session_probe_count *out,
+                       struct df_error *err)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->err.cat == DF_OK &&
+           !(s->probe.step == step && s->probe.bytes >= want) &&
+           time_now() < deadline)
+        session_wait_until(s, deadline);
+    if (s->err.cat != DF_OK) {
+        pthread_mutex_unlock(&s->lock);
+        return session_ret_err(s, err);
+    }
+    if (s->probe.step == step)
+        *out = s->probe;
+    else
+        *out = (struct session_probe_count){.step = step};
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+int session_probe_done(struct session *s, uint32_t step, double deadline,
+                       struct msg *out, struct df_error *err)
+{
+    pthread_mutex_lock(&s->lock);
+    while (s->err.cat == DF_OK &&
+           !(s->has_probe_done && s->probe_done.seq == step) &&
+           time_now() < deadline)
+        session_wait_until(s, deadline);
+    if (s->has_probe_done && s->probe_done.seq == step) {
+        *out = s->probe_done;
+        pthread_mutex_unlock(&s->lock);
+        return 0;
+    }
+    if (s->err.cat != DF_OK) {
+        pthread_mutex_unlock(&s->lock);
+        return session_ret_err(s, err);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return 1;
+}
+
 struct reader_arg {
     struct session *s;
     struct chan *c;
@@ -259,6 +360,15 @@ static void *session_reader(void *arg)
                 session_fail(s, &err);
                 break;
             }
+            continue;
+        }
+        if ((t == MSG_PROBE_DATA || (t == MSG_PROBE_DONE && !s->is_server &&
+                                     ra->is_ctl)) &&
+            (s->features & MSG_FEAT_PROBE)) {
+            if (t == MSG_PROBE_DATA)
+                session_probe_take(s, f);
+            else
+                session_probe_done_take(s, f);
             continue;
         }
         if (!ra->is_ctl) {
@@ -509,13 +619,32 @@ uint64_t session_bytes_in(const struct session *s)
     return n;
 }
 
+/*
+ * The features this side offers.  Test hook (meson -Dtesting=true):
+ * DF_TEST_SERVE_MASK_FEATURES=0xBITS makes serve leave those feature
+ * bits out, as an older serve would (tests/e2e/test_link_probe.py).
+ */
+static uint32_t session_my_features(const struct session *s)
+{
+    uint32_t f = MSG_FEAT_ALL;
+#ifdef DF_TESTING
+    const char *mask = getenv("DF_TEST_SERVE_MASK_FEATURES");
+    if (s->is_server && mask)
+        f &= ~(uint32_t)strtoul(mask, NULL, 0);
+#else
+    (void)s;
+#endif
+    return f;
+}
+
 int session_hello(struct session *s, struct df_error *err)
 {
     struct msg_buf b;
     struct rx_frame *f = NULL;
     int ret = -1;
+    uint32_t mine = session_my_features(s);
     msg_buf_init(&b);
-    msg_enc_hello(&b, MSG_FEAT_ALL);
+    msg_enc_hello(&b, mine);
     /* The client speaks first; the server always answers with its own
      * HELLO, so the client can name both versions on a mismatch. */
     if (!s->is_server && session_send(s, MSG_HELLO, &b, err) < 0)
@@ -524,7 +653,7 @@ int session_hello(struct session *s, struct df_error *err)
         goto out;
     if (s->is_server && session_send(s, MSG_HELLO, &b, err) < 0)
         goto out;
-    if (msg_negotiate(&f->m, MSG_FEAT_ALL, s->peer, &s->version,
+    if (msg_negotiate(&f->m, mine, s->peer, &s->version,
                       &s->features, err) < 0)
         goto out;
     if (!(s->features & MSG_FEAT_KEEPALIVE)) {

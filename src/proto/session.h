@@ -59,6 +59,16 @@ struct rx_frame {
 };
 void rx_frame_free(struct rx_frame *f);
 
+/* What the receiving end counted of one probe step's PROBE_DATA
+ * (probe.h): bytes, and from the first frame to the last the bytes
+ * after the first frame and the time (ns, time_now_ns()). */
+struct session_probe_count {
+    uint32_t step;
+    uint64_t bytes, span_bytes;
+    uint64_t t_first, t_last;
+    unsigned frames;
+};
+
 struct session {
     char peer[PATH_MAX];        /* "host" (client) or "client" (serve) */
     bool is_server;
@@ -91,6 +101,13 @@ struct session {
     int timeout_ms;             /* invariant 4; -1: none */
     pthread_t keepalive;
     bool keepalive_started, keepalive_stop;
+
+    /* Link probe (MSG_FEAT_PROBE): the readers count PROBE_DATA of the
+     * newest step here and drop older steps'; a client's reader keeps
+     * the newest PROBE_DONE (never queued as a control frame). */
+    struct session_probe_count probe;
+    bool has_probe_done;
+    struct msg probe_done;
 
     pthread_t readers[SESSION_MAX_STREAMS + 1];
     unsigned nreaders;
@@ -147,6 +164,21 @@ void session_send_error(struct session *s, const struct df_error *e);
 /* Total bytes sent/received on all channels. */
 uint64_t session_bytes_out(const struct session *s);
 uint64_t session_bytes_in(const struct session *s);
+
+/*
+ * Link probe (probe.c): count PROBE_DATA of `step` from now on (older
+ * steps' frames are dropped); wait until `want` bytes of it arrived or
+ * until deadline (time_now(), seconds): 0 with what came in *out (on
+ * time or not), -1 when the session failed.
+ */
+void session_probe_arm(struct session *s, uint32_t step);
+int session_probe_wait(struct session *s, uint32_t step, uint64_t want,
+                       double deadline, struct session_probe_count *out,
+                       struct df_error *err);
+/* Client: wait for the PROBE_DONE of `step` until deadline: 0 with it
+ * in *out, 1 if it did not come in time, -1 when the session failed. */
+int session_probe_done(struct session *s, uint32_t step, double deadline,
+                       struct msg *out, struct df_error *err);
 
 /* TCP transport (session_tcp.c; transport/tcp.c does the sockets): */
 /* client: after OPENED, ask for n streams, connect to host, seal. */

@@ -136,6 +136,44 @@ static void test_roundtrip(void)
     msg_buf_release(&b);
 }
 
+/* PROBE, PROBE_DATA, PROBE_DONE (the link probe): fields and limits. */
+static void test_probe_msgs(void)
+{
+    struct msg_buf b;
+    msg_buf_init(&b);
+
+    msg_enc_probe(&b, 7, PROBE_UP, 1ull << 33, 500);
+    CHECK(dec(MSG_PROBE, &b) == 0);
+    CHECK(m.seq == 7 && m.flags == PROBE_UP && m.len == 1ull << 33 &&
+          m.probe_ms == 500);
+    msg_enc_probe(&b, 1, PROBE_DOWN + 1, 0, 500);
+    CHECK(dec(MSG_PROBE, &b) < 0);                  /* no such direction */
+    msg_enc_probe(&b, 1, PROBE_ECHO, 0, 0);
+    CHECK(dec(MSG_PROBE, &b) < 0);                  /* no time limit */
+    msg_enc_probe(&b, 1, PROBE_ECHO, 0, MSG_PROBE_MAX_MS + 1);
+    CHECK(dec(MSG_PROBE, &b) < 0);
+    msg_put_u8(&b, 0);
+    CHECK(dec(MSG_PROBE, &b) < 0);                  /* trailing */
+
+    msg_buf_reset(&b);
+    msg_put_u32(&b, 3);
+    CHECK(dec(MSG_PROBE_DATA, &b) < 0);             /* no data */
+    msg_put_bytes(&b, "xyz", 3);
+    CHECK(dec(MSG_PROBE_DATA, &b) == 0);
+    CHECK(m.seq == 3 && m.data_len == 3 && !memcmp(m.data, "xyz", 3));
+
+    msg_enc_probe_done(&b, 9, 1000, 900, 12345);
+    CHECK(dec(MSG_PROBE_DONE, &b) == 0);
+    CHECK(m.seq == 9 && m.len == 1000 && m.span_bytes == 900 &&
+          m.span_us == 12345);
+    msg_enc_probe_done(&b, 9, 10, 11, 1);
+    CHECK(dec(MSG_PROBE_DONE, &b) < 0);             /* span > bytes */
+    b.len--;
+    CHECK(dec(MSG_PROBE_DONE, &b) < 0);             /* short */
+    CHECK(!strcmp(msg_type_name(MSG_PROBE_DONE), "PROBE_DONE"));
+    msg_buf_release(&b);
+}
+
 static void test_negotiate(void)
 {
     struct df_error err;
@@ -489,6 +527,7 @@ static void test_bwlimit(void)
 int main(void)
 {
     test_roundtrip();
+    test_probe_msgs();
     test_negotiate();
     test_compress();
     test_sealed();

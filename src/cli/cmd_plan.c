@@ -44,6 +44,7 @@ static const char plan_usage[] =
     "      --digest ALG, --threads N   as for copy\n"
     "      --json              one JSON object on stdout\n"
     "  -q, --quiet             no warnings\n"
+    "  -h, --help              this help\n"
     "\n"
     "remote DST ([user@]host:PATH):\n"
     "      --rsh CMD, --remote-path P, --timeout SECS, --compress MODE,\n"

@@ -47,11 +47,12 @@
 #define MAP_WINDOW (64ull << 30)
 /* A rate above this is the page cache's, not a disk's: the CPU's work. */
 #define CACHE_SPEED 1.5e9
-/* What share of the cores' time the pipeline's threads turn into work
- * when the CPU is the bottleneck (measured on 2 cores: a warm copy of
- * a 512 MiB mixed image does 0.19 core-seconds of reads, hashing and
- * writes in 0.16 s). */
-#define PARALLEL_EFFICIENCY 0.6
+/* The CPU time the pipeline spends per CPU-second of work the plan
+ * measures piece by piece on one core (calibrated on 2 cores: a warm
+ * copy of a 256 MiB mixed image reads, hashes and writes in 0.8 of the
+ * time the samples' rates add up to, its reads being longer and
+ * sequential). */
+#define CPU_SHARE 0.8
 /* Seconds a copy spends starting and committing beyond what the plan
  * sees of it (exec, the destination's checks, the rename). */
 #define FIXED_START 0.01
@@ -526,25 +527,34 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
         s->stage[FC_WRITE] = s->stage[FC_VERIFY] = 0;
     }
     /* The copy's stages overlap: the slowest sets the pace, unless the
-     * CPU's work spread over the cores takes longer still (hashing and
-     * compressing; reading from the cache and writing into it are the
-     * CPU's copies too when they run at memory speed). */
-    double slowest = 0, cpu = (s->stage[FC_HASH] + s->stage[FC_COMPRESS]);
+     * CPU's work spread over the cores takes longer still.  The CPU's
+     * work: hashing and compressing, and reading and writing at the
+     * page cache's speed (the workers read, and write a file, each its
+     * own block, in parallel). */
+    double slowest = 0, cpu = s->stage[FC_HASH] * cores +
+                              s->stage[FC_COMPRESS] * cores;
     s->bottleneck = FC_READ;
-    for (int k = FC_READ; k < FC_VERIFY; k++)
+    for (int k = FC_READ; k < FC_VERIFY; k++) {
+        bool mem = (k == FC_READ && fc->read_rate > CACHE_SPEED) ||
+                   (k == FC_WRITE && fc->write_rate > CACHE_SPEED);
+        if (mem) {
+            cpu += s->stage[k];
+            continue;
+        }
         if (s->stage[k] > slowest) {
             slowest = s->stage[k];
             s->bottleneck = k;
         }
-    if (fc->read_rate > CACHE_SPEED)
-        cpu += s->stage[FC_READ];
-    if (fc->write_rate > CACHE_SPEED)
-        cpu += s->stage[FC_WRITE];
-    cpu /= cores * PARALLEL_EFFICIENCY;
+    }
+    cpu *= CPU_SHARE / cores;
     double copy = slowest;
     if (cpu > slowest) {
         copy = cpu;
-        s->bottleneck = FC_HASH;
+        s->bottleneck = s->stage[FC_READ] >= s->stage[FC_WRITE] &&
+                        s->stage[FC_READ] >= s->stage[FC_HASH] * cores
+                            ? FC_READ
+                            : s->stage[FC_WRITE] >= s->stage[FC_HASH] * cores
+                                  ? FC_WRITE : FC_HASH;
     }
     s->total = s->fixed + copy + s->stage[FC_VERIFY];
     double band = 0.15 + (fc->read_cv > 0.5 ? 0.15 : fc->read_cv * 0.3);
@@ -622,6 +632,90 @@ static int plan_dest_local(const struct job_spec *spec, struct source *src,
     return 0;
 }
 
+/* One session to DST's host: its probe (share of the budget), and with
+ * check the destination's checks there, as a dry run. */
+static int probe_once(const struct job_spec *spec,
+                      const struct endpoint *dep, const struct source *src,
+                      bool tcp, double share, bool check,
+                      struct link_probe *lp, double *connect,
+                      struct df_error *err)
+{
+    struct remote_opts ro;
+    struct job_report rep;
+    struct remote *r = NULL;
+    struct sink *sink = NULL;
+    uint64_t size = 0;
+    bool created = false;
+    int ret = -1;
+
+    memset(&rep, 0, sizeof(rep));
+    job_copy_remote_opts(spec, dep, &ro, &rep);
+    ro.tcp = tcp;
+    ro.dry_run = true;
+    ro.ask = false;
+    double t0 = time_now();
+    if (remote_connect(&ro, &r, err) < 0)
+        goto out;
+    *connect = time_now() - t0;
+    if (remote_probe(r, share, lp, err) < 0)
+        goto out;
+    source_size(src, &size);
+    if (check && remote_open_dst(r, size, source_id(src), &sink, &created,
+                                 err) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (ret < 0)
+        remote_explain(r, err);
+    remote_close(r);
+    return ret;
+}
+
+/* DST on another host: the link over the transport the copy would use
+ * and, over ssh, the tcp streams too; DST checked there. */
+static int plan_link(const struct job_spec *spec, const struct endpoint *dep,
+                     const struct source *src, struct forecast *fc,
+                     struct df_error *err)
+{
+    struct link_probe lp;
+    double share = fc->budget * SHARE_LINK, connect = 0;
+    bool tcp = spec->remote.tcp;
+
+    memset(&lp, 0, sizeof(lp));
+    if (probe_once(spec, dep, src, tcp, tcp ? share : share / 2, true,
+                   &lp, &connect, err) < 0)
+        return -1;
+    fc->fixed_remote = connect;
+    fc->rtt = lp.rtt;
+    fc->down_rate = lp.down;
+    if (tcp) {
+        fc->up_rate = fc->up_rate_streams = lp.up;
+        fc->streams = lp.streams;
+    } else {
+        fc->up_rate = lp.up;
+        /* the tcp streams as an alternative: a failure is only a note */
+        struct df_error e;
+        df_error_init(&e);
+        memset(&lp, 0, sizeof(lp));
+        if (probe_once(spec, dep, src, true, share / 2, false, &lp,
+                       &connect, &e) == 0) {
+            fc->up_rate_streams = lp.up;
+            fc->streams = lp.streams;
+        } else {
+            fc_note(fc, "tcp streams not measured: %s", e.msg);
+        }
+    }
+    link_interface(dep->host, fc);
+    struct link_figures lk = { .up = fc->up_rate, .rtt = fc->rtt,
+                               .up_streams = fc->up_rate_streams,
+                               .connect = fc->fixed_remote };
+    struct df_error e;
+    df_error_init(&e);
+    if (fc->up_rate > 0 && link_figures_save(dep->host, &lk, &e) < 0)
+        fc_note(fc, "the link's figures are not kept: %s", e.msg);
+    return 0;
+}
+
 int job_plan(const struct job_spec *spec, struct forecast *fc,
              struct df_error *err)
 {
@@ -676,9 +770,8 @@ int job_plan(const struct job_spec *spec, struct forecast *fc,
         goto out;
     measure_cpu(spec, fc, &sm);
     if (fc->remote) {
-        link_interface(dep.host, fc);
-        df_usage(err, "%s: plan to another host: not yet", spec->dst);
-        goto out;
+        if (plan_link(spec, &dep, src, fc, err) < 0)
+            goto out;
     } else if (plan_dest_local(spec, src, fc, &sm, err) < 0) {
         goto out;
     }

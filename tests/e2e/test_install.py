@@ -13,7 +13,8 @@ from conftest import BUILD, DISKFERRY, ROOT, df
 
 MAN = os.path.join(ROOT, "docs", "diskferry.1")
 COMPLETION = os.path.join(ROOT, "completion", "diskferry")
-COMMANDS = ["info", "create", "copy", "sync", "verify", "serve", "undo"]
+COMMANDS = ["info", "create", "copy", "sync", "verify", "plan", "serve",
+            "undo"]
 # Options a command takes that its --help names only in its text (or not
 # at all), not on an option line; with a value the binary accepts.
 UNLISTED = {

@@ -66,7 +66,7 @@ def test_plan_writes_nothing_and_answers(tmp_path):
                     "build, not of one under sanitizers")
 def test_local_prediction_within_30_percent(tmp_path):
     src = tmp_path / "src.img"
-    mixed_image(src, mib=256)
+    mixed_image(src, mib=512)
     pred, actual = [], []
     for i in range(3):
         dst = tmp_path / ("d%d.img" % i)

@@ -158,6 +158,7 @@ out:
 struct sampler {
     uint64_t want[SAMPLES_MAX];
     uint64_t off[SAMPLES_MAX];
+    bool free[SAMPLES_MAX];     /* in a free extent */
     unsigned n, found;
 };
 
@@ -189,6 +190,7 @@ static int find_samples(struct image *img, const struct fs_layout *fs,
                 continue;
             while (s->found < s->n && s->want[s->found] < seen + e->len) {
                 uint64_t at = e->off + (s->want[s->found] - seen);
+                s->free[s->found] = e->state == EXT_FREE;
                 s->off[s->found++] = at & ~(uint64_t)(LEAF - 1);
             }
             seen += e->len;
@@ -235,6 +237,7 @@ static int measure_source(struct image *img, const struct fs_layout *fs,
     memset(sm->buf, 0, (size_t)s.found * SAMPLE);
     double limit = fc->budget * SHARE_SOURCE, t0 = time_now();
     unsigned done = 0;
+    uint64_t used_len = 0, used_zero = 0;
     for (unsigned i = 0; i < s.found; i++) {
         if (i >= 4 && time_now() - t0 > limit)
             break;
@@ -245,8 +248,17 @@ static int measure_source(struct image *img, const struct fs_layout *fs,
         double t = time_now() - a;
         t_all += t;
         rates[done++] = t > 0 ? n / t : 0;
+        if (!s.free[i]) {
+            used_len += n;
+            for (size_t o = 0; o < n; o += LEAF) {
+                size_t k = (size_t)min_u64(LEAF, n - o);
+                if (zero_is_zero(sm->buf + sm->len + o, k))
+                    used_zero += k;
+            }
+        }
         sm->len += n;
     }
+    fc->zero_share_used = used_len ? (double)used_zero / used_len : 0;
     fc->samples = done;
     if (done > 1) {
         double mean = 0, var = 0;
@@ -483,7 +495,9 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
              fc->remote ? compress ? ", zstd" : ", uncompressed" : "",
              tcp ? ", tcp" : "");
     uint64_t rd = fc->data + (fs_aware ? 0 : fc->free);
-    uint64_t nonzero = (uint64_t)(rd * (1 - fc->zero_share));
+    /* the share of zero leaves among what this strategy reads */
+    uint64_t nonzero = (uint64_t)(rd * (1 - (fs_aware ? fc->zero_share_used
+                                                      : fc->zero_share)));
     s->bytes_read = rd;
     double ratio = compress && fc->zstd_ratio > 1 ? fc->zstd_ratio : 1;
     s->bytes_sent = fc->remote ? (uint64_t)(nonzero / ratio) : nonzero;

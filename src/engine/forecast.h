@@ -60,6 +60,7 @@ struct forecast {
     uint64_t size, data, zero, hole, free;
     uint64_t free_by[FS_KINDS];
     double zero_share;          /* of sampled data leaves, all zero */
+    double zero_share_used;     /* ... of those not free */
     /* rates, bytes/s (0: not measured) */
     double read_rate, hash_rate, zstd_rate, zstd_ratio, lz4_rate,
            lz4_ratio, write_rate, readback_rate;

@@ -181,7 +181,7 @@ static void print_text(const struct plan_opts *o, const struct forecast *fc)
         snprintf(band, sizeof(band), "%.1f-%.1f s", v->low, v->high);
         printf("%-22s%s %10s %10s %7.1f s %17s  %s\n", v->name,
                i == fc->best ? " *" : "  ", a, b, v->total, band,
-               fc_stage_name(v->bottleneck));
+               v->why);
     }
     for (unsigned i = 0; i < fc->nnotes; i++)
         printf("note: %s\n", fc->notes[i]);
@@ -253,7 +253,7 @@ static void print_json(const struct plan_opts *o, const struct forecast *fc)
         json_dbl(&j, "predicted_seconds", v->total);
         json_dbl(&j, "low", v->low);
         json_dbl(&j, "high", v->high);
-        json_str(&j, "bottleneck", fc_stage_name(v->bottleneck));
+        json_str(&j, "bottleneck", v->why);
         json_str(&j, "command", v->command);
         json_close_obj(&j);
     }

@@ -564,6 +564,7 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
     double copy = slowest;
     if (cpu > slowest) {
         copy = cpu;
+        s->cpu_bound = true;
         s->bottleneck = s->stage[FC_READ] >= s->stage[FC_WRITE] &&
                         s->stage[FC_READ] >= s->stage[FC_HASH] * cores
                             ? FC_READ
@@ -596,6 +597,23 @@ static void predict(const struct job_spec *spec, struct forecast *fc)
         strategy(spec, fc, fsa, false, false);
         if (spec->remote.tcp || fc->up_rate_streams > 0)
             strategy(spec, fc, fsa, true, true);
+    }
+    bool loop = !strcmp(fc->iface, "lo");
+    for (unsigned i = 0; i < fc->n; i++) {
+        struct fc_strategy *v = &fc->v[i];
+        if (loop && v->bottleneck == FC_LINK)
+            snprintf(v->why, sizeof(v->why), "CPU (loopback: the "
+                     "transport's work)");
+        else if (v->bottleneck == FC_COMPRESS)
+            snprintf(v->why, sizeof(v->why), "CPU (compression)");
+        else if (v->cpu_bound || v->bottleneck == FC_HASH)
+            snprintf(v->why, sizeof(v->why), "CPU (%s)",
+                     v->bottleneck == FC_HASH ? "hashing"
+                     : v->bottleneck == FC_WRITE ? "writing to the cache"
+                     : "reading from the cache");
+        else
+            snprintf(v->why, sizeof(v->why), "%s",
+                     fc_stage_name(v->bottleneck));
     }
     fc->best = 0;
     for (unsigned i = 1; i < fc->n; i++)

@@ -48,6 +48,11 @@ struct fc_strategy {
     double fixed;               /* start, checks, connection */
     double total, low, high;    /* seconds: the prediction and its band */
     enum fc_stage bottleneck;
+    bool cpu_bound;             /* the cores' work, not one stage */
+    char why[64];               /* the bottleneck as said: its stage's
+                                 * name, or "CPU (...)" for a link on
+                                 * loopback, which is ssh's and serve's
+                                 * CPU, not a wire */
 };
 
 #define FC_MAX_STRATEGIES 8

@@ -322,7 +322,7 @@ void job_predict(const struct job_spec *spec, const struct source *src,
     struct df_error e;
     double pred = 0;
 
-    if (!src->img || src->session || spec->dry_run)
+    if (!src->img || src->session)
         return;
     if (host)
         link_figures_load(host, &lk);

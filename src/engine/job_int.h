@@ -50,7 +50,8 @@ void fs_layout_free(struct fs_layout *fs);
 /* The prediction a job on src starts with (forecast_quick): into
  * jo->predicted_seconds (the progress's first ETA) and the report; host:
  * DST's when it is another host's.  Quietly none when it cannot be made
- * (a remote or stream source, a dry run, a link no plan measured). */
+ * (a remote or stream source, a link no plan measured).  A dry run
+ * gets one too: it says what the job would take. */
 void job_predict(const struct job_spec *spec, const struct source *src,
                  const char *host, struct job_opts *jo,
                  struct job_report *rep);

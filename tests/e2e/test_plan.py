@@ -110,6 +110,21 @@ def test_fs_aware_saving_is_predicted(tmp_path):
     assert json.loads(p.stdout)["bytes_read"] <= fa["bytes_read"] + MIB
 
 
+def test_loopback_names_cpu_or_disk(tmp_path):
+    """Unshaped loopback: the 'link' is the transport's CPU."""
+    src = tmp_path / "src.img"
+    mixed_image(src, mib=32)
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = plan_json("--budget", "3", "--rsh",
+                  os.path.join(here, "rsh_local.sh"), "--remote-path",
+                  DISKFERRY, src, "localhost:%s" % (tmp_path / "o.img"))
+    assert not (tmp_path / "o.img").exists()
+    assert r["measured"]["interface"] == "lo"
+    for s in r["strategies"]:
+        assert s["bottleneck"].startswith("CPU") or \
+            s["bottleneck"] in ("source read", "destination write"), s
+
+
 def test_refused_destination_is_exit_3(tmp_path):
     src = tmp_path / "src.img"
     mixed_image(src, mib=8)

@@ -20,8 +20,8 @@
 # of plan then copy, interleaved; the ratio of the medians.  The plan's
 # own time is not in the copy's; the copy's is its --json "seconds"
 # (verification on, as a user runs it: the read-back is in it).
-# SRC: the first 1 GiB of bench/corpus.sh's 2 GiB corpus (1 MiB
-# regions: 30% random, 20% varied text, 50% zeros).
+# SRC: the first 1 GiB of bench/corpus.sh's 2 GiB corpus (4 MiB
+# segments: 30% random, 20% text-like, 50% zeros written).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -37,7 +37,7 @@ RUNS=${RUNS:-5}
 . "$HERE/shaped_link.sh"
 
 [ -x "$DF" ] || { echo "no $DF: build it first" >&2; exit 2; }
-bash "$HERE/corpus.sh" >/dev/null
+bash "$HERE/corpus.sh" "$DATA" "$CORPUS_MB" >/dev/null
 TMP=$(mktemp -d /var/tmp/df-planacc.XXXXXX)
 export DISKFERRY_STATE_DIR=$TMP/state
 cleanup() {

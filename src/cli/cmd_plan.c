@@ -36,7 +36,15 @@ static const char plan_usage[] =
     "\n"
     "  -f, --format FMT        read SRC as FMT instead of probing\n"
     "      --parent-dir DIR, --parent C=P, --force-share   as for copy\n"
-    "      --sync              plan a sync of an earlier copy\n"
+    "      --sync              plan a sync of an earlier copy: the pass "
+    "that hashes\n"
+    "                          SRC to find what changed\n"
+    "      --changes SPEC      a sync whose changes metadata names "
+    "(lvm-cow:,\n"
+    "                          lvm-thin:, bitmap:, top-layer; as for "
+    "sync): they\n"
+    "                          are read now, and the plan is of sending "
+    "them\n"
     "      --budget SECS       measure for about SECS seconds (default "
     "10)\n"
     "      --fsync             as the copy would: DST durable before "
@@ -51,7 +59,7 @@ static const char plan_usage[] =
     "      --bwlimit RATE, --transport T, --streams N   as for copy\n";
 
 enum { OPT_SYNC = 256, OPT_BUDGET, OPT_JSON, OPT_FSYNC, OPT_DIGEST,
-       OPT_THREADS };
+       OPT_THREADS, OPT_CHANGES };
 
 struct plan_opts {
     struct cli c;
@@ -67,6 +75,7 @@ static int plan_parse(int argc, char **argv, struct plan_opts *o)
         CLI_IMAGE_LONGOPTS,
         CLI_REMOTE_LONGOPTS,
         { "sync", no_argument, NULL, OPT_SYNC },
+        { "changes", required_argument, NULL, OPT_CHANGES },
         { "budget", required_argument, NULL, OPT_BUDGET },
         { "fsync", no_argument, NULL, OPT_FSYNC },
         { "digest", required_argument, NULL, OPT_DIGEST },
@@ -84,6 +93,10 @@ static int plan_parse(int argc, char **argv, struct plan_opts *o)
     while ((opt = getopt_long(argc, argv, "f:qh", longopts, NULL)) != -1) {
         switch (opt) {
         case OPT_SYNC: o->spec.kind = JOB_SYNC; break;
+        case OPT_CHANGES:
+            o->spec.kind = JOB_SYNC;
+            o->spec.changes = optarg;
+            break;
         case OPT_BUDGET: {
             char *end;
             o->budget = strtod(optarg, &end);
@@ -142,6 +155,10 @@ static void print_text(const struct plan_opts *o, const struct forecast *fc)
     size_format(fc->hole, e, sizeof(e));
     printf("disk: %s: data %s (of which free in filesystems %s), zero %s, "
            "holes %s\n", a, b, c, d, e);
+    if (fc->sync_known) {
+        size_format(fc->sync_changed, a, sizeof(a));
+        printf("changed (%s): %s\n", s->changes, a);
+    }
     rate(a, sizeof(a), fc->read_rate);
     rate(b, sizeof(b), fc->hash_rate);
     printf("source: read %s (%u samples of 1 MiB, %.0f%% zero), digest "
@@ -208,6 +225,8 @@ static void print_json(const struct plan_opts *o, const struct forecast *fc)
         snprintf(key, sizeof(key), "free_%s", fs_kind_name(k));
         json_u64(&j, key, fc->free_by[k]);
     }
+    if (fc->sync_known)
+        json_u64(&j, "changed_bytes", fc->sync_changed);
     json_u64(&j, "zero_bytes", fc->zero);
     json_u64(&j, "hole_bytes", fc->hole);
     json_obj(&j, "measured");

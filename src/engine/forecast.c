@@ -32,6 +32,7 @@
 #include "engine/job_int.h"
 #include "engine/plan.h"
 #include "engine/source.h"
+#include "engine/sync_int.h"
 #include "proto/compress.h"
 #include "proto/remote.h"
 #include "util/file.h"
@@ -494,6 +495,9 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
              fc->remote ? compress ? ", zstd" : ", uncompressed" : "",
              tcp ? ", tcp" : "");
     uint64_t rd = fc->data + (fs_aware ? 0 : fc->free);
+    /* a sync whose changes metadata names reads and sends only them */
+    if (spec->kind == JOB_SYNC && fc->sync_known)
+        rd = fc->sync_changed;
     /* the share of zero leaves among what this strategy reads */
     uint64_t nonzero = (uint64_t)(rd * (1 - (fs_aware ? fc->zero_share_used
                                                       : fc->zero_share)));
@@ -528,16 +532,14 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
             s->stage[FC_VERIFY] = nonzero / rb;
         s->fixed = fc->fixed_local;
     }
-    /* A sync hashes SRC whole (and DST when it compares them, at the
-     * same time); what it then writes is not known before: taken as
-     * little.  Changes read from metadata: not even the hashing. */
-    if (spec->kind == JOB_SYNC) {
-        bool meta = spec->changes && strcmp(spec->changes, "compare") &&
-                    strncmp(spec->changes, "manifest:", 9);
-        if (meta)
-            s->stage[FC_READ] = s->stage[FC_HASH] = 0;
+    /* A sync that compares, or takes its base from a record, hashes SRC
+     * whole (and DST at the same time when it compares); what it then
+     * writes is known only after: taken as little.  A sync from
+     * metadata: the change set, as a copy of just that. */
+    if (spec->kind == JOB_SYNC && !fc->sync_known) {
         s->stage[FC_COMPRESS] = s->stage[FC_LINK] = 0;
         s->stage[FC_WRITE] = s->stage[FC_VERIFY] = 0;
+        s->bytes_sent = 0;
     }
     /* The copy's stages overlap: the slowest sets the pace, unless the
      * CPU's work spread over the cores takes longer still.  The CPU's
@@ -587,8 +589,10 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
     s->low = s->total * (1 - band);
     s->high = s->total * (1 + band);
     /* the command */
-    snprintf(s->command, sizeof(s->command), "diskferry %s%s%s%s %s %s",
+    snprintf(s->command, sizeof(s->command), "diskferry %s%s%s%s%s%s %s %s",
              spec->kind == JOB_SYNC ? "sync" : "copy",
+             spec->changes ? " --changes " : "",
+             spec->changes ? spec->changes : "",
              fs_aware ? " --fs-aware" : "",
              fc->remote && !compress ? " --compress none" : "",
              tcp ? " --transport tcp" : "", spec->src, spec->dst);
@@ -638,8 +642,8 @@ static void predict(const struct job_spec *spec, struct forecast *fc)
 /* ---- the job ---- */
 
 static int plan_dest_local(const struct job_spec *spec, struct source *src,
-                           struct forecast *fc, const struct samples *sm,
-                           struct df_error *err)
+                           bool nbd, struct forecast *fc,
+                           const struct samples *sm, struct df_error *err)
 {
     struct dest d;
     struct dest_opts o;
@@ -653,7 +657,7 @@ static int plan_dest_local(const struct job_spec *spec, struct source *src,
     o.grow = spec->kind == JOB_SYNC;
     dest_init(&d);
     bool known = source_size(src, &size);
-    bool exists = stat(spec->dst, &st) == 0;
+    bool exists = !nbd && stat(spec->dst, &st) == 0;
     /* a sync's DST must be there and is written in place: its checks
      * are the copy's with consent (a record) or --overwrite */
     if (spec->kind == JOB_SYNC && !exists)
@@ -665,12 +669,55 @@ static int plan_dest_local(const struct job_spec *spec, struct source *src,
     }
     dest_abort(&d);
     dest_close(&d);
-    if (!exists || S_ISREG(st.st_mode))
+    if (nbd)
+        fc_note(fc, "%s is an NBD export: not written; its write rate is "
+                "not measured", spec->dst);
+    else if (!exists || S_ISREG(st.st_mode))
         measure_dest_file(spec, fc, sm);
     else
         fc_note(fc, "%s is a device: not written; its write rate is not "
                 "measured", spec->dst);
     return 0;
+}
+
+/* plan --sync: the change set, where metadata names it (read now, as the
+ * sync would read it first); else the sync hashes SRC to find it. */
+static int plan_sync_changes(const struct job_spec *spec,
+                             struct source *src, struct forecast *fc,
+                             struct df_error *err)
+{
+    struct sync_state ms;
+    struct job_report rep;
+    struct extent_list changed;
+    int ret = -1;
+
+    if (!sync_meta_spec(spec->changes)) {
+        fc_note(fc, "what changed is known once SRC is hashed (%s): the "
+                "time is that pass's; what it then writes comes on top",
+                spec->changes ? spec->changes : "the state record, else a "
+                "comparison");
+        return 0;
+    }
+    memset(&ms, 0, sizeof(ms));
+    memset(&rep, 0, sizeof(rep));
+    extent_list_init(&changed, EXTENT_LIST_DEFAULT_CAP);
+    ms.spec = spec;
+    ms.rep = &rep;
+    ms.src = src;
+    ms.size = fc->size;
+    ms.sfd = -1;
+    if (sync_meta_open(&ms, err) < 0 ||
+        sync_meta_changed(&ms, &changed, err) < 0)
+        goto out;
+    fc->sync_known = true;
+    fc->sync_changed = 0;
+    for (size_t i = 0; i < changed.n; i++)
+        fc->sync_changed += changed.v[i].len;
+    ret = 0;
+out:
+    change_source_close(ms.meta);
+    extent_list_release(&changed);
+    return ret;
 }
 
 /* One session to DST's host: its probe (share of the budget), and with
@@ -782,10 +829,17 @@ int job_plan(const struct job_spec *spec, struct forecast *fc,
         return df_usage(err, "%s: plan measures a disk image, device or "
                         "NBD export on this host (run it on the source's "
                         "host)", spec->src);
-    if (dep.kind != EP_LOCAL && dep.kind != EP_REMOTE)
+    if (dep.kind != EP_LOCAL && dep.kind != EP_REMOTE && dep.kind != EP_NBD)
         return df_usage(err, "%s: plan predicts a copy into a file, a "
-                        "device or another host's", spec->dst);
+                        "device, an NBD export or another host's",
+                        spec->dst);
     fc->remote = dep.kind == EP_REMOTE;
+    struct image_open_opts top = spec->src_open;
+    struct job_report rep;
+    memset(&rep, 0, sizeof(rep));
+    if (spec->kind == JOB_SYNC &&
+        sync_top_layer_open_opts(spec, &sep, &top, &so, &rep, err) < 0)
+        return -1;
     if (source_open(&sep, &so, &src, err) < 0 ||
         source_check(src, spec->cmd, "copy", spec->force_share, true,
                      err) < 0)
@@ -810,10 +864,13 @@ int job_plan(const struct job_spec *spec, struct forecast *fc,
         measure_source(src->img, fs, fc, &sm, err) < 0)
         goto out;
     measure_cpu(spec, fc, &sm);
+    if (spec->kind == JOB_SYNC && plan_sync_changes(spec, src, fc, err) < 0)
+        goto out;
     if (fc->remote) {
         if (plan_link(spec, &dep, src, fc, err) < 0)
             goto out;
-    } else if (plan_dest_local(spec, src, fc, &sm, err) < 0) {
+    } else if (plan_dest_local(spec, src, dep.kind == EP_NBD, fc, &sm,
+                               err) < 0) {
         goto out;
     }
     predict(spec, fc);

@@ -64,6 +64,8 @@ struct forecast {
     /* what must travel */
     uint64_t size, data, zero, hole, free;
     uint64_t free_by[FS_KINDS];
+    bool sync_known;            /* plan --sync from metadata: */
+    uint64_t sync_changed;      /* ... the bytes it names */
     double zero_share;          /* of sampled data leaves, all zero */
     double zero_share_used;     /* ... of those not free */
     /* rates, bytes/s (0: not measured) */

@@ -3,6 +3,7 @@ and writes nothing."""
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 
@@ -164,3 +165,45 @@ def test_device_destination_is_not_written(tmp_path, loop):
         assert any("is a device: not written" in n for n in r["notes"])
     with open(dev_file, "rb") as f:
         assert f.read() == bytes(16 * MIB)
+
+
+def test_sync_from_a_dirty_bitmap_plans_its_change_set(tmp_path):
+    if not shutil.which("qemu-io"):
+        pytest.skip("qemu-utils not installed")
+    img = tmp_path / "vm.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", img, "64M"],
+                   check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 1 0 8M", img], check=True,
+                   capture_output=True)
+    subprocess.run(["qemu-img", "bitmap", "--add", "--enable", img, "b0"],
+                   check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 2 1M 1M", "-c",
+                    "write -P 3 20M 512k", img], check=True,
+                   capture_output=True)
+    dst = tmp_path / "dst.img"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", img, dst],
+                   check=True)
+    r = plan_json("--changes", "bitmap:b0", img, dst)
+    assert r["job"] == "sync"
+    assert r["changed_bytes"] == 1536 * 1024
+    best = [s for s in r["strategies"] if s["recommended"]][0]
+    assert best["bytes_read"] == 1536 * 1024
+    assert best["command"].startswith("diskferry sync --changes bitmap:b0 ")
+    # without metadata: the pass that hashes SRC, and a note saying so
+    r = plan_json("--sync", img, dst)
+    assert any("known once SRC is hashed" in n for n in r["notes"])
+    assert r["strategies"][0]["bytes_read"] >= 8 * MIB
+
+
+def test_nbd_destination_is_checked_not_written(tmp_path):
+    if not shutil.which("nbdkit"):
+        pytest.skip("nbdkit not installed")
+    from test_nbd import nbdkit
+    src = tmp_path / "src.img"
+    mixed_image(src, mib=8)
+    with nbdkit(tmp_path, "memory", "16M") as uri:
+        r = plan_json(src, uri)
+        assert any("NBD export: not written" in n for n in r["notes"])
+    with nbdkit(tmp_path, "memory", "4M", name="small") as uri:
+        p = df("plan", src, uri)
+        assert p.returncode == 3, p.stderr.decode()

@@ -475,10 +475,7 @@ static int copy_or_sync(int argc, char **argv, enum job_kind kind)
     if (!o.c.quiet && rc == 0)
         report_fs_hint(stderr, &o.spec, &rep);
     if (o.spec.dry_run && rc == 0 && rep.predicted_seconds > 0)
-        fprintf(o.json ? stderr : stdout, "dry run: the %s would take "
-                "about %.1f s (predicted; diskferry plan %s %s measures "
-                "each stage)\n", cmd, rep.predicted_seconds, o.spec.src,
-                o.spec.dst);
+        report_dry_plan(o.json ? stderr : stdout, &o.spec, &rep);
 out:
     extent_list_release(&o.salvaged);
     return rc;

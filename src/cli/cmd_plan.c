@@ -161,9 +161,13 @@ static void print_text(const struct plan_opts *o, const struct forecast *fc)
     }
     rate(a, sizeof(a), fc->read_rate);
     rate(b, sizeof(b), fc->hash_rate);
-    printf("source: read %s (%u samples of 1 MiB, %.0f%% zero), digest "
-           "%s per core x %u\n", a, fc->samples, fc->zero_share * 100, b,
-           fc->cores);
+    if (fc->pull)
+        printf("source: on the other host, not sampled; digest %s per "
+               "core x %u here\n", b, fc->cores);
+    else
+        printf("source: read %s (%u samples of 1 MiB, %.0f%% zero), "
+               "digest %s per core x %u\n", a, fc->samples,
+               fc->zero_share * 100, b, fc->cores);
     if (fc->remote) {
         rate(a, sizeof(a), fc->zstd_rate);
         rate(b, sizeof(b), fc->lz4_rate);
@@ -174,7 +178,8 @@ static void print_text(const struct plan_opts *o, const struct forecast *fc)
         printf("link: round trip %.1f ms, up %s, down %s", fc->rtt * 1e3, a,
                b);
         if (fc->up_rate_streams > 0) {
-            rate(c, sizeof(c), fc->up_rate_streams);
+            rate(c, sizeof(c), fc->pull ? fc->down_rate_streams
+                                        : fc->up_rate_streams);
             printf(", %u tcp streams %s", fc->streams, c);
         }
         if (fc->iface[0])
@@ -183,7 +188,8 @@ static void print_text(const struct plan_opts *o, const struct forecast *fc)
         if (fc->iface_bps > 0)
             printf(" %.0f Mbit/s", fc->iface_bps * 8 / 1e6);
         putchar('\n');
-    } else {
+    }
+    if (!fc->remote || fc->pull) {
         rate(a, sizeof(a), fc->write_rate);
         rate(b, sizeof(b), fc->readback_rate);
         printf("destination: write %s, read-back %s\n", a, b);
@@ -244,10 +250,13 @@ static void print_json(const struct plan_opts *o, const struct forecast *fc)
         json_dbl(&j, "link_up", fc->up_rate);
         json_dbl(&j, "link_down", fc->down_rate);
         json_dbl(&j, "link_up_streams", fc->up_rate_streams);
+        json_dbl(&j, "link_down_streams", fc->down_rate_streams);
+        json_bool(&j, "source_remote", fc->pull);
         json_u64(&j, "streams", fc->streams);
         json_str(&j, "interface", fc->iface);
         json_dbl(&j, "interface_speed", fc->iface_bps);
-    } else {
+    }
+    if (!fc->remote || fc->pull) {
         json_dbl(&j, "destination_write", fc->write_rate);
         json_dbl(&j, "destination_read_back", fc->readback_rate);
     }

@@ -101,10 +101,12 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
         json_close_obj(&j);
     }
     json_dbl(&j, "seconds", st->seconds);
-    if (rep->predicted_seconds > 0)
+    if (rep->predicted_seconds > 0) {
         json_dbl(&j, "predicted_seconds", rep->predicted_seconds);
-    else
+        json_str(&j, "predicted_bottleneck", rep->predicted_bottleneck);
+    } else {
         json_str(&j, "predicted_seconds", NULL);
+    }
     json_dbl(&j, "verify_seconds", st->verify_seconds);
     json_bool(&j, "verified", st->verified);
     report_digest(&j, spec->jo.digest, &st->src_digest,
@@ -132,6 +134,19 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
         json_close_obj(&j);
     }
     json_end(&j);
+}
+
+void report_dry_plan(FILE *f, const struct job_spec *spec,
+                     const struct job_report *rep)
+{
+    char b[32];
+    size_format(rep->predicted_bytes, b, sizeof(b));
+    fprintf(f, "dry run: plan: the %s would take about %.1f s, %s %s, "
+            "bottleneck: %s (diskferry plan %s %s measures each stage)\n",
+            spec->kind == JOB_SYNC ? "sync" : "copy",
+            rep->predicted_seconds,
+            rep->remote ? "sending" : "writing", b,
+            rep->predicted_bottleneck, spec->src, spec->dst);
 }
 
 void report_fs_hint(FILE *f, const struct job_spec *spec,

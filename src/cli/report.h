@@ -27,6 +27,9 @@
 void report_copy_json(FILE *f, const struct job_spec *spec,
                       const struct job_report *rep);
 /* --salvage: each unreadable range on f, one line each. */
+/* A dry run: what the job would take (the quick prediction). */
+void report_dry_plan(FILE *f, const struct job_spec *spec,
+                     const struct job_report *rep);
 /* Without --fs-aware: one line when the copy read stale free blocks. */
 void report_fs_hint(FILE *f, const struct job_spec *spec,
                     const struct job_report *rep);

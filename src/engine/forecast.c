@@ -514,14 +514,20 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
     if (fc->remote) {
         double up = tcp && fc->up_rate_streams > 0 ? fc->up_rate_streams
                                                    : fc->up_rate;
+        if (fc->pull)           /* the data comes this way */
+            up = tcp && fc->down_rate_streams > 0 ? fc->down_rate_streams
+                                                  : fc->down_rate;
         if (spec->remote.bwlimit && (up <= 0 || spec->remote.bwlimit < up))
             up = (double)spec->remote.bwlimit;
         if (up > 0)
             s->stage[FC_LINK] = s->bytes_sent / up;
         /* serve reads back what it wrote, as fast as it was read here
-         * (not measured there) */
-        if (fc->read_rate > 0)
-            s->stage[FC_VERIFY] = nonzero / fc->read_rate;
+         * (not measured there); a pull reads back here */
+        double rb = fc->pull ? fc->readback_rate : fc->read_rate;
+        if (rb > 0)
+            s->stage[FC_VERIFY] = nonzero / rb;
+        if (fc->pull && fc->write_rate > 0)
+            s->stage[FC_WRITE] = nonzero / fc->write_rate;
         s->fixed = fc->fixed_local + fc->fixed_remote;
     } else {
         if (fc->write_rate > 0)
@@ -598,6 +604,26 @@ static void strategy(const struct job_spec *spec, struct forecast *fc,
              tcp ? " --transport tcp" : "", spec->src, spec->dst);
 }
 
+/* The bottleneck as said: the CPU's where it is (hashing, compression,
+ * the page cache, a loopback link), else its stage's name. */
+static void strategy_why(const struct forecast *fc, struct fc_strategy *v)
+{
+    bool loop = !strcmp(fc->iface, "lo");
+    if (loop && v->bottleneck == FC_LINK)
+        snprintf(v->why, sizeof(v->why), "CPU (loopback: the "
+                 "transport's work)");
+    else if (v->bottleneck == FC_COMPRESS)
+        snprintf(v->why, sizeof(v->why), "CPU (compression)");
+    else if (v->cpu_bound || v->bottleneck == FC_HASH)
+        snprintf(v->why, sizeof(v->why), "CPU (%s)",
+                 v->bottleneck == FC_HASH ? "hashing"
+                 : v->bottleneck == FC_WRITE ? "writing to the cache"
+                 : "reading from the cache");
+    else
+        snprintf(v->why, sizeof(v->why), "%s",
+                 fc_stage_name(v->bottleneck));
+}
+
 static void predict(const struct job_spec *spec, struct forecast *fc)
 {
     bool has_free = fc->free > 0;
@@ -611,23 +637,8 @@ static void predict(const struct job_spec *spec, struct forecast *fc)
         if (spec->remote.tcp || fc->up_rate_streams > 0)
             strategy(spec, fc, fsa, true, true);
     }
-    bool loop = !strcmp(fc->iface, "lo");
-    for (unsigned i = 0; i < fc->n; i++) {
-        struct fc_strategy *v = &fc->v[i];
-        if (loop && v->bottleneck == FC_LINK)
-            snprintf(v->why, sizeof(v->why), "CPU (loopback: the "
-                     "transport's work)");
-        else if (v->bottleneck == FC_COMPRESS)
-            snprintf(v->why, sizeof(v->why), "CPU (compression)");
-        else if (v->cpu_bound || v->bottleneck == FC_HASH)
-            snprintf(v->why, sizeof(v->why), "CPU (%s)",
-                     v->bottleneck == FC_HASH ? "hashing"
-                     : v->bottleneck == FC_WRITE ? "writing to the cache"
-                     : "reading from the cache");
-        else
-            snprintf(v->why, sizeof(v->why), "%s",
-                     fc_stage_name(v->bottleneck));
-    }
+    for (unsigned i = 0; i < fc->n; i++)
+        strategy_why(fc, &fc->v[i]);
     fc->best = 0;
     for (unsigned i = 1; i < fc->n; i++)
         if (fc->v[i].total < fc->v[fc->best].total)
@@ -747,10 +758,12 @@ static int probe_once(const struct job_spec *spec,
     *connect = time_now() - t0;
     if (remote_probe(r, share, lp, err) < 0)
         goto out;
-    source_size(src, &size);
-    if (check && remote_open_dst(r, size, source_id(src), &sink, &created,
-                                 err) < 0)
-        goto out;
+    if (check) {
+        source_size(src, &size);
+        if (remote_open_dst(r, size, source_id(src), &sink, &created,
+                            err) < 0)
+            goto out;
+    }
     ret = 0;
 out:
     if (ret < 0)
@@ -804,6 +817,116 @@ static int plan_link(const struct job_spec *spec, const struct endpoint *dep,
     return 0;
 }
 
+/*
+ * plan host:SRC DST: the link (both transports), SRC's map through its
+ * serve, the local DST's checks and rates.  SRC's reads are not sampled
+ * (serve has no random reads): its read rate, its zero leaves inside
+ * data and its compressibility are not measured, and the notes say so.
+ */
+static int plan_pull(const struct job_spec *spec, const struct endpoint *sep,
+                     const struct endpoint *dep, struct forecast *fc,
+                     struct df_error *err)
+{
+    struct source_opts so = { .open = &spec->src_open, .arg = spec->src };
+    struct source *src = NULL;
+    struct remote_opts ro;
+    struct job_report rep;
+    struct link_probe lp;
+    struct extent_list l;
+    struct samples sm = { 0 };
+    double share = fc->budget * SHARE_LINK, connect = 0;
+    bool tcp = spec->remote.tcp;
+    int ret = -1;
+
+    if (spec->kind == JOB_SYNC && spec->changes)
+        return df_usage(err, "--changes: plan reads a change set on the "
+                        "source's host: run it there");
+    fc->remote = fc->pull = true;
+    memset(&lp, 0, sizeof(lp));
+    extent_list_init(&l, EXTENT_LIST_DEFAULT_CAP);
+    if (probe_once(spec, sep, NULL, tcp, tcp ? share : share / 2, false,
+                   &lp, &connect, err) < 0)
+        goto out;
+    fc->fixed_remote = connect;
+    fc->rtt = lp.rtt;
+    fc->up_rate = lp.up;
+    fc->down_rate = lp.down;
+    if (tcp) {
+        fc->up_rate_streams = lp.up;
+        fc->down_rate_streams = lp.down;
+        fc->streams = lp.streams;
+    } else {
+        struct df_error e;
+        df_error_init(&e);
+        memset(&lp, 0, sizeof(lp));
+        if (probe_once(spec, sep, NULL, true, share / 2, false, &lp,
+                       &connect, &e) == 0) {
+            fc->up_rate_streams = lp.up;
+            fc->down_rate_streams = lp.down;
+            fc->streams = lp.streams;
+        } else {
+            fc_note(fc, "tcp streams not measured: %s", e.msg);
+        }
+    }
+    memset(&rep, 0, sizeof(rep));
+    job_copy_remote_opts(spec, sep, &ro, &rep);
+    so.remote = &ro;
+    double t0 = time_now();
+    if (source_open(sep, &so, &src, err) < 0 ||
+        source_check(src, spec->cmd, "copy", spec->force_share, true,
+                     err) < 0) {
+        if (src)
+            remote_explain(src->session, err);
+        goto out;
+    }
+    fc->fixed_local = time_now() - t0 + FIXED_START;
+    if (!source_size(src, &fc->size) || !src->ops->map) {
+        df_usage(err, "%s: not a disk whose size and map are known",
+                 spec->src);
+        goto out;
+    }
+    for (uint64_t off = 0; off < fc->size;) {
+        extent_list_clear(&l);
+        if (src->ops->map(src, off, fc->size - off, &l, err) < 0)
+            goto out;
+        uint64_t end = extent_list_end(&l, off);
+        if (end <= off)
+            break;
+        for (size_t i = 0; i < l.n; i++)
+            *(l.v[i].state == EXT_DATA ? &fc->data
+              : l.v[i].state == EXT_ZERO ? &fc->zero : &fc->hole) +=
+                l.v[i].len;
+        off = end;
+    }
+    fc_note(fc, "%s is on %s: its read rate, the zeros inside its data and "
+            "how well it compresses are not sampled; its filesystems are "
+            "read there (--fs-aware on that host)", spec->src, sep->host);
+    /* the digest's rate on this CPU, on bytes that do not compress */
+    sm.nonzero = sm.len = 4u << 20;
+    sm.buf = malloc(sm.len);
+    if (!sm.buf) {
+        df_io(err, spec->src, ENOMEM, "out of memory");
+        goto out;
+    }
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i + 8 <= sm.len; i += 8) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        memcpy(sm.buf + i, &x, 8);
+    }
+    measure_cpu(spec, fc, &sm);
+    fc->zstd_ratio = fc->lz4_ratio = 1;
+    if (plan_dest_local(spec, src, dep->kind == EP_NBD, fc, &sm, err) < 0)
+        goto out;
+    link_interface(sep->host, fc);
+    predict(spec, fc);
+    ret = 0;
+out:
+    free(sm.buf);
+    extent_list_release(&l);
+    source_close(src);
+    return ret;
+}
+
 int job_plan(const struct job_spec *spec, struct forecast *fc,
              struct df_error *err)
 {
@@ -825,10 +948,14 @@ int job_plan(const struct job_spec *spec, struct forecast *fc,
     if (endpoint_parse(spec->src, &sep, err) < 0 ||
         endpoint_parse(spec->dst, &dep, err) < 0)
         return -1;
+    if (sep.kind == EP_REMOTE && dep.kind != EP_REMOTE) {
+        int r = plan_pull(spec, &sep, &dep, fc, err);
+        fc->seconds = time_now() - t0;
+        return r;
+    }
     if (sep.kind != EP_LOCAL && sep.kind != EP_NBD)
-        return df_usage(err, "%s: plan measures a disk image, device or "
-                        "NBD export on this host (run it on the source's "
-                        "host)", spec->src);
+        return df_usage(err, "%s: plan measures a disk image, device, NBD "
+                        "export or another host's disk", spec->src);
     if (dep.kind != EP_LOCAL && dep.kind != EP_REMOTE && dep.kind != EP_NBD)
         return df_usage(err, "%s: plan predicts a copy into a file, a "
                         "device, an NBD export or another host's",
@@ -891,14 +1018,14 @@ out:
  */
 int forecast_quick(const struct job_spec *spec, struct image *img,
                    const struct fs_layout *fs, const struct link_figures *lk,
-                   double *predicted, struct df_error *err)
+                   struct fc_strategy *out, struct df_error *err)
 {
     struct forecast *fc = calloc(1, sizeof(*fc));
     struct samples sm = { 0 };
     bool remote = lk != NULL;
     int ret = -1;
 
-    *predicted = 0;
+    memset(out, 0, sizeof(*out));
     if (!fc)
         return df_io(err, img->name, ENOMEM, "out of memory");
     fc->budget = 0.2;
@@ -930,7 +1057,8 @@ int forecast_quick(const struct job_spec *spec, struct image *img,
     bool compress = remote && (!spec->remote.compress ||
                                strcmp(spec->remote.compress, "none"));
     strategy(spec, fc, fsa, compress, remote && spec->remote.tcp);
-    *predicted = fc->v[0].total;
+    strategy_why(fc, &fc->v[0]);
+    *out = fc->v[0];
     ret = 0;
 out:
     free(sm.buf);

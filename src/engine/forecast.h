@@ -75,7 +75,8 @@ struct forecast {
     unsigned max_samples;       /* 0: the default */
     double read_cv;             /* spread of the sampled read rates */
     /* the link (remote) */
-    double rtt, up_rate, down_rate, up_rate_streams;
+    bool pull;                  /* SRC is on the other host */
+    double rtt, up_rate, down_rate, up_rate_streams, down_rate_streams;
     unsigned streams;
     double iface_bps;           /* 0: unknown */
     char iface[32];
@@ -114,10 +115,10 @@ int link_figures_save(const char *host, const struct link_figures *lk,
  * second: img's map (laid over fs when spec->jo.fs is fs and not a
  * hint), a few samples of it, the digest's rate; to another host (lk
  * not NULL) only with the link's figures from a plan (lk->up > 0),
- * else *predicted is 0: none.  0 or -1 with err.
+ * else out->total is 0: none.  0 or -1 with err.
  */
 int forecast_quick(const struct job_spec *spec, struct image *img,
                    const struct fs_layout *fs, const struct link_figures *lk,
-                   double *predicted, struct df_error *err);
+                   struct fc_strategy *out, struct df_error *err);
 
 #endif

@@ -319,19 +319,22 @@ void job_predict(const struct job_spec *spec, const struct source *src,
                  struct job_report *rep)
 {
     struct link_figures lk;
+    struct fc_strategy v;
     struct df_error e;
-    double pred = 0;
 
     if (!src->img || src->session)
         return;
     if (host)
         link_figures_load(host, &lk);
     df_error_init(&e);
-    if (forecast_quick(spec, src->img, spec->jo.fs, host ? &lk : NULL,
-                       &pred, &e) < 0 || pred <= 0)
+    if (forecast_quick(spec, src->img, spec->jo.fs, host ? &lk : NULL, &v,
+                       &e) < 0 || v.total <= 0)
         return;
-    jo->predicted_seconds = pred;
-    rep->predicted_seconds = pred;
+    jo->predicted_seconds = v.total;
+    rep->predicted_seconds = v.total;
+    rep->predicted_bytes = v.bytes_sent;
+    snprintf(rep->predicted_bottleneck, sizeof(rep->predicted_bottleneck),
+             "%s", v.why);
 }
 
 int job_copy(const struct job_spec *spec, const struct endpoint *sep,

@@ -230,6 +230,8 @@ struct job_report {
      * forecast_quick), or 0: no prediction (another host's link was
      * never measured by a plan); st.seconds is what it took. */
     double predicted_seconds;
+    uint64_t predicted_bytes;           /* to write or send */
+    char predicted_bottleneck[64];      /* forecast.h fc_strategy.why */
     /* JOB_SYNC */
     const char *changes;        /* "compare", "record", "manifest",
                                  * "copy" (DST did not exist) */

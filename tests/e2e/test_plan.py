@@ -63,6 +63,7 @@ def test_plan_writes_nothing_and_answers(tmp_path):
     assert "bottleneck" in out
 
 
+@pytest.mark.slow_once
 @pytest.mark.skipif(SANITIZED, reason="predicts the time of a release "
                     "build, not of one under sanitizers")
 def test_local_prediction_within_30_percent(tmp_path):
@@ -73,9 +74,10 @@ def test_local_prediction_within_30_percent(tmp_path):
     assert df("copy", src, warm).returncode == 0
     os.unlink(warm)
     os.sync()
-    # a second try when the first was out: a busy machine is not the
-    # prediction's fault, but it must be right when measured again
-    for attempt in range(2):
+    # another try when one was out: a busy machine (writeback of earlier
+    # tests' files) is not the prediction's fault, but it must be right
+    # when measured again
+    for attempt in range(3):
         pred, actual = [], []
         for i in range(3):
             dst = tmp_path / ("d%d.img" % i)
@@ -207,3 +209,45 @@ def test_nbd_destination_is_checked_not_written(tmp_path):
     with nbdkit(tmp_path, "memory", "4M", name="small") as uri:
         p = df("plan", src, uri)
         assert p.returncode == 3, p.stderr.decode()
+
+
+def test_plan_from_another_host(tmp_path):
+    """plan host:SRC DST: the link, SRC's map through serve, DST here."""
+    src = tmp_path / "src.img"
+    mixed_image(src, mib=16)
+    here = os.path.dirname(os.path.abspath(__file__))
+    rsh = ["--rsh", os.path.join(here, "rsh_local.sh"), "--remote-path",
+           DISKFERRY]
+    dst = tmp_path / "o.img"
+    r = plan_json("--budget", "3", *rsh, "localhost:%s" % src, dst)
+    assert not dst.exists()
+    assert r["disk_size"] == 16 * MIB and r["data_bytes"] == 16 * MIB
+    assert r["measured"]["source_remote"]
+    assert r["measured"]["link_down"] > 0
+    assert r["measured"]["destination_write"] > 0
+    assert any("not sampled" in n for n in r["notes"])
+    best = [s for s in r["strategies"] if s["recommended"]][0]
+    assert best["command"].endswith("localhost:%s %s" % (src, dst))
+    # the destination's checks still apply
+    with open(dst, "wb") as f:
+        f.write(os.urandom(MIB))
+    p = df("plan", *rsh, "localhost:%s" % src, dst)
+    assert p.returncode == 3, p.stderr.decode()
+    p = df("plan", "--changes", "bitmap:b0", *rsh, "localhost:%s" % src,
+           tmp_path / "x.img")
+    assert p.returncode == 2, p.stderr.decode()
+
+
+def test_dry_run_prints_the_plan_and_json_carries_the_prediction(tmp_path):
+    src = tmp_path / "src.img"
+    mixed_image(src, mib=16)
+    dst = tmp_path / "o.img"
+    p = df("copy", "--dry-run", src, dst)
+    assert p.returncode == 0 and not dst.exists()
+    line = [l for l in p.stdout.decode().splitlines()
+            if l.startswith("dry run: plan: the copy would take about ")]
+    assert len(line) == 1 and "bottleneck: " in line[0], p.stdout
+    p = df("copy", "--json", src, dst)
+    r = json.loads(p.stdout)
+    assert r["predicted_seconds"] > 0 and r["seconds"] > 0
+    assert r["predicted_bottleneck"]

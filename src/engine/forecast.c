@@ -772,6 +772,37 @@ out:
     return ret;
 }
 
+/* The rates of a probe over the copy's transport (lp); over ssh, the
+ * tcp streams measured besides as the alternative (a failure there is
+ * only a note). */
+static void link_rates(const struct job_spec *spec, const struct endpoint *ep,
+                       bool tcp, const struct link_probe *lp, double share,
+                       struct forecast *fc)
+{
+    struct link_probe t;
+    struct df_error e;
+    double connect;
+
+    fc->up_rate = lp->up;
+    fc->down_rate = lp->down;
+    if (tcp) {
+        fc->up_rate_streams = lp->up;
+        fc->down_rate_streams = lp->down;
+        fc->streams = lp->streams;
+        return;
+    }
+    df_error_init(&e);
+    memset(&t, 0, sizeof(t));
+    if (probe_once(spec, ep, NULL, true, share / 2, false, &t, &connect,
+                   &e) == 0) {
+        fc->up_rate_streams = t.up;
+        fc->down_rate_streams = t.down;
+        fc->streams = t.streams;
+    } else {
+        fc_note(fc, "tcp streams not measured: %s", e.msg);
+    }
+}
+
 /* DST on another host: the link over the transport the copy would use
  * and, over ssh, the tcp streams too; DST checked there. */
 static int plan_link(const struct job_spec *spec, const struct endpoint *dep,
@@ -788,24 +819,7 @@ static int plan_link(const struct job_spec *spec, const struct endpoint *dep,
         return -1;
     fc->fixed_remote = connect;
     fc->rtt = lp.rtt;
-    fc->down_rate = lp.down;
-    if (tcp) {
-        fc->up_rate = fc->up_rate_streams = lp.up;
-        fc->streams = lp.streams;
-    } else {
-        fc->up_rate = lp.up;
-        /* the tcp streams as an alternative: a failure is only a note */
-        struct df_error e;
-        df_error_init(&e);
-        memset(&lp, 0, sizeof(lp));
-        if (probe_once(spec, dep, src, true, share / 2, false, &lp,
-                       &connect, &e) == 0) {
-            fc->up_rate_streams = lp.up;
-            fc->streams = lp.streams;
-        } else {
-            fc_note(fc, "tcp streams not measured: %s", e.msg);
-        }
-    }
+    link_rates(spec, dep, tcp, &lp, share, fc);
     link_interface(dep->host, fc);
     struct link_figures lk = { .up = fc->up_rate, .rtt = fc->rtt,
                                .up_streams = fc->up_rate_streams,
@@ -849,25 +863,7 @@ static int plan_pull(const struct job_spec *spec, const struct endpoint *sep,
         goto out;
     fc->fixed_remote = connect;
     fc->rtt = lp.rtt;
-    fc->up_rate = lp.up;
-    fc->down_rate = lp.down;
-    if (tcp) {
-        fc->up_rate_streams = lp.up;
-        fc->down_rate_streams = lp.down;
-        fc->streams = lp.streams;
-    } else {
-        struct df_error e;
-        df_error_init(&e);
-        memset(&lp, 0, sizeof(lp));
-        if (probe_once(spec, sep, NULL, true, share / 2, false, &lp,
-                       &connect, &e) == 0) {
-            fc->up_rate_streams = lp.up;
-            fc->down_rate_streams = lp.down;
-            fc->streams = lp.streams;
-        } else {
-            fc_note(fc, "tcp streams not measured: %s", e.msg);
-        }
-    }
+    link_rates(spec, sep, tcp, &lp, share, fc);
     memset(&rep, 0, sizeof(rep));
     job_copy_remote_opts(spec, sep, &ro, &rep);
     so.remote = &ro;

@@ -100,9 +100,14 @@ static double median(double *v, unsigned n)
 
 /* ---- the map ---- */
 
-/* Sum the states of the plan of the whole disk (as a copy lays it). */
-static int measure_map(struct image *img, const struct fs_layout *fs,
-                       struct forecast *fc, struct df_error *err)
+/*
+ * The plan of the whole disk, as a copy lays it (plan_window over
+ * image_map, fs's used map on top), a window at a time: fn(ctx, e) for
+ * each extent in order; fn returns 1 to stop early.  0 or -1 with err.
+ */
+static int plan_walk(struct image *img, const struct fs_layout *fs,
+                     int (*fn)(void *ctx, const struct extent *e),
+                     void *ctx, struct df_error *err)
 {
     struct extent_list raw, pl;
     struct used_map *used[1] = { fs ? fs->used : NULL };
@@ -122,30 +127,12 @@ static int measure_map(struct image *img, const struct fs_layout *fs,
         if (plan_window(&raw, &in, off, end - off, &pl, err) < 0)
             goto out;
         end = extent_list_end(&pl, off);
-        for (size_t i = 0; i < pl.n; i++) {
-            const struct extent *e = &pl.v[i];
-            /* the pipeline skips whole leaves only: the rest is read */
-            uint64_t a = div_round_up(e->off, LEAF) * LEAF;
-            uint64_t b = e->off + e->len;
-            if (b < img->size)
-                b &= ~(uint64_t)(LEAF - 1);
-            uint64_t whole = b > a ? b - a : 0;
-            if (e->state == EXT_DATA)
-                whole = 0;
-            fc->data += e->len - whole;
-            switch (e->state) {
-            case EXT_DATA: break;
-            case EXT_ZERO: fc->zero += whole; break;
-            case EXT_FREE:
-                fc->free += whole;
-                if (fs)
-                    fc->free_by[fs_layout_kind_at(fs, e->off)] += whole;
-                break;
-            default: fc->hole += whole; break;
-            }
-        }
+        for (size_t i = 0; i < pl.n; i++)
+            if (fn(ctx, &pl.v[i]))
+                goto done;
         off = end;
     }
+done:
     ret = 0;
 out:
     extent_list_release(&raw);
@@ -153,55 +140,66 @@ out:
     return ret;
 }
 
-/* The offset of the data byte `at` (counted over DATA, and FREE when
- * free blocks are read) of the disk: one more pass over the map. */
+struct map_sums {
+    struct forecast *fc;
+    const struct fs_layout *fs;
+    uint64_t size;
+};
+
+/* Sum one extent of the plan, in whole leaves as the pipeline skips
+ * them: the rest is read. */
+static int sum_extent(void *ctx, const struct extent *e)
+{
+    struct map_sums *m = ctx;
+    struct forecast *fc = m->fc;
+    uint64_t a = div_round_up(e->off, LEAF) * LEAF;
+    uint64_t b = e->off + e->len;
+    if (b < m->size)
+        b &= ~(uint64_t)(LEAF - 1);
+    uint64_t whole = b > a && e->state != EXT_DATA ? b - a : 0;
+    fc->data += e->len - whole;
+    switch (e->state) {
+    case EXT_DATA: break;
+    case EXT_ZERO: fc->zero += whole; break;
+    case EXT_FREE:
+        fc->free += whole;
+        if (m->fs)
+            fc->free_by[fs_layout_kind_at(m->fs, e->off)] += whole;
+        break;
+    default: fc->hole += whole; break;
+    }
+    return 0;
+}
+
+static int measure_map(struct image *img, const struct fs_layout *fs,
+                       struct forecast *fc, struct df_error *err)
+{
+    struct map_sums m = { .fc = fc, .fs = fs, .size = img->size };
+    return plan_walk(img, fs, sum_extent, &m, err);
+}
+
+/* Where the samples are: the offset of each wanted byte counted over
+ * what a plain copy reads (DATA, and FREE: free blocks are read). */
 struct sampler {
     uint64_t want[SAMPLES_MAX];
     uint64_t off[SAMPLES_MAX];
     bool free[SAMPLES_MAX];     /* in a free extent */
     unsigned n, found;
+    uint64_t seen;
 };
 
-static int find_samples(struct image *img, const struct fs_layout *fs,
-                        bool read_free, struct sampler *s,
-                        struct df_error *err)
+static int place_samples(void *ctx, const struct extent *e)
 {
-    struct extent_list raw, pl;
-    struct used_map *used[1] = { fs ? fs->used : NULL };
-    struct plan_inputs in = { .used = used, .nused = fs && fs->used };
-    uint64_t seen = 0;
-    int ret = -1;
-
-    extent_list_init(&raw, EXTENT_LIST_DEFAULT_CAP);
-    extent_list_init(&pl, EXTENT_LIST_DEFAULT_CAP);
-    for (uint64_t off = 0; off < img->size && s->found < s->n;) {
-        uint64_t len = min_u64(MAP_WINDOW, img->size - off);
-        extent_list_clear(&raw);
-        if (image_map(img, off, len, &raw, err) < 0 ||
-            plan_window(&raw, &in, off, extent_list_end(&raw, off) - off,
-                        &pl, err) < 0)
-            goto out;
-        uint64_t end = extent_list_end(&pl, off);
-        if (end <= off)
-            break;
-        for (size_t i = 0; i < pl.n && s->found < s->n; i++) {
-            const struct extent *e = &pl.v[i];
-            if (e->state != EXT_DATA && !(read_free && e->state == EXT_FREE))
-                continue;
-            while (s->found < s->n && s->want[s->found] < seen + e->len) {
-                uint64_t at = e->off + (s->want[s->found] - seen);
-                s->free[s->found] = e->state == EXT_FREE;
-                s->off[s->found++] = at & ~(uint64_t)(LEAF - 1);
-            }
-            seen += e->len;
-        }
-        off = end;
+    struct sampler *s = ctx;
+    if (e->state != EXT_DATA && e->state != EXT_FREE)
+        return 0;
+    while (s->found < s->n && s->want[s->found] < s->seen + e->len) {
+        uint64_t at = e->off + (s->want[s->found] - s->seen);
+        s->free[s->found] = e->state == EXT_FREE;
+        s->off[s->found++] = at & ~(uint64_t)(LEAF - 1);
     }
-    ret = 0;
-out:
-    extent_list_release(&raw);
-    extent_list_release(&pl);
-    return ret;
+    s->seen += e->len;
+    return s->found == s->n;
 }
 
 /* ---- the source and the CPU ---- */
@@ -227,7 +225,7 @@ static int measure_source(struct image *img, const struct fs_layout *fs,
                             div_round_up(total, SAMPLE));
     for (unsigned i = 0; i < s.n; i++)
         s.want[i] = total / s.n * i + total / s.n / 2;
-    if (s.n && find_samples(img, fs, true, &s, err) < 0)
+    if (s.n && plan_walk(img, fs, place_samples, &s, err) < 0)
         return -1;
     sm->buf = malloc((size_t)s.found * SAMPLE + 1);
     if (!sm->buf)

@@ -314,6 +314,23 @@ out:
     return ret;
 }
 
+/* The hash of the leaf at off that a change source knows, into out:
+ * 1, 0 (none knows it), -1 with err.  Under lock, leaves ascending
+ * (track.h leaf_hash). */
+static int leaf_known(struct pipeline *p, uint64_t off, uint8_t *out,
+                      struct df_error *err)
+{
+    for (size_t c = 0; c < p->inputs->nchanges; c++) {
+        struct change_source *cs = p->inputs->changes[c];
+        if (!cs->leaf_hash)
+            continue;
+        int r = cs->leaf_hash(cs, p->o->digest, off, out, err);
+        if (r != 0)
+            return r;
+    }
+    return 0;
+}
+
 /*
  * The leaves of a FREE item the destination holds as zeros already: a
  * change source knows their hash, and it is a zero leaf's (under lock,
@@ -327,19 +344,10 @@ static int free_known(struct pipeline *p, struct slot *s,
     uint8_t h[DIGEST_MAX_LEN];
     memset(s->known, 0, (size_t)nleaves);
     for (uint64_t i = 0; i < nleaves; i++) {
-        for (size_t c = 0; c < p->inputs->nchanges; c++) {
-            struct change_source *cs = p->inputs->changes[c];
-            if (!cs->leaf_hash)
-                continue;
-            int r = cs->leaf_hash(cs, p->o->digest, s->off + i * LEAF, h,
-                                  err);
-            if (r < 0)
-                return -1;
-            if (r == 1) {
-                s->known[i] = !memcmp(h, z0, p->hlen);
-                break;
-            }
-        }
+        int r = leaf_known(p, s->off + i * LEAF, h, err);
+        if (r < 0)
+            return -1;
+        s->known[i] = r == 1 && !memcmp(h, z0, p->hlen);
     }
     return 0;
 }
@@ -363,19 +371,11 @@ static int keep_hashes(struct pipeline *p, struct slot *s,
             s->len = i * LEAF;
             break;
         }
-        for (size_t c = 0; c < p->inputs->nchanges; c++) {
-            struct change_source *cs = p->inputs->changes[c];
-            if (!cs->leaf_hash)
-                continue;
-            int r = cs->leaf_hash(cs, p->o->digest, s->off + i * LEAF,
-                                  s->hashes + i * p->hlen, err);
-            if (r < 0)
-                return -1;
-            if (r == 1) {
-                s->known[i] = 1;
-                break;
-            }
-        }
+        int r = leaf_known(p, s->off + i * LEAF, s->hashes + i * p->hlen,
+                           err);
+        if (r < 0)
+            return -1;
+        s->known[i] = r == 1;
     }
     return 0;
 }

@@ -53,6 +53,12 @@ struct fs_why {
 struct used_map *fs_untrusted(struct fs_why *why, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The start of every fs_*_open: why cleared and named `name`; 0, or -1
+ * with err (DF_USAGE) when [off, off+len) is not inside img. */
+int fs_region_begin(struct image *img, uint64_t off, uint64_t len,
+                    const char *name, struct fs_why *why,
+                    struct df_error *err);
+
 struct used_map *fs_ext_open(struct image *img, uint64_t off, uint64_t len,
                              struct fs_why *why, struct df_error *err);
 struct used_map *fs_xfs_open(struct image *img, uint64_t off, uint64_t len,

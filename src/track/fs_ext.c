@@ -305,13 +305,8 @@ struct used_map *fs_ext_open(struct image *img, uint64_t off, uint64_t len,
     struct used_map *um = NULL;
     errcode_t e;
 
-    memset(why, 0, sizeof(*why));
-    snprintf(why->fs, sizeof(why->fs), "ext");
-    if (!range_within(off, len, img->size)) {
-        df_usage(err, "%s: region %" PRIu64 "+%" PRIu64 " outside the disk",
-                 img->name, off, len);
+    if (fs_region_begin(img, off, len, "ext", why, err) < 0)
         return NULL;
-    }
 
     /* The superblock as stored: its kind and the features we are told of
      * by name before libext2fs refuses them without saying which. */

@@ -491,13 +491,8 @@ struct used_map *fs_ntfs_open(struct image *img, uint64_t off, uint64_t len,
     struct ntfs_io io = { .img = img, .off = off, .len = len, .err = err };
     uint8_t boot[NTFS_BOOT_LEN];
 
-    memset(why, 0, sizeof(*why));
-    snprintf(why->fs, sizeof(why->fs), "ntfs");
-    if (!range_within(off, len, img->size)) {
-        df_usage(err, "%s: region %" PRIu64 "+%" PRIu64 " outside the disk",
-                 img->name, off, len);
+    if (fs_region_begin(img, off, len, "ntfs", why, err) < 0)
         return NULL;
-    }
     if (len < NTFS_BOOT_LEN)
         return fs_untrusted(why, "region too small for an NTFS boot sector");
     if (image_read(img, boot, sizeof(boot), off, err) < 0)

@@ -156,3 +156,31 @@ def write_at(path, offset, data):
     with open(path, "r+b") as f:
         f.seek(offset)
         f.write(data)
+
+
+def sshd_setup(d, addr, port, state_dir):
+    """Host and user keys in d, and d/sshd_config for an sshd on
+    addr:port that logs in with the user key only; serve keeps its state
+    records in state_dir, not in this machine's /var/lib/diskferry.
+    Returns the ssh options (no port, no host) that log in."""
+    for k in ("host_key", "user_key"):
+        sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+            str(d / k)])
+    shutil.copy(d / "user_key.pub", d / "authorized_keys")
+    (d / "sshd_config").write_text("""Port %d
+ListenAddress %s
+HostKey %s/host_key
+AuthorizedKeysFile %s/authorized_keys
+PidFile %s/sshd.pid
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+SetEnv DISKFERRY_STATE_DIR=%s
+""" % (port, addr, d, d, d, state_dir))
+    os.makedirs("/run/sshd", exist_ok=True)
+    return ("-i %s -o StrictHostKeyChecking=no "
+            "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
+            "-o BatchMode=yes" % (d / "user_key"))

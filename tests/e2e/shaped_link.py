@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from conftest import sshd_setup
+
 
 def _sh(*argv, check=True):
     p = subprocess.run(argv, capture_output=True)
@@ -57,29 +59,12 @@ def shaped_link(tmp, rate="20mbit"):
             "400ms")
         d = tmp / "sshd"
         d.mkdir()
-        for k in ("host_key", "user_key"):
-            _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-                str(d / k))
-        shutil.copy(d / "user_key.pub", d / "authorized_keys")
-        (d / "sshd_config").write_text("""Port 22
-ListenAddress 169.254.78.2
-HostKey %s/host_key
-AuthorizedKeysFile %s/authorized_keys
-PidFile %s/sshd.pid
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-SetEnv DISKFERRY_STATE_DIR=%s
-""" % (d, d, d, os.environ.get("DISKFERRY_STATE_DIR", str(d))))
-        os.makedirs("/run/sshd", exist_ok=True)
+        opts = sshd_setup(d, "169.254.78.2", 22,
+                          os.environ.get("DISKFERRY_STATE_DIR", str(d)))
         proc = subprocess.Popen(["ip", "netns", "exec", b, "/usr/sbin/sshd",
                                  "-D", "-e", "-f", str(d / "sshd_config")],
                                 stderr=subprocess.PIPE)
-        rsh = ("ssh -i %s -o StrictHostKeyChecking=no "
-               "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
-               "-o BatchMode=yes" % (d / "user_key"))
+        rsh = "ssh " + opts
         link = Link(a, b, "169.254.78.2", rsh)
         for _ in range(50):
             if link.run_a(rsh.split() + [link.addr, "true"]).returncode == 0:

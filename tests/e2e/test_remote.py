@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import DISKFERRY, df, sh, sha256_file, files_equal, write_at, \
-    loop_device, qemu_raw, signal_and_wait
+    loop_device, qemu_raw, signal_and_wait, sshd_setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RSH = os.path.join(HERE, "rsh_local.sh")
@@ -798,34 +798,13 @@ def sshd(tmp_path_factory):
     if not os.path.exists("/usr/sbin/sshd") or not shutil.which("ssh"):
         pytest.skip("no sshd")
     d = tmp_path_factory.mktemp("sshd")
-    sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-        str(d / "host_key")])
-    sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
-        str(d / "user_key")])
-    shutil.copy(d / "user_key.pub", d / "authorized_keys")
     port = free_port()
+    opts = sshd_setup(d, "127.0.0.1", port,
+                      os.environ["DISKFERRY_STATE_DIR"])
     cfg = d / "sshd_config"
-    # serve keeps its state records in the test run's directory, not in
-    # this machine's /var/lib/diskferry
-    cfg.write_text("""Port %d
-ListenAddress 127.0.0.1
-HostKey %s/host_key
-AuthorizedKeysFile %s/authorized_keys
-PidFile %s/sshd.pid
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-Subsystem sftp internal-sftp
-SetEnv DISKFERRY_STATE_DIR=%s
-""" % (port, d, d, d, os.environ["DISKFERRY_STATE_DIR"]))
-    os.makedirs("/run/sshd", exist_ok=True)
     proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
                             stderr=subprocess.PIPE)
-    rsh = ("ssh -p %d -i %s -o StrictHostKeyChecking=no "
-           "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
-           "-o BatchMode=yes" % (port, d / "user_key"))
+    rsh = "ssh -p %d %s" % (port, opts)
     try:
         ok = False
         for _ in range(50):

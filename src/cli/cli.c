@@ -240,3 +240,20 @@ int cli_progress_apply(const struct cli *c, const struct cli_progress *p,
     jo->progress_out.fd = p->fd;
     return 0;
 }
+
+int cli_changes_option(const struct cli *c, const char *s)
+{
+    static const char *const kinds[] = { "manifest:", "lvm-cow:",
+                                         "lvm-thin:", "bitmap:" };
+    if (!strcmp(s, "compare") || !strcmp(s, "top-layer"))
+        return 0;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        size_t n = strlen(kinds[i]);
+        if (!strncmp(s, kinds[i], n) && s[n])
+            return 0;
+    }
+    cli_usage(c, "--changes: expected compare, manifest:FILE, lvm-cow:COW, "
+              "lvm-thin:METADATA,OLD,NEW, bitmap:NAME or top-layer, got "
+              "'%s'", s);
+    return -1;
+}

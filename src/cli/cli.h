@@ -91,6 +91,11 @@ int cli_add_parent_dir(const struct cli *c, struct cli_image_opts *o,
 int cli_add_parent(const struct cli *c, struct cli_image_opts *o,
                    char *arg);
 
+/* --changes SPEC: a kind this build knows, with its argument (the
+ * source itself checks the argument when it opens): 0, or -1 after a
+ * usage error was printed. */
+int cli_changes_option(const struct cli *c, const char *s);
+
 /* Should progress be drawn?  mode: -1 auto (stderr is a tty), 0, 1. */
 bool cli_progress_enabled(int mode);
 

@@ -272,22 +272,6 @@ enum {
     OPT_BLOCK_SIZE, OPT_TRUST_BASE, OPT_FS_AWARE,
 };
 
-/* --changes: a kind this build knows, with its argument (the source
- * itself checks the argument when it opens). */
-static bool changes_spec_ok(const char *s)
-{
-    static const char *const kinds[] = { "manifest:", "lvm-cow:",
-                                         "lvm-thin:", "bitmap:" };
-    if (!strcmp(s, "compare") || !strcmp(s, "top-layer"))
-        return true;
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-        size_t n = strlen(kinds[i]);
-        if (!strncmp(s, kinds[i], n) && s[n])
-            return true;
-    }
-    return false;
-}
-
 static int copy_parse(int argc, char **argv, struct copy_opts *o)
 {
     static const struct option longopts[] = {
@@ -336,11 +320,8 @@ static int copy_parse(int argc, char **argv, struct copy_opts *o)
         case OPT_NO_VERIFY: o->spec.jo.verify = false; break;
         case OPT_SALVAGE: o->spec.jo.salvaged = &o->salvaged; break;
         case OPT_CHANGES:
-            if (!changes_spec_ok(optarg))
-                return cli_usage(c, "--changes: expected compare, "
-                                 "manifest:FILE, lvm-cow:COW, lvm-thin:"
-                                 "METADATA,OLD,NEW, bitmap:NAME or "
-                                 "top-layer, got '%s'", optarg);
+            if (cli_changes_option(c, optarg) < 0)
+                return DF_USAGE;
             o->spec.changes = optarg;
             break;
         case OPT_WRITE_MANIFEST: o->spec.write_manifest = optarg; break;

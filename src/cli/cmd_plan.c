@@ -94,6 +94,8 @@ static int plan_parse(int argc, char **argv, struct plan_opts *o)
         switch (opt) {
         case OPT_SYNC: o->spec.kind = JOB_SYNC; break;
         case OPT_CHANGES:
+            if (cli_changes_option(c, optarg) < 0)
+                return DF_USAGE;
             o->spec.kind = JOB_SYNC;
             o->spec.changes = optarg;
             break;
@@ -110,7 +112,7 @@ static int plan_parse(int argc, char **argv, struct plan_opts *o)
                 return cli_usage(c, "--digest: xxh128 or sha256");
             break;
         case OPT_THREADS:
-            if (cli_parse_uint(c, "--threads", optarg, 1, 64, &n) < 0)
+            if (cli_parse_uint(c, "--threads", optarg, 1, 64, &n))
                 return DF_USAGE;
             o->spec.jo.threads = n;
             break;

@@ -147,6 +147,11 @@ def test_refused_destination_is_exit_3(tmp_path):
     (["src.img", "tar:a.tar//x"], 2, "tar"),
     (["src.img", "-"], 2, "plan predicts a copy"),
     (["--budget", "0", "src.img", "o.img"], 2, "--budget"),
+    (["--budget", "x", "src.img", "o.img"], 2, "--budget"),
+    (["--changes", "nonsense", "src.img", "o.img"], 2, "--changes"),
+    (["--changes", "bitmap:", "src.img", "o.img"], 2, "--changes"),
+    (["--threads", "0", "src.img", "o.img"], 2, "--threads"),
+    (["--resume", "src.img", "o.img"], 2, "--resume"),
     (["src.img"], 2, "expected SRC and DST"),
 ])
 def test_bad_endpoints(tmp_path, args, code, what):

@@ -58,6 +58,39 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    if outcome.get_result().failed:
+        item.df_failed = True
+
+
+def _mounted_under(path):
+    prefix = os.path.realpath(path) + "/"
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            where = line.split()[1].encode().decode("unicode_escape")
+            if where.startswith(prefix):
+                return True
+    return False
+
+
+@pytest.fixture(autouse=True)
+def _drop_tmp_path_when_passed(request):
+    """The suite writes about 20 GB of images over a pass; pytest keeps
+    the last three passes' directories, which filled a CI machine's disk.
+    A passed test's tmp_path goes as soon as the test ends (set up first,
+    this is torn down after the test's other fixtures: loops, servers);
+    a failed test's stays for whoever debugs it.  Nothing is removed
+    while something is still mounted beneath it."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    if tmp is None or getattr(request.node, "df_failed", False):
+        return
+    if not _mounted_under(tmp):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(argv, input=None, env=None, timeout=600, cwd=None):
     """Run a command; a negative return code (a signal) always fails."""
     p = subprocess.run(argv, input=input, capture_output=True, env=env,

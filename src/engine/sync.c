@@ -48,6 +48,7 @@
 #include "engine/plan.h"
 #include "engine/source.h"
 #include "engine/sync_int.h"
+#include "image/nbd.h"
 #include "proto/remote.h"
 #include "safety/safety.h"
 #include "track/htree.h"
@@ -375,17 +376,23 @@ static int sync_look(struct sync_state *s, bool *consent,
     const char *ch = spec->changes;
     bool busy = false;
 
-    if (image_open(spec->dst, &po, &probe, err) < 0)
-        return -1;
-    const char *fmt = image_format_name(probe);
-    if (strcmp(fmt, "raw")) {
+    if (image_is_nbd_uri(spec->dst)) {
+        /* raw; not connected twice (a qemu-nbd without -t takes one
+         * client) */
+        sync_nbd_identity(spec->dst, s->id, sizeof(s->id));
+    } else {
+        if (image_open(spec->dst, &po, &probe, err) < 0)
+            return -1;
+        const char *fmt = image_format_name(probe);
+        if (strcmp(fmt, "raw")) {
+            image_close(probe);
+            return df_usage(err, "%s: a %s image: sync writes raw files "
+                            "and devices in place (use copy --overwrite to "
+                            "replace it)", spec->dst, fmt);
+        }
+        sync_identity(&probe->file, s->id, sizeof(s->id));
         image_close(probe);
-        return df_usage(err, "%s: a %s image: sync writes raw files and "
-                        "devices in place (use copy --overwrite to replace "
-                        "it)", spec->dst, fmt);
     }
-    sync_identity(&probe->file, s->id, sizeof(s->id));
-    image_close(probe);
     sync_source_name(spec->src, s->srcname, sizeof(s->srcname));
     s->sfd = sync_record_open(NULL, !spec->dry_run, spec->msgs,
                               spec->cmd);
@@ -1025,10 +1032,11 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     }
     if (dep->kind == EP_REMOTE)
         return sync_remote_passes(spec, sep, dep, false, rep, err);
-    if (dep->kind != EP_LOCAL) {
+    if (dep->kind != EP_LOCAL && dep->kind != EP_NBD) {
         rep->usage_hint = true;
         return df_usage(err, "%s: sync writes a file or device on this "
-                        "host or another host's", spec->dst);
+                        "host or another host's, or an NBD export",
+                        spec->dst);
     }
     int bl = htree_block_level(spec->block_size ? spec->block_size
                                                 : DIGEST_LEAF_SIZE);
@@ -1037,7 +1045,8 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
         return df_usage(err, "--block-size: a power of two from 64K to 64M");
     }
     s.block_level = (unsigned)bl;
-    if (stat(spec->dst, &st) < 0 && errno == ENOENT) {
+    if (dep->kind == EP_LOCAL && stat(spec->dst, &st) < 0 &&
+        errno == ENOENT) {
         if (spec->changes && strcmp(spec->changes, "compare")) {
             rep->usage_hint = true;
             return df_usage(err, "%s does not exist: there is nothing to "
@@ -1070,7 +1079,7 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     if (sync_dest_open(&s, consent, s.src->img, err) < 0)
         goto fail;
     char id2[256];
-    sync_identity(&s.d.img->file, id2, sizeof(id2));
+    sync_image_identity(s.d.img, id2, sizeof(id2));
     if (strcmp(id2, s.id)) {
         df_refuse(err, spec->dst, "refusing to sync: %s was replaced while "
                   "it was being checked", spec->dst);
@@ -1098,7 +1107,7 @@ int job_sync(const struct job_spec *spec, const struct endpoint *sep,
     if (sync_finish(&s, err) < 0 || dest_commit(&s.d, err) < 0)
         goto fail;
     job_set_format(rep->src_format, s.src->format);
-    job_set_format(rep->dst_format, "raw");
+    job_set_format(rep->dst_format, dep->kind == EP_NBD ? "nbd" : "raw");
     if (running && spec->msgs && !spec->dry_run) {
         char b[32];
         size_format(rep->changed_bytes, b, sizeof(b));

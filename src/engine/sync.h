@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "image/image.h"
 #include "track/htree.h"
 #include "track/manifest.h"
 #include "util/error.h"
@@ -27,6 +28,11 @@
  * device's number and what the kernel says it is: a dm uuid, a loop
  * device's backing file): what its record is named after. */
 void sync_identity(const struct df_file *f, char *out, size_t len);
+/* An NBD export's: "nbd URI", no more is known of it (a record of it
+ * is proved by its leaves like any other). */
+void sync_nbd_identity(const char *uri, char *out, size_t len);
+/* img's: an NBD export's or its file's */
+void sync_image_identity(const struct image *img, char *out, size_t len);
 /* name in dirfd (symlinks followed), not opened */
 void sync_identity_at(int dirfd, const char *name, char *out, size_t len);
 /* The state directory for records (dir, or util/file.h's default), or

@@ -62,17 +62,17 @@ static bool sync_nbd_bitmap(const struct job_spec *spec,
 
 /* --changes top-layer: SRC, a delta on this host, is opened alone (its
  * parent is what DST holds): so->open becomes *top.  Also, before SRC
- * is opened: an NBD SRC's bitmap context asked for. */
+ * is opened: an NBD SRC's open asks for the bitmap's context. */
 int sync_top_layer_open_opts(const struct job_spec *spec,
                              const struct endpoint *sep,
                              struct image_open_opts *top,
                              struct source_opts *so,
                              struct job_report *rep, struct df_error *err)
 {
-    if (sync_nbd_bitmap(spec, sep) &&
-        nbd_want_bitmap(spec->changes + 7, err) < 0) {
-        rep->usage_hint = true;
-        return -1;
+    if (sync_nbd_bitmap(spec, sep)) {
+        top->nbd_bitmap = spec->changes + 7;
+        so->open = top;
+        return 0;
     }
     if (!sync_top_layer(spec->changes))
         return 0;

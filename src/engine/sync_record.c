@@ -18,6 +18,7 @@
 #include "engine/job_int.h"
 #include "engine/source.h"
 #include "engine/sync.h"
+#include "image/nbd.h"
 #include "track/htree.h"
 #include "track/manifest.h"
 #include "util/file.h"
@@ -95,6 +96,19 @@ void sync_identity_at(int dirfd, const char *name, char *out, size_t len)
 void sync_identity(const struct df_file *f, char *out, size_t len)
 {
     identity_at(f->fd, "", AT_EMPTY_PATH, out, len);
+}
+
+void sync_nbd_identity(const char *uri, char *out, size_t len)
+{
+    snprintf(out, len, "nbd %s", uri);
+}
+
+void sync_image_identity(const struct image *img, char *out, size_t len)
+{
+    if (img->drv == &image_driver_nbd)
+        sync_nbd_identity(img->name, out, len);
+    else
+        sync_identity(&img->file, out, len);
 }
 
 void sync_source_name(const char *arg, char *out, size_t len)
@@ -229,13 +243,16 @@ int copy_record_start(const struct job_spec *spec,
     if (spec->dry_run)
         return 0;
     bool pulled = src->session && !src->img;    /* a remote source */
-    if (dep->kind != EP_LOCAL || (!src->img && !pulled) || !d->img ||
-        !source_size(src, &size) || strcmp(image_format_name(d->img),
-                                           "raw") ||
-        (!d->img->file.is_regular && !d->img->file.is_blockdev)) {
+    bool nbd = dep->kind == EP_NBD && d->img;
+    if ((dep->kind != EP_LOCAL && !nbd) || (!src->img && !pulled) ||
+        !d->img || !source_size(src, &size) ||
+        (!nbd && (strcmp(image_format_name(d->img), "raw") ||
+                  (!d->img->file.is_regular &&
+                   !d->img->file.is_blockdev)))) {
         if (spec->write_manifest)
             return df_usage(err, "--write-manifest: for an image source "
-                            "and a file or device DST on this host");
+                            "and a file or device DST on this host, or an "
+                            "NBD export");
         return 0;
     }
     if (pulled && !jo->verify)
@@ -250,7 +267,7 @@ int copy_record_start(const struct job_spec *spec,
         jo->leaf_fn = htree_leaf_fn;
         jo->leaf_ctx = &r->t;
     }
-    sync_identity(&d->img->file, r->id, sizeof(r->id));
+    sync_image_identity(d->img, r->id, sizeof(r->id));
     sync_source_name(spec->src, r->src, sizeof(r->src));
     snprintf(r->layer, sizeof(r->layer), "%s",
              src->img ? src->img->layer_id : "");

@@ -337,7 +337,10 @@ int image_open_nofile(const struct image_driver *drv, const char *name,
     snprintf(img->path, sizeof(img->path), "%s", name);
     img->writable = opts && opts->writable;
     img->format_named = true;
-    if (drv->open(img, err) < 0) {
+    img->open_opts = opts;
+    int r = drv->open(img, err);
+    img->open_opts = NULL;
+    if (r < 0) {
         image_free_one(img);
         return -1;
     }

@@ -141,6 +141,9 @@ struct image {
     const struct image_driver *drv;
     void *priv;
     struct df_file file;        /* the image's own file */
+    /* The options of the open under way: set for drv->open only (NULL
+     * before and after). */
+    const struct image_open_opts *open_opts;
     char name[PATH_MAX];        /* as named by the user or the chain */
     char path[PATH_MAX];        /* the path opened (relative names resolve
                                    against its directory) */
@@ -234,6 +237,9 @@ struct image_open_opts {
     size_t n_parent_dirs;
     const struct parent_override *parent_overrides;   /* --parent */
     size_t n_parent_overrides;
+    /* nbd: also ask for the meta context qemu:dirty-bitmap:NAME on every
+     * connection (nbd.h); NULL = none */
+    const char *nbd_bitmap;
 };
 
 /* Record a property for `info` (silently dropped past IMAGE_MAX_PROPS). */

@@ -7,7 +7,7 @@
  * one request; 32 MiB is below every limit we know of) and zero
  * requests to NBD_MAX_ZERO (the protocol's length is 32 bits).
  *
- * A dirty bitmap (nbd_want_bitmap): its context is asked for on every
+ * A dirty bitmap (image_open_opts.nbd_bitmap): its context is asked for on every
  * connection besides base:allocation, and nbd_image_dirty() asks block
  * status and reads only its entries (map() only base:allocation's).
  */
@@ -32,9 +32,6 @@
 #define NBD_MAX_STATUS (1u << 30)
 #define NBD_CTX_MAX (sizeof(NBD_CONTEXT_DIRTY_BITMAP) + NBD_BITMAP_NAME_MAX)
 
-/* nbd_want_bitmap's request, taken by the next open (main thread). */
-static char nbd_next_bitmap[NBD_CTX_MAX];
-
 struct nbd_priv {
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -53,15 +50,33 @@ struct nbd_priv {
      * waiting thread at a time drives the socket (poll_lock), woken
      * by wake (an eventfd) when a request is issued or completes. */
     bool aio;
-    pthread_mutex_t poll_lock;
+    pthread_mutex_t poll_lock;  /* held to issue, to ask the state and to
+                                   notify; not across poll() */
+    pthread_cond_t poll_cond;   /* a request done, or nobody driving */
+    bool driving;               /* a thread is in poll() for the socket */
     int wake;
 };
 
-/* One aio request: set by its completion callback (any thread). */
+/* One aio request: set by its completion callback (under poll_lock). */
 struct nbd_req {
     struct nbd_priv *p;
-    int done;                   /* atomic */
+    int done;
     int error;                  /* errno of a failed request, or 0 */
+};
+
+/* One NBD command, for either path (nbd_exec). */
+enum nbd_op { NBD_OP_READ, NBD_OP_WRITE, NBD_OP_ZERO, NBD_OP_FLUSH,
+              NBD_OP_STATUS };
+
+struct nbd_cmd {
+    enum nbd_op op;
+    void *buf;                  /* READ */
+    const void *wbuf;           /* WRITE */
+    uint64_t len, off;
+    uint32_t flags;
+    nbd_extent_callback ext;    /* STATUS */
+    const char *what;           /* "write failed", said on failure */
+    bool quiet;                 /* a refusal the caller handles: no err */
 };
 
 bool image_is_nbd_uri(const char *arg)
@@ -169,8 +184,9 @@ static int nbd_drv_open(struct image *img, struct df_error *err)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
     p->inited = true;
-    memcpy(p->bitmap_ctx, nbd_next_bitmap, sizeof(p->bitmap_ctx));
-    nbd_next_bitmap[0] = '\0';
+    if (img->open_opts && img->open_opts->nbd_bitmap)
+        snprintf(p->bitmap_ctx, sizeof(p->bitmap_ctx), "%s%s",
+                 NBD_CONTEXT_DIRTY_BITMAP, img->open_opts->nbd_bitmap);
     h = nbd_create();
     if (!h)
         return nbd_fail(err, DF_NET, img, -1, "cannot create an NBD handle");
@@ -209,6 +225,7 @@ static int nbd_drv_open(struct image *img, struct df_error *err)
         if (p->wake < 0)
             return df_io(err, img->name, errno, "cannot create an eventfd");
         pthread_mutex_init(&p->poll_lock, NULL);
+        pthread_cond_init(&p->poll_cond, NULL);
         p->aio = true;
     }
     image_set_prop(img, "multi-conn", "%s", p->max > 1 ? "yes" : "no");
@@ -229,6 +246,7 @@ static void nbd_drv_close(struct image *img)
     if (p->aio) {
         close(p->wake);
         pthread_mutex_destroy(&p->poll_lock);
+        pthread_cond_destroy(&p->poll_cond);
     }
     if (p->inited) {
         pthread_mutex_destroy(&p->lock);
@@ -265,6 +283,182 @@ int64_t nbd_extents_convert(const char *what, uint64_t off, uint64_t len,
         return df_corrupt(err, what, (int64_t)off, "NBD server answered "
                           "block status with no extent");
     return (int64_t)done;
+}
+
+static void nbd_wake(struct nbd_priv *p)
+{
+    uint64_t one = 1;
+    if (write(p->wake, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is already set, the poller will wake */
+    }
+}
+
+static int nbd_req_done(void *user, int *error)
+{
+    struct nbd_req *r = user;
+    r->error = *error;
+    r->done = 1;
+    return 1;           /* retire the command */
+}
+
+/*
+ * Wait for r.  One waiter at a time drives the socket (driving): it
+ * asks libnbd which way it waits, polls without poll_lock (so others
+ * can issue meanwhile; an issue that could not be sent at once wakes
+ * it through the eventfd), then, under poll_lock again, notifies only
+ * what libnbd still waits for: an issue while it polled may have moved
+ * the state on, and a notification the state does not expect is an
+ * error of libnbd's ("external event ... is invalid in state READY").
+ * The others sleep on poll_cond until their request is done or nobody
+ * drives.
+ */
+static int nbd_aio_wait(struct image *img, struct nbd_handle *h,
+                        struct nbd_req *r, uint64_t off,
+                        struct df_error *err)
+{
+    struct nbd_priv *p = img->priv;
+    int ret = 0;
+
+    pthread_mutex_lock(&p->poll_lock);
+    while (!r->done) {
+        if (p->driving) {
+            pthread_cond_wait(&p->poll_cond, &p->poll_lock);
+            continue;
+        }
+        if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
+            ret = df_fail(err, DF_IO, 0, img->name, (int64_t)off,
+                          "the NBD connection was lost");
+            break;
+        }
+        unsigned dir = nbd_aio_get_direction(h);
+        struct pollfd fds[2] = {
+            { .fd = nbd_aio_get_fd(h),
+              .events = (short)(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN
+                                                                   : 0) |
+                                ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT
+                                                                    : 0)) },
+            { .fd = p->wake, .events = POLLIN },
+        };
+        p->driving = true;
+        pthread_mutex_unlock(&p->poll_lock);
+        int pr = poll(fds, 2, -1);
+        int perr = errno;
+        pthread_mutex_lock(&p->poll_lock);
+        p->driving = false;
+        if (pr < 0 && perr != EINTR) {
+            ret = df_io(err, img->name, perr, "poll failed");
+            break;
+        }
+        if (pr > 0 && (fds[1].revents & POLLIN)) {
+            uint64_t v;
+            if (read(p->wake, &v, sizeof(v)) < 0) {
+                /* EAGAIN: another wake-up drained it */
+            }
+        }
+        short ev = pr > 0 ? fds[0].revents : 0;
+        dir = nbd_aio_get_direction(h);
+        int n = 0;
+        if ((ev & POLLIN) && (dir & LIBNBD_AIO_DIRECTION_READ))
+            n = nbd_aio_notify_read(h);
+        else if ((ev & POLLOUT) && (dir & LIBNBD_AIO_DIRECTION_WRITE))
+            n = nbd_aio_notify_write(h);
+        else if (ev & (POLLHUP | POLLERR))
+            n = (dir & LIBNBD_AIO_DIRECTION_WRITE) ? nbd_aio_notify_write(h)
+                                                   : nbd_aio_notify_read(h);
+        pthread_cond_broadcast(&p->poll_cond);
+        if (n < 0) {
+            ret = nbd_fail(err, DF_IO, img, (int64_t)off, "NBD I/O failed");
+            break;
+        }
+    }
+    pthread_cond_broadcast(&p->poll_cond);
+    pthread_mutex_unlock(&p->poll_lock);
+    /* A waiter that stopped early must not return while libnbd may
+     * still write into its buffer: the connection is dead then, and a
+     * dead handle completes nothing more. */
+    return ret;
+}
+
+/* c, issued on h: synchronously on a handle of the pool, or as an aio
+ * request on the one shared connection (issued under poll_lock, then
+ * waited for).  0, or -1 with err (not filled for c->quiet when the
+ * server refused). */
+static int nbd_exec(struct image *img, struct nbd_handle *h,
+                    const struct nbd_cmd *c, struct df_error *err)
+{
+    struct nbd_priv *p = img->priv;
+    int64_t r;
+
+    if (!p->aio) {
+        switch (c->op) {
+        case NBD_OP_READ:
+            r = nbd_pread(h, c->buf, c->len, c->off, c->flags);
+            break;
+        case NBD_OP_WRITE:
+            r = nbd_pwrite(h, c->wbuf, c->len, c->off, c->flags);
+            break;
+        case NBD_OP_ZERO:
+            r = nbd_zero(h, c->len, c->off, c->flags);
+            break;
+        case NBD_OP_FLUSH:
+            r = nbd_flush(h, c->flags);
+            break;
+        default:
+            r = nbd_block_status(h, c->len, c->off, c->ext, c->flags);
+            break;
+        }
+        if (r < 0 && !c->quiet)
+            nbd_fail(err, DF_IO, img, (int64_t)c->off, c->what);
+        return r < 0 ? -1 : 0;
+    }
+    struct nbd_req q = { .p = p };
+    nbd_completion_callback cb = { .callback = nbd_req_done,
+                                   .user_data = &q };
+    pthread_mutex_lock(&p->poll_lock);
+    switch (c->op) {
+    case NBD_OP_READ:
+        r = nbd_aio_pread(h, c->buf, c->len, c->off, cb, c->flags);
+        break;
+    case NBD_OP_WRITE:
+        r = nbd_aio_pwrite(h, c->wbuf, c->len, c->off, cb, c->flags);
+        break;
+    case NBD_OP_ZERO:
+        r = nbd_aio_zero(h, c->len, c->off, cb, c->flags);
+        break;
+    case NBD_OP_FLUSH:
+        r = nbd_aio_flush(h, cb, c->flags);
+        break;
+    default:
+        r = nbd_aio_block_status(h, c->len, c->off, c->ext, cb, c->flags);
+        break;
+    }
+    pthread_mutex_unlock(&p->poll_lock);
+    if (r < 0)
+        return c->quiet ? -1 : nbd_fail(err, DF_IO, img, (int64_t)c->off,
+                                        c->what);
+    nbd_wake(p);        /* the driver: maybe something to write now */
+    if (nbd_aio_wait(img, h, &q, c->off, err) < 0)
+        return -1;
+    if (q.error)
+        return c->quiet ? -1 : df_fail(err, DF_IO, q.error, img->name,
+                                       (int64_t)c->off, "%s", c->what);
+    return 0;
+}
+
+/* A handle for one command: the shared one (aio), or one of the pool. */
+static struct nbd_handle *nbd_get(struct image *img, unsigned *slot,
+                                  struct df_error *err)
+{
+    struct nbd_priv *p = img->priv;
+    *slot = 0;
+    return p->aio ? p->h[0] : nbd_take(img, slot, err);
+}
+
+static void nbd_put(struct image *img, unsigned slot)
+{
+    struct nbd_priv *p = img->priv;
+    if (!p->aio)
+        nbd_give(img, slot);
 }
 
 /* One block-status request: map()'s, or nbd_image_dirty()'s. */
@@ -305,15 +499,16 @@ static int nbd_status_request(struct nbd_status_ctx *c,
                                         uint32_t *, size_t, int *))
 {
     unsigned slot;
-    struct nbd_handle *h = nbd_take(c->img, &slot, c->err);
+    struct nbd_handle *h = nbd_get(c->img, &slot, c->err);
     if (!h)
         return -1;
-    int r = nbd_block_status(h, c->len, c->off, (nbd_extent_callback){
-                                 .callback = cb, .user_data = c }, 0);
-    if (r < 0 && c->got >= 0)
-        nbd_fail(c->err, DF_IO, c->img, (int64_t)c->off,
-                 "block status failed");
-    nbd_give(c->img, slot);
+    struct nbd_cmd cmd = {
+        .op = NBD_OP_STATUS, .len = c->len, .off = c->off,
+        .ext = { .callback = cb, .user_data = c },
+        .what = "block status failed", .quiet = c->got < 0,
+    };
+    int r = nbd_exec(c->img, h, &cmd, c->err);
+    nbd_put(c->img, slot);
     return r < 0 || c->got < 0 ? -1 : 0;
 }
 
@@ -333,16 +528,6 @@ static int nbd_drv_map(struct image *img, uint64_t off, uint64_t len,
     if (!c.seen)
         return extent_list_append(out, off, len, EXT_DATA, img->name, err)
                < 0 ? -1 : 0;
-    return 0;
-}
-
-int nbd_want_bitmap(const char *name, struct df_error *err)
-{
-    if (!*name || strlen(name) > NBD_BITMAP_NAME_MAX)
-        return df_usage(err, "bitmap name of %zu bytes: 1 to %d expected",
-                        strlen(name), NBD_BITMAP_NAME_MAX);
-    snprintf(nbd_next_bitmap, sizeof(nbd_next_bitmap), "%s%s",
-             NBD_CONTEXT_DIRTY_BITMAP, name);
     return 0;
 }
 
@@ -426,131 +611,28 @@ int64_t nbd_image_dirty(struct image *img, uint64_t off, uint64_t len,
     return c.got;
 }
 
-static void nbd_wake(struct nbd_priv *p)
-{
-    uint64_t one = 1;
-    if (write(p->wake, &one, sizeof(one)) < 0) {
-        /* EAGAIN: the counter is already set, the poller will wake */
-    }
-}
-
-static int nbd_req_done(void *user, int *error)
-{
-    struct nbd_req *r = user;
-    r->error = *error;
-    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
-    nbd_wake(r->p);
-    return 1;           /* retire the command */
-}
-
-/*
- * Wait for r: the thread holding poll_lock drives the socket with the
- * direction libnbd wants (re-asked after every wake-up, so a request
- * another thread queued meanwhile gets written); the others wait for
- * the lock and find their request done by then, or drive it in turn.
- */
-static int nbd_aio_wait(struct image *img, struct nbd_handle *h,
-                        struct nbd_req *r, uint64_t off,
-                        struct df_error *err)
-{
-    struct nbd_priv *p = img->priv;
-    int ret = 0;
-
-    pthread_mutex_lock(&p->poll_lock);
-    while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
-        if (nbd_aio_is_dead(h) || nbd_aio_is_closed(h)) {
-            ret = df_fail(err, DF_IO, 0, img->name, (int64_t)off,
-                          "the NBD connection was lost");
-            break;
-        }
-        unsigned dir = nbd_aio_get_direction(h);
-        struct pollfd fds[2] = {
-            { .fd = nbd_aio_get_fd(h),
-              .events = (short)(((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN
-                                                                   : 0) |
-                                ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT
-                                                                    : 0)) },
-            { .fd = p->wake, .events = POLLIN },
-        };
-        if (poll(fds, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            ret = df_io(err, img->name, errno, "poll failed");
-            break;
-        }
-        if (fds[1].revents & POLLIN) {
-            uint64_t v;
-            if (read(p->wake, &v, sizeof(v)) < 0) {
-                /* EAGAIN: another wake-up drained it */
-            }
-        }
-        int n = 0;
-        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
-            n = nbd_aio_notify_read(h);
-        else if (fds[0].revents & POLLOUT)
-            n = nbd_aio_notify_write(h);
-        if (n < 0) {
-            ret = nbd_fail(err, DF_IO, img, (int64_t)off, "NBD I/O failed");
-            break;
-        }
-    }
-    pthread_mutex_unlock(&p->poll_lock);
-    /* A waiter that stopped early must not return while libnbd may
-     * still write into its buffer: the connection is dead then, and a
-     * dead handle completes nothing more. */
-    return ret;
-}
-
-/* One request of the aio path: issue it, then wait for it. */
-static int nbd_aio_rw(struct image *img, struct nbd_handle *h, void *buf,
-                      const void *wbuf, size_t n, uint64_t off,
-                      struct df_error *err)
-{
-    struct nbd_priv *p = img->priv;
-    struct nbd_req r = { .p = p };
-    nbd_completion_callback cb = { .callback = nbd_req_done,
-                                   .user_data = &r };
-    int64_t c = wbuf ? nbd_aio_pwrite(h, wbuf, n, off, cb, 0)
-                     : nbd_aio_pread(h, buf, n, off, cb, 0);
-    if (c < 0)
-        return nbd_fail(err, DF_IO, img, (int64_t)off,
-                        wbuf ? "write failed" : "read failed");
-    nbd_wake(p);        /* the poller: maybe something to write now */
-    if (nbd_aio_wait(img, h, &r, off, err) < 0)
-        return -1;
-    if (r.error)
-        return df_fail(err, DF_IO, r.error, img->name, (int64_t)off, "%s",
-                       wbuf ? "write failed" : "read failed");
-    return 0;
-}
-
 /* Read into buf, or write wbuf (NULL: read), in NBD_MAX_REQ pieces. */
 static int nbd_rw(struct image *img, void *buf, const void *wbuf,
                   size_t len, uint64_t off, struct df_error *err)
 {
-    struct nbd_priv *p = img->priv;
-    unsigned slot = 0;
-    /* aio: the one handle is shared, every request in flight at once */
-    struct nbd_handle *h = p->aio ? p->h[0] : nbd_take(img, &slot, err);
+    unsigned slot;
+    struct nbd_handle *h = nbd_get(img, &slot, err);
     if (!h)
         return -1;
     int r = 0;
     for (size_t done = 0; r == 0 && done < len;) {
         size_t n = len - done < NBD_MAX_REQ ? len - done : NBD_MAX_REQ;
-        if (p->aio)
-            r = nbd_aio_rw(img, h, buf ? (char *)buf + done : NULL,
-                           wbuf ? (const char *)wbuf + done : NULL, n,
-                           off + done, err);
-        else if ((wbuf ? nbd_pwrite(h, (const char *)wbuf + done, n,
-                                    off + done, 0)
-                       : nbd_pread(h, (char *)buf + done, n, off + done,
-                                   0)) < 0)
-            r = nbd_fail(err, DF_IO, img, (int64_t)(off + done),
-                         wbuf ? "write failed" : "read failed");
+        struct nbd_cmd c = {
+            .op = wbuf ? NBD_OP_WRITE : NBD_OP_READ,
+            .buf = buf ? (char *)buf + done : NULL,
+            .wbuf = wbuf ? (const char *)wbuf + done : NULL,
+            .len = n, .off = off + done,
+            .what = wbuf ? "write failed" : "read failed",
+        };
+        r = nbd_exec(img, h, &c, err);
         done += n;
     }
-    if (!p->aio)
-        nbd_give(img, slot);
+    nbd_put(img, slot);
     return r;
 }
 
@@ -567,8 +649,8 @@ static int nbd_drv_write(struct image *img, const void *buf, size_t len,
 }
 
 /* Zeros written as data, for a server without write-zeroes. */
-static int nbd_write_zeros(struct image *img, struct nbd_handle *h,
-                           uint64_t off, uint64_t len, struct df_error *err)
+static int nbd_write_zeros(struct image *img, uint64_t off, uint64_t len,
+                           struct df_error *err)
 {
     size_t bl = len < NBD_MAX_REQ ? (size_t)len : NBD_MAX_REQ;
     void *z = calloc(1, bl);
@@ -577,9 +659,7 @@ static int nbd_write_zeros(struct image *img, struct nbd_handle *h,
     int r = 0;
     for (uint64_t done = 0; r == 0 && done < len;) {
         size_t n = len - done < bl ? (size_t)(len - done) : bl;
-        if (nbd_pwrite(h, z, n, off + done, 0) < 0)
-            r = nbd_fail(err, DF_IO, img, (int64_t)(off + done),
-                         "write failed");
+        r = nbd_rw(img, NULL, z, n, off + done, err);
         done += n;
     }
     free(z);
@@ -590,31 +670,34 @@ static int nbd_drv_zero(struct image *img, uint64_t off, uint64_t len,
                         struct df_error *err)
 {
     struct nbd_priv *p = img->priv;
+    if (!p->can_zero)
+        return nbd_write_zeros(img, off, len, err);
     unsigned slot;
-    struct nbd_handle *h = nbd_take(img, &slot, err);
+    struct nbd_handle *h = nbd_get(img, &slot, err);
     if (!h)
         return -1;
     int r = 0;
-    if (!p->can_zero)
-        r = nbd_write_zeros(img, h, off, len, err);
-    for (uint64_t done = 0; p->can_zero && r == 0 && done < len;) {
+    for (uint64_t done = 0; r == 0 && done < len;) {
         uint64_t n = len - done < NBD_MAX_ZERO ? len - done : NBD_MAX_ZERO;
+        struct nbd_cmd c = { .op = NBD_OP_ZERO, .len = n, .off = off + done,
+                             .what = "write-zeroes failed" };
         /* Without NO_HOLE the server may trim; FAST_ZERO fails at once
          * where zeroing would be slow: then a plain write-zeroes. */
-        int z = -1;
         if (p->can_fast_zero && !__atomic_load_n(&p->fast_zero_failed,
                                                   __ATOMIC_RELAXED)) {
-            z = nbd_zero(h, n, off + done, LIBNBD_CMD_FLAG_FAST_ZERO);
-            if (z < 0)
-                __atomic_store_n(&p->fast_zero_failed, true,
-                                 __ATOMIC_RELAXED);
+            struct nbd_cmd f = c;
+            f.flags = LIBNBD_CMD_FLAG_FAST_ZERO;
+            f.quiet = true;
+            if (nbd_exec(img, h, &f, err) == 0) {
+                done += n;
+                continue;
+            }
+            __atomic_store_n(&p->fast_zero_failed, true, __ATOMIC_RELAXED);
         }
-        if (z < 0 && nbd_zero(h, n, off + done, 0) < 0)
-            r = nbd_fail(err, DF_IO, img, (int64_t)(off + done),
-                         "write-zeroes failed");
+        r = nbd_exec(img, h, &c, err);
         done += n;
     }
-    nbd_give(img, slot);
+    nbd_put(img, slot);
     return r;
 }
 
@@ -626,12 +709,12 @@ static int nbd_drv_flush(struct image *img, struct df_error *err)
     /* With multi-conn a flush on one connection covers all; without,
      * there is one. */
     unsigned slot;
-    struct nbd_handle *h = nbd_take(img, &slot, err);
+    struct nbd_handle *h = nbd_get(img, &slot, err);
     if (!h)
         return -1;
-    int r = nbd_flush(h, 0) < 0 ? nbd_fail(err, DF_IO, img, -1,
-                                           "flush failed") : 0;
-    nbd_give(img, slot);
+    struct nbd_cmd c = { .op = NBD_OP_FLUSH, .what = "flush failed" };
+    int r = nbd_exec(img, h, &c, err);
+    nbd_put(img, slot);
     return r;
 }
 
@@ -651,6 +734,10 @@ const struct image_driver image_driver_nbd = {
 int image_open_nbd(const char *uri, const struct image_open_opts *opts,
                    struct image **out, struct df_error *err)
 {
+    const char *bm = opts ? opts->nbd_bitmap : NULL;
+    if (bm && (!*bm || strlen(bm) > NBD_BITMAP_NAME_MAX))
+        return df_usage(err, "bitmap name of %zu bytes: 1 to %d expected",
+                        strlen(bm), NBD_BITMAP_NAME_MAX);
     if (strlen(uri) >= PATH_MAX)
         return df_usage(err, "NBD URI too long");
     if (nbd_dl_load(err) < 0)

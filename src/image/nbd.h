@@ -61,20 +61,14 @@ int64_t nbd_extents_convert(const char *what, uint64_t off, uint64_t len,
  * Dirty bitmaps over NBD (qemu-nbd -B NAME exports the bitmap NAME as
  * the meta context "qemu:dirty-bitmap:NAME"; its flag bit 0,
  * NBD_STATE_DIRTY, marks a range written since the bitmap began).  A
- * meta context is asked for before connecting, so:
- *
- * nbd_want_bitmap(name): the next image_open_nbd() of this process
- * asks for "qemu:dirty-bitmap:NAME" besides base:allocation, on every
- * connection it opens (once: that open takes the request).  A name of
- * more than NBD_BITMAP_NAME_MAX bytes is DF_USAGE.
- * NEEDSWORK: a field of image_open_opts would carry this without the
- * process-wide request; image.c passes no options to the driver yet.
+ * meta context is asked for before connecting, so the open asks for it:
+ * image_open_opts.nbd_bitmap = NAME asks for "qemu:dirty-bitmap:NAME"
+ * besides base:allocation, on every connection the image opens.  A
+ * name of more than NBD_BITMAP_NAME_MAX bytes is DF_USAGE.
  */
 #define NBD_BITMAP_NAME_MAX 1023
 #define NBD_CONTEXT_DIRTY_BITMAP "qemu:dirty-bitmap:"
 #define NBD_STATE_DIRTY 1u
-
-int nbd_want_bitmap(const char *name, struct df_error *err);
 
 /*
  * One block-status request on the bitmap context of img (an open NBD

@@ -6,6 +6,8 @@
 #include "util/dl.h"
 
 __typeof__(nbd_add_meta_context) *dl_nbd_add_meta_context;
+__typeof__(nbd_aio_block_status) *dl_nbd_aio_block_status;
+__typeof__(nbd_aio_flush) *dl_nbd_aio_flush;
 __typeof__(nbd_aio_get_direction) *dl_nbd_aio_get_direction;
 __typeof__(nbd_aio_get_fd) *dl_nbd_aio_get_fd;
 __typeof__(nbd_aio_is_closed) *dl_nbd_aio_is_closed;
@@ -14,6 +16,7 @@ __typeof__(nbd_aio_notify_read) *dl_nbd_aio_notify_read;
 __typeof__(nbd_aio_notify_write) *dl_nbd_aio_notify_write;
 __typeof__(nbd_aio_pread) *dl_nbd_aio_pread;
 __typeof__(nbd_aio_pwrite) *dl_nbd_aio_pwrite;
+__typeof__(nbd_aio_zero) *dl_nbd_aio_zero;
 __typeof__(nbd_block_status) *dl_nbd_block_status;
 __typeof__(nbd_can_fast_zero) *dl_nbd_can_fast_zero;
 __typeof__(nbd_can_flush) *dl_nbd_can_flush;
@@ -37,6 +40,8 @@ __typeof__(nbd_zero) *dl_nbd_zero;
 
 static const char *const names[] = {
     "nbd_add_meta_context",
+    "nbd_aio_block_status",
+    "nbd_aio_flush",
     "nbd_aio_get_direction",
     "nbd_aio_get_fd",
     "nbd_aio_is_closed",
@@ -45,6 +50,7 @@ static const char *const names[] = {
     "nbd_aio_notify_write",
     "nbd_aio_pread",
     "nbd_aio_pwrite",
+    "nbd_aio_zero",
     "nbd_block_status",
     "nbd_can_fast_zero",
     "nbd_can_flush",
@@ -76,6 +82,8 @@ int nbd_dl_load(struct df_error *err)
     if (r == 0 && !dl_nbd_add_meta_context) {
         size_t i = 0;
         dl_nbd_add_meta_context = (__typeof__(dl_nbd_add_meta_context))p[i++];
+        dl_nbd_aio_block_status = (__typeof__(dl_nbd_aio_block_status))p[i++];
+        dl_nbd_aio_flush = (__typeof__(dl_nbd_aio_flush))p[i++];
         dl_nbd_aio_get_direction = (__typeof__(dl_nbd_aio_get_direction))p[i++];
         dl_nbd_aio_get_fd = (__typeof__(dl_nbd_aio_get_fd))p[i++];
         dl_nbd_aio_is_closed = (__typeof__(dl_nbd_aio_is_closed))p[i++];
@@ -84,6 +92,7 @@ int nbd_dl_load(struct df_error *err)
         dl_nbd_aio_notify_write = (__typeof__(dl_nbd_aio_notify_write))p[i++];
         dl_nbd_aio_pread = (__typeof__(dl_nbd_aio_pread))p[i++];
         dl_nbd_aio_pwrite = (__typeof__(dl_nbd_aio_pwrite))p[i++];
+        dl_nbd_aio_zero = (__typeof__(dl_nbd_aio_zero))p[i++];
         dl_nbd_block_status = (__typeof__(dl_nbd_block_status))p[i++];
         dl_nbd_can_fast_zero = (__typeof__(dl_nbd_can_fast_zero))p[i++];
         dl_nbd_can_flush = (__typeof__(dl_nbd_can_flush))p[i++];

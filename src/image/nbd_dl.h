@@ -12,6 +12,8 @@
 #include "util/error.h"
 
 extern __typeof__(nbd_add_meta_context) *dl_nbd_add_meta_context;
+extern __typeof__(nbd_aio_block_status) *dl_nbd_aio_block_status;
+extern __typeof__(nbd_aio_flush) *dl_nbd_aio_flush;
 extern __typeof__(nbd_aio_get_direction) *dl_nbd_aio_get_direction;
 extern __typeof__(nbd_aio_get_fd) *dl_nbd_aio_get_fd;
 extern __typeof__(nbd_aio_is_closed) *dl_nbd_aio_is_closed;
@@ -20,6 +22,7 @@ extern __typeof__(nbd_aio_notify_read) *dl_nbd_aio_notify_read;
 extern __typeof__(nbd_aio_notify_write) *dl_nbd_aio_notify_write;
 extern __typeof__(nbd_aio_pread) *dl_nbd_aio_pread;
 extern __typeof__(nbd_aio_pwrite) *dl_nbd_aio_pwrite;
+extern __typeof__(nbd_aio_zero) *dl_nbd_aio_zero;
 extern __typeof__(nbd_block_status) *dl_nbd_block_status;
 extern __typeof__(nbd_can_fast_zero) *dl_nbd_can_fast_zero;
 extern __typeof__(nbd_can_flush) *dl_nbd_can_flush;
@@ -45,6 +48,8 @@ extern __typeof__(nbd_zero) *dl_nbd_zero;
 int nbd_dl_load(struct df_error *err);
 
 #define nbd_add_meta_context (*dl_nbd_add_meta_context)
+#define nbd_aio_block_status (*dl_nbd_aio_block_status)
+#define nbd_aio_flush (*dl_nbd_aio_flush)
 #define nbd_aio_get_direction (*dl_nbd_aio_get_direction)
 #define nbd_aio_get_fd (*dl_nbd_aio_get_fd)
 #define nbd_aio_is_closed (*dl_nbd_aio_is_closed)
@@ -53,6 +58,7 @@ int nbd_dl_load(struct df_error *err);
 #define nbd_aio_notify_write (*dl_nbd_aio_notify_write)
 #define nbd_aio_pread (*dl_nbd_aio_pread)
 #define nbd_aio_pwrite (*dl_nbd_aio_pwrite)
+#define nbd_aio_zero (*dl_nbd_aio_zero)
 #define nbd_block_status (*dl_nbd_block_status)
 #define nbd_can_fast_zero (*dl_nbd_can_fast_zero)
 #define nbd_can_flush (*dl_nbd_can_flush)

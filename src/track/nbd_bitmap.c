@@ -2,8 +2,8 @@
  * nbd_bitmap.c: `sync --changes bitmap:NAME` on an NBD SRC: the dirty
  * bitmap NAME as the server exports it (qemu-nbd -B NAME: the meta
  * context qemu:dirty-bitmap:NAME, flag bit 0 dirty), read through block
- * status on SRC's own connection (image/nbd.h: nbd_want_bitmap asked
- * for the context before it connected).
+ * status on SRC's own connection (its open asked for the context before
+ * it connected: image_open_opts.nbd_bitmap).
  *
  * The ranges are read once, at open, in requests of at most 1 GiB that
  * the server may answer in part (each next one starts where the reply

@@ -154,7 +154,8 @@ struct used_map *used_map_from_list(const char *name,
  *                    NBD SRC, nbd_bitmap.c: the export's meta context
  *                    qemu:dirty-bitmap:NAME (qemu-nbd -B NAME), which
  *                    the open of `img` asked for (image/nbd.h:
- *                    nbd_want_bitmap); not offered is DF_REFUSED.
+ *                    image_open_opts.nbd_bitmap); not offered is
+ *                    DF_REFUSED.
  */
 struct change_source *lvm_cow_open(const char *cow, const char *root,
                                    uint64_t size, struct df_error *err);

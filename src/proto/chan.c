@@ -123,6 +123,9 @@ static void chan_nonce(uint8_t nonce[12], uint32_t id, uint64_t ctr)
     put_le64(nonce + 4, ctr);
 }
 
+/* An unsealed payload this large is not copied into the frame buffer. */
+#define CHAN_DIRECT_MIN (64u * 1024)
+
 static int chan_write_limited(struct chan *c, const uint8_t *p, size_t len,
                               struct df_error *err)
 {
@@ -165,7 +168,11 @@ int chan_send(struct chan *c, uint8_t type, const void *hdr, size_t hlen,
                    "error");
         goto out;
     }
-    size_t total = 4 + 1 + plen + (c->sealed ? MSG_TAG_LEN : 0);
+    /* unsealed, a large payload: written from where it is, after the
+     * length, type and header (the lock keeps them together) */
+    bool direct = !c->sealed && dlen >= CHAN_DIRECT_MIN;
+    size_t total = 4 + 1 + (direct ? hlen : plen) +
+                   (c->sealed ? MSG_TAG_LEN : 0);
     if (total > c->scap) {
         uint8_t *nb = realloc(c->sbuf, total);
         if (!nb) {
@@ -179,28 +186,40 @@ int chan_send(struct chan *c, uint8_t type, const void *hdr, size_t hlen,
     f[4] = type;
     if (hlen)
         memcpy(f + 5, hdr, hlen);
-    if (dlen)
-        memcpy(f + 5 + hlen, data, dlen);
     if (!c->sealed) {
         put_le32(f, (uint32_t)plen);
-    } else {
-        uint32_t clen = (uint32_t)(1 + plen + MSG_TAG_LEN);
-        put_le32(f, clen);
-        uint8_t nonce[12];
-        int outl = 0;
-        chan_nonce(nonce, c->send_id, c->send_ctr++);
-        EVP_CIPHER_CTX *x = c->ectx;
-        if (!EVP_EncryptInit_ex(x, NULL, NULL, NULL, nonce) ||
-            !EVP_EncryptUpdate(x, NULL, &outl, f, 4) ||
-            !EVP_EncryptUpdate(x, f + 4, &outl, f + 4, (int)(1 + plen)) ||
-            !EVP_EncryptFinal_ex(x, f + 4 + outl, &outl) ||
-            !EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, MSG_TAG_LEN,
-                                 f + 5 + plen)) {
-            df_net(err, c->peer, "AES-GCM encryption failed");
-            goto out;
+        if (direct) {
+            ret = chan_write_limited(c, f, total, err);
+            if (ret == 0)
+                ret = chan_write_limited(c, data, dlen, err);
+            goto written;
         }
+        if (dlen)
+            memcpy(f + 5 + hlen, data, dlen);
+        ret = chan_write_limited(c, f, total, err);
+        goto written;
+    }
+    uint32_t clen = (uint32_t)(1 + plen + MSG_TAG_LEN);
+    put_le32(f, clen);
+    uint8_t nonce[12];
+    int outl = 0, dl = 0, fl = 0;
+    chan_nonce(nonce, c->send_id, c->send_ctr++);
+    EVP_CIPHER_CTX *x = c->ectx;
+    /* type and header in place, the payload encrypted from where it is
+     * straight into the frame (GCM streams across the calls) */
+    if (!EVP_EncryptInit_ex(x, NULL, NULL, NULL, nonce) ||
+        !EVP_EncryptUpdate(x, NULL, &outl, f, 4) ||
+        !EVP_EncryptUpdate(x, f + 4, &outl, f + 4, (int)(1 + hlen)) ||
+        (dlen && !EVP_EncryptUpdate(x, f + 4 + outl, &dl, data,
+                                    (int)dlen)) ||
+        !EVP_EncryptFinal_ex(x, f + 4 + outl + dl, &fl) ||
+        !EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_GET_TAG, MSG_TAG_LEN,
+                             f + 5 + plen)) {
+        df_net(err, c->peer, "AES-GCM encryption failed");
+        goto out;
     }
     ret = chan_write_limited(c, f, total, err);
+written:
     if (ret < 0) {
         c->wdead = true;
         df_error_copy(&c->werr, err);

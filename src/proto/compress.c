@@ -54,7 +54,7 @@ void comp_ctl_init(struct comp_ctl *ctl, enum comp_mode mode, int level)
 }
 
 void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound,
-                     double rate)
+                     bool starved, double rate)
 {
     if (ctl->mode != COMPRESS_AUTO)
         return;
@@ -63,10 +63,14 @@ void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound,
         l--;                            /* it did not pay: back, hold */
         ctl->hold = COMP_HOLD_PERIODS;
         ctl->last_dir = 0;
+    } else if (starved && l > 0) {
+        l--;                            /* the CPU the "link" needs */
+        ctl->hold = COMP_HOLD_PERIODS;
+        ctl->last_dir = 0;
     } else if (link_bound && !ctl->hold && l < COMP_AUTO_MAX) {
         l++;
         ctl->last_dir = 1;
-    } else if (cpu_bound && l > 1) {
+    } else if (cpu_bound && l > 0) {
         l--;
         ctl->last_dir = -1;
     } else {
@@ -74,8 +78,8 @@ void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound,
     }
     if (ctl->hold)
         ctl->hold--;
-    if (l < 1)
-        l = 1;
+    if (l < 0)
+        l = 0;
     ctl->last_rate = rate;
     ctl->level = l;
     if (l > ctl->level_max_seen)
@@ -120,7 +124,8 @@ int comp_block(struct comp_ctl *ctl, struct comp_worker *w, const void *src,
 {
     *out_len = len;
     ctl->raw_in += len;
-    if (ctl->mode == COMPRESS_NONE || len < 512)
+    if (ctl->mode == COMPRESS_NONE || len < 512 ||
+        (ctl->mode == COMPRESS_AUTO && ctl->level == 0))
         goto raw;
     if (ctl->mode == COMPRESS_AUTO && ctl->incompressible &&
         ++ctl->skipped % COMP_PROBE_EVERY != 0 &&

@@ -11,7 +11,10 @@
  *   again at once.  The level follows the bottleneck: comp_ctl_adjust() raises
  *   it when the link is the bottleneck (the sender's queue of compressed
  *   frames is full while workers wait) and lowers it when the CPU is
- *   (the link waits for compressed frames), within 1..COMP_AUTO_MAX.
+ *   (the link waits for compressed frames), within 0..COMP_AUTO_MAX;
+ *   level 0 sends every block raw: a link that outruns level 1 on this
+ *   CPU (loopback, a LAN) is better served without compression, whose
+ *   cores then read, hash and encrypt.
  * zstd / lz4: every block at the given level (zstd default 3), still
  *   sent raw when compression does not pay.
  *
@@ -64,9 +67,14 @@ void comp_ctl_init(struct comp_ctl *ctl, enum comp_mode mode, int level);
  * on loopback or a busy host the "link" is ssh's CPU, which a higher
  * level starves.  (The wire rate, not the payload rate, because the
  * payload rate swings with the content: random data, then text.)
+ * starved: the machine had no CPU time to spare in the period while
+ * compression took a good share of it: the level goes down and is held
+ * there, link or not.  On loopback or a fast LAN the "link" is ssh's
+ * crypto and the far end's work on the same cores, which compression
+ * starves; a slow link leaves cores idle and is not affected.
  */
 void comp_ctl_adjust(struct comp_ctl *ctl, bool link_bound, bool cpu_bound,
-                     double rate);
+                     bool starved, double rate);
 
 struct comp_worker {
     void *zc, *zd;          /* ZSTD_CCtx, ZSTD_DCtx */

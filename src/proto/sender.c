@@ -10,6 +10,7 @@
 #include "sender.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,8 @@ struct sender {
 
     /* auto level (invariant 4) */
     double wait_cpu, wait_link;
+    double comp_busy;           /* seconds the workers compressed */
+    uint64_t cpu_idle, cpu_total;   /* /proc/stat at period_start */
     uint64_t jobs_since_adjust;
     double period_start;
     uint64_t period_wire;       /* bytes on the wire at period_start */
@@ -108,9 +111,12 @@ static void *sender_worker(void *arg)
         j->st = JOB_BUSY;
         pthread_mutex_unlock(&s->lock);
         size_t n = 0;
+        double t0 = time_now();
         int comp = comp_block(s->ctl, &cw, j->raw, j->len, j->zbuf,
                               comp_bound(s->max_block), &n);
+        double busy = time_now() - t0;
         pthread_mutex_lock(&s->lock);
+        s->comp_busy += busy;
         j->comp = comp < 0 ? COMP_NONE : (uint8_t)comp;
         j->out_len = comp > 0 ? n : j->len;
         j->st = JOB_READY;
@@ -184,10 +190,18 @@ struct sender *sender_new(struct chan **chans, unsigned nchans,
     s->nchans = nchans;
     s->ctl = ctl;
     s->compress = ctl->mode != COMPRESS_NONE;
+    if (nchans > SENDER_MANY_CHANS && max_block > SENDER_MANY_BLOCK)
+        max_block = SENDER_MANY_BLOCK;
     s->max_block = max_block;
     s->ack_window = ack_window;
     s->nworkers = s->compress ? (nworkers ? nworkers : 1) : 0;
+    size_t per_slot = max_block + (s->compress ? comp_bound(max_block) : 0);
+    unsigned cap = (unsigned)(SENDER_MEM_MAX / per_slot);
+    if (cap < s->nworkers + 2)
+        cap = s->nworkers + 2;
     s->nslots = 2 * s->nworkers + 2 * nchans + 4;
+    if (s->nslots > cap)
+        s->nslots = cap;
     s->jobs = calloc(s->nslots, sizeof(*s->jobs));
     if (!s->jobs)
         goto nomem;
@@ -236,12 +250,52 @@ static uint64_t sender_wire(const struct sender *s)
     return n;
 }
 
+/* The machine's idle and total CPU time so far (/proc/stat, in
+ * ticks); false when it cannot be read. */
+static bool cpu_times(uint64_t *idle, uint64_t *total)
+{
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return false;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+                   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 4)
+        return false;
+    *idle = v[3] + v[4];
+    *total = 0;
+    for (int i = 0; i < 8; i++)
+        *total += v[i];
+    return *total > 0;
+}
+
+/* No CPU time to spare in the period (under SENDER_IDLE_MIN of the
+ * machine idle) while compression took at least SENDER_COMP_SHARE of
+ * a core: compressing more takes it from the transport. */
+static bool sender_starved(struct sender *s, double dt)
+{
+    uint64_t idle, total;
+    if (!cpu_times(&idle, &total))
+        return false;
+    bool starved = false;
+    if (s->cpu_total && total > s->cpu_total)
+        starved = (double)(idle - s->cpu_idle) <
+                      SENDER_IDLE_MIN * (double)(total - s->cpu_total) &&
+                  s->comp_busy > SENDER_COMP_SHARE * dt;
+    s->cpu_idle = idle;
+    s->cpu_total = total;
+    return starved;
+}
+
 static void sender_adjust(struct sender *s)
 {
     double now = time_now();
     if (!s->period_start) {
         s->period_start = now;
         s->period_wire = sender_wire(s);
+        s->comp_busy = 0;
+        sender_starved(s, 0);
     }
     if (++s->jobs_since_adjust < SENDER_ADJUST_EVERY &&
         now - s->period_start < SENDER_PERIOD)
@@ -252,8 +306,9 @@ static void sender_adjust(struct sender *s)
     bool link = s->wait_link > 2 * s->wait_cpu && s->wait_link > 0.05 * dt;
     bool cpu = s->wait_cpu > 2 * s->wait_link && s->wait_cpu > 0.05 * dt;
     uint64_t wire = sender_wire(s);
-    comp_ctl_adjust(s->ctl, link, cpu, (double)(wire - s->period_wire) / dt);
-    s->wait_cpu = s->wait_link = 0;
+    comp_ctl_adjust(s->ctl, link, cpu, sender_starved(s, dt),
+                    (double)(wire - s->period_wire) / dt);
+    s->wait_cpu = s->wait_link = s->comp_busy = 0;
     s->jobs_since_adjust = 0;
     s->period_wire = wire;
     s->period_start = now;

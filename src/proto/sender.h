@@ -36,9 +36,26 @@ struct sender;
 
 #define SENDER_ADJUST_EVERY 64      /* jobs, or: */
 #define SENDER_PERIOD 0.5           /* seconds per control period */
+#define SENDER_IDLE_MIN 0.10        /* of the machine's CPU: "no time to
+                                       spare" below (compress.h starved) */
+#define SENDER_COMP_SHARE 0.25      /* cores compressing: "a good share" */
+
+/*
+ * Memory (peak RSS stays bounded whatever --streams says): the jobs'
+ * buffers (a block and its compressed copy each) stay within
+ * SENDER_MEM_MAX, and over more than SENDER_MANY_CHANS channels a frame
+ * carries at most SENDER_MANY_BLOCK, so that each channel's frame
+ * buffer (chan.c) and the receiver's frame in hand per stream stay
+ * small.  Fewer jobs than channels is fine: a job lives in slot
+ * seq % nslots and each output thread sends its seqs in order.
+ */
+#define SENDER_MEM_MAX (48u << 20)
+#define SENDER_MANY_CHANS 8
+#define SENDER_MANY_BLOCK (256u << 10)
 
 /* chans are borrowed; nworkers compression threads (0: compress in the
- * output threads). */
+ * output threads); frames of at most max_block payload bytes (less with
+ * many channels, above). */
 struct sender *sender_new(struct chan **chans, unsigned nchans,
                           struct comp_ctl *ctl, unsigned nworkers,
                           size_t max_block, uint64_t ack_window,

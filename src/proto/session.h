@@ -46,7 +46,7 @@ struct sender;
 struct bwlimit;
 
 #define SESSION_RXQ_SLOTS 256
-#define SESSION_RXQ_BYTES (256u * 1024 * 1024)
+#define SESSION_RXQ_BYTES (48u * 1024 * 1024)
 #define SESSION_MAX_STREAMS 64
 #define SESSION_TIMEOUT_S 60            /* --timeout default */
 #define SESSION_KEEPALIVE_MS 5000       /* at most; timeout/4 if shorter */

@@ -13,8 +13,9 @@ import time
 
 import pytest
 
-from conftest import DISKFERRY, df, sh, sha256_file, files_equal, write_at, \
-    loop_device, qemu_raw, signal_and_wait, sshd_setup
+from conftest import DISKFERRY, SANITIZED, df, sh, sha256_file, \
+    files_equal, write_at, loop_device, qemu_raw, signal_and_wait, \
+    sshd_setup
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RSH = os.path.join(HERE, "rsh_local.sh")
@@ -844,3 +845,40 @@ def test_real_ssh_both_ways(tmp_path, disk, sshd, transport):
                    "127.0.0.1:%s" % remote, back, rsh=sshd))
     assert files_equal(disk, back)
     assert r["verified"]
+
+
+def peak_rss_kib(argv):
+    """Run argv; its exit code and its peak RSS in KiB: the largest of
+    the process and of every descendant it waited for (serve, through
+    the rsh shim)."""
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read()
+    p.stderr.close()
+    return p.returncode, ru.ru_maxrss, err
+
+
+@pytest.mark.skipif(SANITIZED, reason="under ASan the shadow memory and "
+                    "quarantine are not the program's")
+@pytest.mark.parametrize("direction", ["push", "pull"])
+def test_memory_bounded_with_64_streams(tmp_path, direction):
+    """At --streams 64 neither end passes 128 MiB: over more than 8
+    streams a frame carries at most 256 KiB, the sender's jobs stay
+    within 48 MiB and the reorder queue within 48 MiB (it was 240 MB
+    pushing and 350 MB pulling)."""
+    src = tmp_path / "src.img"
+    with open(src, "wb") as f:
+        for _ in range(12):
+            f.write(os.urandom(8 << 20))
+            f.write(b"text that compresses %d\n" * 200000)
+    a, b = str(src), "localhost:%s" % (tmp_path / "dst.img")
+    if direction == "pull":
+        a, b = "localhost:%s" % src, str(tmp_path / "dst.img")
+    rc, kib, err = peak_rss_kib(
+        [DISKFERRY, "copy", "--rsh", RSH, "--remote-path", DISKFERRY,
+         "--transport", "tcp", "--streams", "64", a, b])
+    assert rc == 0, err
+    assert files_equal(src, tmp_path / "dst.img")
+    assert kib < 128 * 1024, kib

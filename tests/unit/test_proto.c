@@ -237,21 +237,36 @@ static void test_compress(void)
     CHECK(!ctl.incompressible);
     /* the level follows the bottleneck, within bounds */
     for (int i = 0; i < 100; i++)
-        comp_ctl_adjust(&ctl, true, false, 100.0 + i);
+        comp_ctl_adjust(&ctl, true, false, false, 100.0 + i);
     CHECK(ctl.level == COMP_AUTO_MAX);
     for (int i = 0; i < 100; i++)
-        comp_ctl_adjust(&ctl, false, true, 100.0);
+        comp_ctl_adjust(&ctl, false, true, false, 100.0);
+    CHECK(ctl.level == 0);
+    /* level 0: compressible data goes raw */
+    CHECK(comp_block(&ctl, &w, src, sizeof(src), z, comp_bound(sizeof(src)),
+                     &n) == COMP_NONE && n == sizeof(src));
+    comp_ctl_adjust(&ctl, true, false, false, 100.0);
     CHECK(ctl.level == 1);
     /* a raise that lowers the rate is taken back and held off */
-    comp_ctl_adjust(&ctl, true, false, 100.0);
+    comp_ctl_adjust(&ctl, true, false, false, 100.0);
     CHECK(ctl.level == 2);
-    comp_ctl_adjust(&ctl, true, false, 50.0);
+    comp_ctl_adjust(&ctl, true, false, false, 50.0);
     CHECK(ctl.level == 1);
     for (int i = 0; i < COMP_HOLD_PERIODS - 1; i++)
-        comp_ctl_adjust(&ctl, true, false, 50.0);
+        comp_ctl_adjust(&ctl, true, false, false, 50.0);
     CHECK(ctl.level == 1);
-    comp_ctl_adjust(&ctl, true, false, 50.0);
+    comp_ctl_adjust(&ctl, true, false, false, 50.0);
     CHECK(ctl.level == 2);
+    /* no CPU to spare: down, link or not, and held there */
+    comp_ctl_adjust(&ctl, true, false, true, 50.0);
+    CHECK(ctl.level == 1);
+    comp_ctl_adjust(&ctl, true, false, true, 50.0);
+    CHECK(ctl.level == 0);
+    for (int i = 0; i < COMP_HOLD_PERIODS - 1; i++)
+        comp_ctl_adjust(&ctl, true, false, false, 50.0);
+    CHECK(ctl.level == 0);
+    comp_ctl_adjust(&ctl, true, false, false, 50.0);
+    CHECK(ctl.level == 1);
     comp_worker_release(&w);
     free(z);
 }

@@ -67,6 +67,7 @@
 #include <zstd.h>
 
 #include "image/qcow2_int.h"
+#include "image/runs.h"
 #include "util/bytes.h"
 #include "util/overflow.h"
 
@@ -1017,40 +1018,6 @@ static int qcow2_inflate(struct image *img, struct qcow2 *q,
     return 0;
 }
 
-/* A run of reads from contiguous host bytes into contiguous memory. */
-struct qcow2_run {
-    uint8_t *dst;
-    uint64_t host;
-    size_t len;
-};
-
-static int qcow2_run_flush(struct image *img, struct qcow2_run *run,
-                           struct df_error *err)
-{
-    int r = 0;
-    if (run->len)
-        r = df_file_pread(&img->file, run->dst, run->len, run->host, err);
-    run->len = 0;
-    return r;
-}
-
-static int qcow2_run_add(struct image *img, struct qcow2_run *run,
-                         uint8_t *dst, uint64_t host, size_t len,
-                         struct df_error *err)
-{
-    if (run->len && run->dst + run->len == dst &&
-        run->host + run->len == host) {
-        run->len += len;
-        return 0;
-    }
-    if (qcow2_run_flush(img, run, err) < 0)
-        return -1;
-    run->dst = dst;
-    run->host = host;
-    run->len = len;
-    return 0;
-}
-
 /* A piece of a compressed cluster waiting for its batch. */
 struct qcow2_zpiece {
     uint8_t *dst;
@@ -1065,7 +1032,7 @@ struct qcow2_zpiece {
 struct qcow2_read_ctx {
     uint8_t *buf;
     uint64_t off0;
-    struct qcow2_run run;
+    struct runs_batch run;          /* data clusters */
     struct qcow2_dctx *dc;          /* taken at the first compressed one */
     /* Compressed clusters whose bytes lie close together in the file,
      * ascending: one pread of [zlo, zhi) fetches them all. */
@@ -1156,7 +1123,8 @@ static int qcow2_read_piece(struct image *img, struct qcow2 *q,
 
     switch (cl->type) {
     case QCOW2_CL_DATA:
-        return qcow2_run_add(img, &rc->run, dst, cl->host + in, n, err);
+        return runs_batch_add(&rc->run, runs_file_pread, &img->file, dst,
+                              cl->host + in, n, err);
     case QCOW2_CL_COMPRESSED:
         return qcow2_zadd(img, q, rc, cl->desc, dst, in, n, err);
     case QCOW2_CL_SUB:
@@ -1165,8 +1133,9 @@ static int qcow2_read_piece(struct image *img, struct qcow2 *q,
             uint64_t send = min_u64(end, cstart + (s + 1) * q->sub_size);
             size_t sn = (size_t)(send - off);
             if (cl->alloc & (1u << s)) {
-                if (qcow2_run_add(img, &rc->run, dst,
-                                  cl->host + (off - cstart), sn, err) < 0)
+                if (runs_batch_add(&rc->run, runs_file_pread, &img->file,
+                                   dst, cl->host + (off - cstart), sn,
+                                   err) < 0)
                     return -1;
             } else {
                 memset(dst, 0, sn);
@@ -1206,11 +1175,11 @@ static int qcow2_read(struct image *img, void *buf, size_t len, uint64_t off,
         struct df_error zerr;
         df_error_init(&zerr);
         if (qcow2_zflush(img, q, &rc, &zerr) < 0)
-            *err = zerr;
+            df_error_copy(err, &zerr);
         goto out;
     }
     if (qcow2_zflush(img, q, &rc, err) < 0 ||
-        qcow2_run_flush(img, &rc.run, err) < 0)
+        runs_batch_flush(&rc.run, err) < 0)
         goto out;
     ret = 0;
 out:

@@ -24,7 +24,9 @@
  *     (it splits the request by map() first).
  *  4. image.c clamps every request to [0, img->size) and serialises
  *     calls on one image with img->lock unless the driver sets
- *     IMG_THREAD_SAFE.
+ *     IMG_THREAD_SAFE.  That covers every slot, write/zero/flush/
+ *     set_size too: a thread-safe driver that writes serialises its
+ *     writes itself (qcow2: an rwlock, reads shared).
  *  5. write/zero are called with offsets ascending when the driver sets
  *     IMG_SEQUENTIAL_WRITE (the qcow2 writer): the engine's sinks
  *     deliver in order.

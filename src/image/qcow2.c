@@ -42,9 +42,20 @@
  * L1/L2 tables stay valid; only refcounts may be stale).
  *
  * Memory: the active L1 table (at most 32 MiB, as QEMU), an LRU cache of
- * at most 32 L2 tables (and at most 32 MiB), one compressed and one
- * decompressed cluster.  Calls are serialised by image.c (no
- * IMG_THREAD_SAFE: the cache and the inflate state are shared).
+ * at most 32 L2 tables (and at most 32 MiB), and per thread reading at
+ * once a context of one span of compressed bytes (1 MiB, or the largest
+ * compressed cluster) and one decompressed cluster: at most 16
+ * contexts and 32 MiB of their buffers (a reader past that waits for
+ * one), besides each one's zlib or zstd state.
+ *
+ * Threads (IMG_THREAD_SAFE): map and read run concurrently.  The L2
+ * cache is under l2_lock, held only to look a table up (reading it on a
+ * miss) and copy out the entries a walk needs; data preads and
+ * inflating happen with no lock held, each reader with its own context
+ * (util/pool.h).  A read fetches each run of host-contiguous clusters,
+ * and each batch of compressed clusters lying close together, with one
+ * pread.  The writer's calls (qcow2_write.c) hold rw exclusive, map and
+ * read hold it shared.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -56,8 +67,16 @@
 #include <zstd.h>
 
 #include "image/qcow2_int.h"
+#include "image/runs.h"
 #include "util/bytes.h"
 #include "util/overflow.h"
+
+/* A read fetches the compressed clusters it needs QCOW2_SPAN_BYTES at a
+ * time (or one cluster's at most, if larger); the contexts that hold
+ * those bytes (one per thread reading at once) take at most
+ * QCOW2_DCTX_BYTES together, and at least one exists. */
+#define QCOW2_SPAN_BYTES (1u << 20)
+#define QCOW2_DCTX_BYTES (32u << 20)
 
 /* Largest zstd window accepted from a compressed cluster (2 MiB clusters
  * need 2^21; a larger window only costs memory). */
@@ -497,6 +516,51 @@ static void qcow2_set_props(struct image *img, const struct qcow2 *q)
         image_set_prop(img, "corrupt", "yes");
 }
 
+/*
+ * A reader's decompression state, from q->dctx for one read call (so
+ * no lock covers it): the compressed bytes of one or more clusters
+ * (span, q->span_cap bytes), one cluster of output cached by descriptor
+ * so that a cluster read in pieces inflates once, and the inflaters.
+ */
+struct qcow2_dctx {
+    uint8_t *span;
+    uint8_t *dbuf;
+    uint64_t dbuf_desc;
+    bool dbuf_valid;
+    z_stream *zs;                   /* lazily */
+    ZSTD_DCtx *zd;                  /* lazily */
+};
+
+static void qcow2_dctx_free(void *ctx)
+{
+    struct qcow2_dctx *dc = ctx;
+
+    free(dc->span);
+    free(dc->dbuf);
+    if (dc->zs) {
+        inflateEnd(dc->zs);
+        free(dc->zs);
+    }
+    ZSTD_freeDCtx(dc->zd);
+    free(dc);
+}
+
+static void *qcow2_dctx_new(void *arg)
+{
+    const struct qcow2 *q = arg;
+    struct qcow2_dctx *dc = calloc(1, sizeof(*dc));
+
+    if (!dc)
+        return NULL;
+    dc->span = malloc(q->span_cap);
+    dc->dbuf = malloc(q->cluster_size);
+    if (!dc->span || !dc->dbuf) {
+        qcow2_dctx_free(dc);
+        return NULL;
+    }
+    return dc;
+}
+
 void qcow2_unload(struct qcow2 *q)
 {
     free(q->l1);
@@ -508,18 +572,7 @@ void qcow2_unload(struct qcow2 *q)
         free(q->l2c[i].tbl);
     memset(q->l2c, 0, sizeof(q->l2c));
     q->l2c_n = 0;
-    free(q->cbuf);
-    q->cbuf = NULL;
-    free(q->dbuf);
-    q->dbuf = NULL;
-    q->dbuf_valid = false;
-    if (q->zs) {
-        inflateEnd(q->zs);
-        free(q->zs);
-        q->zs = NULL;
-    }
-    ZSTD_freeDCtx(q->zd);
-    q->zd = NULL;
+    ctx_pool_release(&q->dctx);
     q->can_read = false;
 }
 
@@ -591,13 +644,11 @@ int qcow2_load(struct image *img, struct df_error *err)
     if (qcow2_load_l1(img, q, err) < 0)
         goto out;
 
-    q->dbuf = malloc(q->cluster_size);
     q->cbuf_len = (size_t)(q->csect_mask + 1) * 512;
-    q->cbuf = malloc(q->cbuf_len);
-    if (!q->dbuf || !q->cbuf) {
-        df_io(err, n, ENOMEM, "cannot allocate cluster buffers");
-        goto out;
-    }
+    q->span_cap = max_u64(q->cbuf_len, QCOW2_SPAN_BYTES);
+    ctx_pool_init(&q->dctx, (unsigned)(QCOW2_DCTX_BYTES /
+                                       (q->span_cap + q->cluster_size)),
+                  qcow2_dctx_new, qcow2_dctx_free, q);
     qcow2_set_props(img, q);
     q->can_read = true;
     ret = 0;
@@ -608,8 +659,20 @@ out:
     return ret;
 }
 
+void qcow2_locks_init(struct qcow2 *q)
+{
+    if (q->locks_ready)
+        return;
+    pthread_mutex_init(&q->l2_lock, NULL);
+    pthread_rwlock_init(&q->rw, NULL);
+    q->locks_ready = true;
+}
+
 static int qcow2_open(struct image *img, struct df_error *err)
 {
+    struct qcow2 *q = img->priv;
+
+    qcow2_locks_init(q);
     if (img->writable)
         return df_fail(err, DF_USAGE, 0, img->name, -1,
                        "diskferry writes qcow2 only as a new image");
@@ -617,59 +680,68 @@ static int qcow2_open(struct image *img, struct df_error *err)
 }
 
 /*
- * The L2 table L1 entry l1i points at, through the cache: *tbl is NULL
- * when the entry is unallocated.  *tbl stays valid until the next call.
+ * Copy entries [first, first+n) of the L2 table L1 entry l1i points at
+ * into out (n * entry size bytes), through the cache, under l2_lock:
+ * the caller decodes its copy with no lock held, so a slot is never in
+ * use when it is evicted.  *toff is the table's offset, 0 when the entry
+ * is unallocated (out untouched).
  */
-static int qcow2_l2_get(struct image *img, struct qcow2 *q, uint64_t l1i,
-                        const uint8_t **tbl, uint64_t *toff,
-                        struct df_error *err)
+static int qcow2_l2_copy(struct image *img, struct qcow2 *q, uint64_t l1i,
+                         uint64_t first, uint64_t n, uint8_t *out,
+                         uint64_t *toff, struct df_error *err)
 {
     uint64_t off = get_be64(q->l1 + l1i * 8) & QCOW2_OFFSET_MASK;
     unsigned cap = (unsigned)min_u64(QCOW2_L2_CACHE_MAX,
                                      max_u64(1, QCOW2_L2_CACHE_BYTES /
                                                     q->cluster_size));
+    size_t esz = q->extl2 ? 16 : 8;
     struct qcow2_l2_slot *s = NULL;
+    int ret = -1;
 
-    *tbl = NULL;
     *toff = off;
     if (!off)
         return 0;
-    for (unsigned i = 0; i < q->l2c_n; i++) {
-        if (q->l2c[i].off == off) {
-            q->l2c[i].used = ++q->tick;
-            *tbl = q->l2c[i].tbl;
-            return 0;
+    pthread_mutex_lock(&q->l2_lock);
+    for (unsigned i = 0; i < q->l2c_n && !s; i++)
+        if (q->l2c[i].off == off)
+            s = &q->l2c[i];
+    if (!s) {
+        if (q->l2c_n < cap) {
+            uint8_t *t = malloc(q->cluster_size);
+            if (!t) {
+                df_io(err, img->name, ENOMEM, "cannot allocate L2 cache");
+                goto out;
+            }
+            s = &q->l2c[q->l2c_n++];
+            s->tbl = t;
+        } else {
+            s = &q->l2c[0];
+            for (unsigned i = 1; i < q->l2c_n; i++)
+                if (q->l2c[i].used < s->used)
+                    s = &q->l2c[i];
         }
+        /* Metadata, one table per L1 entry: read under the lock. */
+        s->off = 0;
+        if (df_file_pread(&img->file, s->tbl, q->cluster_size, off,
+                          err) < 0)
+            goto out;
+        s->off = off;
     }
-    if (q->l2c_n < cap) {
-        uint8_t *t = malloc(q->cluster_size);
-        if (!t)
-            return df_io(err, img->name, ENOMEM, "cannot allocate L2 cache");
-        s = &q->l2c[q->l2c_n++];
-        s->tbl = t;
-    } else {
-        s = &q->l2c[0];
-        for (unsigned i = 1; i < q->l2c_n; i++)
-            if (q->l2c[i].used < s->used)
-                s = &q->l2c[i];
-    }
-    s->off = 0;
-    if (df_file_pread(&img->file, s->tbl, q->cluster_size, off, err) < 0)
-        return -1;
-    s->off = off;
     s->used = ++q->tick;
-    *tbl = s->tbl;
-    return 0;
+    memcpy(out, s->tbl + first * esz, n * esz);
+    ret = 0;
+out:
+    pthread_mutex_unlock(&q->l2_lock);
+    return ret;
 }
 
-/* Decode and check entry idx of the L2 table at toff (virtual cluster
- * ci, for messages). */
+/* Decode and check L2 entry idx (at ent, a copy) of the table at toff. */
 static int qcow2_decode(struct image *img, const struct qcow2 *q,
-                        const uint8_t *tbl, uint64_t toff, uint64_t idx,
+                        const uint8_t *ent, uint64_t toff, uint64_t idx,
                         struct qcow2_cl *cl, struct df_error *err)
 {
     unsigned esz = q->extl2 ? 16 : 8;
-    uint64_t e = get_be64(tbl + idx * esz);
+    uint64_t e = get_be64(ent);
     int64_t at = (int64_t)(toff + idx * esz);
     uint64_t fsize = img->file.size;
     const char *n = img->name;
@@ -702,7 +774,7 @@ static int qcow2_decode(struct image *img, const struct qcow2 *q,
                           toff, idx, host);
     cl->host = host;
     if (q->extl2) {
-        uint64_t bm = get_be64(tbl + idx * esz + 8);
+        uint64_t bm = get_be64(ent + 8);
         cl->alloc = (uint32_t)bm;
         cl->zero = (uint32_t)(bm >> 32);
         if (e & QCOW2_ZERO)
@@ -775,12 +847,16 @@ static enum extent_state qcow2_sub_state(const struct qcow2_cl *cl,
  * Call fn for each cluster piece [off, end) of [off, off+len) in order,
  * with the cluster's decoded entry and its first byte; a whole
  * unallocated L2 range comes as one piece.  fn returns 0 to go on, 1 to
- * stop (not an error) or -1.
+ * stop (not an error) or -1.  fn runs with no lock held: the entries
+ * are decoded from a copy (qcow2_l2_copy), up to QCOW2_WALK_CHUNK at a
+ * time.
  */
 typedef int qcow2_walk_fn(struct image *img, struct qcow2 *q,
                           const struct qcow2_cl *cl, uint64_t cstart,
                           uint64_t off, uint64_t end, void *ctx,
                           struct df_error *err);
+
+#define QCOW2_WALK_CHUNK 256
 
 static int qcow2_walk(struct image *img, uint64_t off, uint64_t len,
                       qcow2_walk_fn *fn, void *ctx, struct df_error *err)
@@ -788,7 +864,9 @@ static int qcow2_walk(struct image *img, uint64_t off, uint64_t len,
     struct qcow2 *q = img->priv;
     uint64_t end = off + len;
     uint64_t cover = q->l2_entries * q->cluster_size;
+    unsigned esz = q->extl2 ? 16 : 8;
     static const struct qcow2_cl unalloc = { .type = QCOW2_CL_UNALLOC };
+    uint8_t ents[QCOW2_WALK_CHUNK * 16];
 
     if (!q->can_read)
         return df_fail(err, DF_IO, EINVAL, img->name, -1,
@@ -796,25 +874,30 @@ static int qcow2_walk(struct image *img, uint64_t off, uint64_t len,
     while (off < end) {
         uint64_t l1i = off / cover;
         uint64_t l2end = min_u64(end, (l1i + 1) * cover);
-        const uint8_t *tbl;
+        uint64_t first = (off >> q->cluster_bits) % q->l2_entries;
+        uint64_t n = min_u64(QCOW2_WALK_CHUNK,
+                             ((l2end - 1) >> q->cluster_bits) -
+                             (off >> q->cluster_bits) + 1);
         uint64_t toff;
         int r;
 
-        if (qcow2_l2_get(img, q, l1i, &tbl, &toff, err) < 0)
+        if (qcow2_l2_copy(img, q, l1i, first, n, ents, &toff, err) < 0)
             return -1;
-        if (!tbl) {
+        if (!toff) {
             r = fn(img, q, &unalloc, off, off, l2end, ctx, err);
             if (r)
                 return r < 0 ? -1 : 0;
             off = l2end;
             continue;
         }
-        while (off < l2end) {
+        uint64_t cend_all = min_u64(l2end, ((off >> q->cluster_bits) + n)
+                                               << q->cluster_bits);
+        for (uint64_t i = 0; off < cend_all; i++) {
             uint64_t ci = off >> q->cluster_bits;
             uint64_t cstart = ci << q->cluster_bits;
-            uint64_t cend = min_u64(l2end, cstart + q->cluster_size);
+            uint64_t cend = min_u64(cend_all, cstart + q->cluster_size);
             struct qcow2_cl cl;
-            if (qcow2_decode(img, q, tbl, toff, ci % q->l2_entries, &cl,
+            if (qcow2_decode(img, q, ents + i * esz, toff, first + i, &cl,
                              err) < 0)
                 return -1;
             r = fn(img, q, &cl, cstart, off, cend, ctx, err);
@@ -852,40 +935,52 @@ static int qcow2_map_piece(struct image *img, struct qcow2 *q,
 static int qcow2_map(struct image *img, uint64_t off, uint64_t len,
                      struct extent_list *out, struct df_error *err)
 {
-    return qcow2_walk(img, off, len, qcow2_map_piece, out, err);
+    struct qcow2 *q = img->priv;
+
+    pthread_rwlock_rdlock(&q->rw);
+    int r = qcow2_walk(img, off, len, qcow2_map_piece, out, err);
+    pthread_rwlock_unlock(&q->rw);
+    return r;
 }
 
-/* Inflate the compressed cluster `desc` into q->dbuf. */
-static int qcow2_decompress(struct image *img, struct qcow2 *q,
-                            uint64_t desc, struct df_error *err)
+/* The bytes of compressed cluster `desc` in the file: [*lo, *hi), hi a
+ * sector end that may lie past EOF (read as zeros). */
+static void qcow2_zrange(const struct qcow2 *q, uint64_t desc, uint64_t *lo,
+                         uint64_t *hi)
 {
     uint64_t coff = desc & q->coff_mask;
     uint64_t nsect = (desc >> q->csize_shift) & q->csect_mask;
-    size_t clen = (size_t)((nsect + 1) * 512 - (coff & 511));
+
+    *lo = coff;
+    *hi = ((coff >> 9) + nsect + 1) * 512;
+}
+
+/* Inflate compressed cluster `desc`, whose clen bytes are at in, into
+ * out (one cluster). */
+static int qcow2_inflate(struct image *img, struct qcow2 *q,
+                         struct qcow2_dctx *dc, uint64_t desc,
+                         const uint8_t *in, size_t clen, uint8_t *out,
+                         struct df_error *err)
+{
+    uint64_t coff = desc & q->coff_mask;
     size_t got = 0;
     const char *n = img->name;
 
-    if (q->dbuf_valid && q->dbuf_desc == desc)
-        return 0;
-    q->dbuf_valid = false;
-    /* The last sector of the last compressed cluster may end past EOF. */
-    if (df_file_pread_zfill(&img->file, q->cbuf, clen, coff, err) < 0)
-        return -1;
     if (q->compression == QCOW2_COMPRESS_ZLIB) {
-        z_stream *zs = q->zs;
+        z_stream *zs = dc->zs;
         if (!zs) {
             zs = calloc(1, sizeof(*zs));
             if (!zs || inflateInit2(zs, -15) != Z_OK) {
                 free(zs);
                 return df_io(err, n, ENOMEM, "cannot set up zlib");
             }
-            q->zs = zs;
+            dc->zs = zs;
         } else if (inflateReset(zs) != Z_OK) {
             return df_io(err, n, ENOMEM, "cannot reset zlib");
         }
-        zs->next_in = q->cbuf;
+        zs->next_in = (Bytef *)in;
         zs->avail_in = (uInt)clen;
-        zs->next_out = q->dbuf;
+        zs->next_out = out;
         zs->avail_out = (uInt)q->cluster_size;
         int r = inflate(zs, Z_FINISH);
         got = q->cluster_size - zs->avail_out;
@@ -894,24 +989,24 @@ static int qcow2_decompress(struct image *img, struct qcow2 *q,
                               "compressed cluster: deflate data invalid "
                               "(%s)", zs->msg ? zs->msg : "zlib error");
     } else {
-        if (!q->zd) {
-            q->zd = ZSTD_createDCtx();
-            if (!q->zd)
+        if (!dc->zd) {
+            dc->zd = ZSTD_createDCtx();
+            if (!dc->zd)
                 return df_io(err, n, ENOMEM, "cannot set up zstd");
-            ZSTD_DCtx_setParameter(q->zd, ZSTD_d_windowLogMax,
+            ZSTD_DCtx_setParameter(dc->zd, ZSTD_d_windowLogMax,
                                    QCOW2_ZSTD_WINDOW_LOG_MAX);
         }
-        ZSTD_DCtx_reset(q->zd, ZSTD_reset_session_only);
-        ZSTD_inBuffer in = { q->cbuf, clen, 0 };
-        ZSTD_outBuffer o = { q->dbuf, (size_t)q->cluster_size, 0 };
+        ZSTD_DCtx_reset(dc->zd, ZSTD_reset_session_only);
+        ZSTD_inBuffer zin = { in, clen, 0 };
+        ZSTD_outBuffer o = { out, (size_t)q->cluster_size, 0 };
         while (o.pos < o.size) {
-            size_t in0 = in.pos, out0 = o.pos;
-            size_t r = ZSTD_decompressStream(q->zd, &o, &in);
+            size_t in0 = zin.pos, out0 = o.pos;
+            size_t r = ZSTD_decompressStream(dc->zd, &o, &zin);
             if (ZSTD_isError(r))
                 return df_corrupt(err, n, (int64_t)coff,
                                   "compressed cluster: zstd data invalid "
                                   "(%s)", ZSTD_getErrorName(r));
-            if (in.pos == in0 && o.pos == out0)
+            if (zin.pos == in0 && o.pos == out0)
                 break;      /* input used up */
         }
         got = o.pos;
@@ -920,51 +1015,100 @@ static int qcow2_decompress(struct image *img, struct qcow2 *q,
         return df_corrupt(err, n, (int64_t)coff,
                           "compressed cluster inflates to %zu bytes, not "
                           "one cluster (%" PRIu64 ")", got, q->cluster_size);
-    q->dbuf_desc = desc;
-    q->dbuf_valid = true;
     return 0;
 }
 
-/* A run of reads from contiguous host bytes into contiguous memory. */
-struct qcow2_run {
+/* A piece of a compressed cluster waiting for its batch. */
+struct qcow2_zpiece {
     uint8_t *dst;
-    uint64_t host;
-    size_t len;
+    uint64_t desc;
+    size_t in;                      /* offset in the cluster */
+    size_t n;
 };
 
-static int qcow2_run_flush(struct image *img, struct qcow2_run *run,
-                           struct df_error *err)
-{
-    int r = 0;
-    if (run->len)
-        r = df_file_pread(&img->file, run->dst, run->len, run->host, err);
-    run->len = 0;
-    return r;
-}
-
-static int qcow2_run_add(struct image *img, struct qcow2_run *run,
-                         uint8_t *dst, uint64_t host, size_t len,
-                         struct df_error *err)
-{
-    if (run->len && run->dst + run->len == dst &&
-        run->host + run->len == host) {
-        run->len += len;
-        return 0;
-    }
-    if (qcow2_run_flush(img, run, err) < 0)
-        return -1;
-    run->dst = dst;
-    run->host = host;
-    run->len = len;
-    return 0;
-}
+#define QCOW2_ZBATCH 64
 
 /* What qcow2_read_piece fills: buf holds [off0, ...). */
 struct qcow2_read_ctx {
     uint8_t *buf;
     uint64_t off0;
-    struct qcow2_run run;
+    struct runs_batch run;          /* data clusters */
+    struct qcow2_dctx *dc;          /* taken at the first compressed one */
+    /* Compressed clusters whose bytes lie close together in the file,
+     * ascending: one pread of [zlo, zhi) fetches them all. */
+    struct qcow2_zpiece z[QCOW2_ZBATCH];
+    unsigned nz;
+    uint64_t zlo, zhi, zlast;
 };
+
+/* Read the batch's bytes in one go, then inflate its clusters in order. */
+static int qcow2_zflush(struct image *img, struct qcow2 *q,
+                        struct qcow2_read_ctx *rc, struct df_error *err)
+{
+    struct qcow2_dctx *dc = rc->dc;
+    unsigned nz = rc->nz;
+
+    rc->nz = 0;
+    if (!nz)
+        return 0;
+    /* The last sector of the last compressed cluster may end past EOF. */
+    if (df_file_pread_zfill(&img->file, dc->span, rc->zhi - rc->zlo,
+                            rc->zlo, err) < 0)
+        return -1;
+    for (unsigned i = 0; i < nz; i++) {
+        const struct qcow2_zpiece *p = &rc->z[i];
+        uint64_t lo, hi;
+        qcow2_zrange(q, p->desc, &lo, &hi);
+        const uint8_t *in = dc->span + (lo - rc->zlo);
+        if (p->n == q->cluster_size) {
+            /* Whole: straight into place (dbuf keeps what it holds). */
+            if (qcow2_inflate(img, q, dc, p->desc, in, hi - lo, p->dst,
+                              err) < 0)
+                return -1;
+            continue;
+        }
+        dc->dbuf_valid = false;
+        if (qcow2_inflate(img, q, dc, p->desc, in, hi - lo, dc->dbuf,
+                          err) < 0)
+            return -1;
+        dc->dbuf_desc = p->desc;
+        dc->dbuf_valid = true;
+        memcpy(p->dst, dc->dbuf + p->in, p->n);
+    }
+    return 0;
+}
+
+/* Queue n bytes from offset in of compressed cluster desc for dst. */
+static int qcow2_zadd(struct image *img, struct qcow2 *q,
+                      struct qcow2_read_ctx *rc, uint64_t desc, uint8_t *dst,
+                      uint64_t in, size_t n, struct df_error *err)
+{
+    uint64_t lo, hi;
+
+    if (!rc->dc && !(rc->dc = ctx_pool_take(&q->dctx)))
+        return df_io(err, img->name, ENOMEM,
+                     "cannot allocate cluster buffers");
+    struct qcow2_dctx *dc = rc->dc;
+    if (dc->dbuf_valid && dc->dbuf_desc == desc) {
+        memcpy(dst, dc->dbuf + in, n);
+        return 0;
+    }
+    qcow2_zrange(q, desc, &lo, &hi);
+    /* Ascending, at most a cluster apart, inside one span buffer. */
+    if (rc->nz && (rc->nz == QCOW2_ZBATCH || lo < rc->zlast ||
+                   lo > rc->zhi + q->cluster_size ||
+                   max_u64(hi, rc->zhi) - rc->zlo > q->span_cap) &&
+        qcow2_zflush(img, q, rc, err) < 0)
+        return -1;
+    if (!rc->nz) {
+        rc->zlo = lo;
+        rc->zhi = hi;
+    }
+    rc->zhi = max_u64(rc->zhi, hi);
+    rc->zlast = lo;
+    rc->z[rc->nz++] = (struct qcow2_zpiece){ dst, desc, (size_t)in, n };
+    return 0;
+}
 
 /* qcow2_walk_fn: fill the piece into the read buffer. */
 static int qcow2_read_piece(struct image *img, struct qcow2 *q,
@@ -979,20 +1123,19 @@ static int qcow2_read_piece(struct image *img, struct qcow2 *q,
 
     switch (cl->type) {
     case QCOW2_CL_DATA:
-        return qcow2_run_add(img, &rc->run, dst, cl->host + in, n, err);
+        return runs_batch_add(&rc->run, runs_file_pread, &img->file, dst,
+                              cl->host + in, n, err);
     case QCOW2_CL_COMPRESSED:
-        if (qcow2_decompress(img, q, cl->desc, err) < 0)
-            return -1;
-        memcpy(dst, q->dbuf + in, n);
-        return 0;
+        return qcow2_zadd(img, q, rc, cl->desc, dst, in, n, err);
     case QCOW2_CL_SUB:
         while (off < end) {
             unsigned s = (unsigned)((off - cstart) / q->sub_size);
             uint64_t send = min_u64(end, cstart + (s + 1) * q->sub_size);
             size_t sn = (size_t)(send - off);
             if (cl->alloc & (1u << s)) {
-                if (qcow2_run_add(img, &rc->run, dst,
-                                  cl->host + (off - cstart), sn, err) < 0)
+                if (runs_batch_add(&rc->run, runs_file_pread, &img->file,
+                                   dst, cl->host + (off - cstart), sn,
+                                   err) < 0)
                     return -1;
             } else {
                 memset(dst, 0, sn);
@@ -1007,14 +1150,42 @@ static int qcow2_read_piece(struct image *img, struct qcow2 *q,
     }
 }
 
+/*
+ * Walk the whole range first (entries copied out under l2_lock), then
+ * read each run of host-contiguous clusters with one pread and each
+ * batch of compressed clusters with one, inflating with this call's
+ * own context: no lock is held across a data read or an inflate.
+ */
 static int qcow2_read(struct image *img, void *buf, size_t len, uint64_t off,
                       struct df_error *err)
 {
-    struct qcow2_read_ctx rc = { buf, off, { NULL, 0, 0 } };
+    struct qcow2 *q = img->priv;
+    struct qcow2_read_ctx rc;
+    int ret = -1;
 
-    if (qcow2_walk(img, off, len, qcow2_read_piece, &rc, err) < 0)
-        return -1;
-    return qcow2_run_flush(img, &rc.run, err);
+    rc.buf = buf;
+    rc.off0 = off;
+    rc.run.len = 0;
+    rc.dc = NULL;
+    rc.nz = 0;
+    pthread_rwlock_rdlock(&q->rw);
+    if (qcow2_walk(img, off, len, qcow2_read_piece, &rc, err) < 0) {
+        /* A compressed cluster queued before the failing entry would
+         * have been inflated before it was reached: its error first. */
+        struct df_error zerr;
+        df_error_init(&zerr);
+        if (qcow2_zflush(img, q, &rc, &zerr) < 0)
+            df_error_copy(err, &zerr);
+        goto out;
+    }
+    if (qcow2_zflush(img, q, &rc, err) < 0 ||
+        runs_batch_flush(&rc.run, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    ctx_pool_give(&q->dctx, rc.dc);
+    pthread_rwlock_unlock(&q->rw);
+    return ret;
 }
 
 /*
@@ -1041,28 +1212,87 @@ static int qcow2_check_parent(struct image *child, struct image *parent,
     return 0;
 }
 
+/*
+ * The writer's slots (qcow2_write.c) run with rw held exclusive: image.c
+ * does not serialise an IMG_THREAD_SAFE driver, and a write or flush
+ * changes what a reader would look at.  Writes come one at a time
+ * anyway (IMG_SEQUENTIAL_WRITE).
+ */
+static int qcow2_drv_write(struct image *img, const void *buf, size_t len,
+                           uint64_t off, struct df_error *err)
+{
+    struct qcow2 *q = img->priv;
+    pthread_rwlock_wrlock(&q->rw);
+    int r = qcow2_write(img, buf, len, off, err);
+    pthread_rwlock_unlock(&q->rw);
+    return r;
+}
+
+static int qcow2_drv_zero(struct image *img, uint64_t off, uint64_t len,
+                          struct df_error *err)
+{
+    struct qcow2 *q = img->priv;
+    pthread_rwlock_wrlock(&q->rw);
+    int r = qcow2_zero(img, off, len, err);
+    pthread_rwlock_unlock(&q->rw);
+    return r;
+}
+
+static int qcow2_drv_flush(struct image *img, struct df_error *err)
+{
+    struct qcow2 *q = img->priv;
+    pthread_rwlock_wrlock(&q->rw);
+    int r = qcow2_flush(img, err);
+    pthread_rwlock_unlock(&q->rw);
+    return r;
+}
+
+static int qcow2_drv_set_size(struct image *img, uint64_t size,
+                              struct df_error *err)
+{
+    struct qcow2 *q = img->priv;
+    pthread_rwlock_wrlock(&q->rw);
+    int r = qcow2_set_size(img, size, err);
+    pthread_rwlock_unlock(&q->rw);
+    return r;
+}
+
+static int qcow2_drv_create(struct image *img, uint64_t size,
+                            const struct image_create_opts *copts,
+                            struct df_error *err)
+{
+    qcow2_locks_init(img->priv);
+    return qcow2_create(img, size, copts, err);
+}
+
 static void qcow2_close(struct image *img)
 {
     struct qcow2 *q = img->priv;
     qcow2_unload(q);
     qcow2_writer_free(q->w);
     q->w = NULL;
+    if (q->locks_ready) {
+        pthread_rwlock_destroy(&q->rw);
+        pthread_mutex_destroy(&q->l2_lock);
+        q->locks_ready = false;
+    }
 }
 
+/* map and read run concurrently (see the module comment). */
 const struct image_driver qcow2_driver = {
     .name = "qcow2",
     .priv_size = sizeof(struct qcow2),
     .caps = IMG_CAN_WRITE | IMG_CAN_CREATE | IMG_SEQUENTIAL_WRITE |
-            IMG_CAN_COMPRESS | IMG_SIZE_AT_END,
+            IMG_CAN_COMPRESS | IMG_SIZE_AT_END | IMG_THREAD_SAFE,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .map = qcow2_map,
     .read = qcow2_read,
-    .write = qcow2_write,
-    .zero = qcow2_zero,
-    .flush = qcow2_flush,
-    .create = qcow2_create,
-    .set_size = qcow2_set_size,
+    .write = qcow2_drv_write,
+    .zero = qcow2_drv_zero,
+    .flush = qcow2_drv_flush,
+    .create = qcow2_drv_create,
+    .set_size = qcow2_drv_set_size,
     .check_parent = qcow2_check_parent,
     .close = qcow2_close,
 };

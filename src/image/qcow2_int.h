@@ -6,10 +6,12 @@
 #ifndef DF_QCOW2_INT_H
 #define DF_QCOW2_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "image/image.h"
+#include "util/pool.h"
 
 #define QCOW2_MAGIC 0x514649fbu         /* "QFI\xfb" */
 
@@ -106,26 +108,33 @@ struct qcow2 {
     uint64_t coff_mask;             /* host offset bits */
     uint64_t csect_mask;            /* additional sector count bits */
 
-    /* L2 table cache (LRU). */
+    /* L2 table cache (LRU), under l2_lock: a reader copies the entries
+     * it needs out of a slot before letting the lock go. */
+    pthread_mutex_t l2_lock;
     struct qcow2_l2_slot l2c[QCOW2_L2_CACHE_MAX];
     unsigned l2c_n;
     uint64_t tick;
 
-    /* Decompression: input buffer, one cluster of output, cached by
-     * descriptor so a cluster read in pieces inflates once. */
-    uint8_t *cbuf;
-    size_t cbuf_len;
-    uint8_t *dbuf;
-    uint64_t dbuf_desc;
-    bool dbuf_valid;
-    void *zs;                       /* z_stream *, lazily */
-    void *zd;                       /* ZSTD_DCtx *, lazily */
+    /* Decompression: one context (struct qcow2_dctx, qcow2.c) per
+     * thread reading at once, each with a span of compressed bytes and
+     * one decompressed cluster. */
+    struct ctx_pool dctx;
+    size_t cbuf_len;                /* largest compressed cluster */
+    size_t span_cap;                /* bytes of a context's span */
+
+    /* map/read hold rw shared for the whole call, the writer's calls
+     * (write, zero, flush, set_size) exclusive: a flush reloads the
+     * reader state. */
+    pthread_rwlock_t rw;
+    bool locks_ready;
 
     /* Reading is possible (open, or a writer after flush). */
     bool can_read;
     struct qcow2_writer *w;         /* images made by create() */
 };
 
+/* qcow2.c: set up l2_lock and rw (open and create call it first). */
+void qcow2_locks_init(struct qcow2 *q);
 /* qcow2.c: parse the header of img->file into img->priv (reader state). */
 int qcow2_load(struct image *img, struct df_error *err);
 /* qcow2.c: free the reader state (the writer's is freed separately). */

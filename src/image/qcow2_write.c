@@ -49,6 +49,10 @@
  *     windows (moving to the next window retires it), so its counts are
  *     always in memory, and no host cluster is counted past 0xffff.
  *
+ * Threads: the driver is IMG_THREAD_SAFE, so image.c does not serialise
+ * it; every function here runs under the image's rw lock held exclusive
+ * (qcow2.c's qcow2_drv_* slots), never beside another write or a read.
+ *
  * State of the image: created -> (writes) -> flush() -> readable (the
  * reader state is loaded from the file) -> a write makes it unreadable
  * until the next flush().  A flush while a cluster is partly written

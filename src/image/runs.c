@@ -44,3 +44,36 @@ int runs_read(struct image *img, void *buf, size_t len, uint64_t off,
     }
     return 0;
 }
+
+int runs_file_pread(void *src, void *buf, size_t len, uint64_t off,
+                    struct df_error *err)
+{
+    return df_file_pread(src, buf, len, off, err);
+}
+
+int runs_batch_flush(struct runs_batch *b, struct df_error *err)
+{
+    size_t len = b->len;
+
+    b->len = 0;
+    return len ? b->pread(b->src, b->dst, len, b->off, err) : 0;
+}
+
+int runs_batch_add(struct runs_batch *b, runs_pread_fn pread, void *src,
+                   uint8_t *dst, uint64_t off, size_t len,
+                   struct df_error *err)
+{
+    if (b->len && b->pread == pread && b->src == src &&
+        b->dst + b->len == dst && b->off + b->len == off) {
+        b->len += len;
+        return 0;
+    }
+    if (runs_batch_flush(b, err) < 0)
+        return -1;
+    b->pread = pread;
+    b->src = src;
+    b->dst = dst;
+    b->off = off;
+    b->len = len;
+    return 0;
+}

@@ -31,4 +31,33 @@ int runs_map(struct image *img, uint64_t off, uint64_t len,
 int runs_read(struct image *img, void *buf, size_t len, uint64_t off,
               runs_locate_fn locate, struct df_error *err);
 
+/*
+ * Reads of contiguous file bytes into contiguous memory, merged while
+ * each continues the last (same source, next byte, next address): one
+ * pread per run however many clusters or grains it spans.  A reader
+ * adds pieces in order and flushes at the end; the pending run is the
+ * caller's (a local), so threads never share one.
+ */
+typedef int (*runs_pread_fn)(void *src, void *buf, size_t len, uint64_t off,
+                             struct df_error *err);
+
+struct runs_batch {
+    runs_pread_fn pread;
+    void *src;
+    uint8_t *dst;
+    uint64_t off;
+    size_t len;                 /* 0: nothing pending */
+};
+
+/* runs_pread_fn over df_file_pread (src: a struct df_file). */
+int runs_file_pread(void *src, void *buf, size_t len, uint64_t off,
+                    struct df_error *err);
+/* Queue len bytes at off of src for dst, reading what was pending first
+ * unless this continues it. */
+int runs_batch_add(struct runs_batch *b, runs_pread_fn pread, void *src,
+                   uint8_t *dst, uint64_t off, size_t len,
+                   struct df_error *err);
+/* Read what is pending (b is empty after, even on failure). */
+int runs_batch_flush(struct runs_batch *b, struct df_error *err);
+
 #endif

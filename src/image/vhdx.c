@@ -57,6 +57,13 @@
  * BAT): map and read go through a one-page cache of BAT entries and a
  * cache of one payload block's sector bitmap, which sequential access
  * (the engine's) keeps warm.
+ *
+ * Threads (IMG_THREAD_SAFE): map and read run concurrently.  The two
+ * caches are under s->lock, held only while runs are looked up (reading
+ * a BAT page or a bitmap on a miss); a lookup copies out what it found
+ * (state, length, file offset), and the data is read with no lock held,
+ * one pread per stretch contiguous in the file.  The replayed log is
+ * read-only after open.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -65,6 +72,7 @@
 #include <string.h>
 
 #include "image/image.h"
+#include "image/runs.h"
 #include "image/vhdx_int.h"
 #include "util/bytes.h"
 #include "util/crc32c.h"
@@ -730,6 +738,8 @@ static int vhdx_open(struct image *img, struct df_error *err)
     uint8_t ident[VHDX_SIGNATURE_LEN];
     char gs[40];
 
+    pthread_mutex_init(&s->lock, NULL);
+    s->lock_ready = true;
     s->bat_page_no = UINT64_MAX;
     s->bitmap_block = UINT64_MAX;
     s->file_size = img->file.size;
@@ -936,45 +946,102 @@ static int vhdx_lookup(struct image *img, uint64_t off, uint64_t len,
                       s->has_parent ? "differencing" : "non-differencing");
 }
 
+/*
+ * The runs [off, off+len) of this layer starts with, up to cap of them,
+ * looked up under s->lock (the BAT page and sector bitmap caches):
+ * returns how many were filled; the lookup after them failed when err
+ * is set (the caller passes a clean one).
+ */
+static size_t vhdx_lookups(struct image *img, uint64_t off, uint64_t len,
+                           struct vhdx_run *runs, size_t cap,
+                           struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    size_t n = 0;
+
+    pthread_mutex_lock(&s->lock);
+    while (len && n < cap) {
+        if (vhdx_lookup(img, off, len, &runs[n], err) < 0)
+            break;
+        off += runs[n].len;
+        len -= runs[n].len;
+        n++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+#define VHDX_RUNS_MAX 64
+
 static int vhdx_map(struct image *img, uint64_t off, uint64_t len,
                     struct extent_list *out, struct df_error *err)
 {
+    struct vhdx_run runs[VHDX_RUNS_MAX];
     uint64_t end = off + len;
 
     while (off < end) {
-        struct vhdx_run run;
-        if (vhdx_lookup(img, off, end - off, &run, err) < 0)
+        struct df_error lerr;
+        df_error_init(&lerr);
+        size_t n = vhdx_lookups(img, off, end - off, runs, VHDX_RUNS_MAX,
+                                &lerr);
+        for (size_t i = 0; i < n; i++) {
+            int r = extent_list_append(out, off, runs[i].len, runs[i].state,
+                                       img->name, err);
+            if (r)
+                return r < 0 ? -1 : 0;
+            off += runs[i].len;
+        }
+        if (lerr.cat != DF_OK) {
+            df_error_copy(err, &lerr);
             return -1;
-        int r = extent_list_append(out, off, run.len, run.state, img->name,
-                                   err);
-        if (r)
-            return r < 0 ? -1 : 0;
-        off += run.len;
+        }
     }
     return 0;
 }
 
+/* runs_pread_fn over vhdx_pread (src: the image). */
+static int vhdx_pread_run(void *src, void *buf, size_t len, uint64_t off,
+                          struct df_error *err)
+{
+    return vhdx_pread(src, buf, len, off, err);
+}
+
+/*
+ * Look runs up VHDX_RUNS_MAX at a time, then read them with no lock
+ * held, one pread per stretch of data contiguous in the file (payload
+ * blocks often follow each other).
+ */
 static int vhdx_read(struct image *img, void *buf, size_t len, uint64_t off,
                      struct df_error *err)
 {
+    struct vhdx_run runs[VHDX_RUNS_MAX];
+    struct runs_batch rb = { .len = 0 };
     uint8_t *p = buf;
 
     while (len) {
-        struct vhdx_run run;
-        if (vhdx_lookup(img, off, len, &run, err) < 0)
-            return -1;
-        if (run.state == EXT_DATA) {
-            if (vhdx_pread(img, p, run.len, run.file_off,
-                              err) < 0)
+        struct df_error lerr;
+        df_error_init(&lerr);
+        size_t n = vhdx_lookups(img, off, len, runs, VHDX_RUNS_MAX, &lerr);
+        for (size_t i = 0; i < n; i++) {
+            if (runs[i].state != EXT_DATA)
+                memset(p, 0, runs[i].len);
+            else if (runs_batch_add(&rb, vhdx_pread_run, img, p,
+                                    runs[i].file_off, runs[i].len,
+                                    err) < 0)
                 return -1;
-        } else {
-            memset(p, 0, run.len);
+            p += runs[i].len;
+            off += runs[i].len;
+            len -= runs[i].len;
         }
-        p += run.len;
-        off += run.len;
-        len -= run.len;
+        if (lerr.cat != DF_OK) {
+            /* The runs before it were read before it was looked up. */
+            if (runs_batch_flush(&rb, err) < 0)
+                return -1;
+            df_error_copy(err, &lerr);
+            return -1;
+        }
     }
-    return 0;
+    return runs_batch_flush(&rb, err);
 }
 
 extern const struct image_driver vhdx_driver;
@@ -1015,6 +1082,8 @@ static int vhdx_check_parent(struct image *child, struct image *parent,
 static void vhdx_close(struct image *img)
 {
     struct vhdx_priv *s = img->priv;
+    if (s->lock_ready)
+        pthread_mutex_destroy(&s->lock);
     free(s->bat_page);
     free(s->bitmap);
     free(s->ops);
@@ -1025,7 +1094,7 @@ static void vhdx_close(struct image *img)
 const struct image_driver vhdx_driver = {
     .name = "vhdx",
     .priv_size = sizeof(struct vhdx_priv),
-    .caps = 0,
+    .caps = IMG_THREAD_SAFE,
     .probe = vhdx_probe,
     .open = vhdx_open,
     .map = vhdx_map,

@@ -7,6 +7,7 @@
 #ifndef DF_VHDX_INT_H
 #define DF_VHDX_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -146,6 +147,8 @@ struct vhdx_priv {
     uint64_t bat_off;               /* BAT region in the file */
     uint64_t bat_entries;
 
+    pthread_mutex_t lock;           /* the two caches below */
+    bool lock_ready;
     uint64_t *bat_page;             /* VHDX_BAT_PAGE_ENTRIES entries */
     uint64_t bat_page_no;           /* UINT64_MAX: none cached */
     uint8_t *bitmap;                /* one payload block's sector bits */

@@ -28,6 +28,15 @@
  * SECTORS differ from its file's capacity, a FLAT extent past its
  * file's end, and everything vmdk_desc.c and vmdk_sparse.c refuse.  A missing
  * extent file is an I/O error (exit 4) naming the path.
+ *
+ * Threads (IMG_THREAD_SAFE): map and read run concurrently, for every
+ * kind of extent.  The GT cache has its own lock, held only to find (or
+ * read) a GT and copy out the entries a lookup needs; data preads and
+ * inflating happen with no lock held.  A read looks up a GT's worth of
+ * grains at once, reads host-contiguous plain grains (and flat extents)
+ * with one pread per run, and fetches compressed grains lying close
+ * together with one pread, inflating them with a context of its own
+ * (at most 16 per image, 32 MiB of buffers; a reader past that waits).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,11 +46,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "image/runs.h"
 #include "image/vmdk.h"
 #include "util/bytes.h"
 #include "util/overflow.h"
+#include "util/pool.h"
 
 #define VMDK_SECTOR 512u
+/* The inflate contexts of one image (one per thread reading at once)
+ * hold at most this much in buffers, and at least one exists. */
+#define VMDK_GCTX_BYTES (32u << 20)
 
 struct vmdk_priv {
     struct vmdk_desc desc;
@@ -50,8 +64,8 @@ struct vmdk_priv {
     size_t n_ext;
     struct df_file *files;      /* extent files this image opened */
     size_t n_files;
-    struct vmdk_gt_cache gtc;
-    struct vmdk_grain_cache gc;
+    struct vmdk_gt_cache gtc;   /* its own lock */
+    struct ctx_pool gpool;      /* struct vmdk_gctx: compressed extents */
 };
 
 extern const struct image_driver vmdk_driver;
@@ -326,6 +340,7 @@ static int vmdk_open(struct image *img, struct df_error *err)
     struct vmdk_priv *p = img->priv;
     uint8_t head[16];
 
+    vmdk_gt_cache_init(&p->gtc);
     p->desc.parent_cid = VMDK_NO_PARENT_CID;
     size_t hl = (size_t)min_u64(sizeof(head), img->file.size);
     if (df_file_pread(&img->file, head, hl, 0, err) < 0)
@@ -347,8 +362,18 @@ static int vmdk_open(struct image *img, struct df_error *err)
                  bs ? bs + 1 : hint);
     }
     bool compressed = false;
-    for (size_t i = 0; i < p->n_ext; i++)
-        compressed |= p->ext[i].compressed;
+    uint64_t ctx_bytes = 0;
+    for (size_t i = 0; i < p->n_ext; i++) {
+        const struct vmdk_extent *e = &p->ext[i];
+        if (!e->compressed)
+            continue;
+        compressed = true;
+        ctx_bytes = max_u64(ctx_bytes, vmdk_sparse_span_cap(e) +
+                                       2 * e->grain_bytes);
+    }
+    if (compressed)
+        ctx_pool_init(&p->gpool, (unsigned)(VMDK_GCTX_BYTES / ctx_bytes),
+                      vmdk_gctx_new, vmdk_gctx_free, NULL);
     if (p->has_desc) {
         image_set_prop(img, "create_type", "%s", p->desc.create_type);
         if (p->desc.has_cid) {
@@ -413,6 +438,7 @@ static int vmdk_map(struct image *img, uint64_t off, uint64_t len,
 {
     struct vmdk_priv *p = img->priv;
     uint64_t end = off + len;
+    struct vmdk_grain gr[VMDK_GRAINS_MAX];
 
     while (off < end) {
         const struct vmdk_extent *e = vmdk_find(p, off);
@@ -426,15 +452,24 @@ static int vmdk_map(struct image *img, uint64_t off, uint64_t len,
             r = vmdk_map_flat(img, e, off, eend - off, out, err);
             off = eend;
         } else {
-            uint64_t g = (off - e->vstart) / e->grain_bytes, host, next;
-            enum extent_state st;
-            if (vmdk_sparse_grain(&p->gtc, e, g, &st, &host, &next,
-                                  err) < 0)
+            uint64_t g = (off - e->vstart) / e->grain_bytes;
+            uint64_t want = div_round_up(eend - e->vstart, e->grain_bytes) - g;
+            struct df_error lerr;
+            df_error_init(&lerr);
+            size_t k = vmdk_sparse_grains(&p->gtc, e, g, want, gr,
+                                          VMDK_GRAINS_MAX, &lerr);
+            for (size_t i = 0; i < k && !r; i++) {
+                g += gr[i].n;
+                uint64_t stop = min_u64(eend, e->vstart +
+                                        min_u64(g * e->grain_bytes, e->vlen));
+                r = extent_list_append(out, off, stop - off, gr[i].state,
+                                       img->name, err);
+                off = stop;
+            }
+            if (!r && lerr.cat != DF_OK) {
+                df_error_copy(err, &lerr);
                 return -1;
-            uint64_t stop = min_u64(eend, e->vstart +
-                                    min_u64(next * e->grain_bytes, e->vlen));
-            r = extent_list_append(out, off, stop - off, st, img->name, err);
-            off = stop;
+            }
         }
         if (r)
             return r < 0 ? -1 : 0;
@@ -442,31 +477,69 @@ static int vmdk_map(struct image *img, uint64_t off, uint64_t len,
     return 0;
 }
 
-static int vmdk_read_sparse(struct image *img, struct vmdk_extent *e,
-                            uint8_t *buf, uint64_t len, uint64_t off,
-                            struct df_error *err)
+/* One read call's pending I/O: its own, so threads share none of it. */
+struct vmdk_rd {
+    struct runs_batch run;      /* flat extents, plain grains */
+    struct vmdk_zbatch zb;      /* compressed grains (zb.gc: lazily) */
+};
+
+static int vmdk_rd_flush(struct vmdk_rd *rd, struct df_error *err)
+{
+    if (vmdk_zbatch_flush(&rd->zb, err) < 0)
+        return -1;
+    return runs_batch_flush(&rd->run, err);
+}
+
+/*
+ * Look the grains of [off, off+len) up a GT's worth at a time, then
+ * queue their reads: host-contiguous plain grains become one pread,
+ * compressed ones lying close together one pread and an inflate each.
+ */
+static int vmdk_read_sparse(struct image *img, struct vmdk_rd *rd,
+                            struct vmdk_extent *e, uint8_t *buf,
+                            uint64_t len, uint64_t off, struct df_error *err)
 {
     struct vmdk_priv *p = img->priv;
+    struct vmdk_grain gr[VMDK_GRAINS_MAX];
 
     while (len) {
         uint64_t rel = off - e->vstart;
         uint64_t g = rel / e->grain_bytes, in = rel % e->grain_bytes;
-        uint64_t n = min_u64(len, e->grain_bytes - in), host, next;
-        enum extent_state st;
-        if (vmdk_sparse_grain(&p->gtc, e, g, &st, &host, &next, err) < 0)
-            return -1;
-        if (st != EXT_DATA) {
-            memset(buf, 0, n);
-        } else if (e->compressed) {
-            if (vmdk_sparse_inflate(&p->gc, e, g, host, err) < 0)
+        struct df_error lerr;
+        df_error_init(&lerr);
+        size_t k = vmdk_sparse_grains(&p->gtc, e, g,
+                                      div_round_up(in + len, e->grain_bytes),
+                                      gr, VMDK_GRAINS_MAX, &lerr);
+        for (size_t i = 0; i < k; i++) {
+            uint64_t n = min_u64(len, gr[i].n * e->grain_bytes - in);
+            int r = 0;
+            if (gr[i].state != EXT_DATA) {
+                memset(buf, 0, n);
+            } else if (e->compressed) {
+                if (!rd->zb.gc && !(rd->zb.gc = ctx_pool_take(&p->gpool)))
+                    return df_io(err, e->file->name, ENOMEM,
+                                 "cannot allocate grain buffer");
+                r = vmdk_zbatch_add(&rd->zb, e, g, gr[i].host, buf,
+                                    (size_t)in, (size_t)n, err);
+            } else {
+                r = runs_batch_add(&rd->run, runs_file_pread, e->file, buf,
+                                   gr[i].host + in, (size_t)n, err);
+            }
+            if (r < 0)
                 return -1;
-            memcpy(buf, p->gc.buf + in, n);
-        } else if (df_file_pread(e->file, buf, n, host + in, err) < 0) {
+            buf += n;
+            off += n;
+            len -= n;
+            in = 0;
+            g += gr[i].n;
+        }
+        if (lerr.cat != DF_OK) {
+            /* The grains before it were read before it was looked up. */
+            if (vmdk_rd_flush(rd, err) < 0)
+                return -1;
+            df_error_copy(err, &lerr);
             return -1;
         }
-        buf += n;
-        off += n;
-        len -= n;
     }
     return 0;
 }
@@ -475,8 +548,13 @@ static int vmdk_read(struct image *img, void *buf, size_t len, uint64_t off,
                      struct df_error *err)
 {
     struct vmdk_priv *p = img->priv;
+    struct vmdk_rd rd;
     uint8_t *b = buf;
+    int ret = -1;
 
+    rd.run.len = 0;
+    rd.zb.gc = NULL;
+    rd.zb.nz = 0;
     while (len) {
         struct vmdk_extent *e = vmdk_find(p, off);
         uint64_t n = min_u64(len, e->vstart + e->vlen - off);
@@ -484,17 +562,23 @@ static int vmdk_read(struct image *img, void *buf, size_t len, uint64_t off,
         if (e->kind == VMDK_K_ZERO)
             memset(b, 0, n);
         else if (e->kind == VMDK_K_FLAT)
-            r = df_file_pread(e->file, b, n, e->file_off + (off - e->vstart),
-                              err);
+            r = runs_batch_add(&rd.run, runs_file_pread, e->file, b,
+                               e->file_off + (off - e->vstart), (size_t)n,
+                               err);
         else
-            r = vmdk_read_sparse(img, e, b, n, off, err);
+            r = vmdk_read_sparse(img, &rd, e, b, n, off, err);
         if (r < 0)
-            return -1;
+            goto out;
         b += n;
         off += n;
         len -= n;
     }
-    return 0;
+    if (vmdk_rd_flush(&rd, err) < 0)
+        goto out;
+    ret = 0;
+out:
+    ctx_pool_give(&p->gpool, rd.zb.gc);
+    return ret;
 }
 
 static int vmdk_check_parent(struct image *child, struct image *parent,
@@ -535,13 +619,14 @@ static void vmdk_close(struct image *img)
         df_file_close(&p->files[i]);
     free(p->files);
     vmdk_gt_cache_release(&p->gtc);
-    vmdk_grain_cache_release(&p->gc);
+    ctx_pool_release(&p->gpool);
     vmdk_desc_release(&p->desc);
 }
 
 const struct image_driver vmdk_driver = {
     .name = "vmdk",
     .priv_size = sizeof(struct vmdk_priv),
+    .caps = IMG_THREAD_SAFE,
     .probe = vmdk_probe,
     .open = vmdk_open,
     .map = vmdk_map,

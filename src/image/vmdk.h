@@ -13,6 +13,7 @@
 #ifndef DF_IMAGE_VMDK_H
 #define DF_IMAGE_VMDK_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -112,7 +113,12 @@ struct vmdk_extent {
     uint64_t meta[3][2];
 };
 
-/* Bounded cache of grain tables, shared by all extents of an image. */
+/*
+ * Bounded cache of grain tables, shared by all extents of an image and
+ * by the threads reading it: under `lock`, held only to find (or read)
+ * a GT and copy out the entries a lookup needs (vmdk_sparse_grains), so
+ * a slot is never in use when it is evicted.
+ */
 #define VMDK_GT_CACHE_SLOTS 64
 struct vmdk_gt_slot {
     uint8_t *buf;
@@ -121,20 +127,29 @@ struct vmdk_gt_slot {
     uint64_t stamp;
 };
 struct vmdk_gt_cache {
+    pthread_mutex_t lock;
+    bool lock_ready;
     struct vmdk_gt_slot slot[VMDK_GT_CACHE_SLOTS];
     size_t buf_size;            /* bytes per slot (largest GT) */
     uint64_t clock;
     struct vmdk_gt_slot *last;  /* most recent hit: map walks one GT */
 };
 
-/* The last decompressed grain of a streamOptimized extent. */
-struct vmdk_grain_cache {
-    uint8_t *buf;               /* decompressed grain, cap bytes */
+/*
+ * A reader's inflate state for compressed (streamOptimized) grains: one
+ * per thread reading at once (an image's ctx_pool, util/pool.h), so no
+ * lock covers it.  Buffers grow to what the grains need.
+ */
+struct vmdk_gctx {
+    void *zs;                   /* z_stream *, lazily */
+    uint8_t *buf;               /* the last grain inflated in pieces */
     size_t cap;
-    uint8_t *cbuf;              /* compressed bytes, ccap bytes */
-    size_t ccap;
     const struct vmdk_extent *ext;
-    uint64_t grain;             /* valid when ext != NULL */
+    uint64_t grain;             /* buf holds it when ext != NULL */
+    uint8_t *cbuf;              /* one grain's compressed bytes */
+    size_t ccap;
+    uint8_t *span;              /* the bytes of a batch of grains */
+    size_t span_len;
 };
 
 /*
@@ -159,22 +174,62 @@ struct vmdk_sparse_meta {
 int vmdk_sparse_open(struct vmdk_extent *e, struct vmdk_sparse_meta *meta,
                      uint64_t *total_gd, struct df_error *err);
 
-/*
- * Where grain g of sparse extent e lives: *state = EXT_DATA with *host
- * the byte offset of the grain (of its marker when compressed),
- * EXT_ZERO, or EXT_PARENT (unallocated).  Every offset returned has
- * been checked against the file size.  *run_end: the first grain
- * after g that may answer differently (past a missing GT, g + 1).
- */
-int vmdk_sparse_grain(struct vmdk_gt_cache *c, const struct vmdk_extent *e,
-                      uint64_t g, enum extent_state *state, uint64_t *host,
-                      uint64_t *run_end, struct df_error *err);
-/* Read a compressed grain whose marker is at `host` into gc. */
-int vmdk_sparse_inflate(struct vmdk_grain_cache *gc,
-                        const struct vmdk_extent *e, uint64_t g,
-                        uint64_t host, struct df_error *err);
+/* Where one grain (or a run of grains of a missing GT) lives. */
+struct vmdk_grain {
+    enum extent_state state;    /* EXT_DATA, EXT_ZERO or EXT_PARENT */
+    uint64_t host;              /* EXT_DATA: byte offset of the grain (of
+                                 * its marker when compressed) */
+    uint64_t n;                 /* grains: 1, or the rest of a missing
+                                 * GT (EXT_PARENT) */
+};
+#define VMDK_GRAINS_MAX 256     /* entries one lookup fills at most */
 
+/*
+ * Where grains g, g+1, ... of sparse extent e live: out[] (at most cap
+ * entries, VMDK_GRAINS_MAX) covers at most `want` grains, none past the
+ * GT holding g.  The GT's entries are copied out under c->lock and
+ * checked (every offset against the file size) with no lock held.
+ * Returns how many entries were filled; the lookup of the grain after
+ * them failed when err is set (the caller passes a clean one).
+ */
+size_t vmdk_sparse_grains(struct vmdk_gt_cache *c,
+                          const struct vmdk_extent *e, uint64_t g,
+                          uint64_t want, struct vmdk_grain *out, size_t cap,
+                          struct df_error *err);
+
+/* The span of file bytes one batch of compressed grains of e may take. */
+uint64_t vmdk_sparse_span_cap(const struct vmdk_extent *e);
+
+/*
+ * Compressed grains read together: grains whose markers lie close
+ * together and ascending in one extent's file are fetched with one
+ * pread into gc->span, then inflated in order, a whole grain straight
+ * into place.  Pieces are queued in the order of the virtual disk; gc
+ * is the caller's (from the pool) for the whole batch.
+ */
+#define VMDK_ZBATCH 64
+struct vmdk_zbatch {
+    struct vmdk_gctx *gc;
+    const struct vmdk_extent *e;
+    unsigned nz;
+    uint64_t lo, hi, last;      /* file bytes [lo, hi); last marker */
+    struct vmdk_zpiece {
+        uint8_t *dst;
+        uint64_t g;
+        uint64_t host;
+        size_t in, n;           /* bytes [in, in+n) of the grain */
+    } z[VMDK_ZBATCH];
+};
+/* Queue bytes [in, in+n) of grain g (marker at host) for dst. */
+int vmdk_zbatch_add(struct vmdk_zbatch *b, const struct vmdk_extent *e,
+                    uint64_t g, uint64_t host, uint8_t *dst, size_t in,
+                    size_t n, struct df_error *err);
+/* Read and inflate what is queued (empty after, even on failure). */
+int vmdk_zbatch_flush(struct vmdk_zbatch *b, struct df_error *err);
+
+void vmdk_gt_cache_init(struct vmdk_gt_cache *c);
 void vmdk_gt_cache_release(struct vmdk_gt_cache *c);
-void vmdk_grain_cache_release(struct vmdk_grain_cache *gc);
+void *vmdk_gctx_new(void *arg);
+void vmdk_gctx_free(void *ctx);
 
 #endif

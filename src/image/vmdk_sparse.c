@@ -33,6 +33,10 @@
  * (a grain also over its own GT),
  * a GTE that points outside the file, a compressed grain whose marker
  * names another LBA or which does not inflate to the grain.
+ *
+ * Threads: only the GT cache is shared (under its lock); a lookup
+ * checks its copy of the entries, and inflating uses the caller's
+ * vmdk_gctx, so lookups and reads of one image run concurrently.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -97,6 +101,10 @@
 #define SESP_GT_SECTORS 64u
 #define SESP_GTES 4096u
 #define SESP_GD_ALLOCATED 0x10000000u
+
+/* A batch of compressed grains is read this much at a time (or one
+ * grain's most, if larger). */
+#define VMDK_SPAN_BYTES (1u << 20)
 
 /* Largest grain (1 MiB) and the GD bytes one image may hold in memory. */
 #define VMDK_MAX_GRAIN_SECTORS 2048u
@@ -492,7 +500,7 @@ int vmdk_sparse_open(struct vmdk_extent *e, struct vmdk_sparse_meta *meta,
     }
 }
 
-/* The cached GT `gti` of e (loading it on a miss). */
+/* The cached GT `gti` of e (loading it on a miss); under c->lock. */
 static const uint8_t *vmdk_gt_get(struct vmdk_gt_cache *c,
                                   const struct vmdk_extent *e, uint64_t gti,
                                   struct df_error *err)
@@ -541,40 +549,33 @@ static const uint8_t *vmdk_gt_get(struct vmdk_gt_cache *c,
     return victim->buf;
 }
 
-int vmdk_sparse_grain(struct vmdk_gt_cache *c, const struct vmdk_extent *e,
-                      uint64_t g, enum extent_state *state, uint64_t *host,
-                      uint64_t *run_end, struct df_error *err)
+/* Check grain table entry `gte` (a copy) of grain g into *out. */
+static int vmdk_gte_decode(const struct vmdk_extent *e, uint64_t g,
+                           const uint8_t *gte, struct vmdk_grain *out,
+                           struct df_error *err)
 {
     uint64_t gti = g / e->gt_entries, i = g % e->gt_entries;
     struct df_file *f = e->file;
-
-    *host = 0;
-    *run_end = g + 1;
-    if (gti >= e->gd_entries || !e->gd[gti]) {
-        *state = EXT_PARENT;
-        *run_end = (gti + 1) * e->gt_entries;
-        return 0;
-    }
-    const uint8_t *gt = vmdk_gt_get(c, e, gti, err);
-    if (!gt)
-        return -1;
     int64_t where = (int64_t)(e->gd[gti] + i * e->gte_size);
     /* Bytes of this grain inside the extent (the last may be short). */
     uint64_t need = min_u64(e->grain_bytes,
                             e->capacity * VMDK_SECTOR - g * e->grain_bytes);
     uint64_t off;
+
+    out->host = 0;
+    out->n = 1;
     if (e->kind == VMDK_K_SESPARSE) {
-        uint64_t v = get_le64(gt + i * 8);
+        uint64_t v = get_le64(gte);
         switch (v >> 60) {
         case 0:
             if (v)
                 return df_corrupt(err, f->name, where, "unallocated grain "
                                   "table entry %#" PRIx64 " not zero", v);
-            *state = EXT_PARENT;
+            out->state = EXT_PARENT;
             return 0;
         case 1:
         case 2:
-            *state = EXT_ZERO;
+            out->state = EXT_ZERO;
             return 0;
         case 3: {
             uint64_t idx = ((v >> 48) & 0xfff) | (v & 0xffffffffffffull) << 12;
@@ -589,13 +590,13 @@ int vmdk_sparse_grain(struct vmdk_gt_cache *c, const struct vmdk_extent *e,
                               PRIx64 " has an unknown type", v);
         }
     } else {
-        uint64_t v = get_le32(gt + i * 4);
+        uint64_t v = get_le32(gte);
         if (v == 0) {
-            *state = EXT_PARENT;
+            out->state = EXT_PARENT;
             return 0;
         }
         if (v == 1 && e->zeroed_grains) {
-            *state = EXT_ZERO;
+            out->state = EXT_ZERO;
             return 0;
         }
         off = v * VMDK_SECTOR;
@@ -613,9 +614,37 @@ int vmdk_sparse_grain(struct vmdk_gt_cache *c, const struct vmdk_extent *e,
     if (hit)
         return df_corrupt(err, f->name, where, "grain %" PRIu64 " at byte %"
                           PRIu64 " overlaps the %s", g, off, hit);
-    *state = EXT_DATA;
-    *host = off;
+    out->state = EXT_DATA;
+    out->host = off;
     return 0;
+}
+
+size_t vmdk_sparse_grains(struct vmdk_gt_cache *c,
+                          const struct vmdk_extent *e, uint64_t g,
+                          uint64_t want, struct vmdk_grain *out, size_t cap,
+                          struct df_error *err)
+{
+    uint64_t gti = g / e->gt_entries, i0 = g % e->gt_entries;
+    uint64_t n = min_u64(want, e->gt_entries - i0);
+    uint8_t gtes[VMDK_GRAINS_MAX * 8];
+
+    if (gti >= e->gd_entries || !e->gd[gti]) {
+        out[0] = (struct vmdk_grain){ .state = EXT_PARENT, .n = n };
+        return 1;
+    }
+    n = min_u64(n, min_u64(cap, VMDK_GRAINS_MAX));
+    pthread_mutex_lock(&c->lock);
+    const uint8_t *gt = vmdk_gt_get(c, e, gti, err);
+    if (gt)
+        memcpy(gtes, gt + i0 * e->gte_size, (size_t)n * e->gte_size);
+    pthread_mutex_unlock(&c->lock);
+    if (!gt)
+        return 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (vmdk_gte_decode(e, g + i, gtes + i * e->gte_size, &out[i],
+                            err) < 0)
+            return (size_t)i;
+    return (size_t)n;
 }
 
 static int vmdk_grow(uint8_t **buf, size_t *cap, size_t want)
@@ -630,23 +659,76 @@ static int vmdk_grow(uint8_t **buf, size_t *cap, size_t want)
     return 0;
 }
 
-int vmdk_sparse_inflate(struct vmdk_grain_cache *gc,
-                        const struct vmdk_extent *e, uint64_t g,
-                        uint64_t host, struct df_error *err)
+/* The most compressed bytes a grain of e may have: deflate grows
+ * incompressible data by well under 1 %. */
+static uint64_t vmdk_cmax(const struct vmdk_extent *e)
+{
+    return e->grain_bytes + e->grain_bytes / 8 + 1024;
+}
+
+uint64_t vmdk_sparse_span_cap(const struct vmdk_extent *e)
+{
+    return max_u64(VMDK_SPAN_BYTES, KDMV_MARKER_LEN + vmdk_cmax(e));
+}
+
+/*
+ * zlib's uncompress() (zlib format, the result codes it gives) with the
+ * caller's stream, reset instead of set up anew for every grain.
+ */
+static int vmdk_uncompress(struct vmdk_gctx *gc, uint8_t *dst, uLongf *dlen,
+                           const uint8_t *src, uLong slen)
+{
+    z_stream *zs = gc->zs;
+
+    if (!zs) {
+        zs = calloc(1, sizeof(*zs));
+        if (!zs)
+            return Z_MEM_ERROR;
+        int r = inflateInit(zs);
+        if (r != Z_OK) {
+            free(zs);
+            return r;
+        }
+        gc->zs = zs;
+    } else if (inflateReset(zs) != Z_OK) {
+        return Z_STREAM_ERROR;
+    }
+    zs->next_in = (Bytef *)src;
+    zs->avail_in = (uInt)slen;
+    zs->next_out = dst;
+    zs->avail_out = (uInt)*dlen;
+    int r = inflate(zs, Z_FINISH);
+    *dlen = zs->total_out;
+    if (r == Z_STREAM_END)
+        return Z_OK;
+    if (r == Z_NEED_DICT || (r == Z_BUF_ERROR && zs->avail_out))
+        return Z_DATA_ERROR;    /* the input ended first */
+    return r;
+}
+
+/*
+ * Inflate grain g of e, whose marker is at `host`, into out
+ * (grain_bytes).  have: the file's bytes from host on (have_len of
+ * them, maybe none); what it lacks is read.
+ */
+static int vmdk_inflate(struct vmdk_gctx *gc, const struct vmdk_extent *e,
+                        uint64_t g, uint64_t host, const uint8_t *have,
+                        uint64_t have_len, uint8_t *out,
+                        struct df_error *err)
 {
     struct df_file *f = e->file;
     uint8_t m[KDMV_MARKER_LEN];
     uint64_t sectors = e->grain_bytes / VMDK_SECTOR;
-    /* Deflate grows incompressible data by well under 1 %. */
-    uint64_t cmax = e->grain_bytes + e->grain_bytes / 8 + 1024;
+    uint64_t cmax = vmdk_cmax(e);
+    const uint8_t *mk = have, *cdata = NULL;
 
-    if (gc->ext == e && gc->grain == g)
-        return 0;
-    gc->ext = NULL;
-    if (df_file_pread(f, m, sizeof(m), host, err) < 0)
-        return -1;
-    uint64_t lba = get_le64(m);
-    uint32_t csize = get_le32(m + 8);
+    if (have_len < sizeof(m)) {
+        if (df_file_pread(f, m, sizeof(m), host, err) < 0)
+            return -1;
+        mk = m;
+    }
+    uint64_t lba = get_le64(mk);
+    uint32_t csize = get_le32(mk + 8);
     if (lba != g * sectors)
         return df_corrupt(err, f->name, (int64_t)host, "grain marker names "
                           "sector %" PRIu64 ", grain table says %" PRIu64,
@@ -655,39 +737,133 @@ int vmdk_sparse_inflate(struct vmdk_grain_cache *gc,
         return df_corrupt(err, f->name, (int64_t)host + 8, "compressed "
                           "grain size %" PRIu32 " outside 1..%" PRIu64,
                           csize, cmax);
-    if (vmdk_grow(&gc->cbuf, &gc->ccap, csize) < 0 ||
-        vmdk_grow(&gc->buf, &gc->cap, e->grain_bytes) < 0)
-        return df_io(err, f->name, ENOMEM, "cannot allocate grain buffer");
-    if (df_file_pread(f, gc->cbuf, csize,
-                      host + KDMV_MARKER_LEN, err) < 0)
-        return -1;
-    uLongf out = (uLongf)e->grain_bytes;
-    int z = uncompress(gc->buf, &out, gc->cbuf, csize);
+    if (have_len >= KDMV_MARKER_LEN + (uint64_t)csize) {
+        cdata = have + KDMV_MARKER_LEN;
+    } else {
+        if (vmdk_grow(&gc->cbuf, &gc->ccap, csize) < 0)
+            return df_io(err, f->name, ENOMEM, "cannot allocate grain "
+                         "buffer");
+        if (df_file_pread(f, gc->cbuf, csize, host + KDMV_MARKER_LEN,
+                          err) < 0)
+            return -1;
+        cdata = gc->cbuf;
+    }
+    uLongf len = (uLongf)e->grain_bytes;
+    int z = vmdk_uncompress(gc, out, &len, cdata, csize);
     uint64_t need = min_u64(e->grain_bytes,
                             e->capacity * VMDK_SECTOR - g * e->grain_bytes);
     if (z != Z_OK)
         return df_corrupt(err, f->name, (int64_t)host, "compressed grain %"
                           PRIu64 " does not inflate (zlib error %d)", g, z);
-    if (out < need)
+    if (len < need)
         return df_corrupt(err, f->name, (int64_t)host, "compressed grain %"
                           PRIu64 " inflates to %lu bytes, not %" PRIu64, g,
-                          (unsigned long)out, need);
-    memset(gc->buf + out, 0, e->grain_bytes - out);
-    gc->ext = e;
-    gc->grain = g;
+                          (unsigned long)len, need);
+    memset(out + len, 0, e->grain_bytes - len);
     return 0;
+}
+
+int vmdk_zbatch_flush(struct vmdk_zbatch *b, struct df_error *err)
+{
+    struct vmdk_gctx *gc = b->gc;
+    const struct vmdk_extent *e = b->e;
+    unsigned nz = b->nz;
+
+    b->nz = 0;
+    if (!nz)
+        return 0;
+    size_t len = (size_t)(b->hi - b->lo);
+    if (vmdk_grow(&gc->span, &gc->span_len, len) < 0)
+        return df_io(err, e->file->name, ENOMEM, "cannot allocate grain "
+                     "buffer");
+    if (df_file_pread(e->file, gc->span, len, b->lo, err) < 0)
+        return -1;
+    for (unsigned i = 0; i < nz; i++) {
+        const struct vmdk_zpiece *p = &b->z[i];
+        const uint8_t *have = gc->span + (p->host - b->lo);
+        uint64_t have_len = b->hi - p->host;
+        if (p->n == e->grain_bytes) {
+            /* Whole: straight into place (buf keeps what it holds). */
+            if (vmdk_inflate(gc, e, p->g, p->host, have, have_len, p->dst,
+                             err) < 0)
+                return -1;
+            continue;
+        }
+        gc->ext = NULL;
+        if (vmdk_grow(&gc->buf, &gc->cap, e->grain_bytes) < 0)
+            return df_io(err, e->file->name, ENOMEM, "cannot allocate "
+                         "grain buffer");
+        if (vmdk_inflate(gc, e, p->g, p->host, have, have_len, gc->buf,
+                         err) < 0)
+            return -1;
+        gc->ext = e;
+        gc->grain = p->g;
+        memcpy(p->dst, gc->buf + p->in, p->n);
+    }
+    return 0;
+}
+
+int vmdk_zbatch_add(struct vmdk_zbatch *b, const struct vmdk_extent *e,
+                    uint64_t g, uint64_t host, uint8_t *dst, size_t in,
+                    size_t n, struct df_error *err)
+{
+    struct vmdk_gctx *gc = b->gc;
+
+    if (gc->ext == e && gc->grain == g) {
+        memcpy(dst, gc->buf + in, n);
+        return 0;
+    }
+    /* The marker is inside the file (vmdk_gte_decode); the grain's
+     * bytes end before host + marker + cmax or at EOF. */
+    uint64_t hi = min_u64(host + KDMV_MARKER_LEN + vmdk_cmax(e),
+                          e->file->size);
+    if (b->nz && (b->nz == VMDK_ZBATCH || e != b->e || host < b->last ||
+                  host > b->hi + e->grain_bytes ||
+                  max_u64(hi, b->hi) - b->lo > vmdk_sparse_span_cap(e)) &&
+        vmdk_zbatch_flush(b, err) < 0)
+        return -1;
+    if (!b->nz) {
+        b->e = e;
+        b->lo = host;
+        b->hi = hi;
+    }
+    b->hi = max_u64(b->hi, hi);
+    b->last = host;
+    b->z[b->nz++] = (struct vmdk_zpiece){ dst, g, host, in, n };
+    return 0;
+}
+
+void vmdk_gt_cache_init(struct vmdk_gt_cache *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->lock, NULL);
+    c->lock_ready = true;
 }
 
 void vmdk_gt_cache_release(struct vmdk_gt_cache *c)
 {
     for (size_t i = 0; i < VMDK_GT_CACHE_SLOTS; i++)
         free(c->slot[i].buf);
+    if (c->lock_ready)
+        pthread_mutex_destroy(&c->lock);
     memset(c, 0, sizeof(*c));
 }
 
-void vmdk_grain_cache_release(struct vmdk_grain_cache *gc)
+void *vmdk_gctx_new(void *arg)
 {
+    return calloc(1, sizeof(struct vmdk_gctx));
+}
+
+void vmdk_gctx_free(void *ctx)
+{
+    struct vmdk_gctx *gc = ctx;
+
+    if (gc->zs) {
+        inflateEnd(gc->zs);
+        free(gc->zs);
+    }
     free(gc->buf);
     free(gc->cbuf);
-    memset(gc, 0, sizeof(*gc));
+    free(gc->span);
+    free(gc);
 }

@@ -31,13 +31,13 @@
  *     writer stops delivering, the error is returned once.
  *  6. A raw source on a regular file (pipeline_can_map) is read without
  *     a copy into the slot's buffer when nothing but the worker needs
- *     the bytes: a sink that takes data runs from any thread and offers
- *     copy_from.  The
- *     worker scans and hashes a view of the item's pages (util/fmap.h;
- *     where one cannot be made, or the file shrank, the item is read as
- *     before, which then says what is wrong); the writer never sees a
- *     view.  --salvage keeps the buffer (its pieces are read one by
- *     one).
+ *     the bytes: a digest only (no sink: the read-back of a
+ *     destination, a sync's hashing), or a sink that takes data runs
+ *     from any thread and offers copy_from.  The worker scans and
+ *     hashes a view of the item's pages (util/fmap.h; where one cannot
+ *     be made, or the file shrank, the item is read as before, which
+ *     then says what is wrong); the writer never sees a worker's view.
+ *     --salvage keeps the buffer (its pieces are read one by one).
  *  7. With copy_from, the writer hands each data run of a viewed item
  *     (slot->to_copy) to it, in order, while the workers scan ahead: the
  *     bytes are the source file's at the same offset, which the kernel
@@ -1131,7 +1131,8 @@ static int pipeline_run(struct image *src, struct df_file *stream,
     p.unit = max_u64(LEAF, p.unit / LEAF * LEAF);
     p.size = src ? src->size : 0;
     p.with_copy = sink && sink->parallel_write && sink->ops->copy_from;
-    p.map_src = pipeline_can_map(src) && !o->salvaged && p.with_copy;
+    p.map_src = pipeline_can_map(src) && !o->salvaged &&
+                (!sink || p.with_copy);
     p.nslots = 2 * threads + 2;
     df_error_init(&p.err);
     digest_tree_init(&p.tree, o->digest);

@@ -72,6 +72,7 @@ void report_copy_json(FILE *f, const struct job_spec *spec,
     json_u64(&j, "bytes_written", st->bytes_written);
     json_u64(&j, "bytes_sent", st->bytes_wire);
     json_u64(&j, "bytes_zeroed", st->bytes_zeroed);
+    json_str(&j, "copy_method", st->copy_method);
     json_obj(&j, "skipped");
     json_u64(&j, "unallocated", st->skipped_unallocated);
     json_u64(&j, "zero", st->skipped_zero);

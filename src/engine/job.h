@@ -136,6 +136,12 @@ struct job_stats {
     struct digest dst_digest;
     bool verified;
     uint64_t bytes_salvaged;    /* --salvage: unreadable, written as zeros */
+    /* How the data reached the sink (engine_copy; NULL: the pipeline
+     * did not run, e.g. a remote source): "reflink" (blocks shared),
+     * "copy_file_range" (copied by the kernel), "write" (written from a
+     * view of the source's pages), "buffer" (read into memory, then
+     * delivered); where several, the one that moved the most bytes. */
+    const char *copy_method;
 };
 
 #define JOB_DEFAULT_UNIT (1u << 20)

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "util/file.h"
 #include "util/hash.h"
 
 struct sink;
@@ -44,6 +45,20 @@ struct sink_ops {
                  struct df_error *err);
     int (*zero)(struct sink *s, uint64_t off, uint64_t len,
                 struct df_error *err);
+    /*
+     * Optional (NULL: not offered): put [src_off, src_off+len) of the
+     * file src (a raw source image's own file) at off without the bytes
+     * passing through this process: a reflink or copy_file_range(2).
+     * Offered only with parallel_write: it stands for a write() of those
+     * bytes (contract 1: from any thread, never overlapping another
+     * delivery), for a data run the engine has just read and hashed
+     * from src; the read-back (digest) proves what arrived, so a source
+     * changed in between fails verification.  0 done; 1 not here
+     * (nothing written: deliver these bytes with write(); later calls
+     * may answer 1 at once); -1 with err.
+     */
+    int (*copy_from)(struct sink *s, uint64_t off, const struct df_file *src,
+                     uint64_t src_off, size_t len, struct df_error *err);
     int (*finish)(struct sink *s, struct df_error *err);
     /* NULL: the sink cannot be read back (stdout): no verification. */
     int (*digest)(struct sink *s, uint64_t size, enum digest_alg alg,
@@ -79,6 +94,10 @@ struct sink {
     uint64_t bytes_written;     /* payload bytes written or sent */
     uint64_t bytes_wire;        /* bytes on the wire (remote), else 0 */
     uint64_t bytes_zeroed;      /* bytes zeroed explicitly */
+    /* Of bytes_written, those copy_from() shared (reflink) or had the
+     * kernel copy (copy_file_range); the rest went through write(). */
+    uint64_t bytes_cloned;
+    uint64_t bytes_copied;
 };
 
 #endif

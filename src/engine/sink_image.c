@@ -6,10 +6,23 @@
  * created by us reads as zeros, so zero runs cost nothing; on an
  * existing destination they become punched holes or BLKZEROOUT (raw.c),
  * never written zero bytes unless the storage offers nothing better.
+ *
+ * A raw regular file offers copy_from (sink.h): a data run of a raw
+ * source file is shared with it (FICLONERANGE, where the file system
+ * reflinks) or copied by the kernel (copy_file_range); each step down
+ * is taken once and remembered (copy_how, whichever thread calls), down
+ * to "not here", when the engine writes the bytes itself.  A reflink
+ * refused on a range that is not block-aligned (the end of an odd-sized
+ * disk) steps down for that range only.  Before copy_file_range the
+ * run's blocks are allocated in one fallocate call: ext4 then fills
+ * unwritten extents instead of reserving blocks for delayed allocation
+ * page by page (1 GiB in 1 MiB runs: 0.27 s instead of 0.37 s); where
+ * refused it is not asked again, and failing, it only costs the try.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,9 +32,14 @@
 #include "util/overflow.h"
 #include "util/size.h"
 
+enum sink_copy_how { SINK_COPY_CLONE, SINK_COPY_RANGE, SINK_COPY_NONE };
+
 struct sink_image {
     struct image *img;
     bool growing;               /* size unknown until finish */
+    int copy_how;               /* enum sink_copy_how (atomic) */
+    /* copy_from: the file system cannot fallocate (atomic) */
+    bool no_prealloc;
 };
 
 /* Only a stream (its size unknown until its end) can run past a
@@ -47,6 +65,50 @@ static int sink_image_write(struct sink *s, uint64_t off, const void *buf,
         return -1;
     __atomic_fetch_add(&s->bytes_written, len, __ATOMIC_RELAXED);
     return 0;
+}
+
+/* The block size below which a refused reflink may be the range's, not
+ * the file system's, fault. */
+#define SINK_CLONE_ALIGN 4096u
+
+static int sink_image_copy_from(struct sink *s, uint64_t off,
+                                const struct df_file *src, uint64_t src_off,
+                                size_t len, struct df_error *err)
+{
+    struct sink_image *si = s->priv;
+    int how = __atomic_load_n(&si->copy_how, __ATOMIC_RELAXED);
+    if (how == SINK_COPY_NONE)
+        return 1;
+    if (!si->img->writable)
+        return df_io(err, si->img->name, EBADF, "not open for writing");
+    if (sink_image_past_end(s, off, len, err) < 0)
+        return -1;
+    if (how == SINK_COPY_CLONE) {
+        if (df_file_clone_range(&si->img->file, off, src, src_off,
+                                len) == 0) {
+            __atomic_fetch_add(&s->bytes_written, len, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&s->bytes_cloned, len, __ATOMIC_RELAXED);
+            return 0;
+        }
+        if ((off | src_off | len) % SINK_CLONE_ALIGN == 0)
+            __atomic_store_n(&si->copy_how, SINK_COPY_RANGE,
+                             __ATOMIC_RELAXED);
+    }
+    if (!__atomic_load_n(&si->no_prealloc, __ATOMIC_RELAXED) &&
+        fallocate(si->img->file.fd, FALLOC_FL_KEEP_SIZE, (off_t)off,
+                  (off_t)len) < 0 &&
+        (errno == EOPNOTSUPP || errno == ENOSYS))
+        __atomic_store_n(&si->no_prealloc, true, __ATOMIC_RELAXED);
+    int r = df_file_copy_range(&si->img->file, off, src, src_off, len, err);
+    if (r == 1) {
+        __atomic_store_n(&si->copy_how, SINK_COPY_NONE, __ATOMIC_RELAXED);
+        return 1;
+    }
+    if (r == 0) {
+        __atomic_fetch_add(&s->bytes_written, len, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->bytes_copied, len, __ATOMIC_RELAXED);
+    }
+    return r;
 }
 
 static int sink_image_zero(struct sink *s, uint64_t off, uint64_t len,
@@ -158,6 +220,17 @@ static const struct sink_ops sink_image_ops = {
     .free = sink_image_free,
 };
 
+/* The same for a raw regular file, which takes copy_from. */
+static const struct sink_ops sink_image_file_ops = {
+    .name = "image",
+    .write = sink_image_write,
+    .zero = sink_image_zero,
+    .copy_from = sink_image_copy_from,
+    .finish = sink_image_finish,
+    .digest = sink_image_digest,
+    .free = sink_image_free,
+};
+
 static struct sink *sink_image_alloc(struct image *img, bool dst_is_zero,
                                      bool growing, struct df_error *err)
 {
@@ -175,7 +248,11 @@ static struct sink *sink_image_alloc(struct image *img, bool dst_is_zero,
      * workers; a sequential writer (qcow2) keeps the ordered thread. */
     s->parallel_write = (image_caps(img) & IMG_THREAD_SAFE) &&
                         !(image_caps(img) & IMG_SEQUENTIAL_WRITE);
-    s->ops = &sink_image_ops;
+    bool file = !strcmp(image_format_name(img), "raw") && !img->parent &&
+                img->file.fd >= 0 && img->file.is_regular && !growing;
+    s->ops = file && s->parallel_write ? &sink_image_file_ops
+                                       : &sink_image_ops;
+    si->copy_how = SINK_COPY_CLONE;
     s->priv = si;
     s->size = img->size;
     s->dst_is_zero = dst_is_zero;

@@ -177,6 +177,54 @@ int df_file_pwrite(struct df_file *f, const void *buf, size_t len,
     return 0;
 }
 
+int df_file_clone_range(struct df_file *f, uint64_t off,
+                        const struct df_file *src, uint64_t src_off,
+                        uint64_t len)
+{
+    struct file_clone_range r = {
+        .src_fd = src->fd, .src_offset = src_off, .src_length = len,
+        .dest_offset = off,
+    };
+    if (f->fd < 0 || src->fd < 0 || len == 0)
+        return 1;
+    for (;;) {
+        if (ioctl(f->fd, FICLONERANGE, &r) == 0)
+            return 0;
+        if (errno != EINTR)
+            return 1;
+    }
+}
+
+int df_file_copy_range(struct df_file *f, uint64_t off,
+                       const struct df_file *src, uint64_t src_off,
+                       uint64_t len, struct df_error *err)
+{
+    uint64_t done = 0;
+    if (f->fd < 0 || src->fd < 0)
+        return 1;
+    while (done < len) {
+        loff_t in = (loff_t)(src_off + done), out = (loff_t)(off + done);
+        size_t n = (size_t)(len - done < (1u << 30) ? len - done : 1u << 30);
+        ssize_t r = copy_file_range(src->fd, &in, f->fd, &out, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && done == 0 &&
+            (errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP ||
+             errno == ENOSYS))
+            return 1;
+        if (r < 0)
+            return df_fail(err, DF_IO, errno, f->name, (int64_t)(off + done),
+                           "copy from %s failed", src->name);
+        if (r == 0)
+            return df_corrupt(err, src->name, (int64_t)(src_off + done),
+                              "truncated: file ended while reading");
+        done += (uint64_t)r;
+    }
+    if (f->is_regular && off + len > f->size)
+        f->size = off + len;
+    return 0;
+}
+
 long df_file_read_stream(struct df_file *f, void *buf, size_t len,
                          struct df_error *err)
 {

@@ -65,6 +65,24 @@ int df_file_pread_zfill(struct df_file *f, void *buf, size_t len,
                         uint64_t off, struct df_error *err);
 int df_file_pwrite(struct df_file *f, const void *buf, size_t len,
                    uint64_t off, struct df_error *err);
+/*
+ * Put len bytes at src_off of the file src at off in f without them
+ * passing through this process (both regular files on descriptors).
+ * df_file_clone_range: FICLONERANGE, f then shares src's blocks (the
+ * file systems that reflink; off, src_off and len block-aligned, but
+ * len may end at the end of both files): 0, or 1 when refused for any
+ * reason (nothing changed): copy instead.
+ * df_file_copy_range: copy_file_range(2), looping on short copies: 0;
+ * 1 when the kernel cannot (other file systems, EXDEV, EINVAL,
+ * EOPNOTSUPP, ENOSYS before any byte): write the bytes instead; -1 with
+ * err (DF_IO naming f; DF_CORRUPT when src ended before off + len).
+ */
+int df_file_clone_range(struct df_file *f, uint64_t off,
+                        const struct df_file *src, uint64_t src_off,
+                        uint64_t len);
+int df_file_copy_range(struct df_file *f, uint64_t off,
+                       const struct df_file *src, uint64_t src_off,
+                       uint64_t len, struct df_error *err);
 /* Streams: read up to len; returns bytes read (0 at EOF) or -1. */
 long df_file_read_stream(struct df_file *f, void *buf, size_t len,
                          struct df_error *err);

@@ -191,7 +191,7 @@ void cli_progress_init(struct cli_progress *p)
 int cli_progress_option(const struct cli *c, struct cli_progress *p,
                         int opt, const char *arg)
 {
-    unsigned fd;
+    unsigned fd = 0;
     switch (opt) {
     case CLI_OPT_PROGRESS:
         if (!arg || !strcmp(arg, "bar"))

@@ -971,6 +971,15 @@ static int deliver(struct pipeline *p, struct slot *s, struct df_error *err)
     return 0;
 }
 
+/* What the sink has taken, for the progress line (parallel writers
+ * add to bytes_written as the writer reads it). */
+static uint64_t sink_progress_bytes(const struct sink *k)
+{
+    uint64_t wire = __atomic_load_n(&k->bytes_wire, __ATOMIC_RELAXED);
+    return wire ? wire : __atomic_load_n(&k->bytes_written,
+                                         __ATOMIC_RELAXED);
+}
+
 static void writer_loop(struct pipeline *p)
 {
     pthread_mutex_lock(&p->lock);
@@ -996,10 +1005,7 @@ static void writer_loop(struct pipeline *p)
                 r = deliver(p, s, &e);
             }
             progress_update(p->progress, s->off + s->len,
-                            p->sink ? p->sink->bytes_wire
-                                          ? p->sink->bytes_wire
-                                          : p->sink->bytes_written
-                                    : 0,
+                            p->sink ? sink_progress_bytes(p->sink) : 0,
                             p->st->skipped_unallocated +
                                 p->st->skipped_zero +
                                 p->st->bytes_unchanged + p->st->bytes_free);

@@ -848,16 +848,18 @@ def test_real_ssh_both_ways(tmp_path, disk, sshd, transport):
 
 
 def peak_rss_kib(argv):
-    """Run argv; its exit code and its peak RSS in KiB: the largest of
-    the process and of every descendant it waited for (serve, through
-    the rsh shim)."""
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read()
-    p.stderr.close()
-    return p.returncode, ru.ru_maxrss, err
+    """Run argv; its exit code, its peak RSS in KiB (the largest of the
+    process and of every descendant it waited for: serve, through the
+    rsh shim) and its stderr.  Through a small Python that forks it: a
+    process forked from this pytest, hundreds of MB by the end of the
+    suite, would carry pytest's peak past its exec."""
+    code = ("import resource, subprocess, sys\n"
+            "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+            "sys.exit(p.returncode)\n")
+    p = subprocess.run([PY, "-c", code] + argv, capture_output=True)
+    kib = int(p.stdout.split()[-1]) if p.stdout.split() else -1
+    return p.returncode, kib, p.stderr
 
 
 @pytest.mark.skipif(SANITIZED, reason="under ASan the shadow memory and "

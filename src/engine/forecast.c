@@ -30,12 +30,14 @@
 #include "engine/endpoint.h"
 #include "engine/forecast.h"
 #include "engine/job_int.h"
+#include "engine/pipeline.h"
 #include "engine/plan.h"
 #include "engine/source.h"
 #include "engine/sync_int.h"
 #include "proto/compress.h"
 #include "proto/remote.h"
 #include "util/file.h"
+#include "util/fmap.h"
 #include "util/overflow.h"
 #include "util/progress.h"
 #include "util/size.h"
@@ -210,6 +212,47 @@ struct samples {
     size_t nonzero;             /* bytes in non-zero leaves */
 };
 
+struct view_scan {
+    const uint8_t *p;
+    size_t len;
+    size_t zero;
+};
+
+static void view_scan_fn(void *ctx)
+{
+    struct view_scan *v = ctx;
+    for (size_t o = 0; o < v->len; o += LEAF) {
+        size_t k = v->len - o < LEAF ? v->len - o : LEAF;
+        if (zero_is_zero(v->p + o, k))
+            v->zero += k;
+    }
+}
+
+/* The rate at which the first n pieces at s->off read through views of
+ * img's file, scanned for zeros as the copy's workers scan them (0: no
+ * view could be made). */
+static double measure_views(struct image *img, const struct sampler *s,
+                            unsigned n)
+{
+    double r[SAMPLES_MAX];
+    unsigned k = 0;
+    struct fmap m;
+    fmap_init(&m);
+    for (unsigned i = 0; i < n && i < SAMPLES_MAX; i++) {
+        size_t len = (size_t)min_u64(SAMPLE, img->size - s->off[i]);
+        double a = time_now();
+        if (fmap_map(&m, &img->file, s->off[i], len) != 0)
+            continue;
+        struct view_scan v = { .p = m.p, .len = len };
+        if (fmap_run(&m, view_scan_fn, &v) < 0)
+            continue;
+        double t = time_now() - a;
+        r[k++] = t > 0 ? len / t : 0;
+    }
+    fmap_unmap(&m);
+    return k ? median(r, k) : 0;
+}
+
 /* Samples spread over every byte a plain copy reads (free blocks too:
  * the plain strategy reads them). */
 static int measure_source(struct image *img, const struct fs_layout *fs,
@@ -271,6 +314,11 @@ static int measure_source(struct image *img, const struct fs_layout *fs,
     fc->read_rate = median(rates, done);
     if (!fc->read_rate && t_all > 0)
         fc->read_rate = sm->len / t_all;
+    /* a source the copy reads through views (pipeline.c 6): their rate,
+     * faults and the zero scan included, over the same pieces */
+    double vr = engine_can_view(img) ? measure_views(img, &s, done) : 0;
+    if (vr > 0)
+        fc->read_rate = vr;
     /* zero leaves are not sent: keep the others at the front */
     size_t zero = 0, w = 0;
     for (size_t o = 0; o < sm->len; o += LEAF) {
@@ -363,8 +411,34 @@ static void measure_cpu(const struct job_spec *spec, struct forecast *fc,
 
 /* ---- the destination ---- */
 
+/* Where the copy will put SRC's data runs with copy_file_range (a raw
+ * source file into a raw file, engine_can_view): that rate, copying
+ * pieces spread over SRC into the scratch file fd; 0 when the kernel
+ * refuses (another file system: the copy then writes). */
+static double measure_copy_range(const struct image *src, int fd,
+                                 double limit)
+{
+    double r[SCRATCH_MAX / SAMPLE], t0 = time_now();
+    unsigned n = 0;
+    uint64_t pieces = src->size / SAMPLE;
+    for (uint64_t done = 0; pieces && done < SCRATCH_MAX &&
+                            time_now() - t0 < limit; done += SAMPLE) {
+        loff_t so = (loff_t)((n * 7919ull % pieces) * SAMPLE);
+        loff_t doff = (loff_t)done;
+        double a = time_now();
+        ssize_t w = copy_file_range(src->file.fd, &so, fd, &doff, SAMPLE,
+                                    0);
+        if (w <= 0)
+            break;
+        double t = time_now() - a;
+        r[n++] = t > 0 ? w / t : 0;
+    }
+    return n ? median(r, n) : 0;
+}
+
 /* A local file DST: write and read back a scratch file beside it. */
 static void measure_dest_file(const struct job_spec *spec,
+                              const struct image *srcimg,
                               struct forecast *fc, const struct samples *sm)
 {
     char dir[PATH_MAX], path[PATH_MAX + 64];
@@ -406,6 +480,12 @@ static void measure_dest_file(const struct job_spec *spec,
             r[i] = SAMPLE / (SAMPLE / r[i] + t);
     }
     fc->write_rate = median(r, n);
+    if (srcimg && engine_can_view(srcimg) &&
+        (!spec->out_format || !strcmp(spec->out_format, "raw"))) {
+        double c = measure_copy_range(srcimg, fd, limit);
+        if (c > 0)
+            fc->write_rate = c;
+    }
     /* the read-back, as the verification reads it */
     uint8_t *rb = malloc(SAMPLE);
     t0 = time_now();
@@ -682,7 +762,7 @@ static int plan_dest_local(const struct job_spec *spec, struct source *src,
         fc_note(fc, "%s is an NBD export: not written; its write rate is "
                 "not measured", spec->dst);
     else if (!exists || S_ISREG(st.st_mode))
-        measure_dest_file(spec, fc, sm);
+        measure_dest_file(spec, src->img, fc, sm);
     else
         fc_note(fc, "%s is a device: not written; its write rate is not "
                 "measured", spec->dst);

@@ -29,7 +29,7 @@
  *     (slot->written) and the writer only accounts for them.
  *  5. The first error stops everything: workers stop taking items, the
  *     writer stops delivering, the error is returned once.
- *  6. A raw source on a regular file (pipeline_can_map) is read without
+ *  6. A raw source on a regular file (engine_can_view) is read without
  *     a copy into the slot's buffer when nothing but the worker needs
  *     the bytes: a digest only (no sink: the read-back of a
  *     destination, a sync's hashing), or a sink that takes data runs
@@ -1086,7 +1086,7 @@ static int pipeline_fs(struct pipeline *p, struct image *src,
 /* Invariant 6: a raw image of one layer on a regular file, read through
  * the page cache (not O_DIRECT: the read-back after --fsync wants the
  * medium). */
-static bool pipeline_can_map(const struct image *img)
+bool engine_can_view(const struct image *img)
 {
     return img && !img->parent && !strcmp(image_format_name(img), "raw") &&
            img->file.fd >= 0 && !img->file.mem && img->file.is_regular &&
@@ -1138,7 +1138,7 @@ static int pipeline_run(struct image *src, struct df_file *stream,
     p.unit = max_u64(LEAF, p.unit / LEAF * LEAF);
     p.size = src ? src->size : 0;
     p.with_copy = sink && sink->parallel_write && sink->ops->copy_from;
-    p.map_src = pipeline_can_map(src) && !o->salvaged &&
+    p.map_src = engine_can_view(src) && !o->salvaged &&
                 (!sink || p.with_copy);
     p.nslots = 2 * threads + 2;
     df_error_init(&p.err);

@@ -218,14 +218,22 @@ struct view_scan {
     size_t zero;
 };
 
+/* The bytes of [p, p+len) in leaves that are all zeros. */
+static size_t zero_leaf_bytes(const uint8_t *p, size_t len)
+{
+    size_t zero = 0;
+    for (size_t o = 0; o < len; o += LEAF) {
+        size_t k = (size_t)min_u64(LEAF, len - o);
+        if (zero_is_zero(p + o, k))
+            zero += k;
+    }
+    return zero;
+}
+
 static void view_scan_fn(void *ctx)
 {
     struct view_scan *v = ctx;
-    for (size_t o = 0; o < v->len; o += LEAF) {
-        size_t k = v->len - o < LEAF ? v->len - o : LEAF;
-        if (zero_is_zero(v->p + o, k))
-            v->zero += k;
-    }
+    v->zero = zero_leaf_bytes(v->p, v->len);
 }
 
 /* The rate at which the first n pieces at s->off read through views of
@@ -291,11 +299,7 @@ static int measure_source(struct image *img, const struct fs_layout *fs,
         rates[done++] = t > 0 ? n / t : 0;
         if (!s.free[i]) {
             used_len += n;
-            for (size_t o = 0; o < n; o += LEAF) {
-                size_t k = (size_t)min_u64(LEAF, n - o);
-                if (zero_is_zero(sm->buf + sm->len + o, k))
-                    used_zero += k;
-            }
+            used_zero += zero_leaf_bytes(sm->buf + sm->len, n);
         }
         sm->len += n;
     }

@@ -505,7 +505,7 @@ static int nbd_status_request(struct nbd_status_ctx *c,
     struct nbd_cmd cmd = {
         .op = NBD_OP_STATUS, .len = c->len, .off = c->off,
         .ext = { .callback = cb, .user_data = c },
-        .what = "block status failed", .quiet = c->got < 0,
+        .what = "block status failed",
     };
     int r = nbd_exec(c->img, h, &cmd, c->err);
     nbd_put(c->img, slot);

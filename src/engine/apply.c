@@ -4,8 +4,10 @@
  */
 #include "apply.h"
 
+#include <stdlib.h>
 #include <string.h>
 
+#include "engine/readback.h"
 #include "util/overflow.h"
 #include "util/progress.h"
 
@@ -17,6 +19,7 @@ void apply_init(struct apply *a, struct sink *k, struct rjournal *j)
     a->last_commit = time_now();
     a->bytes = 0;
     a->hash_leaves = false;
+    a->rb = NULL;
     a->leaf_off = UINT64_MAX;
     a->leaf_fill = 0;
     a->leaf_data = false;
@@ -91,6 +94,29 @@ int apply_finish(struct apply *a, struct df_error *err)
     return a->j ? rjournal_commit(a->j, err) : 0;
 }
 
+/*
+ * Test hook (built only with meson -Dtesting=true):
+ * DF_TEST_APPLY_FLIP_AT=OFFSET writes the byte at OFFSET inverted right
+ * after the range holding it was written, before anything is told of
+ * it: a destination that does not hold what arrived, which the
+ * read-back must catch (tests/e2e/test_readback.py).
+ */
+static int apply_test_flip(struct apply *a, uint64_t off, uint64_t len,
+                           const void *data, struct df_error *err)
+{
+#ifdef DF_TESTING
+    const char *v = getenv("DF_TEST_APPLY_FLIP_AT");
+    uint64_t at = v ? strtoull(v, NULL, 0) : UINT64_MAX;
+    if (data && at >= off && at - off < len) {
+        uint8_t b = (uint8_t)~((const uint8_t *)data)[at - off];
+        return a->sink->ops->write(a->sink, at, &b, 1, err);
+    }
+#else
+    (void)a, (void)off, (void)len, (void)data, (void)err;
+#endif
+    return 0;
+}
+
 int apply_range(struct apply *a, uint64_t off, uint64_t len,
                 const void *data, struct df_error *err)
 {
@@ -101,7 +127,11 @@ int apply_range(struct apply *a, uint64_t off, uint64_t len,
     if (data ? k->ops->write(k, off, data, (size_t)len, err)
              : k->ops->zero(k, off, len, err))
         return -1;
+    if (apply_test_flip(a, off, len, data, err) < 0)
+        return -1;
     a->bytes += len;
+    if (a->rb)
+        readback_note(a->rb, off, len);
     if (!a->j)
         return 0;
     rjournal_note(a->j, off, len);

@@ -32,6 +32,8 @@
 #include "proto/journal.h"
 #include "util/error.h"
 
+struct readback;
+
 #define APPLY_COMMIT_BYTES (32ull << 20)
 #define APPLY_COMMIT_SECONDS 1.0
 
@@ -51,6 +53,10 @@ struct apply {
     uint64_t leaf_fill;         /* its bytes applied, from its start */
     bool leaf_data;             /* some of them data */
     uint8_t leaf_buf[DIGEST_LEAF_SIZE];
+    /* The read-back that follows these ranges (engine/readback.h; set
+     * after apply_init, borrowed; NULL: none): told each range the sink
+     * accepted. */
+    struct readback *rb;
 };
 
 /* Apply to k (borrowed), noting in j (borrowed, open; NULL: none). */
@@ -78,5 +84,11 @@ int apply_finish(struct apply *a, struct df_error *err);
  */
 int engine_verify_sink(struct sink *dst, const struct job_opts *opts,
                        struct job_stats *st, struct df_error *err);
+
+/* Its comparison alone, of st->dst_digest (read back otherwise: a
+ * read-back taken as the destination was written, engine/readback.h)
+ * with st->src_digest: sets st->verified, or DF_VERIFY. */
+int engine_verify_compare(const struct sink *dst, struct job_stats *st,
+                          struct df_error *err);
 
 #endif

@@ -211,6 +211,7 @@ void job_copy_remote_opts(const struct job_spec *spec,
     ro->ask = spec->overwrite && !spec->yes && !spec->dry_run &&
               spec->interactive;
     ro->undo = spec->undo;
+    ro->verify = spec->jo.verify ? digest_alg_name(spec->jo.digest) : NULL;
     rep->remote = true;
     rep->transport = ro->tcp ? "tcp" : "ssh";
     rep->compression = comp_mode_name(ro->comp);

@@ -109,6 +109,14 @@ struct job_opts {
      * bytes read in such leaves (job_stats.bytes_free_stale). */
     const struct fs_layout *fs;
     bool fs_hint;
+    /* A read-back taken while the image is still being written
+     * (engine/readback.h): the pipeline maps and reads it only below
+     * what gate(gate_ctx, pos, &upto, err) answers for its position pos
+     * (more than pos: a leaf boundary, or the end), which may wait for
+     * it; -1 with err stops the pipeline.  NULL: all of it at once. */
+    int (*gate)(void *ctx, uint64_t pos, uint64_t *upto,
+                struct df_error *err);
+    void *gate_ctx;
 };
 
 #define SALVAGE_PIECE 4096u

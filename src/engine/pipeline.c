@@ -309,8 +309,15 @@ static int plan_refill(struct pipeline *p, struct df_error *err)
 {
     struct extent_list raw;
     uint64_t wend = min_u64(p->size, p->pos + PLAN_WINDOW);
+    uint64_t upto;
     int ret = -1;
 
+    /* a read-back behind the writes: only what is final (job.h) */
+    if (p->o->gate) {
+        if (p->o->gate(p->o->gate_ctx, p->pos, &upto, err) < 0)
+            return -1;
+        wend = min_u64(wend, upto);
+    }
     extent_list_init(&raw, PLAN_MAX_EXTENTS);
     extent_list_clear(&p->plan);
     p->plan_i = 0;

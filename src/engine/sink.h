@@ -36,6 +36,7 @@
 #include "util/hash.h"
 
 struct sink;
+struct image;
 struct plan_inputs;
 struct fs_layout;
 
@@ -65,6 +66,17 @@ struct sink_ops {
                   unsigned threads, struct digest *out, struct df_error *err);
     void (*abort_job)(struct sink *s);
     void (*free)(struct sink *s);
+    /*
+     * Optional (NULL: none): the image digest() would read back whole,
+     * through the page cache, when nothing is known (known, fs and
+     * leaf_fn unset, not durable) and [0, size) is all of it, and where
+     * each write() and zero() has landed in it when it returns; NULL
+     * when there is none.  Its read-back may then run while the
+     * destination is written (engine/readback.h), the image staying
+     * open.  A wrapper that holds writes back (the undo journal's
+     * batches) offers none.
+     */
+    struct image *(*readback_image)(struct sink *s);
 };
 
 struct sink {

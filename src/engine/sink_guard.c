@@ -374,6 +374,15 @@ static int guard_digest(struct sink *s, uint64_t size, enum digest_alg alg,
     return g->inner->ops->digest(g->inner, size, alg, threads, out, err);
 }
 
+static struct image *guard_readback(struct sink *s)
+{
+    struct guard *g = s->priv;
+    g->inner->durable = s->durable;
+    return g->inner->ops->readback_image
+               ? g->inner->ops->readback_image(g->inner)
+               : NULL;
+}
+
 static void guard_abort(struct sink *s)
 {
     struct guard *g = s->priv;
@@ -405,6 +414,7 @@ static const struct sink_ops guard_ops = {
     .digest = guard_digest,
     .abort_job = guard_abort,
     .free = guard_free,
+    .readback_image = guard_readback,
 };
 
 int guard_check_empty(struct image *dst, uint64_t len, const char *name,

@@ -205,6 +205,15 @@ static int sink_image_digest(struct sink *s, uint64_t size,
     return r;
 }
 
+static struct image *sink_image_readback(struct sink *s)
+{
+    struct sink_image *si = s->priv;
+    return !s->durable && !si->growing && si->img->size == s->size &&
+                   !strcmp(image_format_name(si->img), "raw")
+               ? si->img
+               : NULL;
+}
+
 static void sink_image_free(struct sink *s)
 {
     free(s->priv);
@@ -218,6 +227,7 @@ static const struct sink_ops sink_image_ops = {
     .finish = sink_image_finish,
     .digest = sink_image_digest,
     .free = sink_image_free,
+    .readback_image = sink_image_readback,
 };
 
 /* The same for a raw regular file, which takes copy_from. */
@@ -229,6 +239,7 @@ static const struct sink_ops sink_image_file_ops = {
     .finish = sink_image_finish,
     .digest = sink_image_digest,
     .free = sink_image_free,
+    .readback_image = sink_image_readback,
 };
 
 static struct sink *sink_image_alloc(struct image *img, bool dst_is_zero,

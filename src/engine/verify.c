@@ -217,6 +217,12 @@ int engine_verify_sink(struct sink *dst, const struct job_opts *opts,
                          &st->dst_digest, err) < 0)
         return -1;
     st->verify_seconds = time_now() - tv;
+    return engine_verify_compare(dst, st, err);
+}
+
+int engine_verify_compare(const struct sink *dst, struct job_stats *st,
+                          struct df_error *err)
+{
     if (st->dst_digest.len != st->src_digest.len ||
         memcmp(st->dst_digest.bytes, st->src_digest.bytes,
                st->src_digest.len))

@@ -455,7 +455,7 @@ static void rd_open_opts(struct msg_rd *r, struct msg *m)
     for (uint32_t i = 0; i < m->n && !r->bad; i++) {
         uint8_t kind = rd_u8(r, "option");
         uint16_t n = rd_u16(r, "option");
-        if (!r->bad && (kind < OPT_UNDO || kind > OPT_SYNC_LAYER ||
+        if (!r->bad && (kind < OPT_UNDO || kind > OPT_VERIFY ||
                         n == 0 || n > MSG_MAX_STR))
             r->bad = "option";
         const uint8_t *p = rd_take(r, n, "option");

@@ -44,7 +44,8 @@
  *                OPT_SYNC_SRC the source's name (destination,
  *                MSG_FEAT_RECORD); OPT_SYNC_PARENT, OPT_SYNC_LAYER a
  *                delta's parent identity and its own (destination,
- *                MSG_FEAT_CHANGES);
+ *                MSG_FEAT_CHANGES); OPT_VERIFY the digest's algorithm
+ *                name: read back as written (MSG_FEAT_READBACK);
  *                paths on the server's host, confined as the image path]
  *   OPENED       flags u32 (OPENED_DST_IS_ZERO, OPENED_RESUMED,
  *                OPENED_RECORD), size u64,
@@ -325,8 +326,11 @@ enum msg_feature {
     /* PROBE, PROBE_DATA, PROBE_DONE (the link probe of `diskferry
      * plan`), and TCP_REQ before anything is opened. */
     MSG_FEAT_PROBE = 1u << 18,
+    /* OPT_VERIFY: the destination is read back as it is written
+     * (engine/readback.h), for the DIGEST_REQ that will end the copy. */
+    MSG_FEAT_READBACK = 1u << 19,
 };
-#define MSG_FEAT_ALL 0x7ffffu
+#define MSG_FEAT_ALL 0xfffffu
 
 /* PROBE directions. */
 enum msg_probe_dir {
@@ -384,6 +388,9 @@ enum msg_open_opt {
                                    consent (MSG_FEAT_CHANGES) */
     OPT_SYNC_LAYER = 6,         /* the source's own layer identity, for
                                    the record (MSG_FEAT_CHANGES) */
+    OPT_VERIFY = 7,             /* the digest algorithm (its name) of the
+                                   DIGEST_REQ that will end the copy
+                                   (destination; MSG_FEAT_READBACK) */
 };
 #define MSG_MAX_OPEN_OPTS 64
 

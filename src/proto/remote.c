@@ -16,6 +16,7 @@
 
 #include "engine/apply.h"
 #include "engine/plan.h"
+#include "engine/readback.h"
 #include "journal.h"
 #include "probe.h"
 #include "safety/safety.h"
@@ -168,6 +169,12 @@ static int remote_open_opts(struct remote *r, struct msg_buf *b, bool dst,
             kinds[n] = OPT_SYNC_LAYER;
             vals[n++] = r->o.sync_layer;
         }
+    }
+    if (dst && r->o.verify && !r->o.dry_run &&
+        (r->s.features & (MSG_FEAT_READBACK | MSG_FEAT_OPEN_OPTS)) ==
+            (MSG_FEAT_READBACK | MSG_FEAT_OPEN_OPTS)) {
+        kinds[n] = OPT_VERIFY;
+        vals[n++] = r->o.verify;
     }
     for (size_t i = 0; !dst && i < r->o.n_parent_dirs; i++) {
         kinds[n] = OPT_PARENT_DIR;
@@ -608,6 +615,24 @@ static bool remote_held(const struct extent_list *skip, size_t *i,
            skip->v[*i].off + skip->v[*i].len >= b;
 }
 
+/* A pull's destination read back as it is written (engine/readback.h),
+ * where its verification would read all of it, nothing known (the
+ * leaves a record keeps are kept by it as well); NULL: read back at the
+ * end. */
+static struct readback *remote_readback_start(struct sink *dst,
+                                              const struct job_opts *o,
+                                              enum digest_alg alg)
+{
+    struct df_error e;
+    struct image *img;
+    if (!o->verify || !dst->ops->digest || !dst->ops->readback_image ||
+        o->plan || (o->fs && !o->fs_hint) ||
+        !(img = dst->ops->readback_image(dst)))
+        return NULL;
+    df_error_init(&e);
+    return readback_start(img, alg, o->threads, dst->leaf_fn != NULL, &e);
+}
+
 int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
                      const struct extent_list *skip,
                      const struct job_opts *opts, struct job_stats *st,
@@ -625,6 +650,7 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
     msg_buf_init(&b);
     comp_worker_init(&cw);
     apply_init(&ap, dst, j);
+    ap.rb = remote_readback_start(dst, opts, alg);
     if (!dbuf) {
         df_net(err, r->s.peer, "out of memory");
         goto out;
@@ -699,8 +725,25 @@ int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,
     st->bytes_zeroed = dst->bytes_zeroed;
     st->bytes_wire = session_bytes_in(&r->s) + session_bytes_out(&r->s);
     vo.digest = alg;
-    if (engine_verify_sink(dst, &vo, st, err) < 0)
-        goto out;
+    double tv = time_now();
+    struct htree t;
+    memset(&t, 0, sizeof(t));
+    if (ap.rb && readback_finish(ap.rb, alg, dst->size, &st->dst_digest,
+                                 dst->leaf_fn ? &t : NULL) == 0) {
+        if (dst->leaf_fn) {
+            htree_tell_leaves(&t, dst->leaf_fn, dst->leaf_ctx);
+            htree_release(&t);
+        }
+        st->verify_seconds = time_now() - tv;
+        readback_test_log("readback");
+        if (engine_verify_compare(dst, st, err) < 0)
+            goto out;
+    } else {
+        if (vo.verify && dst->ops->digest)
+            readback_test_log("end");
+        if (engine_verify_sink(dst, &vo, st, err) < 0)
+            goto out;
+    }
     ret = 0;
 out:
     if (ret < 0 && j) {
@@ -710,6 +753,7 @@ out:
         apply_finish(&ap, &ignored);
     }
     st->seconds = time_now() - t0;
+    readback_free(ap.rb);
     progress_free(pg);
     comp_worker_release(&cw);
     msg_buf_release(&b);
@@ -800,6 +844,10 @@ static bool remote_hangup(const struct df_error *err)
 void remote_explain(struct remote *r, struct df_error *err)
 {
     if (!r || !r->has_session)
+        return;
+    /* A peer that broke the protocol is not asked why: it said all it
+     * will (a hostile one would hold the job for the whole timeout). */
+    if (err->cat == DF_NET && strstr(err->msg, "protocol error"))
         return;
     /* The server may still be finishing what it will say: as long as
      * the session would wait for it. */

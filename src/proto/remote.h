@@ -68,6 +68,10 @@ struct remote_opts {
     const char *sync_parent;
     const char *sync_layer;
     bool busy_record;
+    /* The digest the copy ends with (util/hash.h digest_alg_name; NULL:
+     * no verification): a destination told it reads itself back as it
+     * is written (OPT_VERIFY, MSG_FEAT_READBACK) */
+    const char *verify;
     /* image options of a remote source, interpreted on its host */
     const char *const *parent_dirs;
     size_t n_parent_dirs;

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/readback.h"
 #include "safety/safety.h"
 #include "probe.h"
 #include "serve_int.h"
@@ -251,6 +252,7 @@ out:
         session_fail(&sv.s, ret < 0 ? err : &end);
         pthread_join(sv.applier, NULL);
     }
+    readback_free(sv.rb);               /* the applier is done with it */
     /* Our output ends: the client (and ssh) see the end of the session,
      * and the client closes its side, which ends our reader. */
     session_quiet(&sv.s);

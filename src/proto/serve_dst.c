@@ -25,6 +25,7 @@
 
 #include "compress.h"
 #include "engine/plan.h"
+#include "engine/readback.h"
 #include "engine/sync.h"
 #include "serve_int.h"
 #include "track/track.h"
@@ -75,6 +76,10 @@ static int serve_dst_opts(struct serve *sv, const struct msg *m,
             char *to = kind == OPT_SYNC_PARENT ? sv->sync_parent
                                                : sv->sync_layer;
             snprintf(to, MSG_MAX_STR + 1, "%s", val);
+            continue;
+        }
+        if (kind == OPT_VERIFY && (sv->s.features & MSG_FEAT_READBACK)) {
+            sv->rb_want = digest_alg_parse(val, &sv->rb_alg) == 0;
             continue;
         }
         if (kind != OPT_UNDO)
@@ -375,6 +380,33 @@ static void serve_changed_leaf(void *ctx, uint64_t i, const uint8_t *h)
         htree_leaf_fn(&sv->newtree, i, h);
 }
 
+/* DIGEST_REQ of a copy read back as it was written (OPT_VERIFY): the
+ * rest is read now and its digest taken, into *d (and the record's
+ * leaves, as the read-back below keeps them).  0: taken; 1: there is
+ * none for this request (a sync's tree walk stopped it, another digest
+ * was asked, it failed): the caller reads the destination back. */
+static int serve_digest_readback(struct serve *sv, const struct msg *m,
+                                 struct digest *d)
+{
+    struct htree t;
+    bool tree = sv->rb_tree && !sv->have_newtree;
+    if (!sv->rb || sv->walk_over || sv->tree_changes)
+        return 1;
+    memset(&t, 0, sizeof(t));
+    pthread_mutex_lock(&sv->sink_lock);
+    int r = readback_finish(sv->rb, (enum digest_alg)m->alg, m->size, d,
+                            tree ? &t : NULL);
+    pthread_mutex_unlock(&sv->sink_lock);
+    if (r != 0)
+        return 1;
+    if (tree) {
+        sv->newtree = t;
+        sv->have_newtree = true;
+    }
+    sv->newdigest = *d;
+    return 0;
+}
+
 static int serve_digest(struct serve *sv, const struct msg *m,
                         struct df_error *err)
 {
@@ -384,6 +416,14 @@ static int serve_digest(struct serve *sv, const struct msg *m,
     if (!sv->sink->ops->digest)
         return df_net(err, sv->path, "this destination cannot be read "
                       "back");
+    if (serve_digest_readback(sv, m, &d) == 0) {
+        readback_test_log("readback");
+        msg_enc_digest(&b, MSG_DIGEST, 0, (uint8_t)d.alg, d.bytes,
+                       (uint8_t)d.len);
+        int r = session_send(&sv->s, MSG_DIGEST, &b, err);
+        msg_buf_release(&b);
+        return r;
+    }
     /* After a walk, what was not written hashes as the walk's tree says;
      * with a record to keep, every leaf read back is kept for it. */
     struct change_source *cs = NULL;
@@ -429,6 +469,7 @@ static int serve_digest(struct serve *sv, const struct msg *m,
             sv->sink->leaf_ctx = sv;
         }
     }
+    readback_test_log("end");
     pthread_mutex_lock(&sv->sink_lock);
     int r = sv->sink->ops->digest(sv->sink, m->size, (enum digest_alg)m->alg,
                                   sv->o->threads, &d, err);
@@ -485,6 +526,8 @@ static int serve_dst_tree(struct serve *sv, const struct msg *m,
 {
     struct image *img = sv->d.old ? sv->d.old : sv->d.img;
     int r;
+    if (sv->rb)                 /* the digest reads only what is written */
+        readback_stop(sv->rb);
     if (!img || sv->size_unknown)
         return df_usage(err, "%s: this destination has no hash tree (a "
                         "stream)", sv->path);
@@ -500,6 +543,15 @@ static int serve_dst_tree(struct serve *sv, const struct msg *m,
     return r;
 }
 
+/* TREE_CHANGES: as a walk, the read-back stops (serve_tree.c). */
+static int serve_dst_changes(struct serve *sv, const struct msg *m,
+                             struct df_error *err)
+{
+    if (sv->rb)
+        readback_stop(sv->rb);
+    return serve_tree_changes(sv, m, err);
+}
+
 static const struct serve_handler serve_dst_handlers[] = {
     {MSG_FLUSH, serve_on_flush},
     {MSG_SET_SIZE, serve_on_set_size},
@@ -507,7 +559,7 @@ static const struct serve_handler serve_dst_handlers[] = {
     {MSG_TREE_REQ, serve_dst_tree},
     {MSG_TREE_REQ_RECORD, serve_dst_tree},
     {MSG_TREE_HASHES, serve_tree_hashes},
-    {MSG_TREE_CHANGES, serve_tree_changes},
+    {MSG_TREE_CHANGES, serve_dst_changes},
     {0, NULL},
 };
 
@@ -617,6 +669,31 @@ static int serve_send_leaves(struct serve *sv, uint64_t size,
     return r;
 }
 
+/*
+ * OPT_VERIFY: read the destination back as the applier writes it
+ * (engine/readback.h), where the sink says the read-back at the end
+ * would read an image whole (sink.h readback_image: a raw image of the
+ * size the copy fills, through the page cache, each write landed when
+ * it returns; not under an undo journal, which writes in batches).  The
+ * record's leaves are kept as serve_digest() keeps them.  Where it
+ * cannot start, the end reads everything back as before.
+ */
+static void serve_readback_start(struct serve *sv, uint64_t size)
+{
+    struct df_error e;
+    struct image *img;
+    if (!sv->rb_want || !sv->sink || sv->size_unknown ||
+        !sv->sink->ops->readback_image ||
+        !(img = sv->sink->ops->readback_image(sv->sink)) ||
+        img->size != size)
+        return;
+    df_error_init(&e);
+    sv->rb_tree = sv->sync_src[0] != '\0';
+    sv->rb = readback_start(img, sv->rb_alg, sv->o->threads, sv->rb_tree,
+                            &e);
+    sv->ap.rb = sv->rb;
+}
+
 int serve_dst(struct serve *sv, const struct msg *open,
               struct df_error *err)
 {
@@ -669,6 +746,7 @@ int serve_dst(struct serve *sv, const struct msg *open,
         goto out;
     apply_init(&sv->ap, sv->sink, sv->d.j.fd >= 0 ? &sv->d.j : NULL);
     sv->ap.hash_leaves = sv->d.j.fd >= 0;
+    serve_readback_start(sv, open->size);
     if (pthread_create(&sv->applier, NULL, serve_applier, sv)) {
         df_net(err, "", "cannot start the applier thread");
         goto out;

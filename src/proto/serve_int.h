@@ -69,6 +69,14 @@ struct serve {
     char rec_id[256];           /* an existing destination's identity */
     bool have_rec, rec_usable;  /* rec loaded; says what DST holds */
     struct manifest rec;
+    /* OPT_VERIFY: the destination is read back as the applier writes
+     * it (engine/readback.h), for DIGEST_REQ; stopped by a tree walk
+     * (a sync reads back only what it wrote).  Freed after the
+     * applier ends. */
+    bool rb_want;
+    enum digest_alg rb_alg;
+    struct readback *rb;
+    bool rb_tree;               /* rb keeps the record's leaves */
     bool have_newtree;          /* DIGEST_REQ's leaves of what DST holds */
     struct htree newtree;
     struct digest newdigest;

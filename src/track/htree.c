@@ -96,6 +96,17 @@ uint64_t htree_zero_run(const struct htree *t, uint64_t i, uint64_t max)
     return (j < end ? j : end) - i;
 }
 
+void htree_tell_leaves(const struct htree *t,
+                       void (*fn)(void *ctx, uint64_t i, const uint8_t *h),
+                       void *ctx)
+{
+    for (uint64_t i = 0; i < t->nleaves; i++) {
+        i += htree_zero_run(t, i, t->nleaves - i);
+        if (i < t->nleaves)
+            fn(ctx, i, htree_leaf(t, i));
+    }
+}
+
 void htree_leaf_fn(void *tree, uint64_t i, const uint8_t *h)
 {
     struct htree *t = tree;

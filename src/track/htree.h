@@ -89,6 +89,12 @@ uint8_t *htree_leaf_slot(struct htree *t, uint64_t i, uint64_t n);
 /* The pipeline's leaf callback (job_opts.leaf_fn) into a tree. */
 void htree_leaf_fn(void *tree, uint64_t i, const uint8_t *h);
 
+/* Tell fn(ctx, i, hash) every leaf that is not the sentinel, in order
+ * (what a pipeline's leaf_fn would have been told). */
+void htree_tell_leaves(const struct htree *t,
+                       void (*fn)(void *ctx, uint64_t i, const uint8_t *h),
+                       void *ctx);
+
 /* Store h as leaf i (the sentinel when h is the zero leaf's hash). */
 void htree_set_leaf(struct htree *t, uint64_t i, const uint8_t *h);
 /* Copy src's leaves into dst's (both initialised, same alg), as many

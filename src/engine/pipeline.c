@@ -29,19 +29,23 @@
  *     (slot->written) and the writer only accounts for them.
  *  5. The first error stops everything: workers stop taking items, the
  *     writer stops delivering, the error is returned once.
- *  6. A raw source on a regular file (engine_can_view) is read without
- *     a copy into the slot's buffer when nothing but the worker needs
- *     the bytes: a digest only (no sink: the read-back of a
- *     destination, a sync's hashing), or a sink that takes data runs
- *     from any thread and offers copy_from.  The worker scans and
- *     hashes a view of the item's pages (util/fmap.h; where one cannot
- *     be made, or the file shrank, the item is read as before, which
- *     then says what is wrong); the writer never sees a worker's view.
- *     --salvage keeps the buffer (its pieces are read one by one).
+ *  6. A source on a regular file whose item lies in one stretch of that
+ *     file as it reads (image_host_run: a raw file's bytes; a qcow2
+ *     item of data clusters at consecutive host offsets, a VHD or VHDX
+ *     one of payload at consecutive file offsets) is read without a
+ *     copy into the slot's buffer when nothing but the worker needs the
+ *     bytes: a digest only (no sink: the read-back of a destination, a
+ *     sync's hashing), or a sink that takes data runs from any thread
+ *     and offers copy_from.  The worker scans and hashes a view of that
+ *     stretch's pages (util/fmap.h; slot->foff is where it starts; where
+ *     one cannot be made, the file shrank, or the item is not one
+ *     stretch, the item is read as before, which then says what is
+ *     wrong); the writer never sees a worker's view.  --salvage keeps
+ *     the buffer (its pieces are read one by one).
  *  7. With copy_from, the writer hands each data run of a viewed item
  *     (slot->to_copy) to it, in order, while the workers scan ahead: the
- *     bytes are the source file's at the same offset, which the kernel
- *     reads again (or shares).  Once copy_from answers "not here"
+ *     bytes are the source file's at the item's stretch (slot->foff),
+ *     which the kernel reads again (or shares).  Once copy_from answers "not here"
  *     (no_copy), the writer writes the runs from a view of its own
  *     (wview), still in order.  Writes into one file serialise on its
  *     inode lock: a second writer only spins on it, on a core a worker
@@ -98,6 +102,7 @@ struct slot {
      * source's pages (invariant 6), valid until the slot is done. */
     const uint8_t *data;
     bool viewed;
+    uint64_t foff;              /* viewed: the file offset of off's byte */
     uint8_t *is_zero;           /* one flag per leaf */
     uint8_t *hashes;            /* one hash per leaf */
     uint8_t *known;             /* KEEP: the leaf's hash came from a
@@ -160,6 +165,7 @@ struct pipeline {
     struct progress *progress;
     uint64_t bytes_read;        /* atomic: workers add */
     uint64_t bytes_read_for_digest; /* atomic: workers add */
+    uint64_t bytes_viewed;      /* atomic: of bytes_read, through views */
 };
 
 void job_opts_init(struct job_opts *o)
@@ -569,7 +575,11 @@ static bool process_view(struct pipeline *p, struct slot *s,
                          struct fmap *view)
 {
     struct scan_ctx c = { p, s };
-    if (fmap_map(view, &p->src->file, s->off, (size_t)s->len) != 0)
+    struct df_error e;
+    df_error_init(&e);
+    /* a format's data stored as it reads, in one stretch of its file */
+    if (image_host_run(p->src, s->off, s->len, &s->foff, &e) != 1 ||
+        fmap_map(view, &p->src->file, s->foff, (size_t)s->len) != 0)
         return false;
     s->data = view->p;
     if (fmap_run(view, scan_view, &c) == 0) {
@@ -592,6 +602,7 @@ static int process_data(struct pipeline *p, struct slot *s,
         s->has_bad = false;
         if (p->map_src && process_view(p, s, view)) {
             __atomic_fetch_add(&p->bytes_read, s->len, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&p->bytes_viewed, s->len, __ATOMIC_RELAXED);
             return 0;
         }
         if (image_read(p->src, s->buf, s->len, s->off, err) < 0 &&
@@ -708,7 +719,7 @@ static int copy_write(struct pipeline *p, struct slot *s, uint64_t a,
 {
     struct sink *k = p->sink;
     size_t n = (size_t)(b - a);
-    if (fmap_map(&p->wview, &p->src->file, s->off + a, n) == 0) {
+    if (fmap_map(&p->wview, &p->src->file, s->foff + a, n) == 0) {
         fmap_populate(&p->wview);
         if (k->ops->write(k, s->off + a, p->wview.p, n, err) == 0)
             return 0;
@@ -731,10 +742,10 @@ static int copy_run(struct pipeline *p, struct slot *s, uint64_t a,
                     uint64_t b, struct df_error *err)
 {
     struct sink *k = p->sink;
-    pipeline_test_tamper(p, s->off + a, b - a);
+    pipeline_test_tamper(p, s->foff + a, b - a);
     if (p->no_copy)
         return copy_write(p, s, a, b, err);
-    int r = k->ops->copy_from(k, s->off + a, &p->src->file, s->off + a,
+    int r = k->ops->copy_from(k, s->off + a, &p->src->file, s->foff + a,
                               (size_t)(b - a), err);
     if (r != 1)
         return r;
@@ -1113,7 +1124,11 @@ static const char *copy_method(const struct pipeline *p)
         return "buffer";
     if (cloned >= copied && cloned >= rest)
         return "reflink";
-    return copied >= rest ? "copy_file_range" : "write";
+    if (copied >= rest)
+        return "copy_file_range";
+    /* what was written came mostly from views, or from the buffers
+     * (items of a format not in one stretch of its file) */
+    return 2 * p->bytes_viewed >= p->bytes_read ? "write" : "buffer";
 }
 
 /*
@@ -1145,7 +1160,7 @@ static int pipeline_run(struct image *src, struct df_file *stream,
     p.unit = max_u64(LEAF, p.unit / LEAF * LEAF);
     p.size = src ? src->size : 0;
     p.with_copy = sink && sink->parallel_write && sink->ops->copy_from;
-    p.map_src = engine_can_view(src) && !o->salvaged &&
+    p.map_src = image_has_host_runs(src) && !o->salvaged &&
                 (!sink || p.with_copy);
     p.nslots = 2 * threads + 2;
     df_error_init(&p.err);

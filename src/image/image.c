@@ -551,6 +551,28 @@ static int image_read_layer(struct image *img, void *buf, size_t len,
     return r;
 }
 
+bool image_has_host_runs(const struct image *img)
+{
+    return img && img->file.fd >= 0 && !img->file.mem &&
+           img->file.is_regular && !img->file.direct &&
+           (img->drv->host_run || (!img->parent &&
+                                   !strcmp(img->drv->name, "raw")));
+}
+
+int image_host_run(struct image *img, uint64_t off, uint64_t len,
+                   uint64_t *file_off, struct df_error *err)
+{
+    if (!image_has_host_runs(img))
+        return 0;
+    if (image_range_ok(img, off, len, err) < 0)
+        return -1;
+    if (!img->drv->host_run) {
+        *file_off = off;
+        return 1;
+    }
+    return img->drv->host_run(img, off, len, file_off, err);
+}
+
 int image_read(struct image *img, void *buf, size_t len, uint64_t off,
                struct df_error *err)
 {

@@ -123,6 +123,16 @@ struct image_driver {
      */
     int (*check_parent)(struct image *child, struct image *parent,
                         struct df_error *err);
+    /*
+     * Optional: is [off, off+len) of this layer stored as it reads, one
+     * contiguous stretch of img->file?  1 with *file_off the offset of
+     * off's byte there; 0 when not (compressed, zero, unallocated, a
+     * parent's, in several places); -1 with err.  The engine then scans
+     * those bytes through a view of the file's pages and may have the
+     * kernel copy them (engine/pipeline.c invariant 6).  NULL: never.
+     */
+    int (*host_run)(struct image *img, uint64_t off, uint64_t len,
+                    uint64_t *file_off, struct df_error *err);
     /* Free priv's contents and any files the driver opened. */
     void (*close)(struct image *img);
 };
@@ -329,6 +339,16 @@ int image_map_layer(struct image *img, uint64_t off, uint64_t len,
 /* Read through the chain. */
 int image_read(struct image *img, void *buf, size_t len, uint64_t off,
                struct df_error *err);
+/*
+ * The driver's host_run (image_driver), for a range inside the image: a
+ * raw image's own bytes are at their offset.  1, 0 or -1 as there; 0
+ * for an image whose file is not a regular file read through the page
+ * cache (nothing to view).
+ */
+int image_host_run(struct image *img, uint64_t off, uint64_t len,
+                   uint64_t *file_off, struct df_error *err);
+/* Can image_host_run() ever answer 1 for img? */
+bool image_has_host_runs(const struct image *img);
 int image_write(struct image *img, const void *buf, size_t len, uint64_t off,
                 struct df_error *err);
 int image_zero(struct image *img, uint64_t off, uint64_t len,

@@ -943,6 +943,58 @@ static int qcow2_map(struct image *img, uint64_t off, uint64_t len,
     return r;
 }
 
+/* qcow2_host_run's walk: the range is so far one stretch of the file. */
+struct qcow2_host {
+    uint64_t off0, file_off;
+    bool ok;
+};
+
+/* qcow2_walk_fn: does the piece continue the stretch?  1 (stop): no. */
+static int qcow2_host_piece(struct image *img, struct qcow2 *q,
+                            const struct qcow2_cl *cl, uint64_t cstart,
+                            uint64_t off, uint64_t end, void *ctx,
+                            struct df_error *err)
+{
+    struct qcow2_host *h = ctx;
+    (void)img;
+    (void)err;
+    if (cl->type == QCOW2_CL_SUB) {
+        unsigned s0 = (unsigned)((off - cstart) / q->sub_size);
+        unsigned s1 = (unsigned)((end - 1 - cstart) / q->sub_size);
+        for (unsigned s = s0; s <= s1; s++)
+            if (!(cl->alloc & (1u << s)))
+                goto no;
+    } else if (cl->type != QCOW2_CL_DATA) {
+        goto no;
+    }
+    uint64_t host = cl->host + (off - cstart);
+    if (off == h->off0)
+        h->file_off = host;
+    else if (host != h->file_off + (off - h->off0))
+        goto no;
+    return 0;
+no:
+    h->ok = false;
+    return 1;
+}
+
+/* image_driver.host_run: data clusters (or allocated subclusters) at
+ * consecutive host offsets. */
+static int qcow2_host_run(struct image *img, uint64_t off, uint64_t len,
+                          uint64_t *file_off, struct df_error *err)
+{
+    struct qcow2 *q = img->priv;
+    struct qcow2_host h = { .off0 = off, .ok = true };
+
+    pthread_rwlock_rdlock(&q->rw);
+    int r = qcow2_walk(img, off, len, qcow2_host_piece, &h, err);
+    pthread_rwlock_unlock(&q->rw);
+    if (r < 0)
+        return -1;
+    *file_off = h.file_off;
+    return h.ok ? 1 : 0;
+}
+
 /* The bytes of compressed cluster `desc` in the file: [*lo, *hi), hi a
  * sector end that may lie past EOF (read as zeros). */
 static void qcow2_zrange(const struct qcow2 *q, uint64_t desc, uint64_t *lo,
@@ -1288,6 +1340,7 @@ const struct image_driver qcow2_driver = {
     .open = qcow2_open,
     .map = qcow2_map,
     .read = qcow2_read,
+    .host_run = qcow2_host_run,
     .write = qcow2_drv_write,
     .zero = qcow2_drv_zero,
     .flush = qcow2_drv_flush,

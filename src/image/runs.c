@@ -77,3 +77,24 @@ int runs_batch_add(struct runs_batch *b, runs_pread_fn pread, void *src,
     b->len = len;
     return 0;
 }
+
+int runs_host(struct image *img, uint64_t off, uint64_t len,
+              uint64_t *file_off, runs_locate_fn locate,
+              struct df_error *err)
+{
+    uint64_t a = off, end = off + len;
+    while (a < end) {
+        enum extent_state st;
+        uint64_t run_end, fo;
+        if (locate(img, a, end, &st, &run_end, &fo, err) < 0)
+            return -1;
+        if (st != EXT_DATA)
+            return 0;
+        if (a == off)
+            *file_off = fo;
+        else if (fo != *file_off + (a - off))
+            return 0;
+        a = run_end;
+    }
+    return 1;
+}

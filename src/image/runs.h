@@ -31,6 +31,12 @@ int runs_map(struct image *img, uint64_t off, uint64_t len,
 int runs_read(struct image *img, void *buf, size_t len, uint64_t off,
               runs_locate_fn locate, struct df_error *err);
 
+/* The host_run slot (image_driver): every run of [off, off+len)
+ * EXT_DATA, each continuing the last in the file. */
+int runs_host(struct image *img, uint64_t off, uint64_t len,
+              uint64_t *file_off, runs_locate_fn locate,
+              struct df_error *err);
+
 /*
  * Reads of contiguous file bytes into contiguous memory, merged while
  * each continues the last (same source, next byte, next address): one

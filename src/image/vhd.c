@@ -667,6 +667,12 @@ static int vhd_read(struct image *img, void *buf, size_t len, uint64_t off,
     return runs_read(img, buf, len, off, vhd_locate, err);
 }
 
+static int vhd_host_run(struct image *img, uint64_t off, uint64_t len,
+                        uint64_t *file_off, struct df_error *err)
+{
+    return runs_host(img, off, len, file_off, vhd_locate, err);
+}
+
 /*
  * The child names its parent by the parent footer's unique id.  It also
  * records the parent's timestamp, but QEMU ignores it and copying or
@@ -718,6 +724,7 @@ const struct image_driver vhd_driver = {
     .probe = vhd_probe,
     .open = vhd_open,
     .map = vhd_map,
+    .host_run = vhd_host_run,
     .read = vhd_read,
     .check_parent = vhd_check_parent,
     .close = vhd_close,

@@ -999,6 +999,38 @@ static int vhdx_map(struct image *img, uint64_t off, uint64_t len,
     return 0;
 }
 
+/* image_driver.host_run: payload runs at consecutive file offsets, where
+ * the file holds what reads (no log replayed over it in memory). */
+static int vhdx_host_run(struct image *img, uint64_t off, uint64_t len,
+                         uint64_t *file_off, struct df_error *err)
+{
+    struct vhdx_priv *s = img->priv;
+    struct vhdx_run runs[VHDX_RUNS_MAX];
+    uint64_t a = off, end = off + len;
+
+    if (s->nops || s->file_size != img->file.size)
+        return 0;
+    while (a < end) {
+        struct df_error lerr;
+        df_error_init(&lerr);
+        size_t n = vhdx_lookups(img, a, end - a, runs, VHDX_RUNS_MAX, &lerr);
+        for (size_t i = 0; i < n; i++) {
+            if (runs[i].state != EXT_DATA)
+                return 0;
+            if (a == off)
+                *file_off = runs[i].file_off;
+            else if (runs[i].file_off != *file_off + (a - off))
+                return 0;
+            a += runs[i].len;
+        }
+        if (lerr.cat != DF_OK) {
+            df_error_copy(err, &lerr);
+            return -1;
+        }
+    }
+    return 1;
+}
+
 /* runs_pread_fn over vhdx_pread (src: the image). */
 static int vhdx_pread_run(void *src, void *buf, size_t len, uint64_t off,
                           struct df_error *err)
@@ -1098,6 +1130,7 @@ const struct image_driver vhdx_driver = {
     .probe = vhdx_probe,
     .open = vhdx_open,
     .map = vhdx_map,
+    .host_run = vhdx_host_run,
     .read = vhdx_read,
     .check_parent = vhdx_check_parent,
     .close = vhdx_close,

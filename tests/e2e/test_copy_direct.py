@@ -7,6 +7,7 @@ report's copy_method says which; the destination is the source's bytes
 with holes where the source has zeros, its digest the one the buffered
 path gives, and a source changed between its hash and its copy is
 caught by the read-back."""
+import hashlib
 import json
 import os
 import subprocess
@@ -246,6 +247,115 @@ def test_source_changed_before_its_reflink_is_caught(tmp_path, xfs):
     dst = xfs / "dst.img"
     env = dict(os.environ, DF_TEST_COPY_TAMPER_AT=str(100))
     p = df("copy", "--json", src, dst, env=env)
+    assert p.returncode == 7, p.stderr
+    assert b"verification failed" in p.stderr
+    assert not os.path.exists(dst)
+
+
+# ---- image formats that store data as it reads ----
+#
+# A qcow2 data cluster, a VHD or VHDX payload block holds the guest's
+# bytes as they read: where an item's bytes lie in one stretch of the
+# image file (image_driver.host_run), they are scanned through a view of
+# that stretch and copied from it by the kernel like a raw file's.
+
+FORMATS = [
+    ("qcow2", ["-O", "qcow2"]),
+    ("qcow2-subclusters", ["-O", "qcow2", "-o",
+                           "extended_l2=on,cluster_size=128k"]),
+    ("vhd", ["-O", "vpc", "-o", "force_size=on"]),
+    ("vhd-fixed", ["-O", "vpc", "-o", "subformat=fixed,force_size=on"]),
+    ("vhdx", ["-O", "vhdx"]),
+]
+
+
+def converted(tmp_path, name, opts, size=24 * MIB):
+    """make_src's disk in a format, and qemu-img's raw reading of it."""
+    raw = make_src(tmp_path / "src.raw", size)
+    img = tmp_path / ("src." + name)
+    sh(["qemu-img", "convert", "-f", "raw"] + opts + [str(raw), str(img)])
+    ref = tmp_path / "qemu.raw"
+    sh(["qemu-img", "convert", "-O", "raw", str(img), str(ref)])
+    return img, ref
+
+
+def sha256_prefix(path, n):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(n))
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("name,opts", FORMATS, ids=[f[0] for f in FORMATS])
+def test_format_copied_without_buffers(tmp_path, name, opts):
+    img, ref = converted(tmp_path, name, opts)
+    dst = tmp_path / "dst.img"
+    p = df("copy", "--json", img, dst)
+    assert p.returncode == 0, p.stderr
+    r = report(p)
+    assert r["copy_method"] in ("copy_file_range", "reflink"), r
+    assert r["verified"] is True
+    # (qemu reads a fixed VHD made with force_size 512 bytes longer)
+    assert files_equal(tmp_path / "src.raw", dst)
+    assert sha256_prefix(ref, os.path.getsize(dst)) == \
+        sha256_prefix(dst, os.path.getsize(dst))
+    # the digest and counters of the copy through the buffers
+    buf = buffered_report(img, tmp_path / "buf.img")
+    assert {k: r[k] for k in COUNTERS} == {k: buf[k] for k in COUNTERS}
+
+
+def test_format_in_pieces_through_the_buffers(tmp_path):
+    """512-byte clusters: an L2 table every 32 KiB between the data
+    clusters, so no item is one stretch of the file: read into buffers,
+    and said so."""
+    img, ref = converted(tmp_path, "qcow2", ["-O", "qcow2", "-o",
+                                             "cluster_size=512"])
+    dst = tmp_path / "dst.img"
+    p = df("copy", "--json", img, dst)
+    assert p.returncode == 0, p.stderr
+    assert report(p)["copy_method"] == "buffer"
+    assert files_equal(ref, dst)
+
+
+def test_format_mixed_clusters(tmp_path):
+    """Compressed clusters, clusters written later elsewhere in the file
+    (qemu-io), zero clusters and a backing file's: each piece as it
+    reads."""
+    base = make_src(tmp_path / "base.raw")
+    top = tmp_path / "top.qcow2"
+    sh(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(base),
+        str(top)])
+    sh(["qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 1M 2M",
+        "-c", "write -P 0x33 10M 96k", "-c", "write -z 3M 64k", str(top)])
+    over = tmp_path / "over.qcow2"
+    sh(["qemu-img", "create", "-f", "qcow2", "-F", "qcow2", "-b", str(top),
+        str(over)])
+    sh(["qemu-io", "-f", "qcow2", "-c", "write -P 0x77 2M 1M",
+        "-c", "write -P 0x11 20M 4k", str(over)])
+    for img in (top, over):
+        ref = tmp_path / "ref.raw"
+        sh(["qemu-img", "convert", "-O", "raw", str(img), str(ref)])
+        dst = tmp_path / "dst.img"
+        p = df("copy", "--json", "-f", "qcow2", img, dst)
+        assert p.returncode == 0, p.stderr
+        assert report(p)["verified"] is True
+        assert files_equal(ref, dst)
+        os.unlink(dst)
+
+
+@pytest.mark.parametrize("name,opts", [FORMATS[0], FORMATS[-1]],
+                         ids=["qcow2", "vhdx"])
+def test_format_source_changed_before_its_copy_is_caught(tmp_path, name,
+                                                         opts):
+    """A byte of the image file changed after its hash and before the
+    kernel copies it: the read-back fails verification (exit 7)."""
+    img, ref = converted(tmp_path, name, opts)
+    # where make_src's text lies in the image file
+    host = open(img, "rb").read().find(b"some text line\n" * 8) + 1000
+    assert host > 1000
+    dst = tmp_path / "dst.img"
+    env = dict(os.environ, DF_TEST_COPY_TAMPER_AT=str(host))
+    p = df("copy", "--json", img, dst, env=env)
     assert p.returncode == 7, p.stderr
     assert b"verification failed" in p.stderr
     assert not os.path.exists(dst)

@@ -9,10 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
-#ifdef DF_XXH_DISPATCH
-/* The same XXH3, through the library's CPU dispatcher (meson.build). */
-#include <xxh_x86dispatch.h>
-#endif
 
 #include "bytes.h"
 

@@ -24,7 +24,7 @@ DEB_BUILD = meson ninja-build pkg-config gcc clang libclang-rt-14-dev \
 DEB_TEST = python3-pytest qemu-utils nbdkit libnbd-bin e2fsprogs openssh-server \
 	openssh-client gdisk parted cryptsetup-bin ntfs-3g iproute2 lvm2 \
 	util-linux psmisc zstd lz4 bzip2 xz-utils procps kmod thin-provisioning-tools \
-	xfsprogs
+	xfsprogs strace
 DEB_BENCH = hyperfine rsync partclone zerofree
 # What `make deb` needs beyond DEB_BUILD (installed by that target only).
 DEB_PKG = debhelper dpkg-dev fakeroot lintian

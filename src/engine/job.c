@@ -212,6 +212,7 @@ void job_copy_remote_opts(const struct job_spec *spec,
               spec->interactive;
     ro->undo = spec->undo;
     ro->verify = spec->jo.verify ? digest_alg_name(spec->jo.digest) : NULL;
+    ro->fsync = spec->fsync;
     rep->remote = true;
     rep->transport = ro->tcp ? "tcp" : "ssh";
     rep->compression = comp_mode_name(ro->comp);

@@ -329,8 +329,12 @@ enum msg_feature {
     /* OPT_VERIFY: the destination is read back as it is written
      * (engine/readback.h), for the DIGEST_REQ that will end the copy. */
     MSG_FEAT_READBACK = 1u << 19,
+    /* OPEN_FSYNC: the destination is made durable (--fsync).  An older
+     * serve never syncs the data it writes: the client refuses --fsync
+     * with it rather than promise what it does not do. */
+    MSG_FEAT_FSYNC = 1u << 20,
 };
-#define MSG_FEAT_ALL 0xfffffu
+#define MSG_FEAT_ALL 0x1fffffu
 
 /* PROBE directions. */
 enum msg_probe_dir {
@@ -372,8 +376,12 @@ enum msg_open_flags {
                                    written again, so only the samples
                                    outside them are proved;
                                    MSG_FEAT_CHANGES) */
+    OPEN_FSYNC = 1u << 10,      /* OPEN_DST: --fsync: each FLUSH, the
+                                   journal's commits and the end wait for
+                                   stable storage, and the read-back reads
+                                   the medium (MSG_FEAT_FSYNC) */
 };
-#define OPEN_FLAGS_ALL 0x3ffu
+#define OPEN_FLAGS_ALL 0x7ffu
 
 /* Kinds in the options tail of OPEN_DST / OPEN_SRC. */
 enum msg_open_opt {

@@ -442,6 +442,11 @@ int remote_open_dst(struct remote *r, uint64_t size, uint64_t src_id,
             goto out;
         flags |= OPEN_SYNC;
     }
+    if (r->o.fsync && !r->o.dry_run) {
+        if (remote_need(r, MSG_FEAT_FSYNC, "--fsync", err) < 0)
+            goto out;
+        flags |= OPEN_FSYNC;
+    }
     if (r->o.ask) {
         /* never write without the question the user expects */
         if (!(r->s.features & MSG_FEAT_ASK)) {

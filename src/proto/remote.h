@@ -72,6 +72,7 @@ struct remote_opts {
      * no verification): a destination told it reads itself back as it
      * is written (OPT_VERIFY, MSG_FEAT_READBACK) */
     const char *verify;
+    bool fsync;                 /* --fsync: DST durable on its host */
     /* image options of a remote source, interpreted on its host */
     const char *const *parent_dirs;
     size_t n_parent_dirs;

@@ -239,6 +239,9 @@ static int serve_open_dst(struct serve *sv, const struct msg *m,
         return -1;
     }
     sv->sink = sv->d.sink;
+    /* --fsync (OPEN_FSYNC): every finish() waits for stable storage */
+    if (sv->sink && (m->flags & OPEN_FSYNC))
+        sv->sink->durable = true;
     /* From here the record is not the truth until DONE rewrites it. */
     /* (a mark a killed job left is never taken back) */
     bool mark = sv->rec_id[0] && sv->sink && !o.dry_run;

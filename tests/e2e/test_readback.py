@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from conftest import DISKFERRY, df, files_equal, sha256_file, write_at
+from conftest import DISKFERRY, df, files_equal, have, sha256_file, \
+    write_at
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RSH = os.path.join(HERE, "rsh_local.sh")
@@ -38,7 +39,7 @@ def push(tmp_path, src, dst, *args, env=None, cmd="copy"):
                   cmd=cmd)
 
 
-def remote(tmp_path, a, b, *args, env=None, cmd="copy"):
+def remote(tmp_path, a, b, *args, env=None, cmd="copy", far=DISKFERRY):
     """diskferry CMD --json A B through the rsh shim; the process and how
     each verification read its destination back."""
     stats = tmp_path / "readback.log"
@@ -47,7 +48,7 @@ def remote(tmp_path, a, b, *args, env=None, cmd="copy"):
     e = dict(os.environ)
     e["DF_TEST_READBACK_LOG"] = str(stats)
     e.update(env or {})
-    p = df(cmd, "--json", "--rsh", RSH, "--remote-path", DISKFERRY, *args,
+    p = df(cmd, "--json", "--rsh", RSH, "--remote-path", far, *args,
            a, b, env=e)
     how = stats.read_text().split() if stats.exists() else []
     return p, [h for h in how if h.startswith("digest=")]
@@ -167,3 +168,44 @@ def test_undo_journal_reads_back_at_the_end(tmp_path):
            "localhost:%s" % journal)
     assert p.returncode == 0, p.stderr
     assert sha256_file(dst) == before
+
+
+def test_fsync_reaches_the_far_end(tmp_path):
+    """--fsync to another host (OPEN_FSYNC): serve syncs the data file
+    itself, not only its journal, and reads it back from the medium at
+    the end rather than from the cache as it was written."""
+    if not have("strace"):
+        pytest.skip("needs strace")
+    src = make_disk(tmp_path / "src.img")
+    dst = tmp_path / "dst.img"
+    log = tmp_path / "serve.strace"
+    far = tmp_path / "far.sh"
+    far.write_text("#!/bin/sh\nexec strace -f -qq -e trace=openat,fsync,"
+                   "fdatasync -o %s %s \"$@\"\n" % (log, DISKFERRY))
+    far.chmod(0o755)
+    p, how = remote(tmp_path, src, "localhost:%s" % dst, "--fsync", far=far)
+    assert p.returncode == 0, p.stderr
+    assert files_equal(src, dst)
+    assert how == ["digest=end"]
+    fds, synced = set(), False
+    for line in log.read_text().splitlines():
+        if ".dst.img.diskferry-partial\"" in line and "= " in line:
+            fds.add(line.rsplit("= ", 1)[1].split()[0])
+        for call in ("fsync(", "fdatasync("):
+            if call in line:
+                fd = line.split(call, 1)[1].split(")", 1)[0]
+                synced = synced or fd in fds
+    assert fds and synced, log.read_text()[-2000:]
+
+
+def test_fsync_refused_by_an_old_serve(tmp_path):
+    """A serve without OPEN_FSYNC would not sync: refused before anything
+    is written there (exit 6, naming the option)."""
+    src = make_disk(tmp_path / "src.img")
+    dst = tmp_path / "dst.img"
+    p, how = push(tmp_path, src, dst, "--fsync", env={
+        "DF_TEST_SERVE_MASK_FEATURES": hex(1 << 20)})
+    assert p.returncode == 6, p.stderr
+    assert b"too old for --fsync" in p.stderr
+    assert not dst.exists()
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".dst")] == []

@@ -33,7 +33,12 @@
 
 #include "util/file.h"
 
-#define FMAP_WINDOW (32u << 20)
+/* 16 MiB: as fast as 32 MiB for a local raw copy (1.02x, medians of 7),
+ * and what is mapped counts in the process's RSS: a pull over 64 TCP
+ * streams, which reads its destination back with two more views,
+ * peaked at 123 MB with 32 MiB windows, 115 MB with these (8 MiB:
+ * 109 MB, but 1.08x the copy's time). */
+#define FMAP_WINDOW (16u << 20)
 
 struct fmap {
     void *base;                 /* mmap's address; NULL: nothing mapped */

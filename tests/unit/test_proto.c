@@ -51,6 +51,29 @@ static void test_roundtrip(void)
     CHECK(m.src_id == 77 && !strcmp(m.s1, "qcow2"));
     CHECK(!strcmp(m.s2, "/srv/vm 1.img"));
 
+    /* --fsync and the read-back's digest name; a flag or an option
+     * kind past the known ones is refused */
+    {
+        uint8_t kinds[1] = { OPT_VERIFY };
+        const char *vals[1] = { "xxh128" };
+        msg_enc_open(&b, OPEN_CREATE | OPEN_FSYNC, 4096, 0, "raw", "/d",
+                     true);
+        msg_enc_open_opts(&b, 1, kinds, vals);
+        CHECK(dec(MSG_OPEN_DST, &b) == 0);
+        CHECK(m.flags == (OPEN_CREATE | OPEN_FSYNC));
+        uint8_t kind = 0;
+        char val[MSG_MAX_STR + 1];
+        size_t pos = 0;
+        CHECK(msg_open_opt(&m, &pos, &kind, val) && kind == OPT_VERIFY &&
+              !strcmp(val, "xxh128"));
+        kinds[0] = OPT_VERIFY + 1;
+        msg_enc_open(&b, OPEN_CREATE, 4096, 0, "raw", "/d", true);
+        msg_enc_open_opts(&b, 1, kinds, vals);
+        CHECK(dec(MSG_OPEN_DST, &b) < 0);
+        msg_enc_open(&b, OPEN_FLAGS_ALL + 1, 4096, 0, "raw", "/d", true);
+        CHECK(dec(MSG_OPEN_DST, &b) < 0);
+    }
+
     msg_enc_write_hdr(&b, 5, 4096, COMP_NONE, 3);
     msg_put_bytes(&b, "abc", 3);
     CHECK(dec(MSG_WRITE, &b) == 0);

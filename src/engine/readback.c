@@ -10,6 +10,7 @@
 
 #include "engine/job.h"
 #include "engine/readback.h"
+#include "engine/sink.h"
 #include "image/image.h"
 #include "util/overflow.h"
 
@@ -125,6 +126,19 @@ struct readback *readback_start(struct image *img, enum digest_alg alg,
     }
     rb->started = true;
     return rb;
+}
+
+struct readback *readback_for_sink(struct sink *k, uint64_t size,
+                                   enum digest_alg alg, unsigned threads,
+                                   bool tree)
+{
+    struct df_error e;
+    struct image *img;
+    if (!k->ops->digest || !k->ops->readback_image ||
+        !(img = k->ops->readback_image(k)) || img->size != size)
+        return NULL;
+    df_error_init(&e);
+    return readback_start(img, alg, threads, tree, &e);
 }
 
 void readback_note(struct readback *rb, uint64_t off, uint64_t len)

@@ -51,6 +51,16 @@ struct readback *readback_start(struct image *img, enum digest_alg alg,
                                 unsigned threads, bool tree,
                                 struct df_error *err);
 
+/*
+ * As readback_start, over the image sink k would read back whole at the
+ * end (sink.h readback_image) when it is `size` bytes: NULL when k
+ * offers none, or it cannot start (the end then reads back as before).
+ */
+struct sink;
+struct readback *readback_for_sink(struct sink *k, uint64_t size,
+                                   enum digest_alg alg, unsigned threads,
+                                   bool tree);
+
 /* [off, off+len) was applied to the image. */
 void readback_note(struct readback *rb, uint64_t off, uint64_t len);
 

@@ -628,14 +628,10 @@ static struct readback *remote_readback_start(struct sink *dst,
                                               const struct job_opts *o,
                                               enum digest_alg alg)
 {
-    struct df_error e;
-    struct image *img;
-    if (!o->verify || !dst->ops->digest || !dst->ops->readback_image ||
-        o->plan || (o->fs && !o->fs_hint) ||
-        !(img = dst->ops->readback_image(dst)))
+    if (!o->verify || o->plan || (o->fs && !o->fs_hint))
         return NULL;
-    df_error_init(&e);
-    return readback_start(img, alg, o->threads, dst->leaf_fn != NULL, &e);
+    return readback_for_sink(dst, dst->size, alg, o->threads,
+                             dst->leaf_fn != NULL);
 }
 
 int remote_copy_from(struct remote *r, struct sink *dst, struct rjournal *j,

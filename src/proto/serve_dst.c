@@ -683,17 +683,11 @@ static int serve_send_leaves(struct serve *sv, uint64_t size,
  */
 static void serve_readback_start(struct serve *sv, uint64_t size)
 {
-    struct df_error e;
-    struct image *img;
-    if (!sv->rb_want || !sv->sink || sv->size_unknown ||
-        !sv->sink->ops->readback_image ||
-        !(img = sv->sink->ops->readback_image(sv->sink)) ||
-        img->size != size)
+    if (!sv->rb_want || !sv->sink || sv->size_unknown)
         return;
-    df_error_init(&e);
     sv->rb_tree = sv->sync_src[0] != '\0';
-    sv->rb = readback_start(img, sv->rb_alg, sv->o->threads, sv->rb_tree,
-                            &e);
+    sv->rb = readback_for_sink(sv->sink, size, sv->rb_alg, sv->o->threads,
+                               sv->rb_tree);
     sv->ap.rb = sv->rb;
 }
 
